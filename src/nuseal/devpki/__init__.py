@@ -1,0 +1,1 @@
+"""nuseal.devpki."""

@@ -1,0 +1,68 @@
+"""The nuseal exception hierarchy.
+
+Verification never raises for a bad package (it returns a result with issues); these exceptions are
+for malformed input at parse time, usage errors and I/O failures. Every exception that carries a
+NuGet code exposes it as ``code`` so callers never branch on message text.
+"""
+
+from __future__ import annotations
+
+from nuseal.codes import NuCode
+
+__all__ = [
+    "ConfigError",
+    "NetworkError",
+    "NusealError",
+    "PackageFormatError",
+    "SignatureFormatError",
+    "SigningError",
+    "TimestampError",
+    "UsageError",
+]
+
+
+class NusealError(Exception):
+    """Root of every error nuseal raises on purpose.
+
+    ``code`` is NuGet's ``NU3xxx`` code when the problem has one, else ``None``.
+    """
+
+    def __init__(self, message: str, *, code: NuCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code.value}: {self.message}" if self.code else self.message
+
+
+class UsageError(NusealError):
+    """The caller asked for something impossible (bad option, missing file)."""
+
+
+class ConfigError(NusealError):
+    """A configuration file (nuget.config, feed settings) is invalid."""
+
+
+class PackageFormatError(NusealError):
+    """The .nupkg is not a readable package: bad ZIP framing, bad signature entry, bad nuspec.
+
+    Codes: NU3005 for the signature entry, NU3008 where NuGet would report an integrity failure,
+    ``None`` for plain ZIP damage that NuGet reports as a corrupt package.
+    """
+
+
+class SignatureFormatError(NusealError):
+    """The ``.signature.p7s`` content cannot be read as a NuGet signature (NU3000/3003/3007/3009/3011...)."""
+
+
+class TimestampError(NusealError):
+    """An RFC 3161 request or response failed (NU3019/3020/3021/3026...)."""
+
+
+class SigningError(NusealError):
+    """Signing refused or failed (NU3001/3006/3013/3014/3017/3018/3039...)."""
+
+
+class NetworkError(NusealError):
+    """An HTTP fetch (revocation data, TSA, feed) failed or timed out."""
