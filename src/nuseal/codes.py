@@ -75,11 +75,16 @@ class Level(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Issue:
-    """One finding: NuGet code, level and a human-readable message (NuGet's wording where it has one)."""
+    """One finding: NuGet code, level and a human-readable message (NuGet's wording where it has one).
 
-    code: NuCode
+    ``code`` is ``None`` for findings NuGet has no code for (nuseal's own container hardening, such as
+    a path-traversal entry name in an otherwise intact package).
+    """
+
+    code: NuCode | None
     level: Level
     message: str
 
     def __str__(self) -> str:
-        return f"{self.level.value} {self.code.value}: {self.message}"
+        code = self.code.value if self.code else "nuseal"
+        return f"{self.level.value} {code}: {self.message}"

@@ -1,0 +1,549 @@
+"""The .nupkg container: hardened reading, the signature entry, the package hash.
+
+Two views of one immutable buffer:
+
+* NuGet's signed-archive view (:func:`nuseal.package._zip.read_layout`), which decides whether the
+  package is signed, where ``.signature.p7s`` is, whether that entry is well-formed (NU3005) and what the
+  signature's package hash covers (NU3008). These rules follow NuGet.Client exactly, quirks included
+  (``../shared/NUGET-SIGNING.md`` §1-§2), because the verdict must agree with NuGet's.
+* nuseal's hardened view (:meth:`PackageArchive.structure_problems`, :meth:`PackageArchive.read`): bounded
+  entry count and sizes, local headers that agree with the central directory, no overlapping entries,
+  no path tricks, no duplicate names, bounded decompression with CRC checks. NuGet has no codes for these;
+  the restore and the feed refuse a package that has any.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import struct
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from nuseal.codes import NuCode
+from nuseal.errors import PackageFormatError, SigningError, UsageError
+from nuseal.hashalg import HashAlgorithm
+from nuseal.package._zip import (
+    CD_HEADER_SIZE,
+    LOCAL_HEADER_SIZE,
+    UTF8_FLAG,
+    CentralDirectoryRecord,
+    LocalFileHeader,
+    ZipLayout,
+    has_zip64_extra,
+    read_layout,
+    read_local_header,
+)
+from nuseal.package.nuspec import MAX_NUSPEC_SIZE, Nuspec, find_nuspec_name
+
+__all__ = [
+    "MAX_COMPRESSION_RATIO",
+    "MAX_ENTRY_SIZE",
+    "MAX_PACKAGE_SIZE",
+    "MAX_TOTAL_UNCOMPRESSED",
+    "SIGNATURE_ENTRY_NAME",
+    "PackageArchive",
+    "append_signature",
+]
+
+SIGNATURE_ENTRY_NAME = ".signature.p7s"
+_SIGNATURE_NAME_BYTES = SIGNATURE_ENTRY_NAME.encode("ascii")
+#: The largest .nupkg nuseal reads (bytes). ZIP without ZIP64 cannot describe more than 4 GiB.
+MAX_PACKAGE_SIZE = 0xFFFFFFFF
+#: The largest uncompressed entry nuseal will inflate (bytes).
+MAX_ENTRY_SIZE = 1 << 30
+#: The largest sum of uncompressed entry sizes (bytes).
+MAX_TOTAL_UNCOMPRESSED = 4 << 30
+#: Largest uncompressed/compressed ratio accepted for entries over 1 MiB (deflate bombs).
+MAX_COMPRESSION_RATIO = 200
+#: Longest entry name (bytes).
+MAX_NAME_LENGTH = 1024
+#: Signing refuses archives that would need ZIP64 for the entry count (NU3039, ``SigningUtility``).
+MAX_ENTRIES_TO_SIGN = 0xFFFD
+
+_INTEGRITY_MESSAGE = (
+    "The package integrity check failed. The package has changed since it was signed. "
+    "Try clearing the local http-cache and run nuget operation again."
+)
+
+
+def _nu3005(message: str) -> PackageFormatError:
+    return PackageFormatError(message, code=NuCode.NU3005)
+
+
+@dataclass(frozen=True, slots=True)
+class _SignedArchiveMetadata:
+    """NuGet's ``SignedFileMetadata``: per-record total sizes and the signature record."""
+
+    start_of_local_headers: int
+    start_of_central_directory: int
+    end_of_central_directory: int
+    signature: CentralDirectoryRecord
+    total_size: dict[int, int]  # CD position -> FileEntryTotalSize
+
+
+class PackageArchive:
+    """An immutable .nupkg, parsed once.
+
+    Build with :meth:`from_bytes` or :meth:`from_path`. Construction reads the ZIP framing only (EOCD and
+    central directory, as NuGet does); entry data is read on demand.
+
+    Raises (constructors):
+        PackageFormatError: the bytes are not a ZIP archive NuGet could read (no ``code``), or the file is
+            larger than :data:`MAX_PACKAGE_SIZE`.
+    """
+
+    def __init__(self, data: bytes, layout: ZipLayout, source: str | None) -> None:
+        self._data = data
+        self.layout = layout
+        self.source = source
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, source: str | None = None) -> PackageArchive:
+        if len(data) > MAX_PACKAGE_SIZE:
+            raise PackageFormatError(f"the package is {len(data)} bytes; at most {MAX_PACKAGE_SIZE} are read")
+        return cls(bytes(data), read_layout(data), source)
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> PackageArchive:
+        """Read a .nupkg file.
+
+        Raises:
+            PackageFormatError: as :meth:`from_bytes`.
+            UsageError: the file cannot be read.
+        """
+        p = Path(path)
+        try:
+            size = p.stat().st_size
+            if size > MAX_PACKAGE_SIZE:
+                raise PackageFormatError(f"{p} is {size} bytes; at most {MAX_PACKAGE_SIZE} are read")
+            data = p.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {p}: {exc.strerror or exc}") from exc
+        return cls(data, read_layout(data), str(p))
+
+    # ------------------------------------------------------------------ raw access
+    @property
+    def data(self) -> bytes:
+        """The whole file, as read."""
+        return self._data
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
+
+    @property
+    def records(self) -> tuple[CentralDirectoryRecord, ...]:
+        return self.layout.records
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """Entry names in central-directory order (the signature entry included)."""
+        return tuple(r.name for r in self.layout.records)
+
+    # ------------------------------------------------------------------ signature entry (NuGet rules)
+    @cached_property
+    def is_signed(self) -> bool:
+        """Whether NuGet considers the package signed: an entry whose full name is ``.signature.p7s``.
+
+        Source: NC ``PackageArchiveReader.IsSignedAsync`` (``ZipArchive.GetEntry``): the UTF-8 flag does
+        not matter here, but it does for the signature reader, so such an entry then fails with NU3005.
+        """
+        return any(r.name == SIGNATURE_ENTRY_NAME for r in self.layout.records)
+
+    def _signature_record(self) -> CentralDirectoryRecord:
+        candidates = [
+            r
+            for r in self.layout.records
+            if r.name_bytes == _SIGNATURE_NAME_BYTES and not r.flags & UTF8_FLAG
+        ]
+        if not candidates:
+            raise _nu3005("The package does not contain a valid package signature file.")
+        if len(candidates) > 1:
+            raise _nu3005("The package contains multiple package signature files.")
+        return candidates[0]
+
+    @cached_property
+    def _signed_metadata(self) -> _SignedArchiveMetadata:
+        """NC ``SignedPackageArchiveIOUtility.ReadSignedArchiveMetadata`` (NUGET-SIGNING.md §2.3 step 1)."""
+        sig = self._signature_record()
+        recs = self.layout.records
+        by_offset = sorted(recs, key=lambda r: r.local_header_offset)
+        start_cd = min(r.position for r in recs)
+        totals: dict[int, int] = {}
+        for here, nxt in zip(by_offset, [*by_offset[1:], None], strict=True):
+            end = nxt.local_header_offset if nxt is not None else start_cd
+            totals[here.position] = end - here.local_header_offset
+        return _SignedArchiveMetadata(
+            start_of_local_headers=by_offset[0].local_header_offset,
+            start_of_central_directory=start_cd,
+            end_of_central_directory=self.layout.end_of_central_directory,
+            signature=sig,
+            total_size=totals,
+        )
+
+    def signature_record(self) -> CentralDirectoryRecord:
+        """The ``.signature.p7s`` CD record, checked as NuGet checks it.
+
+        Raises:
+            PackageFormatError: NU3005 when there is no such entry, several, or its CD or local header
+                break NuGet's rules (NUGET-SIGNING.md §1.2: flags 0, stored, sizes equal, external
+                attributes 0; NC ``AssertSignatureEntryMetadata``).
+        """
+        meta = self._signed_metadata
+        sig = meta.signature
+        invalid = "The package contains an invalid package signature file."
+        if sig.flags != 0 or sig.method != 0 or sig.compressed_size != sig.uncompressed_size:
+            raise _nu3005(invalid)
+        if sig.external_attributes != 0:
+            raise _nu3005(invalid)
+        try:
+            lfh = read_local_header(self._data, sig.local_header_offset)
+        except PackageFormatError as exc:
+            raise _nu3005(invalid) from exc
+        if lfh.name_bytes != _SIGNATURE_NAME_BYTES:
+            raise _nu3005("The package does not contain a valid package signature file.")
+        if lfh.flags != 0 or lfh.method != 0 or lfh.compressed_size != lfh.uncompressed_size:
+            raise _nu3005(invalid)
+        return sig
+
+    def read_signature(self) -> bytes:
+        """The ``.signature.p7s`` bytes, read as NuGet reads them (CRC not checked, NC ``GetPackageSignatureFile``).
+
+        Raises:
+            PackageFormatError: NU3005 as :meth:`signature_record`, or when the data runs past the file.
+        """
+        sig = self.signature_record()
+        lfh = read_local_header(self._data, sig.local_header_offset)
+        start = lfh.data_offset
+        end = start + sig.uncompressed_size
+        if end > len(self._data):
+            raise _nu3005("The package contains an invalid package signature file.")
+        return self._data[start:end]
+
+    # ------------------------------------------------------------------ hashes
+    def package_hash(self, algorithm: HashAlgorithm) -> bytes:
+        """The hash a signature's ``-Hash:`` property is compared with.
+
+        For a signed package: NuGet's hash over the archive with the signature entry left out
+        (NC ``SignedPackageArchiveUtility.VerifySignedPackageIntegrity``, NUGET-SIGNING.md §2.3, quirks kept:
+        offsets rebased to 0, bytes before the first local header hashed). For an unsigned package: the
+        hash of the whole file (what signing hashes, NC ``SigningUtility.SignAsync``).
+
+        Raises:
+            PackageFormatError: NU3008 when the archive's framing defeats the computation (NuGet turns any
+                exception there into an integrity failure); NU3005 as :meth:`signature_record`.
+        """
+        if not self.is_signed:
+            return algorithm.digest(self._data)
+        meta = self._signed_metadata
+        try:
+            return _nuget_signed_hash(self._data, self.layout, meta, algorithm)
+        except (struct.error, ValueError, IndexError) as exc:
+            raise PackageFormatError(_INTEGRITY_MESSAGE, code=NuCode.NU3008) from exc
+
+    def content_hash(self) -> str:
+        """NuGet's package content hash: base64 SHA-512 of :meth:`package_hash` (signature excluded).
+
+        This is the ``contentHash`` of ``.nupkg.metadata`` and ``packages.lock.json``
+        (NC ``PackageArchiveReader.GetContentHash``, NUGET-SIGNING.md §2.5); it does not change when a
+        repository signature is added or replaced. For an unsigned package: SHA-512 of the whole file.
+        """
+        return base64.b64encode(self.package_hash(HashAlgorithm.SHA512)).decode("ascii")
+
+    # ------------------------------------------------------------------ hardened view
+    @cached_property
+    def structure_problems(self) -> tuple[str, ...]:
+        """Container hardening findings; empty for a sound package. Never raises.
+
+        Checked: ZIP64 records; entry count against the EOCD; names (empty, too long, NUL, absolute,
+        drive-qualified, ``..`` segments, duplicates other than the signature entry, which NuGet reports as
+        NU3005); each local header exists and agrees with its CD record on name and method; no
+        encryption; methods stored/deflate only; sizes within :data:`MAX_ENTRY_SIZE` and
+        :data:`MAX_TOTAL_UNCOMPRESSED`; compression ratio; entries inside the file, before the central
+        directory and not overlapping.
+        """
+        problems: list[str] = []
+        layout = self.layout
+        recs = layout.records
+        if layout.has_zip64_locator or any(has_zip64_extra(r.extra) for r in recs):
+            problems.append("the archive uses ZIP64, which NuGet packages must not")
+        if layout.eocd.total_entries != len(recs) or layout.eocd.entries_on_disk != len(recs):
+            problems.append(
+                f"the end record counts {layout.eocd.total_entries} entries but the central directory "
+                f"holds {len(recs)}"
+            )
+        if layout.eocd.disk_number != 0 or layout.eocd.cd_disk != 0:
+            problems.append("multi-disk archives are not supported")
+        seen: set[str] = set()
+        total = 0
+        spans: list[tuple[int, int, str]] = []
+        start_cd = min(r.position for r in recs)
+        for r in recs:
+            name = r.name
+            label = repr(name)
+            problems.extend(f"entry {label}: {p}" for p in _name_problems(name, r.name_bytes))
+            if name != SIGNATURE_ENTRY_NAME:
+                if name in seen:
+                    problems.append(f"entry {label} appears more than once")
+                seen.add(name)
+            if r.flags & 0x1:
+                problems.append(f"entry {label} is encrypted")
+            if r.method not in (0, 8):
+                problems.append(f"entry {label} uses compression method {r.method} (only stored and deflate)")
+            if r.method == 0 and r.compressed_size != r.uncompressed_size:
+                problems.append(f"stored entry {label} has different compressed and uncompressed sizes")
+            if r.uncompressed_size > MAX_ENTRY_SIZE:
+                problems.append(f"entry {label} claims {r.uncompressed_size} bytes (limit {MAX_ENTRY_SIZE})")
+            elif (
+                r.uncompressed_size > (1 << 20)
+                and r.uncompressed_size > MAX_COMPRESSION_RATIO * max(r.compressed_size, 1)
+            ):
+                problems.append(f"entry {label} has a compression ratio over {MAX_COMPRESSION_RATIO}:1")
+            total += r.uncompressed_size
+            try:
+                lfh = read_local_header(self._data, r.local_header_offset)
+            except PackageFormatError as exc:
+                problems.append(f"entry {label}: {exc.message}")
+                continue
+            if lfh.name_bytes != r.name_bytes:
+                problems.append(f"entry {label}: its local header names it {lfh.name_bytes!r}")
+            if lfh.method != r.method:
+                problems.append(f"entry {label}: local header and central directory disagree on the method")
+            end = lfh.data_offset + r.compressed_size
+            if end > start_cd:
+                problems.append(f"entry {label}: its data runs into the central directory or past the file")
+            spans.append((r.local_header_offset, end, label))
+        if total > MAX_TOTAL_UNCOMPRESSED:
+            problems.append(f"entries add up to {total} bytes uncompressed (limit {MAX_TOTAL_UNCOMPRESSED})")
+        spans.sort()
+        for (_s1, e1, n1), (s2, _e2, n2) in itertools.pairwise(spans):
+            if s2 < e1:
+                problems.append(f"entries {n1} and {n2} overlap")
+        return tuple(problems)
+
+    def entry(self, name: str) -> CentralDirectoryRecord:
+        """The CD record of entry ``name`` (exact match).
+
+        Raises:
+            PackageFormatError: no such entry, or several.
+        """
+        found = [r for r in self.layout.records if r.name == name]
+        if not found:
+            raise PackageFormatError(f"the package has no entry {name!r}")
+        if len(found) > 1:
+            raise PackageFormatError(f"the package has {len(found)} entries named {name!r}")
+        return found[0]
+
+    def read(self, name: str, *, limit: int = MAX_ENTRY_SIZE) -> bytes:
+        """The uncompressed bytes of entry ``name``, inflated with a bound and checked against its CRC-32.
+
+        Raises:
+            PackageFormatError: no such entry, an unsupported method, data outside the file, more than
+                ``limit`` bytes, a size or CRC mismatch, or corrupt deflate data.
+        """
+        return self.read_record(self.entry(name), limit=limit)
+
+    def read_record(self, record: CentralDirectoryRecord, *, limit: int = MAX_ENTRY_SIZE) -> bytes:
+        """As :meth:`read`, for a given CD record."""
+        label = repr(record.name)
+        if record.uncompressed_size > limit:
+            raise PackageFormatError(f"entry {label} is {record.uncompressed_size} bytes (limit {limit})")
+        lfh: LocalFileHeader = read_local_header(self._data, record.local_header_offset)
+        if lfh.name_bytes != record.name_bytes:
+            raise PackageFormatError(f"entry {label}: local header and central directory disagree on the name")
+        start = lfh.data_offset
+        end = start + record.compressed_size
+        if end > len(self._data):
+            raise PackageFormatError(f"entry {label}: data runs past the end of the file")
+        raw = self._data[start:end]
+        if record.method == 0:
+            out = raw
+        elif record.method == 8:
+            inflater = zlib.decompressobj(-15)
+            try:
+                out = inflater.decompress(raw, record.uncompressed_size + 1)
+            except zlib.error as exc:
+                raise PackageFormatError(f"entry {label}: corrupt deflate data ({exc})") from exc
+        else:
+            raise PackageFormatError(f"entry {label}: unsupported compression method {record.method}")
+        if len(out) != record.uncompressed_size:
+            raise PackageFormatError(
+                f"entry {label}: {len(out)} bytes inflated, {record.uncompressed_size} declared"
+            )
+        if zlib.crc32(out) != record.crc32:
+            raise PackageFormatError(f"entry {label}: CRC-32 mismatch (the data is corrupt or was changed)")
+        return out
+
+    # ------------------------------------------------------------------ signature removal
+    def nuspec(self) -> Nuspec:
+        """The parsed manifest (the one ``.nuspec`` at the root).
+
+        Raises:
+            PackageFormatError: no nuspec, several, unreadable entry, or invalid content.
+        """
+        name = find_nuspec_name(self.names)
+        return Nuspec.parse(self.read(name, limit=MAX_NUSPEC_SIZE))
+
+    def without_signature(self) -> bytes:
+        """The package with ``.signature.p7s`` removed, as NC ``RemoveSignature`` does (NUGET-SIGNING.md §2.4).
+
+        Only correct when the signature is the last local entry, which is how NuGet and nuseal write it.
+
+        Raises:
+            PackageFormatError: NU3005 as :meth:`signature_record`; no ``code`` when the signature entry is
+                not the last local entry.
+        """
+        sig = self.signature_record()
+        meta = self._signed_metadata
+        if max(r.local_header_offset for r in self.layout.records) != sig.local_header_offset:
+            raise PackageFormatError("the signature entry is not the last entry; it cannot be removed in place")
+        d = self._data
+        sig_total = meta.total_size[sig.position]
+        eocd_at = meta.end_of_central_directory
+        e = self.layout.eocd
+        out = bytearray()
+        out += d[: sig.local_header_offset]
+        out += d[sig.local_header_offset + sig_total : sig.position]
+        out += d[sig.position + sig.header_size : eocd_at]
+        out += d[eocd_at : eocd_at + 8]
+        out += struct.pack(
+            "<HHII",
+            (e.entries_on_disk - 1) & 0xFFFF,
+            (e.total_entries - 1) & 0xFFFF,
+            (e.cd_size - sig.header_size) & 0xFFFFFFFF,
+            (e.cd_offset - sig_total) & 0xFFFFFFFF,
+        )
+        out += d[eocd_at + 20 :]
+        return bytes(out)
+
+
+def _name_problems(name: str, raw: bytes) -> list[str]:
+    problems: list[str] = []
+    if not raw:
+        return ["empty name"]
+    if len(raw) > MAX_NAME_LENGTH:
+        problems.append(f"name longer than {MAX_NAME_LENGTH} bytes")
+    if "\x00" in name:
+        problems.append("name contains a NUL character")
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/"):
+        problems.append("absolute path")
+    if len(normalized) >= 2 and normalized[1] == ":":
+        problems.append("drive-qualified path")
+    if any(part == ".." for part in normalized.split("/")):
+        problems.append("path escapes the package ('..' segment)")
+    return problems
+
+
+def _nuget_signed_hash(
+    data: bytes, layout: ZipLayout, meta: _SignedArchiveMetadata, algorithm: HashAlgorithm
+) -> bytes:
+    """NUGET-SIGNING.md §2.3 steps 2-3, byte for byte."""
+    view = memoryview(data)
+    size = len(data)
+    h = algorithm.new()
+    sig = meta.signature
+    others = sorted(
+        (r for r in layout.records if r.position != sig.position), key=lambda r: r.local_header_offset
+    )
+    change: dict[int, int] = {}
+    prev_end = 0
+    for r in others:
+        total = meta.total_size[r.position]
+        change[r.position] = prev_end - r.local_header_offset
+        prev_end = r.local_header_offset + total + change[r.position]
+
+    def take(start: int, end: int) -> memoryview:
+        if start < 0 or end < start or end > size:
+            raise ValueError(f"range {start}..{end} outside the file")
+        return view[start:end]
+
+    h.update(take(0, meta.start_of_local_headers))
+    for r in others:
+        h.update(take(r.local_header_offset, r.local_header_offset + meta.total_size[r.position]))
+    for r in sorted(others, key=lambda r: r.position):
+        h.update(take(r.position, r.position + CD_HEADER_SIZE - 4))
+        h.update(struct.pack("<I", (r.local_header_offset + change[r.position]) & 0xFFFFFFFF))
+        h.update(take(r.position + CD_HEADER_SIZE, r.position + r.header_size))
+    eocd = meta.end_of_central_directory
+    n1, n2, cd_size, cd_off = struct.unpack_from("<HHII", data, eocd + 8)
+    h.update(take(eocd, eocd + 8))
+    h.update(
+        struct.pack(
+            "<HHII",
+            (n1 - 1) & 0xFFFF,
+            (n2 - 1) & 0xFFFF,
+            (cd_size - sig.header_size) & 0xFFFFFFFF,
+            (cd_off - meta.total_size[sig.position]) & 0xFFFFFFFF,
+        )
+    )
+    h.update(take(eocd + 20, size))
+    return h.digest()
+
+
+def _dos_datetime(when: datetime) -> tuple[int, int]:
+    year = min(max(when.year, 1980), 2107)
+    dos_time = (when.hour << 11) | (when.minute << 5) | (when.second // 2)
+    dos_date = ((year - 1980) << 9) | (when.month << 5) | when.day
+    return dos_time, dos_date
+
+
+def append_signature(unsigned: bytes, signature: bytes, *, when: datetime) -> bytes:
+    """Append ``.signature.p7s`` to an unsigned package exactly as NuGet writes it.
+
+    NC ``SignedPackageArchiveIOUtility.WriteSignatureIntoZip`` (NUGET-SIGNING.md §1.4): the local entry
+    (version 20, flags 0, stored, DOS time of ``when``, CRC, no extra) goes at the old start of the central
+    directory, its CD record (version made by 20, attributes 0) after the existing records, and the EOCD gets
+    counts +1, CD size +60, CD offset + 44 + len(signature); comment and trailing bytes are copied. Every byte
+    before the old central directory is untouched.
+
+    Raises:
+        SigningError: NU3001 the package is already signed; NU3006 it uses ZIP64; NU3039 it has more than
+            0xFFFD entries; no code when it is not a readable ZIP.
+    """
+    try:
+        archive = PackageArchive.from_bytes(unsigned)
+    except PackageFormatError as exc:
+        raise SigningError(f"cannot sign: {exc.message}") from exc
+    if archive.is_signed:
+        raise SigningError("The package is already signed.", code=NuCode.NU3001)
+    layout = archive.layout
+    if layout.has_zip64_locator or any(has_zip64_extra(r.extra) for r in layout.records):
+        raise SigningError("Signed Zip64 packages are not supported.", code=NuCode.NU3006)
+    if layout.eocd.total_entries > MAX_ENTRIES_TO_SIGN:
+        raise SigningError(
+            "The package cannot be signed as it would require the Zip64 format.", code=NuCode.NU3039
+        )
+    cd_start = layout.eocd.cd_offset
+    cd_end = layout.end_of_central_directory
+    if layout.eocd.position != cd_end:
+        raise SigningError("cannot sign: the end-of-central-directory record does not follow the central directory")
+    dos_time, dos_date = _dos_datetime(when)
+    crc = zlib.crc32(signature)
+    n = len(signature)
+    name = _SIGNATURE_NAME_BYTES
+    lfh = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, 0, dos_time, dos_date, crc, n, n, len(name), 0) + name
+    cdh = (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            b"PK\x01\x02", 20, 20, 0, 0, dos_time, dos_date, crc, n, n, len(name), 0, 0, 0, 0, 0, cd_start,
+        )
+        + name
+    )
+    e = layout.eocd
+    new_count = e.total_entries + 1
+    eocd = unsigned[cd_end : cd_end + 8] + struct.pack(
+        "<HHII",
+        (e.entries_on_disk + 1) & 0xFFFF,
+        new_count & 0xFFFF,
+        (e.cd_size + len(cdh)) & 0xFFFFFFFF,
+        (e.cd_offset + len(lfh) + n) & 0xFFFFFFFF,
+    )
+    assert len(lfh) == LOCAL_HEADER_SIZE + len(name)
+    return b"".join(
+        (unsigned[:cd_start], lfh, signature, unsigned[cd_start:cd_end], cdh, eocd, unsigned[cd_end + 20 :])
+    )

@@ -1,0 +1,148 @@
+"""The package manifest (``<id>.nuspec`` at the archive root), read with ``defusedxml``.
+
+Rules: NuGet.Client ``NuGet.Packaging/PackageArchiveReader.cs`` / ``PackageReaderBase.GetNuspecFile`` (exactly
+one ``.nuspec`` at the root), ``NuspecReader`` (namespace-agnostic ``package/metadata`` children),
+``PackageIdValidator`` (id: at most 100 characters, ``^\\w+([.-]\\w+)*$``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
+
+from nuseal.errors import PackageFormatError
+from nuseal.package.version import NuGetVersion
+
+__all__ = ["MAX_ID_LENGTH", "MAX_NUSPEC_SIZE", "Nuspec", "find_nuspec_name", "is_valid_id"]
+
+#: NuGet's ``PackageIdValidator.MaxPackageIdLength``.
+MAX_ID_LENGTH = 100
+#: Largest nuspec nuseal parses (bytes).
+MAX_NUSPEC_SIZE = 4 << 20
+_ID = re.compile(r"^\w+([.-]\w+)*$")
+
+
+def is_valid_id(package_id: str) -> bool:
+    """NuGet's package id rule (``PackageIdValidator.IsValidPackageId``)."""
+    return len(package_id) <= MAX_ID_LENGTH and bool(_ID.match(package_id))
+
+
+def find_nuspec_name(names: tuple[str, ...]) -> str:
+    """The one ``*.nuspec`` entry at the archive root.
+
+    Raises:
+        PackageFormatError: none, or more than one.
+    """
+    found = [n for n in names if "/" not in n and "\\" not in n and n.lower().endswith(".nuspec")]
+    if not found:
+        raise PackageFormatError("the package has no .nuspec file at its root")
+    if len(found) > 1:
+        raise PackageFormatError(f"the package has several .nuspec files at its root: {', '.join(found)}")
+    return found[0]
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _split_list(text: str) -> tuple[str, ...]:
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Nuspec:
+    """The manifest fields nuseal uses. ``metadata`` maps every simple ``<metadata>`` child to its text."""
+
+    id: str
+    version: NuGetVersion
+    authors: tuple[str, ...]
+    owners: tuple[str, ...]
+    description: str
+    title: str | None
+    tags: tuple[str, ...]
+    package_types: tuple[str, ...]
+    dependencies: tuple[tuple[str, str, str | None], ...]  # (target framework or "", id, range)
+    metadata: dict[str, str]
+
+    @classmethod
+    def parse(cls, data: bytes) -> Nuspec:
+        """Parse and validate a nuspec document.
+
+        Raises:
+            PackageFormatError: too large, not well-formed XML, forbidden XML constructs (entities, DTDs),
+                no ``package/metadata``, a missing or invalid ``id``/``version``, or missing ``authors`` /
+                ``description``.
+        """
+        if len(data) > MAX_NUSPEC_SIZE:
+            raise PackageFormatError(f"the nuspec is {len(data)} bytes (limit {MAX_NUSPEC_SIZE})")
+        try:
+            root = fromstring(data, forbid_dtd=True)
+        except (ParseError, DefusedXmlException) as exc:
+            raise PackageFormatError(f"the nuspec is not valid XML: {exc}") from exc
+        if _local(root.tag) != "package":
+            raise PackageFormatError("the nuspec's root element is not <package>")
+        meta_el = next((c for c in root if _local(c.tag) == "metadata"), None)
+        if meta_el is None:
+            raise PackageFormatError("the nuspec has no <metadata> element")
+        fields: dict[str, str] = {}
+        for child in meta_el:
+            if len(child) == 0 and child.text is not None:
+                fields.setdefault(_local(child.tag), child.text.strip())
+        package_id = fields.get("id", "")
+        if not package_id:
+            raise PackageFormatError("the nuspec has no <id>")
+        if not is_valid_id(package_id):
+            raise PackageFormatError(
+                f"the package id {package_id!r} is not valid: letters, digits, '_', '.' and '-' only, "
+                f"at most {MAX_ID_LENGTH} characters, no leading, trailing or doubled '.' or '-'"
+            )
+        version_text = fields.get("version", "")
+        if not version_text:
+            raise PackageFormatError("the nuspec has no <version>")
+        version = NuGetVersion.parse(version_text)
+        authors = _split_list(fields.get("authors", ""))
+        if not authors:
+            raise PackageFormatError("the nuspec has no <authors>")
+        description = fields.get("description", "")
+        if not description:
+            raise PackageFormatError("the nuspec has no <description>")
+        return cls(
+            id=package_id,
+            version=version,
+            authors=authors,
+            owners=_split_list(fields.get("owners", "")),
+            description=description,
+            title=fields.get("title"),
+            tags=tuple(fields.get("tags", "").split()),
+            package_types=_package_types(meta_el),
+            dependencies=_dependencies(meta_el),
+            metadata=fields,
+        )
+
+
+def _package_types(meta: Element) -> tuple[str, ...]:
+    types: list[str] = []
+    for child in meta:
+        if _local(child.tag) == "packageTypes":
+            types.extend(pt.get("name", "") for pt in child if _local(pt.tag) == "packageType")
+    return tuple(t for t in types if t)
+
+
+def _dependencies(meta: Element) -> tuple[tuple[str, str, str | None], ...]:
+    deps: list[tuple[str, str, str | None]] = []
+    for child in meta:
+        if _local(child.tag) != "dependencies":
+            continue
+        for item in child:
+            if _local(item.tag) == "dependency":
+                deps.append(("", item.get("id", ""), item.get("version")))
+            elif _local(item.tag) == "group":
+                tfm = item.get("targetFramework", "")
+                deps.extend(
+                    (tfm, d.get("id", ""), d.get("version")) for d in item if _local(d.tag) == "dependency"
+                )
+    return tuple(deps)
