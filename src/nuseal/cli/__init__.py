@@ -1,1 +1,1 @@
-"""nuseal.cli."""
+"""Thin command-line layer over nuseal's libraries: parsing options, formatting output, exit codes."""

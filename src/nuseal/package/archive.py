@@ -254,6 +254,22 @@ class PackageArchive:
         """
         return base64.b64encode(self.package_hash(HashAlgorithm.SHA512)).decode("ascii")
 
+    @cached_property
+    def uses_zip64(self) -> bool:
+        """NC ``SignedPackageArchiveUtility.IsZip64``: a ZIP64 EOCD locator, or a ZIP64 extra field in any CD
+        record or local header."""
+        if self.layout.has_zip64_locator:
+            return True
+        for r in self.layout.records:
+            if has_zip64_extra(r.extra):
+                return True
+            try:
+                if has_zip64_extra(read_local_header(self._data, r.local_header_offset).extra):
+                    return True
+            except PackageFormatError:
+                continue
+        return False
+
     # ------------------------------------------------------------------ hardened view
     @cached_property
     def structure_problems(self) -> tuple[str, ...]:
@@ -269,7 +285,7 @@ class PackageArchive:
         problems: list[str] = []
         layout = self.layout
         recs = layout.records
-        if layout.has_zip64_locator or any(has_zip64_extra(r.extra) for r in recs):
+        if self.uses_zip64:
             problems.append("the archive uses ZIP64, which NuGet packages must not")
         if layout.eocd.total_entries != len(recs) or layout.eocd.entries_on_disk != len(recs):
             problems.append(
@@ -512,7 +528,7 @@ def append_signature(unsigned: bytes, signature: bytes, *, when: datetime) -> by
     if archive.is_signed:
         raise SigningError("The package is already signed.", code=NuCode.NU3001)
     layout = archive.layout
-    if layout.has_zip64_locator or any(has_zip64_extra(r.extra) for r in layout.records):
+    if archive.uses_zip64:
         raise SigningError("Signed Zip64 packages are not supported.", code=NuCode.NU3006)
     if layout.eocd.total_entries > MAX_ENTRIES_TO_SIGN:
         raise SigningError(

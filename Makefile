@@ -1,0 +1,41 @@
+# One task runner for developers and CI (.ci/run calls `make test`).
+# `make serve`  installs nuseal and runs the feed on embedded defaults (SQLite, ./data, dev PKI + TSA).
+# `make test`   installs system packages the tests need, nuseal and its pinned dependencies, then lint + types + tests.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps lint typecheck test test-fast serve bench clean
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+install: $(BIN)/.installed
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+lint: install
+	$(BIN)/ruff check src tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+test: system-deps install lint typecheck
+	$(BIN)/pytest -n 2 --timeout 900 $(PYTEST_ARGS)
+
+test-fast: install
+	$(BIN)/pytest -n 2 -m "not oracle and not slow and not nugetexe and not postgres" $(PYTEST_ARGS)
+
+serve: install
+	$(BIN)/nuseal serve
+
+bench: install
+	$(BIN)/python bench/verify.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

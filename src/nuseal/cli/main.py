@@ -1,0 +1,84 @@
+"""The ``nuseal`` command: one group, thin commands, one place that turns errors into a line and an exit code.
+
+Exit codes: 0 success; 1 a verification or check failed (the command's result); 2 usage or input error
+(bad option, unreadable file, invalid configuration); 3 an unexpected internal error (reported in one line;
+``NUSEAL_DEBUG=1`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from nuseal import __version__
+from nuseal.errors import NusealError
+
+__all__ = ["cli", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="nuseal")
+def cli() -> None:
+    """nuseal: sign, verify, serve, restore and scan NuGet packages."""
+
+
+def _register() -> None:
+    from nuseal.cli.verify import verify_command  # noqa: PLC0415 - commands load after the group exists
+
+    cli.add_command(verify_command)
+    for module, names in (
+        ("nuseal.cli.sign", ("sign_command", "repo_sign_command")),
+        ("nuseal.cli.serve", ("serve_command",)),
+        ("nuseal.cli.admin", ("admin_group",)),
+        ("nuseal.cli.dev", ("dev_group",)),
+    ):
+        try:
+            mod = __import__(module, fromlist=list(names))
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        for name in names:
+            cli.add_command(getattr(mod, name))
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (also used by in-process tests)."""
+    try:
+        rv = cli.main(args=argv, prog_name="nuseal", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE
+    except NusealError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as exc:  # the one place that turns surprises into a line
+        if os.environ.get("NUSEAL_DEBUG"):
+            traceback.print_exc()
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (set NUSEAL_DEBUG=1 for details; please report it)",
+            err=True,
+        )
+        return EXIT_INTERNAL
+    return rv if isinstance(rv, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
