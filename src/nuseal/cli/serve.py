@@ -1,0 +1,127 @@
+"""``nuseal serve``: run the NuGet V3 feed (embedded SQLite + local folder by default)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+
+import click
+
+from nuseal.errors import UsageError
+
+__all__ = ["DEFAULT_DATA_DIR", "serve_command"]
+
+#: Where the feed keeps its database and files when ``--data`` is not given.
+DEFAULT_DATA_DIR = ".nuseal/feed"
+MAX_WORKERS = 64
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@click.command("serve")
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_DATA_DIR,
+    show_default=True,
+    envvar="NUSEAL_FEED_DATA",
+    help="Folder for the database and package files.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=5000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free port).",
+)
+@click.option(
+    "--database",
+    "database_url",
+    default=None,
+    envvar="NUSEAL_FEED_DATABASE",
+    help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite in the data folder).",
+)
+@click.option("--base-url", default=None, help="Public URL of the feed (default: http://HOST:PORT).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, MAX_WORKERS), help="Worker processes.")
+@click.option(
+    "--max-package-size",
+    default=None,
+    type=click.IntRange(1, None),
+    help="Largest accepted .nupkg in bytes (default 250 MB).",
+)
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+def serve_command(
+    *,
+    data_dir: Path,
+    host: str,
+    port: int,
+    database_url: str | None,
+    base_url: str | None,
+    workers: int,
+    max_package_size: int | None,
+    access_log: bool,
+) -> None:
+    """Serve a NuGet V3 feed: push with `nuget push`, install with `nuget install` / `dotnet restore`.
+
+    The source URL is printed at start (BASE/v3/index.json). Create an API key first with
+    `nuseal admin create-user NAME` and `nuseal admin create-api-key NAME`.
+    """
+    import uvicorn  # noqa: PLC0415 - keep `nuseal --help` fast
+    from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
+
+    from nuseal.feed.config import CONFIG_ENV_VAR, DEFAULT_MAX_PACKAGE_SIZE, FeedConfig  # noqa: PLC0415
+    from nuseal.feed.service import FeedService  # noqa: PLC0415
+
+    sock = _bind(host, port)
+    actual_port = sock.getsockname()[1]
+    shown_host = f"[{host}]" if ":" in host else host
+    config = FeedConfig(
+        data_dir=data_dir,
+        base_url=base_url or f"http://{shown_host}:{actual_port}",
+        database_url=database_url,
+        max_package_size=max_package_size or DEFAULT_MAX_PACKAGE_SIZE,
+    )
+    service = FeedService.open(config)
+    service.setup()
+    service.db.dispose()
+    os.environ[CONFIG_ENV_VAR] = config.to_json()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    click.echo(f"nuseal feed on {config.base_url} (listening on {shown_host}:{actual_port}, data in {config.data_dir})")
+    click.echo(f"package source: {config.base_url}/v3/index.json")
+    sys.stdout.flush()
+    uv_config = uvicorn.Config(
+        "nuseal.feed.app:app_from_env",
+        factory=True,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+        timeout_keep_alive=30,
+        lifespan="on",
+        server_header=False,
+    )
+    server = uvicorn.Server(uv_config)
+    if workers > 1:
+        Multiprocess(uv_config, target=server.run, sockets=[sock]).run()
+    else:
+        server.run(sockets=[sock])
+
+
+if __name__ == "__main__":  # `python -m nuseal.cli.serve`, used by the feed tests
+    serve_command()

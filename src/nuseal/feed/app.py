@@ -1,0 +1,244 @@
+"""The feed's ASGI application (Starlette, under uvicorn).
+
+Routes:
+
+* ``GET|HEAD /v3/...``: the static documents and packages of the storage folder (:mod:`nuseal.feed.static`);
+* ``GET /v3/search``, ``GET /v3/autocomplete``: :mod:`nuseal.feed.search`;
+* ``PUT /api/v2/package``: push (``X-NuGet-ApiKey``, multipart body), 201 on success;
+* ``DELETE /api/v2/package/{id}/{version}``: unlist (204); ``POST`` the same path: relist (200);
+* ``GET /api/v2/...``: the read-only V2 listing ``nuget list`` needs (:mod:`nuseal.feed.v2`);
+* ``GET /``, ``/packages``, ``/packages/{id}``, ``/packages/{id}/{version}``: web pages (:mod:`nuseal.feed.web`).
+
+Nothing in the process is state other workers need: the database and the storage folder are the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from nuseal.feed import search as search_mod
+from nuseal.feed import v2, web
+from nuseal.feed.accounts import Principal, authenticate
+from nuseal.feed.config import FeedConfig
+from nuseal.feed.documents import dump
+from nuseal.feed.downloads import DownloadCounter
+from nuseal.feed.errors import FeedError
+from nuseal.feed.pipeline import PushPipeline, Submission, default_pipeline
+from nuseal.feed.service import FeedService
+from nuseal.feed.static import StaticDocuments
+from nuseal.feed.upload import MAX_DRAIN_BYTES, receive_upload
+
+__all__ = ["API_KEY_HEADER", "FeedApp", "app_from_env", "create_app", "error_response"]
+
+log = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-NuGet-ApiKey"
+#: NuGet clients print this header's value (NuGet.Client ``ProtocolConstants.ServerWarningHeader``).
+WARNING_HEADER = "X-NuGet-Warning"
+_DYNAMIC_V3 = frozenset({"/v3/search", "/v3/autocomplete"})
+MAX_HEADER_MESSAGE = 400
+
+
+def _header_safe(message: str) -> str:
+    text = " ".join(message.split())
+    text = text.encode("latin-1", "replace").decode("latin-1")
+    return text[:MAX_HEADER_MESSAGE]
+
+
+def error_response(exc: FeedError) -> Response:
+    """Plain-text body with the message, the same message in ``X-NuGet-Warning``."""
+    headers = {WARNING_HEADER: _header_safe(str(exc)), "Cache-Control": "no-store"}
+    return PlainTextResponse(str(exc) + "\n", status_code=exc.status, headers=headers)
+
+
+def json_response(doc: Any, request: Request, *, cache: str = "public, no-cache") -> Response:
+    """JSON with a content-hash ETag, answering ``If-None-Match`` with 304."""
+    body = dump(doc)
+    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    headers = {"ETag": etag, "Cache-Control": cache, "Access-Control-Allow-Origin": "*"}
+    if etag in [v.strip().removeprefix("W/") for v in request.headers.get("if-none-match", "").split(",")]:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type="application/json; charset=utf-8", headers=headers)
+
+
+async def _drain(request: Request) -> None:
+    seen = 0
+    with contextlib.suppress(Exception):
+        async for chunk in request.stream():
+            seen += len(chunk)
+            if seen > MAX_DRAIN_BYTES:
+                break
+
+
+class FeedApp:
+    """The handlers, bound to one :class:`FeedService` and push pipeline."""
+
+    def __init__(self, service: FeedService, pipeline: PushPipeline | None = None) -> None:
+        self.service = service
+        self.pipeline = pipeline or default_pipeline(service)
+        self.downloads = DownloadCounter()
+
+    # -------------------------------------------------------------------------------------- auth
+    async def principal(self, request: Request) -> Principal:
+        key = request.headers.get(API_KEY_HEADER)
+        now = self.service.clock()
+
+        def check() -> Principal:
+            with self.service.db.read() as session:
+                return authenticate(session, key, now=now)
+
+        return await anyio.to_thread.run_sync(check)
+
+    # -------------------------------------------------------------------------------------- push / unlist
+    async def push(self, request: Request) -> Response:
+        try:
+            principal = await self.principal(request)
+        except FeedError:
+            await _drain(request)
+            raise
+        length_text = request.headers.get("content-length")
+        try:
+            length = int(length_text) if length_text is not None else None
+        except ValueError:
+            length = None
+        upload = await receive_upload(
+            request.stream(),
+            content_type=request.headers.get("content-type"),
+            content_length=length,
+            staging_dir=self.service.config.staging_dir,
+            cap=self.service.config.max_package_size,
+        )
+        submission = Submission(upload=upload, principal=principal, now=self.service.clock())
+        try:
+            published = await anyio.to_thread.run_sync(self.pipeline.run, submission)
+        finally:
+            upload.discard()
+        log.info(
+            "published %s %s (%d bytes) by %s", published.id, published.version, published.size, principal.user_name
+        )
+        return PlainTextResponse(f"Published {published.id} {published.version}\n", status_code=201)
+
+    async def set_listed(self, request: Request) -> Response:
+        principal = await self.principal(request)
+        package_id = request.path_params["id"]
+        version = request.path_params["version"]
+        listed = request.method == "POST"
+        await anyio.to_thread.run_sync(lambda: self.service.set_listed(principal, package_id, version, listed=listed))
+        if listed:
+            return PlainTextResponse(f"Relisted {package_id} {version}\n", status_code=200)
+        return Response(status_code=204)
+
+    # -------------------------------------------------------------------------------------- search
+    async def search(self, request: Request) -> Response:
+        query = search_mod.parse_search_query(request.query_params)
+
+        def run() -> dict[str, Any]:
+            with self.service.db.read() as session:
+                return search_mod.search(session, self.service.urls, query)
+
+        return json_response(await anyio.to_thread.run_sync(run), request)
+
+    async def autocomplete(self, request: Request) -> Response:
+        params = request.query_params
+
+        def run() -> dict[str, Any]:
+            with self.service.db.read() as session:
+                return search_mod.autocomplete(session, params)
+
+        return json_response(await anyio.to_thread.run_sync(run), request)
+
+    async def health(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
+
+    # -------------------------------------------------------------------------------------- downloads
+    async def flush_downloads(self) -> None:
+        counts = self.downloads.take()
+        if not counts:
+            return
+        try:
+            await anyio.to_thread.run_sync(self.service.add_downloads, counts)
+        except Exception:
+            log.exception("could not record download counts; will retry")
+            self.downloads.give_back(counts)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.service.config.download_flush_seconds)
+                await self.flush_downloads()
+
+        task = asyncio.create_task(loop())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await self.flush_downloads()
+            await anyio.to_thread.run_sync(self.service.db.dispose)
+
+
+async def _feed_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, FeedError)
+    return error_response(exc)
+
+
+class _Router:
+    """Outer ASGI layer: static ``/v3/`` reads go straight to :class:`StaticDocuments`, the rest to Starlette."""
+
+    def __init__(self, static: StaticDocuments, app: Starlette, feed: FeedApp) -> None:
+        self.static = static
+        self.app = app
+        self.feed = feed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and scope["path"].startswith("/v3/")
+            and scope["path"] not in _DYNAMIC_V3
+        ):
+            await self.static(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _Router:
+    """The ASGI application for ``service``. ``service.setup()`` must have run (it migrates and writes the
+    service index)."""
+    feed = FeedApp(service, pipeline)
+    pages = web.Pages(service)
+    legacy = v2.LegacyFeed(service)
+    routes = [
+        Route("/", lambda r: RedirectResponse("/packages", status_code=302), methods=["GET", "HEAD"]),
+        Route("/health", feed.health, methods=["GET", "HEAD"]),
+        Route("/v3/search", feed.search, methods=["GET", "HEAD"]),
+        Route("/v3/autocomplete", feed.autocomplete, methods=["GET", "HEAD"]),
+        Route("/api/v2/package", feed.push, methods=["PUT", "POST"]),
+        Route("/api/v2/package/", feed.push, methods=["PUT", "POST"]),
+        Route("/api/v2/package/{id}/{version}", feed.set_listed, methods=["DELETE", "POST"]),
+        *legacy.routes(),
+        *pages.routes(),
+    ]
+    app = Starlette(routes=routes, exception_handlers={FeedError: _feed_error}, lifespan=feed.lifespan)
+    app.state.feed = feed
+    return _Router(StaticDocuments(service.config.storage_dir, feed.downloads.add), app, feed)
+
+
+def app_from_env() -> _Router:
+    """uvicorn factory for worker processes: the configuration comes from ``NUSEAL_FEED_CONFIG``."""
+    config = FeedConfig.from_env()
+    return create_app(FeedService.open(config))

@@ -1,0 +1,388 @@
+"""The V3 read side as documents: pure functions from package records to JSON bytes.
+
+Shapes follow NuGet's server API documentation (``docs/api/service-index.md``, ``package-base-address-resource.md``,
+``registration-base-url-resource.md``, ``search-query-service-resource.md``) and what NuGet.Client reads
+(``NuGet.Protocol/Resources/*V3*``). No I/O and no clock: the caller passes records, the base URL, a commit
+id and a time.
+
+Registration views: ``registration`` is the SemVer 1.0.0 view (SemVer 2.0.0-only versions left out), served
+for ``RegistrationsBaseUrl``, ``/3.0.0-rc``, ``/3.0.0-beta`` and ``/3.4.0``; ``registration-semver2`` is
+the full view, for ``RegistrationsBaseUrl/3.6.0`` and ``RegistrationsBaseUrl/Versioned``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from nuseal.package import NuGetVersion
+
+__all__ = [
+    "INLINE_PAGE_THRESHOLD",
+    "PAGE_SIZE",
+    "REGISTRATION_VIEWS",
+    "JSON_CONTENT_TYPE",
+    "PackageRecord",
+    "Urls",
+    "dump",
+    "flat_index",
+    "flat_index_key",
+    "nupkg_key",
+    "nuspec_key",
+    "registration_documents",
+    "service_index",
+]
+
+JSON_CONTENT_TYPE = "application/json; charset=utf-8"
+#: Registration indexes inline their pages up to this many versions (nuget.org: 128).
+INLINE_PAGE_THRESHOLD = 128
+#: Versions per registration page (nuget.org: 64 per page once paged).
+PAGE_SIZE = 64
+#: (view folder, includes SemVer 2.0.0-only versions)
+REGISTRATION_VIEWS: tuple[tuple[str, bool], ...] = (("registration", False), ("registration-semver2", True))
+#: ``published`` of unlisted versions, as nuget.org writes it (old clients read it as "unlisted").
+UNLISTED_PUBLISHED = "1900-01-01T00:00:00+00:00"
+_CLIENT_VERSION_FOR_VERSIONED = "4.3.0-alpha"  # nuget.org's value for RegistrationsBaseUrl/Versioned
+
+
+def dump(doc: Any) -> bytes:
+    """Compact, deterministic JSON bytes (UTF-8, keys in insertion order)."""
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _iso(when: datetime) -> str:
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    """What the documents need to know about one id+version (a snapshot of a database row)."""
+
+    id: str
+    version: NuGetVersion
+    listed: bool
+    published: datetime
+    description: str = ""
+    title: str = ""
+    summary: str = ""
+    authors: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    project_url: str = ""
+    icon_url: str = ""
+    license_url: str = ""
+    license_expression: str = ""
+    require_license_acceptance: bool = False
+    min_client_version: str = ""
+    language: str = ""
+    package_types: tuple[str, ...] = ()
+    dependencies: tuple[tuple[str, str, str | None], ...] = ()
+    downloads: int = 0
+
+    @property
+    def id_lower(self) -> str:
+        return self.id.lower()
+
+    @property
+    def version_lower(self) -> str:
+        return self.version.normalized.lower()
+
+
+class Urls:
+    """Every URL and storage key of the feed, from its base URL (no trailing slash)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base = base_url.rstrip("/")
+
+    @property
+    def service_index(self) -> str:
+        return f"{self.base}/v3/index.json"
+
+    @property
+    def publish(self) -> str:
+        return f"{self.base}/api/v2/package"
+
+    @property
+    def legacy_gallery(self) -> str:
+        return f"{self.base}/api/v2/"
+
+    @property
+    def flat(self) -> str:
+        return f"{self.base}/v3/flatcontainer/"
+
+    @property
+    def search(self) -> str:
+        return f"{self.base}/v3/search"
+
+    @property
+    def autocomplete(self) -> str:
+        return f"{self.base}/v3/autocomplete"
+
+    def registration_base(self, view: str) -> str:
+        return f"{self.base}/v3/{view}/"
+
+    def registration_index(self, view: str, id_lower: str) -> str:
+        return f"{self.base}/{registration_index_key(view, id_lower)}"
+
+    def registration_leaf(self, view: str, id_lower: str, version_lower: str) -> str:
+        return f"{self.base}/{registration_leaf_key(view, id_lower, version_lower)}"
+
+    def nupkg(self, id_lower: str, version_lower: str) -> str:
+        return f"{self.base}/{nupkg_key(id_lower, version_lower)}"
+
+    def details_template(self) -> str:
+        return f"{self.base}/packages/{{id}}/{{version}}"
+
+    def details(self, package_id: str, version: str) -> str:
+        return f"{self.base}/packages/{package_id}/{version}"
+
+
+# ---------------------------------------------------------------------------------------------- storage keys
+def flat_index_key(id_lower: str) -> str:
+    return f"v3/flatcontainer/{id_lower}/index.json"
+
+
+def nupkg_key(id_lower: str, version_lower: str) -> str:
+    return f"v3/flatcontainer/{id_lower}/{version_lower}/{id_lower}.{version_lower}.nupkg"
+
+
+def nuspec_key(id_lower: str, version_lower: str) -> str:
+    return f"v3/flatcontainer/{id_lower}/{version_lower}/{id_lower}.nuspec"
+
+
+def registration_index_key(view: str, id_lower: str) -> str:
+    return f"v3/{view}/{id_lower}/index.json"
+
+
+def registration_leaf_key(view: str, id_lower: str, version_lower: str) -> str:
+    return f"v3/{view}/{id_lower}/{version_lower}.json"
+
+
+def registration_page_key(view: str, id_lower: str, lower: str, upper: str) -> str:
+    return f"v3/{view}/{id_lower}/page/{lower}/{upper}.json"
+
+
+# ---------------------------------------------------------------------------------------------- service index
+def service_index(urls: Urls) -> dict[str, Any]:
+    """``/v3/index.json``: every resource this feed implements, under every type name clients look for."""
+
+    def res(url: str, rtype: str, comment: str, **extra: str) -> dict[str, str]:
+        return {"@id": url, "@type": rtype, "comment": comment, **extra}
+
+    semver1 = urls.registration_base("registration")
+    semver2 = urls.registration_base("registration-semver2")
+    resources = [
+        res(urls.publish, "PackagePublish/2.0.0", "Push (PUT), unlist (DELETE) and relist (POST) packages"),
+        res(urls.flat, "PackageBaseAddress/3.0.0", "Flat container: version lists, .nupkg and .nuspec files"),
+        res(urls.search, "SearchQueryService", "Search packages"),
+        res(urls.search, "SearchQueryService/3.0.0-beta", "Search packages"),
+        res(urls.search, "SearchQueryService/3.0.0-rc", "Search packages"),
+        res(urls.search, "SearchQueryService/3.5.0", "Search packages (packageType filter)"),
+        res(urls.autocomplete, "SearchAutocompleteService", "Package id and version autocomplete"),
+        res(urls.autocomplete, "SearchAutocompleteService/3.0.0-beta", "Package id and version autocomplete"),
+        res(urls.autocomplete, "SearchAutocompleteService/3.0.0-rc", "Package id and version autocomplete"),
+        res(urls.autocomplete, "SearchAutocompleteService/3.5.0", "Autocomplete (packageType filter)"),
+        res(semver1, "RegistrationsBaseUrl", "Package metadata, SemVer 1.0.0 versions only"),
+        res(semver1, "RegistrationsBaseUrl/3.0.0-beta", "Package metadata, SemVer 1.0.0 versions only"),
+        res(semver1, "RegistrationsBaseUrl/3.0.0-rc", "Package metadata, SemVer 1.0.0 versions only"),
+        res(semver1, "RegistrationsBaseUrl/3.4.0", "Package metadata, SemVer 1.0.0 versions only"),
+        res(semver2, "RegistrationsBaseUrl/3.6.0", "Package metadata, SemVer 2.0.0 versions included"),
+        res(
+            semver2,
+            "RegistrationsBaseUrl/Versioned",
+            "Package metadata, SemVer 2.0.0 versions included",
+            clientVersion=_CLIENT_VERSION_FOR_VERSIONED,
+        ),
+        res(urls.details_template(), "PackageDetailsUriTemplate/5.1.0", "Web page of a package version"),
+        res(urls.legacy_gallery, "LegacyGallery", "Read-only V2 listing for `nuget list`"),
+        res(urls.legacy_gallery, "LegacyGallery/2.0.0", "Read-only V2 listing for `nuget list`"),
+    ]
+    return {
+        "version": "3.0.0",
+        "resources": resources,
+        "@context": {
+            "@vocab": "http://schema.nuget.org/services#",
+            "comment": "http://www.w3.org/2000/01/rdf-schema#comment",
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------- flat container
+def flat_index(records: Iterable[PackageRecord]) -> dict[str, Any]:
+    """``{id}/index.json``: every version (listed or not), normalized, lower-cased, ascending."""
+    return {"versions": [r.version_lower for r in sorted(records, key=lambda r: r.version)]}
+
+
+# ---------------------------------------------------------------------------------------------- registrations
+_REG_CONTEXT = {
+    "@vocab": "http://schema.nuget.org/schema#",
+    "catalog": "http://schema.nuget.org/catalog#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "items": {"@id": "catalog:item", "@container": "@set"},
+    "commitTimeStamp": {"@id": "catalog:commitTimeStamp", "@type": "xsd:dateTime"},
+    "commitId": {"@id": "catalog:commitId"},
+    "count": {"@id": "catalog:count"},
+    "parent": {"@id": "catalog:parent", "@type": "@id"},
+    "tags": {"@id": "tag", "@container": "@set"},
+    "packageTargetFrameworks": {"@id": "packageTargetFramework", "@container": "@set"},
+    "dependencyGroups": {"@id": "dependencyGroup", "@container": "@set"},
+    "dependencies": {"@id": "dependency", "@container": "@set"},
+    "packageContent": {"@type": "@id"},
+    "published": {"@type": "xsd:dateTime"},
+    "registration": {"@type": "@id"},
+}
+
+
+def _dependency_groups(urls: Urls, view: str, leaf_url: str, rec: PackageRecord) -> list[dict[str, Any]]:
+    groups: dict[str, list[tuple[str, str | None]]] = {}
+    for tfm, dep_id, dep_range in rec.dependencies:
+        groups.setdefault(tfm, []).append((dep_id, dep_range))
+    out: list[dict[str, Any]] = []
+    for n, (tfm, deps) in enumerate(groups.items()):
+        group_url = f"{leaf_url}#dependencygroup/{n}"
+        group: dict[str, Any] = {"@id": group_url, "@type": "PackageDependencyGroup"}
+        if tfm:
+            group["targetFramework"] = tfm
+        group["dependencies"] = [
+            {
+                "@id": f"{group_url}/{dep_id.lower()}",
+                "@type": "PackageDependency",
+                "id": dep_id,
+                "range": dep_range or "(, )",
+                "registration": urls.registration_index(view, dep_id.lower()),
+            }
+            for dep_id, dep_range in deps
+            if dep_id
+        ]
+        out.append(group)
+    return out
+
+
+def _catalog_entry(urls: Urls, view: str, rec: PackageRecord) -> dict[str, Any]:
+    leaf_url = urls.registration_leaf(view, rec.id_lower, rec.version_lower)
+    return {
+        "@id": leaf_url + "#catalogentry",
+        "@type": "PackageDetails",
+        "authors": ", ".join(rec.authors),
+        "dependencyGroups": _dependency_groups(urls, view, leaf_url, rec),
+        "description": rec.description,
+        "iconUrl": rec.icon_url,
+        "id": rec.id,
+        "language": rec.language,
+        "licenseExpression": rec.license_expression,
+        "licenseUrl": rec.license_url,
+        "listed": rec.listed,
+        "minClientVersion": rec.min_client_version,
+        "packageContent": urls.nupkg(rec.id_lower, rec.version_lower),
+        "packageTypes": [{"name": t} for t in rec.package_types] or [{"name": "Dependency"}],
+        "projectUrl": rec.project_url,
+        "published": _iso(rec.published) if rec.listed else UNLISTED_PUBLISHED,
+        "requireLicenseAcceptance": rec.require_license_acceptance,
+        "summary": rec.summary,
+        "tags": list(rec.tags),
+        "title": rec.title,
+        "version": rec.version.full,
+    }
+
+
+def _leaf_item(urls: Urls, view: str, rec: PackageRecord, commit_id: str, commit_time: str) -> dict[str, Any]:
+    return {
+        "@id": urls.registration_leaf(view, rec.id_lower, rec.version_lower),
+        "@type": "Package",
+        "commitId": commit_id,
+        "commitTimeStamp": commit_time,
+        "catalogEntry": _catalog_entry(urls, view, rec),
+        "packageContent": urls.nupkg(rec.id_lower, rec.version_lower),
+        "registration": urls.registration_index(view, rec.id_lower),
+    }
+
+
+def _leaf_document(urls: Urls, view: str, rec: PackageRecord) -> dict[str, Any]:
+    leaf_url = urls.registration_leaf(view, rec.id_lower, rec.version_lower)
+    return {
+        "@id": leaf_url,
+        "@type": ["Package", "http://schema.nuget.org/catalog#Permalink"],
+        "catalogEntry": leaf_url + "#catalogentry",
+        "listed": rec.listed,
+        "packageContent": urls.nupkg(rec.id_lower, rec.version_lower),
+        "published": _iso(rec.published) if rec.listed else UNLISTED_PUBLISHED,
+        "registration": urls.registration_index(view, rec.id_lower),
+        "@context": {
+            "@vocab": "http://schema.nuget.org/schema#",
+            "xsd": "http://www.w3.org/2001/XMLSchema#",
+            "catalogEntry": {"@type": "@id"},
+            "registration": {"@type": "@id"},
+            "packageContent": {"@type": "@id"},
+            "published": {"@type": "xsd:dateTime"},
+        },
+    }
+
+
+def registration_documents(
+    urls: Urls,
+    records: Sequence[PackageRecord],
+    *,
+    commit_id: str,
+    commit_time: datetime,
+    leaves_for: frozenset[str] | None = None,
+) -> dict[str, bytes]:
+    """Every registration document of one package id, in both views, keyed by storage key.
+
+    ``records`` are all versions of the id. ``leaves_for`` limits which leaf documents are produced (lower-cased
+    normalized versions); ``None`` produces all of them. A view with no version yields no document for it; the
+    caller deletes what is no longer produced.
+    """
+    out: dict[str, bytes] = {}
+    stamp = _iso(commit_time)
+    for view, semver2 in REGISTRATION_VIEWS:
+        recs = sorted((r for r in records if semver2 or not r.version.is_semver2), key=lambda r: r.version)
+        if not recs:
+            continue
+        id_lower = recs[0].id_lower
+        index_url = urls.registration_index(view, id_lower)
+        paged = len(recs) > INLINE_PAGE_THRESHOLD
+        chunks = [recs[i : i + PAGE_SIZE] for i in range(0, len(recs), PAGE_SIZE)] if paged else [recs]
+        pages: list[dict[str, Any]] = []
+        for chunk in chunks:
+            lower, upper = chunk[0].version_lower, chunk[-1].version_lower
+            items = [_leaf_item(urls, view, r, commit_id, stamp) for r in chunk]
+            page_id = (
+                f"{urls.base}/{registration_page_key(view, id_lower, lower, upper)}"
+                if paged
+                else f"{index_url}#page/{lower}/{upper}"
+            )
+            page: dict[str, Any] = {
+                "@id": page_id,
+                "@type": "catalog:CatalogPage",
+                "commitId": commit_id,
+                "commitTimeStamp": stamp,
+                "count": len(chunk),
+                "lower": chunk[0].version.full,
+                "upper": chunk[-1].version.full,
+                "parent": index_url,
+            }
+            if paged:
+                out[registration_page_key(view, id_lower, lower, upper)] = dump(
+                    {**page, "items": items, "@context": _REG_CONTEXT}
+                )
+                pages.append(page)
+            else:
+                pages.append({**page, "items": items})
+        index = {
+            "@id": index_url,
+            "@type": ["catalog:CatalogRoot", "PackageRegistration", "catalog:Permalink"],
+            "commitId": commit_id,
+            "commitTimeStamp": stamp,
+            "count": len(pages),
+            "items": pages,
+            "@context": _REG_CONTEXT,
+        }
+        out[registration_index_key(view, id_lower)] = dump(index)
+        for r in recs:
+            if leaves_for is None or r.version_lower in leaves_for:
+                out[registration_leaf_key(view, id_lower, r.version_lower)] = dump(_leaf_document(urls, view, r))
+    return out

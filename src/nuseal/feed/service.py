@@ -1,0 +1,382 @@
+"""The feed's write side: publishing, unlisting, relisting and (re)writing the static documents.
+
+Atomic publish (``../shared/DESIGN.md``: "a push is all or nothing"). In one write transaction:
+
+1. lock the id: insert its ``registrations`` row if missing, then ``SELECT ... FOR UPDATE`` it (PostgreSQL);
+   on SQLite the ``BEGIN IMMEDIATE`` writer lock already serializes all publishers;
+2. re-check ownership, scopes and duplicates under that lock (409 for a duplicate);
+3. insert the package row;
+4. move the staged ``.nupkg`` into storage, write the ``.nuspec``, then rewrite the id's documents
+   (flat-container version list, registration index/pages/leaves) from the rows the transaction sees;
+5. commit.
+
+Readers find a version only through the documents or the database, and both change only after the bytes are
+in place. Because the documents of an id are written while its lock is held, concurrent pushes of one id
+cannot overwrite each other's documents with stale lists. If anything fails before the commit returns, the
+package's files are deleted and the id's documents are rewritten from the database, which no longer has the
+row: the feed is as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from nuseal.feed import documents as docs
+from nuseal.feed.accounts import Principal
+from nuseal.feed.config import FeedConfig
+from nuseal.feed.database import Database, migrate
+from nuseal.feed.errors import DuplicatePackageError, ForbiddenError, NotFoundError
+from nuseal.feed.models import FeedSetting, Owner, Package, Registration
+from nuseal.feed.pipeline import Submission
+from nuseal.feed.storage import LocalStorage, Storage
+from nuseal.package import NuGetVersion, Nuspec
+
+__all__ = ["FeedService", "PublishedPackage", "record_from_row"]
+
+log = logging.getLogger(__name__)
+
+#: Characters of the description kept in the search text.
+MAX_SEARCH_DESCRIPTION = 4000
+_BASE_URL_SETTING = "documents.base_url"
+_SCHEMA_SETTING = "documents.layout"
+#: Bump when the document shapes change, so a start rewrites every document.
+DOCUMENT_LAYOUT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class PublishedPackage:
+    id: str
+    version: str
+    size: int
+    sha512: str
+
+
+def _utc(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def record_from_row(row: Package) -> docs.PackageRecord:
+    deps = tuple((t, i, r) for t, i, r in json.loads(row.dependencies))
+    return docs.PackageRecord(
+        id=row.id,
+        version=NuGetVersion.parse(row.version_full),
+        listed=row.listed,
+        published=_utc(row.published_at),
+        description=row.description,
+        title=row.title,
+        summary=row.summary,
+        authors=tuple(a.strip() for a in row.authors.split(",") if a.strip()),
+        tags=tuple(row.tags.split()),
+        project_url=row.project_url,
+        icon_url=row.icon_url,
+        license_url=row.license_url,
+        license_expression=row.license_expression,
+        require_license_acceptance=row.require_license_acceptance,
+        min_client_version=row.min_client_version,
+        language=row.language,
+        package_types=tuple(t for t in row.package_types.split(",") if t),
+        dependencies=deps,
+        downloads=row.downloads,
+    )
+
+
+def _nuspec_attributes(raw: bytes) -> tuple[str, str]:
+    """``minClientVersion`` (a ``<metadata>`` attribute) and the license expression (``<license type="expression">``),
+    which :class:`~nuseal.package.Nuspec` does not carry. The bytes were already parsed once by Nuspec.parse."""
+    try:
+        root = fromstring(raw, forbid_dtd=True)
+    except (ParseError, DefusedXmlException):
+        return "", ""
+    meta = next((c for c in root if c.tag.rsplit("}", 1)[-1] == "metadata"), None)
+    if meta is None:
+        return "", ""
+    expression = ""
+    for child in meta:
+        if child.tag.rsplit("}", 1)[-1] == "license" and child.get("type") == "expression" and child.text:
+            expression = child.text.strip()
+    return meta.get("minClientVersion", "") or "", expression
+
+
+def _package_row(
+    nuspec: Nuspec, raw_nuspec: bytes, *, size: int, sha512: str, now: datetime, user_pk: int
+) -> Package:
+    m = nuspec.metadata
+    min_client, expression = _nuspec_attributes(raw_nuspec)
+    search = " ".join(
+        [
+            nuspec.id,
+            m.get("title", ""),
+            " ".join(nuspec.tags),
+            " ".join(nuspec.authors),
+            nuspec.description[:MAX_SEARCH_DESCRIPTION],
+        ]
+    ).lower()
+    return Package(
+        id_lower=nuspec.id.lower(),
+        id=nuspec.id,
+        version=nuspec.version.normalized,
+        version_lower=nuspec.version.normalized.lower(),
+        version_full=nuspec.version.full,
+        is_prerelease=nuspec.version.is_prerelease,
+        is_semver2=nuspec.version.is_semver2,
+        listed=True,
+        size=size,
+        sha512=sha512,
+        title=nuspec.title or "",
+        description=nuspec.description,
+        summary=m.get("summary", ""),
+        authors=", ".join(nuspec.authors),
+        tags=" ".join(nuspec.tags),
+        project_url=m.get("projectUrl", ""),
+        icon_url=m.get("iconUrl", ""),
+        license_url=m.get("licenseUrl", ""),
+        license_expression=expression,
+        require_license_acceptance=m.get("requireLicenseAcceptance", "").lower() == "true",
+        min_client_version=min_client,
+        language=m.get("language", ""),
+        package_types=",".join(nuspec.package_types),
+        dependencies=json.dumps([list(d) for d in nuspec.dependencies]),
+        search_text=search,
+        downloads=0,
+        published_at=now,
+        pushed_by=user_pk,
+    )
+
+
+class FeedService:
+    """One feed: configuration, database, storage and a clock (injected for tests)."""
+
+    def __init__(
+        self,
+        config: FeedConfig,
+        db: Database,
+        storage: Storage,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.storage = storage
+        self.clock = clock
+        self.urls = docs.Urls(config.base_url)
+
+    @classmethod
+    def open(cls, config: FeedConfig, *, clock: Callable[[], datetime] | None = None) -> FeedService:
+        """Open the feed's database and storage (creating folders); does not migrate (see :meth:`setup`).
+
+        Raises:
+            ConfigError: bad database URL.
+        """
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.staging_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(config.effective_database_url)
+        storage = LocalStorage(config.storage_dir)
+        if clock is None:
+            return cls(config, db, storage)
+        return cls(config, db, storage, clock=clock)
+
+    # ------------------------------------------------------------------------------------------ start-up
+    def setup(self) -> None:
+        """Migrate the schema, write the service index, and rewrite every document if the base URL or the
+        document layout changed since they were written. Run once per start, before serving.
+
+        Raises:
+            ConfigError: the database cannot be migrated.
+        """
+        migrate(self.db)
+        self.storage.put_bytes("v3/index.json", docs.dump(docs.service_index(self.urls)), durable=True)
+        wanted = {_BASE_URL_SETTING: self.config.base_url, _SCHEMA_SETTING: DOCUMENT_LAYOUT_VERSION}
+        with self.db.read() as session:
+            current = {s.key: s.value for s in session.scalars(select(FeedSetting)).all()}
+        if any(current.get(k) != v for k, v in wanted.items()):
+            self.rebuild()
+            with self.db.write() as session:
+                for k, v in wanted.items():
+                    session.merge(FeedSetting(key=k, value=v))
+
+    def rebuild(self, id_lower: str | None = None) -> int:
+        """Rewrite every document (all leaves included) of one id, or of all ids. Returns how many ids."""
+        with self.db.read() as session:
+            ids = [id_lower] if id_lower else list(session.scalars(select(Registration.id_lower)).all())
+        for one in ids:
+            with self.db.write() as session:
+                self._lock_id(session, one)
+                self._write_documents(session, one, leaves_for=None)
+        return len(ids)
+
+    # ------------------------------------------------------------------------------------------ publishing
+    def _lock_id(self, session: Session, id_lower: str, display_id: str | None = None) -> tuple[Registration, bool]:
+        """Lock (creating when ``display_id`` is given) the id's registration row. Returns (row, created)."""
+        created = False
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            # an advisory lock also covers ids whose registration row does not exist (yet, or any more)
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": id_lower})
+        if display_id is not None:
+            values = {"id_lower": id_lower, "id": display_id, "created_at": self.clock()}
+            stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(Registration).values(values)
+            result = session.execute(stmt.on_conflict_do_nothing(index_elements=["id_lower"]))
+            created = bool(getattr(result, "rowcount", 0))
+        reg = session.scalar(select(Registration).where(Registration.id_lower == id_lower).with_for_update())
+        if reg is None:
+            raise NotFoundError(f"no package with the id {id_lower!r}")
+        return reg, created
+
+    def publish(self, submission: Submission) -> PublishedPackage:
+        """Publish a submission that passed the pipeline's stages. See the module docstring.
+
+        Raises:
+            ForbiddenError: the id belongs to other owners, or the key's scope/globs do not allow it.
+            DuplicatePackageError: the version exists (409).
+        """
+        nuspec = submission.require_nuspec()
+        raw_nuspec = submission.nuspec_bytes or b""
+        id_lower = nuspec.id.lower()
+        ver_lower = nuspec.version.normalized.lower()
+        principal = submission.principal
+        wrote: list[str] = []
+        committed = False
+        try:
+            with self.db.write() as session:
+                reg, _created = self._lock_id(session, id_lower, nuspec.id)
+                owners = set(session.scalars(select(Owner.user_pk).where(Owner.id_lower == id_lower)).all())
+                new_id = not owners
+                principal.require(nuspec.id, new_id=new_id)
+                if not new_id and principal.user_pk not in owners:
+                    raise ForbiddenError(f"the package id {reg.id!r} belongs to other owners")
+                exists = session.scalar(
+                    select(Package.pk).where(Package.id_lower == id_lower, Package.version_lower == ver_lower)
+                )
+                if exists is not None:
+                    raise DuplicatePackageError(
+                        f"a package with id {reg.id!r} and version {nuspec.version.normalized!r} already exists "
+                        "and cannot be modified"
+                    )
+                if new_id:
+                    session.add(Owner(id_lower=id_lower, user_pk=principal.user_pk))
+                row = _package_row(
+                    nuspec,
+                    raw_nuspec,
+                    size=submission.upload.size,
+                    sha512=submission.upload.sha512,
+                    now=self.clock(),
+                    user_pk=principal.user_pk,
+                )
+                row.id = reg.id  # one casing per id: the first push's
+                session.add(row)
+                try:
+                    session.flush()
+                except IntegrityError as exc:  # the unique constraint is the last word on duplicates
+                    raise DuplicatePackageError(
+                        f"a package with id {reg.id!r} and version {nuspec.version.normalized!r} already exists"
+                    ) from exc
+                wrote.append(docs.nupkg_key(id_lower, ver_lower))
+                self.storage.put_file(wrote[-1], submission.package_path)
+                wrote.append(docs.nuspec_key(id_lower, ver_lower))
+                self.storage.put_bytes(wrote[-1], raw_nuspec, durable=True)
+                self._write_documents(session, id_lower, leaves_for=frozenset({ver_lower}))
+            committed = True
+        finally:
+            if not committed and wrote:
+                self._compensate(id_lower, ver_lower, wrote)
+        return PublishedPackage(reg.id, nuspec.version.normalized, submission.upload.size, submission.upload.sha512)
+
+    def _compensate(self, id_lower: str, ver_lower: str, keys: Iterable[str]) -> None:
+        """Undo a failed publish: delete its files and leaves, rewrite the id's documents from the database."""
+        for key in keys:
+            with contextlib.suppress(OSError):
+                self.storage.delete(key)
+        for view, _ in docs.REGISTRATION_VIEWS:
+            with contextlib.suppress(OSError):
+                self.storage.delete(docs.registration_leaf_key(view, id_lower, ver_lower))
+        try:
+            with self.db.write() as session:
+                with contextlib.suppress(NotFoundError):  # the id may have been new: its row is gone too
+                    self._lock_id(session, id_lower)
+                self._write_documents(session, id_lower, leaves_for=frozenset())
+        except Exception:  # the original error matters more; `nuseal admin rebuild` repairs documents
+            log.exception("could not rewrite the documents of %s after a failed publish", id_lower)
+
+    def _write_documents(self, session: Session, id_lower: str, *, leaves_for: frozenset[str] | None) -> None:
+        """Rewrite the id's flat-container index and registration documents from what ``session`` sees.
+        Must be called with the id locked. Deletes documents of views or pages that no longer exist."""
+        rows = session.scalars(select(Package).where(Package.id_lower == id_lower)).all()
+        records = [record_from_row(r) for r in rows]
+        produced: dict[str, bytes] = {}
+        if records:
+            produced[docs.flat_index_key(id_lower)] = docs.dump(docs.flat_index(records))
+            produced.update(
+                docs.registration_documents(
+                    self.urls, records, commit_id=str(uuid.uuid4()), commit_time=self.clock(), leaves_for=leaves_for
+                )
+            )
+        for key, data in produced.items():
+            self.storage.put_bytes(key, data)
+        for view, _ in docs.REGISTRATION_VIEWS:
+            index_key = docs.registration_index_key(view, id_lower)
+            if index_key not in produced:
+                self.storage.delete(index_key)
+            for key in self.storage.list_keys(f"v3/{view}/{id_lower}/page/"):
+                if key not in produced:
+                    self.storage.delete(key)
+        if not records:
+            self.storage.delete(docs.flat_index_key(id_lower))
+
+    # ------------------------------------------------------------------------------------------ unlist / relist
+    def set_listed(self, principal: Principal, package_id: str, version: str, *, listed: bool) -> None:
+        """Unlist (``listed=False``) or relist a version. Idempotent.
+
+        Raises:
+            NotFoundError: no such id or version.
+            ForbiddenError: the key lacks the unlist scope or a matching glob, or the user is not an owner.
+        """
+        id_lower = package_id.lower()
+        try:
+            ver_lower = NuGetVersion.parse(version).normalized.lower()
+        except Exception as exc:
+            raise NotFoundError(f"no version {version!r} of {package_id!r}") from exc
+        with self.db.write() as session:
+            reg, _ = self._lock_id(session, id_lower)
+            principal.require(reg.id, new_id=False, action="unlist")
+            owners = set(session.scalars(select(Owner.user_pk).where(Owner.id_lower == id_lower)).all())
+            if principal.user_pk not in owners:
+                raise ForbiddenError(f"the package id {reg.id!r} belongs to other owners")
+            row = session.scalar(
+                select(Package).where(Package.id_lower == id_lower, Package.version_lower == ver_lower)
+            )
+            if row is None:
+                raise NotFoundError(f"no version {version!r} of {reg.id!r}")
+            if row.listed != listed:
+                row.listed = listed
+                session.flush()
+                self._write_documents(session, id_lower, leaves_for=frozenset({ver_lower}))
+
+    # ------------------------------------------------------------------------------------------ downloads
+    def add_downloads(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add buffered download counts ((id_lower, version_lower) -> n) in one transaction."""
+        if not counts:
+            return
+        with self.db.write() as session:
+            for (id_lower, ver_lower), n in counts.items():
+                session.execute(
+                    update(Package)
+                    .where(Package.id_lower == id_lower, Package.version_lower == ver_lower)
+                    .values(downloads=Package.downloads + n)
+                )
+
+    def staging_path(self) -> Path:
+        return self.config.staging_dir

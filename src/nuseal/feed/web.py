@@ -1,0 +1,117 @@
+"""Server-rendered web pages: the package list (with search) and one page per package version.
+
+Jinja2 templates in ``nuseal/feed/templates`` with autoescaping on; every value comes from the database.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+from jinja2 import Environment, PackageLoader, select_autoescape
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from nuseal.feed import search as search_mod
+from nuseal.feed.accounts import owners_of
+from nuseal.feed.errors import NotFoundError
+from nuseal.feed.models import Package, Registration
+from nuseal.feed.service import FeedService
+from nuseal.package import NuGetVersion
+
+__all__ = ["PAGE_SIZE", "Pages"]
+
+#: Packages per list page.
+PAGE_SIZE = 25
+
+
+class Pages:
+    def __init__(self, service: FeedService) -> None:
+        self.service = service
+        self.env = Environment(
+            loader=PackageLoader("nuseal.feed", "templates"),
+            autoescape=select_autoescape(["html"]),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/packages", self.package_list, methods=["GET", "HEAD"]),
+            Route("/packages/{id}", self.package_page, methods=["GET", "HEAD"]),
+            Route("/packages/{id}/{version}", self.package_page, methods=["GET", "HEAD"]),
+        ]
+
+    def _render(self, name: str, status: int = 200, **context: Any) -> Response:
+        html = self.env.get_template(name).render(base_url=self.service.config.base_url, **context)
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-cache"})
+
+    async def package_list(self, request: Request) -> Response:
+        q = request.query_params.get("q", "")[: search_mod.MAX_QUERY_LENGTH]
+        try:
+            page = max(1, min(int(request.query_params.get("page", "1")), 10_000))
+        except ValueError:
+            page = 1
+        query = search_mod.SearchQuery(q=q, skip=(page - 1) * PAGE_SIZE, take=PAGE_SIZE, prerelease=True, semver2=True)
+
+        def run() -> dict[str, Any]:
+            with self.service.db.read() as session:
+                return search_mod.search(session, self.service.urls, query)
+
+        result = await anyio.to_thread.run_sync(run)
+        total = int(result["totalHits"])
+        return self._render(
+            "list.html",
+            q=q,
+            packages=result["data"],
+            total=total,
+            page=page,
+            pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
+        )
+
+    async def package_page(self, request: Request) -> Response:
+        package_id: str = request.path_params["id"]
+        wanted: str | None = request.path_params.get("version")
+
+        def run() -> dict[str, Any]:
+            id_lower = package_id.lower()
+            with self.service.db.read() as session:
+                reg = session.get(Registration, id_lower)
+                rows = session.scalars(select(Package).where(Package.id_lower == id_lower)).all()
+                if reg is None or not rows:
+                    raise NotFoundError(f"no package with the id {package_id!r}")
+                total = session.scalar(select(func.sum(Package.downloads)).where(Package.id_lower == id_lower)) or 0
+                versions = sorted(rows, key=lambda r: NuGetVersion.parse(r.version_full), reverse=True)
+                if wanted is not None:
+                    try:
+                        w = NuGetVersion.parse(wanted).normalized.lower()
+                    except Exception as exc:
+                        raise NotFoundError(f"no version {wanted!r} of {reg.id!r}") from exc
+                    current = next((r for r in versions if r.version_lower == w), None)
+                    if current is None:
+                        raise NotFoundError(f"no version {wanted!r} of {reg.id!r}")
+                else:
+                    current = next((r for r in versions if r.listed), versions[0])
+                return {
+                    "reg": reg,
+                    "current": current,
+                    "versions": versions,
+                    "owners": owners_of(session, id_lower),
+                    "total_downloads": int(total),
+                    "dependencies": _deps(current.dependencies),
+                }
+
+        try:
+            ctx = await anyio.to_thread.run_sync(run)
+        except NotFoundError as exc:
+            return self._render("not_found.html", status=404, message=str(exc))
+        ctx["install"] = f"nuget install {ctx['reg'].id} -Version {ctx['current'].version}"
+        ctx["nupkg_url"] = self.service.urls.nupkg(ctx["current"].id_lower, ctx["current"].version_lower)
+        return self._render("package.html", **ctx)
+
+
+def _deps(raw: str) -> list[tuple[str, str, str]]:
+    return [(tfm or "any", dep_id, rng or "any") for tfm, dep_id, rng in json.loads(raw)]
