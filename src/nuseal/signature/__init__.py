@@ -1,1 +1,31 @@
-"""nuseal.signature."""
+"""The NuGet CMS signature model: parsing ``.signature.p7s`` (NUGET-SIGNING.md §2.1, §3).
+
+Public API: :class:`PrimarySignature` (``load`` from bytes), :class:`RepositoryCountersignature`,
+:class:`Signature`, :class:`SignatureType`, :class:`SignatureContent`, :class:`Timestamp` (also in
+``nuseal.timestamp``). Attribute readers and writers are in :mod:`nuseal.signature.attributes`. This
+package parses and checks structure; it never decides trust (``nuseal.trust``).
+"""
+
+from nuseal.signature.attributes import SignatureType
+from nuseal.signature.content import SignatureContent
+from nuseal.signature.model import (
+    MAX_COUNTERSIGNATURES,
+    MAX_SIGNATURE_SIZE,
+    MAX_TIMESTAMPS,
+    PrimarySignature,
+    RepositoryCountersignature,
+    Signature,
+)
+from nuseal.signature.timestamp import Timestamp
+
+__all__ = [
+    "MAX_COUNTERSIGNATURES",
+    "MAX_SIGNATURE_SIZE",
+    "MAX_TIMESTAMPS",
+    "PrimarySignature",
+    "RepositoryCountersignature",
+    "Signature",
+    "SignatureContent",
+    "SignatureType",
+    "Timestamp",
+]
