@@ -118,7 +118,7 @@ def serve_command(
     )
     server = uvicorn.Server(uv_config)
     if workers > 1:
-        Multiprocess(uv_config, target=server.run, sockets=[sock]).run()
+        Multiprocess(uv_config, sockets=[sock]).run()
     else:
         server.run(sockets=[sock])
 

@@ -80,7 +80,8 @@ class PackageRecord:
     min_client_version: str = ""
     language: str = ""
     package_types: tuple[str, ...] = ()
-    dependencies: tuple[tuple[str, str, str | None], ...] = ()
+    #: (target framework or "", ((id, range or None), ...)) in nuspec order, empty groups included
+    dependency_groups: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...] = ()
     downloads: int = 0
 
     @property
@@ -238,11 +239,8 @@ _REG_CONTEXT = {
 
 
 def _dependency_groups(urls: Urls, view: str, leaf_url: str, rec: PackageRecord) -> list[dict[str, Any]]:
-    groups: dict[str, list[tuple[str, str | None]]] = {}
-    for tfm, dep_id, dep_range in rec.dependencies:
-        groups.setdefault(tfm, []).append((dep_id, dep_range))
     out: list[dict[str, Any]] = []
-    for n, (tfm, deps) in enumerate(groups.items()):
+    for n, (tfm, deps) in enumerate(rec.dependency_groups):
         group_url = f"{leaf_url}#dependencygroup/{n}"
         group: dict[str, Any] = {"@id": group_url, "@type": "PackageDependencyGroup"}
         if tfm:

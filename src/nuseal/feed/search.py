@@ -31,6 +31,7 @@ __all__ = [
     "autocomplete",
     "parse_search_query",
     "search",
+    "version_filters",
 ]
 
 #: nuget.org's limits: ``take`` at most 1000, ``skip`` at most 3000.
@@ -99,7 +100,8 @@ def parse_search_query(params: Mapping[str, str]) -> SearchQuery:
     )
 
 
-def _filters(query: SearchQuery) -> list[ColumnElement[bool]]:
+def version_filters(query: SearchQuery) -> list[ColumnElement[bool]]:
+    """SQL conditions selecting the listed package rows ``query`` admits (terms, prerelease, SemVer level, type)."""
     conds: list[ColumnElement[bool]] = [Package.listed.is_(True)]
     if not query.prerelease:
         conds.append(Package.is_prerelease.is_(False))
@@ -125,7 +127,7 @@ def _filters(query: SearchQuery) -> list[ColumnElement[bool]]:
 
 def search(session: Session, urls: Urls, query: SearchQuery) -> dict[str, Any]:
     """The search response document: ``totalHits`` and one ``data`` entry per id (latest matching version)."""
-    conds = _filters(query)
+    conds = version_filters(query)
     total = session.scalar(select(func.count(distinct(Package.id_lower))).where(and_(*conds))) or 0
     q = query.q.lower()
     relevance = case((Package.id_lower == q, 0), (Package.id_lower.startswith(q, autoescape=True), 1), else_=2)
@@ -207,7 +209,9 @@ def search(session: Session, urls: Urls, query: SearchQuery) -> dict[str, Any]:
 def autocomplete(session: Session, params: Mapping[str, str]) -> dict[str, Any]:
     """With ``id``: the listed versions of that id. Otherwise: ids matching ``q`` (prefix matches first)."""
     query = parse_search_query(params)
-    conds = _filters(SearchQuery(prerelease=query.prerelease, semver2=query.semver2, package_type=query.package_type))
+    conds = version_filters(
+        SearchQuery(prerelease=query.prerelease, semver2=query.semver2, package_type=query.package_type)
+    )
     package_id = params.get("id")
     if package_id is not None:
         rows = session.scalars(select(Package).where(and_(*conds), Package.id_lower == package_id.lower())).all()

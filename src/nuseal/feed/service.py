@@ -70,7 +70,7 @@ def _utc(when: datetime) -> datetime:
 
 
 def record_from_row(row: Package) -> docs.PackageRecord:
-    deps = tuple((t, i, r) for t, i, r in json.loads(row.dependencies))
+    groups = tuple((tfm, tuple((i, r) for i, r in deps)) for tfm, deps in json.loads(row.dependencies))
     return docs.PackageRecord(
         id=row.id,
         version=NuGetVersion.parse(row.version_full),
@@ -89,33 +89,58 @@ def record_from_row(row: Package) -> docs.PackageRecord:
         min_client_version=row.min_client_version,
         language=row.language,
         package_types=tuple(t for t in row.package_types.split(",") if t),
-        dependencies=deps,
+        dependency_groups=groups,
         downloads=row.downloads,
     )
 
 
-def _nuspec_attributes(raw: bytes) -> tuple[str, str]:
-    """``minClientVersion`` (a ``<metadata>`` attribute) and the license expression (``<license type="expression">``),
-    which :class:`~nuseal.package.Nuspec` does not carry. The bytes were already parsed once by Nuspec.parse."""
+DependencyGroups = tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]
+
+
+@dataclass(frozen=True)
+class _NuspecExtras:
+    min_client_version: str = ""
+    license_expression: str = ""
+    dependency_groups: DependencyGroups = ()
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _nuspec_extras(raw: bytes) -> _NuspecExtras:
+    """What :class:`~nuseal.package.Nuspec` does not carry: ``minClientVersion`` (a ``<metadata>`` attribute), the
+    license expression (``<license type="expression">``) and dependency groups as written, empty groups included
+    (NuGet picks the nearest group for a framework, so an empty ``net45`` group matters). Plain ``<dependency>``
+    children of ``<dependencies>`` form one group without a framework (NuGet ``NuspecReader.GetDependencyGroups``).
+    The bytes were already parsed and validated once by ``Nuspec.parse``."""
     try:
         root = fromstring(raw, forbid_dtd=True)
     except (ParseError, DefusedXmlException):
-        return "", ""
-    meta = next((c for c in root if c.tag.rsplit("}", 1)[-1] == "metadata"), None)
+        return _NuspecExtras()
+    meta = next((c for c in root if _local(c.tag) == "metadata"), None)
     if meta is None:
-        return "", ""
+        return _NuspecExtras()
     expression = ""
+    groups: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
     for child in meta:
-        if child.tag.rsplit("}", 1)[-1] == "license" and child.get("type") == "expression" and child.text:
+        tag = _local(child.tag)
+        if tag == "license" and child.get("type") == "expression" and child.text:
             expression = child.text.strip()
-    return meta.get("minClientVersion", "") or "", expression
+        elif tag == "dependencies":
+            flat = [(d.get("id", ""), d.get("version")) for d in child if _local(d.tag) == "dependency"]
+            if flat:
+                groups.append(("", tuple(flat)))
+            for group in child:
+                if _local(group.tag) == "group":
+                    deps = tuple((d.get("id", ""), d.get("version")) for d in group if _local(d.tag) == "dependency")
+                    groups.append(((group.get("targetFramework") or "").strip(), deps))
+    return _NuspecExtras(meta.get("minClientVersion", "") or "", expression, tuple(groups))
 
 
-def _package_row(
-    nuspec: Nuspec, raw_nuspec: bytes, *, size: int, sha512: str, now: datetime, user_pk: int
-) -> Package:
+def _package_row(nuspec: Nuspec, raw_nuspec: bytes, *, size: int, sha512: str, now: datetime, user_pk: int) -> Package:
     m = nuspec.metadata
-    min_client, expression = _nuspec_attributes(raw_nuspec)
+    extras = _nuspec_extras(raw_nuspec)
     search = " ".join(
         [
             nuspec.id,
@@ -144,12 +169,12 @@ def _package_row(
         project_url=m.get("projectUrl", ""),
         icon_url=m.get("iconUrl", ""),
         license_url=m.get("licenseUrl", ""),
-        license_expression=expression,
+        license_expression=extras.license_expression,
         require_license_acceptance=m.get("requireLicenseAcceptance", "").lower() == "true",
-        min_client_version=min_client,
+        min_client_version=extras.min_client_version,
         language=m.get("language", ""),
         package_types=",".join(nuspec.package_types),
-        dependencies=json.dumps([list(d) for d in nuspec.dependencies]),
+        dependencies=json.dumps([[tfm, [list(d) for d in deps]] for tfm, deps in extras.dependency_groups]),
         search_text=search,
         downloads=0,
         published_at=now,

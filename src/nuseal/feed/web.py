@@ -114,4 +114,4 @@ class Pages:
 
 
 def _deps(raw: str) -> list[tuple[str, str, str]]:
-    return [(tfm or "any", dep_id, rng or "any") for tfm, dep_id, rng in json.loads(raw)]
+    return [(tfm or "any", dep_id, rng or "any") for tfm, deps in json.loads(raw) for dep_id, rng in deps]

@@ -1,0 +1,170 @@
+"""``nuseal admin``: users, API keys, owners and document rebuilds of a feed's database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from nuseal.cli.serve import DEFAULT_DATA_DIR
+
+__all__ = ["admin_group"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _feed_options(func: F) -> F:
+    func = click.option(
+        "--database",
+        "database_url",
+        default=None,
+        envvar="NUSEAL_FEED_DATABASE",
+        help="SQLAlchemy URL (default: SQLite in the data folder).",
+    )(func)
+    func = click.option(
+        "--data",
+        "data_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=DEFAULT_DATA_DIR,
+        show_default=True,
+        envvar="NUSEAL_FEED_DATA",
+        help="The feed's data folder.",
+    )(func)
+    return func
+
+
+def _database(data_dir: Path, database_url: str | None) -> Any:
+    from nuseal.feed.config import FeedConfig  # noqa: PLC0415
+    from nuseal.feed.database import Database, migrate  # noqa: PLC0415
+
+    config = FeedConfig(data_dir=data_dir, base_url="http://localhost", database_url=database_url)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.effective_database_url)
+    migrate(db)
+    return db
+
+
+@click.group("admin")
+def admin_group() -> None:
+    """Manage a feed: users, API keys, package owners."""
+
+
+@admin_group.command("create-user")
+@click.argument("name")
+@_feed_options
+def create_user_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
+    """Create the user NAME."""
+    from nuseal.feed.accounts import create_user  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.write() as session:
+            create_user(session, name, now=datetime.now(UTC))
+    finally:
+        db.dispose()
+    click.echo(f"created user {name}")
+
+
+@admin_group.command("create-api-key")
+@click.argument("name")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    type=click.Choice(["push-new", "push-version", "unlist"]),
+    help="What the key may do (repeatable; default: all three).",
+)
+@click.option(
+    "--glob", "globs", multiple=True, help="Package id glob the key covers, '*' wildcard (repeatable; default '*')."
+)
+@click.option("--expires-in-days", type=click.IntRange(1, 3650), default=None, help="Expiry (default: never).")
+@click.option("--description", default="", help="A note to recognize the key by.")
+@_feed_options
+def create_api_key_command(
+    *,
+    name: str,
+    scopes: tuple[str, ...],
+    globs: tuple[str, ...],
+    expires_in_days: int | None,
+    description: str,
+    data_dir: Path,
+    database_url: str | None,
+) -> None:
+    """Create an API key for user NAME and print it (on stdout, alone on its line). It is shown only once."""
+    from nuseal.feed.accounts import Scope, create_api_key  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.write() as session:
+            created = create_api_key(
+                session,
+                name,
+                now=datetime.now(UTC),
+                scopes=frozenset(Scope(s) for s in scopes) if scopes else None,
+                globs=globs or ("*",),
+                expires_in_days=expires_in_days,
+                description=description,
+            )
+    finally:
+        db.dispose()
+    expiry = created.expires_at.isoformat() if created.expires_at else "never"
+    click.echo(
+        f"API key {created.key[:10]}... for {created.user_name}: scopes {', '.join(sorted(created.scopes))};"
+        f" globs {', '.join(created.globs)}; expires {expiry}. Store it now: it is not shown again.",
+        err=True,
+    )
+    click.echo(created.key)
+
+
+@admin_group.command("revoke-api-key")
+@click.argument("prefix")
+@_feed_options
+def revoke_api_key_command(*, prefix: str, data_dir: Path, database_url: str | None) -> None:
+    """Revoke the API key(s) whose first characters (as shown at creation, e.g. nsk_AbC123) are PREFIX."""
+    from nuseal.feed.accounts import revoke_api_key  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.write() as session:
+            n = revoke_api_key(session, prefix)
+    finally:
+        db.dispose()
+    click.echo(f"revoked {n} key(s)")
+
+
+@admin_group.command("add-owner")
+@click.argument("package_id", metavar="ID")
+@click.argument("name")
+@_feed_options
+def add_owner_command(*, package_id: str, name: str, data_dir: Path, database_url: str | None) -> None:
+    """Make user NAME an owner of package ID."""
+    from nuseal.feed.accounts import add_owner  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.write() as session:
+            add_owner(session, package_id, name)
+    finally:
+        db.dispose()
+    click.echo(f"{name} now owns {package_id}")
+
+
+@admin_group.command("rebuild")
+@click.option("--base-url", required=True, help="Public URL of the feed the documents point to.")
+@click.option("--id", "package_id", default=None, help="Only this package id.")
+@_feed_options
+def rebuild_command(*, base_url: str, package_id: str | None, data_dir: Path, database_url: str | None) -> None:
+    """Rewrite the static documents (service index, version lists, registrations) from the database."""
+    from nuseal.feed.config import FeedConfig  # noqa: PLC0415
+    from nuseal.feed.service import FeedService  # noqa: PLC0415
+
+    service = FeedService.open(FeedConfig(data_dir=data_dir, base_url=base_url, database_url=database_url))
+    try:
+        service.setup()
+        n = service.rebuild(package_id.lower() if package_id else None)
+    finally:
+        service.db.dispose()
+    click.echo(f"rewrote the documents of {n} package id(s)")
