@@ -264,13 +264,14 @@ def decode_signed_data(der: bytes) -> RawSignedData:
     """Decode a ``ContentInfo`` holding ``SignedData`` (what .NET's ``SignedCms.Decode`` accepts).
 
     Certificates are returned as DER (non-X.509 certificate choices are skipped, as .NET does); they are
-    loaded later by :func:`load_certificates`.
+    loaded later by :func:`load_certificates`. Bytes after the ContentInfo are ignored: NuGet accepts a
+    ``.signature.p7s`` with trailing bytes (checked with NuGet.Packaging 6.14).
 
     Raises:
-        CmsDecodeError: not decodable, trailing bytes, content type not signedData, over the bounds.
+        CmsDecodeError: not decodable, content type not signedData, over the bounds.
     """
     try:
-        info = _ContentInfoSpec.load(der, strict=True)
+        info = _ContentInfoSpec.load(der)  # bytes after the ContentInfo are ignored, as .NET's SignedCms.Decode does
         if info["content_type"].dotted != oids.SIGNED_DATA:
             raise CmsDecodeError("the content type is not signedData (1.2.840.113549.1.7.2)")
         content = info["content"]

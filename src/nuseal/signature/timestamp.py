@@ -170,8 +170,6 @@ class Timestamp:
     def _load_issue(self, name: str) -> Issue | None:
         """The first problem NuGet *throws* while loading the token (NC ``Signature.GetTimestamps``)."""
         signers = self._signed.signer_infos
-        if not self._cert_refs:
-            return _issue(NuCode.NU3029, "The timestamp signature is invalid.")
         if len(signers) != 1:
             return _issue(NuCode.NU3021, f"The {name} contains an invalid timestamp.")
         if self._signer_ref is None:
@@ -199,18 +197,24 @@ class Timestamp:
         :attr:`RepositoryCountersignature.nuget_signature_value`). ``now`` is the verification moment
         (tz-aware), used only for NU3025. ``signature_name`` goes into messages (NuGet's friendly name).
 
-        Two tiers, as in NuGet. Problems NuGet *throws* while loading timestamps (``Signature.GetTimestamps``,
-        ``Timestamp`` constructor): only the first is returned, alone, and NuGet reports them through
-        ``PackageSignatureVerifier`` as fatal unless ``allowIllegal`` (a warning in accept mode):
-        NU3029 the token carries no certificate; NU3021 not exactly one SignerInfo; NU3020 the signer
-        certificate is not in the token; NU3021 signing-certificate(-v2) missing or not matching (v1 and/or
-        v2 allowed, IssuerSerial optional; NU3000/NU3003 when unreadable); NU3021 the CMS signature does not
-        verify. Then every problem of ``VerificationUtility.ValidateTimestamp`` (an error only when
-        ``!allowIgnoreTimestamp`` in NuGet): NU3022 the TSA certificate is not signed with sha{256,384,512}
-        WithRSA; NU3023 its key is not RSA >= 2048 bits; NU3024 the token digest algorithm is not SHA-2;
-        NU3030 the imprint algorithm is not SHA-256/384/512; NU3019 the imprint is not H(signature_value);
-        NU3025 ``now`` is before the TSA certificate's notBefore; NU3036 genTime is outside
-        [notBefore, notAfter).
+        Two tiers, as in NuGet. First, problems NuGet *throws* while loading timestamps
+        (``Signature.GetTimestamps``, ``Timestamp`` constructor): only the first is returned, alone;
+        NuGet reports them through ``PackageSignatureVerifier`` as fatal unless ``allowIllegal`` (a
+        warning in accept mode):
+
+        - NU3021 not exactly one SignerInfo;
+        - NU3020 the signer certificate is not in the token, also when the token has no certificates at
+          all (NuGet's NU3029 check comes after this one and is unreachable; checked with NuGet 6.14);
+        - NU3021 signing-certificate(-v2) missing or not matching (v1 and/or v2, IssuerSerial optional;
+          NU3000/NU3003 when a value cannot be read);
+        - NU3021 the token's CMS signature does not verify.
+
+        Then every problem of ``VerificationUtility.ValidateTimestamp`` (errors only when
+        ``!allowIgnoreTimestamp`` in NuGet): NU3022 the TSA certificate is not signed with
+        sha{256,384,512}WithRSA; NU3023 its key is not RSA >= 2048 bits; NU3024 the token digest
+        algorithm is not SHA-2; NU3030 the imprint algorithm is not SHA-256/384/512; NU3019 the imprint
+        is not H(signature_value); NU3025 ``now`` is before the TSA certificate's notBefore; NU3036
+        genTime is outside [notBefore, notAfter).
 
         Raises:
             UsageError: ``now`` is naive.
