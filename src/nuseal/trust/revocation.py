@@ -1,0 +1,541 @@
+"""Revocation checking: NuGet's online/offline modes, OCSP then CRL, fetched through an injected fetcher.
+
+The split (STYLE.md "sans-I/O core"): a :class:`RevocationFetcher` moves bytes (:class:`HttpRevocationFetcher`
+over ``httpx``; tests use a real loopback server); :class:`RevocationChecker` decides what those bytes mean,
+at an injected ``now``, with pyhanko-certvalidator's OCSP (RFC 6960) and CRL (RFC 5280 §6.3) validation:
+CertID matching, responder authorisation (the issuer itself or a delegated ``id-kp-OCSPSigning`` responder),
+signatures, freshness, CRL scope. :class:`RevocationCache` remembers answers per ``(issuer key, serial)`` until
+the response's ``nextUpdate``.
+
+NuGet semantics (``../shared/NUGET-SIGNING.md`` §4.2, §4.8, §5.3): ``NUGET_CERT_REVOCATION_MODE`` selects
+online (default) or offline; revocation is checked for every certificate but the root
+(``X509RevocationFlag.ExcludeRoot``); a revoked certificate is reported with its revocation time whatever the
+signature's timestamp (the client treats it as an error; the feed's revalidation compares the time);
+unreachable or unusable revocation data is "unknown" (NU3018/NU3028 warning at most).
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+import httpx
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import AuthorityInformationAccessOID
+from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator.authority import CertTrustAnchor
+from pyhanko_certvalidator.errors import (
+    CRLValidationError,
+    OCSPValidationError,
+    PathValidationError,
+    RevokedError,
+    ValidationError,
+)
+from pyhanko_certvalidator.path import ValidationPath
+from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
+from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
+from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
+
+from nuseal.errors import NetworkError, UsageError
+from nuseal.trust._aio import run_sync
+from nuseal.trust.certificate import der
+
+__all__ = [
+    "CACHE_DEFAULT_LIFETIME",
+    "CACHE_MAX_ENTRIES",
+    "CACHE_MAX_LIFETIME",
+    "MAX_CRL_BYTES",
+    "MAX_OCSP_RESPONSE_BYTES",
+    "MAX_URLS_PER_METHOD",
+    "REQUEST_TIMEOUT_SECONDS",
+    "REVOCATION_MODE_ENV",
+    "REVOCATION_TIME_TOLERANCE",
+    "HttpRevocationFetcher",
+    "RevocationCache",
+    "RevocationChecker",
+    "RevocationFetcher",
+    "RevocationMode",
+    "RevocationResult",
+    "RevocationStatus",
+]
+
+#: NuGet's environment variable (NC ``X509TrustStore``/``SignedPackageVerifierSettings``; DOCS
+#: ``Signed-Package-Verification-Options.md``).
+REVOCATION_MODE_ENV = "NUGET_CERT_REVOCATION_MODE"
+#: Hard limit on one OCSP or CRL request, connect to last byte (seconds).
+REQUEST_TIMEOUT_SECONDS = 10.0
+#: Largest OCSP response accepted (bytes).
+MAX_OCSP_RESPONSE_BYTES = 64 << 10
+#: Largest CRL accepted (bytes); some public CAs publish CRLs of several megabytes.
+MAX_CRL_BYTES = 32 << 20
+#: At most this many OCSP URLs and this many CRL URLs are tried per certificate.
+MAX_URLS_PER_METHOD = 4
+#: At most this many HTTP redirects are followed per request.
+MAX_REDIRECTS = 3
+#: Clock skew allowed between this machine and the responder (thisUpdate in the future, nextUpdate just past).
+REVOCATION_TIME_TOLERANCE = timedelta(minutes=5)
+#: How long an answer without ``nextUpdate`` is cached.
+CACHE_DEFAULT_LIFETIME = timedelta(hours=1)
+#: Upper bound on how long any answer is cached, whatever ``nextUpdate`` says.
+CACHE_MAX_LIFETIME = timedelta(hours=24)
+#: Entries kept by a :class:`RevocationCache` (oldest dropped first).
+CACHE_MAX_ENTRIES = 10_000
+
+_USER_AGENT = "nuseal-revocation/1"
+_OCSP_CONTENT_TYPE = "application/ocsp-request"
+
+
+class RevocationMode(enum.StrEnum):
+    """NuGet's ``RevocationMode``: fetch OCSP/CRL (``online``) or use only what is cached (``offline``)."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RevocationMode:
+        """Read ``NUGET_CERT_REVOCATION_MODE`` like NuGet does.
+
+        NuGet parses it with ``Enum.TryParse(value, ignoreCase: true)``: ``online``/``offline`` in any case,
+        surrounding white space allowed, the numeric values ``0``/``1`` accepted; anything else, or unset,
+        means ``online``.
+        """
+        value = (os.environ if environ is None else environ).get(REVOCATION_MODE_ENV, "").strip().lower()
+        if value in ("offline", "1"):
+            return cls.OFFLINE
+        return cls.ONLINE
+
+
+class RevocationStatus(enum.Enum):
+    """The answer for one certificate."""
+
+    GOOD = "good"
+    REVOKED = "revoked"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class RevocationResult:
+    """What is known about one certificate's revocation.
+
+    ``offline`` is set when no revocation server could be asked (offline mode, or every server unreachable):
+    .NET's ``OfflineRevocation`` on top of ``RevocationStatusUnknown``. ``source`` names the OCSP or CRL URL
+    that answered. ``revocation_time`` and ``reason`` (RFC 5280 reason name) are set for ``REVOKED``.
+    ``next_update`` is when the answer goes stale; ``checked_at`` the ``now`` it was judged at.
+    """
+
+    status: RevocationStatus
+    message: str
+    checked_at: datetime
+    revocation_time: datetime | None = None
+    reason: str | None = None
+    source: str | None = None
+    next_update: datetime | None = None
+    offline: bool = False
+
+
+@runtime_checkable
+class RevocationFetcher(Protocol):
+    """Moves revocation bytes; decides nothing. Implementations raise :class:`~nuseal.errors.NetworkError`."""
+
+    def fetch_ocsp(self, url: str, request: bytes) -> bytes:
+        """POST a DER ``OCSPRequest`` to ``url``; return the DER ``OCSPResponse``."""
+        ...
+
+    def fetch_crl(self, url: str) -> bytes:
+        """GET the CRL at ``url``; return its bytes (DER, or PEM)."""
+        ...
+
+
+class HttpRevocationFetcher:
+    """:class:`RevocationFetcher` over HTTP(S) with ``httpx``: a hard deadline and a size cap per request.
+
+    ``timeout`` (seconds, default :data:`REQUEST_TIMEOUT_SECONDS`) bounds the whole request, connect to last
+    byte. Only ``http`` and ``https`` URLs are fetched; at most :data:`MAX_REDIRECTS` redirects are followed.
+    ``client`` lets a caller share a connection pool (it is not closed here); otherwise each request uses a
+    short-lived client.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = REQUEST_TIMEOUT_SECONDS,
+        max_ocsp_bytes: int = MAX_OCSP_RESPONSE_BYTES,
+        max_crl_bytes: int = MAX_CRL_BYTES,
+        client: httpx.Client | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise UsageError("revocation request timeout must be positive")
+        self.timeout = timeout
+        self.max_ocsp_bytes = max_ocsp_bytes
+        self.max_crl_bytes = max_crl_bytes
+        self._client = client
+
+    def fetch_ocsp(self, url: str, request: bytes) -> bytes:
+        """POST ``request`` as ``application/ocsp-request``.
+
+        Raises:
+            NetworkError: bad URL scheme, connection failure, timeout, non-200 status, oversized body.
+        """
+        headers = {"Content-Type": _OCSP_CONTENT_TYPE, "Accept": "application/ocsp-response"}
+        return self._fetch("POST", url, request, headers, self.max_ocsp_bytes)
+
+    def fetch_crl(self, url: str) -> bytes:
+        """GET a CRL. Raises :class:`~nuseal.errors.NetworkError` as :meth:`fetch_ocsp` does."""
+        return self._fetch("GET", url, None, {}, self.max_crl_bytes)
+
+    def _fetch(self, method: str, url: str, body: bytes | None, headers: dict[str, str], limit: int) -> bytes:
+        if urlsplit(url).scheme.lower() not in ("http", "https"):
+            raise NetworkError(f"revocation URL {url!r} is not http or https")
+        deadline = time.monotonic() + self.timeout
+        headers = {"User-Agent": _USER_AGENT, **headers}
+        client = self._client or httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS)
+        try:
+            with client.stream(method, url, content=body, headers=headers, timeout=self.timeout) as response:
+                if response.status_code != httpx.codes.OK:
+                    raise NetworkError(f"{url} answered HTTP {response.status_code}")
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise NetworkError(f"{url} sent more than {limit} bytes")
+                    if time.monotonic() > deadline:
+                        raise NetworkError(f"{url} did not answer within {self.timeout:g} s")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.TimeoutException as exc:
+            raise NetworkError(f"{url} did not answer within {self.timeout:g} s") from exc
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"{url} could not be reached: {exc}") from exc
+        finally:
+            if self._client is None:
+                client.close()
+
+
+CacheKey = tuple[bytes, int]
+
+
+class RevocationCache:
+    """Thread-safe in-memory cache of GOOD/REVOKED answers keyed by ``(sha256(issuer SPKI), serial)``.
+
+    An entry expires at the answer's ``nextUpdate`` (or :data:`CACHE_DEFAULT_LIFETIME` after it was checked when
+    there is none), never later than :data:`CACHE_MAX_LIFETIME`. UNKNOWN answers are never cached.
+    """
+
+    def __init__(self, *, max_entries: int = CACHE_MAX_ENTRIES) -> None:
+        self._entries: dict[CacheKey, tuple[datetime, RevocationResult]] = {}
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(cert: x509.Certificate, issuer: x509.Certificate) -> CacheKey:
+        """The cache key of ``cert`` issued by ``issuer``."""
+        spki = issuer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        return hashlib.sha256(spki).digest(), cert.serial_number
+
+    def get(self, key: CacheKey, now: datetime) -> RevocationResult | None:
+        """The cached answer still valid at ``now``, else ``None``."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if now >= entry[0]:
+                del self._entries[key]
+                return None
+            return entry[1]
+
+    def put(self, key: CacheKey, result: RevocationResult) -> None:
+        """Remember ``result`` (ignored unless GOOD or REVOKED)."""
+        if result.status is RevocationStatus.UNKNOWN:
+            return
+        checked = result.checked_at
+        expiry = result.next_update or checked + CACHE_DEFAULT_LIFETIME
+        expiry = min(expiry, checked + CACHE_MAX_LIFETIME)
+        if expiry <= checked:
+            return
+        with self._lock:
+            self._entries.pop(key, None)
+            while len(self._entries) >= self._max_entries:
+                del self._entries[next(iter(self._entries))]
+            self._entries[key] = (expiry, result)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def _http_urls(urls: Sequence[str]) -> list[str]:
+    seen: list[str] = []
+    for url in urls:
+        if urlsplit(url).scheme.lower() in ("http", "https") and url not in seen:
+            seen.append(url)
+    return seen[:MAX_URLS_PER_METHOD]
+
+
+def ocsp_urls(cert: x509.Certificate) -> list[str]:
+    """The http(s) OCSP URLs of ``cert``'s AuthorityInformationAccess (at most :data:`MAX_URLS_PER_METHOD`)."""
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    return _http_urls(
+        [
+            d.access_location.value
+            for d in aia
+            if d.access_method == AuthorityInformationAccessOID.OCSP
+            and isinstance(d.access_location, x509.UniformResourceIdentifier)
+        ]
+    )
+
+
+def crl_urls(cert: x509.Certificate) -> list[str]:
+    """The http(s) full-name URLs of ``cert``'s CRLDistributionPoints (at most :data:`MAX_URLS_PER_METHOD`)."""
+    try:
+        cdp = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return []
+    urls = [
+        name.value
+        for point in cdp
+        for name in (point.full_name or ())
+        if isinstance(name, x509.UniformResourceIdentifier)
+    ]
+    return _http_urls(urls)
+
+
+def _asn1(cert: x509.Certificate) -> Any:
+    return asn1_x509.Certificate.load(der(cert))
+
+
+def _reason_name(error: RevokedError) -> str | None:
+    reason = getattr(error, "reason", None)
+    native = getattr(reason, "native", None)
+    return str(native) if native is not None else None
+
+
+class RevocationChecker:
+    """Decides the revocation status of one certificate of a chain (OCSP first, then CRL).
+
+    ``fetcher`` is used only in online mode; ``cache`` (optional) is consulted in both modes, as .NET consults
+    its CRL cache offline. Judging is done by pyhanko-certvalidator at the given ``now``, with
+    :data:`REVOCATION_TIME_TOLERANCE` of clock skew; MD2/MD5-signed responses are refused, SHA-1 accepted
+    (as .NET does).
+    """
+
+    def __init__(self, fetcher: RevocationFetcher | None, *, cache: RevocationCache | None = None) -> None:
+        self.fetcher = fetcher
+        self.cache = cache
+
+    def check(
+        self,
+        chain: Sequence[x509.Certificate],
+        index: int,
+        *,
+        now: datetime,
+        mode: RevocationMode,
+    ) -> RevocationResult:
+        """The status of ``chain[index]``, whose issuer is ``chain[index + 1]``.
+
+        ``chain`` runs leaf to top; its top certificate serves as the anchor for judging responses (whether it
+        is trusted is the chain builder's business). Never raises for bad or missing revocation data: that is
+        an ``UNKNOWN`` result with a message.
+
+        Raises:
+            UsageError: ``index`` has no issuer in ``chain``, or ``now`` is naive.
+        """
+        if now.tzinfo is None:
+            raise UsageError("revocation checking needs a timezone-aware 'now'")
+        if not 0 <= index < len(chain) - 1:
+            raise UsageError("revocation checking needs the certificate's issuer in the chain")
+        cert, issuer = chain[index], chain[index + 1]
+        key = RevocationCache.key(cert, issuer)
+        if self.cache is not None:
+            cached = self.cache.get(key, now)
+            if cached is not None:
+                return cached
+        if mode is RevocationMode.OFFLINE or self.fetcher is None:
+            return RevocationResult(
+                RevocationStatus.UNKNOWN,
+                "revocation was not checked because revocation mode is offline",
+                now,
+                offline=True,
+            )
+        result = self._check_online(chain, index, now, self.fetcher)
+        if self.cache is not None:
+            self.cache.put(key, result)
+        return result
+
+    # ------------------------------------------------------------------ online
+    def _check_online(
+        self, chain: Sequence[x509.Certificate], index: int, now: datetime, fetcher: RevocationFetcher
+    ) -> RevocationResult:
+        cert, issuer = chain[index], chain[index + 1]
+        failures: list[str] = []
+        attempts = 0
+        unreachable = 0
+        path = _validation_path(chain)
+
+        for url in ocsp_urls(cert):
+            attempts += 1
+            try:
+                request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()  # noqa: S303 - RFC 6960 CertID
+                response = fetcher.fetch_ocsp(url, request.public_bytes(Encoding.DER))
+            except NetworkError as exc:
+                unreachable += 1
+                failures.append(f"OCSP {url}: {exc.message}")
+                continue
+            result = self._judge_ocsp(chain=chain, index=index, path=path, response=response, url=url, now=now)
+            if isinstance(result, RevocationResult):
+                return result
+            failures.append(f"OCSP {url}: {result}")
+
+        for url in crl_urls(cert):
+            attempts += 1
+            try:
+                data = fetcher.fetch_crl(url)
+            except NetworkError as exc:
+                unreachable += 1
+                failures.append(f"CRL {url}: {exc.message}")
+                continue
+            result = self._judge_crl(chain=chain, index=index, path=path, data=data, url=url, now=now)
+            if isinstance(result, RevocationResult):
+                return result
+            failures.append(f"CRL {url}: {result}")
+
+        if attempts == 0:
+            return RevocationResult(
+                RevocationStatus.UNKNOWN, "the certificate names no OCSP responder and no CRL distribution point", now
+            )
+        return RevocationResult(
+            RevocationStatus.UNKNOWN,
+            "; ".join(failures),
+            now,
+            offline=unreachable == attempts,
+        )
+
+    def _context(self, chain: Sequence[x509.Certificate], now: datetime, **revinfo: Any) -> Any:
+        anchors = [_asn1(chain[-1])]
+        return ValidationContext(
+            trust_roots=anchors,
+            other_certs=[_asn1(c) for c in chain[:-1]],
+            moment=now,
+            allow_fetching=False,
+            revocation_mode="soft-fail",
+            time_tolerance=REVOCATION_TIME_TOLERANCE,
+            algorithm_usage_policy=DisallowWeakAlgorithmsPolicy(  # type: ignore[no-untyped-call]
+                weak_hash_algos=frozenset({"md2", "md5"}), rsa_key_size_threshold=1024
+            ),
+            **revinfo,
+        )
+
+    def _judge_ocsp(
+        self,
+        *,
+        chain: Sequence[x509.Certificate],
+        index: int,
+        path: Any,
+        response: bytes,
+        url: str,
+        now: datetime,
+    ) -> RevocationResult | str:
+        try:
+            parsed = ocsp.load_der_ocsp_response(response)
+        except ValueError:
+            return "the response is not a DER OCSPResponse"
+        if parsed.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
+            return f"the responder answered {parsed.response_status.name}"
+        try:
+            context = self._context(chain, now, ocsps=[response])
+            run_sync(verify_ocsp_response(_asn1(chain[index]), path, context))
+        except RevokedError as exc:
+            return RevocationResult(
+                RevocationStatus.REVOKED,
+                f"the OCSP response from {url} says the certificate was revoked at {exc.revocation_dt.isoformat()}",
+                now,
+                revocation_time=exc.revocation_dt,
+                reason=_reason_name(exc),
+                source=url,
+                next_update=_ocsp_next_update(parsed),
+            )
+        except (OCSPValidationError, PathValidationError, ValidationError) as exc:
+            return str(exc.args[0]) if exc.args else type(exc).__name__
+        except (ValueError, TypeError, KeyError) as exc:
+            return f"the OCSP response cannot be processed ({exc})"
+        return RevocationResult(
+            RevocationStatus.GOOD,
+            f"the OCSP response from {url} says the certificate is good",
+            now,
+            source=url,
+            next_update=_ocsp_next_update(parsed),
+        )
+
+    def _judge_crl(
+        self,
+        *,
+        chain: Sequence[x509.Certificate],
+        index: int,
+        path: Any,
+        data: bytes,
+        url: str,
+        now: datetime,
+    ) -> RevocationResult | str:
+        try:
+            crl = x509.load_der_x509_crl(data)
+        except ValueError:
+            try:
+                crl = x509.load_pem_x509_crl(data)
+            except ValueError:
+                return "the response is not a CRL"
+        crl_der = crl.public_bytes(Encoding.DER)
+        try:
+            context = self._context(chain, now, crls=[crl_der])
+            # The chain itself was judged by the chain builder: do not re-validate the CRL issuer's path.
+            for position in range(index + 1, len(chain)):
+                context.record_validation(_asn1(chain[position]), path)
+            run_sync(verify_crl(_asn1(chain[index]), path, context))
+        except RevokedError as exc:
+            return RevocationResult(
+                RevocationStatus.REVOKED,
+                f"the CRL from {url} says the certificate was revoked at {exc.revocation_dt.isoformat()}",
+                now,
+                revocation_time=exc.revocation_dt,
+                reason=_reason_name(exc),
+                source=url,
+                next_update=crl.next_update_utc,
+            )
+        except (CRLValidationError, PathValidationError, ValidationError) as exc:
+            return str(exc.args[0]) if exc.args else type(exc).__name__
+        except (ValueError, TypeError, KeyError) as exc:
+            return f"the CRL cannot be processed ({exc})"
+        return RevocationResult(
+            RevocationStatus.GOOD,
+            f"the CRL from {url} does not list the certificate",
+            now,
+            source=url,
+            next_update=crl.next_update_utc,
+        )
+
+
+def _ocsp_next_update(response: ocsp.OCSPResponse) -> datetime | None:
+    try:
+        return response.next_update_utc
+    except ValueError:
+        return None
+
+
+def _validation_path(chain: Sequence[x509.Certificate]) -> Any:
+    anchor = CertTrustAnchor(_asn1(chain[-1]))
+    middle = [_asn1(c) for c in reversed(chain[1:-1])]
+    return ValidationPath(trust_anchor=anchor, interm=middle, leaf=_asn1(chain[0]))
