@@ -261,7 +261,10 @@ def test_registration_pages_past_the_inline_threshold(feed: Feed) -> None:
 
 
 def test_web_pages(feed: Feed) -> None:
-    assert feed.push(make_package("Web.Pkg", "1.0.0", description="&lt;script&gt;alert(1)&lt;/script&gt;")).status_code == 201
+    assert (
+        feed.push(make_package("Web.Pkg", "1.0.0", description="&lt;script&gt;alert(1)&lt;/script&gt;")).status_code
+        == 201
+    )
     with feed.client(follow_redirects=True) as c:
         home = c.get("/")
         assert home.status_code == 200 and "Web.Pkg" in home.text

@@ -106,14 +106,14 @@ def _read_archive(data: bytes) -> PackageArchive:
         archive = PackageArchive.from_bytes(data, source="upload")
     except PackageFormatError as exc:
         raise BadPackageError(f"the upload is not a valid package: {exc.message}", code=exc.code) from exc
-    problems = archive.structure_problems
-    if problems:
-        raise BadPackageError("the package's ZIP structure is unsafe: " + "; ".join(problems[:5]))
-    if archive.is_signed:
+    if archive.is_signed:  # NuGet's own rule first, so the client sees its code
         try:
             archive.signature_record()
         except PackageFormatError as exc:
             raise BadPackageError(exc.message, code=exc.code) from exc
+    problems = archive.structure_problems
+    if problems:
+        raise BadPackageError("the package's ZIP structure is unsafe: " + "; ".join(problems[:5]))
     return archive
 
 
