@@ -22,6 +22,7 @@ from asn1crypto import cms, core
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -168,6 +169,7 @@ class Pki:
         extra: list[tuple[x509.ExtensionType, bool]] = (),  # type: ignore[assignment]
         key_ids: bool = True,
         ocsp_nocheck: bool = False,
+        pss: bool = False,
     ) -> Issued:
         self.serial += 1
         key = key or rsa_key(subject)
@@ -220,7 +222,8 @@ class Pki:
             builder = builder.add_extension(x509.OCSPNoCheck(), critical=False)
         for extension, critical in extra:
             builder = builder.add_extension(extension, critical=critical)
-        cert = builder.sign(signer_key, hash_algorithm or hashes.SHA256())
+        padding = rsa_padding.PSS(rsa_padding.MGF1(hashes.SHA256()), rsa_padding.PSS.DIGEST_LENGTH) if pss else None
+        cert = builder.sign(signer_key, hash_algorithm or hashes.SHA256(), rsa_padding=padding)  # type: ignore[arg-type]
         return Issued(cert, key)
 
     def code_signing_chain(self, **leaf_options: object) -> tuple[Issued, Issued, Issued]:
@@ -320,7 +323,7 @@ class LoopbackServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
         self.thread.start()
 
     @property

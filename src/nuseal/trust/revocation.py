@@ -227,6 +227,14 @@ class HttpRevocationFetcher:
 CacheKey = tuple[bytes, int]
 
 
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """Why one OCSP response or CRL did not settle the question; ``stale`` when it was only out of date."""
+
+    reason: str
+    stale: bool = False
+
+
 class RevocationCache:
     """Thread-safe in-memory cache of GOOD/REVOKED answers keyed by ``(sha256(issuer SPKI), serial)``.
 
@@ -385,6 +393,7 @@ class RevocationChecker:
         failures: list[str] = []
         attempts = 0
         unreachable = 0
+        stale = 0
         path = _validation_path(chain)
 
         for url in ocsp_urls(cert):
@@ -399,7 +408,8 @@ class RevocationChecker:
             result = self._judge_ocsp(chain=chain, index=index, path=path, response=response, url=url, now=now)
             if isinstance(result, RevocationResult):
                 return result
-            failures.append(f"OCSP {url}: {result}")
+            stale += result.stale
+            failures.append(f"OCSP {url}: {result.reason}")
 
         for url in crl_urls(cert):
             attempts += 1
@@ -412,7 +422,8 @@ class RevocationChecker:
             result = self._judge_crl(chain=chain, index=index, path=path, data=data, url=url, now=now)
             if isinstance(result, RevocationResult):
                 return result
-            failures.append(f"CRL {url}: {result}")
+            stale += result.stale
+            failures.append(f"CRL {url}: {result.reason}")
 
         if attempts == 0:
             return RevocationResult(
@@ -422,7 +433,8 @@ class RevocationChecker:
             RevocationStatus.UNKNOWN,
             "; ".join(failures),
             now,
-            offline=unreachable == attempts,
+            # .NET: no server reachable, or only stale data (X509_V_ERR_CRL_HAS_EXPIRED) -> OfflineRevocation.
+            offline=unreachable + stale == attempts,
         )
 
     def _context(self, chain: Sequence[x509.Certificate], now: datetime, **revinfo: Any) -> Any:
@@ -449,13 +461,13 @@ class RevocationChecker:
         response: bytes,
         url: str,
         now: datetime,
-    ) -> RevocationResult | str:
+    ) -> RevocationResult | _Failure:
         try:
             parsed = ocsp.load_der_ocsp_response(response)
         except ValueError:
-            return "the response is not a DER OCSPResponse"
+            return _Failure("the response is not a DER OCSPResponse")
         if parsed.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
-            return f"the responder answered {parsed.response_status.name}"
+            return _Failure(f"the responder answered {parsed.response_status.name}")
         try:
             context = self._context(chain, now, ocsps=[response])
             run_sync(verify_ocsp_response(_asn1(chain[index]), path, context))
@@ -470,9 +482,9 @@ class RevocationChecker:
                 next_update=_ocsp_next_update(parsed),
             )
         except (OCSPValidationError, PathValidationError, ValidationError) as exc:
-            return str(exc.args[0]) if exc.args else type(exc).__name__
+            return _Failure(_describe(exc), stale=getattr(exc, "suspect_stale", None) is not None)
         except (ValueError, TypeError, KeyError) as exc:
-            return f"the OCSP response cannot be processed ({exc})"
+            return _Failure(f"the OCSP response cannot be processed ({exc})")
         return RevocationResult(
             RevocationStatus.GOOD,
             f"the OCSP response from {url} says the certificate is good",
@@ -490,14 +502,14 @@ class RevocationChecker:
         data: bytes,
         url: str,
         now: datetime,
-    ) -> RevocationResult | str:
+    ) -> RevocationResult | _Failure:
         try:
             crl = x509.load_der_x509_crl(data)
         except ValueError:
             try:
                 crl = x509.load_pem_x509_crl(data)
             except ValueError:
-                return "the response is not a CRL"
+                return _Failure("the response is not a CRL")
         crl_der = crl.public_bytes(Encoding.DER)
         try:
             context = self._context(chain, now, crls=[crl_der])
@@ -516,9 +528,9 @@ class RevocationChecker:
                 next_update=crl.next_update_utc,
             )
         except (CRLValidationError, PathValidationError, ValidationError) as exc:
-            return str(exc.args[0]) if exc.args else type(exc).__name__
+            return _Failure(_describe(exc), stale=getattr(exc, "suspect_stale", None) is not None)
         except (ValueError, TypeError, KeyError) as exc:
-            return f"the CRL cannot be processed ({exc})"
+            return _Failure(f"the CRL cannot be processed ({exc})")
         return RevocationResult(
             RevocationStatus.GOOD,
             f"the CRL from {url} does not list the certificate",
@@ -526,6 +538,14 @@ class RevocationChecker:
             source=url,
             next_update=crl.next_update_utc,
         )
+
+
+def _describe(exc: Exception) -> str:
+    """pyhanko's reasons for an indeterminate answer (its summary names the certificate confusingly)."""
+    failures = getattr(exc, "failures", None)
+    if failures:
+        return "; ".join(str(f[0]) if isinstance(f, tuple) else str(f) for f in failures)
+    return str(exc.args[0]) if exc.args else type(exc).__name__
 
 
 def _ocsp_next_update(response: ocsp.OCSPResponse) -> datetime | None:

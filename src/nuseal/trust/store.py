@@ -44,7 +44,7 @@ SYSTEM_CODE_SIGNING_BUNDLES: tuple[Path, ...] = (Path("/etc/pki/ca-trust/extract
 TRUSTED_ROOTS_DIRECTORY = "trustedroots"
 CODE_SIGNING_BUNDLE_NAME = "codesignctl.pem"
 TIMESTAMPING_BUNDLE_NAME = "timestampctl.pem"
-#: Where .NET installs itself on Linux when ``DOTNET_ROOT`` and ``PATH`` say nothing (``~`` is expanded).
+#: Where .NET installs itself on Linux when ``DOTNET_ROOT`` and ``PATH`` say nothing (``~`` is ``$HOME``).
 DEFAULT_DOTNET_ROOTS: tuple[str, ...] = ("/usr/share/dotnet", "/usr/lib/dotnet", "/usr/lib64/dotnet", "~/.dotnet")
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]*?)-----END CERTIFICATE-----")
@@ -212,7 +212,12 @@ def _default_dotnet_roots(env: Mapping[str, str]) -> list[Path]:
     executable = shutil.which("dotnet", path=env.get("PATH", ""))
     if executable:
         roots.append(Path(executable).resolve().parent)
-    roots.extend(Path(p).expanduser() for p in DEFAULT_DOTNET_ROOTS)
+    home = env.get("HOME")
+    for default in DEFAULT_DOTNET_ROOTS:
+        if default.startswith("~/") and home:
+            roots.append(Path(home) / default[2:])
+        else:
+            roots.append(Path(default).expanduser())
     unique: list[Path] = []
     for root in roots:
         if root not in unique:
