@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.x509.oid import ExtendedKeyUsageOID, ObjectIdentifier
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
+from nuseal.codes import Level, NuCode
 from nuseal.errors import UsageError
 from nuseal.trust import (
     DEFAULT_OBSERVED_STATUSES,
@@ -18,6 +19,8 @@ from nuseal.trust import (
     ChainStatus,
     RevocationMode,
     TrustStore,
+    dotnet_name,
+    untrusted_root_warning,
 )
 from test_trust_support import NOW, Issued, Pki, rsa_key
 
@@ -274,3 +277,29 @@ def test_clock_is_used_when_now_is_not_given() -> None:
     assert seen == [NOW]
     assert result.elements[0].revocation is not None
     assert result.elements[0].revocation.checked_at == NOW
+
+
+def test_untrusted_root_warning_only_for_complete_untrusted_chains() -> None:
+    root, intermediate, leaf = Pki().code_signing_chain()
+    untrusted = build(TrustStore.empty(), leaf, [intermediate, root])
+    warning = untrusted_root_warning(untrusted)
+    assert warning is not None
+    assert (warning.code, warning.level) == (NuCode.NU3042, Level.WARNING)
+    assert "Subject:  CN=Test Root CA\r\n" in warning.message
+    assert warning.message.endswith("-----END CERTIFICATE-----")
+    assert untrusted_root_warning(build(trusting(root), leaf, [intermediate])) is None
+    assert untrusted_root_warning(build(trusting(root), leaf, [])) is None  # partial chain: no root to name
+
+
+def test_dotnet_name_quoting_and_order() -> None:
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "Washington"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, 'Contoso, "Ltd"'),
+            x509.NameAttribute(NameOID.EMAIL_ADDRESS, "a@b.c"),
+            x509.NameAttribute(ObjectIdentifier("1.2.3.4"), "x"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Signer"),
+        ]
+    )
+    assert dotnet_name(subject) == 'CN=Signer, OID.1.2.3.4=x, E=a@b.c, O="Contoso, ""Ltd""", S=Washington, C=US'

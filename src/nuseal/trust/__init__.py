@@ -7,13 +7,14 @@ the primary signature, NU3035 for the repository countersignature, NU3028 for ti
 :class:`RevocationFetcher`.
 """
 
-from nuseal.trust.certificate import CertificatePurpose, fingerprint, is_self_issued
+from nuseal.trust.certificate import CertificatePurpose, dotnet_name, fingerprint, is_self_issued
 from nuseal.trust.chain import (
     DEFAULT_OBSERVED_STATUSES,
     ChainBuilder,
     ChainElement,
     ChainResult,
     ChainStatus,
+    untrusted_root_warning,
 )
 from nuseal.trust.config import (
     NuGetConfig,
@@ -67,10 +68,12 @@ __all__ = [
     "TrustedSigner",
     "TrustedSignerCertificate",
     "check_certificate_requirements",
+    "dotnet_name",
     "fingerprint",
     "is_self_issued",
     "load_nuget_config",
     "merge_trusted_certificates",
     "parse_nuget_config",
     "requirement_code",
+    "untrusted_root_warning",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "CertificatePurpose",
     "authority_key_identifier",
     "der",
+    "dotnet_name",
     "fingerprint",
     "is_self_issued",
     "load_der_certificate",
@@ -59,6 +60,52 @@ def fingerprint(cert: x509.Certificate, alg: HashAlgorithm = HashAlgorithm.SHA25
     (NUGET-SIGNING.md §4.5).
     """
     return alg.digest(der(cert)).hex().upper()
+
+
+# .NET's short names for X500DistinguishedName.Name (X500NameEncoder); others print as OID.<dotted>.
+_DOTNET_ATTRIBUTE_NAMES = {
+    "2.5.4.3": "CN",
+    "2.5.4.6": "C",
+    "2.5.4.7": "L",
+    "2.5.4.8": "S",
+    "2.5.4.9": "STREET",
+    "2.5.4.10": "O",
+    "2.5.4.11": "OU",
+    "2.5.4.12": "T",
+    "2.5.4.42": "G",
+    "2.5.4.4": "SN",
+    "2.5.4.43": "I",
+    "2.5.4.5": "SERIALNUMBER",
+    "1.2.840.113549.1.9.1": "E",
+    "0.9.2342.19200300.100.1.25": "DC",
+    "0.9.2342.19200300.100.1.1": "UID",
+}
+_DOTNET_QUOTE_TRIGGERS = frozenset(',+="\n<>#;')
+
+
+def _dotnet_value(value: str) -> str:
+    if value and (value[0] == " " or value[-1] == " " or any(c in _DOTNET_QUOTE_TRIGGERS for c in value)):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+def dotnet_name(name: x509.Name) -> str:
+    """``name`` as .NET prints ``X509Certificate2.Subject``/``Issuer``, which NuGet's messages show.
+
+    Most specific RDN first, ``", "`` between them, .NET's short attribute names (``S`` for state,
+    ``SERIALNUMBER``, ``E``...), values quoted when they contain separators:
+    ``CN=TIMESTAMP-SHA256-2019-10-15, O="DigiCert, Inc.", C=US``.
+    """
+    parts: list[str] = []
+    for rdn in reversed(list(name.rdns)):
+        parts.append(
+            " + ".join(
+                f"{_DOTNET_ATTRIBUTE_NAMES.get(a.oid.dotted_string, 'OID.' + a.oid.dotted_string)}="
+                f"{_dotnet_value(a.value if isinstance(a.value, str) else a.value.hex())}"
+                for a in rdn
+            )
+        )
+    return ", ".join(parts)
 
 
 def load_der_certificate(data: bytes) -> x509.Certificate:

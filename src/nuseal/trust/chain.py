@@ -27,10 +27,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from nuseal.codes import Issue, Level, NuCode
 from nuseal.errors import UsageError
-from nuseal.trust.certificate import CertificatePurpose, der, is_self_issued, may_have_issued, signed_by
+from nuseal.hashalg import HashAlgorithm
+from nuseal.trust.certificate import (
+    CertificatePurpose,
+    der,
+    dotnet_name,
+    fingerprint,
+    is_self_issued,
+    may_have_issued,
+    signed_by,
+)
 from nuseal.trust.revocation import (
     HttpRevocationFetcher,
     RevocationCache,
@@ -51,6 +62,7 @@ __all__ = [
     "ChainElement",
     "ChainResult",
     "ChainStatus",
+    "untrusted_root_warning",
 ]
 
 #: Longest chain built, leaf and root included.
@@ -495,3 +507,27 @@ def _valid_for_usage(chain: Sequence[x509.Certificate], purpose: CertificatePurp
         if purpose.eku not in oids:
             return False
     return True
+
+
+def untrusted_root_warning(result: ChainResult) -> Issue | None:
+    """NuGet's NU3042 warning for ``result``, or ``None`` when it does not apply.
+
+    NuGet (``CertificateBundleX509ChainFactory.GetAdditionalContext``, 6.6+, Linux/macOS) adds it when the
+    chain's last element has UntrustedRoot and that certificate is not in the bundle; it accompanies NU3018 /
+    NU3028. The wording with a bundle path was checked against NuGet 6.14 (the oracle); the wording without one
+    (an empty or in-memory store) is nuseal's.
+    """
+    last = result.elements[-1]
+    if not last.statuses & ChainStatus.UNTRUSTED_ROOT or result.root_in_store:
+        return None
+    root = last.certificate
+    pem = root.public_bytes(Encoding.PEM).decode("ascii").rstrip("\n")
+    where = f" at {result.trust_store_path}" if result.trust_store_path else ""
+    message = (
+        f"The following X.509 root certificate is untrusted because it is not present in the certificate bundle"
+        f"{where}.  For more information, see documentation for NU3042.\r\n"
+        f"    Subject:  {dotnet_name(root.subject)}\r\n"
+        f"    Fingerprint (SHA-256):  {fingerprint(root, HashAlgorithm.SHA256)}\r\n"
+        f"    Certificate (PEM):\r\n{pem}"
+    )
+    return Issue(NuCode.NU3042, Level.WARNING, message)
