@@ -59,6 +59,7 @@ __all__ = [
     "MAX_CRL_BYTES",
     "MAX_OCSP_RESPONSE_BYTES",
     "MAX_URLS_PER_METHOD",
+    "REVOCATION_BUDGET_SECONDS",
     "REQUEST_TIMEOUT_SECONDS",
     "REVOCATION_MODE_ENV",
     "REVOCATION_TIME_TOLERANCE",
@@ -81,7 +82,9 @@ MAX_OCSP_RESPONSE_BYTES = 64 << 10
 #: Largest CRL accepted (bytes); some public CAs publish CRLs of several megabytes.
 MAX_CRL_BYTES = 32 << 20
 #: At most this many OCSP URLs and this many CRL URLs are tried per certificate.
-MAX_URLS_PER_METHOD = 4
+MAX_URLS_PER_METHOD = 3
+#: Once this much time (seconds) went into one certificate's revocation requests, no further URL is tried.
+REVOCATION_BUDGET_SECONDS = 20.0
 #: At most this many HTTP redirects are followed per request.
 MAX_REDIRECTS = 3
 #: Clock skew allowed between this machine and the responder (thisUpdate in the future, nextUpdate just past).
@@ -396,7 +399,17 @@ class RevocationChecker:
         stale = 0
         path = _validation_path(chain)
 
+        started = time.monotonic()
+
+        def over_budget(url: str) -> bool:
+            if time.monotonic() - started < REVOCATION_BUDGET_SECONDS:
+                return False
+            failures.append(f"{url}: not tried, the {REVOCATION_BUDGET_SECONDS:g} s revocation budget is spent")
+            return True
+
         for url in ocsp_urls(cert):
+            if over_budget(url):
+                break
             attempts += 1
             try:
                 request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()  # noqa: S303 - RFC 6960 CertID
@@ -412,6 +425,8 @@ class RevocationChecker:
             failures.append(f"OCSP {url}: {result.reason}")
 
         for url in crl_urls(cert):
+            if over_budget(url):
+                break
             attempts += 1
             try:
                 data = fetcher.fetch_crl(url)
