@@ -303,3 +303,15 @@ def test_dotnet_name_quoting_and_order() -> None:
         ]
     )
     assert dotnet_name(subject) == 'CN=Signer, OID.1.2.3.4=x, E=a@b.c, O="Contoso, ""Ltd""", S=Washington, C=US'
+
+
+def test_undecodable_extension_is_invalid_extension_not_a_crash() -> None:
+    pki = Pki()
+    root = pki.issue("Root", ca=True)
+    garbage = x509.UnrecognizedExtension(x509.oid.ExtensionOID.EXTENDED_KEY_USAGE, b"\x04\x01\x00")
+    leaf = pki.issue("Signer", issuer=root, extra=[(garbage, False)])
+    result = build(trusting(root), leaf, [])
+    assert result.statuses & DEFAULT_OBSERVED_STATUSES == ChainStatus.INVALID_EXTENSION
+    assert result.messages_for(ChainStatus.INVALID_EXTENSION) == (
+        "InvalidExtension: invalid or inconsistent certificate extension",
+    )

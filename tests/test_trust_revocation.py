@@ -349,3 +349,32 @@ def test_http_fetcher_limits(server: LoopbackServer) -> None:
 def test_revocation_mode_from_env(value: str | None, expected: RevocationMode) -> None:
     environ = {} if value is None else {REVOCATION_MODE_ENV: value}
     assert RevocationMode.from_env(environ) is expected
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda good: b"",
+        lambda good: good[: len(good) // 2],
+        lambda good: good[:-1] + bytes([good[-1] ^ 0xFF]),  # signature bit flip
+        lambda good: b"\x30\x03\x0a\x01\x01",  # OCSPResponse malformedRequest
+        lambda good: b"\x30\x80" + b"\x00" * 64,
+    ],
+)
+def test_malformed_responses_never_raise(server: LoopbackServer, mangle) -> None:  # type: ignore[no-untyped-def]
+    pki = Pki()
+    root = pki.issue("Root", ca=True)
+    leaf = pki.issue(
+        "Signer",
+        issuer=root,
+        eku=[ExtendedKeyUsageOID.CODE_SIGNING],
+        ocsp_url=server.url("/ocsp"),
+        crl_url=server.url("/ca.crl"),
+    )
+    good_ocsp = ocsp_response(leaf.cert, root)
+    good_crl = crl(root)
+    server.routes["/ocsp"] = lambda body: (200, mangle(good_ocsp))
+    server.routes["/ca.crl"] = lambda body: (200, mangle(good_crl))
+    result = build(TrustStore.from_certificates([root.cert]), leaf, [], HttpRevocationFetcher())
+    assert result.statuses == ChainStatus.REVOCATION_STATUS_UNKNOWN
+    assert server.hits == {"/ocsp": 1, "/ca.crl": 1}

@@ -145,6 +145,7 @@ _INVALID_CA = "invalid CA certificate"
 _NO_CERT_SIGN = "key usage does not include certificate signing"
 _PATH_LENGTH = "path length constraint exceeded"
 _CRITICAL = "unhandled critical extension"
+_INVALID_EXTENSION = "invalid or inconsistent certificate extension"
 _NO_POLICY_MATCH = "The certificate has invalid policy."
 _SELF_SIGNED_IN_CHAIN = "self-signed certificate in certificate chain"
 _SELF_SIGNED_LEAF = "self-signed certificate"
@@ -250,12 +251,23 @@ class ChainResult:
 def _extension(cert: x509.Certificate, kind: type[x509.ExtensionType]) -> x509.ExtensionType | None:
     try:
         return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
+    except (x509.ExtensionNotFound, ValueError):  # absent, or undecodable (reported as InvalidExtension)
         return None
 
 
+def _extensions_readable(cert: x509.Certificate) -> bool:
+    try:
+        _ = cert.extensions
+    except ValueError:
+        return False
+    return True
+
+
 def _critical_oids(cert: x509.Certificate) -> list[str]:
-    return [ext.oid.dotted_string for ext in cert.extensions if ext.critical]
+    try:
+        return [ext.oid.dotted_string for ext in cert.extensions if ext.critical]
+    except ValueError:
+        return []
 
 
 def _time_valid(cert: x509.Certificate, at: datetime) -> bool:
@@ -416,6 +428,8 @@ class ChainBuilder:
             if index > 0:
                 for text in _ca_problems(chain, index):
                     add(index, ChainStatus.INVALID_BASIC_CONSTRAINTS, text)
+            if not _extensions_readable(cert):
+                add(index, ChainStatus.INVALID_EXTENSION, _INVALID_EXTENSION)
             if any(oid not in _SUPPORTED_CRITICAL_EXTENSIONS for oid in _critical_oids(cert)):
                 add(index, ChainStatus.HAS_NOT_SUPPORTED_CRITICAL_EXTENSION, _CRITICAL)
 

@@ -30,8 +30,9 @@ from urllib.parse import urlsplit
 import httpx
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 from pyhanko_certvalidator import ValidationContext
@@ -253,7 +254,7 @@ class RevocationCache:
     @staticmethod
     def key(cert: x509.Certificate, issuer: x509.Certificate) -> CacheKey:
         """The cache key of ``cert`` issued by ``issuer``."""
-        spki = issuer.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+        spki = asn1_x509.Certificate.load(der(issuer))["tbs_certificate"]["subject_public_key_info"].dump()
         return hashlib.sha256(spki).digest(), cert.serial_number
 
     def get(self, key: CacheKey, now: datetime) -> RevocationResult | None:
@@ -413,6 +414,10 @@ class RevocationChecker:
             attempts += 1
             try:
                 request = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA1()).build()  # noqa: S303 - RFC 6960 CertID
+            except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+                failures.append(f"OCSP {url}: no request can be made for this issuer key ({exc})")
+                continue
+            try:
                 response = fetcher.fetch_ocsp(url, request.public_bytes(Encoding.DER))
             except NetworkError as exc:
                 unreachable += 1
