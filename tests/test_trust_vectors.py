@@ -10,10 +10,12 @@ builds to a trusted root and its only statuses are ``RevocationStatusUnknown`` a
 from __future__ import annotations
 
 import datetime as dt
+import zipfile
 
 import pytest
 
 from nuseal.codes import NuCode
+from nuseal.signature import PrimarySignature, Signature
 from nuseal.trust import (
     DEFAULT_OBSERVED_STATUSES,
     CertificatePurpose,
@@ -25,7 +27,14 @@ from nuseal.trust import (
     is_self_issued,
 )
 from nuseal.trust.certificate import der
-from test_trust_support import CODESIGN_BUNDLE, TIMESTAMP_BUNDLE, VectorSignature, vector_names, vector_signatures
+from test_trust_support import (
+    CODESIGN_BUNDLE,
+    TIMESTAMP_BUNDLE,
+    VECTORS,
+    VectorSignature,
+    vector_names,
+    vector_signatures,
+)
 
 NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 OFFLINE_ONLY = ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION
@@ -203,3 +212,35 @@ def test_requirements_report_codes_for_a_real_rsa_signer_used_too_early() -> Non
     assert [f.code for f in failures] == [NuCode.NU3017]
     failures = check_certificate_requirements(sig.signer, purpose=CertificatePurpose.TIMESTAMPING, now=before)
     assert [f.code for f in failures] == [NuCode.NU3025]
+
+
+@pytest.mark.parametrize("name", vector_names())
+def test_with_nuseal_signature_model(name: str, code_signing_store: TrustStore, timestamping_store: TrustStore) -> None:
+    # The same judgement through nuseal.signature's model, at NuGet's VerificationTime (timestamp UpperLimit).
+    with zipfile.ZipFile(VECTORS / name) as archive:
+        primary = PrimarySignature.load(archive.read(".signature.p7s"))
+    signatures: list[Signature] = [primary]
+    countersignature = primary.repository_countersignature()
+    if countersignature is not None:
+        signatures.append(countersignature)
+    signer_builder = ChainBuilder(code_signing_store, revocation_mode=RevocationMode.OFFLINE)
+    timestamp_builder = ChainBuilder(timestamping_store, revocation_mode=RevocationMode.OFFLINE)
+    for signature in signatures:
+        timestamp = signature.timestamps[0]
+        assert signature.signer_certificate is not None and timestamp.signer_certificate is not None
+        result = signer_builder.build(
+            signature.signer_certificate,
+            extra_certificates=primary.certificates,
+            purpose=CertificatePurpose.CODE_SIGNING,
+            at=timestamp.upper_limit,
+            now=NOW,
+        )
+        assert result.root_in_store and result.statuses == OFFLINE_ONLY
+        stamp = timestamp_builder.build(
+            timestamp.signer_certificate,
+            extra_certificates=timestamp.certificates,
+            purpose=CertificatePurpose.TIMESTAMPING,
+            at=NOW,
+            now=NOW,
+        )
+        assert stamp.root_in_store and stamp.statuses == OFFLINE_ONLY
