@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import socket
@@ -105,6 +106,12 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     click.echo(f"nuseal feed on {config.base_url} (listening on {shown_host}:{actual_port}, data in {config.data_dir})")
     click.echo(f"package source: {config.base_url}/v3/index.json")
+    if importlib.util.find_spec("httptools") is None or importlib.util.find_spec("uvloop") is None:
+        click.echo(
+            "note: httptools/uvloop are not installed; uvicorn falls back to pure-Python HTTP parsing, "
+            "about 20x slower for downloads (pip install httptools uvloop)",
+            err=True,
+        )
     sys.stdout.flush()
     uv_config = uvicorn.Config(
         "nuseal.feed.app:app_from_env",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -53,6 +54,8 @@ log = logging.getLogger(__name__)
 MAX_SEARCH_DESCRIPTION = 4000
 _BASE_URL_SETTING = "documents.base_url"
 _SCHEMA_SETTING = "documents.layout"
+#: Staging files older than this (seconds) belong to no live upload.
+STALE_UPLOAD_SECONDS = 6 * 3600
 #: Bump when the document shapes change, so a start rewrites every document.
 DOCUMENT_LAYOUT_VERSION = "1"
 
@@ -223,6 +226,7 @@ class FeedService:
             ConfigError: the database cannot be migrated.
         """
         migrate(self.db)
+        self._clean_staging()
         self.storage.put_bytes("v3/index.json", docs.dump(docs.service_index(self.urls)), durable=True)
         wanted = {_BASE_URL_SETTING: self.config.base_url, _SCHEMA_SETTING: DOCUMENT_LAYOUT_VERSION}
         with self.db.read() as session:
@@ -232,6 +236,15 @@ class FeedService:
             with self.db.write() as session:
                 for k, v in wanted.items():
                     session.merge(FeedSetting(key=k, value=v))
+
+    def _clean_staging(self) -> None:
+        """Remove uploads left by a process that died mid-push (older than :data:`STALE_UPLOAD_SECONDS`, so
+        uploads other running workers are receiving stay)."""
+        limit = time.time() - STALE_UPLOAD_SECONDS
+        for path in self.config.staging_dir.glob("*"):
+            with contextlib.suppress(OSError):
+                if path.is_file() and path.stat().st_mtime < limit:
+                    path.unlink()
 
     def rebuild(self, id_lower: str | None = None) -> int:
         """Rewrite every document (all leaves included) of one id, or of all ids. Returns how many ids."""

@@ -2,17 +2,20 @@
 
 This path runs for every restore request, so it bypasses routing: a GET or HEAD below ``/v3/`` (other than
 search and autocomplete) becomes a ``stat``, an ``If-None-Match`` check and one read. Responses carry a
-strong ``ETag`` (inode change time and size, as nginx derives it from mtime and size), ``Last-Modified``, the
+strong ``ETag`` (modification time and size, as nginx derives it), ``Last-Modified``, the
 content type of the document kind, and ``Cache-Control``: immutable for ``.nupkg``/``.nuspec`` (a version's
 bytes never change), ``no-cache`` (revalidate with the ETag) for indexes and registrations, which change
-with every push.
+with every push. Small files are kept in a per-process cache keyed by inode, modification time and size and
+checked with one ``stat`` per request, so a worker never serves a replaced document.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 
@@ -29,6 +32,9 @@ CACHE_SERVICE_INDEX = "public, max-age=300"
 #: Files up to this size are read in one call on the event loop; larger ones stream from a worker thread.
 INLINE_READ_LIMIT = 256 * 1024
 CHUNK_SIZE = 256 * 1024
+#: Per-process cache of small responses (validated by ``stat`` on every request, so never stale).
+MAX_CACHE_BYTES = 64 * 1024 * 1024
+MAX_CACHE_ENTRIES = 4096
 #: Longest request path considered.
 MAX_PATH_LENGTH = 1024
 
@@ -37,6 +43,16 @@ _TYPES = {
     ".nupkg": b"application/octet-stream",
     ".nuspec": b"application/xml",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A file's response, valid while the file keeps its inode, modification time and size."""
+
+    key: tuple[int, int, int]  # (inode, mtime_ns, size)
+    headers: list[tuple[bytes, bytes]]  # content-length last
+    body: bytes | None  # None: too large to keep, streamed
+    download: tuple[str, str] | None  # (id, version) when this is a flat-container .nupkg
 
 
 def _not_found(method: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -61,6 +77,8 @@ class StaticDocuments:
     def __init__(self, root: Path, on_download: Callable[[str, str], None] | None = None) -> None:
         self.root = str(Path(root).resolve())
         self.on_download = on_download
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+        self._cache_bytes = 0
 
     def resolve(self, path: str) -> str | None:
         """The file for a request path, or None when the path is not a safe storage key."""
@@ -72,77 +90,111 @@ class StaticDocuments:
             return None
         return os.path.join(self.root, *parts)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        method = scope["method"]
-        path: str = scope["path"]
-        full = self.resolve(path)
-        st = None
-        if full is not None:
-            try:
-                st = os.stat(full)
-            except OSError:
-                st = None
-        if st is None or not stat.S_ISREG(st.st_mode):
-            status, headers, body = _not_found(method)
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        assert full is not None
+    def _headers(self, path: str, full: str, st: os.stat_result) -> list[tuple[bytes, bytes]]:
         ext = os.path.splitext(full)[1]
-        etag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'.encode()
         if ext in (".nupkg", ".nuspec"):
             cache = CACHE_IMMUTABLE
         elif path == "/v3/index.json":
             cache = CACHE_SERVICE_INDEX
         else:
             cache = CACHE_REVALIDATE
-        headers = [
+        return [
             (b"content-type", _TYPES.get(ext, b"application/octet-stream")),
-            (b"etag", etag),
+            (b"etag", f'"{st.st_mtime_ns:x}-{st.st_size:x}"'.encode()),
             (b"last-modified", formatdate(st.st_mtime, usegmt=True).encode()),
             (b"cache-control", cache.encode()),
             (b"access-control-allow-origin", b"*"),
+            (b"content-length", str(st.st_size).encode()),
         ]
-        inm = None
-        for name, value in scope["headers"]:
-            if name == b"if-none-match":
-                inm = value
-                break
-        if inm is not None and (
-            inm.strip() == b"*" or etag in [v.strip().removeprefix(b"W/") for v in inm.split(b",")]
-        ):
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        headers.append((b"content-length", str(st.st_size).encode()))
-        if method == "HEAD":
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return
-        if st.st_size <= INLINE_READ_LIMIT:
-            try:
-                with open(full, "rb") as f:
-                    body = f.read()
-            except OSError:
-                status, nf_headers, nf_body = _not_found(method)
-                await send({"type": "http.response.start", "status": status, "headers": nf_headers})
-                await send({"type": "http.response.body", "body": nf_body})
-                return
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": body[: st.st_size]})
-        else:
-            await self._stream(full, st.st_size, headers, send)
-        if ext == ".nupkg" and self.on_download is not None:
+
+    def _remember(self, full: str, entry: _Entry) -> None:
+        old = self._cache.pop(full, None)
+        if old is not None:
+            self._cache_bytes -= len(old.body or b"")
+        self._cache[full] = entry
+        self._cache_bytes += len(entry.body or b"")
+        while self._cache_bytes > MAX_CACHE_BYTES or len(self._cache) > MAX_CACHE_ENTRIES:
+            _, dropped = self._cache.popitem(last=False)
+            self._cache_bytes -= len(dropped.body or b"")
+
+    def _load(self, path: str, full: str) -> _Entry | None:
+        """Open, ``fstat`` and (when small) read the file, so headers and body describe the same inode even if a
+        writer renames a new version into place meanwhile."""
+        try:
+            with open(full, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                body = f.read(st.st_size + 1) if st.st_size <= INLINE_READ_LIMIT else None
+        except OSError:
+            return None
+        if body is not None and len(body) != st.st_size:
+            return None  # changed while we read; the caller answers 404 and the client retries
+        download = None
+        if full.endswith(".nupkg"):
             parts = path.lower().strip("/").split("/")
             if len(parts) == 5 and parts[1] == "flatcontainer":
-                self.on_download(parts[2], parts[3])
+                download = (parts[2], parts[3])
+        entry = _Entry((st.st_ino, st.st_mtime_ns, st.st_size), self._headers(path, full, st), body, download)
+        if body is not None:
+            self._remember(full, entry)
+        return entry
 
-    async def _stream(self, full: str, size: int, headers: list[tuple[bytes, bytes]], send: Send) -> None:
-        # the file may be replaced by a rename while we read; the open descriptor keeps the old inode
-        f = await anyio.to_thread.run_sync(open, full, "rb")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        path: str = scope["path"]
+        full = self.resolve(path)
+        entry = None
+        if full is not None:
+            try:
+                st = os.stat(full)
+            except OSError:
+                st = None
+            if st is not None:
+                entry = self._cache.get(full)
+                if entry is None or entry.key != (st.st_ino, st.st_mtime_ns, st.st_size):
+                    entry = self._load(path, full)
+        if entry is None or full is None:
+            status, headers, body = _not_found(method)
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        etag = entry.headers[1][1]
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                if value.strip() == b"*" or etag in [v.strip().removeprefix(b"W/") for v in value.split(b",")]:
+                    await send({"type": "http.response.start", "status": 304, "headers": entry.headers[:-1]})
+                    await send({"type": "http.response.body", "body": b""})
+                    return
+                break
+        if method == "HEAD":
+            await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if entry.body is not None:
+            await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
+            await send({"type": "http.response.body", "body": entry.body})
+        elif not await self._stream(full, entry, send):
+            return
+        if entry.download is not None and self.on_download is not None:
+            self.on_download(*entry.download)
+
+    async def _stream(self, full: str, entry: _Entry, send: Send) -> bool:
+        """Stream a large file from a worker thread. False when it vanished or changed before it was opened."""
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            remaining = size
+            f = await anyio.to_thread.run_sync(open, full, "rb")
+        except OSError:
+            f = None
+        if f is None or os.fstat(f.fileno()).st_ino != entry.key[0]:
+            if f is not None:
+                f.close()
+            status, headers, body = _not_found("GET")
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
+            remaining = entry.key[2]
             while remaining > 0:
                 chunk = await anyio.to_thread.run_sync(f.read, min(CHUNK_SIZE, remaining))
                 if not chunk:
@@ -153,3 +205,4 @@ class StaticDocuments:
                 await send({"type": "http.response.body", "body": b""})
         finally:
             f.close()
+        return True

@@ -1,0 +1,272 @@
+"""Benchmark `nuseal serve` against nginx serving the same storage folder, in the same run.
+
+Measures, on loopback:
+  * requests/s for a flat-container .nupkg download and for a registration index (wrk, or an httpx load
+    generator when wrk is missing), for the feed and for nginx serving the feed's storage folder statically;
+  * push latency (PUT /api/v2/package) for a 1 MB and a 50 MB package (median of several pushes).
+
+Usage: .venv/bin/python bench/feed.py [--duration 10] [--connections 64] [--workers 2] [--json out.json]
+Needs nginx and wrk (scripts/ci-feed-deps.sh installs them). Every server it starts is stopped by pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from nuseal.feed.accounts import create_api_key, create_user
+from nuseal.feed.config import FeedConfig
+from nuseal.feed.service import FeedService
+
+ROOT = Path(__file__).resolve().parents[1]
+VECTOR = ROOT.parent / "shared" / "vectors" / "nuget.org" / "microsoft.data.sqlite.6.0.9.nupkg"
+REG_VERSIONS = 20
+
+
+def package(pid: str, version: str, payload: int = 0) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr(
+            f"{pid}.nuspec",
+            f'<?xml version="1.0"?><package><metadata><id>{pid}</id><version>{version}</version>'
+            f"<authors>bench</authors><description>benchmark package</description></metadata></package>",
+        )
+        z.writestr(f"lib/netstandard2.0/{pid}.dll", b"\0" * 4096)
+        if payload:
+            z.writestr("content/payload.bin", os.urandom(payload), compress_type=zipfile.ZIP_STORED)
+    return buf.getvalue()
+
+
+def start_feed(data: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data), "--port", "0", "--workers", str(workers)]
+    with open(data / "server.log", "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    assert proc.stdout is not None
+    for _ in range(50):
+        line = proc.stdout.readline().decode()
+        m = re.search(r"nuseal feed on (http://\S+) ", line)
+        if m:
+            base = m.group(1)
+            break
+    else:
+        raise SystemExit("nuseal serve did not start: " + (data / "server.log").read_text())
+    for _ in range(100):
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                time.sleep(0.5 * workers)  # let every worker come up
+                return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise SystemExit("nuseal serve did not answer")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+    if proc.stdout:
+        proc.stdout.close()
+
+
+def start_nginx(root: Path, work: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    with socketless_port() as port:
+        pass
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = work / "nginx.conf"
+    conf.write_text(
+        f"""{user}
+worker_processes {workers};
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on; tcp_nopush on; keepalive_requests 1000000;
+  types {{ application/json json; application/octet-stream nupkg; application/xml nuspec; }}
+  server {{
+    listen 127.0.0.1:{port};
+    root {root};
+    etag on;
+  }}
+}}
+"""
+    )
+    proc = subprocess.Popen(
+        [nginx, "-c", str(conf), "-p", str(work)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            httpx.get(base + "/v3/index.json", timeout=1)
+            return proc, base
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise SystemExit("nginx did not start: " + (work / "nginx-error.log").read_text())
+
+
+class socketless_port:
+    def __enter__(self) -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def wrk(url: str, duration: int, connections: int, threads: int) -> float:
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 60,
+    ).stdout
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not m or "Non-2xx" in out:
+        raise SystemExit("wrk failed:\n" + out)
+    return float(m.group(1))
+
+
+async def _httpx_load(url: str, duration: int, connections: int) -> float:
+    done = 0
+    deadline = time.monotonic() + duration
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections)) as c:
+
+        async def worker() -> None:
+            nonlocal done
+            while time.monotonic() < deadline:
+                r = await c.get(url)
+                r.raise_for_status()
+                done += 1
+
+        start = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        return done / (time.monotonic() - start)
+
+
+def load(url: str, duration: int, connections: int, threads: int) -> float:
+    if shutil.which("wrk"):
+        return wrk(url, duration, connections, threads)
+    return asyncio.run(_httpx_load(url, duration, connections))
+
+
+def push_latency(base: str, key: str, size: int, runs: int) -> float:
+    times = []
+    with httpx.Client(base_url=base, timeout=300) as c:
+        for i in range(runs):
+            data = package(f"Bench.Push{size}", f"1.0.{i}", payload=size)
+            t = time.perf_counter()
+            r = c.put("/api/v2/package", files={"package": ("p.nupkg", data)}, headers={"X-NuGet-ApiKey": key})
+            times.append(time.perf_counter() - t)
+            if r.status_code != 201:
+                raise SystemExit(f"push failed: {r.status_code} {r.text}")
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
+    ap.add_argument("--workers", type=int, default=2, help="feed worker processes and nginx workers")
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = ap.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="nuseal-bench-"))
+    os.chmod(work, 0o755)
+    data = work / "feed"
+    data.mkdir()
+    service = FeedService.open(FeedConfig(data_dir=data, base_url="http://127.0.0.1:1"))
+    service.setup()
+    now = datetime.now(UTC)
+    with service.db.write() as s:
+        create_user(s, "bench", now=now)
+        key = create_api_key(s, "bench", now=now).key
+    service.db.dispose()
+
+    feed, base = start_feed(data, args.workers)
+    nginx = None
+    try:
+        with httpx.Client(base_url=base, timeout=60) as c:
+            assert (
+                c.put(
+                    "/api/v2/package",
+                    files={"package": ("p.nupkg", VECTOR.read_bytes())},
+                    headers={"X-NuGet-ApiKey": key},
+                ).status_code
+                == 201
+            )
+            for i in range(REG_VERSIONS):
+                assert (
+                    c.put(
+                        "/api/v2/package",
+                        files={"package": ("p.nupkg", package("Bench.Reg", f"1.{i}.0"))},
+                        headers={"X-NuGet-ApiKey": key},
+                    ).status_code
+                    == 201
+                )
+        nupkg_path = "/v3/flatcontainer/microsoft.data.sqlite/6.0.9/microsoft.data.sqlite.6.0.9.nupkg"
+        reg_path = "/v3/registration-semver2/bench.reg/index.json"
+        reg_size = (data / "storage" / reg_path.lstrip("/")).stat().st_size
+        nginx, nginx_base = start_nginx(data / "storage", work, args.workers)
+        results: dict[str, object] = {
+            "machine_cpus": os.cpu_count(),
+            "feed_workers": args.workers,
+            "load_tool": "wrk" if shutil.which("wrk") else "httpx",
+            "connections": args.connections,
+            "duration_s": args.duration,
+            "nupkg_bytes": VECTOR.stat().st_size,
+            "registration_index_bytes": reg_size,
+        }
+        for name, path in (("nupkg", nupkg_path), ("registration", reg_path)):
+            # same bytes from both: the feed serves the storage folder nginx serves
+            assert httpx.get(base + path).content == httpx.get(nginx_base + path).content
+            feed_rps = load(base + path, args.duration, args.connections, args.threads)
+            nginx_rps = load(nginx_base + path, args.duration, args.connections, args.threads)
+            results[f"{name}_feed_rps"] = round(feed_rps)
+            results[f"{name}_nginx_rps"] = round(nginx_rps)
+            results[f"{name}_ratio"] = round(feed_rps / nginx_rps, 3)
+        results["push_1MB_s"] = round(push_latency(base, key, 1_000_000, 7), 4)
+        results["push_50MB_s"] = round(push_latency(base, key, 50_000_000, 3), 3)
+    finally:
+        stop(feed)
+        if nginx is not None:
+            stop(nginx)
+        shutil.rmtree(work, ignore_errors=True)
+
+    width = max(len(k) for k in results)
+    for k, v in results.items():
+        print(f"{k:<{width}}  {v}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
