@@ -22,6 +22,7 @@ import enum
 from dataclasses import dataclass, field, replace
 
 from nuseal.hashalg import HashAlgorithm
+from nuseal.trust import RevocationMode
 
 __all__ = [
     "AllowList",
@@ -32,13 +33,6 @@ __all__ = [
     "VerificationPolicy",
     "VerificationTarget",
 ]
-
-
-class RevocationMode(enum.StrEnum):
-    """``NUGET_CERT_REVOCATION_MODE``: fetch OCSP/CRL (``online``) or use none (``offline``)."""
-
-    ONLINE = "online"
-    OFFLINE = "offline"
 
 
 class VerificationTarget(enum.Flag):
