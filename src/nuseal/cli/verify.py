@@ -1,0 +1,339 @@
+"""``nuseal verify``: NuGet's ``dotnet nuget verify --all`` with NuGet's codes, plus folders, JSON and parallelism."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from nuseal.cli._inputs import resolve_packages
+from nuseal.cli.main import EXIT_FAILED, EXIT_OK
+from nuseal.codes import Issue, Level
+from nuseal.errors import UsageError
+from nuseal.hashalg import HashAlgorithm
+from nuseal.trust import (
+    CertificatePurpose,
+    NuGetConfig,
+    RevocationMode,
+    SignatureValidationMode,
+    TrustStore,
+    load_nuget_config,
+    merge_trusted_certificates,
+)
+from nuseal.verify import (
+    AllowListEntry,
+    SignaturePlacement,
+    VerificationPolicy,
+    VerificationResult,
+    VerificationTarget,
+    Verifier,
+)
+
+__all__ = ["find_nuget_configs", "verify_command"]
+
+_USER_CONFIG = Path("~/.nuget/NuGet/NuGet.Config")
+_CONFIG_NAMES = ("nuget.config", "NuGet.config", "NuGet.Config")
+
+
+def find_nuget_configs(start: Path, home: Path | None = None) -> list[Path]:
+    """NuGet's configuration chain, nearest first: ``nuget.config`` in ``start`` and each parent, then the user's
+    ``~/.nuget/NuGet/NuGet.Config`` (NC ``Settings.LoadDefaultSettings``; machine-wide files are not read)."""
+    found: list[Path] = []
+    for folder in [start, *start.parents]:
+        for name in _CONFIG_NAMES:
+            candidate = folder / name
+            if candidate.is_file():
+                found.append(candidate)
+                break
+    user = (home / ".nuget/NuGet/NuGet.Config") if home else _USER_CONFIG.expanduser()
+    if user.is_file() and user not in found:
+        found.append(user)
+    return found
+
+
+def _fingerprint_entries(values: tuple[str, ...]) -> tuple[AllowListEntry, ...]:
+    entries = []
+    for value in values:
+        text = value.strip().replace(":", "")
+        alg = HashAlgorithm.from_hex_fingerprint(text)
+        if alg is None or any(c not in "0123456789abcdefABCDEF" for c in text):
+            raise UsageError(
+                f"--certificate-fingerprint {value!r} is not a SHA-256, SHA-384 or SHA-512 hex fingerprint (NU3043)"
+            )
+        entries.append(
+            AllowListEntry(
+                fingerprint=text,
+                hash_algorithm=alg,
+                target=VerificationTarget.AUTHOR | VerificationTarget.REPOSITORY,
+                placement=SignaturePlacement.PRIMARY_SIGNATURE,
+            )
+        )
+    return tuple(entries)
+
+
+def trusted_signer_entries(configs: list[NuGetConfig]) -> tuple[tuple[AllowListEntry, ...], list[Issue]]:
+    """``trustedSigners`` from every config as allow-list entries (NC ``TrustedSignersProvider``)."""
+    merged, issues = merge_trusted_certificates(s for c in configs for s in c.trusted_signers)
+    entries = []
+    for m in merged:
+        target = VerificationTarget(0)
+        placement = SignaturePlacement(0)
+        if m.author:
+            target |= VerificationTarget.AUTHOR
+            placement |= SignaturePlacement.PRIMARY_SIGNATURE
+        if m.repository:
+            target |= VerificationTarget.REPOSITORY
+            placement |= SignaturePlacement.ANY
+        entries.append(
+            AllowListEntry(
+                fingerprint=m.fingerprint,
+                hash_algorithm=m.hash_algorithm,
+                target=target,
+                placement=placement,
+                owners=frozenset(m.owners) if m.owners else None,
+                allow_untrusted_root=m.allow_untrusted_root,
+                name=", ".join(m.names),
+            )
+        )
+    return tuple(entries), issues
+
+
+@dataclass(frozen=True)
+class _Job:
+    policy: VerificationPolicy
+    code_signing_roots: str | None
+    timestamping_roots: str | None
+
+
+_worker: Verifier | None = None
+
+
+def _make_verifier(job: _Job) -> Verifier:
+    def store(path: str | None, purpose: CertificatePurpose) -> TrustStore:
+        return TrustStore.from_pem_file(path) if path else TrustStore.discover(purpose)
+
+    return Verifier(
+        job.policy,
+        code_signing_roots=store(job.code_signing_roots, CertificatePurpose.CODE_SIGNING),
+        timestamping_roots=store(job.timestamping_roots, CertificatePurpose.TIMESTAMPING),
+    )
+
+
+def _init_worker(job: _Job) -> None:
+    global _worker  # noqa: PLW0603 - one verifier per worker process
+    _worker = _make_verifier(job)
+
+
+def _verify_in_worker(path: str) -> VerificationResult:
+    assert _worker is not None
+    return _worker.verify_path(path, now=datetime.now(UTC))
+
+
+def _run(job: _Job, paths: list[Path], jobs: int) -> Iterator[VerificationResult]:
+    if jobs <= 1 or len(paths) < 4:
+        verifier = _make_verifier(job)
+        for p in paths:
+            yield verifier.verify_path(str(p), now=datetime.now(UTC))
+        return
+    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(job,)) as pool:
+        yield from pool.map(_verify_in_worker, [str(p) for p in paths], chunksize=8)
+
+
+def _identity(result: VerificationResult) -> str:
+    if result.package_id and result.package_version:
+        return f"{result.package_id}.{result.package_version}"
+    return Path(result.source or "package").name
+
+
+def _style(issue: Issue) -> str:
+    text = str(issue)
+    if issue.level is Level.ERROR:
+        return click.style(text, fg="red")
+    if issue.level is Level.WARNING:
+        return click.style(text, fg="yellow")
+    return text
+
+
+def _print_text(result: VerificationResult, detailed: bool) -> None:
+    click.echo(f"\nVerifying {_identity(result)}")
+    click.echo(f"{result.source}\n")
+    if detailed:
+        for sig in result.signatures:
+            label = "Primary signature" if sig.placement == "primary" else "Repository countersignature"
+            click.echo(f"{label}: {sig.type}")
+            click.echo(f"  Signer:  {sig.signer_subject}")
+            click.echo(f"  Issuer:  {sig.signer_issuer}")
+            for alg, fp in sig.fingerprints.items():
+                click.echo(f"  {alg} fingerprint:  {fp}")
+            if sig.not_before and sig.not_after:
+                click.echo(f"  Valid from:  {sig.not_before:%Y-%m-%d %H:%M:%S}Z to {sig.not_after:%Y-%m-%d %H:%M:%S}Z")
+            if sig.hash_algorithm:
+                click.echo(f"  Package hash algorithm:  {sig.hash_algorithm}")
+            if sig.v3_service_index_url:
+                click.echo(f"  Service index:  {sig.v3_service_index_url}")
+            if sig.package_owners is not None:
+                click.echo(f"  Owners:  {', '.join(sig.package_owners)}")
+            for gen_time, tsa in sig.timestamps:
+                click.echo(f"  Timestamp:  {gen_time:%Y-%m-%d %H:%M:%S}Z by {tsa}")
+        if result.content_hash:
+            click.echo(f"Content hash (SHA512):  {result.content_hash}")
+    for issue in result.issues:
+        if issue.level is not Level.INFO or detailed:
+            click.echo(_style(issue))
+    errors, warnings = len(result.errors), len(result.warnings)
+    if errors or warnings:
+        click.echo(f"Finished with {errors} errors and {warnings} warnings.")
+    if result.valid and not errors:
+        click.echo(click.style(f"Successfully verified package '{_identity(result)}'.", fg="green"))
+    else:
+        click.echo(click.style("Package signature validation failed.", fg="red"))
+
+
+def _as_json(result: VerificationResult) -> dict[str, object]:
+    return {
+        "source": result.source,
+        "package": {"id": result.package_id, "version": result.package_version},
+        "policy": result.policy,
+        "valid": result.valid,
+        "signed": result.is_signed,
+        "contentHash": result.content_hash,
+        "issues": [
+            {"code": i.code.value if i.code else None, "level": i.level.value, "message": i.message}
+            for i in result.issues
+        ],
+        "signatures": [
+            {
+                "placement": s.placement,
+                "type": s.type,
+                "subject": s.signer_subject,
+                "issuer": s.signer_issuer,
+                "fingerprints": s.fingerprints,
+                "notBefore": s.not_before.isoformat() if s.not_before else None,
+                "notAfter": s.not_after.isoformat() if s.not_after else None,
+                "timestamps": [{"genTime": t.isoformat(), "authority": a} for t, a in s.timestamps],
+                "hashAlgorithm": s.hash_algorithm,
+                "v3ServiceIndexUrl": s.v3_service_index_url,
+                "owners": list(s.package_owners) if s.package_owners is not None else None,
+            }
+            for s in result.signatures
+        ],
+    }
+
+
+@click.command("verify")
+@click.argument("packages", nargs=-1, required=True)
+@click.option("--all", "all_", is_flag=True, help="Run every verification (today: signatures). The default.")
+@click.option("--signatures", is_flag=True, help="Verify package signatures (the only verification type).")
+@click.option(
+    "--certificate-fingerprint",
+    "fingerprints",
+    multiple=True,
+    metavar="HEX",
+    help="Require the primary signer certificate to have this SHA-256/384/512 fingerprint (repeatable).",
+)
+@click.option(
+    "--configfile",
+    type=click.Path(dir_okay=False),
+    help="nuget.config with trustedSigners and "
+    "signatureValidationMode (default: nuget.config files from here up, then the user's).",
+)
+@click.option(
+    "--revocation-mode",
+    type=click.Choice(["online", "offline"]),
+    help="Check revocation over the network or not (default: NUGET_CERT_REVOCATION_MODE, else online).",
+)
+@click.option(
+    "--code-signing-roots",
+    type=click.Path(dir_okay=False, exists=True),
+    help="PEM bundle of trusted code-signing roots (default: as the .NET SDK finds them on Linux).",
+)
+@click.option(
+    "--timestamping-roots",
+    type=click.Path(dir_okay=False, exists=True),
+    help="PEM bundle of trusted timestamping roots (default: the .NET SDK's timestampctl.pem).",
+)
+@click.option(
+    "-v", "--verbosity", type=click.Choice(["quiet", "normal", "detailed"]), default="normal", show_default=True
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document with every result.")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Worker processes for many packages (default: CPU count).",
+)
+def verify_command(
+    packages: tuple[str, ...],
+    all_: bool,
+    signatures: bool,
+    fingerprints: tuple[str, ...],
+    configfile: str | None,
+    revocation_mode: str | None,
+    code_signing_roots: str | None,
+    timestamping_roots: str | None,
+    verbosity: str,
+    as_json: bool,
+    jobs: int | None,
+) -> int:
+    """Verify the signatures of PACKAGES (.nupkg files, folders or globs) as NuGet does.
+
+    Exit code 0 when every package passes, 1 when any fails, 2 for usage errors.
+    """
+    del all_, signatures  # NuGet's only verification type is signatures; both flags select it.
+    paths = resolve_packages(packages)
+    if configfile:
+        configs = [load_nuget_config(configfile)]
+    else:
+        configs = [load_nuget_config(p) for p in find_nuget_configs(Path.cwd())]
+    trusted, config_issues = trusted_signer_entries(configs)
+    require_mode = bool(configs) and configs[0].signature_validation_mode is SignatureValidationMode.REQUIRE
+    mode = RevocationMode(revocation_mode) if revocation_mode else RevocationMode.from_env()
+    policy = VerificationPolicy.verify(
+        trusted_signers=trusted,
+        require_mode=require_mode,
+        fingerprints=_fingerprint_entries(fingerprints),
+        revocation_mode=mode,
+    )
+    job = _Job(policy, code_signing_roots, timestamping_roots)
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    for issue in config_issues:
+        click.echo(_style(issue), err=True)
+    for config in configs:
+        for warning in config.warnings:
+            click.echo(f"warning: {config.source}: {warning}", err=True)
+    started = time.perf_counter()
+    results: list[VerificationResult] = []
+    for result in _run(job, paths, workers):
+        results.append(result)
+        if not as_json and verbosity != "quiet":
+            _print_text(result, verbosity == "detailed")
+    failed = [r for r in results if not r.valid or r.errors]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "results": [_as_json(r) for r in results],
+                    "passed": len(results) - len(failed),
+                    "failed": len(failed),
+                },
+                indent=2,
+            )
+        )
+    elif len(results) > 1 or verbosity == "quiet":
+        elapsed = time.perf_counter() - started
+        warnings = sum(len(r.warnings) for r in results)
+        for r in failed if verbosity == "quiet" else ():
+            click.echo(f"FAILED {r.source}: " + "; ".join(str(i) for i in r.errors))
+        click.echo(
+            f"\nVerified {len(results)} packages: {len(results) - len(failed)} passed, {len(failed)} failed, "
+            f"{warnings} warnings ({elapsed:.2f} s)."
+        )
+    return EXIT_FAILED if failed else EXIT_OK
