@@ -133,7 +133,8 @@ def test_certificate_fingerprint_mismatch_is_nu3034() -> None:
     )
     assert not result.valid
     assert [(i.code, i.level) for i in result.errors] == [(NuCode.NU3034, Level.ERROR)]
-    assert result.errors[0].message == "The package signature did not match any of the allowed certificate fingerprints."
+    expected = "The package signature did not match any of the allowed certificate fingerprints."
+    assert result.errors[0].message == expected
 
 
 def test_fingerprint_of_the_countersigner_does_not_match_primary_placement() -> None:
