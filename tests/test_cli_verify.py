@@ -128,7 +128,7 @@ def test_nuget_config_is_found_from_the_working_directory(
 
 
 def test_usage_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, str(tmp_path / "missing.nupkg"), *TRUST)
+    code, _, err = run(capsys, str(tmp_path / "missing.nupkg"), *TRUST)
     assert code == 2 and err.strip() == f"error: package not found: {tmp_path / 'missing.nupkg'}"
     bad = tmp_path / "nuget.config"
     bad.write_text("<configuration><trustedSigners><author name='a'><certificate hashAlgorithm='SHA256'/>"
