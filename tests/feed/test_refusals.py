@@ -258,3 +258,20 @@ def test_failed_publish_leaves_nothing_behind(feed: Feed) -> None:
     assert not any("1.1.0" in k for k in after[0])
     assert after[0]["v3/flatcontainer/fault.pkg/index.json"] == before[0]["v3/flatcontainer/fault.pkg/index.json"]
     assert feed.push(make_package("Fault.Pkg", "1.1.0")).status_code == 201
+
+
+def test_owners_add_owners_over_http(feed: Feed) -> None:
+    assert feed.push(make_package("Team.Pkg", "1.0.0"), key="alice").status_code == 201
+    with feed.client() as c:
+        alice = {"X-NuGet-ApiKey": feed.keys["alice"]}
+        bob = {"X-NuGet-ApiKey": feed.keys["bob"]}
+        r = c.put("/api/owners/Team.Pkg/bob", headers=bob)
+        assert r.status_code == 403 and "only an owner" in r.text
+        assert c.put("/api/owners/Team.Pkg/nobody", headers=alice).status_code == 404
+        r = c.put("/api/owners/team.pkg/bob", headers=alice)
+        assert r.status_code == 200 and r.json()["owners"] == ["alice", "bob"]
+        assert feed.push(make_package("Team.Pkg", "1.1.0"), key="bob").status_code == 201
+        assert c.delete("/api/owners/Team.Pkg/alice", headers=bob).json()["owners"] == ["bob"]
+        r = c.delete("/api/owners/Team.Pkg/bob", headers=bob)
+        assert r.status_code == 400 and "last owner" in r.text
+    assert feed.push(make_package("Team.Pkg", "1.2.0"), key="alice").status_code == 403

@@ -6,6 +6,7 @@ Routes:
 * ``GET /v3/search``, ``GET /v3/autocomplete``: :mod:`nuseal.feed.search`;
 * ``PUT /api/v2/package``: push (``X-NuGet-ApiKey``, multipart body), 201 on success;
 * ``DELETE /api/v2/package/{id}/{version}``: unlist (204); ``POST`` the same path: relist (200);
+* ``PUT|DELETE /api/owners/{id}/{user}``: an owner adds or removes an owner (nuseal's own, not NuGet's);
 * ``GET /api/v2/...``: the read-only V2 listing ``nuget list`` needs (:mod:`nuseal.feed.v2`);
 * ``GET /``, ``/packages``, ``/packages/{id}``, ``/packages/{id}/{version}``: web pages (:mod:`nuseal.feed.web`).
 
@@ -140,6 +141,15 @@ class FeedApp:
             return PlainTextResponse(f"Relisted {package_id} {version}\n", status_code=200)
         return Response(status_code=204)
 
+    async def owners(self, request: Request) -> Response:
+        """``PUT /api/owners/{id}/{user}`` adds an owner, ``DELETE`` removes one; the caller must own the id."""
+        principal = await self.principal(request)
+        package_id = request.path_params["id"]
+        user = request.path_params["user"]
+        add = request.method == "PUT"
+        owners = await anyio.to_thread.run_sync(lambda: self.service.change_owner(principal, package_id, user, add=add))
+        return json_response({"id": package_id, "owners": owners}, request, cache="no-store")
+
     # -------------------------------------------------------------------------------------- search
     async def search(self, request: Request) -> Response:
         query = search_mod.parse_search_query(request.query_params)
@@ -230,6 +240,7 @@ def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _R
         Route("/api/v2/package", feed.push, methods=["PUT", "POST"]),
         Route("/api/v2/package/", feed.push, methods=["PUT", "POST"]),
         Route("/api/v2/package/{id}/{version}", feed.set_listed, methods=["DELETE", "POST"]),
+        Route("/api/owners/{id}/{user}", feed.owners, methods=["PUT", "DELETE"]),
         *legacy.routes(),
         *pages.routes(),
     ]

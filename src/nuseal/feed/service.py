@@ -31,17 +31,17 @@ from pathlib import Path
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
-from sqlalchemy import select, text, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nuseal.feed import documents as docs
-from nuseal.feed.accounts import Principal
+from nuseal.feed.accounts import Principal, owners_of
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.database import Database, migrate
-from nuseal.feed.errors import DuplicatePackageError, ForbiddenError, NotFoundError
-from nuseal.feed.models import FeedSetting, Owner, Package, Registration
+from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
+from nuseal.feed.models import FeedSetting, Owner, Package, Registration, User
 from nuseal.feed.pipeline import Submission
 from nuseal.feed.storage import LocalStorage, Storage
 from nuseal.package import NuGetVersion, Nuspec
@@ -402,6 +402,36 @@ class FeedService:
                 row.listed = listed
                 session.flush()
                 self._write_documents(session, id_lower, leaves_for=frozenset({ver_lower}))
+
+    # ------------------------------------------------------------------------------------------ owners
+    def change_owner(self, principal: Principal, package_id: str, user_name: str, *, add: bool) -> list[str]:
+        """An owner adds or removes an owner of ``package_id``; returns the owners afterwards.
+
+        The key needs a push scope covering the id. The last owner cannot be removed.
+
+        Raises:
+            NotFoundError: no such id or user.
+            ForbiddenError: the caller is not an owner, or the key does not cover the id.
+            BadRequestError: removing the last owner.
+        """
+        id_lower = package_id.lower()
+        with self.db.write() as session:
+            reg, _ = self._lock_id(session, id_lower)
+            principal.require(reg.id, new_id=False)
+            owners = set(session.scalars(select(Owner.user_pk).where(Owner.id_lower == id_lower)).all())
+            if principal.user_pk not in owners:
+                raise ForbiddenError(f"only an owner of {reg.id!r} can change its owners")
+            user = session.scalar(select(User).where(User.name == user_name))
+            if user is None:
+                raise NotFoundError(f"no user named {user_name!r}")
+            if add and user.pk not in owners:
+                session.add(Owner(id_lower=id_lower, user_pk=user.pk))
+            elif not add and user.pk in owners:
+                if len(owners) == 1:
+                    raise BadRequestError(f"{user_name!r} is the last owner of {reg.id!r}")
+                session.execute(delete(Owner).where(Owner.id_lower == id_lower, Owner.user_pk == user.pk))
+            session.flush()
+            return owners_of(session, id_lower)
 
     # ------------------------------------------------------------------------------------------ downloads
     def add_downloads(self, counts: Mapping[tuple[str, str], int]) -> None:
