@@ -14,14 +14,11 @@ import traceback
 import click
 
 from nuseal import __version__
+from nuseal.cli._exit import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 from nuseal.errors import NusealError
 
 __all__ = ["cli", "main"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERNAL = 3
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

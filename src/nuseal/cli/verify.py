@@ -5,25 +5,19 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
 from nuseal.cli._inputs import resolve_packages
-from nuseal.cli.main import EXIT_FAILED, EXIT_OK
 from nuseal.codes import Issue, Level
 from nuseal.errors import UsageError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.trust import (
-    CertificatePurpose,
     NuGetConfig,
     RevocationMode,
     SignatureValidationMode,
-    TrustStore,
     load_nuget_config,
     merge_trusted_certificates,
 )
@@ -33,8 +27,8 @@ from nuseal.verify import (
     VerificationPolicy,
     VerificationResult,
     VerificationTarget,
-    Verifier,
 )
+from nuseal.verify.parallel import VerifierSpec, verify_paths
 
 __all__ = ["find_nuget_configs", "verify_command"]
 
@@ -103,47 +97,6 @@ def trusted_signer_entries(configs: list[NuGetConfig]) -> tuple[tuple[AllowListE
             )
         )
     return tuple(entries), issues
-
-
-@dataclass(frozen=True)
-class _Job:
-    policy: VerificationPolicy
-    code_signing_roots: str | None
-    timestamping_roots: str | None
-
-
-_worker: Verifier | None = None
-
-
-def _make_verifier(job: _Job) -> Verifier:
-    def store(path: str | None, purpose: CertificatePurpose) -> TrustStore:
-        return TrustStore.from_pem_file(path) if path else TrustStore.discover(purpose)
-
-    return Verifier(
-        job.policy,
-        code_signing_roots=store(job.code_signing_roots, CertificatePurpose.CODE_SIGNING),
-        timestamping_roots=store(job.timestamping_roots, CertificatePurpose.TIMESTAMPING),
-    )
-
-
-def _init_worker(job: _Job) -> None:
-    global _worker  # noqa: PLW0603 - one verifier per worker process
-    _worker = _make_verifier(job)
-
-
-def _verify_in_worker(path: str) -> VerificationResult:
-    assert _worker is not None
-    return _worker.verify_path(path, now=datetime.now(UTC))
-
-
-def _run(job: _Job, paths: list[Path], jobs: int) -> Iterator[VerificationResult]:
-    if jobs <= 1 or len(paths) < 4:
-        verifier = _make_verifier(job)
-        for p in paths:
-            yield verifier.verify_path(str(p), now=datetime.now(UTC))
-        return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(job,)) as pool:
-        yield from pool.map(_verify_in_worker, [str(p) for p in paths], chunksize=8)
 
 
 def _identity(result: VerificationResult) -> str:
@@ -302,7 +255,7 @@ def verify_command(
         fingerprints=_fingerprint_entries(fingerprints),
         revocation_mode=mode,
     )
-    job = _Job(policy, code_signing_roots, timestamping_roots)
+    spec = VerifierSpec(policy, code_signing_roots, timestamping_roots)
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     for issue in config_issues:
         click.echo(_style(issue), err=True)
@@ -311,7 +264,7 @@ def verify_command(
             click.echo(f"warning: {config.source}: {warning}", err=True)
     started = time.perf_counter()
     results: list[VerificationResult] = []
-    for result in _run(job, paths, workers):
+    for result in verify_paths(spec, [str(p) for p in paths], jobs=workers):
         results.append(result)
         if not as_json and verbosity != "quiet":
             _print_text(result, verbosity == "detailed")

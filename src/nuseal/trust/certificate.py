@@ -8,6 +8,7 @@ identifiers).
 from __future__ import annotations
 
 import enum
+import functools
 import warnings
 
 from cryptography import x509
@@ -48,6 +49,12 @@ class CertificatePurpose(enum.Enum):
         return str(self.value)
 
 
+#: Certificates whose DER encoding and signature checks are memoised (the same CA certificates recur in
+#: every package of a feed or folder).
+CERTIFICATE_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
 def der(cert: x509.Certificate) -> bytes:
     """The certificate's DER encoding (NuGet's ``RawData``)."""
     return cert.public_bytes(Encoding.DER)
@@ -171,8 +178,12 @@ def may_have_issued(issuer: x509.Certificate, cert: x509.Certificate) -> bool:
     return aki is None or ski is None or aki == ski
 
 
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
 def signed_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether ``issuer``'s public key verifies ``cert``'s signature (any algorithm ``cryptography`` knows)."""
+    """Whether ``issuer``'s public key verifies ``cert``'s signature (any algorithm ``cryptography`` knows).
+
+    Pure and memoised: certificates are immutable and compare by their DER encoding.
+    """
     try:
         cert.verify_directly_issued_by(issuer)
     except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
