@@ -117,7 +117,8 @@ def test_push_makes_the_package_visible_everywhere(feed: Feed) -> None:
 
 
 def test_etags_and_conditional_requests(feed: Feed) -> None:
-    assert feed.push(make_package("Etag.Test", "1.0.0")).status_code == 201
+    first_package = make_package("Etag.Test", "1.0.0")
+    assert feed.push(first_package).status_code == 201
     with feed.client() as c:
         for url in (
             "/v3/index.json",
@@ -141,7 +142,7 @@ def test_etags_and_conditional_requests(feed: Feed) -> None:
         assert after.json() == {"versions": ["1.0.0", "1.1.0"]}
         head = c.head("/v3/flatcontainer/etag.test/1.0.0/etag.test.1.0.0.nupkg")
         assert head.status_code == 200 and head.content == b""
-        assert int(head.headers["content-length"]) == len(make_package("Etag.Test", "1.0.0")) or True
+        assert int(head.headers["content-length"]) == len(first_package)
 
 
 def test_versions_are_normalized_and_ids_case_insensitive(feed: Feed) -> None:
