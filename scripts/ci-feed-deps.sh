@@ -41,6 +41,7 @@ DEBS=(
 )
 
 missing=()
+command -v npm >/dev/null || missing+=(npm)
 for p in "${DEBS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

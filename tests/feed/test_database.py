@@ -69,3 +69,27 @@ def test_feed_on_postgres(tmp_path: Path, pg_cluster: PgCluster) -> None:
             assert c.get("/packages/Pg.Pkg").status_code == 200
     finally:
         feed.stop()
+
+
+def test_restart_on_another_url_rewrites_documents(tmp_path: Path) -> None:
+    data = make_package("Moved.Pkg", "1.0.0")
+    first = start_feed(tmp_path / "feed")
+    try:
+        assert first.push(data).status_code == 201
+        keys = first.keys
+    finally:
+        first.stop()
+    second = start_feed(tmp_path / "feed", users=())  # same data, new port: a new base URL
+    second.keys = keys
+    try:
+        assert second.base_url != first.base_url
+        with second.client() as c:
+            reg = c.get("/v3/registration-semver2/moved.pkg/index.json").json()
+            content = reg["items"][0]["items"][0]["packageContent"]
+            assert content.startswith(second.base_url + "/")
+            assert c.get(content).content == data
+            index = c.get("/v3/index.json").json()
+            assert all(r["@id"].startswith(second.base_url) for r in index["resources"])
+        assert second.push(make_package("Moved.Pkg", "1.1.0")).status_code == 201  # keys survive restarts
+    finally:
+        second.stop()
