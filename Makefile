@@ -1,5 +1,5 @@
 # One task runner for developers and CI (.ci/run calls `make test`).
-# `make serve`  installs nuseal and runs the feed on embedded defaults (SQLite, ./data, dev PKI + TSA).
+# `make serve`  installs nuseal and runs the feed on embedded defaults (SQLite, ./.nuseal/feed).
 # `make test`   installs system packages the tests need, nuseal and its pinned dependencies, then lint + types + tests.
 VENV ?= .venv
 PYTHON ?= python3
