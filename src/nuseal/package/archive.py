@@ -255,6 +255,21 @@ class PackageArchive:
         return base64.b64encode(self.package_hash(HashAlgorithm.SHA512)).decode("ascii")
 
     @cached_property
+    def open_problem(self) -> str | None:
+        """Why NuGet could not open this archive at all, or ``None``.
+
+        NuGet opens packages with ``System.IO.Compression.ZipArchive``, which throws ``InvalidDataException``
+        when the end record's entry count differs from the records in the central directory (its
+        ``NumberOfEntriesDoesNotMatch`` check); NuGet then reports the file as not a valid package, without a
+        code (NC ``VerifyCommandRunner``). Archives nuseal cannot read at all fail earlier, in the constructor.
+        """
+        eocd = self.layout.eocd
+        found = len(self.layout.records)
+        if eocd.total_entries != found or eocd.entries_on_disk != found:
+            return f"the end record counts {eocd.total_entries} entries but the central directory holds {found}"
+        return None
+
+    @cached_property
     def uses_zip64(self) -> bool:
         """NC ``SignedPackageArchiveUtility.IsZip64``: a ZIP64 EOCD locator, or a ZIP64 extra field in any CD
         record or local header."""

@@ -217,6 +217,8 @@ class Verifier:
         """Verify one parsed package at moment ``now`` (timezone-aware)."""
         if now.tzinfo is None:
             raise UsageError("verification needs a timezone-aware 'now'")
+        if archive.open_problem is not None:
+            return self._unreadable(archive.source, PackageFormatError(archive.open_problem))
         policy = self.policy
         issues: list[Issue] = []
         infos: list[SignatureInfo] = []
