@@ -7,6 +7,7 @@ signer's certificate as .NET's ``SignerInfo.Certificate`` does, and checks a Sig
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -305,8 +306,36 @@ def decode_signed_data(der: bytes) -> RawSignedData:
         raise CmsDecodeError(f"the CMS SignedData cannot be decoded: {exc}") from exc
 
 
+#: Parsed certificates kept by DER: the same CA, repository and TSA certificates recur in every package.
+CERTIFICATE_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=CERTIFICATE_CACHE_SIZE)
+def _load_certificate(der: bytes) -> CertRef:
+    cert = x509.load_der_x509_certificate(der)
+    parsed = asn1_x509.Certificate.load(der)
+    tbs = parsed["tbs_certificate"]
+    ski = parsed.key_identifier
+    key_id = (
+        bytes(ski)
+        if ski is not None
+        else hashlib.sha1(  # noqa: S324 - .NET's SKI fallback
+            tbs["subject_public_key_info"].dump()
+        ).digest()
+    )
+    return CertRef(
+        certificate=cert,
+        der=der,
+        issuer=name_key(tbs["issuer"]),
+        serial=int(tbs["serial_number"].native),
+        serial_raw=bytes(tbs["serial_number"].contents),
+        key_id=key_id,
+    )
+
+
 def load_certificates(ders: Sequence[bytes]) -> tuple[CertRef, ...]:
-    """Load DER certificates with ``cryptography`` and note the identifiers CMS compares.
+    """Load DER certificates with ``cryptography`` and note the identifiers CMS compares (memoised by DER;
+    :class:`CertRef` is immutable).
 
     Raises:
         CmsDecodeError: a certificate cannot be decoded.
@@ -314,27 +343,7 @@ def load_certificates(ders: Sequence[bytes]) -> tuple[CertRef, ...]:
     out: list[CertRef] = []
     for der in ders:
         try:
-            cert = x509.load_der_x509_certificate(der)
-            parsed = asn1_x509.Certificate.load(der)
-            tbs = parsed["tbs_certificate"]
-            ski = parsed.key_identifier
-            key_id = (
-                bytes(ski)
-                if ski is not None
-                else hashlib.sha1(  # noqa: S324 - .NET's SKI fallback
-                    tbs["subject_public_key_info"].dump()
-                ).digest()
-            )
-            out.append(
-                CertRef(
-                    certificate=cert,
-                    der=der,
-                    issuer=name_key(tbs["issuer"]),
-                    serial=int(tbs["serial_number"].native),
-                    serial_raw=bytes(tbs["serial_number"].contents),
-                    key_id=key_id,
-                )
-            )
+            out.append(_load_certificate(bytes(der)))
         except _DECODE_ERRORS as exc:
             raise CmsDecodeError(f"a certificate cannot be decoded: {exc}") from exc
     return tuple(out)
