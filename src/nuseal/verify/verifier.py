@@ -41,6 +41,7 @@ from nuseal.trust import (
     DEFAULT_OBSERVED_STATUSES,
     CertificatePurpose,
     ChainBuilder,
+    ChainResult,
     ChainStatus,
     RevocationCache,
     RevocationFetcher,
@@ -497,34 +498,32 @@ class Verifier:
         unknown = chain.has(ChainStatus.REVOCATION_STATUS_UNKNOWN)
         if offline or unknown:
             if as_error:
-                unknown_message = None
-                if unknown:
-                    first = chain.messages_for(ChainStatus.REVOCATION_STATUS_UNKNOWN)
-                    text = _status_message(first[0]) if first else "The revocation status is unknown."
-                    unknown_message = f"The {name}'s timestamp found a chain building issue: {text}"
-                if policy.revocation_mode is RevocationMode.OFFLINE:
-                    if offline:
-                        issues.append(
-                            _info(f"The {name}'s timestamp found a chain building issue: {_OFFLINE_WHILE_OFFLINE}")
-                        )
-                    if unknown_message:
-                        issues.append(_info(unknown_message))
-                else:
-                    fatal = not policy.allow_unknown_revocation
-                    if offline:
-                        issues.append(
-                            _issue(
-                                fatal,
-                                NuCode.NU3028,
-                                f"The {name}'s timestamp found a chain building issue: {_OFFLINE_WHILE_ONLINE}",
-                            )
-                        )
-                    if unknown_message:
-                        issues.append(_issue(fatal, NuCode.NU3028, unknown_message))
+                issues.extend(self._unknown_revocation_issues(chain, f"The {name}'s timestamp", NuCode.NU3028))
             if not has_issues and (policy.allow_ignore_timestamp or policy.allow_unknown_revocation):
                 return StatusFlags.NO_ERRORS
             flags |= StatusFlags.UNKNOWN_REVOCATION
         return flags
+
+    def _unknown_revocation_issues(self, chain: ChainResult, subject: str, code: NuCode) -> list[Issue]:
+        """What NuGet logs for OfflineRevocation / RevocationStatusUnknown (``Signature.Verify`` and
+        ``Timestamp.Verify`` share this): information in offline mode, NU3018/NU3028 in online mode (an error only
+        when unknown revocation is not allowed)."""
+        policy = self.policy
+        prefix = f"{subject} found a chain building issue: "
+        found: list[str] = []
+        if chain.has(ChainStatus.OFFLINE_REVOCATION):
+            offline_text = (
+                _OFFLINE_WHILE_OFFLINE if policy.revocation_mode is RevocationMode.OFFLINE else _OFFLINE_WHILE_ONLINE
+            )
+            found.append(prefix + offline_text)
+        if chain.has(ChainStatus.REVOCATION_STATUS_UNKNOWN):
+            first = chain.messages_for(ChainStatus.REVOCATION_STATUS_UNKNOWN)
+            found.append(
+                (False, prefix + (_status_message(first[0]) if first else "The revocation status is unknown."))
+            )
+        if policy.revocation_mode is RevocationMode.OFFLINE:
+            return [_info(text) for text in found]
+        return [_issue(not policy.allow_unknown_revocation, code, text) for text in found]
 
     def _verify_signature(
         self, signature: Signature, timestamp: Timestamp | None, extra: tuple[x509.Certificate, ...], now: datetime
@@ -599,28 +598,7 @@ class Verifier:
         unknown = chain.has(ChainStatus.REVOCATION_STATUS_UNKNOWN)
         if offline or unknown:
             if policy.report_unknown_revocation:
-                unknown_message = None
-                if unknown:
-                    first = chain.messages_for(ChainStatus.REVOCATION_STATUS_UNKNOWN)
-                    text = _status_message(first[0]) if first else "The revocation status is unknown."
-                    unknown_message = f"The {name} found a chain building issue: {text}"
-                if policy.revocation_mode is RevocationMode.OFFLINE:
-                    if offline:
-                        issues.append(_info(f"The {name} found a chain building issue: {_OFFLINE_WHILE_OFFLINE}"))
-                    if unknown_message:
-                        issues.append(_info(unknown_message))
-                else:
-                    fatal = not policy.allow_unknown_revocation
-                    if offline:
-                        issues.append(
-                            _issue(
-                                fatal,
-                                NuCode.NU3018,
-                                f"The {name} found a chain building issue: {_OFFLINE_WHILE_ONLINE}",
-                            )
-                        )
-                    if unknown_message:
-                        issues.append(_issue(fatal, NuCode.NU3018, unknown_message))
+                issues.extend(self._unknown_revocation_issues(chain, f"The {name}", NuCode.NU3018))
             if not policy.allow_unknown_revocation:
                 has_issues = True
                 flags |= StatusFlags.UNKNOWN_REVOCATION
