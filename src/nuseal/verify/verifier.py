@@ -518,9 +518,7 @@ class Verifier:
             found.append(prefix + offline_text)
         if chain.has(ChainStatus.REVOCATION_STATUS_UNKNOWN):
             first = chain.messages_for(ChainStatus.REVOCATION_STATUS_UNKNOWN)
-            found.append(
-                (False, prefix + (_status_message(first[0]) if first else "The revocation status is unknown."))
-            )
+            found.append(prefix + (_status_message(first[0]) if first else "The revocation status is unknown."))
         if policy.revocation_mode is RevocationMode.OFFLINE:
             return [_info(text) for text in found]
         return [_issue(not policy.allow_unknown_revocation, code, text) for text in found]
