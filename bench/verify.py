@@ -5,7 +5,7 @@ Run by hand: ``.venv/bin/python bench/verify.py [--rounds N] [--big-mb 100]``. P
 * hash-only: read each file and SHA-256 it (the least any verifier must do);
 * verify, one process: the full NuGet pipeline (integrity, CMS, timestamps, chains; offline revocation);
 * verify, two worker processes (``nuseal verify --jobs 2`` code path);
-* a generated ~100 MB package, signed by nuseal with the dev PKI (skipped when signing is unavailable).
+* a generated ~100 MB stored package, author-signed by NuGet's own signer (the oracle) with a throw-away PKI.
 
 Ratios are against hash-only in the same run. Network: none (offline revocation; the TSA, if used, is loopback).
 """
@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import io
 import os
+import subprocess
 import tempfile
 import time
 import zipfile
@@ -53,29 +54,56 @@ def report(label: str, seconds: float, count: int, size: int, baseline: float | 
     print(f"{label:<34} {count / seconds:9.1f} pkg/s {size / seconds / 1e6:9.1f} MB/s  {ratio}")
 
 
-def big_signed_package(directory: Path, megabytes: int) -> Path | None:
-    """A stored (incompressible) package of ``megabytes`` MB, author-signed with the dev PKI, or None."""
-    try:
-        from nuseal.signature.signer import FileSigner  # type: ignore[attr-defined]  # noqa: PLC0415
-        from nuseal.signing import sign_package  # type: ignore[attr-defined]  # noqa: PLC0415
-
-        from nuseal.devpki import DevPki  # noqa: PLC0415
-    except ImportError as exc:
-        print(f"(100 MB case skipped: signing not available: {exc})")
-        return None
+def _big_unsigned(megabytes: int) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
-        z.writestr("Big.Package.nuspec", "<package><metadata><id>Big.Package</id><version>1.0.0</version>"
-                   "<authors>bench</authors><description>bench</description></metadata></package>")
+        z.writestr(
+            "Big.Package.nuspec",
+            "<package><metadata><id>Big.Package</id><version>1.0.0</version>"
+            "<authors>bench</authors><description>bench</description></metadata></package>",
+        )
         chunk = 16 << 20
         for i in range(max(1, megabytes // 16)):
             z.writestr(f"content/blob{i}.bin", os.urandom(chunk))
-    pki = DevPki.create(directory / "pki")
-    signer = FileSigner.from_pfx(pki.author_pfx_path, pki.pfx_password)
-    signed = sign_package(buf.getvalue(), signer, timestamper_url=None, now=datetime.now(UTC))
+    return buf.getvalue()
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def big_signed_package(directory: Path, megabytes: int) -> tuple[Path, Path] | None:
+    """A stored (incompressible) package of ``megabytes`` MB, author-signed by NuGet's own signer (the oracle in
+    ../shared/tools/nuget-oracle) with a throw-away openssl PKI; returns (package, root PEM) or None."""
+    oracle = SHARED / "tools" / "nuget-oracle" / "run-oracle.sh"
+    if not oracle.is_file():
+        print("(100 MB case skipped: NuGet's signer is not available)")
+        return None
+    pki = directory / "pki"
+    pki.mkdir()
+    ext = pki / "ext.cnf"
+    ext.write_text("[leaf]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+                   "extendedKeyUsage=codeSigning\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pki / "ca.key"), "-out",
+             str(pki / "ca.pem"), "-days", "30", "-sha256", "-subj", "/CN=Bench Root",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(pki / "a.key"), "-out", str(pki / "a.csr"),
+             "-subj", "/CN=Bench Author")
+    _openssl("x509", "-req", "-in", str(pki / "a.csr"), "-CA", str(pki / "ca.pem"), "-CAkey", str(pki / "ca.key"),
+             "-CAcreateserial", "-out", str(pki / "a.pem"), "-days", "20", "-sha256", "-extfile", str(ext),
+             "-extensions", "leaf")
+    _openssl("pkcs12", "-export", "-inkey", str(pki / "a.key"), "-in", str(pki / "a.pem"), "-certfile",
+             str(pki / "ca.pem"), "-out", str(pki / "a.pfx"), "-passout", "pass:bench")
+    unsigned = directory / "Big.Package.1.0.0.unsigned.nupkg"
+    unsigned.write_bytes(_big_unsigned(megabytes))
     out = directory / "Big.Package.1.0.0.nupkg"
-    out.write_bytes(signed)
-    return out
+    subprocess.run(
+        ["bash", str(oracle), "sign", "--in", str(unsigned), "--out", str(out), "--pfx", str(pki / "a.pfx"),
+         "--password", "bench", "--type", "author", "--extra-certs", str(pki / "ca.pem"),
+         "--trust-bundle", str(pki / "ca.pem")],
+        check=True, capture_output=True, timeout=600,
+    )
+    return out, pki / "ca.pem"
 
 
 def main() -> None:
@@ -109,11 +137,13 @@ def main() -> None:
         two = timed(lambda: list(verify_paths(spec, [str(p) for p in paths], jobs=2)), max(1, args.rounds // 2))
         report("verify, 2 workers (incl. start-up)", two, len(paths), size, base)
         print(f"parallel speed-up: {one / two:.2f}x")
-        big = big_signed_package(Path(tmp), args.big_mb)
-        if big is not None:
+        made = big_signed_package(Path(tmp), args.big_mb)
+        if made is not None:
+            big, root_pem = made
             big_size = big.stat().st_size
-            pki_root = TrustStore.from_pem_file(Path(tmp) / "pki" / "root.pem")
+            pki_root = TrustStore.from_pem_file(root_pem)
             big_verifier = Verifier(policy, code_signing_roots=pki_root, timestamping_roots=pki_root)
+            now = datetime.now(UTC)
             result = big_verifier.verify_path(str(big), now=now)
             print(f"100 MB package verdict: valid={result.valid} errors={[str(i) for i in result.errors]}")
             b = timed(lambda: hash_only([big]), args.rounds)

@@ -255,7 +255,7 @@ def verify_command(
         fingerprints=_fingerprint_entries(fingerprints),
         revocation_mode=mode,
     )
-    spec = VerifierSpec(policy, code_signing_roots, timestamping_roots)
+    spec = VerifierSpec(policy, code_signing_roots, timestamping_roots, as_json or verbosity == "detailed")
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
     for issue in config_issues:
         click.echo(_style(issue), err=True)

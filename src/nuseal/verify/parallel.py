@@ -31,6 +31,7 @@ class VerifierSpec:
     policy: VerificationPolicy
     code_signing_roots: str | None = None
     timestamping_roots: str | None = None
+    with_content_hash: bool = False
 
     def build(self) -> Verifier:
         """Load the trust stores and make a verifier (online revocation uses the default HTTP fetcher)."""
@@ -42,6 +43,7 @@ class VerifierSpec:
             self.policy,
             code_signing_roots=store(self.code_signing_roots, CertificatePurpose.CODE_SIGNING),
             timestamping_roots=store(self.timestamping_roots, CertificatePurpose.TIMESTAMPING),
+            with_content_hash=self.with_content_hash,
         )
 
 

@@ -162,6 +162,8 @@ class Verifier:
         code_signing_roots / timestamping_roots: the trust stores (NuGet's code-signing and timestamping bundles).
         fetcher: revocation transport for online mode (default: HTTP with hard timeouts); ignored offline.
         cache: a revocation cache to share across verifiers (default: one per verifier).
+        with_content_hash: also compute NuGet's SHA-512 content hash for the result (a second pass over the
+            package; off by default so a verification costs one hash of the file).
 
     ``verify`` never raises for a bad package; it returns a :class:`VerificationResult`.
     """
@@ -174,8 +176,10 @@ class Verifier:
         timestamping_roots: TrustStore,
         fetcher: RevocationFetcher | None = None,
         cache: RevocationCache | None = None,
+        with_content_hash: bool = False,
     ) -> None:
         self.policy = policy
+        self.with_content_hash = with_content_hash
         shared = cache if cache is not None else RevocationCache()
         self._signing_chains = ChainBuilder(
             code_signing_roots, revocation_mode=policy.revocation_mode, fetcher=fetcher, cache=shared
@@ -260,11 +264,12 @@ class Verifier:
         for problem in archive.structure_problems:
             issues.append(Issue(None, Level.ERROR, f"The package archive is unsafe: {problem}"))
             valid = False
-        content_hash: str | None
-        try:
-            content_hash = archive.content_hash()
-        except NusealError:
-            content_hash = None
+        content_hash: str | None = None
+        if self.with_content_hash:
+            try:
+                content_hash = archive.content_hash()
+            except NusealError:
+                content_hash = None
         return VerificationResult(
             source=archive.source,
             policy=policy.name,
