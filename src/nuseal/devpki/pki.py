@@ -1,0 +1,232 @@
+"""A development PKI for signing and testing: root CA -> intermediate CA -> author, repository and TSA certificates.
+
+Everything is generated with ``cryptography`` and written to one directory (PEM certificates and keys, chains,
+PKCS#12 files). Never use it for anything but development and tests: the keys are unencrypted on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+
+from nuseal.errors import UsageError
+
+__all__ = ["PFX_PASSWORD", "DevPki"]
+
+PFX_PASSWORD = "nuseal-dev"  # noqa: S105 - a documented dev-only password
+_META = "devpki.json"
+_KeyType = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class _Spec:
+    name: str
+    issuer: str | None  # None: self-signed
+    ca: bool = False
+    eku: tuple[x509.ObjectIdentifier, ...] = ()
+    eku_critical: bool = False
+    key: str = "rsa2048"
+    not_before: timedelta = timedelta(days=-1)
+    not_after: timedelta = timedelta(days=730)
+
+
+_SPECS = (
+    _Spec("root", None, ca=True, not_after=timedelta(days=3650)),
+    _Spec("intermediate", "root", ca=True, not_after=timedelta(days=3000)),
+    _Spec("author", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
+    _Spec("repository", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
+    _Spec("tsa", "intermediate", eku=(ExtendedKeyUsageOID.TIME_STAMPING,), eku_critical=True),
+    _Spec("rsa1024-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,), key="rsa1024"),
+    _Spec("no-eku-signer", "intermediate", eku=(ExtendedKeyUsageOID.SERVER_AUTH,)),
+    _Spec("not-yet-valid-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,),
+          not_before=timedelta(days=30), not_after=timedelta(days=400)),
+    _Spec("expired-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,),
+          not_before=timedelta(days=-3 * 365), not_after=timedelta(days=-365)),
+    _Spec("revoked-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
+    _Spec("tsa-no-eku", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
+    _Spec("self-signed-signer", None, eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
+    _Spec("untrusted-root", None, ca=True, not_after=timedelta(days=3650)),
+    _Spec("untrusted-signer", "untrusted-root", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
+    _Spec("ecdsa-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,), key="p256"),
+)
+NAMES = tuple(s.name for s in _SPECS)
+
+
+def _new_key(kind: str) -> _KeyType:
+    if kind == "p256":
+        return ec.generate_private_key(ec.SECP256R1())
+    return rsa.generate_private_key(public_exponent=65537, key_size=1024 if kind == "rsa1024" else 2048)
+
+
+@dataclass(frozen=True)
+class DevPki:
+    """An on-disk development PKI. Build with :meth:`create`, reopen with :meth:`load`.
+
+    ``port`` is the loopback port the TSA (``tsa_url``) listens on when served with :func:`nuseal.devpki.serve`.
+    """
+
+    directory: Path
+    port: int
+    pfx_password: str = PFX_PASSWORD
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def tsa_url(self) -> str:
+        return f"{self.base_url}/tsa"
+
+    @property
+    def root_pem_path(self) -> Path:
+        return self.cert_path("root")
+
+    def cert_path(self, name: str) -> Path:
+        return self._file(name, "crt.pem")
+
+    def key_path(self, name: str) -> Path:
+        return self._file(name, "key.pem")
+
+    def chain_pem_path(self, name: str) -> Path:
+        return self._file(name, "chain.pem")
+
+    def pfx_path(self, name: str) -> Path:
+        return self._file(name, "pfx")
+
+    def cert(self, name: str) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.cert_path(name).read_bytes())
+
+    def key(self, name: str) -> _KeyType:
+        key = serialization.load_pem_private_key(self.key_path(name).read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+            raise UsageError(f"unexpected key type for {name}")
+        return key
+
+    def chain(self, name: str) -> list[x509.Certificate]:
+        """``name``'s certificate, then its issuers up to the root."""
+        return x509.load_pem_x509_certificates(self.chain_pem_path(name).read_bytes())
+
+    def _file(self, name: str, suffix: str) -> Path:
+        if name not in NAMES:
+            raise UsageError(f"the dev PKI has no certificate {name!r} (known: {', '.join(NAMES)})")
+        return self.directory / f"{name}.{suffix}"
+
+    @classmethod
+    def load(cls, directory: Path) -> DevPki:
+        """Reopen a PKI written by :meth:`create`.
+
+        Raises:
+            UsageError: ``directory`` holds no dev PKI.
+        """
+        meta = Path(directory) / _META
+        if not meta.is_file():
+            raise UsageError(f"{directory} holds no dev PKI (no {_META}); create one with `nuseal dev pki DIR`")
+        data = json.loads(meta.read_text())
+        return cls(Path(directory), int(data["port"]))
+
+    @classmethod
+    def create(cls, directory: Path, *, port: int = 0, now: datetime | None = None) -> DevPki:
+        """Generate every certificate of :data:`NAMES` into ``directory`` (created if needed).
+
+        ``port`` 0 picks a free loopback port now; it is baked into the certificates' AIA/CDP URLs.
+        """
+        when = now or datetime.now(UTC)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        port = port or _free_port()
+        base = f"http://127.0.0.1:{port}"
+        keys: dict[str, _KeyType] = {}
+        certs: dict[str, x509.Certificate] = {}
+        for spec in _SPECS:
+            key = _new_key(spec.key)
+            keys[spec.name] = key
+            subject = x509.Name([
+                x509.NameAttribute(NameOID.COMMON_NAME, f"nuseal dev {spec.name}"),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nuseal development PKI"),
+            ])
+            issuer_name = certs[spec.issuer].subject if spec.issuer else subject
+            issuer_key = keys[spec.issuer] if spec.issuer else key
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(issuer_name)
+                .public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(when + spec.not_before)
+                .not_valid_after(when + spec.not_after)
+                .add_extension(x509.BasicConstraints(ca=spec.ca, path_length=None), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            )
+            if spec.ca:
+                builder = builder.add_extension(
+                    x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+                )
+            else:
+                builder = builder.add_extension(
+                    x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True
+                )
+            if spec.eku:
+                builder = builder.add_extension(x509.ExtendedKeyUsage(list(spec.eku)), critical=spec.eku_critical)
+            if spec.issuer:
+                builder = builder.add_extension(
+                    x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                    critical=False,
+                ).add_extension(
+                    x509.AuthorityInformationAccess([
+                        x509.AccessDescription(
+                            AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(f"{base}/ocsp")
+                        )
+                    ]),
+                    critical=False,
+                ).add_extension(
+                    x509.CRLDistributionPoints([
+                        x509.DistributionPoint(
+                            [x509.UniformResourceIdentifier(f"{base}/crl/{spec.issuer}.crl")], None, None, None
+                        )
+                    ]),
+                    critical=False,
+                )
+            certs[spec.name] = builder.sign(issuer_key, hashes.SHA256())
+        for spec in _SPECS:
+            chain = [certs[spec.name]]
+            parent = spec.issuer
+            while parent:
+                chain.append(certs[parent])
+                parent = next(s.issuer for s in _SPECS if s.name == parent)
+            (directory / f"{spec.name}.crt.pem").write_bytes(certs[spec.name].public_bytes(serialization.Encoding.PEM))
+            (directory / f"{spec.name}.chain.pem").write_bytes(
+                b"".join(c.public_bytes(serialization.Encoding.PEM) for c in chain)
+            )
+            key_path = directory / f"{spec.name}.key.pem"
+            key_path.write_bytes(
+                keys[spec.name].private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+            key_path.chmod(0o600)
+            (directory / f"{spec.name}.pfx").write_bytes(
+                pkcs12.serialize_key_and_certificates(
+                    spec.name.encode(),
+                    keys[spec.name],
+                    certs[spec.name],
+                    chain[1:] or None,
+                    serialization.BestAvailableEncryption(PFX_PASSWORD.encode()),
+                )
+            )
+        (directory / _META).write_text(json.dumps({"port": port, "created": when.isoformat(), "names": NAMES}))
+        return cls(directory, port)
