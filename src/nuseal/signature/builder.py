@@ -1,0 +1,217 @@
+"""Creating NuGet signatures: the CMS SignedData NuGet writes (NUGET-SIGNING.md §3.2-§3.6).
+
+* :func:`create_primary_signature`: an author (proofOfOrigin) or repository (proofOfReceipt) primary
+  signature over the properties document, attached, with the whole chain in ``certificates``.
+* :func:`add_repository_countersignature`: a repository countersignature as the ``countersignature`` unsigned
+  attribute of the primary SignerInfo, leaving the primary signature untouched.
+
+Signed attributes: contentType (id-data), signingTime, commitment-type-indication, messageDigest,
+signing-certificate-v2 (explicit hashAlgorithm, IssuerSerial), and for repository signatures the v3 service
+index URL and package owners; sorted as a DER SET. SID = SubjectKeyIdentifier when the certificate has one, else
+IssuerAndSerialNumber (NC ``SigningUtility.CreateCmsSigner``); digest algorithm with NULL parameters and
+signatureAlgorithm rsaEncryption, as .NET's ``SignedCms`` writes them. A timestamp token, when a timestamper is
+given, is the signature-time-stamp unsigned attribute over the signer's signature value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from asn1crypto import algos, cms, core
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nuseal.codes import NuCode
+from nuseal.errors import SigningError
+from nuseal.hashalg import HashAlgorithm
+from nuseal.signature import oids
+from nuseal.signature._der import set_of
+from nuseal.signature.attributes import (
+    SignatureType,
+    encode_attribute,
+    encode_commitment_type_indication,
+    encode_package_owners,
+    encode_signing_certificate_v2,
+    encode_signing_time,
+    encode_v3_service_index_url,
+)
+from nuseal.signature.content import SignatureContent
+from nuseal.signature.signer import Signer
+
+__all__ = ["Timestamper", "add_repository_countersignature", "create_primary_signature"]
+
+#: Gets a TimeStampToken (DER ContentInfo) for a signature value.
+Timestamper = Callable[[bytes], bytes]
+
+_ASN1_HASH = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA384: "sha384", HashAlgorithm.SHA512: "sha512"}
+
+
+def _asn1(cert: x509.Certificate) -> asn1_x509.Certificate:
+    return asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))
+
+
+def _signed_attributes(
+    signer: Signer,
+    signature_type: SignatureType,
+    message_digest: bytes,
+    hash_algorithm: HashAlgorithm,
+    signing_time: datetime,
+    v3_service_index_url: str | None,
+    owners: Sequence[str] | None,
+) -> bytes:
+    attrs = [
+        encode_attribute(oids.CONTENT_TYPE, [core.ObjectIdentifier(oids.DATA).dump()]),
+        encode_attribute(oids.SIGNING_TIME, [encode_signing_time(signing_time)]),
+        encode_attribute(oids.COMMITMENT_TYPE_INDICATION, [encode_commitment_type_indication(signature_type)]),
+        encode_attribute(oids.MESSAGE_DIGEST, [core.OctetString(message_digest).dump()]),
+        encode_attribute(
+            oids.SIGNING_CERTIFICATE_V2, [encode_signing_certificate_v2(signer.certificate, hash_algorithm)]
+        ),
+    ]
+    if signature_type is SignatureType.REPOSITORY:
+        if v3_service_index_url is None:
+            raise SigningError("a repository signature needs the V3 service index URL")
+        attrs.append(
+            encode_attribute(oids.NUGET_V3_SERVICE_INDEX_URL, [encode_v3_service_index_url(v3_service_index_url)])
+        )
+        if owners:
+            attrs.append(encode_attribute(oids.NUGET_PACKAGE_OWNERS, [encode_package_owners(owners)]))
+    return set_of(attrs)
+
+
+def _signer_info(
+    signer: Signer,
+    signed_attrs_der: bytes,
+    hash_algorithm: HashAlgorithm,
+    timestamper: Timestamper | None,
+) -> cms.SignerInfo:
+    cert = _asn1(signer.certificate)
+    ski = cert.key_identifier
+    if ski is not None:
+        sid = cms.SignerIdentifier({"subject_key_identifier": ski})
+        version = "v3"
+    else:
+        sid = cms.SignerIdentifier(
+            {"issuer_and_serial_number": {"issuer": cert.issuer, "serial_number": cert.serial_number}}
+        )
+        version = "v1"
+    signature = signer.sign(signed_attrs_der, hash_algorithm)
+    info = {
+        "version": version,
+        "sid": sid,
+        "digest_algorithm": algos.DigestAlgorithm({"algorithm": _ASN1_HASH[hash_algorithm], "parameters": core.Null()}),
+        "signed_attrs": cms.CMSAttributes.load(signed_attrs_der),
+        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()}),
+        "signature": signature,
+    }
+    if timestamper is not None:
+        token = timestamper(signature)
+        info["unsigned_attrs"] = cms.CMSAttributes.load(set_of([encode_attribute(oids.TIMESTAMP_TOKEN, [token])]))
+    return cms.SignerInfo(info)
+
+
+def _chain_der(signer: Signer) -> list[bytes]:
+    return [c.public_bytes(Encoding.DER) for c in (signer.certificate, *signer.chain)]
+
+
+def create_primary_signature(
+    *,
+    package_hash: bytes,
+    hash_algorithm: HashAlgorithm,
+    signer: Signer,
+    signature_type: SignatureType,
+    signing_time: datetime,
+    timestamper: Timestamper | None = None,
+    v3_service_index_url: str | None = None,
+    owners: Sequence[str] | None = None,
+) -> bytes:
+    """The ``.signature.p7s`` content (DER ContentInfo) for a package whose unsigned bytes hash to ``package_hash``.
+
+    Raises:
+        SigningError: a repository signature without its URL; NU3014 for a non-RSA key (from the signer).
+        UsageError: an invalid URL or owner list (from the attribute encoders).
+    """
+    content = SignatureContent(hash_algorithm=hash_algorithm, hash_value=package_hash).to_bytes()
+    attrs = _signed_attributes(
+        signer,
+        signature_type,
+        hash_algorithm.digest(content),
+        hash_algorithm,
+        signing_time,
+        v3_service_index_url,
+        owners,
+    )
+    info = _signer_info(signer, attrs, hash_algorithm, timestamper)
+    signed_data = cms.SignedData(
+        {
+            "version": "v3" if info["version"].native == "v3" else "v1",
+            "digest_algorithms": [info["digest_algorithm"]],
+            "encap_content_info": {"content_type": "data", "content": content},
+            "certificates": [asn1_x509.Certificate.load(d) for d in _chain_der(signer)],
+            "signer_infos": [info],
+        }
+    )
+    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
+
+
+def add_repository_countersignature(
+    primary_der: bytes,
+    *,
+    hash_algorithm: HashAlgorithm,
+    signer: Signer,
+    signing_time: datetime,
+    v3_service_index_url: str,
+    owners: Sequence[str] | None,
+    timestamper: Timestamper | None = None,
+) -> bytes:
+    """``primary_der`` with a repository countersignature added to its SignerInfo (NUGET-SIGNING.md §3.5).
+
+    Raises:
+        SigningError: NU3033 the primary is a repository signature; NU3032 it already has a repository
+            countersignature.
+    """
+    from nuseal.signature.model import PrimarySignature  # noqa: PLC0415 - the model imports this package
+
+    primary = PrimarySignature.load(primary_der)
+    if primary.type is SignatureType.REPOSITORY:
+        raise SigningError(
+            "A repository primary signature must not have a repository countersignature.", code=NuCode.NU3033
+        )
+    if primary.countersignatures:
+        raise SigningError(
+            "The package already contains a repository countersignature. Please remove the existing signature "
+            "before adding a new repository countersignature.",
+            code=NuCode.NU3032,
+        )
+    attrs = _signed_attributes(
+        signer,
+        SignatureType.REPOSITORY,
+        hash_algorithm.digest(primary.signature_value),
+        hash_algorithm,
+        signing_time,
+        v3_service_index_url,
+        owners,
+    )
+    counter = _signer_info(signer, attrs, hash_algorithm, timestamper)
+    ci = cms.ContentInfo.load(primary_der)
+    signed_data = ci["content"]
+    old = signed_data["signer_infos"][0]
+    unsigned = [a.dump() for a in old["unsigned_attrs"]] if old["unsigned_attrs"].native is not None else []
+    unsigned.append(encode_attribute(oids.COUNTERSIGNATURE, [counter.dump()]))
+    new_info = cms.SignerInfo.load(old.dump())
+    new_info["unsigned_attrs"] = cms.CMSAttributes.load(set_of(unsigned))
+    present = {c.dump() for c in signed_data["certificates"]}
+    certificates = [c.dump() for c in signed_data["certificates"]]
+    certificates += [d for d in _chain_der(signer) if d not in present]
+    rebuilt = cms.SignedData(
+        {
+            "version": signed_data["version"].native,
+            "digest_algorithms": signed_data["digest_algorithms"],
+            "encap_content_info": signed_data["encap_content_info"],
+            "certificates": [cms.CertificateChoices.load(d) for d in certificates],
+            "signer_infos": [new_info],
+        }
+    )
+    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": rebuilt}).dump())
