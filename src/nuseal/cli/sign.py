@@ -1,0 +1,149 @@
+"""``nuseal sign`` and ``nuseal repo-sign``: sign packages anywhere, byte-compatible with NuGet."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from nuseal.cli._exit import EXIT_OK
+from nuseal.cli._inputs import resolve_packages
+from nuseal.errors import UsageError
+from nuseal.hashalg import HashAlgorithm
+from nuseal.signing import FileSigner, Signer, SignResult, repository_sign_package, sign_package
+
+__all__ = ["repo_sign_command", "sign_command", "write_atomically"]
+
+_ALGS = click.Choice(["SHA256", "SHA384", "SHA512"], case_sensitive=False)
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a temporary file in the same folder and an atomic rename: readers see
+    the old file or the whole new one, never a half-written package."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _signer(path: str, password: str | None, key_path: str | None) -> Signer:
+    if key_path:
+        return FileSigner.from_pem(path, key_path, password=password)
+    if path.lower().endswith((".pem", ".crt", ".cer")):
+        raise UsageError("a PEM certificate needs --certificate-key-path")
+    return FileSigner.from_pfx(path, password)
+
+
+def _output(source: Path, output: str | None, overwrite: bool) -> Path:
+    target = Path(output) / source.name if output else source
+    if target != source and target.exists() and not overwrite:
+        raise UsageError(f"{target} exists; use --overwrite")
+    return target
+
+
+def _report(source: Path, target: Path, result: SignResult) -> None:
+    for warning in result.warnings:
+        click.echo(click.style(str(warning), fg="yellow"), err=True)
+    click.echo(f"Signed {source} -> {target}")
+
+
+_common = [
+    click.argument("packages", nargs=-1, required=True),
+    click.option("--certificate-path", required=True, type=click.Path(dir_okay=False, exists=True),
+                 help="PFX/PKCS#12 file, or a PEM certificate (with its chain) plus --certificate-key-path."),
+    click.option("--certificate-password", envvar="NUSEAL_CERTIFICATE_PASSWORD", help="Password of the PFX or key."),
+    click.option("--certificate-key-path", type=click.Path(dir_okay=False, exists=True), help="PEM private key."),
+    click.option("--timestamper", help="RFC 3161 timestamp server URL (without one: warning NU3002)."),
+    click.option("--hash-algorithm", type=_ALGS, default="SHA256", show_default=True),
+    click.option("--timestamp-hash-algorithm", type=click.Choice(["SHA256", "SHA512"], case_sensitive=False),
+                 default="SHA256", show_default=True),
+    click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the signed packages "
+                 "(default: sign in place)."),
+]
+
+
+def _apply(fn: click.decorators.FC) -> click.decorators.FC:
+    for decorator in reversed(_common):
+        fn = decorator(fn)
+    return fn
+
+
+@click.command("sign")
+@_apply
+@click.option("--overwrite", is_flag=True, help="Replace an existing signature / output file.")
+def sign_command(
+    packages: tuple[str, ...],
+    certificate_path: str,
+    certificate_password: str | None,
+    certificate_key_path: str | None,
+    timestamper: str | None,
+    hash_algorithm: str,
+    timestamp_hash_algorithm: str,
+    output: str | None,
+    overwrite: bool,
+) -> int:
+    """Author-sign PACKAGES (files, folders or globs) as NuGet's `sign` does, on any OS."""
+    signer = _signer(certificate_path, certificate_password, certificate_key_path)
+    for source in resolve_packages(packages):
+        target = _output(source, output, overwrite)
+        result = sign_package(
+            source.read_bytes(),
+            signer,
+            timestamper_url=timestamper,
+            now=datetime.now(UTC),
+            hash_algorithm=HashAlgorithm.parse(hash_algorithm),
+            timestamp_hash_algorithm=HashAlgorithm.parse(timestamp_hash_algorithm),
+            overwrite=overwrite,
+        )
+        write_atomically(target, result.data)
+        _report(source, target, result)
+    return EXIT_OK
+
+
+@click.command("repo-sign")
+@_apply
+@click.option("--v3-service-index-url", required=True, help="The repository's https service index URL.")
+@click.option("--package-owners", default="", help="Comma-separated owners recorded in the signature.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def repo_sign_command(
+    packages: tuple[str, ...],
+    certificate_path: str,
+    certificate_password: str | None,
+    certificate_key_path: str | None,
+    timestamper: str | None,
+    hash_algorithm: str,
+    timestamp_hash_algorithm: str,
+    output: str | None,
+    v3_service_index_url: str,
+    package_owners: str,
+    overwrite: bool,
+) -> int:
+    """Repository-sign PACKAGES: a repository primary signature on unsigned packages, a repository
+    countersignature on author-signed ones."""
+    signer = _signer(certificate_path, certificate_password, certificate_key_path)
+    owners = [o.strip() for o in package_owners.split(",") if o.strip()]
+    for source in resolve_packages(packages):
+        target = _output(source, output, overwrite)
+        result = repository_sign_package(
+            source.read_bytes(),
+            signer,
+            v3_service_index_url=v3_service_index_url,
+            owners=owners or None,
+            timestamper_url=timestamper,
+            now=datetime.now(UTC),
+            hash_algorithm=HashAlgorithm.parse(hash_algorithm),
+            timestamp_hash_algorithm=HashAlgorithm.parse(timestamp_hash_algorithm),
+        )
+        write_atomically(target, result.data)
+        _report(source, target, result)
+    return EXIT_OK
