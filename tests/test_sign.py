@@ -320,3 +320,84 @@ def test_nuseal_verifies_what_nuget_signs(pki: tuple[DevPki, DevPkiServer], tmp_
     result = verifier(dev).verify_bytes(out.read_bytes(), now=datetime.now(UTC))
     assert result.valid and not result.errors and not result.warnings, [str(i) for i in result.issues]
     assert result.signatures[0].type == kind.capitalize()
+
+
+def test_pkcs11_key_never_leaves_softhsm(pki: tuple[DevPki, DevPkiServer], tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import pkcs11  # noqa: PLC0415
+    from cryptography import x509  # noqa: PLC0415
+    from cryptography.hazmat.primitives import hashes, serialization  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: PLC0415
+
+    module = Path("/usr/lib/softhsm/libsofthsm2.so")
+    assert module.is_file(), "SoftHSM2 is installed by scripts/install-system-deps.sh"
+    dev, _ = pki
+    (tmp_path / "tokens").mkdir()
+    conf = tmp_path / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {tmp_path / 'tokens'}\nobjectstore.backend = file\n")
+    monkeypatch.setenv("SOFTHSM2_CONF", str(conf))
+    subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", "nuseal", "--pin", "1234", "--so-pin",
+                    "5678"], check=True, capture_output=True)
+    token = pkcs11.lib(str(module)).get_token(token_label="nuseal")
+    with token.open(user_pin="1234", rw=True) as session:
+        public, private = session.generate_keypair(pkcs11.KeyType.RSA, 2048, label="signing", store=True)
+        assert private[pkcs11.Attribute.SENSITIVE] and not private[pkcs11.Attribute.EXTRACTABLE]
+        numbers = rsa.RSAPublicNumbers(int.from_bytes(public[pkcs11.Attribute.PUBLIC_EXPONENT], "big"),
+                                       int.from_bytes(public[pkcs11.Attribute.MODULUS], "big"))
+    issuer = dev.cert("intermediate")
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nuseal HSM signer")]))
+        .issuer_name(issuer.subject)
+        .public_key(numbers.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(numbers.public_key()), critical=False)
+        .sign(dev.key("intermediate"), hashes.SHA256())  # type: ignore[arg-type]
+    )
+    chain = tmp_path / "hsm-chain.pem"
+    chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + dev.cert_path("intermediate").read_bytes()
+                      + dev.root_pem_path.read_bytes())
+    src = tmp_path / "Sign.Test.1.0.0.nupkg"
+    src.write_bytes(unsigned_package())
+    assert main(["sign", str(src), "--certificate-path", str(chain), "--pkcs11-module", str(module),
+                 "--pkcs11-token", "nuseal", "--pkcs11-key", "signing", "--pkcs11-pin", "1234",
+                 "--timestamper", dev.tsa_url]) == 0
+    result = verifier(dev).verify_bytes(src.read_bytes(), now=datetime.now(UTC))
+    assert result.valid and not result.errors, [str(i) for i in result.issues]
+    assert result.signatures[0].signer_subject == "CN=nuseal HSM signer"
+    assert main(["sign", str(src), "--certificate-path", str(chain), "--pkcs11-module", str(module),
+                 "--pkcs11-token", "nuseal", "--pkcs11-key", "signing", "--pkcs11-pin", "0000", "--overwrite"]) == 2
+
+
+@pytest.mark.slow
+def test_sign_repo_sign_and_verify_100_mb(pki: tuple[DevPki, DevPkiServer]) -> None:
+    dev, _ = pki
+    import os  # noqa: PLC0415
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("Big.Test.nuspec", "<package><metadata><id>Big.Test</id><version>1.0.0</version>"
+                   "<authors>a</authors><description>d</description></metadata></package>")
+        for i in range(7):
+            z.writestr(f"content/{i}.bin", os.urandom(15 << 20))
+    now = datetime.now(UTC)
+    signed = sign_package(buf.getvalue(), signer(dev), timestamper_url=dev.tsa_url, now=now).data
+    both = repository_sign_package(signed, signer(dev, "repository"), v3_service_index_url=REPO_URL,
+                                   owners=["alice"], timestamper_url=dev.tsa_url, now=now).data
+    assert len(both) > 100_000_000
+    result = verifier(dev).verify_bytes(both, now=datetime.now(UTC))
+    assert result.valid and not result.errors, [str(i) for i in result.issues]
+
+
+def test_timestamp_certificate_without_timestamping_eku_is_nu3028(tmp_path: Path) -> None:
+    other = DevPki.create(tmp_path / "pki")
+    with serve(other, tsa_name="tsa-no-eku"):
+        data = _forced(other, "author")
+    result = verifier(other).verify_bytes(data, now=datetime.now(UTC))
+    assert not result.valid
+    assert NuCode.NU3028 in {i.code for i in result.errors}, [str(i) for i in result.errors]

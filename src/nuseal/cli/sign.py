@@ -36,7 +36,14 @@ def write_atomically(target: Path, data: bytes) -> None:
         raise
 
 
-def _signer(path: str, password: str | None, key_path: str | None) -> Signer:
+def _signer(path: str, password: str | None, key_path: str | None, pkcs11: tuple[str | None, ...]) -> Signer:
+    module, token, key, pin = pkcs11
+    if module:
+        if not (token and key):
+            raise UsageError("--pkcs11-module needs --pkcs11-token and --pkcs11-key")
+        from nuseal.signature.pkcs11_signer import Pkcs11Signer  # noqa: PLC0415 - loads the PKCS#11 library
+
+        return Pkcs11Signer(module, token_label=token, key_label=key, pin=pin, certificate_chain=path)
     if key_path:
         return FileSigner.from_pem(path, key_path, password=password)
     if path.lower().endswith((".pem", ".crt", ".cer")):
@@ -69,6 +76,12 @@ _common = [
                  default="SHA256", show_default=True),
     click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the signed packages "
                  "(default: sign in place)."),
+    click.option("--pkcs11-module", type=click.Path(dir_okay=False, exists=True),
+                 help="PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so); the key stays in the token and "
+                 "--certificate-path is its PEM certificate chain."),
+    click.option("--pkcs11-token", help="Token label."),
+    click.option("--pkcs11-key", help="Private key label."),
+    click.option("--pkcs11-pin", envvar="NUSEAL_PKCS11_PIN", help="User PIN (or NUSEAL_PKCS11_PIN)."),
 ]
 
 
@@ -90,10 +103,17 @@ def sign_command(
     hash_algorithm: str,
     timestamp_hash_algorithm: str,
     output: str | None,
+    pkcs11_module: str | None,
+    pkcs11_token: str | None,
+    pkcs11_key: str | None,
+    pkcs11_pin: str | None,
     overwrite: bool,
 ) -> int:
     """Author-sign PACKAGES (files, folders or globs) as NuGet's `sign` does, on any OS."""
-    signer = _signer(certificate_path, certificate_password, certificate_key_path)
+    signer = _signer(
+        certificate_path, certificate_password, certificate_key_path,
+        (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
+    )
     for source in resolve_packages(packages):
         target = _output(source, output, overwrite)
         result = sign_package(
@@ -124,13 +144,20 @@ def repo_sign_command(
     hash_algorithm: str,
     timestamp_hash_algorithm: str,
     output: str | None,
+    pkcs11_module: str | None,
+    pkcs11_token: str | None,
+    pkcs11_key: str | None,
+    pkcs11_pin: str | None,
     v3_service_index_url: str,
     package_owners: str,
     overwrite: bool,
 ) -> int:
     """Repository-sign PACKAGES: a repository primary signature on unsigned packages, a repository
     countersignature on author-signed ones."""
-    signer = _signer(certificate_path, certificate_password, certificate_key_path)
+    signer = _signer(
+        certificate_path, certificate_password, certificate_key_path,
+        (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
+    )
     owners = [o.strip() for o in package_owners.split(",") if o.strip()]
     for source in resolve_packages(packages):
         target = _output(source, output, overwrite)
