@@ -109,6 +109,9 @@ class DevPkiServer:
         self.revoked: dict[int, datetime] = {}
         self.clock_offset = timedelta(0)
         self._lock = threading.Lock()
+        # Loaded once: cryptography checks an RSA key's consistency on every load (tens of milliseconds).
+        self._tsa_material = (pki.key(tsa_name), pki.chain(tsa_name))
+        self._ca_keys = {name: pki.key(name) for name in ("intermediate", "root", "untrusted-root")}
         self._httpd = ThreadingHTTPServer(("127.0.0.1", pki.port), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="nuseal-devpki", daemon=True)
         self._thread.start()
@@ -135,9 +138,9 @@ class DevPkiServer:
 
     # ------------------------------------------------------------------ responders
     def _timestamp(self, body: bytes) -> bytes:
-        key = self.pki.key(self.tsa_name)
-        assert isinstance(key, rsa.RSAPrivateKey)
-        chain = self.pki.chain(self.tsa_name)
+        key, chain = self._tsa_material
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise TypeError("the dev TSA key must be RSA")
         now = datetime.now(UTC) + self.clock_offset
         return timestamp_response(body, tsa_cert=chain[0], tsa_key=key, chain=chain, gen_time=now)
 
@@ -172,7 +175,7 @@ class DevPkiServer:
             this_update=now - timedelta(minutes=1), next_update=now + timedelta(hours=1),
             revocation_time=revoked_at, revocation_reason=x509.ReasonFlags.key_compromise if revoked_at else None,
         ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
-        return builder.sign(self.pki.key(issuer_name), hashes.SHA256()).public_bytes(
+        return builder.sign(self._ca_keys[issuer_name], hashes.SHA256()).public_bytes(
             serialization.Encoding.DER
         )
 
@@ -196,7 +199,7 @@ class DevPkiServer:
                     .revocation_date(revoked[cert.serial_number])
                     .build()
                 )
-        crl = builder.sign(self.pki.key(issuer_name), hashes.SHA256())
+        crl = builder.sign(self._ca_keys[issuer_name], hashes.SHA256())
         return crl.public_bytes(serialization.Encoding.DER)
 
     @staticmethod
@@ -209,6 +212,7 @@ class DevPkiServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
             def _reply(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

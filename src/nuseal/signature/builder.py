@@ -27,7 +27,7 @@ from nuseal.codes import NuCode
 from nuseal.errors import SigningError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.signature import oids
-from nuseal.signature._der import set_of
+from nuseal.signature._der import TAG_SEQUENCE, TAG_SET, encode_tlv, set_of
 from nuseal.signature.attributes import (
     SignatureType,
     encode_attribute,
@@ -195,23 +195,35 @@ def add_repository_countersignature(
         owners,
     )
     counter = _signer_info(signer, attrs, hash_algorithm, timestamper)
+    # Spliced from the original DER: re-encoding parsed children with asn1crypto would re-serialize the whole
+    # timestamp token (seconds per package) and could change bytes NuGet compares.
     ci = cms.ContentInfo.load(primary_der)
     signed_data = ci["content"]
     old = signed_data["signer_infos"][0]
-    unsigned = [a.dump() for a in old["unsigned_attrs"]] if old["unsigned_attrs"].native is not None else []
+    old_unsigned = old["unsigned_attrs"]
+    unsigned = [] if isinstance(old_unsigned, core.Void) else [a.dump() for a in old_unsigned]
     unsigned.append(encode_attribute(oids.COUNTERSIGNATURE, [counter.dump()]))
-    new_info = cms.SignerInfo.load(old.dump())
-    new_info["unsigned_attrs"] = cms.CMSAttributes.load(set_of(unsigned))
-    present = {c.dump() for c in signed_data["certificates"]}
-    certificates = [c.dump() for c in signed_data["certificates"]]
-    certificates += [d for d in _chain_der(signer) if d not in present]
-    rebuilt = cms.SignedData(
-        {
-            "version": signed_data["version"].native,
-            "digest_algorithms": signed_data["digest_algorithms"],
-            "encap_content_info": signed_data["encap_content_info"],
-            "certificates": [cms.CertificateChoices.load(d) for d in certificates],
-            "signer_infos": [new_info],
-        }
+    fields = [old[name].dump() for name in ("version", "sid", "digest_algorithm")]
+    fields.append(encode_tlv(0xA0, old["signed_attrs"].contents))
+    fields += [old[name].dump() for name in ("signature_algorithm", "signature")]
+    unsigned_set = set_of(unsigned)
+    fields.append(encode_tlv(0xA1, unsigned_set[_set_header_length(unsigned_set) :]))
+    new_info = encode_tlv(TAG_SEQUENCE, b"".join(fields))
+    present = [c.dump() for c in signed_data["certificates"]]
+    certificates = present + [d for d in _chain_der(signer) if d not in present]
+    body = b"".join(
+        (
+            signed_data["version"].dump(),
+            signed_data["digest_algorithms"].dump(),
+            signed_data["encap_content_info"].dump(),
+            encode_tlv(0xA0, b"".join(certificates)),
+            encode_tlv(TAG_SET, new_info),
+        )
     )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": rebuilt}).dump())
+    signed_data_der = encode_tlv(TAG_SEQUENCE, body)
+    return encode_tlv(TAG_SEQUENCE, core.ObjectIdentifier(oids.SIGNED_DATA).dump() + encode_tlv(0xA0, signed_data_der))
+
+
+def _set_header_length(der: bytes) -> int:
+    """Length of the tag and length octets at the start of ``der``."""
+    return 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
