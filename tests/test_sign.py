@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+import rfc3161_client
 from asn1crypto import cms
 
 import oracle
@@ -25,7 +27,6 @@ from nuseal.package import PackageArchive, append_signature
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 from nuseal.signing import FileSigner, repository_sign_package, sign_package
-from nuseal.timestamp.client import TimestampClient
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.verify import VerificationPolicy, Verifier
 
@@ -236,15 +237,21 @@ def test_signing_refuses_a_signed_package_without_overwrite(pki: tuple[DevPki, D
         verifier(dev).verify_bytes(signed.data, now=datetime.now(UTC)).signatures[0].signer_subject)
 
 
+def _raw_token(url: str, value: bytes) -> bytes:
+    """The TSA's token for ``value`` without any of the client's checks (what a broken TSA could hand out)."""
+    request = rfc3161_client.TimestampRequestBuilder(data=value, hash_algorithm=rfc3161_client.HashAlgorithm.SHA256)
+    reply = httpx.post(url, content=request.build().as_bytes(), headers={"Content-Type": "application/timestamp-query"})
+    return rfc3161_client.decode_timestamp_response(reply.content).time_stamp_token()
+
+
 def _forced(dev: DevPki, name: str, *, tsa: bool = True, now: datetime | None = None) -> bytes:
     """Signed with ``name`` bypassing the pre-sign checks (what a hostile or broken signer could produce)."""
     unsigned = unsigned_package()
     when = now or datetime.now(UTC)
-    client = TimestampClient(dev.tsa_url)
     der = create_primary_signature(
         package_hash=HashAlgorithm.SHA256.digest(unsigned), hash_algorithm=HashAlgorithm.SHA256,
         signer=signer(dev, name), signature_type=SignatureType.AUTHOR, signing_time=when,
-        timestamper=(lambda v: client.timestamp(v, now=when)) if tsa else None,
+        timestamper=(lambda v: _raw_token(dev.tsa_url, v)) if tsa else None,
     )
     return append_signature(unsigned, der, when=when)
 
@@ -288,7 +295,7 @@ def test_cli_sign_and_repo_sign(pki: tuple[DevPki, DevPkiServer], tmp_path: Path
     out = tmp_path / "out"
     assert main(["sign", str(src), "--certificate-path", str(dev.pfx_path("author")), "--certificate-password",
                  dev.pfx_password, "--timestamper", dev.tsa_url, "-o", str(out)]) == 0
-    assert main(["repo-sign", str(out / src.name), "--certificate-path", str(dev.cert_path("repository")),
+    assert main(["repo-sign", str(out / src.name), "--certificate-path", str(dev.chain_pem_path("repository")),
                  "--certificate-key-path", str(dev.key_path("repository")), "--v3-service-index-url", REPO_URL,
                  "--package-owners", "alice,bob", "--timestamper", dev.tsa_url]) == 0
     assert main(["verify", str(out / src.name), "--revocation-mode", "offline", "--code-signing-roots",
