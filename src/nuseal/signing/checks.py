@@ -126,6 +126,11 @@ class CheckedChain:
     result: ChainResult
 
 
+def _lines(result: ChainResult, statuses: ChainStatus) -> tuple[str, ...]:
+    """``"<Status>: <text>"`` lines in .NET's ``ChainStatus`` order (ascending flag value), as NuGet logs them."""
+    return tuple(line for member in statuses for line in result.messages_for(member))
+
+
 def _judge(result: ChainResult, *, code: NuCode, warning_statuses: ChainStatus) -> CheckedChain:
     fatal = result.statuses & ~warning_statuses
     warnings: list[Issue] = []
@@ -134,9 +139,9 @@ def _judge(result: ChainResult, *, code: NuCode, warning_statuses: ChainStatus) 
         warnings.append(context)
     if result.revocation_mode is RevocationMode.OFFLINE:
         warning_statuses &= ~_REVOCATION_WARNINGS  # revocation was not asked for: nothing to warn about
-    warnings += [Issue(code, Level.WARNING, m) for m in result.messages_for(result.statuses & warning_statuses)]
+    warnings += [Issue(code, Level.WARNING, m) for m in _lines(result, result.statuses & warning_statuses)]
     if fatal:
-        lines = result.messages_for(fatal) or (fatal.dotnet_name,)
+        lines = _lines(result, fatal) or (fatal.dotnet_name,)
         raise_as = TimestampError if code is NuCode.NU3028 else SigningError
         raise raise_as(f"{CHAIN_FAILED_MESSAGE} {'; '.join(lines)}", code=code)
     return CheckedChain(result.chain, tuple(warnings), result)
