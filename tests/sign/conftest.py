@@ -252,12 +252,16 @@ def timestamper_at(pki: Pki, gen_time: datetime, hash_name: str = "sha256") -> C
     return stamp
 
 
-class MisbehavingTsa:
-    """An RFC 3161 server on 127.0.0.1 that answers with the dev TSA's real response passed through ``mutate``
-    (request bytes, response bytes) -> (status, body, delay between body bytes in seconds)."""
+Respond = Callable[[bytes], bytes]
+Mutation = Callable[[bytes, Respond], tuple[int, bytes, float]]
 
-    def __init__(self, pki: Pki, mutate: Callable[[bytes, bytes], tuple[int, bytes, float]],
-                 chain: list[x509.Certificate] | None = None) -> None:
+
+class MisbehavingTsa:
+    """An RFC 3161 server on 127.0.0.1 whose answer is ``mutate(request, respond)`` -> (HTTP status, body,
+    delay between body bytes in seconds); ``respond`` is the dev TSA's real responder (its key, its chain or
+    ``chain``)."""
+
+    def __init__(self, pki: Pki, mutate: Mutation, chain: list[x509.Certificate] | None = None) -> None:
         key = pki.dev.key("tsa")
         assert isinstance(key, rsa.RSAPrivateKey)
         tsa_chain = chain or pki.dev.chain("tsa")
@@ -267,9 +271,11 @@ class MisbehavingTsa:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                real = timestamp_response(body, tsa_cert=tsa_chain[0], tsa_key=key, chain=tsa_chain,
-                                          gen_time=datetime.now(UTC))
-                status, reply, delay = mutate(body, real)
+                def respond(request: bytes) -> bytes:
+                    return timestamp_response(request, tsa_cert=tsa_chain[0], tsa_key=key, chain=tsa_chain,
+                                              gen_time=datetime.now(UTC))
+
+                status, reply, delay = mutate(body, respond)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/timestamp-reply")
                 self.send_header("Content-Length", str(len(reply)))
@@ -303,7 +309,7 @@ class MisbehavingTsa:
 def misbehaving_tsa(pki: Pki) -> Iterator[Callable[..., MisbehavingTsa]]:
     started: list[MisbehavingTsa] = []
 
-    def start(mutate: Callable[[bytes, bytes], tuple[int, bytes, float]], **kwargs: Any) -> MisbehavingTsa:
+    def start(mutate: Mutation, **kwargs: Any) -> MisbehavingTsa:
         server = MisbehavingTsa(pki, mutate, **kwargs)
         started.append(server)
         return server
