@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import click
 
 from nuseal.cli._exit import EXIT_OK
 from nuseal.devpki import NAMES, DevPki, serve
+from nuseal.errors import UsageError
 
 __all__ = ["dev_group"]
 
@@ -27,17 +29,26 @@ def pki_command(directory: str, port: int) -> int:
     click.echo(f"dev PKI in {pki.directory} ({len(NAMES)} certificates; PFX password {pki.pfx_password!r})")
     click.echo(f"trust root: {pki.root_pem_path}")
     click.echo(f"author signing: {pki.pfx_path('author')}; repository signing: {pki.pfx_path('repository')}")
-    click.echo(f"serve the TSA with: nuseal dev tsa --dir {pki.directory}  ({pki.tsa_url})")
+    click.echo(f"serve the TSA, OCSP and CRLs with: nuseal dev tsa --dir {pki.directory}  ({pki.tsa_url})")
     return EXIT_OK
 
 
 @dev_group.command("tsa")
 @click.option("--dir", "directory", required=True, type=click.Path(file_okay=False, exists=True))
-def tsa_command(directory: str) -> int:
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Listen here instead of the port baked into the certificates (their OCSP/CRL URLs then miss).")
+def tsa_command(directory: str, port: int | None) -> int:
     """Serve the RFC 3161 timestamp authority, OCSP and CRLs of the PKI in DIR on 127.0.0.1 until Ctrl-C."""
     pki = DevPki.load(Path(directory))
-    with serve(pki):
-        click.echo(f"timestamp authority: {pki.tsa_url}  OCSP: {pki.base_url}/ocsp  (Ctrl-C stops)")
+    if port is not None and port != pki.port:
+        click.echo(f"warning: the certificates name port {pki.port} for OCSP and CRLs; serving on {port}", err=True)
+        pki = dataclasses.replace(pki, port=port)
+    try:
+        server = serve(pki)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on 127.0.0.1:{pki.port}: {exc.strerror or exc}") from exc
+    with server:
+        click.echo(f"timestamp authority: {pki.tsa_url}  OCSP: {pki.ocsp_url}  CRL: {pki.crl_url}  (Ctrl-C stops)")
         try:
             while True:
                 time.sleep(3600)

@@ -20,7 +20,7 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from nuseal.errors import UsageError
 
-__all__ = ["PFX_PASSWORD", "DevPki"]
+__all__ = ["CA_NAMES", "NAMES", "PFX_PASSWORD", "DevPki"]
 
 PFX_PASSWORD = "nuseal-dev"  # noqa: S105 - a documented dev-only password
 _META = "devpki.json"
@@ -45,9 +45,12 @@ class _Spec:
     not_after: timedelta = timedelta(days=730)
 
 
+_CA_START = timedelta(days=-4 * 365)
 _SPECS = (
-    _Spec("root", None, ca=True, not_after=timedelta(days=3650)),
-    _Spec("intermediate", "root", ca=True, not_after=timedelta(days=3000)),
+    # The CAs start before every certificate they issue (expired-signer begins 3 years back), so a chain is
+    # time-valid at any moment inside the leaf's own validity.
+    _Spec("root", None, ca=True, not_before=_CA_START, not_after=timedelta(days=3650)),
+    _Spec("intermediate", "root", ca=True, not_before=_CA_START, not_after=timedelta(days=3000)),
     _Spec("author", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
     _Spec("repository", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
     _Spec("tsa", "intermediate", eku=(ExtendedKeyUsageOID.TIME_STAMPING,), eku_critical=True),
@@ -60,11 +63,19 @@ _SPECS = (
     _Spec("revoked-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
     _Spec("tsa-no-eku", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
     _Spec("self-signed-signer", None, eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
-    _Spec("untrusted-root", None, ca=True, not_after=timedelta(days=3650)),
+    _Spec("untrusted-root", None, ca=True, not_before=_CA_START, not_after=timedelta(days=3650)),
     _Spec("untrusted-signer", "untrusted-root", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
     _Spec("ecdsa-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,), key="p256"),
 )
 NAMES = tuple(s.name for s in _SPECS)
+CA_NAMES = tuple(s.name for s in _SPECS if s.ca)
+
+
+def _spec(name: str) -> _Spec:
+    for spec in _SPECS:
+        if spec.name == name:
+            return spec
+    raise UsageError(f"the dev PKI has no certificate {name!r} (known: {', '.join(NAMES)})")
 
 
 def _new_key(kind: str) -> _KeyType:
@@ -91,6 +102,31 @@ class DevPki:
     @property
     def tsa_url(self) -> str:
         return f"{self.base_url}/tsa"
+
+    @property
+    def ocsp_url(self) -> str:
+        """The OCSP responder (RFC 6960, POST) named in every issued certificate's AIA extension."""
+        return f"{self.base_url}/ocsp"
+
+    @property
+    def crl_url(self) -> str:
+        """The intermediate CA's CRL (the issuer of every leaf except ``untrusted-signer``), as in the CDPs."""
+        return self.crl_url_for("intermediate")
+
+    def crl_url_for(self, issuer: str) -> str:
+        """The CRL of CA ``issuer`` (``root``, ``intermediate`` or ``untrusted-root``), as in its children's CDPs.
+
+        Raises:
+            UsageError: ``issuer`` is not a CA of the dev PKI.
+        """
+        if issuer not in CA_NAMES:
+            raise UsageError(f"the dev PKI has no CA {issuer!r} (known: {', '.join(CA_NAMES)})")
+        return f"{self.base_url}/crl/{issuer}.crl"
+
+    @staticmethod
+    def issuer_name(name: str) -> str | None:
+        """The dev-PKI name of ``name``'s issuer; ``None`` for a self-signed certificate."""
+        return _spec(name).issuer
 
     @property
     def root_pem_path(self) -> Path:

@@ -33,6 +33,21 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+class _TimeStampResp(tsp.TimeStampResp):  # type: ignore[misc] # asn1crypto is untyped
+    """RFC 3161 §2.4.2 ``TimeStampResp``; asn1crypto declares ``timeStampToken`` mandatory, the RFC optional."""
+
+    _fields = [  # noqa: RUF012 - asn1crypto's declaration style
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
+def _rejection(fail_info: str, text: str) -> bytes:
+    """An RFC 3161 §2.4.2 ``rejection`` with one ``PKIFailureInfo`` bit and a free-text reason."""
+    status = tsp.PKIStatusInfo({"status": "rejection", "status_string": [text], "fail_info": {fail_info}})
+    return bytes(_TimeStampResp({"status": status}).dump())
+
+
 def timestamp_response(
     request_der: bytes,
     *,
@@ -47,7 +62,7 @@ def timestamp_response(
         imprint = req["message_imprint"]
         _ = imprint["hash_algorithm"]["algorithm"].native
     except (ValueError, TypeError, KeyError):
-        return bytes(tsp.TimeStampResp({"status": {"status": "rejection"}}).dump())
+        return _rejection("bad_data_format", "the request is not a DER TimeStampReq")
     info = tsp.TSTInfo({
         "version": "v1",
         "policy": TSA_POLICY_OID,
@@ -109,6 +124,7 @@ class DevPkiServer:
         self.revoked: dict[int, datetime] = {}
         self.clock_offset = timedelta(0)
         self._lock = threading.Lock()
+        self._stopped = False
         # Loaded once: cryptography checks an RSA key's consistency on every load (tens of milliseconds).
         self._tsa_material = (pki.key(tsa_name), pki.chain(tsa_name))
         self._ca_keys = {name: pki.key(name) for name in ("intermediate", "root", "untrusted-root")}
@@ -126,6 +142,10 @@ class DevPkiServer:
             self.revoked[self.pki.cert(name).serial_number] = at
 
     def stop(self) -> None:
+        """Stop serving and release the port (idempotent)."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
@@ -174,7 +194,12 @@ class DevPkiServer:
             cert=subject, issuer=issuer, algorithm=hashes.SHA1(), cert_status=status,  # noqa: S303 - CertID hash
             this_update=now - timedelta(minutes=1), next_update=now + timedelta(hours=1),
             revocation_time=revoked_at, revocation_reason=x509.ReasonFlags.key_compromise if revoked_at else None,
-        ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer)
+        ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer).certificates([issuer])
+        try:  # RFC 8954: echo the request's nonce
+            nonce = req.extensions.get_extension_for_class(x509.OCSPNonce).value
+            builder = builder.add_extension(x509.OCSPNonce(nonce.nonce), critical=False)
+        except x509.ExtensionNotFound:
+            pass
         return builder.sign(self._ca_keys[issuer_name], hashes.SHA256()).public_bytes(
             serialization.Encoding.DER
         )
