@@ -231,11 +231,13 @@ def oracle_verify(pki: Pki, data: bytes) -> oracle.OracleReport:
 
 
 # ---------------------------------------------------------------------------------------------- timestamps
-def timestamper_at(pki: Pki, gen_time: datetime, hash_name: str = "sha256") -> Callable[[bytes], bytes]:
-    """A timestamper whose tokens say ``gen_time`` (signed by the dev TSA), for back-dated signatures."""
-    key = pki.dev.key("tsa")
+def timestamper_at(pki: Pki, gen_time: datetime, hash_name: str = "sha256", *,
+                   tsa: str = "tsa") -> Callable[[bytes], bytes]:
+    """A timestamper whose tokens say ``gen_time``, signed by the dev PKI's certificate ``tsa``, with none of
+    the client's checks: for back-dated signatures and broken TSAs."""
+    key = pki.dev.key(tsa)
     assert isinstance(key, rsa.RSAPrivateKey)
-    chain = pki.dev.chain("tsa")
+    chain = pki.dev.chain(tsa)
 
     def stamp(value: bytes) -> bytes:
         request = tsp.TimeStampReq({

@@ -86,30 +86,37 @@ def _signer_info(
     signed_attrs_der: bytes,
     hash_algorithm: HashAlgorithm,
     timestamper: Timestamper | None,
-) -> cms.SignerInfo:
+) -> tuple[bytes, int]:
+    """DER SignerInfo and its version (1 or 3), written by splicing: asn1crypto copies and re-encodes a
+    nested timestamp token recursively when it is put into a parsed structure (seconds per signature)."""
     cert = _asn1(signer.certificate)
     ski = cert.key_identifier
     if ski is not None:
         sid = cms.SignerIdentifier({"subject_key_identifier": ski})
-        version = "v3"
+        version = 3
     else:
         sid = cms.SignerIdentifier(
             {"issuer_and_serial_number": {"issuer": cert.issuer, "serial_number": cert.serial_number}}
         )
-        version = "v1"
+        version = 1
     signature = signer.sign(signed_attrs_der, hash_algorithm)
-    info = {
-        "version": version,
-        "sid": sid,
-        "digest_algorithm": algos.DigestAlgorithm({"algorithm": _ASN1_HASH[hash_algorithm], "parameters": core.Null()}),
-        "signed_attrs": cms.CMSAttributes.load(signed_attrs_der),
-        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()}),
-        "signature": signature,
-    }
+    fields = [
+        core.Integer(version).dump(),
+        sid.dump(),
+        algos.DigestAlgorithm({"algorithm": _ASN1_HASH[hash_algorithm], "parameters": core.Null()}).dump(),
+        _implicit(0xA0, signed_attrs_der),
+        algos.SignedDigestAlgorithm({"algorithm": "rsassa_pkcs1v15", "parameters": core.Null()}).dump(),
+        core.OctetString(signature).dump(),
+    ]
     if timestamper is not None:
         token = timestamper(signature)
-        info["unsigned_attrs"] = cms.CMSAttributes.load(set_of([encode_attribute(oids.TIMESTAMP_TOKEN, [token])]))
-    return cms.SignerInfo(info)
+        fields.append(_implicit(0xA1, set_of([encode_attribute(oids.TIMESTAMP_TOKEN, [token])])))
+    return encode_tlv(TAG_SEQUENCE, b"".join(fields)), version
+
+
+def _implicit(tag: int, set_der: bytes) -> bytes:
+    """``[n] IMPLICIT SET OF``: the SET's contents under the context tag."""
+    return encode_tlv(tag, set_der[_set_header_length(set_der) :])
 
 
 def _chain_der(signer: Signer) -> list[bytes]:
@@ -143,17 +150,21 @@ def create_primary_signature(
         v3_service_index_url,
         owners,
     )
-    info = _signer_info(signer, attrs, hash_algorithm, timestamper)
-    signed_data = cms.SignedData(
-        {
-            "version": "v3" if info["version"].native == "v3" else "v1",
-            "digest_algorithms": [info["digest_algorithm"]],
-            "encap_content_info": {"content_type": "data", "content": content},
-            "certificates": [asn1_x509.Certificate.load(d) for d in _chain_der(signer)],
-            "signer_infos": [info],
-        }
+    info, version = _signer_info(signer, attrs, hash_algorithm, timestamper)
+    digest_algorithm = algos.DigestAlgorithm({"algorithm": _ASN1_HASH[hash_algorithm], "parameters": core.Null()})
+    encap = cms.EncapsulatedContentInfo({"content_type": "data", "content": content})
+    body = b"".join(
+        (
+            core.Integer(version).dump(),  # v3 with a SubjectKeyIdentifier SID (RFC 5652 §5.1), as SignedCms
+            set_of([digest_algorithm.dump()]),
+            encap.dump(),
+            _implicit(0xA0, set_of(_chain_der(signer))),  # DER-sorted, as SignedCms writes the certificate set
+            set_of([info]),
+        )
     )
-    return bytes(cms.ContentInfo({"content_type": "signed_data", "content": signed_data}).dump())
+    return encode_tlv(
+        TAG_SEQUENCE, core.ObjectIdentifier(oids.SIGNED_DATA).dump() + encode_tlv(0xA0, encode_tlv(TAG_SEQUENCE, body))
+    )
 
 
 def add_repository_countersignature(
@@ -194,7 +205,7 @@ def add_repository_countersignature(
         v3_service_index_url,
         owners,
     )
-    counter = _signer_info(signer, attrs, hash_algorithm, timestamper)
+    counter, _ = _signer_info(signer, attrs, hash_algorithm, timestamper)
     # Spliced from the original DER: re-encoding parsed children with asn1crypto would re-serialize the whole
     # timestamp token (seconds per package) and could change bytes NuGet compares.
     ci = cms.ContentInfo.load(primary_der)
@@ -202,7 +213,7 @@ def add_repository_countersignature(
     old = signed_data["signer_infos"][0]
     old_unsigned = old["unsigned_attrs"]
     unsigned = [] if isinstance(old_unsigned, core.Void) else [a.dump() for a in old_unsigned]
-    unsigned.append(encode_attribute(oids.COUNTERSIGNATURE, [counter.dump()]))
+    unsigned.append(encode_attribute(oids.COUNTERSIGNATURE, [counter]))
     fields = [old[name].dump() for name in ("version", "sid", "digest_algorithm")]
     fields.append(encode_tlv(0xA0, old["signed_attrs"].contents))
     fields += [old[name].dump() for name in ("signature_algorithm", "signature")]
@@ -216,7 +227,7 @@ def add_repository_countersignature(
             signed_data["version"].dump(),
             signed_data["digest_algorithms"].dump(),
             signed_data["encap_content_info"].dump(),
-            encode_tlv(0xA0, b"".join(certificates)),
+            _implicit(0xA0, set_of(certificates)),  # re-sorted, as SignedCms re-encodes it
             encode_tlv(TAG_SET, new_info),
         )
     )
