@@ -4,6 +4,7 @@ signature checks, ``rfc3161-client`` for timestamp requests and responses, and t
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import itertools
 import os
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -138,6 +140,19 @@ def test_unknown_names_and_missing_pki_are_clear_errors(pki: DevPki, tmp_path: P
         pki.cert_path("nobody")
     with pytest.raises(UsageError, match="no dev PKI"):
         DevPki.load(tmp_path)
+    (tmp_path / "devpki.json").write_text("{not json")
+    with pytest.raises(UsageError, match="is damaged"):
+        DevPki.load(tmp_path)
+    (tmp_path / "devpki.json").write_text('{"port": 0}')
+    with pytest.raises(UsageError, match="no valid port"):
+        DevPki.load(tmp_path)
+    (tmp_path / "devpki.json").write_text('{"port": 4433}')
+    with pytest.raises(UsageError, match="incomplete"):
+        DevPki.load(tmp_path)
+    with pytest.raises(UsageError, match="timezone-aware"):
+        DevPki.create(tmp_path / "x", now=datetime(2025, 1, 1))  # the naive time under test
+    with pytest.raises(UsageError, match="outside"):
+        DevPki.create(tmp_path / "x", port=70000)
 
 
 # ------------------------------------------------------------------------------------ certificate profile
@@ -347,6 +362,44 @@ def test_malformed_timestamp_request_is_rejected(
     assert "Failure info: the data submitted has the wrong format" in run.stdout
 
 
+def _raw_request(algorithm: str, hashed: bytes) -> bytes:
+    return bytes(tsp.TimeStampReq({
+        "version": "v1",
+        "message_imprint": {"hash_algorithm": {"algorithm": algorithm}, "hashed_message": hashed},
+        "cert_req": True,
+    }).dump())
+
+
+@pytest.mark.parametrize(
+    ("request_der", "failure"),
+    [
+        (_raw_request("sha256", bytes(20)), "the data submitted has the wrong format"),
+        (_raw_request("1.2.3.4.5", bytes(32)), "unrecognized or unsupported algorithm identifier"),
+    ],
+    ids=["short-imprint", "unknown-algorithm"],
+)
+def test_bad_imprints_are_rejected(
+    live: tuple[DevPki, DevPkiServer], tmp_path: Path, request_der: bytes, failure: str
+) -> None:
+    dev, _ = live
+    reply = httpx.post(dev.tsa_url, content=request_der, timeout=HTTP_TIMEOUT)
+    (tmp_path / "resp.der").write_bytes(reply.content)
+    run = _run(["openssl", "ts", "-reply", "-in", "resp.der", "-text"], tmp_path)
+    assert "Status: Rejected." in run.stdout
+    assert f"Failure info: {failure}" in run.stdout
+
+
+@pytest.mark.parametrize("algorithm", ["sha384", "sha512"])
+def test_other_imprint_algorithms_are_granted(live: tuple[DevPki, DevPkiServer], algorithm: str) -> None:
+    dev, _ = live
+    digest = hashlib.new(algorithm, b"x").digest()
+    reply = httpx.post(dev.tsa_url, content=_raw_request(algorithm, digest), timeout=HTTP_TIMEOUT)
+    response = rfc3161_client.decode_timestamp_response(reply.content)
+    assert response.status == rfc3161_client.PKIStatus.GRANTED
+    assert response.tst_info.message_imprint.message == digest
+    assert response.tst_info.nonce is None
+
+
 # ------------------------------------------------------------------------------------------------ OCSP
 def _ocsp(dev: DevPki, name: str, *, nonce: bytes | None = None) -> bytes:
     builder = ocsp.OCSPRequestBuilder().add_certificate(
@@ -427,6 +480,38 @@ def test_ocsp_refuses_garbage_and_unknown_certificates(live: tuple[DevPki, DevPk
     assert ocsp.load_der_ocsp_response(reply.content).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
+def test_ocsp_over_get_as_dotnet_on_linux_asks(fresh: tuple[DevPki, DevPkiServer]) -> None:
+    dev, server = fresh
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        dev.cert("repository"), dev.cert("intermediate"), hashes.SHA256()
+    ).build()
+    encoded = urllib.parse.quote(base64.b64encode(request.public_bytes(serialization.Encoding.DER)).decode(), safe="")
+    at = datetime.now(UTC).replace(microsecond=0)
+    server.revoke("repository", at=at)
+    reply = httpx.get(f"{dev.ocsp_url}/{encoded}", timeout=HTTP_TIMEOUT)
+    response = ocsp.load_der_ocsp_response(reply.content)
+    assert response.certificate_status == ocsp.OCSPCertStatus.REVOKED
+    assert response.revocation_time_utc == at
+    assert isinstance(response.hash_algorithm, hashes.SHA256)  # the CertID answers in the request's hash
+    bad = httpx.get(f"{dev.ocsp_url}/%%%not-base64", timeout=HTTP_TIMEOUT)
+    assert ocsp.load_der_ocsp_response(bad.content).response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
+
+
+def test_ocsp_refuses_a_cert_id_naming_the_wrong_issuer(live: tuple[DevPki, DevPkiServer]) -> None:
+    dev, _ = live
+    request = ocsp.OCSPRequestBuilder().add_certificate(
+        dev.cert("author"), dev.cert("untrusted-root"), hashes.SHA1()
+    ).build()
+    reply = httpx.post(dev.ocsp_url, content=request.public_bytes(serialization.Encoding.DER), timeout=HTTP_TIMEOUT)
+    assert ocsp.load_der_ocsp_response(reply.content).response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
+
+
+def test_revocation_time_must_be_aware(live: tuple[DevPki, DevPkiServer]) -> None:
+    _, server = live
+    with pytest.raises(UsageError, match="timezone-aware"):
+        server.revoke("author", at=datetime(2025, 1, 1))  # the naive time under test
+
+
 # ------------------------------------------------------------------------------------------------- CRL
 def _crl(url: str) -> x509.CertificateRevocationList:
     reply = httpx.get(url, timeout=HTTP_TIMEOUT)
@@ -456,6 +541,11 @@ def test_crl_lists_the_serial_after_revocation(fresh: tuple[DevPki, DevPkiServer
     assert after.is_signature_valid(dev.cert("intermediate").public_key())  # type: ignore[arg-type]
     # the root's CRL is not touched by a leaf's revocation
     assert len(_crl(dev.crl_url_for("root"))) == 0
+    # RFC 5280 §5.2: conforming CRLs carry the issuer's key id and an increasing CRL number
+    aki = after.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == x509.SubjectKeyIdentifier.from_public_key(dev.cert("intermediate").public_key()).digest
+    numbers = [c.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number for c in (before, after)]
+    assert numbers[0] < numbers[1]
 
     (tmp_path / "crl.der").write_bytes(after.public_bytes(serialization.Encoding.DER))
     run = _run(["openssl", "crl", "-inform", "DER", "-in", "crl.der", "-noout", "-text",

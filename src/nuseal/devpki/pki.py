@@ -24,6 +24,7 @@ __all__ = ["CA_NAMES", "NAMES", "PFX_PASSWORD", "DevPki"]
 
 PFX_PASSWORD = "nuseal-dev"  # noqa: S105 - a documented dev-only password
 _META = "devpki.json"
+_MAX_PORT = 65535
 _KeyType = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
@@ -86,9 +87,21 @@ def _new_key(kind: str) -> _KeyType:
 
 @dataclass(frozen=True)
 class DevPki:
-    """An on-disk development PKI. Build with :meth:`create`, reopen with :meth:`load`.
+    """An immutable view over an on-disk development PKI. Build with :meth:`create`, reopen with :meth:`load`.
 
-    ``port`` is the loopback port the TSA (``tsa_url``) listens on when served with :func:`nuseal.devpki.serve`.
+    Files per name in :data:`NAMES`: ``<name>.crt.pem``, ``<name>.key.pem`` (unencrypted PKCS#8, mode 0600),
+    ``<name>.chain.pem`` (the certificate, its intermediate(s), its root), ``<name>.pfx`` (PKCS#12: key + chain,
+    password :data:`PFX_PASSWORD`); ``devpki.json`` records the port. Every certificate is RSA 2048 and signed
+    sha256WithRSA, with SKI, AKI (not on self-signed ones), critical BasicConstraints and KeyUsage, and, when
+    issued by a CA, AIA OCSP -> :attr:`ocsp_url` and CDP -> :meth:`crl_url_for` (issuer). The exceptions are the
+    point of the catalogue: ``rsa1024-signer`` (RSA 1024), ``no-eku-signer`` (EKU serverAuth only),
+    ``not-yet-valid-signer`` (notBefore now+30 d), ``expired-signer`` (now-3 y .. now-1 y), ``revoked-signer``
+    (good until :meth:`DevPkiServer.revoke`), ``tsa-no-eku`` (codeSigning, no timeStamping), ``self-signed-signer``
+    (its own root), ``untrusted-signer`` (under the separate ``untrusted-root``), ``ecdsa-signer`` (P-256).
+    ``author`` and ``repository`` carry EKU codeSigning; ``tsa`` carries a critical EKU timeStamping. The CAs'
+    validity starts 4 years before ``now`` so every leaf lies within its issuers' validity.
+
+    ``port`` is the loopback port baked into the URLs, where :func:`nuseal.devpki.serve` listens.
     """
 
     directory: Path
@@ -97,6 +110,7 @@ class DevPki:
 
     @property
     def base_url(self) -> str:
+        """``http://127.0.0.1:<port>``, the prefix of every responder URL."""
         return f"http://127.0.0.1:{self.port}"
 
     @property
@@ -167,21 +181,40 @@ class DevPki:
         """Reopen a PKI written by :meth:`create`.
 
         Raises:
-            UsageError: ``directory`` holds no dev PKI.
+            UsageError: ``directory`` holds no dev PKI, or an incomplete or damaged one.
         """
-        meta = Path(directory) / _META
+        directory = Path(directory)
+        meta = directory / _META
         if not meta.is_file():
             raise UsageError(f"{directory} holds no dev PKI (no {_META}); create one with `nuseal dev pki DIR`")
-        data = json.loads(meta.read_text())
-        return cls(Path(directory), int(data["port"]))
+        try:
+            port = json.loads(meta.read_text(encoding="utf-8"))["port"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UsageError(f"{meta} is damaged ({exc}); recreate the PKI with `nuseal dev pki DIR`") from exc
+        if not isinstance(port, int) or not 0 < port <= _MAX_PORT:
+            raise UsageError(f"{meta} names no valid port ({port!r}); recreate the PKI with `nuseal dev pki DIR`")
+        pki = cls(directory, port)
+        missing = [p.name for n in NAMES for p in (pki.cert_path(n), pki.key_path(n)) if not p.is_file()]
+        if missing:
+            raise UsageError(f"the dev PKI in {directory} is incomplete (missing {', '.join(missing[:3])}...)")
+        return pki
 
     @classmethod
     def create(cls, directory: Path, *, port: int = 0, now: datetime | None = None) -> DevPki:
         """Generate every certificate of :data:`NAMES` into ``directory`` (created if needed).
 
-        ``port`` 0 picks a free loopback port now; it is baked into the certificates' AIA/CDP URLs.
+        ``port`` 0 picks a free loopback port now; it is baked into the certificates' AIA/CDP URLs. ``now``
+        (timezone-aware; default the current time) anchors every validity period. Existing files are replaced.
+
+        Raises:
+            UsageError: ``port`` outside 0..65535, or ``now`` naive.
+            OSError: ``directory`` cannot be written.
         """
-        when = now or datetime.now(UTC)
+        if not 0 <= port <= _MAX_PORT:
+            raise UsageError(f"port {port} is outside 0..{_MAX_PORT}")
+        if now is not None and now.tzinfo is None:
+            raise UsageError("now must be timezone-aware (e.g. datetime.now(UTC))")
+        when = (now or datetime.now(UTC)).replace(microsecond=0)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         port = port or _free_port()

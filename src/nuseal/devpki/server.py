@@ -6,9 +6,12 @@ ESS signing-certificate-v2, the request's nonce echoed, the TSA chain included w
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import secrets
 import threading
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -16,16 +19,30 @@ from types import TracebackType
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import ocsp
 
-from nuseal.devpki.pki import DevPki
+from nuseal.devpki.pki import CA_NAMES, NAMES, DevPki
+from nuseal.errors import UsageError
 
-__all__ = ["MAX_REQUEST_BYTES", "TSA_POLICY_OID", "DevPkiServer", "serve", "timestamp_response"]
+__all__ = [
+    "LOOPBACK",
+    "MAX_REQUEST_BYTES",
+    "RESPONSE_LIFETIME",
+    "TSA_POLICY_OID",
+    "DevPkiServer",
+    "serve",
+    "timestamp_response",
+]
 
 TSA_POLICY_OID = "1.2.3.4.1"
 MAX_REQUEST_BYTES = 64 << 10
+LOOPBACK = "127.0.0.1"
+RESPONSE_BACKDATE = timedelta(minutes=1)  # thisUpdate / lastUpdate before now, for clock skew
+RESPONSE_LIFETIME = timedelta(hours=1)  # OCSP and CRL nextUpdate after now
+STOP_TIMEOUT_SECONDS = 5.0
 _HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
 
 
@@ -56,13 +73,30 @@ def timestamp_response(
     chain: list[x509.Certificate],
     gen_time: datetime,
 ) -> bytes:
-    """A granted ``TimeStampResp`` for ``request_der`` (or a rejection for a malformed request)."""
+    """A DER ``TimeStampResp`` (RFC 3161 §2.4.2) answering ``request_der``.
+
+    Granted: a token whose TSTInfo carries the request's imprint and nonce, policy :data:`TSA_POLICY_OID`,
+    accuracy 1 s and ``gen_time`` (whole seconds, UTC), signed sha256WithRSA by ``tsa_key`` with ESS
+    signing-certificate-v2 (RFC 5816) naming ``tsa_cert``; ``chain`` (TSA certificate first) is included when
+    the request sets ``certReq``. Rejected (``rejection`` + ``failInfo``): an unparsable request
+    (``badDataFormat``), an imprint algorithm without a known digest (``badAlg``), an imprint whose length
+    does not match its algorithm (``badDataFormat``). Never raises for bad input.
+    """
     try:
         req = tsp.TimeStampReq.load(request_der)
         imprint = req["message_imprint"]
-        _ = imprint["hash_algorithm"]["algorithm"].native
-    except (ValueError, TypeError, KeyError):
+        algorithm = imprint["hash_algorithm"]["algorithm"].native
+        hashed = imprint["hashed_message"].native
+        nonce = req["nonce"].native
+        cert_req = bool(req["cert_req"].native)
+    except (ValueError, TypeError, KeyError, OverflowError):
         return _rejection("bad_data_format", "the request is not a DER TimeStampReq")
+    try:
+        size = hashlib.new(str(algorithm)).digest_size
+    except (ValueError, TypeError):
+        return _rejection("bad_alg", f"unsupported imprint algorithm {algorithm}")
+    if not isinstance(hashed, bytes) or len(hashed) != size:
+        return _rejection("bad_data_format", f"the {algorithm} imprint must be {size} bytes")
     info = tsp.TSTInfo({
         "version": "v1",
         "policy": TSA_POLICY_OID,
@@ -71,7 +105,7 @@ def timestamp_response(
         "gen_time": gen_time.astimezone(UTC).replace(microsecond=0),
         "accuracy": {"seconds": 1},
         "ordering": False,
-        **({"nonce": req["nonce"].native} if req["nonce"].native is not None else {}),
+        **({"nonce": nonce} if nonce is not None else {}),
     })
     content = info.dump()
     tsa_asn1 = asn1_x509.Certificate.load(_der(tsa_cert))
@@ -102,7 +136,7 @@ def timestamp_response(
         "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"}),
         "signature": signature,
     })
-    certificates = [asn1_x509.Certificate.load(_der(c)) for c in chain] if req["cert_req"].native else []
+    certificates = [asn1_x509.Certificate.load(_der(c)) for c in chain] if cert_req else []
     signed_data = cms.SignedData({
         "version": "v3",
         "digest_algorithms": [algos.DigestAlgorithm({"algorithm": "sha256"})],
@@ -115,8 +149,19 @@ def timestamp_response(
 
 
 class DevPkiServer:
-    """TSA at ``/tsa`` (POST ``application/timestamp-query``), OCSP at ``/ocsp`` (POST), CRLs at
-    ``/crl/<issuer>.crl``, on 127.0.0.1. Use as a context manager or call :meth:`stop`."""
+    """The dev PKI's responders on ``127.0.0.1:pki.port``, in a background thread (:func:`serve` starts it).
+
+    Routes: ``POST /tsa`` (RFC 3161, ``application/timestamp-query`` -> ``application/timestamp-reply``);
+    ``POST /ocsp`` and ``GET /ocsp/<base64 request>`` (RFC 6960 §A.1; answered by the certificate's issuing CA,
+    the request's nonce echoed as RFC 8954 asks, ``thisUpdate`` now-1 min, ``nextUpdate`` +1 h); ``GET
+    /crl/<ca>.crl`` for ``root``, ``intermediate`` and ``untrusted-root`` (CRL v2 with CRL number and AKI,
+    regenerated per request, ``nextUpdate`` +1 h). Anything else is 404; bodies over
+    :data:`MAX_REQUEST_BYTES` are 413. Nothing is revoked until :meth:`revoke` says so (``revoked-signer``
+    included). ``clock_offset`` shifts the TSA's clock (for back-dated tokens).
+
+    Raises:
+        OSError: the port cannot be bound (in use, or not loopback-capable).
+    """
 
     def __init__(self, pki: DevPki, *, tsa_name: str = "tsa") -> None:
         self.pki = pki
@@ -125,21 +170,33 @@ class DevPkiServer:
         self.clock_offset = timedelta(0)
         self._lock = threading.Lock()
         self._stopped = False
+        self._crl_number = 0
         # Loaded once: cryptography checks an RSA key's consistency on every load (tens of milliseconds).
+        self._certs = {name: pki.cert(name) for name in NAMES}
+        self._by_serial = {cert.serial_number: name for name, cert in self._certs.items()}
         self._tsa_material = (pki.key(tsa_name), pki.chain(tsa_name))
-        self._ca_keys = {name: pki.key(name) for name in ("intermediate", "root", "untrusted-root")}
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", pki.port), self._handler())
+        self._ca_keys = {name: pki.key(name) for name in CA_NAMES}
+        self._httpd = ThreadingHTTPServer((LOOPBACK, pki.port), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="nuseal-devpki", daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
+        """``http://127.0.0.1:<port>``: the prefix of :attr:`DevPki.tsa_url`, ``ocsp_url`` and ``crl_url``."""
         return self.pki.base_url
 
     def revoke(self, name: str, *, at: datetime) -> None:
-        """Revoke certificate ``name`` as of ``at``; OCSP and CRLs report it from now on."""
+        """Revoke certificate ``name`` as of ``at`` (timezone-aware; whole seconds are reported). The next OCSP
+        answer says ``revoked`` with that time (reason keyCompromise) and the issuer's next CRL lists it.
+
+        Raises:
+            UsageError: ``name`` is not a dev-PKI certificate, or ``at`` is naive.
+        """
+        if at.tzinfo is None:
+            raise UsageError("revocation time must be timezone-aware (e.g. datetime.now(UTC))")
+        serial = self.pki.cert(name).serial_number
         with self._lock:
-            self.revoked[self.pki.cert(name).serial_number] = at
+            self.revoked[serial] = at.astimezone(UTC).replace(microsecond=0)
 
     def stop(self) -> None:
         """Stop serving and release the port (idempotent)."""
@@ -148,7 +205,7 @@ class DevPkiServer:
         self._stopped = True
         self._httpd.shutdown()
         self._httpd.server_close()
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=STOP_TIMEOUT_SECONDS)
 
     def __enter__(self) -> DevPkiServer:
         return self
@@ -164,35 +221,34 @@ class DevPkiServer:
         now = datetime.now(UTC) + self.clock_offset
         return timestamp_response(body, tsa_cert=chain[0], tsa_key=key, chain=chain, gen_time=now)
 
-    def _issuer_of(self, cert: x509.Certificate) -> str:
-        for name in ("intermediate", "root", "untrusted-root"):
-            if self.pki.cert(name).subject == cert.issuer:
-                return name
-        return "intermediate"
+    @staticmethod
+    def _ocsp_error(status: ocsp.OCSPResponseStatus) -> bytes:
+        return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(serialization.Encoding.DER)
 
     def _ocsp(self, body: bytes) -> bytes:
         try:
             req = ocsp.load_der_ocsp_request(body)
-        except ValueError:
-            return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST).public_bytes(
-                serialization.Encoding.DER
-            )
-        subject = next(
-            (self.pki.cert(n) for n in self._names() if self.pki.cert(n).serial_number == req.serial_number), None
-        )
-        if subject is None:
-            return ocsp.OCSPResponseBuilder.build_unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED).public_bytes(
-                serialization.Encoding.DER
-            )
-        issuer_name = self._issuer_of(subject)
-        issuer = self.pki.cert(issuer_name)
-        now = datetime.now(UTC)
+            serial = req.serial_number
+        except ValueError:  # also multi-certificate requests, which cryptography does not parse
+            return self._ocsp_error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        name = self._by_serial.get(serial)
+        issuer_name = DevPki.issuer_name(name) if name else None
+        if name is None or issuer_name is None:
+            return self._ocsp_error(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        subject, issuer = self._certs[name], self._certs[issuer_name]
+        try:  # the CertID must name this issuer too (same serial under another CA is someone else)
+            expected = ocsp.OCSPRequestBuilder().add_certificate(subject, issuer, req.hash_algorithm).build()
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            return self._ocsp_error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        if (expected.issuer_key_hash, expected.issuer_name_hash) != (req.issuer_key_hash, req.issuer_name_hash):
+            return self._ocsp_error(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+        now = datetime.now(UTC).replace(microsecond=0)
         with self._lock:
-            revoked_at = self.revoked.get(subject.serial_number)
-        status = ocsp.OCSPCertStatus.REVOKED if revoked_at else ocsp.OCSPCertStatus.GOOD
+            revoked_at = self.revoked.get(serial)
         builder = ocsp.OCSPResponseBuilder().add_response(
-            cert=subject, issuer=issuer, algorithm=hashes.SHA1(), cert_status=status,  # noqa: S303 - CertID hash
-            this_update=now - timedelta(minutes=1), next_update=now + timedelta(hours=1),
+            cert=subject, issuer=issuer, algorithm=req.hash_algorithm,
+            cert_status=ocsp.OCSPCertStatus.REVOKED if revoked_at else ocsp.OCSPCertStatus.GOOD,
+            this_update=now - RESPONSE_BACKDATE, next_update=now + RESPONSE_LIFETIME,
             revocation_time=revoked_at, revocation_reason=x509.ReasonFlags.key_compromise if revoked_at else None,
         ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer).certificates([issuer])
         try:  # RFC 8954: echo the request's nonce
@@ -200,44 +256,55 @@ class DevPkiServer:
             builder = builder.add_extension(x509.OCSPNonce(nonce.nonce), critical=False)
         except x509.ExtensionNotFound:
             pass
-        return builder.sign(self._ca_keys[issuer_name], hashes.SHA256()).public_bytes(
-            serialization.Encoding.DER
-        )
+        return builder.sign(self._ca_keys[issuer_name], hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def _crl(self, issuer_name: str) -> bytes:
-        issuer = self.pki.cert(issuer_name)
-        now = datetime.now(UTC)
+        issuer = self._certs[issuer_name]
+        now = datetime.now(UTC).replace(microsecond=0)
+        with self._lock:
+            revoked = dict(self.revoked)
+            self._crl_number += 1
+            number = self._crl_number
         builder = (
             x509.CertificateRevocationListBuilder()
             .issuer_name(issuer.subject)
-            .last_update(now - timedelta(minutes=1))
-            .next_update(now + timedelta(hours=1))
+            .last_update(now - RESPONSE_BACKDATE)
+            .next_update(now + RESPONSE_LIFETIME)
+            .add_extension(x509.CRLNumber(number), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self._ca_keys[issuer_name].public_key()), critical=False)
         )
-        with self._lock:
-            revoked = dict(self.revoked)
-        for name in self._names():
-            cert = self.pki.cert(name)
-            if cert.serial_number in revoked and cert.issuer == issuer.subject:
+        for serial, at in revoked.items():
+            name = self._by_serial[serial]
+            if DevPki.issuer_name(name) == issuer_name:
                 builder = builder.add_revoked_certificate(
-                    x509.RevokedCertificateBuilder()
-                    .serial_number(cert.serial_number)
-                    .revocation_date(revoked[cert.serial_number])
-                    .build()
+                    x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at).build()
                 )
-        crl = builder.sign(self._ca_keys[issuer_name], hashes.SHA256())
-        return crl.public_bytes(serialization.Encoding.DER)
+        return builder.sign(self._ca_keys[issuer_name], hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
-    @staticmethod
-    def _names() -> tuple[str, ...]:
-        from nuseal.devpki.pki import NAMES  # noqa: PLC0415
-
-        return NAMES
+    def _route(self, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
+        if method == "POST" and path == "/tsa":
+            return 200, self._timestamp(body), "application/timestamp-reply"
+        if method == "POST" and path == "/ocsp":
+            return 200, self._ocsp(body), "application/ocsp-response"
+        if method == "GET" and path.startswith("/ocsp/"):
+            try:
+                der = base64.b64decode(urllib.parse.unquote(path[len("/ocsp/"):]), validate=True)
+            except (ValueError, binascii.Error):
+                return 200, self._ocsp_error(ocsp.OCSPResponseStatus.MALFORMED_REQUEST), "application/ocsp-response"
+            return 200, self._ocsp(der), "application/ocsp-response"
+        if method == "GET" and path.startswith("/crl/") and path.endswith(".crl"):
+            name = path[len("/crl/") : -len(".crl")]
+            if name in CA_NAMES:
+                return 200, self._crl(name), "application/pkix-crl"
+        return 404, b"not found", "text/plain"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             disable_nagle_algorithm = True  # headers and body go out in separate writes
+
             def _reply(self, status: int, body: bytes, content_type: str) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
@@ -245,26 +312,28 @@ class DevPkiServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_REQUEST_BYTES:
+            def _serve(self, method: str) -> None:
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    self._reply(400, b"bad Content-Length", "text/plain")
+                    return
+                if length < 0 or length > MAX_REQUEST_BYTES:
                     self._reply(413, b"request too large", "text/plain")
                     return
-                body = self.rfile.read(length)
-                if self.path == "/tsa":
-                    self._reply(200, server._timestamp(body), "application/timestamp-reply")
-                elif self.path == "/ocsp":
-                    self._reply(200, server._ocsp(body), "application/ocsp-response")
-                else:
-                    self._reply(404, b"not found", "text/plain")
+                body = self.rfile.read(length) if length else b""
+                try:
+                    status, reply, content_type = server._route(method, self.path, body)
+                except Exception as exc:  # a dev responder answers 500 rather than dropping the connection
+                    self._reply(500, f"{type(exc).__name__}: {exc}".encode(), "text/plain")
+                    return
+                self._reply(status, reply, content_type)
+
+            def do_POST(self) -> None:
+                self._serve("POST")
 
             def do_GET(self) -> None:
-                if self.path.startswith("/crl/") and self.path.endswith(".crl"):
-                    name = self.path[len("/crl/") : -len(".crl")]
-                    if name in ("intermediate", "root", "untrusted-root"):
-                        self._reply(200, server._crl(name), "application/pkix-crl")
-                        return
-                self._reply(404, b"not found", "text/plain")
+                self._serve("GET")
 
             def log_message(self, format: str, *args: object) -> None:
                 return
@@ -273,5 +342,11 @@ class DevPkiServer:
 
 
 def serve(pki: DevPki, *, tsa_name: str = "tsa") -> DevPkiServer:
-    """Start the responders for ``pki`` on 127.0.0.1:``pki.port`` in a background thread."""
+    """Start the responders for ``pki`` on 127.0.0.1:``pki.port`` in a background thread; returns the running
+    :class:`DevPkiServer` (a context manager). ``tsa_name`` picks the certificate the TSA signs with (e.g.
+    ``"tsa-no-eku"`` for negative tests; it must have an RSA key).
+
+    Raises:
+        OSError: the port cannot be bound.
+    """
     return DevPkiServer(pki, tsa_name=tsa_name)
