@@ -7,15 +7,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.parse
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
 
+import oracle  # tests/oracle.py: where NuGet's own signer lives
 from nuseal.cli.main import main
 from nuseal.devpki import NAMES, DevPki, DevPkiServer, serve
 from nuseal.errors import UsageError
@@ -620,18 +625,59 @@ def test_cli_dev_tsa_port_in_use_is_a_usage_error(
     assert f"cannot listen on 127.0.0.1:{dev.port}" in capsys.readouterr().err
 
 
-def test_cli_dev_tsa_on_another_port_warns(live: tuple[DevPki, DevPkiServer], tmp_path: Path) -> None:
+def test_cli_dev_tsa_on_another_port_warns(live: tuple[DevPki, DevPkiServer]) -> None:
     dev, _ = live
-    other = DevPki.create(tmp_path / "p")  # only used to pick a second free port
+    with socket.socket() as probe:  # a second free loopback port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "nuseal", "dev", "tsa", "--dir", str(dev.directory),
-                             "--port", str(other.port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
-        assert f"http://127.0.0.1:{other.port}/tsa" in proc.stdout.readline()
-        raw, _ = _timestamp(f"http://127.0.0.1:{other.port}/tsa", b"moved")
+        assert f"http://127.0.0.1:{port}/tsa" in proc.stdout.readline()
+        raw, _ = _timestamp(f"http://127.0.0.1:{port}/tsa", b"moved")
         assert rfc3161_client.decode_timestamp_response(raw).status == rfc3161_client.PKIStatus.GRANTED
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert f"the certificates name port {dev.port}" in err
+
+
+# ------------------------------------------------------------------------------------ NuGet's own signer
+def _nuget_sign(dev: DevPki, name: str, source: Path, out: Path) -> dict[str, Any]:
+    """NuGet's signer (the oracle) signs with online revocation checks and the dev TSA."""
+    run = subprocess.run(
+        ["bash", str(oracle.SCRIPT), "sign", "--in", str(source), "--out", str(out), "--pfx",
+         str(dev.pfx_path(name)), "--password", dev.pfx_password, "--type", "author", "--tsa", dev.tsa_url,
+         "--extra-certs", str(dev.cert_path("intermediate")), "--extra-certs", str(dev.root_pem_path),
+         "--trust-bundle", str(dev.root_pem_path)],
+        capture_output=True, text=True, check=False, timeout=oracle.TIMEOUT,
+    )
+    report: dict[str, Any] = json.loads(run.stdout)
+    return report
+
+
+@pytest.mark.oracle
+def test_nuget_signs_against_the_dev_responders(tmp_path: Path) -> None:
+    if not oracle.available():
+        pytest.skip("the NuGet oracle is not installed")
+    source = tmp_path / "in.nupkg"
+    with zipfile.ZipFile(source, "w") as archive:
+        archive.writestr("Probe.nuspec", '<?xml version="1.0"?><package xmlns="http://schemas.microsoft.com/'
+                         'packaging/2013/05/nuspec.xsd"><metadata><id>Probe</id><version>1.0.0</version>'
+                         "<authors>a</authors><description>d</description></metadata></package>")
+        archive.writestr("lib/net8.0/a.txt", "x")
+    dev = DevPki.create(tmp_path / "pki")
+    with serve(dev) as server:
+        # before NuGet's first chain build: .NET caches the CRL until nextUpdate (see DevPkiServer.revoke)
+        server.revoke("revoked-signer", at=datetime.now(UTC) - timedelta(hours=1))
+        good = _nuget_sign(dev, "author", source, tmp_path / "good.nupkg")
+        assert good["ok"], good["issues"]
+        asked = {(method, path.split("/")[1]) for method, path, _ in server.requests}
+        assert ("POST", "tsa") in asked
+        assert asked & {("GET", "crl"), ("GET", "ocsp"), ("POST", "ocsp")}  # .NET checked revocation with us
+        assert all(status == 200 for _, _, status in server.requests)
+        revoked = _nuget_sign(dev, "revoked-signer", source, tmp_path / "revoked.nupkg")
+        assert not revoked["ok"]
+        assert [(i["code"], i["message"]) for i in revoked["issues"]] == [("NU3018", "Revoked: certificate revoked")]

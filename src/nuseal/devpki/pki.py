@@ -6,6 +6,7 @@ PKCS#12 files). Never use it for anything but development and tests: the keys ar
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 from dataclasses import dataclass
@@ -20,18 +21,31 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsag
 
 from nuseal.errors import UsageError
 
-__all__ = ["CA_NAMES", "NAMES", "PFX_PASSWORD", "DevPki"]
+__all__ = ["CA_NAMES", "DEFAULT_HOST", "NAMES", "PFX_PASSWORD", "DevPki"]
 
 PFX_PASSWORD = "nuseal-dev"  # noqa: S105 - a documented dev-only password
+DEFAULT_HOST = "127.0.0.1"
+_LOOPBACK_NET = ipaddress.IPv4Network("127.0.0.0/8")
 _META = "devpki.json"
 _MAX_PORT = 65535
 _KeyType = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
-def _free_port() -> int:
+def _free_port(host: str) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def _check_host(host: object) -> str:
+    """``host`` if it is an IPv4 loopback address (127.0.0.0/8): the dev responders never leave the machine."""
+    try:
+        address = ipaddress.IPv4Address(str(host))
+    except ValueError:
+        address = None
+    if not isinstance(host, str) or address is None or address not in _LOOPBACK_NET:
+        raise UsageError(f"host {host!r} is not an IPv4 loopback address (127.0.0.0/8); the dev PKI serves loopback only")
+    return host
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,9 @@ _SPECS = (
     _Spec("intermediate", "root", ca=True, not_before=_CA_START, not_after=timedelta(days=3000)),
     _Spec("author", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
     _Spec("repository", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,)),
-    _Spec("tsa", "intermediate", eku=(ExtendedKeyUsageOID.TIME_STAMPING,), eku_critical=True),
+    # The TSA is as old as its CAs (as real TSA certificates are long-lived), so a token back-dated with
+    # DevPkiServer.timestamp_at to any moment of expired-signer's validity is issued within the TSA's own.
+    _Spec("tsa", "intermediate", eku=(ExtendedKeyUsageOID.TIME_STAMPING,), eku_critical=True, not_before=_CA_START),
     _Spec("rsa1024-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,), key="rsa1024"),
     _Spec("no-eku-signer", "intermediate", eku=(ExtendedKeyUsageOID.SERVER_AUTH,)),
     _Spec("not-yet-valid-signer", "intermediate", eku=(ExtendedKeyUsageOID.CODE_SIGNING,),
@@ -99,22 +115,26 @@ class DevPki:
     (good until :meth:`DevPkiServer.revoke`), ``tsa-no-eku`` (codeSigning, no timeStamping), ``self-signed-signer``
     (its own root), ``untrusted-signer`` (under the separate ``untrusted-root``), ``ecdsa-signer`` (P-256).
     ``author`` and ``repository`` carry EKU codeSigning; ``tsa`` carries a critical EKU timeStamping. The CAs'
-    validity starts 4 years before ``now`` so every leaf lies within its issuers' validity.
+    validity, and ``tsa``'s, starts 4 years before ``now``: every leaf lies within its issuers' validity, and
+    ``tsa`` can sign back-dated tokens for any moment of ``expired-signer``'s life.
 
-    ``port`` is the loopback port baked into the URLs, where :func:`nuseal.devpki.serve` listens.
+    ``host`` (an IPv4 loopback address) and ``port`` are baked into the URLs; :func:`nuseal.devpki.serve`
+    listens there.
     """
 
     directory: Path
     port: int
     pfx_password: str = PFX_PASSWORD
+    host: str = DEFAULT_HOST
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``, the prefix of every responder URL."""
-        return f"http://127.0.0.1:{self.port}"
+        """``http://<host>:<port>``, the prefix of every responder URL."""
+        return f"http://{self.host}:{self.port}"
 
     @property
     def tsa_url(self) -> str:
+        """The RFC 3161 timestamp authority (POST), signing with ``tsa`` at the current time."""
         return f"{self.base_url}/tsa"
 
     @property
@@ -188,28 +208,35 @@ class DevPki:
         if not meta.is_file():
             raise UsageError(f"{directory} holds no dev PKI (no {_META}); create one with `nuseal dev pki DIR`")
         try:
-            port = json.loads(meta.read_text(encoding="utf-8"))["port"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            recorded = json.loads(meta.read_text(encoding="utf-8"))
+            port = recorded["port"]
+            host = recorded.get("host", DEFAULT_HOST)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise UsageError(f"{meta} is damaged ({exc}); recreate the PKI with `nuseal dev pki DIR`") from exc
         if not isinstance(port, int) or not 0 < port <= _MAX_PORT:
             raise UsageError(f"{meta} names no valid port ({port!r}); recreate the PKI with `nuseal dev pki DIR`")
-        pki = cls(directory, port)
+        pki = cls(directory, port, host=_check_host(host))
         missing = [p.name for n in NAMES for p in (pki.cert_path(n), pki.key_path(n)) if not p.is_file()]
         if missing:
             raise UsageError(f"the dev PKI in {directory} is incomplete (missing {', '.join(missing[:3])}...)")
         return pki
 
     @classmethod
-    def create(cls, directory: Path, *, port: int = 0, now: datetime | None = None) -> DevPki:
+    def create(
+        cls, directory: Path, *, host: str = DEFAULT_HOST, port: int = 0, now: datetime | None = None
+    ) -> DevPki:
         """Generate every certificate of :data:`NAMES` into ``directory`` (created if needed).
 
-        ``port`` 0 picks a free loopback port now; it is baked into the certificates' AIA/CDP URLs. ``now``
-        (timezone-aware; default the current time) anchors every validity period. Existing files are replaced.
+        ``host`` must be an IPv4 loopback address (127.0.0.0/8). ``port`` 0 picks a free port on ``host`` now
+        (free when chosen, not reserved); ``http://host:port/...`` is baked into the certificates' AIA/CDP
+        URLs. ``now`` (timezone-aware; default the current time) anchors every validity period. Existing files
+        are replaced.
 
         Raises:
-            UsageError: ``port`` outside 0..65535, or ``now`` naive.
+            UsageError: ``host`` not loopback, ``port`` outside 0..65535, or ``now`` naive.
             OSError: ``directory`` cannot be written.
         """
+        host = _check_host(host)
         if not 0 <= port <= _MAX_PORT:
             raise UsageError(f"port {port} is outside 0..{_MAX_PORT}")
         if now is not None and now.tzinfo is None:
@@ -217,8 +244,8 @@ class DevPki:
         when = (now or datetime.now(UTC)).replace(microsecond=0)
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        port = port or _free_port()
-        base = f"http://127.0.0.1:{port}"
+        port = port or _free_port(host)
+        base = f"http://{host}:{port}"
         keys: dict[str, _KeyType] = {}
         certs: dict[str, x509.Certificate] = {}
         for spec in _SPECS:
@@ -297,5 +324,7 @@ class DevPki:
                     serialization.BestAvailableEncryption(PFX_PASSWORD.encode()),
                 )
             )
-        (directory / _META).write_text(json.dumps({"port": port, "created": when.isoformat(), "names": NAMES}))
-        return cls(directory, port)
+        (directory / _META).write_text(json.dumps(
+            {"host": host, "port": port, "created": when.isoformat(), "names": NAMES}
+        ))
+        return cls(directory, port, host=host)

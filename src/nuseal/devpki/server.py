@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hashlib
 import secrets
 import threading
@@ -43,6 +44,8 @@ LOOPBACK = "127.0.0.1"
 RESPONSE_BACKDATE = timedelta(minutes=1)  # thisUpdate / lastUpdate before now, for clock skew
 RESPONSE_LIFETIME = timedelta(hours=1)  # OCSP and CRL nextUpdate after now
 STOP_TIMEOUT_SECONDS = 5.0
+MAX_LOGGED_REQUESTS = 1000
+MAX_LOGGED_PATH = 200
 _HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
 
 
@@ -171,6 +174,7 @@ class DevPkiServer:
         self._lock = threading.Lock()
         self._stopped = False
         self._crl_number = 0
+        self._log: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=MAX_LOGGED_REQUESTS)
         # Loaded once: cryptography checks an RSA key's consistency on every load (tens of milliseconds).
         self._certs = {name: pki.cert(name) for name in NAMES}
         self._by_serial = {cert.serial_number: name for name, cert in self._certs.items()}
@@ -185,9 +189,21 @@ class DevPkiServer:
         """``http://127.0.0.1:<port>``: the prefix of :attr:`DevPki.tsa_url`, ``ocsp_url`` and ``crl_url``."""
         return self.pki.base_url
 
+    @property
+    def requests(self) -> list[tuple[str, str, int]]:
+        """The requests answered so far, oldest first, as ``(method, path, status)``; the last
+        :data:`MAX_LOGGED_REQUESTS` only. Shows tests which responders a client really asked (OCSP or CRL)."""
+        with self._lock:
+            return list(self._log)
+
     def revoke(self, name: str, *, at: datetime) -> None:
         """Revoke certificate ``name`` as of ``at`` (timezone-aware; whole seconds are reported). The next OCSP
         answer says ``revoked`` with that time (reason keyCompromise) and the issuer's next CRL lists it.
+
+        .NET on Linux caches a downloaded CRL (``~/.dotnet/corefx/cryptography/crls``, keyed by issuer name and
+        URL) until its nextUpdate and then does not ask again, so NuGet does not see a revocation made after it
+        fetched this PKI's CRL: revoke before NuGet's first chain build, or use a fresh PKI (a cached CRL from
+        another PKI fails its signature check and .NET falls back to OCSP over GET).
 
         Raises:
             UsageError: ``name`` is not a dev-PKI certificate, or ``at`` is naive.
@@ -325,8 +341,9 @@ class DevPkiServer:
                 try:
                     status, reply, content_type = server._route(method, self.path, body)
                 except Exception as exc:  # a dev responder answers 500 rather than dropping the connection
-                    self._reply(500, f"{type(exc).__name__}: {exc}".encode(), "text/plain")
-                    return
+                    status, reply, content_type = 500, f"{type(exc).__name__}: {exc}".encode(), "text/plain"
+                with server._lock:
+                    server._log.append((method, self.path[:MAX_LOGGED_PATH], status))
                 self._reply(status, reply, content_type)
 
             def do_POST(self) -> None:
