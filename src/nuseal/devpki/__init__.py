@@ -5,10 +5,12 @@ of deliberately bad certificates for tests (see :data:`NAMES`); ``serve(pki)`` r
 authority, the OCSP responder and the CRLs on 127.0.0.1, with revocation at run time.
 """
 
-from nuseal.devpki.pki import CA_NAMES, NAMES, PFX_PASSWORD, DevPki
+from nuseal.devpki.pki import CA_NAMES, DEFAULT_HOST, NAMES, PFX_PASSWORD, DevPki
 from nuseal.devpki.server import (
+    MAX_GEN_TIME,
     MAX_REQUEST_BYTES,
     RESPONSE_LIFETIME,
+    REVOCATION_REASONS,
     TSA_POLICY_OID,
     DevPkiServer,
     serve,
@@ -17,10 +19,13 @@ from nuseal.devpki.server import (
 
 __all__ = [
     "CA_NAMES",
+    "DEFAULT_HOST",
+    "MAX_GEN_TIME",
     "MAX_REQUEST_BYTES",
     "NAMES",
     "PFX_PASSWORD",
     "RESPONSE_LIFETIME",
+    "REVOCATION_REASONS",
     "TSA_POLICY_OID",
     "DevPki",
     "DevPkiServer",

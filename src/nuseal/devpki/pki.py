@@ -44,7 +44,7 @@ def _check_host(host: object) -> str:
     except ValueError:
         address = None
     if not isinstance(host, str) or address is None or address not in _LOOPBACK_NET:
-        raise UsageError(f"host {host!r} is not an IPv4 loopback address (127.0.0.0/8); the dev PKI serves loopback only")
+        raise UsageError(f"host {host!r} is not an IPv4 loopback address (127.0.0.0/8): the dev PKI serves loopback")
     return host
 
 

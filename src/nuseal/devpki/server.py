@@ -22,7 +22,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509 import ocsp
 
 from nuseal.devpki.pki import CA_NAMES, NAMES, DevPki
@@ -30,7 +30,9 @@ from nuseal.errors import UsageError
 
 __all__ = [
     "LOOPBACK",
+    "MAX_GEN_TIME",
     "MAX_REQUEST_BYTES",
+    "REVOCATION_REASONS",
     "RESPONSE_LIFETIME",
     "TSA_POLICY_OID",
     "DevPkiServer",
@@ -44,6 +46,12 @@ LOOPBACK = "127.0.0.1"
 RESPONSE_BACKDATE = timedelta(minutes=1)  # thisUpdate / lastUpdate before now, for clock skew
 RESPONSE_LIFETIME = timedelta(hours=1)  # OCSP and CRL nextUpdate after now
 STOP_TIMEOUT_SECONDS = 5.0
+MIN_GEN_TIME = datetime(1970, 1, 1, tzinfo=UTC)  # bounds of a chosen genTime (whole Unix seconds in the URL)
+MAX_GEN_TIME = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+# RFC 5280 §5.3.1 CRLReason names as cryptography spells them; removeFromCRL only exists in delta CRLs.
+REVOCATION_REASONS = tuple(r.name for r in x509.ReasonFlags if r is not x509.ReasonFlags.remove_from_crl)
+_AT_PARTS = 3  # <name>/at/<seconds>
+_TsaMaterial = tuple[rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, list[x509.Certificate]]
 MAX_LOGGED_REQUESTS = 1000
 MAX_LOGGED_PATH = 200
 _HASHES = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
@@ -72,14 +80,15 @@ def timestamp_response(
     request_der: bytes,
     *,
     tsa_cert: x509.Certificate,
-    tsa_key: rsa.RSAPrivateKey,
+    tsa_key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
     chain: list[x509.Certificate],
     gen_time: datetime,
 ) -> bytes:
     """A DER ``TimeStampResp`` (RFC 3161 §2.4.2) answering ``request_der``.
 
     Granted: a token whose TSTInfo carries the request's imprint and nonce, policy :data:`TSA_POLICY_OID`,
-    accuracy 1 s and ``gen_time`` (whole seconds, UTC), signed sha256WithRSA by ``tsa_key`` with ESS
+    accuracy 1 s and ``gen_time`` (whole seconds, UTC), signed sha256WithRSA (ecdsa-with-SHA256 for an EC key)
+    by ``tsa_key`` with ESS
     signing-certificate-v2 (RFC 5816) naming ``tsa_cert``; ``chain`` (TSA certificate first) is included when
     the request sets ``certReq``. Rejected (``rejection`` + ``failInfo``): an unparsable request
     (``badDataFormat``), an imprint algorithm without a known digest (``badAlg``), an imprint whose length
@@ -128,7 +137,12 @@ def timestamp_response(
         cms.CMSAttribute({"type": "message_digest", "values": [hashlib.sha256(content).digest()]}),
         cms.CMSAttribute({"type": "signing_certificate_v2", "values": [ess]}),
     ])
-    signature = tsa_key.sign(signed_attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
+    if isinstance(tsa_key, rsa.RSAPrivateKey):
+        signature = tsa_key.sign(signed_attrs.dump(), padding.PKCS1v15(), hashes.SHA256())
+        signature_algorithm = "sha256_rsa"
+    else:
+        signature = tsa_key.sign(signed_attrs.dump(), ec.ECDSA(hashes.SHA256()))
+        signature_algorithm = "sha256_ecdsa"
     signer = cms.SignerInfo({
         "version": "v1",
         "sid": cms.SignerIdentifier({
@@ -136,7 +150,7 @@ def timestamp_response(
         }),
         "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256"}),
         "signed_attrs": signed_attrs,
-        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": "sha256_rsa"}),
+        "signature_algorithm": algos.SignedDigestAlgorithm({"algorithm": signature_algorithm}),
         "signature": signature,
     })
     certificates = [asn1_x509.Certificate.load(_der(c)) for c in chain] if cert_req else []
@@ -154,22 +168,26 @@ def timestamp_response(
 class DevPkiServer:
     """The dev PKI's responders on ``127.0.0.1:pki.port``, in a background thread (:func:`serve` starts it).
 
-    Routes: ``POST /tsa`` (RFC 3161, ``application/timestamp-query`` -> ``application/timestamp-reply``);
+    Routes: ``POST /tsa`` (RFC 3161, ``application/timestamp-query`` -> ``application/timestamp-reply``, signed
+    by ``tsa_name``); ``POST /tsa/<name>`` signed by another dev-PKI certificate (:meth:`tsa_for`) and
+    ``POST /tsa/<name>/at/<unix seconds>`` with a fixed genTime (:meth:`timestamp_at`);
     ``POST /ocsp`` and ``GET /ocsp/<base64 request>`` (RFC 6960 §A.1; answered by the certificate's issuing CA,
     the request's nonce echoed as RFC 8954 asks, ``thisUpdate`` now-1 min, ``nextUpdate`` +1 h); ``GET
     /crl/<ca>.crl`` for ``root``, ``intermediate`` and ``untrusted-root`` (CRL v2 with CRL number and AKI,
     regenerated per request, ``nextUpdate`` +1 h). Anything else is 404; bodies over
     :data:`MAX_REQUEST_BYTES` are 413. Nothing is revoked until :meth:`revoke` says so (``revoked-signer``
-    included). ``clock_offset`` shifts the TSA's clock (for back-dated tokens).
+    included). ``clock_offset`` shifts the TSA's clock on ``/tsa`` and ``/tsa/<name>`` (back-dated tokens).
 
     Raises:
         OSError: the port cannot be bound (in use, or not loopback-capable).
+        UsageError: ``tsa_name`` is not a dev-PKI certificate.
     """
 
     def __init__(self, pki: DevPki, *, tsa_name: str = "tsa") -> None:
         self.pki = pki
         self.tsa_name = tsa_name
-        self.revoked: dict[int, datetime] = {}
+        self.revoked: dict[int, datetime] = {}  # serial -> revocation time
+        self.reasons: dict[int, x509.ReasonFlags] = {}  # serial -> reason
         self.clock_offset = timedelta(0)
         self._lock = threading.Lock()
         self._stopped = False
@@ -178,16 +196,45 @@ class DevPkiServer:
         # Loaded once: cryptography checks an RSA key's consistency on every load (tens of milliseconds).
         self._certs = {name: pki.cert(name) for name in NAMES}
         self._by_serial = {cert.serial_number: name for name, cert in self._certs.items()}
-        self._tsa_material = (pki.key(tsa_name), pki.chain(tsa_name))
+        self._tsa_material: dict[str, _TsaMaterial] = {}
+        self._load_tsa(tsa_name)
         self._ca_keys = {name: pki.key(name) for name in CA_NAMES}
-        self._httpd = ThreadingHTTPServer((LOOPBACK, pki.port), self._handler())
+        self._httpd = ThreadingHTTPServer((pki.host, pki.port), self._handler())
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="nuseal-devpki", daemon=True)
         self._thread.start()
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:<port>``: the prefix of :attr:`DevPki.tsa_url`, ``ocsp_url`` and ``crl_url``."""
+        """``http://<host>:<port>``: the prefix of :attr:`DevPki.tsa_url`, ``ocsp_url`` and ``crl_url``."""
         return self.pki.base_url
+
+    def tsa_for(self, name: str, *, at: datetime | None = None) -> str:
+        """The URL of a TSA on this server that signs with dev-PKI certificate ``name`` (any of
+        :data:`~nuseal.devpki.NAMES`, e.g. ``"tsa-no-eku"``, ``"expired-signer"``, ``"untrusted-signer"``,
+        ``"ecdsa-signer"``), at the current time (shifted by ``clock_offset``) or, with ``at``, always with that
+        genTime (whole seconds). The key is loaded now, so a bad name fails here rather than in a request.
+
+        Raises:
+            UsageError: ``name`` is not a dev-PKI certificate; ``at`` is naive or outside 1970..9999.
+        """
+        self._load_tsa(name)
+        if at is None:
+            return f"{self.url}/tsa/{name}"
+        if at.tzinfo is None:
+            raise UsageError("genTime must be timezone-aware (e.g. datetime.now(UTC))")
+        if not MIN_GEN_TIME <= at <= MAX_GEN_TIME:
+            raise UsageError(f"genTime {at.isoformat()} is outside {MIN_GEN_TIME.year}..{MAX_GEN_TIME.year}")
+        return f"{self.url}/tsa/{name}/at/{int(at.timestamp())}"
+
+    def timestamp_at(self, gen_time: datetime, *, tsa: str = "tsa") -> str:
+        """The URL of a TSA whose tokens always carry ``gen_time`` (whole seconds), signed by ``tsa``; the same
+        as ``tsa_for(tsa, at=gen_time)``. For simulating a timestamp made in the past, e.g. during
+        ``expired-signer``'s validity (``tsa`` is valid from 4 years before the PKI's creation).
+
+        Raises:
+            UsageError: as :meth:`tsa_for`.
+        """
+        return self.tsa_for(tsa, at=gen_time)
 
     @property
     def requests(self) -> list[tuple[str, str, int]]:
@@ -196,9 +243,12 @@ class DevPkiServer:
         with self._lock:
             return list(self._log)
 
-    def revoke(self, name: str, *, at: datetime) -> None:
-        """Revoke certificate ``name`` as of ``at`` (timezone-aware; whole seconds are reported). The next OCSP
-        answer says ``revoked`` with that time (reason keyCompromise) and the issuer's next CRL lists it.
+    def revoke(self, name: str, *, at: datetime, reason: str = "key_compromise") -> None:
+        """Revoke certificate ``name`` as of ``at`` (timezone-aware; whole seconds are reported) for ``reason``
+        (one of :data:`REVOCATION_REASONS`, RFC 5280 §5.3.1). Immediately, the next OCSP answer says
+        ``revoked`` with that time and reason, and the issuer's next CRL lists the serial with that date and a
+        CRLReason entry extension (none for ``unspecified``, as RFC 5280 §5.3.1 recommends; nor in OCSP).
+        Revoking again replaces the time and reason.
 
         .NET on Linux caches a downloaded CRL (``~/.dotnet/corefx/cryptography/crls``, keyed by issuer name and
         URL) until its nextUpdate and then does not ask again, so NuGet does not see a revocation made after it
@@ -206,13 +256,28 @@ class DevPkiServer:
         another PKI fails its signature check and .NET falls back to OCSP over GET).
 
         Raises:
-            UsageError: ``name`` is not a dev-PKI certificate, or ``at`` is naive.
+            UsageError: ``name`` is not a dev-PKI certificate, ``at`` is naive, or ``reason`` is unknown.
         """
         if at.tzinfo is None:
             raise UsageError("revocation time must be timezone-aware (e.g. datetime.now(UTC))")
+        if reason not in REVOCATION_REASONS:
+            raise UsageError(f"unknown revocation reason {reason!r} (known: {', '.join(REVOCATION_REASONS)})")
         serial = self.pki.cert(name).serial_number
         with self._lock:
             self.revoked[serial] = at.astimezone(UTC).replace(microsecond=0)
+            self.reasons[serial] = x509.ReasonFlags[reason]
+
+    def unrevoke(self, name: str) -> None:
+        """Undo :meth:`revoke` for ``name`` (as releasing a certificateHold): OCSP says ``good`` again and the
+        CRL no longer lists it. A certificate that is not revoked is left as it is.
+
+        Raises:
+            UsageError: ``name`` is not a dev-PKI certificate.
+        """
+        serial = self.pki.cert(name).serial_number
+        with self._lock:
+            self.revoked.pop(serial, None)
+            self.reasons.pop(serial, None)
 
     def stop(self) -> None:
         """Stop serving and release the port (idempotent)."""
@@ -230,12 +295,33 @@ class DevPkiServer:
         self.stop()
 
     # ------------------------------------------------------------------ responders
-    def _timestamp(self, body: bytes) -> bytes:
-        key, chain = self._tsa_material
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise TypeError("the dev TSA key must be RSA")
-        now = datetime.now(UTC) + self.clock_offset
-        return timestamp_response(body, tsa_cert=chain[0], tsa_key=key, chain=chain, gen_time=now)
+    def _load_tsa(self, name: str) -> _TsaMaterial:
+        with self._lock:
+            material = self._tsa_material.get(name)
+        if material is None:
+            material = (self.pki.key(name), self.pki.chain(name))  # UsageError for an unknown name
+            with self._lock:
+                self._tsa_material[name] = material
+        return material
+
+    def _timestamp(self, body: bytes, name: str, gen_time: datetime | None = None) -> bytes:
+        key, chain = self._load_tsa(name)
+        when = gen_time if gen_time is not None else datetime.now(UTC) + self.clock_offset
+        return timestamp_response(body, tsa_cert=chain[0], tsa_key=key, chain=chain, gen_time=when)
+
+    def _tsa_route(self, path: str, body: bytes) -> bytes | None:
+        """``/tsa/<name>`` or ``/tsa/<name>/at/<unix seconds>``; ``None`` when the path names neither."""
+        parts = path.split("/")[2:]
+        if not parts or parts[0] not in NAMES:
+            return None
+        if len(parts) == 1:
+            return self._timestamp(body, parts[0])
+        if len(parts) != _AT_PARTS or parts[1] != "at" or not parts[2].isdigit():
+            return None
+        seconds = int(parts[2])
+        if seconds > MAX_GEN_TIME.timestamp():
+            return None
+        return self._timestamp(body, parts[0], datetime.fromtimestamp(seconds, UTC))
 
     @staticmethod
     def _ocsp_error(status: ocsp.OCSPResponseStatus) -> bytes:
@@ -261,11 +347,13 @@ class DevPkiServer:
         now = datetime.now(UTC).replace(microsecond=0)
         with self._lock:
             revoked_at = self.revoked.get(serial)
+            reason = self.reasons.get(serial) if revoked_at else None
         builder = ocsp.OCSPResponseBuilder().add_response(
             cert=subject, issuer=issuer, algorithm=req.hash_algorithm,
             cert_status=ocsp.OCSPCertStatus.REVOKED if revoked_at else ocsp.OCSPCertStatus.GOOD,
             this_update=now - RESPONSE_BACKDATE, next_update=now + RESPONSE_LIFETIME,
-            revocation_time=revoked_at, revocation_reason=x509.ReasonFlags.key_compromise if revoked_at else None,
+            revocation_time=revoked_at,
+            revocation_reason=reason if reason is not x509.ReasonFlags.unspecified else None,
         ).responder_id(ocsp.OCSPResponderEncoding.HASH, issuer).certificates([issuer])
         try:  # RFC 8954: echo the request's nonce
             nonce = req.extensions.get_extension_for_class(x509.OCSPNonce).value
@@ -279,6 +367,7 @@ class DevPkiServer:
         now = datetime.now(UTC).replace(microsecond=0)
         with self._lock:
             revoked = dict(self.revoked)
+            reasons = dict(self.reasons)
             self._crl_number += 1
             number = self._crl_number
         builder = (
@@ -293,14 +382,20 @@ class DevPkiServer:
         for serial, at in revoked.items():
             name = self._by_serial[serial]
             if DevPki.issuer_name(name) == issuer_name:
-                builder = builder.add_revoked_certificate(
-                    x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at).build()
-                )
+                entry = x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(at)
+                reason = reasons.get(serial, x509.ReasonFlags.unspecified)
+                if reason is not x509.ReasonFlags.unspecified:
+                    entry = entry.add_extension(x509.CRLReason(reason), critical=False)
+                builder = builder.add_revoked_certificate(entry.build())
         return builder.sign(self._ca_keys[issuer_name], hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
     def _route(self, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
         if method == "POST" and path == "/tsa":
-            return 200, self._timestamp(body), "application/timestamp-reply"
+            return 200, self._timestamp(body, self.tsa_name), "application/timestamp-reply"
+        if method == "POST" and path.startswith("/tsa/"):
+            reply = self._tsa_route(path, body)
+            if reply is not None:
+                return 200, reply, "application/timestamp-reply"
         if method == "POST" and path == "/ocsp":
             return 200, self._ocsp(body), "application/ocsp-response"
         if method == "GET" and path.startswith("/ocsp/"):
@@ -359,11 +454,12 @@ class DevPkiServer:
 
 
 def serve(pki: DevPki, *, tsa_name: str = "tsa") -> DevPkiServer:
-    """Start the responders for ``pki`` on 127.0.0.1:``pki.port`` in a background thread; returns the running
-    :class:`DevPkiServer` (a context manager). ``tsa_name`` picks the certificate the TSA signs with (e.g.
-    ``"tsa-no-eku"`` for negative tests; it must have an RSA key).
+    """Start the responders for ``pki`` on ``pki.host:pki.port`` (loopback) in a background thread; returns the
+    running :class:`DevPkiServer` (a context manager). ``tsa_name`` picks the certificate ``/tsa`` signs with
+    (e.g. ``"tsa-no-eku"`` for negative tests); :meth:`DevPkiServer.tsa_for` serves others side by side.
 
     Raises:
         OSError: the port cannot be bound.
+        UsageError: ``tsa_name`` is not a dev-PKI certificate.
     """
     return DevPkiServer(pki, tsa_name=tsa_name)
