@@ -12,11 +12,16 @@ import functools
 import hashlib
 import io
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms, x509
+from cryptography import x509 as cx509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from support import oracle, tamper
 
@@ -538,3 +543,57 @@ def test_oracle_wrapper_parses_a_real_run() -> None:
         verdict = tampered.policy(name)
         assert verdict.is_valid is False and verdict.codes == (("error", "NU3008"),)
         assert verdict.issues[0].code == "NU3008" and "integrity" in verdict.issues[0].message
+
+
+def make_test_pki(tmp: Path) -> tuple[Path, Path]:
+    """A root and a code-signing leaf (RSA 2048), written as ``root.pem`` and ``author.pfx`` (password ``pw``)."""
+    now = datetime.now(UTC)
+    root_key, leaf_key = (rsa.generate_private_key(public_exponent=65537, key_size=2048) for _ in range(2))
+    root_name = cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "nuseal oracle smoke root")])
+    root = (
+        cx509.CertificateBuilder().subject_name(root_name).issuer_name(root_name)
+        .public_key(root_key.public_key()).serial_number(cx509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=30))
+        .add_extension(cx509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(cx509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(cx509.SubjectKeyIdentifier.from_public_key(root_key.public_key()), critical=False)
+        .sign(root_key, hashes.SHA256())
+    )
+    leaf = (
+        cx509.CertificateBuilder()
+        .subject_name(cx509.Name([cx509.NameAttribute(NameOID.COMMON_NAME, "nuseal oracle smoke author")]))
+        .issuer_name(root_name).public_key(leaf_key.public_key()).serial_number(cx509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=20))
+        .add_extension(cx509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(cx509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(cx509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
+        .add_extension(cx509.SubjectKeyIdentifier.from_public_key(leaf_key.public_key()), critical=False)
+        .add_extension(cx509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()), critical=False)
+        .sign(root_key, hashes.SHA256())
+    )
+    (tmp / "root.pem").write_bytes(root.public_bytes(serialization.Encoding.PEM))
+    (tmp / "author.pfx").write_bytes(pkcs12.serialize_key_and_certificates(
+        b"author", leaf_key, leaf, [root], serialization.BestAvailableEncryption(b"pw")))
+    return tmp / "root.pem", tmp / "author.pfx"
+
+
+@pytest.mark.oracle
+def test_oracle_wrapper_signs_with_nuget(tmp_path: Path) -> None:
+    """NuGet's signer through the wrapper; removing its signature NuGet's way gives back the input exactly."""
+    reason = oracle.oracle_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    root, pfx = make_test_pki(tmp_path)
+    unsigned = tamper.signature_removed(read("RestSharp.106.11.4.nupkg"))
+    refused = oracle.sign(unsigned, pfx=pfx, password="pw")  # root not trusted
+    assert not refused.ok and refused.signed is None
+    assert [(i.level, i.code) for i in refused.issues] == [("error", "NU3018")]
+
+    signed = oracle.sign(unsigned, pfx=pfx, password="pw", extra_certs=[root], trust_bundle=root)
+    assert signed.ok and signed.signed is not None and signed.exception is None
+    assert tamper.signature_removed(signed.signed) == unsigned
+    report = oracle.verify(signed.signed, trust_bundle=root, timestamp_bundle=root, use_cache=False)
+    assert report.primary is not None and report.primary.type == "Author"
+    assert signed.certificate is not None
+    assert report.primary.signing_certificate_sha256 == signed.certificate.sha256
+    assert all(v.is_valid for v in report.policies)
