@@ -182,7 +182,7 @@ def openssl_ts_verify(token: bytes, stamped: bytes, root: Path, tmp: Path) -> No
 
 
 def unsigned_attribute(info: cms.SignerInfo, oid: str) -> list[Any]:
-    if info["unsigned_attrs"].native is None:
+    if isinstance(info["unsigned_attrs"], core.Void):  # never .native: asn1crypto re-encodes whole subtrees
         return []
     return [v for a in info["unsigned_attrs"] if a["type"].dotted == oid for v in a["values"]]
 
@@ -364,7 +364,7 @@ def countersign_by_hand(primary_der: bytes, pki: Pki, name: str = "repository", 
                                                             "parameters": core.Null()}),
         "signature": signature,
     })
-    unsigned = list(primary["unsigned_attrs"]) if primary["unsigned_attrs"].native is not None else []
+    unsigned = [] if isinstance(primary["unsigned_attrs"], core.Void) else list(primary["unsigned_attrs"])
     unsigned.append(cms.CMSAttribute({"type": "counter_signature", "values": [counter]}))
     rebuilt = cms.SignerInfo({name: primary[name] for name in
                               ("version", "sid", "digest_algorithm", "signed_attrs", "signature_algorithm",
