@@ -17,6 +17,7 @@ NU3042) come back in :attr:`SignResult.warnings`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -58,6 +59,19 @@ _NO_TIMESTAMPER = (
     "To specify a timestamp server use the timestamper option."
 )
 _DEFAULT_TRUST: list[SigningTrust] = []
+#: Timestamp clients kept per (URL, imprint algorithm), so that connections and TLS set-up are reused.
+MAX_CACHED_TIMESTAMP_CLIENTS = 16
+_CLIENTS: dict[tuple[str, HashAlgorithm], TimestampClient] = {}
+_CLIENTS_LOCK = threading.Lock()
+
+
+def _client_for(url: str, algorithm: HashAlgorithm) -> TimestampClient:
+    with _CLIENTS_LOCK:
+        client = _CLIENTS.pop((url, algorithm), None) or TimestampClient(url, hash_algorithm=algorithm)
+        _CLIENTS[(url, algorithm)] = client  # most recently used last
+        while len(_CLIENTS) > MAX_CACHED_TIMESTAMP_CLIENTS:
+            _CLIENTS.pop(next(iter(_CLIENTS))).close()
+        return client
 
 
 @dataclass(frozen=True)
@@ -113,7 +127,7 @@ def _timestamper(
         if url is None:
             warnings.append(Issue(NuCode.NU3002, Level.WARNING, _NO_TIMESTAMPER))
             return None
-        client = TimestampClient(url, hash_algorithm=algorithm)
+        client = _client_for(url, algorithm)
     chosen = client
 
     def stamp(signature_value: bytes) -> bytes:

@@ -84,11 +84,11 @@ def _request(signature_value: bytes, algorithm: HashAlgorithm) -> tuple[bytes, i
     return bytes(req.dump()), nonce
 
 
-def _post(url: str, body: bytes, *, deadline: float, transport: httpx.BaseTransport | None) -> bytes:
+def _post(client: httpx.Client, url: str, body: bytes, *, deadline: float) -> bytes:
     """POST ``body``; the response body, at most :data:`MAX_RESPONSE_BYTES`, before ``deadline`` (monotonic)."""
     remaining = max(deadline - time.monotonic(), 0.001)
-    with httpx.Client(timeout=remaining, transport=transport, follow_redirects=False) as client, client.stream(
-        "POST", url, content=body, headers={"Content-Type": "application/timestamp-query"}
+    with client.stream(
+        "POST", url, content=body, headers={"Content-Type": "application/timestamp-query"}, timeout=remaining
     ) as reply:
         if reply.status_code != 200:
             raise NetworkError(f"the timestamp server {url} answered HTTP {reply.status_code}")
@@ -104,7 +104,7 @@ def _post(url: str, body: bytes, *, deadline: float, transport: httpx.BaseTransp
         return b"".join(chunks)
 
 
-def _post_with_deadline(url: str, body: bytes, timeout: float, transport: httpx.BaseTransport | None) -> bytes:
+def _post_with_deadline(client: httpx.Client, url: str, body: bytes, timeout: float) -> bytes:
     """:func:`_post` in a worker thread, abandoned when ``timeout`` seconds pass (httpx's timeouts are per
     phase; this makes the limit hard, whatever the server's pace)."""
     outcome: list[bytes | BaseException] = []
@@ -112,7 +112,7 @@ def _post_with_deadline(url: str, body: bytes, timeout: float, transport: httpx.
 
     def work() -> None:
         try:
-            outcome.append(_post(url, body, deadline=deadline, transport=transport))
+            outcome.append(_post(client, url, body, deadline=deadline))
         except BaseException as exc:  # handed to the caller's thread
             outcome.append(exc)
 
@@ -165,6 +165,28 @@ class TimestampClient:
         self.hash_algorithm = hash_algorithm
         self.timeout = timeout
         self._transport = transport
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    def _http(self) -> httpx.Client:
+        """One pooled HTTP client per TSA client (making one costs ~20 ms: it builds a TLS context)."""
+        with self._lock:
+            if self._client is None:
+                self._client = httpx.Client(transport=self._transport, follow_redirects=False)
+            return self._client
+
+    def close(self) -> None:
+        """Close the pooled connections (the client stays usable: a new pool is made on demand)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def __enter__(self) -> TimestampClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def timestamp(self, signature_value: bytes, *, now: datetime) -> bytes:
         """A TimeStampToken (DER ContentInfo) over ``signature_value`` that passed the checks in the module
@@ -175,7 +197,7 @@ class TimestampClient:
                 code, as .NET); NU3026 nonce, NU3019 imprint, NU3020-NU3025/NU3036 token problems.
         """
         body, nonce = _request(signature_value, self.hash_algorithm)
-        raw = _post_with_deadline(self.url, body, self.timeout, self._transport)
+        raw = _post_with_deadline(self._http(), self.url, body, self.timeout)
         try:
             response = rfc3161_client.decode_timestamp_response(raw)
         except ValueError as exc:
