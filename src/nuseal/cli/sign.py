@@ -13,7 +13,8 @@ from nuseal.cli._exit import EXIT_OK
 from nuseal.cli._inputs import resolve_packages
 from nuseal.errors import UsageError
 from nuseal.hashalg import HashAlgorithm
-from nuseal.signing import FileSigner, Signer, SignResult, repository_sign_package, sign_package
+from nuseal.signing import FileSigner, Signer, SigningTrust, SignResult, repository_sign_package, sign_package
+from nuseal.trust import CertificatePurpose, RevocationMode, TrustStore
 
 __all__ = ["repo_sign_command", "sign_command", "write_atomically"]
 
@@ -51,6 +52,24 @@ def _signer(path: str, password: str | None, key_path: str | None, pkcs11: tuple
     return FileSigner.from_pfx(path, password)
 
 
+def _trust(code_signing: str | None, timestamping: str | None, revocation_mode: str) -> SigningTrust:
+    """Strict trust in the given bundles (NuGet trusts only its store); without them the .NET SDK's stores on
+    this machine plus the self-signed roots supplied with the certificate or the TSA's token."""
+    mode = RevocationMode(revocation_mode.lower())
+    if not (code_signing or timestamping):
+        return SigningTrust.discover(revocation_mode=mode)
+    signing_roots = (
+        TrustStore.from_pem_file(code_signing) if code_signing else TrustStore.discover(CertificatePurpose.CODE_SIGNING)
+    )
+    stamping_bundle = timestamping or code_signing
+    stamping_roots = (
+        TrustStore.from_pem_file(stamping_bundle)
+        if stamping_bundle
+        else TrustStore.discover(CertificatePurpose.TIMESTAMPING)
+    )
+    return SigningTrust(signing_roots, stamping_roots, revocation_mode=mode)
+
+
 def _output(source: Path, output: str | None, overwrite: bool) -> Path:
     target = Path(output) / source.name if output else source
     if target != source and target.exists() and not overwrite:
@@ -72,8 +91,7 @@ _common = [
     click.option("--certificate-key-path", type=click.Path(dir_okay=False, exists=True), help="PEM private key."),
     click.option("--timestamper", help="RFC 3161 timestamp server URL (without one: warning NU3002)."),
     click.option("--hash-algorithm", type=_ALGS, default="SHA256", show_default=True),
-    click.option("--timestamp-hash-algorithm", type=click.Choice(["SHA256", "SHA512"], case_sensitive=False),
-                 default="SHA256", show_default=True),
+    click.option("--timestamp-hash-algorithm", type=_ALGS, default="SHA256", show_default=True),
     click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the signed packages "
                  "(default: sign in place)."),
     click.option("--pkcs11-module", type=click.Path(dir_okay=False, exists=True),
@@ -82,6 +100,14 @@ _common = [
     click.option("--pkcs11-token", help="Token label."),
     click.option("--pkcs11-key", help="Private key label."),
     click.option("--pkcs11-pin", envvar="NUSEAL_PKCS11_PIN", help="User PIN (or NUSEAL_PKCS11_PIN)."),
+    click.option("--trust-bundle", type=click.Path(dir_okay=False, exists=True),
+                 help="PEM roots the signing certificate's chain must end in (strict, as NuGet with its store). "
+                 "Default: the .NET SDK's code-signing roots plus a self-signed root supplied with the certificate."),
+    click.option("--timestamp-trust-bundle", type=click.Path(dir_okay=False, exists=True),
+                 help="PEM roots for the TSA's chain (default: --trust-bundle, else as above)."),
+    click.option("--revocation-mode", type=click.Choice(["online", "offline"], case_sensitive=False),
+                 default="online", show_default=True,
+                 help="Check revocation of the chains before signing (NuGet: online); unknown status warns."),
 ]
 
 
@@ -107,6 +133,9 @@ def sign_command(
     pkcs11_token: str | None,
     pkcs11_key: str | None,
     pkcs11_pin: str | None,
+    trust_bundle: str | None,
+    timestamp_trust_bundle: str | None,
+    revocation_mode: str,
     overwrite: bool,
 ) -> int:
     """Author-sign PACKAGES (files, folders or globs) as NuGet's `sign` does, on any OS."""
@@ -114,6 +143,7 @@ def sign_command(
         certificate_path, certificate_password, certificate_key_path,
         (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
     )
+    trust = _trust(trust_bundle, timestamp_trust_bundle, revocation_mode)
     for source in resolve_packages(packages):
         target = _output(source, output, overwrite)
         result = sign_package(
@@ -124,6 +154,7 @@ def sign_command(
             hash_algorithm=HashAlgorithm.parse(hash_algorithm),
             timestamp_hash_algorithm=HashAlgorithm.parse(timestamp_hash_algorithm),
             overwrite=overwrite,
+            trust=trust,
         )
         write_atomically(target, result.data)
         _report(source, target, result)
@@ -148,6 +179,9 @@ def repo_sign_command(
     pkcs11_token: str | None,
     pkcs11_key: str | None,
     pkcs11_pin: str | None,
+    trust_bundle: str | None,
+    timestamp_trust_bundle: str | None,
+    revocation_mode: str,
     v3_service_index_url: str,
     package_owners: str,
     overwrite: bool,
@@ -158,6 +192,7 @@ def repo_sign_command(
         certificate_path, certificate_password, certificate_key_path,
         (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
     )
+    trust = _trust(trust_bundle, timestamp_trust_bundle, revocation_mode)
     owners = [o.strip() for o in package_owners.split(",") if o.strip()]
     for source in resolve_packages(packages):
         target = _output(source, output, overwrite)
@@ -170,6 +205,7 @@ def repo_sign_command(
             now=datetime.now(UTC),
             hash_algorithm=HashAlgorithm.parse(hash_algorithm),
             timestamp_hash_algorithm=HashAlgorithm.parse(timestamp_hash_algorithm),
+            trust=trust,
         )
         write_atomically(target, result.data)
         _report(source, target, result)
