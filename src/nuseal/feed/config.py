@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from nuseal.errors import ConfigError
 
@@ -18,7 +19,10 @@ __all__ = [
     "CONFIG_ENV_VAR",
     "DEFAULT_MAX_PACKAGE_SIZE",
     "DEFAULT_PORT",
+    "PFX_PASSWORD_ENV_VAR",
+    "PKCS11_PIN_ENV_VAR",
     "FeedConfig",
+    "SigningConfig",
 ]
 
 #: Environment variable through which ``nuseal serve`` hands its configuration to worker processes.
@@ -28,6 +32,74 @@ DEFAULT_PORT = 5000
 DEFAULT_MAX_PACKAGE_SIZE = 250 * 1000 * 1000
 #: Longest base URL accepted (it is embedded in every document).
 MAX_BASE_URL_LENGTH = 512
+#: The repository PFX password and PKCS#11 PIN come from the environment, never from the JSON configuration.
+PFX_PASSWORD_ENV_VAR = "NUSEAL_REPOSITORY_PFX_PASSWORD"  # noqa: S105 - a variable name, not a password
+PKCS11_PIN_ENV_VAR = "NUSEAL_REPOSITORY_PKCS11_PIN"
+#: Default period of the background revalidation task (seconds); 0 turns it off.
+DEFAULT_REVALIDATE_SECONDS = 3600.0
+_ADVERTISE_CHOICES = ("auto", "always", "never")
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    """Signature enforcement and repository signing (issue 5; ``docs/feed.md`` "Signing").
+
+    Attributes:
+        enabled: check author signatures with the nuget.org submission rules and repository-sign every accepted
+            package. Off: packages are stored as pushed (the issue-4 behaviour).
+        require_author_signature: refuse unsigned pushes even when no owner registered a certificate.
+        trust_bundle: PEM roots trusted for author and repository signing certificates; ``None``: the .NET SDK's
+            store on this machine (``TrustStore.discover``), plus the dev root when the dev PKI is in use.
+        timestamp_trust_bundle: PEM roots for timestamp authorities; ``None``: as ``trust_bundle``'s default.
+        repository_pfx: the repository-signing key and chain (PKCS#12; password in
+            :data:`PFX_PASSWORD_ENV_VAR`). With neither this nor PKCS#11, the dev PKI in ``DATA/devpki`` is
+            created and used, with its TSA, OCSP and CRL served by ``nuseal serve``.
+        repository_pkcs11_module / _token / _key / repository_certificate_chain: a PKCS#11 key (PIN in
+            :data:`PKCS11_PIN_ENV_VAR`) and its PEM certificate chain (leaf first).
+        timestamper_url: the RFC 3161 TSA for repository signatures (default: the dev TSA with the dev PKI).
+        repository_index_url: the ``nuget-v3-service-index-url`` written into repository signatures. NuGet
+            requires an absolute https URL there, so the default is the feed's own service index URL with
+            ``https`` as its scheme (the same URL when the base URL is already https).
+        revalidate_seconds: period of the background revocation recheck (0: only ``nuseal admin revalidate``).
+        advertise_repository_signatures: list ``RepositorySignatures/5.0.0`` in the service index ``always``,
+            ``never``, or ``auto`` = only when the base URL is https. NuGet clients before 6.x throw on a
+            resource or certificate ``contentUrl`` that is not https (NuGet.Client
+            ``RepositorySignatureResourceProvider``, ``RepositorySignatureResource``), which would break every
+            restore from a plain-http feed.
+    """
+
+    enabled: bool = False
+    require_author_signature: bool = False
+    trust_bundle: str | None = None
+    timestamp_trust_bundle: str | None = None
+    repository_pfx: str | None = None
+    repository_pkcs11_module: str | None = None
+    repository_pkcs11_token: str | None = None
+    repository_pkcs11_key: str | None = None
+    repository_certificate_chain: str | None = None
+    timestamper_url: str | None = None
+    repository_index_url: str | None = None
+    revalidate_seconds: float = DEFAULT_REVALIDATE_SECONDS
+    advertise_repository_signatures: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.advertise_repository_signatures not in _ADVERTISE_CHOICES:
+            raise ConfigError(f"advertise_repository_signatures must be one of {', '.join(_ADVERTISE_CHOICES)}")
+        if self.revalidate_seconds < 0:
+            raise ConfigError("the revalidation period cannot be negative")
+        if self.repository_pfx and self.repository_pkcs11_module:
+            raise ConfigError("configure the repository key as a PFX or as PKCS#11, not both")
+        if self.repository_pkcs11_module and not (
+            self.repository_pkcs11_token and self.repository_pkcs11_key and self.repository_certificate_chain
+        ):
+            raise ConfigError("a PKCS#11 repository key needs its token label, key label and certificate chain")
+        if self.repository_index_url is not None and not self.repository_index_url.startswith("https://"):
+            raise ConfigError("the repository service index URL must be an absolute https URL (NuGet's rule)")
+
+    @property
+    def uses_dev_pki(self) -> bool:
+        """No production key configured: the dev PKI signs (and, without a TSA URL, timestamps)."""
+        return self.enabled and not self.repository_pfx and not self.repository_pkcs11_module
 
 
 @dataclass(frozen=True)
@@ -41,6 +113,7 @@ class FeedConfig:
         database_url: SQLAlchemy URL; ``None`` means ``sqlite:///<data_dir>/feed.db``.
         max_package_size: upload cap in bytes (413 above it).
         download_flush_seconds: how often buffered download counts are written to the database.
+        signing: signature enforcement and repository signing (:class:`SigningConfig`).
     """
 
     data_dir: Path
@@ -48,6 +121,7 @@ class FeedConfig:
     database_url: str | None = None
     max_package_size: int = DEFAULT_MAX_PACKAGE_SIZE
     download_flush_seconds: float = 5.0
+    signing: SigningConfig = field(default_factory=SigningConfig)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")) or len(self.base_url) > MAX_BASE_URL_LENGTH:
@@ -73,6 +147,24 @@ class FeedConfig:
         return self.database_url or f"sqlite:///{self.data_dir / 'feed.db'}"
 
     @property
+    def devpki_dir(self) -> Path:
+        """Where the dev PKI lives when no repository key is configured."""
+        return self.data_dir / "devpki"
+
+    @property
+    def repository_index_url(self) -> str:
+        """The V3 service index URL written into repository signatures (always https, see :class:`SigningConfig`)."""
+        if self.signing.repository_index_url:
+            return self.signing.repository_index_url
+        parts = urlsplit(f"{self.base_url}/v3/index.json")
+        return urlunsplit(("https", *parts[1:]))
+
+    @property
+    def advertises_repository_signatures(self) -> bool:
+        mode = self.signing.advertise_repository_signatures
+        return self.signing.enabled and (mode == "always" or (mode == "auto" and self.base_url.startswith("https://")))
+
+    @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
 
@@ -94,6 +186,7 @@ class FeedConfig:
         try:
             d = json.loads(text)
             d["data_dir"] = Path(d["data_dir"])
+            d["signing"] = SigningConfig(**d.get("signing", {}))
             return cls(**d)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"invalid feed configuration: {exc}") from exc

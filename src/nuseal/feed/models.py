@@ -6,6 +6,11 @@ test suite checks that these models and the migrations agree.
 Tables: ``users``, ``api_keys`` (hashes only), ``registrations`` (one row per package id, lower-cased
 key; its row lock serializes publishing of one id), ``owners``, ``packages`` (one row per id+version),
 ``feed_settings`` (key/value, e.g. the base URL the stored documents were written for).
+
+Signing (issue 5, migration 0002): TOTP columns on ``users``; ``certificates`` (every certificate the feed
+knows: registered by users, or met in a signature it accepted or made, keyed by the SHA-256 of its DER, with
+its last revocation status); ``user_certificates`` (registrations); ``package_signatures`` (the author and
+repository signatures of each published version); ``audit_log``; ``web_sessions`` (hashed cookies).
 """
 
 from __future__ import annotations
@@ -19,13 +24,28 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-__all__ = ["ApiKey", "Base", "FeedSetting", "Owner", "Package", "Registration", "User"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "Certificate",
+    "FeedSetting",
+    "Owner",
+    "Package",
+    "PackageSignature",
+    "Registration",
+    "User",
+    "UserCertificate",
+    "WebSession",
+]
 
 #: Longest user name.
 MAX_USER_NAME = 64
@@ -33,6 +53,10 @@ MAX_USER_NAME = 64
 ID_COLUMN = 128
 #: Normalized versions: input is at most 64 characters, normalization can add ``.0.0``.
 VERSION_COLUMN = 128
+#: Base32 TOTP secrets (160 bits are 32 characters); room for longer ones.
+TOTP_SECRET_COLUMN = 64
+#: Largest certificate DER stored (nuget.org accepts .cer files up to 10000 bytes).
+MAX_CERTIFICATE_BYTES = 10_000
 
 
 class Base(DeclarativeBase):
@@ -45,6 +69,13 @@ class User(Base):
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(MAX_USER_NAME), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: Base32 secret of the confirmed authenticator (None: no 2FA).
+    totp_secret: Mapped[str | None] = mapped_column(String(TOTP_SECRET_COLUMN), nullable=True)
+    #: Secret shown once and waiting for its first code.
+    totp_pending_secret: Mapped[str | None] = mapped_column(String(TOTP_SECRET_COLUMN), nullable=True)
+    #: The last accepted TOTP time step (Unix time // 30): a code of this step or older is refused (replay).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
 
@@ -127,6 +158,8 @@ class Package(Base):
     downloads: Mapped[int] = mapped_column(BigInteger, default=0)
     published_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     pushed_by: Mapped[int | None] = mapped_column(ForeignKey("users.pk", ondelete="SET NULL"), nullable=True)
+    #: ``valid`` or ``revoked`` (the author certificate was revoked before the signing timestamp).
+    signature_status: Mapped[str] = mapped_column(String(16), default="valid", server_default=text("'valid'"))
 
 
 class FeedSetting(Base):
@@ -134,3 +167,84 @@ class FeedSetting(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class Certificate(Base):
+    """A certificate the feed knows, by ``fingerprint`` (lower-case hex SHA-256 of its DER, nuget.org's
+    ``Certificate.Thumbprint``). ``chain_pem`` holds the issuers seen with it (PEM, leaf excluded), which
+    revalidation needs to ask OCSP/CRL. ``status`` is the last revocation answer: ``unknown``, ``good`` or
+    ``revoked`` (with ``revocation_time`` when the responder gave one). ``repository_since`` is set for the
+    feed's own repository-signing certificates (listed in ``RepositorySignatures``, never removed)."""
+
+    __tablename__ = "certificates"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    not_before: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    not_after: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    chain_pem: Mapped[str] = mapped_column(Text, default="")
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), default="unknown")
+    revocation_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    status_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    status_detail: Mapped[str] = mapped_column(Text, default="")
+    repository_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class UserCertificate(Base):
+    """A user's registered signing certificate (nuget.org's ``UserCertificate``)."""
+
+    __tablename__ = "user_certificates"
+
+    user_pk: Mapped[int] = mapped_column(ForeignKey("users.pk", ondelete="CASCADE"), primary_key=True)
+    certificate_pk: Mapped[int] = mapped_column(
+        ForeignKey("certificates.pk", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    registered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PackageSignature(Base):
+    """One signature of a published version: ``kind`` ``author`` or ``repository``, ``placement`` ``primary``
+    or ``countersignature``; the signing time its timestamp proves (``timestamp_at``, genTime) and the TSA's
+    subject; ``status`` ``valid`` or ``revoked``."""
+
+    __tablename__ = "package_signatures"
+    __table_args__ = (UniqueConstraint("package_pk", "placement", name="uq_package_signatures_placement"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_pk: Mapped[int] = mapped_column(ForeignKey("packages.pk", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    placement: Mapped[str] = mapped_column(String(16))
+    certificate_pk: Mapped[int] = mapped_column(ForeignKey("certificates.pk"), index=True)
+    timestamp_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    timestamp_authority: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="valid")
+
+
+class AuditEntry(Base):
+    """One security-relevant event: who (a user name, or ``feed`` for the feed's own tasks), what, on what,
+    and the evidence (JSON)."""
+
+    __tablename__ = "audit_log"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    actor: Mapped[str] = mapped_column(String(MAX_USER_NAME))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(2 * ID_COLUMN + 2 * VERSION_COLUMN))
+    details: Mapped[str] = mapped_column(Text, default="{}")
+
+
+class WebSession(Base):
+    """A signed-in browser: the SHA-256 of the cookie value, its CSRF token, and its expiry."""
+
+    __tablename__ = "web_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_pk: Mapped[int] = mapped_column(ForeignKey("users.pk", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
