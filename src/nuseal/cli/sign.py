@@ -37,7 +37,7 @@ def write_atomically(target: Path, data: bytes) -> None:
         raise
 
 
-def _signer(path: str | None, password: str | None, key_path: str | None, pkcs11: tuple[str | None, ...]) -> Signer:
+def _signer(path: str, password: str | None, key_path: str | None, pkcs11: tuple[str | None, ...]) -> Signer:
     module, token, key, pin = pkcs11
     if module:
         if not (token and key):
@@ -45,8 +45,6 @@ def _signer(path: str | None, password: str | None, key_path: str | None, pkcs11
         from nuseal.signature.pkcs11_signer import Pkcs11Signer  # noqa: PLC0415 - loads the PKCS#11 library
 
         return Pkcs11Signer(module, token_label=token, key_label=key, pin=pin, certificate_chain=path)
-    if not path:
-        raise UsageError("--certificate-path is required (or --pkcs11-module with a certificate on the token)")
     if key_path:
         return FileSigner.from_pem(path, key_path, password=password)
     if path.lower().endswith((".pem", ".crt", ".cer")):
@@ -87,9 +85,8 @@ def _report(source: Path, target: Path, result: SignResult) -> None:
 
 _common = [
     click.argument("packages", nargs=-1, required=True),
-    click.option("--certificate-path", type=click.Path(dir_okay=False, exists=True),
-                 help="PFX/PKCS#12 file, or a PEM certificate (with its chain) plus --certificate-key-path; with "
-                 "--pkcs11-module, the PEM chain (default: the certificates on the token)."),
+    click.option("--certificate-path", required=True, type=click.Path(dir_okay=False, exists=True),
+                 help="PFX/PKCS#12 file, or a PEM certificate (with its chain) plus --certificate-key-path."),
     click.option("--certificate-password", envvar="NUSEAL_CERTIFICATE_PASSWORD", help="Password of the PFX or key."),
     click.option("--certificate-key-path", type=click.Path(dir_okay=False, exists=True), help="PEM private key."),
     click.option("--timestamper", help="RFC 3161 timestamp server URL (without one: warning NU3002)."),
@@ -98,7 +95,8 @@ _common = [
     click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the signed packages "
                  "(default: sign in place)."),
     click.option("--pkcs11-module", type=click.Path(dir_okay=False, exists=True),
-                 help="PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so); the key never leaves the token."),
+                 help="PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so); the key stays in the token and "
+                 "--certificate-path is its PEM certificate chain."),
     click.option("--pkcs11-token", help="Token label."),
     click.option("--pkcs11-key", help="Private key label."),
     click.option("--pkcs11-pin", envvar="NUSEAL_PKCS11_PIN", help="User PIN (or NUSEAL_PKCS11_PIN)."),
@@ -124,7 +122,7 @@ def _apply(fn: click.decorators.FC) -> click.decorators.FC:
 @click.option("--overwrite", is_flag=True, help="Replace an existing signature / output file.")
 def sign_command(
     packages: tuple[str, ...],
-    certificate_path: str | None,
+    certificate_path: str,
     certificate_password: str | None,
     certificate_key_path: str | None,
     timestamper: str | None,
@@ -170,7 +168,7 @@ def sign_command(
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def repo_sign_command(
     packages: tuple[str, ...],
-    certificate_path: str | None,
+    certificate_path: str,
     certificate_password: str | None,
     certificate_key_path: str | None,
     timestamper: str | None,
