@@ -168,3 +168,138 @@ def rebuild_command(*, base_url: str, package_id: str | None, data_dir: Path, da
     finally:
         service.db.dispose()
     click.echo(f"rewrote the documents of {n} package id(s)")
+
+
+# ------------------------------------------------------------------------------------------------ 2FA
+@admin_group.command("enable-2fa")
+@click.argument("name")
+@_feed_options
+def enable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
+    """Begin two-factor enrolment for user NAME: print the otpauth:// URI (shown once) to add to an
+    authenticator app, then confirm with `nuseal admin confirm-2fa NAME CODE`."""
+    from nuseal.feed import twofactor  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.write() as session:
+            pending = twofactor.begin_enrollment(session, name)
+    finally:
+        db.dispose()
+    click.echo(
+        f"Add this key URI to an authenticator app (secret {pending.secret}), then run "
+        f"`nuseal admin confirm-2fa {name} CODE`. It is not shown again.",
+        err=True,
+    )
+    click.echo(pending.uri)
+
+
+@admin_group.command("confirm-2fa")
+@click.argument("name")
+@click.argument("code")
+@_feed_options
+def confirm_2fa_command(*, name: str, code: str, data_dir: Path, database_url: str | None) -> None:
+    """Turn two-factor authentication on for NAME with the first CODE from the app."""
+    from nuseal.feed import audit, twofactor  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    now = datetime.now(UTC)
+    try:
+        with db.write() as session:
+            twofactor.confirm_enrollment(session, name, code, now=now)
+            audit.record(session, at=now, actor=name, action="2fa.enabled", target=f"user:{name}")
+    finally:
+        db.dispose()
+    click.echo(f"two-factor authentication is on for {name}")
+
+
+@admin_group.command("disable-2fa")
+@click.argument("name")
+@_feed_options
+def disable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
+    """Administrator reset: turn two-factor authentication off for NAME (e.g. a lost device)."""
+    from nuseal.feed import audit, twofactor  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    now = datetime.now(UTC)
+    try:
+        with db.write() as session:
+            was_on = twofactor.disable_two_factor(session, name)
+            audit.record(session, at=now, actor="admin", action="2fa.disabled", target=f"user:{name}", was_on=was_on)
+    finally:
+        db.dispose()
+    click.echo(f"two-factor authentication is off for {name}" + ("" if was_on else " (it was not on)"))
+
+
+# ------------------------------------------------------------------------------------------------ certificates
+@admin_group.command("register-certificate")
+@click.argument("name")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--totp", "code", required=True, help="A fresh code from NAME's authenticator app.")
+@_feed_options
+def register_certificate_command(*, name: str, file: Path, code: str, data_dir: Path, database_url: str | None) -> None:
+    """Register the signing certificate FILE (.cer: DER or PEM) for user NAME; needs NAME's TOTP code."""
+    from nuseal.feed.account import user_pk_by_name  # noqa: PLC0415
+    from nuseal.feed.certificates import MAX_CERTIFICATE_BYTES, register_certificate  # noqa: PLC0415
+
+    with file.open("rb") as handle:
+        data = handle.read(4 * MAX_CERTIFICATE_BYTES + 1)
+    db = _database(data_dir, database_url)
+    try:
+        with db.write() as session:
+            registered = register_certificate(
+                session, user_pk_by_name(session, name), data, totp_code=code, now=datetime.now(UTC)
+            )
+    finally:
+        db.dispose()
+    click.echo(f"registered {registered.fingerprint} for {name}: {registered.subject}")
+
+
+@admin_group.command("list-certificates")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="JSON output.")
+@_feed_options
+def list_certificates_command(*, name: str, as_json: bool, data_dir: Path, database_url: str | None) -> None:
+    """List the signing certificates registered by user NAME."""
+    import json  # noqa: PLC0415
+
+    from nuseal.feed.account import user_pk_by_name  # noqa: PLC0415
+    from nuseal.feed.certificates import list_certificates  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.read() as session:
+            found = list_certificates(session, user_pk_by_name(session, name))
+    finally:
+        db.dispose()
+    if as_json:
+        click.echo(json.dumps([c.to_json() for c in found], indent=2))
+        return
+    for c in found:
+        click.echo(
+            f"{c.fingerprint}  {c.subject}  (issuer {c.issuer}; {c.not_before:%Y-%m-%d} to {c.not_after:%Y-%m-%d})"
+        )
+    if not found:
+        click.echo(f"{name} has no registered certificate", err=True)
+
+
+@admin_group.command("remove-certificate")
+@click.argument("name")
+@click.argument("fingerprint")
+@click.option("--totp", "code", required=True, help="A fresh code from NAME's authenticator app.")
+@_feed_options
+def remove_certificate_command(
+    *, name: str, fingerprint: str, code: str, data_dir: Path, database_url: str | None
+) -> None:
+    """Remove the certificate FINGERPRINT (SHA-256 hex) from user NAME's registered certificates."""
+    from nuseal.feed.account import user_pk_by_name  # noqa: PLC0415
+    from nuseal.feed.certificates import remove_certificate  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.write() as session:
+            remove_certificate(
+                session, user_pk_by_name(session, name), fingerprint, totp_code=code, now=datetime.now(UTC)
+            )
+    finally:
+        db.dispose()
+    click.echo(f"removed {fingerprint.lower()} from {name}")

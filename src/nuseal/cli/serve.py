@@ -34,6 +34,10 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
 @click.command("serve")
 @click.option(
     "--data",
@@ -68,6 +72,61 @@ def _bind(host: str, port: int) -> socket.socket:
     help="Largest accepted .nupkg in bytes (default 250 MB).",
 )
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option(
+    "--signing/--no-signing",
+    default=False,
+    show_default=True,
+    help="Enforce nuget.org's signing rules and repository-sign every accepted package (docs/feed.md, Signing).",
+)
+@click.option("--require-author-signature", is_flag=True, help="With --signing: refuse unsigned packages.")
+@click.option(
+    "--trust-bundle",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="PEM roots trusted for signing certificates (default: the .NET SDK's store; + the dev root in dev mode).",
+)
+@click.option(
+    "--timestamp-trust-bundle",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="PEM roots trusted for timestamp authorities (default: --trust-bundle, else the .NET SDK's store).",
+)
+@click.option(
+    "--repository-pfx",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="Repository-signing key (PKCS#12, password in NUSEAL_REPOSITORY_PFX_PASSWORD; default: DATA/devpki).",
+)
+@click.option("--repository-pkcs11-module", type=click.Path(dir_okay=False, exists=True), default=None)
+@click.option(
+    "--repository-pkcs11-token", default=None, help="PKCS#11 token label (PIN in NUSEAL_REPOSITORY_PKCS11_PIN)."
+)
+@click.option("--repository-pkcs11-key", default=None, help="PKCS#11 private key label.")
+@click.option(
+    "--repository-certificate-chain",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="PEM chain of the PKCS#11 key's certificate (leaf first).",
+)
+@click.option("--timestamper", default=None, help="RFC 3161 TSA URL for repository signatures (default: the dev TSA).")
+@click.option(
+    "--repository-index-url",
+    default=None,
+    help="https URL written into repository signatures (default: BASE/v3/index.json with https).",
+)
+@click.option(
+    "--revalidate-seconds",
+    type=click.FloatRange(0, None),
+    default=None,
+    help="Period of the background revocation recheck (default 3600; 0: off).",
+)
+@click.option(
+    "--advertise-repository-signatures",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="List RepositorySignatures/5.0.0 in the service index (auto: only on an https base URL).",
+)
 def serve_command(
     *,
     data_dir: Path,
@@ -78,6 +137,19 @@ def serve_command(
     workers: int,
     max_package_size: int | None,
     access_log: bool,
+    signing: bool,
+    require_author_signature: bool,
+    trust_bundle: str | None,
+    timestamp_trust_bundle: str | None,
+    repository_pfx: str | None,
+    repository_pkcs11_module: str | None,
+    repository_pkcs11_token: str | None,
+    repository_pkcs11_key: str | None,
+    repository_certificate_chain: str | None,
+    timestamper: str | None,
+    repository_index_url: str | None,
+    revalidate_seconds: float | None,
+    advertise_repository_signatures: str,
 ) -> None:
     """Serve a NuGet V3 feed: push with `nuget push`, install with `nuget install` / `dotnet restore`.
 
@@ -87,8 +159,16 @@ def serve_command(
     import uvicorn  # noqa: PLC0415 - keep `nuseal --help` fast
     from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
 
-    from nuseal.feed.config import CONFIG_ENV_VAR, DEFAULT_MAX_PACKAGE_SIZE, FeedConfig  # noqa: PLC0415
+    from nuseal.feed.config import (  # noqa: PLC0415
+        CONFIG_ENV_VAR,
+        DEFAULT_MAX_PACKAGE_SIZE,
+        DEFAULT_REVALIDATE_SECONDS,
+        FeedConfig,
+        SigningConfig,
+    )
+    from nuseal.feed.repository_signing import start_dev_responders  # noqa: PLC0415
     from nuseal.feed.service import FeedService  # noqa: PLC0415
+    from nuseal.feed.signing_stages import install_signing  # noqa: PLC0415
 
     sock = _bind(host, port)
     actual_port = sock.getsockname()[1]
@@ -98,8 +178,26 @@ def serve_command(
         base_url=base_url or f"http://{shown_host}:{actual_port}",
         database_url=database_url,
         max_package_size=max_package_size or DEFAULT_MAX_PACKAGE_SIZE,
+        signing=SigningConfig(
+            enabled=signing,
+            require_author_signature=require_author_signature,
+            trust_bundle=_absolute(trust_bundle),
+            timestamp_trust_bundle=_absolute(timestamp_trust_bundle),
+            repository_pfx=_absolute(repository_pfx),
+            repository_pkcs11_module=_absolute(repository_pkcs11_module),
+            repository_pkcs11_token=repository_pkcs11_token,
+            repository_pkcs11_key=repository_pkcs11_key,
+            repository_certificate_chain=_absolute(repository_certificate_chain),
+            timestamper_url=timestamper,
+            repository_index_url=repository_index_url,
+            revalidate_seconds=DEFAULT_REVALIDATE_SECONDS if revalidate_seconds is None else revalidate_seconds,
+            advertise_repository_signatures=advertise_repository_signatures,
+        ),
     )
+    # the dev PKI's TSA/OCSP/CRL live in this (parent) process, so every worker and restart finds them
+    dev_responders = start_dev_responders(config)
     service = FeedService.open(config)
+    install_signing(service)
     service.setup()
     service.db.dispose()
     os.environ[CONFIG_ENV_VAR] = config.to_json()
@@ -124,10 +222,14 @@ def serve_command(
         server_header=False,
     )
     server = uvicorn.Server(uv_config)
-    if workers > 1:
-        Multiprocess(uv_config, sockets=[sock]).run()
-    else:
-        server.run(sockets=[sock])
+    try:
+        if workers > 1:
+            Multiprocess(uv_config, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    finally:
+        if dev_responders is not None:
+            dev_responders.stop()
 
 
 if __name__ == "__main__":  # `python -m nuseal.cli.serve`, used by the feed tests

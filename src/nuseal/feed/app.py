@@ -8,7 +8,11 @@ Routes:
 * ``DELETE /api/v2/package/{id}/{version}``: unlist (204); ``POST`` the same path: relist (200);
 * ``PUT|DELETE /api/owners/{id}/{user}``: an owner adds or removes an owner (nuseal's own, not NuGet's);
 * ``GET /api/v2/...``: the read-only V2 listing ``nuget list`` needs (:mod:`nuseal.feed.v2`);
-* ``GET /``, ``/packages``, ``/packages/{id}``, ``/packages/{id}/{version}``: web pages (:mod:`nuseal.feed.web`).
+* ``GET /``, ``/packages``, ``/packages/{id}``, ``/packages/{id}/{version}``: web pages (:mod:`nuseal.feed.web`);
+* ``/api/account...`` and ``/account...``: 2FA and signing-certificate registration (:mod:`nuseal.feed.account`).
+
+With signing enabled (``FeedConfig.signing``) the push pipeline adds the signature checks and repository signing
+(:mod:`nuseal.feed.signing_stages`), and a background task rechecks revocation (:mod:`nuseal.feed.revalidation`).
 
 Nothing in the process is state other workers need: the database and the storage folder are the feed.
 """
@@ -31,12 +35,13 @@ from starlette.types import Receive, Scope, Send
 
 from nuseal.feed import search as search_mod
 from nuseal.feed import v2, web
+from nuseal.feed.account import AccountRoutes
 from nuseal.feed.accounts import Principal, authenticate
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.documents import dump
 from nuseal.feed.downloads import DownloadCounter
 from nuseal.feed.errors import FeedError
-from nuseal.feed.pipeline import PushPipeline, Submission, default_pipeline
+from nuseal.feed.pipeline import PushPipeline, Submission
 from nuseal.feed.service import FeedService
 from nuseal.feed.static import StaticDocuments
 from nuseal.feed.upload import MAX_DRAIN_BYTES, receive_upload
@@ -88,7 +93,11 @@ class FeedApp:
 
     def __init__(self, service: FeedService, pipeline: PushPipeline | None = None) -> None:
         self.service = service
-        self.pipeline = pipeline or default_pipeline(service)
+        if pipeline is None:
+            from nuseal.feed.signing_stages import signing_pipeline  # noqa: PLC0415 - imports the signing stack
+
+            pipeline = signing_pipeline(service)
+        self.pipeline = pipeline
         self.downloads = DownloadCounter()
 
     # -------------------------------------------------------------------------------------- auth
@@ -129,7 +138,12 @@ class FeedApp:
         log.info(
             "published %s %s (%d bytes) by %s", published.id, published.version, published.size, principal.user_name
         )
-        return PlainTextResponse(f"Published {published.id} {published.version}\n", status_code=201)
+        text = f"Published {published.id} {published.version}\n"
+        headers = {}
+        if submission.warnings:
+            text += "".join(f"warning: {w}\n" for w in submission.warnings)
+            headers[WARNING_HEADER] = _header_safe(" ".join(submission.warnings))
+        return PlainTextResponse(text, status_code=201, headers=headers)
 
     async def set_listed(self, request: Request) -> Response:
         principal = await self.principal(request)
@@ -231,6 +245,7 @@ def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _R
     service index)."""
     feed = FeedApp(service, pipeline)
     pages = web.Pages(service)
+    account = AccountRoutes(service, pages.env)
     legacy = v2.LegacyFeed(service)
     routes = [
         Route("/", lambda r: RedirectResponse("/packages", status_code=302), methods=["GET", "HEAD"]),
@@ -243,6 +258,7 @@ def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _R
         Route("/api/owners/{id}/{user}", feed.owners, methods=["PUT", "DELETE"]),
         *legacy.routes(),
         *pages.routes(),
+        *account.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={FeedError: _feed_error}, lifespan=feed.lifespan)
     app.state.feed = feed

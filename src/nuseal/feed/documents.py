@@ -24,8 +24,10 @@ __all__ = [
     "INLINE_PAGE_THRESHOLD",
     "PAGE_SIZE",
     "REGISTRATION_VIEWS",
+    "REPOSITORY_SIGNATURES_KEY",
     "JSON_CONTENT_TYPE",
     "PackageRecord",
+    "SignatureRecord",
     "Urls",
     "dump",
     "flat_index",
@@ -33,7 +35,9 @@ __all__ = [
     "nupkg_key",
     "nuspec_key",
     "registration_documents",
+    "repository_certificate_key",
     "service_index",
+    "signature_summary",
 ]
 
 JSON_CONTENT_TYPE = "application/json; charset=utf-8"
@@ -83,6 +87,10 @@ class PackageRecord:
     #: (target framework or "", ((id, range or None), ...)) in nuspec order, empty groups included
     dependency_groups: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...] = ()
     downloads: int = 0
+    #: ``None``: the feed does not track signatures; else the signatures (see :func:`signature_summary`) and
+    #: the version's status (``valid`` or ``revoked``).
+    signatures: tuple[SignatureRecord, ...] | None = None
+    signature_status: str = "valid"
 
     @property
     def id_lower(self) -> str:
@@ -91,6 +99,46 @@ class PackageRecord:
     @property
     def version_lower(self) -> str:
         return self.version.normalized.lower()
+
+
+@dataclass(frozen=True)
+class SignatureRecord:
+    """One signature of a version as the registration leaf shows it (issue 5)."""
+
+    kind: str  # "author" | "repository"
+    placement: str  # "primary" | "countersignature"
+    subject: str
+    issuer: str
+    fingerprint: str  # lower-case hex SHA-256
+    timestamp: datetime | None
+    timestamp_authority: str
+    status: str  # "valid" | "revoked"
+    certificate_status: str  # last revocation answer: "unknown" | "good" | "revoked"
+
+
+def signature_summary(rec: PackageRecord) -> dict[str, Any]:
+    """nuseal's signing block of a registration leaf: ``signed`` (author-signed), ``repositorySigned``,
+    ``status`` and each signature. NuGet clients ignore properties they do not know."""
+    sigs = rec.signatures or ()
+    return {
+        "signed": any(s.kind == "author" for s in sigs),
+        "repositorySigned": any(s.kind == "repository" for s in sigs),
+        "status": rec.signature_status,
+        "signatures": [
+            {
+                "type": s.kind,
+                "placement": s.placement,
+                "subject": s.subject,
+                "issuer": s.issuer,
+                "fingerprints": {"2.16.840.1.101.3.4.2.1": s.fingerprint},
+                "timestamp": _iso(s.timestamp) if s.timestamp else None,
+                "timestampAuthority": s.timestamp_authority or None,
+                "status": s.status,
+                "certificateStatus": s.certificate_status,
+            }
+            for s in sigs
+        ],
+    }
 
 
 class Urls:
@@ -114,6 +162,13 @@ class Urls:
     @property
     def flat(self) -> str:
         return f"{self.base}/v3/flatcontainer/"
+
+    @property
+    def repository_signatures(self) -> str:
+        return f"{self.base}/{REPOSITORY_SIGNATURES_KEY}"
+
+    def repository_certificate(self, fingerprint: str) -> str:
+        return f"{self.base}/{repository_certificate_key(fingerprint)}"
 
     @property
     def search(self) -> str:
@@ -143,6 +198,15 @@ class Urls:
 
 
 # ---------------------------------------------------------------------------------------------- storage keys
+#: Storage key of the RepositorySignatures/5.0.0 document.
+REPOSITORY_SIGNATURES_KEY = "v3/repository-signatures/index.json"
+
+
+def repository_certificate_key(fingerprint: str) -> str:
+    """Storage key of a repository certificate's DER (``contentUrl``), by lower-case SHA-256 fingerprint."""
+    return f"v3/repository-signatures/certificates/{fingerprint.lower()}.crt"
+
+
 def flat_index_key(id_lower: str) -> str:
     return f"v3/flatcontainer/{id_lower}/index.json"
 
@@ -168,8 +232,11 @@ def registration_page_key(view: str, id_lower: str, lower: str, upper: str) -> s
 
 
 # ---------------------------------------------------------------------------------------------- service index
-def service_index(urls: Urls) -> dict[str, Any]:
-    """``/v3/index.json``: every resource this feed implements, under every type name clients look for."""
+def service_index(urls: Urls, *, repository_signatures: bool = False) -> dict[str, Any]:
+    """``/v3/index.json``: every resource this feed implements, under every type name clients look for.
+
+    ``repository_signatures`` adds ``RepositorySignatures/5.0.0`` (the only version that may say
+    ``allRepositorySigned: true``; NUGET-SIGNING.md §4.6)."""
 
     def res(url: str, rtype: str, comment: str, **extra: str) -> dict[str, str]:
         return {"@id": url, "@type": rtype, "comment": comment, **extra}
@@ -202,6 +269,10 @@ def service_index(urls: Urls) -> dict[str, Any]:
         res(urls.legacy_gallery, "LegacyGallery", "Read-only V2 listing for `nuget list`"),
         res(urls.legacy_gallery, "LegacyGallery/2.0.0", "Read-only V2 listing for `nuget list`"),
     ]
+    if repository_signatures:
+        resources.append(
+            res(urls.repository_signatures, "RepositorySignatures/5.0.0", "The feed's repository-signing certificates")
+        )
     return {
         "version": "3.0.0",
         "resources": resources,
@@ -262,7 +333,7 @@ def _dependency_groups(urls: Urls, view: str, leaf_url: str, rec: PackageRecord)
 
 def _catalog_entry(urls: Urls, view: str, rec: PackageRecord) -> dict[str, Any]:
     leaf_url = urls.registration_leaf(view, rec.id_lower, rec.version_lower)
-    return {
+    entry: dict[str, Any] = {
         "@id": leaf_url + "#catalogentry",
         "@type": "PackageDetails",
         "authors": ", ".join(rec.authors),
@@ -285,6 +356,9 @@ def _catalog_entry(urls: Urls, view: str, rec: PackageRecord) -> dict[str, Any]:
         "title": rec.title,
         "version": rec.version.full,
     }
+    if rec.signatures is not None:
+        entry["packageSigning"] = signature_summary(rec)
+    return entry
 
 
 def _leaf_item(urls: Urls, view: str, rec: PackageRecord, commit_id: str, commit_time: str) -> dict[str, Any]:
@@ -301,7 +375,7 @@ def _leaf_item(urls: Urls, view: str, rec: PackageRecord, commit_id: str, commit
 
 def _leaf_document(urls: Urls, view: str, rec: PackageRecord) -> dict[str, Any]:
     leaf_url = urls.registration_leaf(view, rec.id_lower, rec.version_lower)
-    return {
+    doc: dict[str, Any] = {
         "@id": leaf_url,
         "@type": ["Package", "http://schema.nuget.org/catalog#Permalink"],
         "catalogEntry": leaf_url + "#catalogentry",
@@ -318,6 +392,9 @@ def _leaf_document(urls: Urls, view: str, rec: PackageRecord) -> dict[str, Any]:
             "published": {"@type": "xsd:dateTime"},
         },
     }
+    if rec.signatures is not None:
+        doc["packageSigning"] = signature_summary(rec)
+    return doc
 
 
 def registration_documents(

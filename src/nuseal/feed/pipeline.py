@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 
@@ -64,6 +64,9 @@ class Submission:
     nuspec: Nuspec | None = None
     nuspec_bytes: bytes | None = None
     warnings: list[str] = field(default_factory=list)
+    #: What stages learned for the publish step and its hooks (e.g. ``"signatures"``, see
+    #: :mod:`nuseal.feed.signing_stages`).
+    facts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def package_path(self) -> Path:

@@ -24,8 +24,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -36,17 +36,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nuseal.errors import ConfigError
 from nuseal.feed import documents as docs
 from nuseal.feed.accounts import Principal, owners_of
-from nuseal.feed.config import FeedConfig
+from nuseal.feed.config import FeedConfig, SigningConfig
 from nuseal.feed.database import Database, migrate
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
-from nuseal.feed.models import FeedSetting, Owner, Package, Registration, User
+from nuseal.feed.models import Certificate, FeedSetting, Owner, Package, PackageSignature, Registration, User
 from nuseal.feed.pipeline import Submission
 from nuseal.feed.storage import LocalStorage, Storage
 from nuseal.package import NuGetVersion, Nuspec
 
-__all__ = ["FeedService", "PublishedPackage", "record_from_row"]
+__all__ = ["FeedService", "PublishHook", "PublishedPackage", "record_from_row", "stored_signing_config"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 MAX_SEARCH_DESCRIPTION = 4000
 _BASE_URL_SETTING = "documents.base_url"
 _SCHEMA_SETTING = "documents.layout"
+_SIGNING_SETTING = "documents.signing"
+#: The signing configuration of the last ``nuseal serve`` start (``nuseal admin revalidate`` and ``rebuild`` use it).
+SIGNING_CONFIG_SETTING = "signing.config"
 #: Staging files older than this (seconds) belong to no live upload.
 STALE_UPLOAD_SECONDS = 6 * 3600
 #: Bump when the document shapes change, so a start rewrites every document.
@@ -72,7 +76,12 @@ def _utc(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def record_from_row(row: Package) -> docs.PackageRecord:
+#: Called inside the publish transaction after the package row is inserted (issue 5: signature rows).
+PublishHook = Callable[[Session, Package, Submission], None]
+
+
+def record_from_row(row: Package, signatures: Sequence[docs.SignatureRecord] | None = None) -> docs.PackageRecord:
+    """The document view of a package row; ``signatures`` (None: not tracked) go into the registration leaf."""
     groups = tuple((tfm, tuple((i, r) for i, r in deps)) for tfm, deps in json.loads(row.dependencies))
     return docs.PackageRecord(
         id=row.id,
@@ -94,7 +103,37 @@ def record_from_row(row: Package) -> docs.PackageRecord:
         package_types=tuple(t for t in row.package_types.split(",") if t),
         dependency_groups=groups,
         downloads=row.downloads,
+        signatures=tuple(signatures) if signatures is not None else None,
+        signature_status=row.signature_status,
     )
+
+
+def _signature_records(session: Session, package_pks: Sequence[int]) -> dict[int, list[docs.SignatureRecord]]:
+    """The signatures of the given packages, primary first."""
+    out: dict[int, list[docs.SignatureRecord]] = {pk: [] for pk in package_pks}
+    if not package_pks:
+        return out
+    rows = session.execute(
+        select(PackageSignature, Certificate)
+        .join(Certificate, Certificate.pk == PackageSignature.certificate_pk)
+        .where(PackageSignature.package_pk.in_(package_pks))
+        .order_by(PackageSignature.package_pk, PackageSignature.placement.desc())
+    ).all()
+    for sig, cert in rows:
+        out[sig.package_pk].append(
+            docs.SignatureRecord(
+                kind=sig.kind,
+                placement=sig.placement,
+                subject=cert.subject,
+                issuer=cert.issuer,
+                fingerprint=cert.fingerprint,
+                timestamp=_utc(sig.timestamp_at) if sig.timestamp_at else None,
+                timestamp_authority=sig.timestamp_authority,
+                status=sig.status,
+                certificate_status=cert.status,
+            )
+        )
+    return out
 
 
 DependencyGroups = tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]
@@ -185,6 +224,22 @@ def _package_row(nuspec: Nuspec, raw_nuspec: bytes, *, size: int, sha512: str, n
     )
 
 
+def stored_signing_config(db: Database) -> SigningConfig | None:
+    """The signing configuration the feed last started with (None: never started since migration 0002).
+
+    Raises:
+        ConfigError: the stored value is damaged.
+    """
+    with db.read() as session:
+        row = session.get(FeedSetting, SIGNING_CONFIG_SETTING)
+    if row is None:
+        return None
+    try:
+        return SigningConfig(**json.loads(row.value))
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"the stored signing configuration is damaged: {exc}") from exc
+
+
 class FeedService:
     """One feed: configuration, database, storage and a clock (injected for tests)."""
 
@@ -201,6 +256,10 @@ class FeedService:
         self.storage = storage
         self.clock = clock
         self.urls = docs.Urls(config.base_url)
+        #: Run in the publish transaction after the package row is inserted, in order.
+        self.publish_hooks: list[PublishHook] = []
+        #: Run by :meth:`setup` after the schema is migrated (issue 5: repository certificates).
+        self.setup_hooks: list[Callable[[FeedService], None]] = []
 
     @classmethod
     def open(cls, config: FeedConfig, *, clock: Callable[[], datetime] | None = None) -> FeedService:
@@ -227,8 +286,17 @@ class FeedService:
         """
         migrate(self.db)
         self._clean_staging()
-        self.storage.put_bytes("v3/index.json", docs.dump(docs.service_index(self.urls)), durable=True)
-        wanted = {_BASE_URL_SETTING: self.config.base_url, _SCHEMA_SETTING: DOCUMENT_LAYOUT_VERSION}
+        for hook in self.setup_hooks:
+            hook(self)
+        index = docs.service_index(self.urls, repository_signatures=self.config.advertises_repository_signatures)
+        self.storage.put_bytes("v3/index.json", docs.dump(index), durable=True)
+        wanted = {
+            _BASE_URL_SETTING: self.config.base_url,
+            _SCHEMA_SETTING: DOCUMENT_LAYOUT_VERSION,
+            _SIGNING_SETTING: "on" if self.config.signing.enabled else "off",
+        }
+        with self.db.write() as session:
+            session.merge(FeedSetting(key=SIGNING_CONFIG_SETTING, value=json.dumps(asdict(self.config.signing))))
         with self.db.read() as session:
             current = {s.key: s.value for s in session.scalars(select(FeedSetting)).all()}
         if any(current.get(k) != v for k, v in wanted.items()):
@@ -322,6 +390,8 @@ class FeedService:
                     raise DuplicatePackageError(
                         f"a package with id {reg.id!r} and version {nuspec.version.normalized!r} already exists"
                     ) from exc
+                for hook in self.publish_hooks:
+                    hook(session, row, submission)
                 wrote.append(docs.nupkg_key(id_lower, ver_lower))
                 self.storage.put_file(wrote[-1], submission.package_path)
                 wrote.append(docs.nuspec_key(id_lower, ver_lower))
@@ -353,7 +423,11 @@ class FeedService:
         """Rewrite the id's flat-container index and registration documents from what ``session`` sees.
         Must be called with the id locked. Deletes documents of views or pages that no longer exist."""
         rows = session.scalars(select(Package).where(Package.id_lower == id_lower)).all()
-        records = [record_from_row(r) for r in rows]
+        if self.config.signing.enabled:
+            signatures = _signature_records(session, [r.pk for r in rows])
+            records = [record_from_row(r, signatures[r.pk]) for r in rows]
+        else:
+            records = [record_from_row(r) for r in rows]
         produced: dict[str, bytes] = {}
         if records:
             produced[docs.flat_index_key(id_lower)] = docs.dump(docs.flat_index(records))

@@ -42,6 +42,7 @@ _TYPES = {
     ".json": JSON_CONTENT_TYPE.encode(),
     ".nupkg": b"application/octet-stream",
     ".nuspec": b"application/xml",
+    ".crt": b"application/pkix-cert",  # repository-signing certificates (RepositorySignatures contentUrl)
 }
 
 

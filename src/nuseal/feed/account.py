@@ -1,0 +1,406 @@
+"""Accounts over HTTP: two-factor enrolment and signing-certificate registration, as a JSON API and web pages.
+
+JSON API (``X-NuGet-ApiKey`` identifies the user; a TOTP code travels in :data:`TOTP_HEADER`):
+
+* ``GET /api/account`` - the user, whether 2FA is on, the registered certificates;
+* ``POST /api/account/2fa`` - begin enrolment: ``{"uri": "otpauth://...", "secret": ...}`` (shown once);
+* ``POST /api/account/2fa/confirm`` - the first code (header) turns 2FA on;
+* ``POST /api/account/certificates`` - body: the ``.cer`` (DER or PEM; raw, or one multipart file part) -> 201;
+* ``DELETE /api/account/certificates/{fingerprint}`` -> 204.
+
+Web pages (``/account``): sign in with an API key (and a TOTP code once 2FA is on); the session is a random
+cookie (``HttpOnly``, ``SameSite=Strict``, ``Secure`` on https) stored hashed in ``web_sessions``; every form
+carries the session's CSRF token. The page enrols 2FA (QR code when ``segno`` is installed, else the
+``otpauth://`` URI and the secret), lists, registers and removes certificates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import anyio
+from jinja2 import Environment
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from nuseal.feed import audit, twofactor
+from nuseal.feed.accounts import Principal, authenticate
+from nuseal.feed.certificates import (
+    MAX_CERTIFICATE_BYTES,
+    list_certificates,
+    register_certificate,
+    remove_certificate,
+)
+from nuseal.feed.errors import AuthenticationError, BadRequestError, FeedError, ForbiddenError, NotFoundError
+from nuseal.feed.models import User, WebSession
+from nuseal.feed.service import FeedService
+
+__all__ = ["SESSION_COOKIE", "SESSION_LIFETIME", "TOTP_HEADER", "AccountRoutes"]
+
+#: Header carrying a TOTP code in API requests.
+TOTP_HEADER = "X-NuSeal-TOTP"
+SESSION_COOKIE = "nuseal_session"
+#: How long a web sign-in lasts.
+SESSION_LIFETIME = timedelta(hours=12)
+#: Largest account request body (a certificate upload with multipart framing).
+MAX_ACCOUNT_BODY = 4 * MAX_CERTIFICATE_BYTES + 16 * 1024
+#: Fields of a web form.
+MAX_FORM_FIELDS = 8
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class _WebUser:
+    pk: int
+    name: str
+    csrf: str
+
+
+async def _read_body(request: Request) -> bytes:
+    """The whole body, refused (413) past :data:`MAX_ACCOUNT_BODY`."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_ACCOUNT_BODY:
+        raise FeedError(f"the request body is larger than {MAX_ACCOUNT_BODY} bytes", status=413)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_ACCOUNT_BODY:
+            raise FeedError(f"the request body is larger than {MAX_ACCOUNT_BODY} bytes", status=413)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _certificate_from_request(request: Request) -> bytes:
+    """The certificate bytes of an API upload: a raw body, or the first file part of a multipart body."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("multipart/form-data"):
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit() or int(declared) > MAX_ACCOUNT_BODY:
+            raise FeedError(f"a multipart upload needs a Content-Length of at most {MAX_ACCOUNT_BODY}", status=413)
+        async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_ACCOUNT_BODY) as form:
+            for value in form.values():
+                if isinstance(value, UploadFile):
+                    data: bytes = await value.read(MAX_ACCOUNT_BODY + 1)
+                    return data
+        raise BadRequestError("the multipart body has no file part")
+    return await _read_body(request)
+
+
+class AccountRoutes:
+    """The account API and pages of one feed."""
+
+    def __init__(self, service: FeedService, env: Environment) -> None:
+        self.service = service
+        self.env = env
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/api/account", self.api_account, methods=["GET"]),
+            Route("/api/account/2fa", self.api_begin_2fa, methods=["POST"]),
+            Route("/api/account/2fa/confirm", self.api_confirm_2fa, methods=["POST"]),
+            Route("/api/account/certificates", self.api_register, methods=["POST"]),
+            Route("/api/account/certificates/{fingerprint}", self.api_remove, methods=["DELETE"]),
+            Route("/account", self.page, methods=["GET", "HEAD"]),
+            Route("/account/login", self.login_page, methods=["GET", "HEAD"]),
+            Route("/account/login", self.login, methods=["POST"]),
+            Route("/account/logout", self.logout, methods=["POST"]),
+            Route("/account/2fa/begin", self.web_begin_2fa, methods=["POST"]),
+            Route("/account/2fa/confirm", self.web_confirm_2fa, methods=["POST"]),
+            Route("/account/certificates", self.web_register, methods=["POST"]),
+            Route("/account/certificates/{fingerprint}/remove", self.web_remove, methods=["POST"]),
+        ]
+
+    # ------------------------------------------------------------------------------------------ helpers
+    async def _run_write(self, fn: Any) -> Any:
+        def run() -> Any:
+            with self.service.db.write() as session:
+                return fn(session)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def _run_read(self, fn: Any) -> Any:
+        def run() -> Any:
+            with self.service.db.read() as session:
+                return fn(session)
+
+        return await anyio.to_thread.run_sync(run)
+
+    async def _principal(self, request: Request) -> Principal:
+        key = request.headers.get("X-NuGet-ApiKey")
+        now = self.service.clock()
+        result: Principal = await self._run_read(lambda s: authenticate(s, key, now=now))
+        return result
+
+    def _summary(self, session: Session, user_pk: int) -> dict[str, Any]:
+        user = session.get(User, user_pk)
+        if user is None:
+            raise NotFoundError("no such user")
+        return {
+            "user": user.name,
+            "twoFactorEnabled": twofactor.has_two_factor(user),
+            "certificates": [c.to_json() for c in list_certificates(session, user_pk)],
+        }
+
+    # ------------------------------------------------------------------------------------------ JSON API
+    async def api_account(self, request: Request) -> Response:
+        principal = await self._principal(request)
+        return JSONResponse(await self._run_read(lambda s: self._summary(s, principal.user_pk)))
+
+    async def api_begin_2fa(self, request: Request) -> Response:
+        principal = await self._principal(request)
+        pending: twofactor.PendingEnrollment = await self._run_write(
+            lambda s: twofactor.begin_enrollment(s, principal.user_name)
+        )
+        return JSONResponse({"uri": pending.uri, "secret": pending.secret}, headers={"Cache-Control": "no-store"})
+
+    async def api_confirm_2fa(self, request: Request) -> Response:
+        principal = await self._principal(request)
+        code = request.headers.get(TOTP_HEADER)
+        now = self.service.clock()
+
+        def confirm(session: Session) -> None:
+            twofactor.confirm_enrollment(session, principal.user_name, code, now=now)
+            audit.record(
+                session, at=now, actor=principal.user_name, action="2fa.enabled", target=f"user:{principal.user_name}"
+            )
+
+        await self._run_write(confirm)
+        return JSONResponse({"twoFactorEnabled": True})
+
+    async def api_register(self, request: Request) -> Response:
+        principal = await self._principal(request)
+        data = await _certificate_from_request(request)
+        code = request.headers.get(TOTP_HEADER)
+        now = self.service.clock()
+        registered = await self._run_write(
+            lambda s: register_certificate(s, principal.user_pk, data, totp_code=code, now=now)
+        )
+        return JSONResponse(registered.to_json(), status_code=201)
+
+    async def api_remove(self, request: Request) -> Response:
+        principal = await self._principal(request)
+        code = request.headers.get(TOTP_HEADER)
+        fingerprint = request.path_params["fingerprint"]
+        now = self.service.clock()
+        await self._run_write(lambda s: remove_certificate(s, principal.user_pk, fingerprint, totp_code=code, now=now))
+        return Response(status_code=204)
+
+    # ------------------------------------------------------------------------------------------ web session
+    def _secure(self) -> bool:
+        return self.service.config.base_url.startswith("https://")
+
+    async def _web_user(self, request: Request) -> _WebUser | None:
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token or len(token) > 128:
+            return None
+        now = self.service.clock()
+
+        def find(session: Session) -> _WebUser | None:
+            row = session.get(WebSession, _hash(token))
+            if row is None:
+                return None
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
+            if expires <= now:
+                return None
+            user = session.get(User, row.user_pk)
+            return None if user is None else _WebUser(user.pk, user.name, row.csrf_token)
+
+        found: _WebUser | None = await self._run_read(find)
+        return found
+
+    async def _form(self, request: Request, user: _WebUser) -> dict[str, Any]:
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit() or int(declared) > MAX_ACCOUNT_BODY:
+            raise FeedError(f"the form is larger than {MAX_ACCOUNT_BODY} bytes or has no Content-Length", status=413)
+        fields: dict[str, Any] = {}
+        async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_ACCOUNT_BODY) as form:
+            for key, value in form.items():
+                fields[key] = await value.read(MAX_ACCOUNT_BODY + 1) if isinstance(value, UploadFile) else value
+        if not hmac.compare_digest(str(fields.get("csrf", "")), user.csrf):
+            raise ForbiddenError(
+                "the form is stale or was not sent by this site (CSRF token mismatch); reload the page"
+            )
+        return fields
+
+    def _render(self, name: str, status: int = 200, **context: Any) -> Response:
+        html = self.env.get_template(name).render(base_url=self.service.config.base_url, **context)
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
+
+    async def _account_page(
+        self, user: _WebUser, *, message: str = "", error: str = "", status: int = 200, **extra: Any
+    ) -> Response:
+        summary = await self._run_read(lambda s: self._summary(s, user.pk))
+        return self._render(
+            "account.html",
+            status=status,
+            account=summary,
+            csrf=user.csrf,
+            message=message,
+            error=error,
+            signing_enabled=self.service.config.signing.enabled,
+            **extra,
+        )
+
+    # ------------------------------------------------------------------------------------------ web pages
+    async def login_page(self, request: Request) -> Response:
+        return self._render("login.html", error="")
+
+    async def login(self, request: Request) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit() or int(declared) > MAX_ACCOUNT_BODY:
+            return self._render("login.html", status=413, error="The form is too large.")
+        async with request.form(max_files=0, max_fields=MAX_FORM_FIELDS) as form:
+            key = str(form.get("api_key", "")).strip()
+            code = str(form.get("totp", "")).strip()
+        now = self.service.clock()
+        token = secrets.token_urlsafe(32)
+
+        def sign_in(session: Session) -> None:
+            principal = authenticate(session, key, now=now)
+            user = session.get(User, principal.user_pk)
+            if user is None:
+                raise AuthenticationError("the API key is invalid, revoked or expired")
+            if twofactor.has_two_factor(user):
+                twofactor.require_code(session, user, code, now=now)
+            session.execute(delete(WebSession).where(WebSession.expires_at <= now))
+            session.add(
+                WebSession(
+                    token_hash=_hash(token),
+                    user_pk=user.pk,
+                    csrf_token=secrets.token_urlsafe(32),
+                    created_at=now,
+                    expires_at=now + SESSION_LIFETIME,
+                )
+            )
+
+        try:
+            await self._run_write(sign_in)
+        except FeedError as exc:
+            return self._render("login.html", status=exc.status, error=exc.message)
+        response = RedirectResponse("/account", status_code=303)
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(SESSION_LIFETIME.total_seconds()),
+            httponly=True,
+            samesite="strict",
+            secure=self._secure(),
+            path="/",
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        user = await self._web_user(request)
+        if user is not None:
+            await self._form(request, user)
+            token = request.cookies.get(SESSION_COOKIE, "")
+            await self._run_write(lambda s: s.execute(delete(WebSession).where(WebSession.token_hash == _hash(token))))
+        response = RedirectResponse("/account/login", status_code=303)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    async def page(self, request: Request) -> Response:
+        user = await self._web_user(request)
+        if user is None:
+            return RedirectResponse("/account/login", status_code=303)
+        return await self._account_page(user)
+
+    async def _guarded(self, request: Request) -> tuple[_WebUser, dict[str, Any]] | Response:
+        user = await self._web_user(request)
+        if user is None:
+            return RedirectResponse("/account/login", status_code=303)
+        try:
+            return user, await self._form(request, user)
+        except FeedError as exc:
+            return await self._account_page(user, error=exc.message, status=exc.status)
+
+    async def web_begin_2fa(self, request: Request) -> Response:
+        got = await self._guarded(request)
+        if isinstance(got, Response):
+            return got
+        user, _fields = got
+        try:
+            pending: twofactor.PendingEnrollment = await self._run_write(
+                lambda s: twofactor.begin_enrollment(s, user.name)
+            )
+        except FeedError as exc:
+            return await self._account_page(user, error=exc.message, status=exc.status)
+        return self._render(
+            "twofactor_setup.html",
+            user=user.name,
+            csrf=user.csrf,
+            uri=pending.uri,
+            secret=pending.secret,
+            qr_svg=twofactor.qr_svg(pending.uri),
+            error="",
+        )
+
+    async def web_confirm_2fa(self, request: Request) -> Response:
+        got = await self._guarded(request)
+        if isinstance(got, Response):
+            return got
+        user, fields = got
+        now = self.service.clock()
+
+        def confirm(session: Session) -> None:
+            twofactor.confirm_enrollment(session, user.name, str(fields.get("totp", "")), now=now)
+            audit.record(session, at=now, actor=user.name, action="2fa.enabled", target=f"user:{user.name}")
+
+        try:
+            await self._run_write(confirm)
+        except FeedError as exc:
+            return await self._account_page(user, error=exc.message, status=exc.status)
+        return await self._account_page(user, message="Two-factor authentication is on.")
+
+    async def web_register(self, request: Request) -> Response:
+        got = await self._guarded(request)
+        if isinstance(got, Response):
+            return got
+        user, fields = got
+        data = fields.get("certificate")
+        if not isinstance(data, bytes) or not data:
+            return await self._account_page(user, error="Choose a .cer file to upload.", status=400)
+        now = self.service.clock()
+        code = str(fields.get("totp", ""))
+        try:
+            registered = await self._run_write(
+                lambda s: register_certificate(s, user.pk, data, totp_code=code, now=now)
+            )
+        except FeedError as exc:
+            return await self._account_page(user, error=str(exc), status=exc.status)
+        return await self._account_page(user, message=f"Registered certificate {registered.fingerprint}.")
+
+    async def web_remove(self, request: Request) -> Response:
+        got = await self._guarded(request)
+        if isinstance(got, Response):
+            return got
+        user, fields = got
+        fingerprint = request.path_params["fingerprint"]
+        now = self.service.clock()
+        code = str(fields.get("totp", ""))
+        try:
+            await self._run_write(lambda s: remove_certificate(s, user.pk, fingerprint, totp_code=code, now=now))
+        except FeedError as exc:
+            return await self._account_page(user, error=str(exc), status=exc.status)
+        return await self._account_page(user, message=f"Removed certificate {fingerprint.lower()}.")
+
+
+def user_pk_by_name(session: Session, name: str) -> int:
+    """Raises: NotFoundError for an unknown user."""
+    pk = session.scalar(select(User.pk).where(User.name == name))
+    if pk is None:
+        raise NotFoundError(f"no user named {name!r}")
+    return int(pk)

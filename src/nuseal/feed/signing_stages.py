@@ -1,0 +1,345 @@
+"""The push pipeline's signing stages: nuget.org's submission rules, then the feed's repository signature.
+
+:func:`install_signing` adds them to a feed whose ``FeedConfig.signing.enabled`` is set::
+
+    check_container -> read_manifest -> check_permissions -> check_not_duplicate
+        -> check_signatures -> repository_sign -> publish (+ record_signatures in the transaction)
+
+``check_signatures`` (NuGetGallery ``PackageMetadataValidationService`` and ``SignatureValidator``;
+``../shared/NUGET-SIGNING.md`` §5.1-5.2), every verdict from the verification engine
+(:class:`~nuseal.verify.Verifier` with :meth:`VerificationPolicy.nuget_org_submission`), never a second
+implementation:
+
+1. unsigned: refused when an owner of the id (the pusher, for a new id) has registered certificates
+   (``IsSigningRequired``), or when ``require_author_signature`` is set (NU3004); accepted with a warning when an
+   earlier version was author-signed (``CheckForUnsignedPushAfterAuthorSignedAsync``);
+2. signed: the primary signature must be an author signature (repository and unknown primaries are refused, NU3000:
+   ``OnlyAuthorSignaturesSupported``); the engine then checks integrity, exactly one valid timestamp, the signer and
+   TSA certificates (RSA >= 2048, EKUs, not self-issued, chaining to the feed's trust store, not revoked), and
+   an allow list of the owners' registered certificates (NU3034 with the registered fingerprints; a signed push
+   when no owner registered any is refused, as nuget.org's ``RejectSignedPackagesWithNoRegisteredCertificate``);
+3. both certificates must also be within their validity now (nuget.org's ``OnlineCertificateVerifier`` builds
+   chains at the current time): NU3037 for the signer, NU3028 for the TSA.
+
+Unknown revocation is a warning, as on nuget.org. Warnings go back to the client in ``X-NuGet-Warning``.
+
+``repository_sign`` writes the feed's repository primary signature on an unsigned package and a repository
+countersignature on an author-signed one (:func:`nuseal.signing.repository_sign_package`), with the feed's
+V3 service index URL and the id's owners sorted case-insensitively (NuGetGallery ``ScanAndSignProcessor``),
+timestamped by the configured TSA, then swaps the bytes in with :meth:`Submission.replace_package`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nuseal.codes import Level, NuCode
+from nuseal.errors import NusealError, PackageFormatError, SignatureFormatError
+from nuseal.feed import audit
+from nuseal.feed.accounts import owners_of
+from nuseal.feed.certificates import certificate_fingerprint, owners_registered_fingerprints, remember_certificate
+from nuseal.feed.errors import BadPackageError, FeedError
+from nuseal.feed.models import Certificate, Package, PackageSignature, User
+from nuseal.feed.pipeline import PushPipeline, Submission, default_pipeline
+from nuseal.feed.repository_signatures import install_repository_signatures
+from nuseal.feed.repository_signing import FeedSigning, feed_signing
+from nuseal.feed.service import FeedService
+from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.signing import repository_sign_package
+from nuseal.trust import dotnet_name
+from nuseal.verify import (
+    AllowList,
+    AllowListEntry,
+    SignaturePlacement,
+    VerificationPolicy,
+    VerificationTarget,
+    Verifier,
+)
+
+__all__ = ["SignatureFacts", "SigningStages", "install_signing", "signing_pipeline"]
+
+log = logging.getLogger(__name__)
+
+#: Most registered fingerprints named in one refusal message.
+MAX_NAMED_FINGERPRINTS = 10
+_FACTS_KEY = "signatures"
+
+
+@dataclass(frozen=True)
+class SignatureFacts:
+    """One signature of the package being published, for ``package_signatures``."""
+
+    kind: str  # "author" | "repository"
+    placement: str  # "primary" | "countersignature"
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    timestamp_at: datetime | None
+    timestamp_authority: str
+
+
+def _fingerprint_list(fingerprints: set[str]) -> str:
+    shown = sorted(fingerprints)[:MAX_NAMED_FINGERPRINTS]
+    more = len(fingerprints) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _facts(submission: Submission) -> list[SignatureFacts]:
+    found: list[SignatureFacts] = submission.facts.setdefault(_FACTS_KEY, [])
+    return found
+
+
+def _author_facts(primary: PrimarySignature) -> SignatureFacts:
+    stamp = primary.timestamps[0] if primary.timestamps else None
+    cert = primary.signer_certificate
+    assert cert is not None  # verified before
+    return SignatureFacts(
+        "author",
+        "primary",
+        cert,
+        primary.certificates,
+        stamp.gen_time if stamp else None,
+        dotnet_name(stamp.signer_certificate.subject) if stamp and stamp.signer_certificate else "",
+    )
+
+
+class SigningStages:
+    """The signing stages of one feed; each method is a :class:`~nuseal.feed.pipeline.SubmissionStage`."""
+
+    def __init__(self, service: FeedService, signing: FeedSigning | None = None) -> None:
+        self.service = service
+        self._signing = signing
+
+    @property
+    def signing(self) -> FeedSigning:
+        if self._signing is None:
+            self._signing = feed_signing(self.service.config)
+        return self._signing
+
+    # ------------------------------------------------------------------------------------------ rules
+    def check_signatures(self, submission: Submission, service: FeedService, /) -> None:
+        """nuget.org's submission rules (module docstring, steps 1-3).
+
+        Raises:
+            BadPackageError: a rule refused the package; the message names every failure with its NU code.
+        """
+        archive = submission.require_archive()
+        nuspec = submission.require_nuspec()
+        id_lower = nuspec.id.lower()
+        with service.db.read() as session:
+            registered = owners_registered_fingerprints(session, id_lower, extra_user_pk=submission.principal.user_pk)
+            author_signed_before = session.scalar(
+                select(PackageSignature.pk)
+                .join(Package, Package.pk == PackageSignature.package_pk)
+                .where(Package.id_lower == id_lower, PackageSignature.kind == "author")
+                .limit(1)
+            )
+        if not archive.is_signed:
+            if registered:
+                raise BadPackageError(
+                    f"{nuspec.id} must be author-signed with a certificate registered by one of its owners "
+                    f"(registered SHA-256 fingerprints: {_fingerprint_list(registered)}); this package is not signed",
+                    code=NuCode.NU3004,
+                )
+            if service.config.signing.require_author_signature:
+                raise BadPackageError(
+                    "this feed accepts only author-signed packages; this package is not signed", code=NuCode.NU3004
+                )
+            if author_signed_before is not None:
+                submission.warnings.append(
+                    f"{nuspec.id} {nuspec.version.normalized} is not signed, but earlier versions of {nuspec.id} are "
+                    "author-signed; consumers that trust the author's certificate will refuse this version"
+                )
+            return
+        try:
+            primary: PrimarySignature | None = PrimarySignature.load(archive.read_signature())
+        except (PackageFormatError, SignatureFormatError):
+            primary = None  # the engine reports the parse error with its code
+        if primary is not None and primary.type is not SignatureType.AUTHOR:
+            raise BadPackageError(
+                f"the package's primary signature is a {primary.type.value.lower()} signature; this feed accepts only "
+                "author-signed (or unsigned) packages and adds its own repository signature",
+                code=NuCode.NU3000,
+            )
+        now = submission.now
+        result = self._verifier(nuspec.id, registered).verify(archive, now=now)
+        problems = [str(i).removeprefix("error ") for i in result.errors]
+        if primary is not None and primary.signer_certificate is not None:
+            cert = primary.signer_certificate
+            if now >= cert.not_valid_after_utc:
+                problems.append(
+                    f"{NuCode.NU3037.value}: The author primary signature's certificate expired on "
+                    f"{cert.not_valid_after_utc.isoformat()}; the feed requires it to be valid at submission"
+                )
+            stamp = primary.timestamps[0] if primary.timestamps else None
+            if stamp is not None and stamp.signer_certificate is not None:
+                tsa = stamp.signer_certificate
+                if now >= tsa.not_valid_after_utc:
+                    problems.append(
+                        f"{NuCode.NU3028.value}: The timestamping certificate expired on "
+                        f"{tsa.not_valid_after_utc.isoformat()}; the feed requires it to be valid at submission"
+                    )
+        if problems or not result.valid:
+            if not problems:
+                problems = ["the signature could not be verified"]
+            first = next((i.code for i in result.errors if i.code is not None), None)
+            if first is None:
+                first = NuCode.NU3037 if problems and problems[0].startswith("NU3037") else NuCode.NU3028
+            raise BadPackageError(
+                "the package's signature does not meet this feed's rules: " + " | ".join(problems), code=first
+            )
+        submission.warnings.extend(i.message for i in result.issues if i.level is Level.WARNING)
+        assert primary is not None  # a valid result had a readable primary signature
+        _facts(submission).append(_author_facts(primary))
+
+    def _verifier(self, package_id: str, registered: set[str]) -> Verifier:
+        entries = tuple(
+            AllowListEntry(
+                fingerprint=fp, target=VerificationTarget.AUTHOR, placement=SignaturePlacement.PRIMARY_SIGNATURE
+            )
+            for fp in sorted(registered)
+        )
+        allow = AllowList(
+            entries,
+            require_non_empty=True,
+            empty_message=(
+                f"No owner of {package_id} has registered a signing certificate. Register the certificate (.cer) "
+                "on the feed's account page or with `nuseal admin register-certificate` before pushing signed packages."
+            ),
+            no_match_message=(
+                f"The package is signed with a certificate that no owner of {package_id} has registered "
+                f"(registered SHA-256 fingerprints: {_fingerprint_list(registered)})."
+            ),
+        )
+        policy = VerificationPolicy.nuget_org_submission().evolve(allow_lists=(allow,))
+        signing = self.signing
+        return Verifier(
+            policy,
+            code_signing_roots=signing.code_signing_roots,
+            timestamping_roots=signing.timestamping_roots,
+            fetcher=signing.fetcher,
+        )
+
+    # ------------------------------------------------------------------------------------------ signing
+    def repository_sign(self, submission: Submission, service: FeedService, /) -> None:
+        """Repository-sign the package (primary when unsigned, countersignature when author-signed).
+
+        Raises:
+            BadPackageError: the package cannot be repository-signed (NU3032: it already carries another
+                repository's countersignature).
+            FeedError: 503 when the TSA or the repository key fails.
+        """
+        nuspec = submission.require_nuspec()
+        id_lower = nuspec.id.lower()
+        with service.db.read() as session:
+            owners = owners_of(session, id_lower)
+            if not owners:
+                user = session.get(User, submission.principal.user_pk)
+                owners = [user.name] if user is not None else [submission.principal.user_name]
+        owners = sorted(owners, key=str.lower)
+        signing = self.signing
+        data = submission.package_path.read_bytes()
+        try:
+            signed = repository_sign_package(
+                data,
+                signing.signer,
+                v3_service_index_url=service.config.repository_index_url,
+                owners=owners,
+                timestamper_url=signing.timestamper_url,
+                now=submission.now,
+                trust=signing.signing_trust(),
+            )
+        except NusealError as exc:
+            if exc.code in (NuCode.NU3032, NuCode.NU3033):
+                raise BadPackageError(
+                    f"the package cannot be repository-signed by this feed: {exc.message}", code=exc.code
+                ) from exc
+            log.error("repository signing failed: %s", exc)
+            raise FeedError(
+                f"the feed could not repository-sign the package: {exc}", code=exc.code, status=503
+            ) from exc
+        path = service.config.staging_dir / f"{secrets.token_hex(16)}.signed.nupkg"
+        path.write_bytes(signed.data)
+        try:
+            submission.replace_package(path)
+        except FeedError:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            raise
+        primary = PrimarySignature.load(submission.require_archive().read_signature())
+        repo = primary if primary.type is SignatureType.REPOSITORY else primary.repository_countersignature()
+        assert repo is not None and repo.signer_certificate is not None
+        stamp = repo.timestamps[0] if repo.timestamps else None
+        _facts(submission).append(
+            SignatureFacts(
+                "repository",
+                "primary" if repo is primary else "countersignature",
+                repo.signer_certificate,
+                primary.certificates,
+                stamp.gen_time if stamp else None,
+                dotnet_name(stamp.signer_certificate.subject) if stamp and stamp.signer_certificate else "",
+            )
+        )
+
+    # ------------------------------------------------------------------------------------------ publish hook
+    def record_signatures(self, session: Session, row: Package, submission: Submission) -> None:
+        """In the publish transaction: one ``package_signatures`` row per signature, and the audit entries."""
+        now = submission.now
+        for fact in _facts(submission):
+            cert_row: Certificate = remember_certificate(session, fact.certificate, now=now, chain=fact.chain)
+            session.add(
+                PackageSignature(
+                    package_pk=row.pk,
+                    kind=fact.kind,
+                    placement=fact.placement,
+                    certificate_pk=cert_row.pk,
+                    timestamp_at=fact.timestamp_at,
+                    timestamp_authority=fact.timestamp_authority,
+                    status="valid",
+                )
+            )
+            audit.record(
+                session,
+                at=now,
+                actor=submission.principal.user_name if fact.kind == "author" else audit.FEED_ACTOR,
+                action="package.signature-accepted" if fact.kind == "author" else "package.repository-signed",
+                target=f"package:{row.id_lower}/{row.version_lower}",
+                placement=fact.placement,
+                fingerprint=certificate_fingerprint(fact.certificate),
+                subject=cert_row.subject,
+                timestamp=fact.timestamp_at,
+                timestamp_authority=fact.timestamp_authority,
+            )
+        session.flush()
+
+
+def install_signing(service: FeedService) -> SigningStages | None:
+    """Wire signing into ``service`` when its configuration enables it: the publish hook that records
+    signatures and the setup hook that publishes the repository certificates. Returns the stages (None when off).
+
+    Raises:
+        ConfigError: the signing configuration cannot be loaded (checked now, not at the first push).
+    """
+    if not service.config.signing.enabled:
+        return None
+    stages = SigningStages(service)
+    _ = stages.signing  # fail at start, not at the first push
+    service.publish_hooks.append(stages.record_signatures)
+    install_repository_signatures(service, stages.signing)
+    return stages
+
+
+def signing_pipeline(service: FeedService) -> PushPipeline:
+    """The default pipeline plus, with signing enabled, ``check_signatures`` and ``repository_sign``."""
+    stages = install_signing(service)
+    pipeline = default_pipeline(service)
+    if stages is None:
+        return pipeline
+    return pipeline.with_stages(stages.check_signatures, stages.repository_sign)

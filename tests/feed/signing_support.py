@@ -1,0 +1,249 @@
+"""Helpers for the feed's signing tests: a dev PKI with its responders on loopback, signed packages (also ones
+nuseal's signer refuses to make), TOTP codes, and `nuseal serve --signing` processes.
+
+TOTP codes are computed here with ``pyotp`` from the secret the feed handed out, independently of the feed's
+own checking code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pyotp
+from asn1crypto import cms, tsp
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from nuseal.devpki import DevPki, DevPkiServer, serve, timestamp_response
+from nuseal.hashalg import HashAlgorithm
+from nuseal.package import append_signature
+from nuseal.signature.attributes import SignatureType
+from nuseal.signature.builder import create_primary_signature
+from nuseal.signature.signer import FileSigner
+from nuseal.signing import SigningTrust, repository_sign_package, sign_package
+
+from .conftest import START_TIMEOUT, Feed, run_admin
+
+TIMESTAMP_TOKEN_OID = "1.2.840.113549.1.9.16.2.14"
+OTHER_REPOSITORY_URL = "https://other.example/v3/index.json"
+
+
+@dataclass
+class SigningPki:
+    """A dev PKI and its running TSA/OCSP/CRL responders."""
+
+    dev: DevPki
+    server: DevPkiServer
+
+    def signer(self, name: str = "author") -> FileSigner:
+        return FileSigner.from_pfx(self.dev.pfx_path(name), self.dev.pfx_password)
+
+    def trust(self) -> SigningTrust:
+        return SigningTrust.from_pem_files(self.dev.root_pem_path)
+
+    def sign(self, data: bytes, name: str = "author") -> bytes:
+        """Author-signed by nuseal's signer with the real dev TSA (every pre-sign check applied)."""
+        return sign_package(
+            data, self.signer(name), timestamper_url=self.dev.tsa_url, now=datetime.now(UTC), trust=self.trust()
+        ).data
+
+    def repository_sign(self, data: bytes, name: str = "repository", url: str = OTHER_REPOSITORY_URL) -> bytes:
+        return repository_sign_package(
+            data,
+            self.signer(name),
+            v3_service_index_url=url,
+            owners=["someone"],
+            timestamper_url=self.dev.tsa_url,
+            now=datetime.now(UTC),
+            trust=self.trust(),
+        ).data
+
+    def timestamper(self, *, gen_time: datetime | None = None, tsa: str = "tsa") -> Callable[[bytes], bytes]:
+        """Tokens made in-process by the dev TSA code (no client-side checks), optionally back-dated."""
+        key = self.dev.key(tsa)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        chain = self.dev.chain(tsa)
+
+        def stamp(value: bytes) -> bytes:
+            request = tsp.TimeStampReq({
+                "version": "v1",
+                "message_imprint": {
+                    "hash_algorithm": {"algorithm": "sha256"},
+                    "hashed_message": hashlib.sha256(value).digest(),
+                },
+                "nonce": 4242,
+                "cert_req": True,
+            }).dump()
+            reply = tsp.TimeStampResp.load(
+                timestamp_response(
+                    request, tsa_cert=chain[0], tsa_key=key, chain=chain, gen_time=gen_time or datetime.now(UTC)
+                )
+            )
+            return bytes(reply["time_stamp_token"].dump())
+
+        return stamp
+
+    def forced(
+        self,
+        data: bytes,
+        name: str,
+        *,
+        timestamped: bool = True,
+        gen_time: datetime | None = None,
+        signed_at: datetime | None = None,
+    ) -> bytes:
+        """Author-signed with certificate ``name`` bypassing the pre-sign checks (what a careless or hostile signer
+        makes: RSA-1024, wrong EKU, self-signed, expired, untrusted...)."""
+        when = signed_at or datetime.now(UTC)
+        der = create_primary_signature(
+            package_hash=HashAlgorithm.SHA256.digest(data),
+            hash_algorithm=HashAlgorithm.SHA256,
+            signer=self.signer(name),
+            signature_type=SignatureType.AUTHOR,
+            signing_time=when,
+            timestamper=self.timestamper(gen_time=gen_time) if timestamped else None,
+        )
+        return append_signature(data, der, when=when)
+
+
+def served_pki(directory: Path) -> Iterator[SigningPki]:
+    dev = DevPki.create(directory)
+    with serve(dev) as server:
+        yield SigningPki(dev, server)
+
+
+def with_second_timestamp(package: bytes, pki: SigningPki) -> bytes:
+    """The package with a second token added to the primary signer's signature-time-stamp attribute (unsigned
+    attributes are outside the signature, so everything else stays valid)."""
+    archive = zipfile.ZipFile(io.BytesIO(package))
+    info = cms.ContentInfo.load(archive.read(".signature.p7s"))
+    signer = info["content"]["signer_infos"][0]
+    token = cms.ContentInfo.load(pki.timestamper()(bytes(signer["signature"].native)))
+    for attr in signer["unsigned_attrs"]:
+        if attr["type"].dotted == TIMESTAMP_TOKEN_OID:
+            attr["values"] = cms.SetOfContentInfo([*attr["values"], token])
+    unsigned = _without_signature(package)
+    return append_signature(unsigned, info.dump(), when=datetime.now(UTC))
+
+
+def _without_signature(package: bytes) -> bytes:
+    from nuseal.package import PackageArchive  # noqa: PLC0415
+
+    return PackageArchive.from_bytes(package).without_signature()
+
+
+# ------------------------------------------------------------------------------------------------ TOTP
+def secret_from_uri(uri: str) -> str:
+    assert uri.startswith("otpauth://totp/"), uri
+    return parse_qs(urlsplit(uri).query)["secret"][0]
+
+
+def code(secret: str, *, steps_ahead: int = 0) -> str:
+    """The TOTP code of the current 30-second step (+ ``steps_ahead``), computed with pyotp."""
+    return pyotp.TOTP(secret).at(datetime.now(UTC) + timedelta(seconds=30 * steps_ahead))
+
+
+class Codes:
+    """Hands out codes of ever newer time steps (the feed refuses a step it already accepted)."""
+
+    def __init__(self, secret: str, first_step_used: bool = True) -> None:
+        self.secret = secret
+        self.next = 1 if first_step_used else 0
+
+    def fresh(self) -> str:
+        steps = self.next
+        self.next += 1
+        if steps > 1:  # the feed accepts one step ahead at most: wait for the clock instead
+            time.sleep(30 - time.time() % 30 + 0.5)
+            self.next = 2
+            steps = 1
+        return code(self.secret, steps_ahead=steps)
+
+
+def enable_2fa_cli(data_dir: Path, database_url: str | None, user: str) -> Codes:
+    """Enrol ``user`` with `nuseal admin enable-2fa` / `confirm-2fa`; returns a code source for later steps."""
+    uri = run_admin(data_dir, database_url, "enable-2fa", user).splitlines()[-1]
+    secret = secret_from_uri(uri)
+    run_admin(data_dir, database_url, "confirm-2fa", user, code(secret))
+    return Codes(secret)
+
+
+# ------------------------------------------------------------------------------------------------ servers
+def start_signing_feed(
+    data_dir: Path,
+    *args: str,
+    database_url: str | None = None,
+    users: tuple[str, ...] = ("alice", "bob"),
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+) -> Feed:
+    """`nuseal serve --signing ARGS...` on a free loopback port, with users (all-scopes key named after each)."""
+    keys = {}
+    for user in users:
+        run_admin(data_dir, database_url, "create-user", user)
+        keys[user] = run_admin(data_dir, database_url, "create-api-key", user)
+    cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data_dir), "--port", "0", "--workers", str(workers)]
+    cmd += ["--signing", *args]
+    if database_url:
+        cmd += ["--database", database_url]
+    with open(data_dir / "server.log", "wb") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env={**os.environ, **(env or {})}
+        )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + START_TIMEOUT
+    base_url = None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline().decode()
+        if not line:
+            break
+        m = re.search(r"nuseal feed on (http://\S+) ", line)
+        if m:
+            base_url = m.group(1)
+            break
+    if base_url is None:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        raise AssertionError("nuseal serve did not start: " + (data_dir / "server.log").read_text())
+    feed = Feed(data_dir, base_url, proc, database_url, keys)
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return feed
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    feed.stop()
+    raise AssertionError("nuseal serve did not answer /health: " + (data_dir / "server.log").read_text())
+
+
+def pki_feed_args(pki: SigningPki) -> list[str]:
+    """Serve options that make the feed trust ``pki``'s root and sign with its repository certificate."""
+    return [
+        "--trust-bundle",
+        str(pki.dev.root_pem_path),
+        "--repository-pfx",
+        str(pki.dev.pfx_path("repository")),
+        "--timestamper",
+        pki.dev.tsa_url,
+    ]
+
+
+def pki_feed_env(pki: SigningPki) -> dict[str, str]:
+    return {"NUSEAL_REPOSITORY_PFX_PASSWORD": pki.dev.pfx_password}
+
+
+def signature_entry(package: bytes) -> bytes:
+    return zipfile.ZipFile(io.BytesIO(package)).read(".signature.p7s")
