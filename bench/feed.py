@@ -56,6 +56,7 @@ def package(pid: str, version: str, payload: int = 0) -> bytes:
 
 def start_feed(data: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data), "--port", "0", "--workers", str(workers)]
+    cmd.append("--no-signing")  # the read and push paths of issue 4, without repository signing
     with open(data / "server.log", "wb") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     assert proc.stdout is not None

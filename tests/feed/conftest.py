@@ -143,24 +143,30 @@ def run_admin(data_dir: Path, database_url: str | None, *args: str) -> str:
 
 def start_feed(
     data_dir: Path,
-    *,
+    *serve_args: str,
     database_url: str | None = None,
     workers: int = 1,
     max_package_size: int | None = None,
     users: tuple[str, ...] = ("alice", "bob"),
+    signing: bool = False,
+    env: dict[str, str] | None = None,
 ) -> Feed:
-    """Create users (with an all-scopes key each, named after the user), then start the server."""
+    """Create users (with an all-scopes key each, named after the user), then start `nuseal serve` on a free
+    loopback port. ``signing=False`` (the issue-4 tests) passes ``--no-signing``: packages are stored as pushed."""
     keys = {}
     for user in users:
         run_admin(data_dir, database_url, "create-user", user)
         keys[user] = run_admin(data_dir, database_url, "create-api-key", user)
     cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data_dir), "--port", "0", "--workers", str(workers)]
+    cmd += ["--signing", *serve_args] if signing else ["--no-signing", *serve_args]
     if database_url:
         cmd += ["--database", database_url]
     if max_package_size:
         cmd += ["--max-package-size", str(max_package_size)]
     with open(data_dir / "server.log", "wb") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env={**os.environ, **(env or {})}
+        )
     assert proc.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT
     base_url = None

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import re
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -21,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pyotp
 from asn1crypto import cms, tsp
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -34,7 +29,7 @@ from nuseal.signature.builder import create_primary_signature
 from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
 
-from .conftest import START_TIMEOUT, Feed, run_admin
+from .conftest import Feed, run_admin, start_feed
 
 TIMESTAMP_TOKEN_OID = "1.2.840.113549.1.9.16.2.14"
 OTHER_REPOSITORY_URL = "https://other.example/v3/index.json"
@@ -190,43 +185,7 @@ def start_signing_feed(
     workers: int = 1,
 ) -> Feed:
     """`nuseal serve --signing ARGS...` on a free loopback port, with users (all-scopes key named after each)."""
-    keys = {}
-    for user in users:
-        run_admin(data_dir, database_url, "create-user", user)
-        keys[user] = run_admin(data_dir, database_url, "create-api-key", user)
-    cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data_dir), "--port", "0", "--workers", str(workers)]
-    cmd += ["--signing", *args]
-    if database_url:
-        cmd += ["--database", database_url]
-    with open(data_dir / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env={**os.environ, **(env or {})}
-        )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    base_url = None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode()
-        if not line:
-            break
-        m = re.search(r"nuseal feed on (http://\S+) ", line)
-        if m:
-            base_url = m.group(1)
-            break
-    if base_url is None:
-        proc.kill()
-        proc.wait()
-        proc.stdout.close()
-        raise AssertionError("nuseal serve did not start: " + (data_dir / "server.log").read_text())
-    feed = Feed(data_dir, base_url, proc, database_url, keys)
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                return feed
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    feed.stop()
-    raise AssertionError("nuseal serve did not answer /health: " + (data_dir / "server.log").read_text())
+    return start_feed(data_dir, *args, database_url=database_url, users=users, env=env, workers=workers, signing=True)
 
 
 def pki_feed_args(pki: SigningPki) -> list[str]:

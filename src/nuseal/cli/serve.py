@@ -74,9 +74,12 @@ def _absolute(path: str | None) -> str | None:
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.option(
     "--signing/--no-signing",
-    default=False,
+    default=True,
     show_default=True,
-    help="Enforce nuget.org's signing rules and repository-sign every accepted package (docs/feed.md, Signing).",
+    help=(
+        "Enforce nuget.org's signing rules and repository-sign every accepted package (docs/feed.md, Signing); "
+        "without a repository key the dev PKI and dev TSA in DATA/devpki are made and used."
+    ),
 )
 @click.option("--require-author-signature", is_flag=True, help="With --signing: refuse unsigned packages.")
 @click.option(
