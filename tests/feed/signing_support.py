@@ -206,3 +206,50 @@ def pki_feed_env(pki: SigningPki) -> dict[str, str]:
 
 def signature_entry(package: bytes) -> bytes:
     return zipfile.ZipFile(io.BytesIO(package)).read(".signature.p7s")
+
+
+# ------------------------------------------------------------------------------------------------ flow/rules tests
+def admin_result(data_dir: Path, database_url: str | None, *args: str) -> tuple[int, str]:
+    """`nuseal admin ARGS` in-process through the CLI's entry point (its error handling included): the exit code
+    and everything it printed (stdout and stderr)."""
+    import contextlib  # noqa: PLC0415
+
+    from nuseal.cli.main import main  # noqa: PLC0415
+
+    extra = ["--data", str(data_dir)] + (["--database", database_url] if database_url else [])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(["admin", *args, *extra])
+    return rc, out.getvalue() + err.getvalue()
+
+
+def stored_keys(feed: Feed, package_id: str) -> list[str]:
+    """Every stored file (flat container, registration documents, ...) whose key names ``package_id``."""
+    needle = f"/{package_id.lower()}/"
+    return [key for key in feed.snapshot() if needle in f"/{key}"]
+
+
+def assert_not_visible(feed: Feed, package_id: str, version: str) -> None:
+    """Nothing of ``package_id`` is stored or served: no flat-container entry, no registration, no search hit."""
+    assert stored_keys(feed, package_id) == []
+    lower, vlower = package_id.lower(), version.lower()
+    with feed.client() as c:
+        assert c.get(f"/v3/flatcontainer/{lower}/index.json").status_code == 404
+        assert c.get(f"/v3/flatcontainer/{lower}/{vlower}/{lower}.{vlower}.nupkg").status_code == 404
+        assert c.get(f"/v3/registration/{lower}/index.json").status_code == 404
+        hits = c.get("/v3/search", params={"q": f"packageid:{package_id}", "prerelease": "true"}).json()
+        assert hits["totalHits"] == 0, hits
+
+
+def download(feed: Feed, package_id: str, version: str) -> bytes:
+    """The .nupkg as the feed serves it from the flat container."""
+    lower, vlower = package_id.lower(), version.lower()
+    with feed.client() as c:
+        r = c.get(f"/v3/flatcontainer/{lower}/{vlower}/{lower}.{vlower}.nupkg")
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+def feed_index_url(feed: Feed) -> str:
+    """The V3 service index URL the feed writes into its repository signatures (https, as NuGet requires)."""
+    return "https" + feed.source.removeprefix("http")
