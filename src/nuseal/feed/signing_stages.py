@@ -15,11 +15,15 @@ implementation:
    earlier version was author-signed (``CheckForUnsignedPushAfterAuthorSignedAsync``);
 2. signed: the primary signature must be an author signature (repository and unknown primaries are refused, NU3000:
    ``OnlyAuthorSignaturesSupported``); the engine then checks integrity, exactly one valid timestamp, the signer and
-   TSA certificates (RSA >= 2048, EKUs, not self-issued, chaining to the feed's trust store, not revoked), and
-   an allow list of the owners' registered certificates (NU3034 with the registered fingerprints; a signed push
-   when no owner registered any is refused, as nuget.org's ``RejectSignedPackagesWithNoRegisteredCertificate``);
-3. both certificates must also be within their validity now (nuget.org's ``OnlineCertificateVerifier`` builds
-   chains at the current time): NU3037 for the signer, NU3028 for the TSA.
+   TSA certificates (RSA >= 2048, EKUs, chaining to the feed's trust store, not revoked), and an allow list of
+   the owners' registered certificates (NU3034 with the registered fingerprints; a signed push when no owner
+   registered any is refused, as nuget.org's ``RejectSignedPackagesWithNoRegisteredCertificate``);
+3. nuget.org's rules beyond the client verifier: the signer certificate is not self-issued (NU3018, even when the
+   trust store holds it), and both certificates are within their validity now (nuget.org's
+   ``OnlineCertificateVerifier`` builds chains at the current time): NU3037 for the signer, NU3028 for the TSA.
+
+A refusal lists every problem, the signature's own first (its code is the response's), the registered-certificate
+mismatch (NU3034) last.
 
 Unknown revocation is a warning, as on nuget.org. Warnings go back to the client in ``X-NuGet-Warning``.
 
@@ -54,7 +58,7 @@ from nuseal.feed.repository_signing import FeedSigning, feed_signing
 from nuseal.feed.service import FeedService
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signing import repository_sign_package
-from nuseal.trust import dotnet_name
+from nuseal.trust import dotnet_name, is_self_issued
 from nuseal.verify import (
     AllowList,
     AllowListEntry,
@@ -108,6 +112,59 @@ def _author_facts(primary: PrimarySignature) -> SignatureFacts:
         stamp.gen_time if stamp else None,
         dotnet_name(stamp.signer_certificate.subject) if stamp and stamp.signer_certificate else "",
     )
+
+
+def _feed_rule_problems(
+    primary: PrimarySignature, now: datetime, engine: list[tuple[NuCode | None, str]]
+) -> list[tuple[NuCode | None, str]]:
+    """The rules nuget.org applies beyond NuGet's client verifier (NUGET-SIGNING.md §5.2, ``Signed-Packages-
+    Reference.md``), given the engine's findings ``engine``:
+
+    * the signer certificate must not be self-issued (NU3018), even when the feed's trust store holds it;
+    * nuget.org's ``OnlineCertificateVerifier`` builds the chains at the current time, so the signer (NU3037) and
+      the TSA (NU3028) must be within their validity at submission even when the timestamp proves they were when
+      the package was signed. Not repeated when the engine already reported that certificate's expiry.
+    """
+    found: list[tuple[NuCode | None, str]] = []
+    cert = primary.signer_certificate
+    if cert is not None and is_self_issued(cert):
+        found.append((
+            NuCode.NU3018,
+            "The author primary signature's certificate is self-issued; packages signed with self-issued "
+            "certificates are refused.",
+        ))
+    if cert is not None and now >= cert.not_valid_after_utc and not any(c is NuCode.NU3037 for c, _ in engine):
+        found.append((
+            NuCode.NU3037,
+            f"The author primary signature's certificate expired on {cert.not_valid_after_utc.isoformat()}; "
+            "the feed requires it to be valid at submission.",
+        ))
+    stamp = primary.timestamps[0] if primary.timestamps else None
+    tsa = stamp.signer_certificate if stamp is not None else None
+    tsa_expiry_known = any(c is NuCode.NU3028 and "valid" in text.lower() for c, text in engine)
+    if tsa is not None and now >= tsa.not_valid_after_utc and not tsa_expiry_known:
+        found.append((
+            NuCode.NU3028,
+            f"The timestamping certificate expired on {tsa.not_valid_after_utc.isoformat()}; "
+            "the feed requires it to be valid at submission.",
+        ))
+    return found
+
+
+def _refusal(problems: list[tuple[NuCode | None, str]]) -> tuple[str, NuCode]:
+    """The refusal's message and code. The signature's own problems come first and give the code; the
+    registered-certificate mismatch (NU3034) comes last, as it is the one the other problems do not explain.
+    Repeated messages are shown once."""
+    if not problems:
+        problems = [(NuCode.NU3000, "the signature could not be verified")]
+    ordered = [p for p in problems if p[0] is not NuCode.NU3034] + [p for p in problems if p[0] is NuCode.NU3034]
+    seen: list[str] = []
+    for code, text in ordered:
+        line = f"{code.value}: {text}" if code is not None else text
+        if line not in seen:
+            seen.append(line)
+    first = next((c for c, _ in ordered if c is not None), NuCode.NU3000)
+    return "the package's signature does not meet this feed's rules: " + " | ".join(seen), first
 
 
 class SigningStages:
@@ -170,31 +227,12 @@ class SigningStages:
             )
         now = submission.now
         result = self._verifier(nuspec.id, registered).verify(archive, now=now)
-        problems = [str(i).removeprefix("error ") for i in result.errors]
-        if primary is not None and primary.signer_certificate is not None:
-            cert = primary.signer_certificate
-            if now >= cert.not_valid_after_utc:
-                problems.append(
-                    f"{NuCode.NU3037.value}: The author primary signature's certificate expired on "
-                    f"{cert.not_valid_after_utc.isoformat()}; the feed requires it to be valid at submission"
-                )
-            stamp = primary.timestamps[0] if primary.timestamps else None
-            if stamp is not None and stamp.signer_certificate is not None:
-                tsa = stamp.signer_certificate
-                if now >= tsa.not_valid_after_utc:
-                    problems.append(
-                        f"{NuCode.NU3028.value}: The timestamping certificate expired on "
-                        f"{tsa.not_valid_after_utc.isoformat()}; the feed requires it to be valid at submission"
-                    )
+        problems = [(i.code, i.message) for i in result.errors]
+        if primary is not None:
+            problems += _feed_rule_problems(primary, now, problems)
         if problems or not result.valid:
-            if not problems:
-                problems = ["the signature could not be verified"]
-            first = next((i.code for i in result.errors if i.code is not None), None)
-            if first is None:
-                first = NuCode.NU3037 if problems and problems[0].startswith("NU3037") else NuCode.NU3028
-            raise BadPackageError(
-                "the package's signature does not meet this feed's rules: " + " | ".join(problems), code=first
-            )
+            message, code = _refusal(problems)
+            raise BadPackageError(message, code=code)
         submission.warnings.extend(i.message for i in result.issues if i.level is Level.WARNING)
         assert primary is not None  # a valid result had a readable primary signature
         _facts(submission).append(_author_facts(primary))

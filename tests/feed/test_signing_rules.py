@@ -1,0 +1,210 @@
+"""nuget.org's submission rules in the feed's push pipeline (issue 5, ``../shared/NUGET-SIGNING.md`` §5.2), one
+rejected package per rule: each refusal carries NuGet's code, names the problem, and leaves nothing visible
+(no flat-container entry, no registration, no search hit, nothing stored).
+
+The feed trusts only the dev PKI's root (``--trust-bundle``) and refuses unsigned packages
+(``--require-author-signature``). Packages nuseal's own signer refuses to make (RSA-1024, wrong EKU,
+self-signed, untrusted, expired, revoked, no timestamp) are made with ``SigningPki.forced``. Where the rule's
+certificate can be registered at all (self-signed, untrusted, revoked), its owner has registered it, so the rule
+itself is what refuses the push; the others (RSA-1024, wrong EKU, expired: refused at registration) are pushed by
+an owner whose registered certificate is the valid ``author`` one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nuseal.hashalg import HashAlgorithm
+from nuseal.package import append_signature
+from nuseal.signature.attributes import SignatureType
+from nuseal.signature.builder import create_primary_signature
+
+from .conftest import Feed, make_package
+from .signing_support import (
+    SigningPki,
+    admin_result,
+    assert_not_visible,
+    download,
+    enable_2fa_cli,
+    pki_feed_args,
+    pki_feed_env,
+    served_pki,
+    start_signing_feed,
+    with_second_timestamp,
+)
+
+#: user -> the dev certificate they register (nora registers none).
+REGISTERED = {"alice": "author", "sam": "self-signed-signer", "uma": "untrusted-signer", "rita": "revoked-signer"}
+USERS = (*REGISTERED, "nora")
+
+
+def fingerprint(pki: SigningPki, name: str) -> str:
+    return hashlib.sha256(pki.dev.cert(name).public_bytes(Encoding.DER)).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SigningPki]:
+    yield from served_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def feed(tmp_path_factory: pytest.TempPathFactory, pki: SigningPki) -> Iterator[Feed]:
+    f = start_signing_feed(
+        tmp_path_factory.mktemp("feed"),
+        *pki_feed_args(pki),
+        "--require-author-signature",
+        env=pki_feed_env(pki),
+        users=USERS,
+    )
+    cer = f.data_dir / "cer"
+    cer.mkdir()
+    for user, name in REGISTERED.items():
+        codes = enable_2fa_cli(f.data_dir, None, user)
+        path = cer / f"{name}.cer"
+        path.write_bytes(pki.dev.cert(name).public_bytes(Encoding.DER))
+        rc, out = admin_result(f.data_dir, None, "register-certificate", user, str(path), "--totp", codes.fresh())
+        assert rc == 0, out
+    yield f
+    f.stop()
+
+
+def _refused(feed: Feed, data: bytes, user: str, package_id: str, version: str = "1.0.0") -> str:
+    r = feed.push(data, key=user)
+    assert r.status_code == 400, (r.status_code, r.text)
+    assert_not_visible(feed, package_id, version)
+    return r.text
+
+
+def _tsa_stamped_by(pki: SigningPki, data: bytes, tsa: str) -> bytes:
+    """Author-signed with ``author``, the timestamp token signed by dev certificate ``tsa``."""
+    now = datetime.now(UTC)
+    der = create_primary_signature(
+        package_hash=HashAlgorithm.SHA256.digest(data),
+        hash_algorithm=HashAlgorithm.SHA256,
+        signer=pki.signer("author"),
+        signature_type=SignatureType.AUTHOR,
+        signing_time=now,
+        timestamper=pki.timestamper(tsa=tsa),
+    )
+    return append_signature(data, der, when=now)
+
+
+Make = Callable[[SigningPki, bytes], bytes]
+
+# (rule, pushing user, how the package is made, NU code, words the refusal must contain)
+CASES: list[tuple[str, str, Make, str, str]] = [
+    (
+        "repository-primary",
+        "alice",
+        lambda p, d: p.repository_sign(d),
+        "NU3000",
+        "primary signature is a repository signature",
+    ),
+    ("no-timestamp", "alice", lambda p, d: p.forced(d, "author", timestamped=False), "NU3027", "timestamp"),
+    ("two-timestamps", "alice", lambda p, d: with_second_timestamp(p.sign(d), p), "NU3000", "timestamp"),
+    ("rsa-1024", "alice", lambda p, d: p.forced(d, "rsa1024-signer"), "NU3014", "minimum public key length"),
+    ("self-issued", "sam", lambda p, d: p.forced(d, "self-signed-signer"), "NU3018", ""),
+    ("untrusted-root", "uma", lambda p, d: p.forced(d, "untrusted-signer"), "NU3018", ""),
+    ("wrong-eku", "alice", lambda p, d: p.forced(d, "no-eku-signer"), "NU3012", "invalid policy"),
+    ("expired", "alice", lambda p, d: p.forced(d, "expired-signer"), "NU3037", "expired"),
+    (
+        "expired-since-signing",
+        "alice",
+        lambda p, d: p.forced(
+            d,
+            "expired-signer",
+            signed_at=p.dev.cert("expired-signer").not_valid_after_utc - timedelta(days=30),
+            gen_time=p.dev.cert("expired-signer").not_valid_after_utc - timedelta(days=30),
+        ),
+        "NU3037",
+        "valid at submission",
+    ),
+    (
+        "tsa-without-timestamping-eku",
+        "alice",
+        lambda p, d: _tsa_stamped_by(p, d, "tsa-no-eku"),
+        "NU3028",
+        "invalid policy",
+    ),
+]
+
+
+@pytest.mark.parametrize(("rule", "user", "make", "nu_code", "words"), CASES, ids=[c[0] for c in CASES])
+def test_submission_rule(
+    feed: Feed, pki: SigningPki, rule: str, user: str, make: Make, nu_code: str, words: str
+) -> None:
+    package_id = f"Rule.{rule.title().replace('-', '')}"
+    data = make(pki, make_package(package_id, "1.0.0"))
+    text = _refused(feed, data, user, package_id)
+    assert text.startswith(f"{nu_code}: "), text
+    assert words in text, text
+
+
+def test_self_issued_refused_even_when_the_trust_store_holds_it(
+    pki: SigningPki, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """nuget.org refuses self-issued signers ("Packages signed with self-issued certificates are rejected"); a feed
+    whose administrator put the certificate into the trust bundle refuses them too, with the reason."""
+    data_dir = tmp_path_factory.mktemp("trusting-feed")
+    bundle = data_dir / "roots.pem"
+    bundle.write_bytes(pki.dev.root_pem_path.read_bytes() + pki.dev.cert_path("self-signed-signer").read_bytes())
+    args = pki_feed_args(pki)
+    args[args.index("--trust-bundle") + 1] = str(bundle)
+    f = start_signing_feed(data_dir, *args, env=pki_feed_env(pki), users=("sam",))
+    try:
+        codes = enable_2fa_cli(f.data_dir, None, "sam")
+        cer = data_dir / "self.cer"
+        cer.write_bytes(pki.dev.cert("self-signed-signer").public_bytes(Encoding.DER))
+        rc, out = admin_result(f.data_dir, None, "register-certificate", "sam", str(cer), "--totp", codes.fresh())
+        assert rc == 0, out
+        text = _refused(
+            f, pki.forced(make_package("Rule.SelfTrusted", "1.0.0"), "self-signed-signer"), "sam", "Rule.SelfTrusted"
+        )
+        assert text.startswith("NU3018: ") and "self-issued" in text and "NU3034" not in text, text
+    finally:
+        f.stop()
+
+
+def test_revoked_signer(feed: Feed, pki: SigningPki) -> None:
+    """rita's registered certificate is revoked in the dev OCSP responder and CRL before she pushes."""
+    package_id = "Rule.Revoked"
+    data = pki.forced(make_package(package_id, "1.0.0"), "revoked-signer")
+    pki.server.revoke("revoked-signer", at=datetime.now(UTC) - timedelta(hours=1))
+    try:
+        text = _refused(feed, data, "rita", package_id)
+    finally:
+        pki.server.unrevoke("revoked-signer")
+    assert text.startswith("NU3012: ") and "revoked" in text.lower(), text
+
+
+def test_valid_signatures_of_each_registered_owner_pass(feed: Feed, pki: SigningPki) -> None:
+    """The control: the same feed accepts alice's package signed with her registered, valid certificate and
+    serves it repository-countersigned, so the refusals above are the rules' doing."""
+    r = feed.push(pki.sign(make_package("Rule.Control", "1.0.0")))
+    assert r.status_code == 201, r.text
+    assert download(feed, "Rule.Control", "1.0.0")
+
+
+def test_unsigned_refused_with_require_author_signature(feed: Feed) -> None:
+    text = _refused(feed, make_package("Rule.Unsigned", "1.0.0"), "nora", "Rule.Unsigned")
+    assert text.startswith("NU3004: ") and "only author-signed" in text, text
+
+
+def test_signed_push_without_any_registered_certificate_says_what_to_do(feed: Feed, pki: SigningPki) -> None:
+    """nuget.org's ``RejectSignedPackagesWithNoRegisteredCertificate``: nora registered nothing."""
+    text = _refused(feed, pki.sign(make_package("Rule.Nobody", "1.0.0")), "nora", "Rule.Nobody")
+    assert text.startswith("NU3034: "), text
+    assert "No owner of Rule.Nobody has registered a signing certificate" in text
+    assert "register-certificate" in text and "account page" in text
+
+
+def test_refusal_names_the_registered_fingerprints(feed: Feed, pki: SigningPki) -> None:
+    """sam's id refuses a package signed with alice's (valid) certificate, naming sam's fingerprint only."""
+    text = _refused(feed, pki.sign(make_package("Rule.Foreign", "1.0.0")), "sam", "Rule.Foreign")
+    assert text.startswith("NU3034: "), text
+    assert fingerprint(pki, "self-signed-signer") in text and fingerprint(pki, "author") not in text
