@@ -21,19 +21,23 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.hashalg import HashAlgorithm
 from nuseal.package import append_signature
+from nuseal.signature import PrimarySignature
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 
 from .conftest import Feed, make_package
 from .signing_support import (
+    OTHER_REPOSITORY_URL,
     SigningPki,
     admin_result,
     assert_not_visible,
     download,
     enable_2fa_cli,
+    feed_index_url,
     pki_feed_args,
     pki_feed_env,
     served_pki,
+    signature_entry,
     start_signing_feed,
     with_second_timestamp,
 )
@@ -208,3 +212,40 @@ def test_refusal_names_the_registered_fingerprints(feed: Feed, pki: SigningPki) 
     text = _refused(feed, pki.sign(make_package("Rule.Foreign", "1.0.0")), "sam", "Rule.Foreign")
     assert text.startswith("NU3034: "), text
     assert fingerprint(pki, "self-signed-signer") in text and fingerprint(pki, "author") not in text
+
+
+def test_foreign_repository_countersignature_is_replaced_by_the_feeds(feed: Feed, pki: SigningPki) -> None:
+    """An author-signed package countersigned by another repository (a package downloaded from nuget.org, say)
+    keeps its author signature; the other repository's countersignature is removed and the feed's added, as
+    nuget.org strips repository signatures that are not its own (NUGET-SIGNING.md §5.2)."""
+    author = pki.sign(make_package("Rule.Mirrored", "1.0.0"))
+    other = pki.repository_sign(author, "repository", OTHER_REPOSITORY_URL)
+    assert PrimarySignature.load(signature_entry(other)).repository_countersignature() is not None
+    r = feed.push(other)
+    assert r.status_code == 201, r.text
+    assert OTHER_REPOSITORY_URL in r.headers["X-NuGet-Warning"], r.headers
+    served = PrimarySignature.load(signature_entry(download(feed, "Rule.Mirrored", "1.0.0")))
+    assert served.type is SignatureType.AUTHOR
+    assert served.signature_value == PrimarySignature.load(signature_entry(author)).signature_value
+    assert len(served.countersignatures) == 1
+    repo = served.repository_countersignature()
+    assert repo is not None and repo.package_owners == ("alice",)
+    assert repo.v3_service_index_url == feed_index_url(feed)
+
+
+@pytest.mark.oracle
+def test_nugets_verifier_accepts_the_replaced_countersignature(feed: Feed, pki: SigningPki) -> None:
+    from support import oracle  # noqa: PLC0415 - tests/support/oracle.py
+
+    author = pki.sign(make_package("Rule.MirroredOracle", "1.0.0"))
+    r = feed.push(pki.repository_sign(author, "repository", OTHER_REPOSITORY_URL))
+    assert r.status_code == 201, r.text
+    served = download(feed, "Rule.MirroredOracle", "1.0.0")
+    root = pki.dev.root_pem_path
+    report = oracle.verify(served, trust_bundle=root, timestamp_bundle=root)
+    assert report.fatal is None and report.integrity == "ok", (report.fatal, report.integrity_error)
+    for policy in ("requireMode", "verifyCommand"):
+        verdict = report.policy(policy)
+        assert verdict.is_valid and not verdict.error_codes, (policy, verdict.codes, verdict.messages)
+    assert report.countersignature is not None
+    assert report.countersignature.v3_service_index_url == feed_index_url(feed)

@@ -41,6 +41,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
+from asn1crypto import cms, core
 from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -56,7 +57,8 @@ from nuseal.feed.pipeline import PushPipeline, Submission, default_pipeline
 from nuseal.feed.repository_signatures import install_repository_signatures
 from nuseal.feed.repository_signing import FeedSigning, feed_signing
 from nuseal.feed.service import FeedService
-from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.package import PackageArchive, append_signature
+from nuseal.signature import PrimarySignature, SignatureType, oids
 from nuseal.signing import repository_sign_package
 from nuseal.trust import dotnet_name, is_self_issued
 from nuseal.verify import (
@@ -128,26 +130,32 @@ def _feed_rule_problems(
     found: list[tuple[NuCode | None, str]] = []
     cert = primary.signer_certificate
     if cert is not None and is_self_issued(cert):
-        found.append((
-            NuCode.NU3018,
-            "The author primary signature's certificate is self-issued; packages signed with self-issued "
-            "certificates are refused.",
-        ))
+        found.append(
+            (
+                NuCode.NU3018,
+                "The author primary signature's certificate is self-issued; packages signed with self-issued "
+                "certificates are refused.",
+            )
+        )
     if cert is not None and now >= cert.not_valid_after_utc and not any(c is NuCode.NU3037 for c, _ in engine):
-        found.append((
-            NuCode.NU3037,
-            f"The author primary signature's certificate expired on {cert.not_valid_after_utc.isoformat()}; "
-            "the feed requires it to be valid at submission.",
-        ))
+        found.append(
+            (
+                NuCode.NU3037,
+                f"The author primary signature's certificate expired on {cert.not_valid_after_utc.isoformat()}; "
+                "the feed requires it to be valid at submission.",
+            )
+        )
     stamp = primary.timestamps[0] if primary.timestamps else None
     tsa = stamp.signer_certificate if stamp is not None else None
     tsa_expiry_known = any(c is NuCode.NU3028 and "valid" in text.lower() for c, text in engine)
     if tsa is not None and now >= tsa.not_valid_after_utc and not tsa_expiry_known:
-        found.append((
-            NuCode.NU3028,
-            f"The timestamping certificate expired on {tsa.not_valid_after_utc.isoformat()}; "
-            "the feed requires it to be valid at submission.",
-        ))
+        found.append(
+            (
+                NuCode.NU3028,
+                f"The timestamping certificate expired on {tsa.not_valid_after_utc.isoformat()}; "
+                "the feed requires it to be valid at submission.",
+            )
+        )
     return found
 
 
@@ -165,6 +173,42 @@ def _refusal(problems: list[tuple[NuCode | None, str]]) -> tuple[str, NuCode]:
             seen.append(line)
     first = next((c for c, _ in ordered if c is not None), NuCode.NU3000)
     return "the package's signature does not meet this feed's rules: " + " | ".join(seen), first
+
+
+def _without_repository_countersignatures(data: bytes, now: datetime) -> tuple[bytes, list[str]]:
+    """``data`` without the repository countersignatures of its author signature, and the V3 service index URLs
+    they named (nothing changes for an unsigned or repository-primary package, or one without any).
+
+    nuget.org strips repository signatures that are not its own before adding its own (NuGetGallery
+    ``SignatureValidator.RemoveRepositorySignaturesAsync``, NUGET-SIGNING.md §5.2); the feed strips every one, its
+    own included, since it signs again with the id's current owners. Only the countersignature values go: the
+    author's SignerInfo, signed attributes, timestamp and certificate set keep their bytes (asn1crypto re-encodes
+    only the changed unsigned-attribute set and its parents' headers), so the author signature stays valid.
+
+    Raises:
+        PackageFormatError, SignatureFormatError: the package or its signature cannot be read.
+    """
+    archive = PackageArchive.from_bytes(data)
+    if not archive.is_signed:
+        return data, []
+    der = archive.read_signature()
+    primary = PrimarySignature.load(der)
+    if primary.type is not SignatureType.AUTHOR or not primary.countersignatures:
+        return data, []
+    values = {c.signature_value for c in primary.countersignatures}
+    urls = [c.v3_service_index_url or "(no URL)" for c in primary.countersignatures]
+    info = cms.ContentInfo.load(der)
+    signer = info["content"]["signer_infos"][0]
+    kept = []
+    for attr in signer["unsigned_attrs"]:
+        if attr["type"].dotted == oids.COUNTERSIGNATURE:
+            remaining = [v for v in attr["values"] if bytes(v["signature"].contents) not in values]
+            if not remaining:
+                continue
+            attr["values"] = cms.SetOfAny([v.dump() for v in remaining])
+        kept.append(attr)
+    signer["unsigned_attrs"] = cms.CMSAttributes(kept) if kept else core.Void()
+    return append_signature(archive.without_signature(), info.dump(), when=now), urls
 
 
 class SigningStages:
@@ -283,7 +327,14 @@ class SigningStages:
                 owners = [user.name] if user is not None else [submission.principal.user_name]
         owners = sorted(owners, key=str.lower)
         signing = self.signing
-        data = submission.package_path.read_bytes()
+        try:
+            data, removed = _without_repository_countersignatures(submission.package_path.read_bytes(), submission.now)
+        except (PackageFormatError, SignatureFormatError) as exc:  # read and verified before: not expected
+            raise BadPackageError(f"the package's signature cannot be read: {exc}", code=exc.code) from exc
+        if removed:
+            submission.warnings.append(
+                "the repository countersignature of " + ", ".join(removed) + " was removed; this feed adds its own"
+            )
         try:
             signed = repository_sign_package(
                 data,
