@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -206,6 +206,7 @@ def test_pushes_are_decided_by_the_owners_registered_certificates(
     r = feed.push(make_package(pid, "3.0.0"), key="bob")
     assert r.status_code == 400 and r.text.startswith("NU3004: ") and alice_fp in r.text and bob_fp in r.text
     assert "3.0.0" not in download_index(feed, pid)
+    assert list((feed.data_dir / "staging").iterdir()) == []
 
 
 def download_index(feed: Feed, package_id: str) -> list[str]:
@@ -409,3 +410,41 @@ def test_signing_flow_on_postgresql(pg_cluster: PgCluster, pki: SigningPki, tmp_
         assert primary_of(download(f, "Pg.Plain", "1.0.0")).type is SignatureType.REPOSITORY
     finally:
         f.stop()
+
+
+# ------------------------------------------------------------------------------------------------ signing failures
+def _dead_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_nothing_is_published_when_the_feed_cannot_repository_sign(pki: SigningPki, tmp_path: Path) -> None:
+    """The TSA is unreachable, then the repository certificate is revoked: the push fails with 503 (the feed's
+    problem, not the package's), nothing becomes visible and nothing is left in staging."""
+    args = pki_feed_args(pki)
+    args[args.index("--timestamper") + 1] = f"http://127.0.0.1:{_dead_port()}/tsa"
+    f = start_signing_feed(tmp_path / "no-tsa", *args, env=pki_feed_env(pki), users=("dave",))
+    try:
+        r = f.push(make_package("Flow.NoTsa", "1.0.0"), key="dave")
+        assert r.status_code == 503, r.text
+        assert "could not repository-sign" in r.text
+        assert_not_visible(f, "Flow.NoTsa", "1.0.0")
+        assert list((f.data_dir / "staging").iterdir()) == []
+    finally:
+        f.stop()
+    pki.server.revoke("repository", at=datetime.now(UTC) - timedelta(hours=1))
+    try:
+        f = start_signing_feed(tmp_path / "revoked", *pki_feed_args(pki), env=pki_feed_env(pki), users=("dave",))
+        try:
+            r = f.push(make_package("Flow.Revoked", "1.0.0"), key="dave")
+            assert r.status_code == 503, r.text
+            assert "revoked" in r.text.lower(), r.text
+            assert_not_visible(f, "Flow.Revoked", "1.0.0")
+            assert list((f.data_dir / "staging").iterdir()) == []
+        finally:
+            f.stop()
+    finally:
+        pki.server.unrevoke("repository")

@@ -28,9 +28,12 @@ mismatch (NU3034) last.
 Unknown revocation is a warning, as on nuget.org. Warnings go back to the client in ``X-NuGet-Warning``.
 
 ``repository_sign`` writes the feed's repository primary signature on an unsigned package and a repository
-countersignature on an author-signed one (:func:`nuseal.signing.repository_sign_package`), with the feed's
-V3 service index URL and the id's owners sorted case-insensitively (NuGetGallery ``ScanAndSignProcessor``),
-timestamped by the configured TSA, then swaps the bytes in with :meth:`Submission.replace_package`.
+countersignature on an author-signed one (replacing any repository countersignature it carried, as nuget.org
+strips repository signatures that are not its own, with a warning) with
+:func:`nuseal.signing.repository_sign_package`, the feed's V3 service index URL and the id's owners sorted
+case-insensitively (NuGetGallery ``ScanAndSignProcessor``), timestamped by the configured TSA, then swaps the
+bytes in with :meth:`Submission.replace_package`. When it cannot sign (TSA down, repository key or certificate
+unusable or revoked) the push fails with 503 and nothing is published.
 """
 
 from __future__ import annotations
