@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from asn1crypto import core
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.hashalg import HashAlgorithm
-from nuseal.package import append_signature
-from nuseal.signature import PrimarySignature
+from nuseal.package import PackageArchive, append_signature
+from nuseal.signature import PrimarySignature, oids
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 
@@ -249,3 +250,22 @@ def test_nugets_verifier_accepts_the_replaced_countersignature(feed: Feed, pki: 
         assert verdict.is_valid and not verdict.error_codes, (policy, verdict.codes, verdict.messages)
     assert report.countersignature is not None
     assert report.countersignature.v3_service_index_url == feed_index_url(feed)
+
+
+def test_author_countersignature(feed: Feed, pki: SigningPki) -> None:
+    """nuget.org's ``AuthorCounterSignaturesNotSupported``: a countersignature whose commitment type is
+    proof-of-origin (author). Made from a repository countersignature by swapping the commitment-type OID (same
+    length); the author signature itself is untouched (unsigned attributes are outside it)."""
+    author = pki.sign(make_package("Rule.AuthorCountersigned", "1.0.0"))
+    countersigned = pki.repository_sign(author, "repository", OTHER_REPOSITORY_URL)
+    der = signature_entry(countersigned)
+    receipt, origin = (core.ObjectIdentifier(oid).dump() for oid in (oids.PROOF_OF_RECEIPT, oids.PROOF_OF_ORIGIN))
+    assert der.count(receipt) == 1
+    forged = append_signature(
+        PackageArchive.from_bytes(countersigned).without_signature(),
+        der.replace(receipt, origin),
+        when=datetime.now(UTC),
+    )
+    assert PrimarySignature.load(signature_entry(forged)).countersignatures == ()
+    text = _refused(feed, forged, "alice", "Rule.AuthorCountersigned")
+    assert text.startswith("NU3000: ") and "author countersignatures" in text, text

@@ -14,10 +14,11 @@ implementation:
    (``IsSigningRequired``), or when ``require_author_signature`` is set (NU3004); accepted with a warning when an
    earlier version was author-signed (``CheckForUnsignedPushAfterAuthorSignedAsync``);
 2. signed: the primary signature must be an author signature (repository and unknown primaries are refused, NU3000:
-   ``OnlyAuthorSignaturesSupported``); the engine then checks integrity, exactly one valid timestamp, the signer and
-   TSA certificates (RSA >= 2048, EKUs, chaining to the feed's trust store, not revoked), and an allow list of
-   the owners' registered certificates (NU3034 with the registered fingerprints; a signed push when no owner
-   registered any is refused, as nuget.org's ``RejectSignedPackagesWithNoRegisteredCertificate``);
+   ``OnlyAuthorSignaturesSupported``), and countersignatures other than repository ones are refused (NU3000:
+   ``AuthorCounterSignaturesNotSupported``); the engine then checks integrity, exactly one valid timestamp, the
+   signer and TSA certificates (RSA >= 2048, EKUs, chaining to the feed's trust store, not revoked), and an allow
+   list of the owners' registered certificates (NU3034 with the registered fingerprints; a signed push when no
+   owner registered any is refused, as nuget.org's ``RejectSignedPackagesWithNoRegisteredCertificate``);
 3. nuget.org's rules beyond the client verifier: the signer certificate is not self-issued (NU3018, even when the
    trust store holds it), and both certificates are within their validity now (nuget.org's
    ``OnlineCertificateVerifier`` builds chains at the current time): NU3037 for the signer, NU3028 for the TSA.
@@ -150,7 +151,7 @@ def _feed_rule_problems(
         )
     stamp = primary.timestamps[0] if primary.timestamps else None
     tsa = stamp.signer_certificate if stamp is not None else None
-    tsa_expiry_known = any(c is NuCode.NU3028 and "valid" in text.lower() for c, text in engine)
+    tsa_expiry_known = any(c is NuCode.NU3028 and "expired" in text.lower() for c, text in engine)
     if tsa is not None and now >= tsa.not_valid_after_utc and not tsa_expiry_known:
         found.append(
             (
@@ -176,6 +177,15 @@ def _refusal(problems: list[tuple[NuCode | None, str]]) -> tuple[str, NuCode]:
             seen.append(line)
     first = next((c for c, _ in ordered if c is not None), NuCode.NU3000)
     return "the package's signature does not meet this feed's rules: " + " | ".join(seen), first
+
+
+def _countersignature_count(der: bytes) -> int:
+    """Values of the primary signer's countersignature attributes, of any type (nuget.org refuses any that is not
+    a repository countersignature: NuGetGallery ``SignatureValidator``, ``AuthorCounterSignaturesNotSupported``)."""
+    attrs = cms.ContentInfo.load(der)["content"]["signer_infos"][0]["unsigned_attrs"]
+    if isinstance(attrs, core.Void):
+        return 0
+    return sum(len(a["values"]) for a in attrs if a["type"].dotted == oids.COUNTERSIGNATURE)
 
 
 def _without_repository_countersignatures(data: bytes, now: datetime) -> tuple[bytes, list[str]]:
@@ -270,6 +280,12 @@ class SigningStages:
             raise BadPackageError(
                 f"the package's primary signature is a {primary.type.value.lower()} signature; this feed accepts only "
                 "author-signed (or unsigned) packages and adds its own repository signature",
+                code=NuCode.NU3000,
+            )
+        if primary is not None and _countersignature_count(primary.der) > len(primary.countersignatures):
+            raise BadPackageError(
+                "the package's author signature has a countersignature that is not a (readable) repository "
+                "countersignature; this feed does not accept author countersignatures",
                 code=NuCode.NU3000,
             )
         now = submission.now
