@@ -330,6 +330,16 @@ def test_nugets_verifier_accepts_what_the_feed_serves(
 
 
 # ------------------------------------------------------------------------------------------------ warnings
+def test_package_too_large_to_sign_without_zip64_is_refused_as_the_packages_problem(feed: Feed) -> None:
+    """65534 entries (+ the signature would need ZIP64): NuGet cannot sign it (NU3039), so the feed cannot give it
+    its repository signature. That is the package's problem (400 with NuGet's code), not the feed's (503)."""
+    files = {f"content/{i:05}": b"" for i in range(0xFFFE - 4)}  # + the 4 entries of make_package
+    data = make_package("Flow.Crowded", "1.0.0", files=files)
+    r = feed.push(data, key="dave")
+    assert r.status_code == 400 and r.text.startswith("NU3039: "), r.text
+    assert_not_visible(feed, "Flow.Crowded", "1.0.0")
+
+
 def test_unsigned_version_after_author_signed_ones_is_accepted_with_a_warning(
     feed: Feed, pki: SigningPki, codes: dict[str, Codes]
 ) -> None:
