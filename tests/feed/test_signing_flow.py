@@ -24,7 +24,7 @@ from nuseal.cli.main import main
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 
-from .conftest import Feed, PgCluster, make_package
+from .conftest import Feed, PgCluster, make_package, start_feed
 from .signing_support import (
     Codes,
     SigningPki,
@@ -458,3 +458,36 @@ def test_nothing_is_published_when_the_feed_cannot_repository_sign(pki: SigningP
             f.stop()
     finally:
         pki.server.unrevoke("repository")
+
+
+def test_repository_signatures_after_signing_was_turned_on(pki: SigningPki, tmp_path: Path) -> None:
+    """Versions published by a plain feed are not repository-signed, so ``allRepositorySigned`` is false once the
+    same data is served with signing; restarts list the repository certificate once."""
+    data_dir = tmp_path / "feed"
+    plain = start_feed(data_dir, users=("dave",))
+    try:
+        assert plain.push(make_package("Flow.Old", "1.0.0"), key="dave").status_code == 201
+    finally:
+        plain.stop()
+    for _ in range(2):
+        f = start_signing_feed(
+            data_dir,
+            *pki_feed_args(pki),
+            "--advertise-repository-signatures",
+            "always",
+            env=pki_feed_env(pki),
+            users=(),
+        )
+        try:
+            with f.client() as c:
+                index = c.get("/v3/index.json").json()
+                url = next(r["@id"] for r in index["resources"] if r["@type"] == "RepositorySignatures/5.0.0")
+                doc = c.get(url).json()
+            assert doc["allRepositorySigned"] is False
+            assert [e["fingerprints"] for e in doc["signingCertificates"]] == [
+                {"2.16.840.1.101.3.4.2.1": fingerprint(pki, "repository")}
+            ]
+            old = download(f, "Flow.Old", "1.0.0")
+            assert not PackageArchive.from_bytes(old).is_signed  # served as it was published
+        finally:
+            f.stop()

@@ -192,7 +192,12 @@ def test_valid_signatures_of_each_registered_owner_pass(feed: Feed, pki: Signing
     serves it repository-countersigned, so the refusals above are the rules' doing."""
     r = feed.push(pki.sign(make_package("Rule.Control", "1.0.0")))
     assert r.status_code == 201, r.text
-    assert download(feed, "Rule.Control", "1.0.0")
+    served = PrimarySignature.load(signature_entry(download(feed, "Rule.Control", "1.0.0")))
+    assert served.type is SignatureType.AUTHOR and served.repository_countersignature() is not None
+    # --advertise-repository-signatures auto on an http base URL: not listed (NuGet requires https for it)
+    with feed.client() as c:
+        types = {r["@type"] for r in c.get("/v3/index.json").json()["resources"]}
+    assert not any(t.startswith("RepositorySignatures") for t in types), types
 
 
 def test_unsigned_refused_with_require_author_signature(feed: Feed) -> None:
