@@ -274,3 +274,34 @@ def test_author_countersignature(feed: Feed, pki: SigningPki) -> None:
     assert PrimarySignature.load(signature_entry(forged)).countersignatures == ()
     text = _refused(feed, forged, "alice", "Rule.AuthorCountersigned")
     assert text.startswith("NU3000: ") and "author countersignatures" in text, text
+
+
+def test_unknown_revocation_is_a_warning(pki: SigningPki, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A second dev PKI whose OCSP/CRL responders are not running: the revocation status of the author and TSA
+    certificates cannot be found, which nuget.org (and the feed) reports as a warning, not a refusal."""
+    from nuseal.devpki import DevPki  # noqa: PLC0415
+
+    offline = SigningPki(DevPki.create(tmp_path_factory.mktemp("offline-pki")), pki.server)  # never served
+    data_dir = tmp_path_factory.mktemp("offline-feed")
+    bundle = data_dir / "roots.pem"
+    bundle.write_bytes(pki.dev.root_pem_path.read_bytes() + offline.dev.root_pem_path.read_bytes())
+    args = pki_feed_args(pki)
+    args[args.index("--trust-bundle") + 1] = str(bundle)
+    f = start_signing_feed(data_dir, *args, env=pki_feed_env(pki), users=("olga",))
+    try:
+        codes = enable_2fa_cli(f.data_dir, None, "olga")
+        cer = data_dir / "author.cer"
+        cer.write_bytes(offline.dev.cert("author").public_bytes(Encoding.DER))
+        rc, out = admin_result(f.data_dir, None, "register-certificate", "olga", str(cer), "--totp", codes.fresh())
+        assert rc == 0, out
+        r = f.push(offline.forced(make_package("Rule.Offline", "1.0.0"), "author"), key="olga")
+        assert r.status_code == 201, r.text
+        warning = r.headers["X-NuGet-Warning"]
+        assert "NU3018: The author primary signature found a chain building issue" in warning, warning
+        assert "revocation server could not be reached" in warning, warning
+        assert "warning: NU3018: " in r.text and "warning: NU3028: " in r.text, r.text  # the TSA's status too
+        served = PrimarySignature.load(signature_entry(download(f, "Rule.Offline", "1.0.0")))
+        assert served.signer_certificate == offline.dev.cert("author")
+        assert served.repository_countersignature() is not None
+    finally:
+        f.stop()

@@ -26,7 +26,8 @@ implementation:
 A refusal lists every problem, the signature's own first (its code is the response's), the registered-certificate
 mismatch (NU3034) last.
 
-Unknown revocation is a warning, as on nuget.org. Warnings go back to the client in ``X-NuGet-Warning``.
+Unknown revocation is a warning, as on nuget.org. Warnings (with their NU codes) go back to the client in
+``X-NuGet-Warning`` and the response body.
 
 ``repository_sign`` writes the feed's repository primary signature on an unsigned package and a repository
 countersignature on an author-signed one (replacing any repository countersignature it carried, as nuget.org
@@ -299,7 +300,9 @@ class SigningStages:
         if problems or not result.valid:
             message, code = _refusal(problems)
             raise BadPackageError(message, code=code)
-        submission.warnings.extend(i.message for i in result.issues if i.level is Level.WARNING)
+        submission.warnings.extend(
+            f"{i.code.value}: {i.message}" if i.code else i.message for i in result.issues if i.level is Level.WARNING
+        )
         assert primary is not None  # a valid result had a readable primary signature
         _facts(submission).append(_author_facts(primary))
 
