@@ -129,9 +129,6 @@ def test_register_certificate_cli_needs_a_fresh_totp_code(
     stale = code(secret, steps_ahead=-3)
     rc, out = admin_result(feed.data_dir, None, "register-certificate", "carol", str(path), "--totp", stale)
     assert rc != 0 and "wrong or expired" in out, out
-    replayed = code(secret)  # the step the enrolment used
-    rc, out = admin_result(feed.data_dir, None, "register-certificate", "carol", str(path), "--totp", replayed)
-    assert rc != 0 and "already used" in out, out
     rc, out = admin_result(feed.data_dir, None, "list-certificates", "carol", "--json")
     assert rc == 0 and fingerprint(pki, "author") not in out
     rc, out = admin_result(feed.data_dir, None, "register-certificate", "dave", str(path), "--totp", "123456")
@@ -141,15 +138,24 @@ def test_register_certificate_cli_needs_a_fresh_totp_code(
     assert rc == 0 and fingerprint(pki, "author") in out, out
     rc, out = admin_result(feed.data_dir, None, "register-certificate", "carol", str(path), "--totp", fresh)
     assert rc != 0 and "already used" in out, out  # the same code twice
+    older = code(secret)  # the current step: not after the one just used (fresh() used the next step)
+    rc, out = admin_result(feed.data_dir, None, "register-certificate", "carol", str(path), "--totp", older)
+    assert rc != 0 and "already used" in out, out
     rc, out = admin_result(feed.data_dir, None, "list-certificates", "carol", "--json")
     assert rc == 0 and fingerprint(pki, "author") in out
 
 
-def test_register_certificate_api_needs_a_fresh_totp_code(feed: Feed, pki: SigningPki, bob_fp: str) -> None:
+def test_register_certificate_api_needs_a_fresh_totp_code(
+    feed: Feed, pki: SigningPki, codes: dict[str, Codes], bob_fp: str
+) -> None:
     assert bob_fp == fingerprint(pki, "revoked-signer")
     body = der(pki, "author")
     missing = _api_register(feed, "bob", body, None)
     assert missing.status_code == 403 and "required" in missing.text
+    stale = _api_register(feed, "bob", body, code(codes["bob"].secret, steps_ahead=-3))
+    assert stale.status_code == 403 and "wrong or expired" in stale.text
+    replayed = _api_register(feed, "bob", body, code(codes["bob"].secret))  # not after the step bob_fp used
+    assert replayed.status_code == 403 and "already used" in replayed.text
     with feed.client() as c:
         listed = c.get("/api/account", headers={"X-NuGet-ApiKey": feed.keys["bob"]}).json()["certificates"]
     assert [x["fingerprint"] for x in listed] == [bob_fp]
