@@ -198,3 +198,29 @@ def test_nuget_agrees_on_forbidden_structures(pki: Pki, name: str, make: Callabl
     ours = pki.verify(data)
     assert verdict.valid is ours.valid is (code is None)
     assert {NuCode(c) for c in verdict.error_codes} == {c for c in codes(ours) if c}, verdict.codes
+
+
+FORCED = ["rsa1024-signer", "no-eku-signer", "untrusted-signer", "self-signed-signer",
+          "not-yet-valid-signer", "expired-signer"]
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("name", FORCED)
+@pytest.mark.parametrize("stamped", [True, False], ids=["timestamped", "no-timestamp"])
+def test_nuget_and_nuseal_agree_on_bad_signers(pki: Pki, name: str, stamped: bool) -> None:
+    """The same package, judged by both verifiers under NuGet's verify and accept policies: same validity, same
+    error and warning codes."""
+    data = forced(pki, name, timestamper_at(pki, datetime.now(UTC)) if stamped else None)
+    report = oracle_verify(pki, data)
+    assert report.fatal is None
+    policies = {
+        "verifyCommand": VerificationPolicy.verify(revocation_mode=RevocationMode.OFFLINE),
+        "acceptMode": VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE),
+    }  # the oracle's requireMode runs without the trusted-signers list nuseal's require preset carries (NU3034)
+    for policy_name, policy in policies.items():
+        verdict = report.policies[policy_name]
+        ours = pki.verify(data, policy)
+        assert ours.valid is verdict.valid, (policy_name, verdict.codes, [str(i) for i in ours.issues])
+        assert {c.value for c in codes(ours) if c} == set(verdict.error_codes), (policy_name, verdict.codes)
+        assert {w.code.value for w in ours.warnings if w.code} == set(verdict.warning_codes), (
+            policy_name, verdict.codes, [str(i) for i in ours.warnings])
