@@ -19,7 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pyotp
 from asn1crypto import cms, tsp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nuseal.devpki import DevPki, DevPkiServer, serve, timestamp_response
 from nuseal.hashalg import HashAlgorithm
@@ -253,3 +256,85 @@ def download(feed: Feed, package_id: str, version: str) -> bytes:
 def feed_index_url(feed: Feed) -> str:
     """The V3 service index URL the feed writes into its repository signatures (https, as NuGet requires)."""
     return "https" + feed.source.removeprefix("http")
+
+
+# ------------------------------------------------------------------------------------------------ made-up TSAs
+def issue_tsa(
+    pki: SigningPki,
+    *,
+    key_size: int = 2048,
+    not_before: datetime,
+    not_after: datetime,
+    name: str = "nuseal test TSA",
+) -> tuple[x509.Certificate, rsa.RSAPrivateKey, list[x509.Certificate]]:
+    """A TSA certificate the dev PKI does not have: RSA ``key_size`` bits, valid ``not_before``..``not_after``,
+    issued by the dev intermediate with a critical EKU timeStamping (as ``tsa``) and the intermediate's CRL as its
+    CDP (the dev OCSP responder does not know it; the CRL says it is not revoked). Returns the certificate, its key
+    and its chain up to the dev root."""
+    issuer_key = pki.dev.key("intermediate")
+    issuer = pki.dev.cert("intermediate")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    subject = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, name),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nuseal tests"),
+    ])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
+        .add_extension(
+            x509.CRLDistributionPoints([
+                x509.DistributionPoint([x509.UniformResourceIdentifier(pki.dev.crl_url)], None, None, None)
+            ]),
+            critical=False,
+        )
+        .sign(issuer_key, hashes.SHA256())
+    )
+    return cert, key, [cert, *pki.dev.chain("intermediate")]
+
+
+def signed_with_tsa(
+    pki: SigningPki,
+    data: bytes,
+    tsa: tuple[x509.Certificate, rsa.RSAPrivateKey, list[x509.Certificate]],
+    *,
+    gen_time: datetime,
+) -> bytes:
+    """``data`` author-signed with ``author`` (no pre-sign checks), its timestamp token made in-process by the dev
+    TSA code (:func:`nuseal.devpki.timestamp_response`) with ``tsa`` (from :func:`issue_tsa`) at ``gen_time``."""
+    cert, key, chain = tsa
+
+    def stamp(value: bytes) -> bytes:
+        request = tsp.TimeStampReq({
+            "version": "v1",
+            "message_imprint": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "hashed_message": hashlib.sha256(value).digest(),
+            },
+            "nonce": 4243,
+            "cert_req": True,
+        }).dump()
+        reply = tsp.TimeStampResp.load(
+            timestamp_response(request, tsa_cert=cert, tsa_key=key, chain=chain, gen_time=gen_time)
+        )
+        return bytes(reply["time_stamp_token"].dump())
+
+    now = datetime.now(UTC)
+    der = create_primary_signature(
+        package_hash=HashAlgorithm.SHA256.digest(data),
+        hash_algorithm=HashAlgorithm.SHA256,
+        signer=pki.signer("author"),
+        signature_type=SignatureType.AUTHOR,
+        signing_time=now,
+        timestamper=stamp,
+    )
+    return append_signature(data, der, when=now)

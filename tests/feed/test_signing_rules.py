@@ -25,6 +25,8 @@ from nuseal.package import PackageArchive, append_signature
 from nuseal.signature import PrimarySignature, oids
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
+from nuseal.trust import RevocationMode, TrustStore
+from nuseal.verify import VerificationPolicy, Verifier
 
 from .conftest import Feed, make_package
 from .signing_support import (
@@ -35,10 +37,12 @@ from .signing_support import (
     download,
     enable_2fa_cli,
     feed_index_url,
+    issue_tsa,
     pki_feed_args,
     pki_feed_env,
     served_pki,
     signature_entry,
+    signed_with_tsa,
     start_signing_feed,
     with_second_timestamp,
 )
@@ -99,6 +103,26 @@ def _tsa_stamped_by(pki: SigningPki, data: bytes, tsa: str) -> bytes:
     return append_signature(data, der, when=now)
 
 
+def _made_tsa_case(pki: SigningPki, data: bytes, case: str) -> bytes:
+    """Author-signed with ``author``, timestamped by a TSA certificate made here (the dev PKI has none like it),
+    issued by the dev intermediate with EKU timeStamping:
+
+    * ``tsa-rsa-1024``: an RSA-1024 key, valid now, token of now (NuGet: NU3023, ``Timestamp.Verify``);
+    * ``tsa-expired``: expired an hour ago, token of two hours ago (inside its validity and the signer's). NuGet's
+      client accepts it (the timestamp chain ignores NotTimeValid), nuget.org refuses it at ingestion
+      (``OnlineCertificateVerifier`` at the current time): the feed's rule, NU3028;
+    * ``tsa-expired-before-stamping``: expired an hour ago, token of now (NuGet: NU3036, genTime outside the TSA
+      certificate's validity).
+    """
+    now = datetime.now(UTC).replace(microsecond=0)
+    if case == "tsa-rsa-1024":
+        tsa = issue_tsa(pki, key_size=1024, not_before=now - timedelta(days=1), not_after=now + timedelta(days=365))
+        return signed_with_tsa(pki, data, tsa, gen_time=now)
+    tsa = issue_tsa(pki, not_before=now - timedelta(days=3 * 365), not_after=now - timedelta(hours=1))
+    gen_time = now - timedelta(hours=2) if case == "tsa-expired" else now
+    return signed_with_tsa(pki, data, tsa, gen_time=gen_time)
+
+
 Make = Callable[[SigningPki, bytes], bytes]
 
 # (rule, pushing user, how the package is made, NU code, words the refusal must contain)
@@ -135,6 +159,15 @@ CASES: list[tuple[str, str, Make, str, str]] = [
         lambda p, d: _tsa_stamped_by(p, d, "tsa-no-eku"),
         "NU3028",
         "invalid policy",
+    ),
+    ("tsa-rsa-1024", "alice", lambda p, d: _made_tsa_case(p, d, "tsa-rsa-1024"), "NU3023", "minimum public key length"),
+    ("tsa-expired", "alice", lambda p, d: _made_tsa_case(p, d, "tsa-expired"), "NU3028", "valid at submission"),
+    (
+        "tsa-expired-before-stamping",
+        "alice",
+        lambda p, d: _made_tsa_case(p, d, "tsa-expired-before-stamping"),
+        "NU3036",
+        "",
     ),
 ]
 
@@ -305,3 +338,40 @@ def test_unknown_revocation_is_a_warning(pki: SigningPki, tmp_path_factory: pyte
         assert served.repository_countersignature() is not None
     finally:
         f.stop()
+
+
+#: The made-up-TSA cases of CASES, and what NuGet's client verifier (``verifyCommand``: allowIgnoreTimestamp false,
+#: as nuget.org's author preset) refuses them with; None: NuGet's client accepts it.
+MADE_TSA_CASES = {"tsa-rsa-1024": "NU3023", "tsa-expired": None, "tsa-expired-before-stamping": "NU3036"}
+
+
+@pytest.mark.oracle
+@pytest.mark.parametrize("rule", list(MADE_TSA_CASES))
+def test_nugets_verifier_agrees_on_the_made_tsas(pki: SigningPki, rule: str) -> None:
+    """NuGet's verifier (the oracle, offline revocation, trusting the dev root) and nuseal's engine under the same
+    client policy give the same verdict and error codes for each made-up TSA package, and the code the feed
+    refuses it with (CASES) is NuGet's. The one NuGet's client accepts (``tsa-expired``: token inside the TSA's
+    validity; .NET builds the timestamp chain with IgnoreNotTimeValid) is refused by the feed through nuget.org's
+    own at-ingestion rule (NUGET-SIGNING.md §5.3, ``OnlineCertificateVerifier`` at the current time)."""
+    from support import oracle  # noqa: PLC0415 - tests/support/oracle.py
+
+    expected = MADE_TSA_CASES[rule]
+    feed_code = next(c[3] for c in CASES if c[0] == rule)
+    data = _made_tsa_case(pki, make_package(f"Oracle.{rule.title().replace('-', '')}", "1.0.0"), rule)
+    root = pki.dev.root_pem_path
+    report = oracle.verify(data, trust_bundle=root, timestamp_bundle=root)
+    assert report.fatal is None and report.integrity == "ok", (report.fatal, report.integrity_error)
+    verdict = report.policy("verifyCommand")
+    roots = TrustStore.from_pem_file(root)
+    ours = Verifier(
+        VerificationPolicy.verify(revocation_mode=RevocationMode.OFFLINE),
+        code_signing_roots=roots,
+        timestamping_roots=roots,
+    ).verify_bytes(data, now=datetime.now(UTC))
+    our_codes = {i.code.value for i in ours.errors if i.code is not None}
+    assert verdict.error_codes == our_codes, (verdict.messages, [str(i) for i in ours.errors])
+    assert verdict.is_valid is ours.valid is (expected is None), (verdict.messages, [str(i) for i in ours.errors])
+    if expected is None:
+        assert feed_code == "NU3028"  # nuget.org's rule, not the client's
+    else:
+        assert verdict.error_codes == {expected} and feed_code == expected, verdict.messages
