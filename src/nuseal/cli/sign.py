@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -37,14 +39,30 @@ def write_atomically(target: Path, data: bytes) -> None:
         raise
 
 
-def _signer(path: str, password: str | None, key_path: str | None, pkcs11: tuple[str | None, ...]) -> Signer:
+def _signer(
+    path: str | None,
+    password: str | None,
+    key_path: str | None,
+    pkcs11: tuple[str | None, ...],
+    cleanup: contextlib.ExitStack,
+) -> Signer:
+    """The signer the options name; a PKCS#11 session is closed by ``cleanup``."""
     module, token, key, pin = pkcs11
     if module:
         if not (token and key):
             raise UsageError("--pkcs11-module needs --pkcs11-token and --pkcs11-key")
+        if key_path:
+            raise UsageError("--certificate-key-path cannot be used with --pkcs11-module (the key is in the token)")
         from nuseal.signature.pkcs11_signer import Pkcs11Signer  # noqa: PLC0415 - loads the PKCS#11 library
 
-        return Pkcs11Signer(module, token_label=token, key_label=key, pin=pin, certificate_chain=path)
+        return cleanup.enter_context(
+            Pkcs11Signer(module, token_label=token, key_label=key, pin=pin, certificate_chain=path,
+                         pin_source="--pkcs11-pin or NUSEAL_PKCS11_PIN")
+        )
+    if token or key:
+        raise UsageError("--pkcs11-token and --pkcs11-key need --pkcs11-module")
+    if path is None:
+        raise UsageError("--certificate-path is required (unless the certificate is in a PKCS#11 token)")
     if key_path:
         return FileSigner.from_pem(path, key_path, password=password)
     if path.lower().endswith((".pem", ".crt", ".cer")):
@@ -85,8 +103,9 @@ def _report(source: Path, target: Path, result: SignResult) -> None:
 
 _common = [
     click.argument("packages", nargs=-1, required=True),
-    click.option("--certificate-path", required=True, type=click.Path(dir_okay=False, exists=True),
-                 help="PFX/PKCS#12 file, or a PEM certificate (with its chain) plus --certificate-key-path."),
+    click.option("--certificate-path", type=click.Path(dir_okay=False, exists=True),
+                 help="PFX/PKCS#12 file, or a PEM certificate (with its chain) plus --certificate-key-path; with "
+                 "--pkcs11-module, the PEM certificate chain of the token's key (default: read from the token)."),
     click.option("--certificate-password", envvar="NUSEAL_CERTIFICATE_PASSWORD", help="Password of the PFX or key."),
     click.option("--certificate-key-path", type=click.Path(dir_okay=False, exists=True), help="PEM private key."),
     click.option("--timestamper", help="RFC 3161 timestamp server URL (without one: warning NU3002)."),
@@ -95,8 +114,7 @@ _common = [
     click.option("-o", "--output", type=click.Path(file_okay=False), help="Folder for the signed packages "
                  "(default: sign in place)."),
     click.option("--pkcs11-module", type=click.Path(dir_okay=False, exists=True),
-                 help="PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so); the key stays in the token and "
-                 "--certificate-path is its PEM certificate chain."),
+                 help="PKCS#11 library (e.g. /usr/lib/softhsm/libsofthsm2.so); the key stays in the token."),
     click.option("--pkcs11-token", help="Token label."),
     click.option("--pkcs11-key", help="Private key label."),
     click.option("--pkcs11-pin", envvar="NUSEAL_PKCS11_PIN", help="User PIN (or NUSEAL_PKCS11_PIN)."),
@@ -122,7 +140,7 @@ def _apply(fn: click.decorators.FC) -> click.decorators.FC:
 @click.option("--overwrite", is_flag=True, help="Replace an existing signature / output file.")
 def sign_command(
     packages: tuple[str, ...],
-    certificate_path: str,
+    certificate_path: str | None,
     certificate_password: str | None,
     certificate_key_path: str | None,
     timestamper: str | None,
@@ -139,15 +157,14 @@ def sign_command(
     overwrite: bool,
 ) -> int:
     """Author-sign PACKAGES (files, folders or globs) as NuGet's `sign` does, on any OS."""
-    signer = _signer(
-        certificate_path, certificate_password, certificate_key_path,
-        (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
-    )
-    trust = _trust(trust_bundle, timestamp_trust_bundle, revocation_mode)
-    for source in resolve_packages(packages):
-        target = _output(source, output, overwrite)
-        result = sign_package(
-            source.read_bytes(),
+    with contextlib.ExitStack() as cleanup:
+        signer = _signer(
+            certificate_path, certificate_password, certificate_key_path,
+            (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin), cleanup,
+        )
+        trust = _trust(trust_bundle, timestamp_trust_bundle, revocation_mode)
+        _sign_all(packages, output, overwrite, lambda data: sign_package(
+            data,
             signer,
             timestamper_url=timestamper,
             now=datetime.now(UTC),
@@ -155,10 +172,19 @@ def sign_command(
             timestamp_hash_algorithm=HashAlgorithm.parse(timestamp_hash_algorithm),
             overwrite=overwrite,
             trust=trust,
-        )
+        ))
+    return EXIT_OK
+
+
+def _sign_all(
+    packages: tuple[str, ...], output: str | None, overwrite: bool, sign: Callable[[bytes], SignResult]
+) -> None:
+    """Sign every package the arguments name, each written atomically before the next is read."""
+    for source in resolve_packages(packages):
+        target = _output(source, output, overwrite)
+        result = sign(source.read_bytes())
         write_atomically(target, result.data)
         _report(source, target, result)
-    return EXIT_OK
 
 
 @click.command("repo-sign")
@@ -168,7 +194,7 @@ def sign_command(
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def repo_sign_command(
     packages: tuple[str, ...],
-    certificate_path: str,
+    certificate_path: str | None,
     certificate_password: str | None,
     certificate_key_path: str | None,
     timestamper: str | None,
@@ -188,16 +214,15 @@ def repo_sign_command(
 ) -> int:
     """Repository-sign PACKAGES: a repository primary signature on unsigned packages, a repository
     countersignature on author-signed ones."""
-    signer = _signer(
-        certificate_path, certificate_password, certificate_key_path,
-        (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin),
-    )
-    trust = _trust(trust_bundle, timestamp_trust_bundle, revocation_mode)
     owners = [o.strip() for o in package_owners.split(",") if o.strip()]
-    for source in resolve_packages(packages):
-        target = _output(source, output, overwrite)
-        result = repository_sign_package(
-            source.read_bytes(),
+    with contextlib.ExitStack() as cleanup:
+        signer = _signer(
+            certificate_path, certificate_password, certificate_key_path,
+            (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin), cleanup,
+        )
+        trust = _trust(trust_bundle, timestamp_trust_bundle, revocation_mode)
+        _sign_all(packages, output, overwrite, lambda data: repository_sign_package(
+            data,
             signer,
             v3_service_index_url=v3_service_index_url,
             owners=owners or None,
@@ -206,7 +231,5 @@ def repo_sign_command(
             hash_algorithm=HashAlgorithm.parse(hash_algorithm),
             timestamp_hash_algorithm=HashAlgorithm.parse(timestamp_hash_algorithm),
             trust=trust,
-        )
-        write_atomically(target, result.data)
-        _report(source, target, result)
+        ))
     return EXIT_OK

@@ -19,7 +19,7 @@ from nuseal.codes import NuCode
 from nuseal.errors import SigningError, UsageError
 from nuseal.hashalg import HashAlgorithm
 
-__all__ = ["FileSigner", "Signer"]
+__all__ = ["FileSigner", "Signer", "key_matches_certificate"]
 
 _HASHES: dict[HashAlgorithm, hashes.HashAlgorithm] = {
     HashAlgorithm.SHA256: hashes.SHA256(),
@@ -43,8 +43,22 @@ class Signer(Protocol):
         ...
 
 
+def key_matches_certificate(
+    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+    certificate: x509.Certificate,
+) -> bool:
+    """Whether ``key`` (private or public) is the key pair of ``certificate``'s public key."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) else key
+    return public == certificate.public_key()
+
+
 class FileSigner:
-    """A key held in memory. Build with :meth:`from_pfx` or :meth:`from_pem`."""
+    """A key held in memory. Build with :meth:`from_pfx` or :meth:`from_pem`.
+
+    Raises:
+        SigningError: (constructor) NU3001 the key is not the certificate's key pair: every signature made
+            with it would fail verification.
+    """
 
     def __init__(
         self,
@@ -52,6 +66,11 @@ class FileSigner:
         key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey,
         chain: Sequence[x509.Certificate] = (),
     ) -> None:
+        if not key_matches_certificate(key, certificate):
+            raise SigningError(
+                f"the private key does not belong to the certificate {certificate.subject.rfc4514_string()}",
+                code=NuCode.NU3001,
+            )
         self._certificate = certificate
         self._key = key
         self._chain = tuple(c for c in chain if c != certificate)
@@ -96,10 +115,12 @@ class FileSigner:
     def from_pem(
         cls, certificate_path: str | Path, key_path: str | Path, *, password: str | None = None
     ) -> FileSigner:
-        """A PEM certificate file (the signing certificate first, then its chain) and a PEM private key.
+        """A PEM certificate file (the signing certificate first, then any chain certificates) and a PEM private
+        key (PKCS#1 or PKCS#8, encrypted when ``password`` is given).
 
         Raises:
-            UsageError: a file cannot be read; SigningError NU3001: unreadable key or certificate.
+            UsageError: a file cannot be read; SigningError NU3001: an unreadable key or certificate, or a key
+                that is not the certificate's; NU3014: a key that is neither RSA nor EC (NuGet needs RSA).
         """
         try:
             certs = x509.load_pem_x509_certificates(Path(certificate_path).read_bytes())
