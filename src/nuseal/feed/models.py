@@ -76,6 +76,12 @@ class User(Base):
     #: The last accepted TOTP time step (Unix time // 30): a code of this step or older is refused (replay).
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: Wrong TOTP codes since the last accepted code or the last lockout (nuseal.feed.twofactor).
+    totp_failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: Lockouts since the last accepted code; each one lasts twice as long as the one before.
+    totp_lockouts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    #: Every code is refused until this moment (None: not locked).
+    totp_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
 
