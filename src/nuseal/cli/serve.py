@@ -109,7 +109,7 @@ def _absolute(path: str | None) -> str | None:
     "--repository-certificate-chain",
     type=click.Path(dir_okay=False, exists=True),
     default=None,
-    help="PEM chain of the PKCS#11 key's certificate (leaf first).",
+    help="PEM chain of the PKCS#11 key's certificate (leaf first; default: read from the token).",
 )
 @click.option("--timestamper", default=None, help="RFC 3161 TSA URL for repository signatures (default: the dev TSA).")
 @click.option(

@@ -55,7 +55,8 @@ class SigningConfig:
             :data:`PFX_PASSWORD_ENV_VAR`). With neither this nor PKCS#11, the dev PKI in ``DATA/devpki`` is
             created and used, with its TSA, OCSP and CRL served by ``nuseal serve``.
         repository_pkcs11_module / _token / _key / repository_certificate_chain: a PKCS#11 key (PIN in
-            :data:`PKCS11_PIN_ENV_VAR`) and its PEM certificate chain (leaf first).
+            :data:`PKCS11_PIN_ENV_VAR`) and, optionally, its PEM certificate chain (leaf first); without one the
+            certificate is read from the token (the key's label, else its ``CKA_ID``).
         timestamper_url: the RFC 3161 TSA for repository signatures (default: the dev TSA with the dev PKI).
         repository_index_url: the ``nuget-v3-service-index-url`` written into repository signatures. NuGet
             requires an absolute https URL there, so the default is the feed's own service index URL with
@@ -89,10 +90,10 @@ class SigningConfig:
             raise ConfigError("the revalidation period cannot be negative")
         if self.repository_pfx and self.repository_pkcs11_module:
             raise ConfigError("configure the repository key as a PFX or as PKCS#11, not both")
-        if self.repository_pkcs11_module and not (
-            self.repository_pkcs11_token and self.repository_pkcs11_key and self.repository_certificate_chain
-        ):
-            raise ConfigError("a PKCS#11 repository key needs its token label, key label and certificate chain")
+        if self.repository_pkcs11_module and not (self.repository_pkcs11_token and self.repository_pkcs11_key):
+            raise ConfigError("a PKCS#11 repository key needs its token label and key label")
+        if self.repository_certificate_chain and not self.repository_pkcs11_module:
+            raise ConfigError("a repository certificate chain is only used with a PKCS#11 repository key")
         if self.repository_index_url is not None and not self.repository_index_url.startswith("https://"):
             raise ConfigError("the repository service index URL must be an absolute https URL (NuGet's rule)")
 

@@ -134,13 +134,14 @@ def _signer(config: FeedConfig, dev: DevPki | None) -> Signer:
             from nuseal.signature.pkcs11_signer import Pkcs11Signer  # noqa: PLC0415 - loads the PKCS#11 library
 
             assert signing.repository_pkcs11_token and signing.repository_pkcs11_key  # checked by SigningConfig
-            assert signing.repository_certificate_chain
+            # the certificate chain PEM is optional: without it the signer reads the certificate from the token
             return Pkcs11Signer(
                 signing.repository_pkcs11_module,
                 token_label=signing.repository_pkcs11_token,
                 key_label=signing.repository_pkcs11_key,
                 pin=os.environ.get(PKCS11_PIN_ENV_VAR),
                 certificate_chain=signing.repository_certificate_chain,
+                pin_source=PKCS11_PIN_ENV_VAR,
             )
         if signing.repository_pfx:
             return FileSigner.from_pfx(signing.repository_pfx, os.environ.get(PFX_PASSWORD_ENV_VAR))
