@@ -303,3 +303,51 @@ def remove_certificate_command(
     finally:
         db.dispose()
     click.echo(f"removed {fingerprint.lower()} from {name}")
+
+
+# ------------------------------------------------------------------------------------------------ revalidation
+@admin_group.command("revalidate")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON (every certificate's answer).")
+@_feed_options
+def revalidate_command(*, as_json: bool, data_dir: Path, database_url: str | None) -> None:
+    """Recheck the revocation (OCSP, then CRL) of every certificate the feed's signatures use; revoke and unlist
+    versions whose author certificate was revoked at or before their signing timestamp; write every change to the
+    audit log. Uses the signing configuration and base URL of the feed's last `nuseal serve` start. Safe to run
+    while the feed serves, and again: a run with nothing new changes nothing."""
+    import json  # noqa: PLC0415
+
+    from nuseal.errors import ConfigError  # noqa: PLC0415
+    from nuseal.feed.config import FeedConfig  # noqa: PLC0415
+    from nuseal.feed.models import FeedSetting  # noqa: PLC0415
+    from nuseal.feed.revalidation import revalidate  # noqa: PLC0415
+    from nuseal.feed.service import FeedService, stored_signing_config  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        signing = stored_signing_config(db)
+        with db.read() as session:
+            base = session.get(FeedSetting, "documents.base_url")
+    finally:
+        db.dispose()
+    if signing is None or not signing.enabled:
+        raise ConfigError(
+            "this feed has not been started with signing enabled (`nuseal serve` without --no-signing); "
+            "there are no signatures to revalidate"
+        )
+    if base is None:
+        raise ConfigError("the feed has never written its documents; start it once with `nuseal serve`")
+    config = FeedConfig(data_dir=data_dir, base_url=base.value, database_url=database_url, signing=signing)
+    service = FeedService.open(config)
+    try:
+        summary = revalidate(service)
+    finally:
+        service.db.dispose()
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    for check in summary.checks:
+        mark = "changed" if check.changed else "same"
+        click.echo(f"{check.status:8} {mark:7} {check.role:10} {check.fingerprint}  {check.subject}: {check.detail}")
+    for package_id, version in summary.packages_revoked:
+        click.echo(f"revoked and unlisted {package_id} {version}")
+    click.echo(summary.describe())

@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -205,14 +207,66 @@ class FeedApp:
                 await self.flush_downloads()
 
         task = asyncio.create_task(loop())
+        stop = threading.Event()
+        signing = self.service.config.signing
+        revalidating = (
+            asyncio.create_task(self._revalidation_loop(signing.revalidate_seconds, stop))
+            if signing.enabled and signing.revalidate_seconds > 0
+            else None
+        )
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            stop.set()
+            for running in (task, revalidating):
+                if running is not None:
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
             await self.flush_downloads()
             await anyio.to_thread.run_sync(self.service.db.dispose)
+
+    async def _revalidation_loop(self, period: float, stop: threading.Event) -> None:
+        """Every ``period`` seconds, the revocation recheck (:func:`nuseal.feed.revalidation.revalidate`), in a
+        thread, by whichever worker holds the lease (one at a time across workers and processes sharing the
+        database). The lease is renewed while a run goes on and given up at shutdown. Failures are logged, the
+        loop goes on."""
+        from nuseal.feed import revalidation  # noqa: PLC0415 - imports the signing stack
+
+        owner = revalidation.new_lease_owner()
+        renewed = [0.0]
+
+        def keep_lease() -> bool:
+            """``should_stop`` of the run: stop at shutdown or when the lease cannot be renewed."""
+            if stop.is_set():
+                return True
+            if time.monotonic() - renewed[0] >= revalidation.LEASE_RENEW_SECONDS:
+                if not revalidation.try_acquire_lease(self.service, owner, seconds=revalidation.LEASE_SECONDS):
+                    return True
+                renewed[0] = time.monotonic()
+            return False
+
+        def run_once() -> revalidation.RevalidationSummary | None:
+            if not revalidation.try_acquire_lease(self.service, owner, seconds=revalidation.LEASE_SECONDS):
+                return None
+            renewed[0] = time.monotonic()
+            return revalidation.revalidate(self.service, should_stop=keep_lease)
+
+        try:
+            while True:
+                await asyncio.sleep(period)
+                try:
+                    summary = await anyio.to_thread.run_sync(run_once, abandon_on_cancel=True)
+                except Exception:
+                    log.exception("revalidation failed; retrying in %g s", period)
+                    continue
+                if summary is not None and (summary.status_changes or summary.packages_revoked):
+                    log.warning("revalidation: %s", summary.describe())
+                elif summary is not None:
+                    log.info("revalidation: %s", summary.describe())
+        finally:
+            with contextlib.suppress(Exception):
+                await anyio.to_thread.run_sync(revalidation.release_lease, self.service, owner)
 
 
 async def _feed_error(request: Request, exc: Exception) -> Response:

@@ -114,16 +114,49 @@ class SignatureRecord:
     timestamp_authority: str
     status: str  # "valid" | "revoked"
     certificate_status: str  # last revocation answer: "unknown" | "good" | "revoked"
+    #: when the certificate was revoked (the responder's time; None when not revoked or not given)
+    certificate_revocation_time: datetime | None = None
+    #: when revocation was last asked (None: never since publication)
+    certificate_checked_at: datetime | None = None
+    #: the last answer in words: responder, OCSP or CRL, reason (empty before the first check)
+    certificate_status_detail: str = ""
+
+
+def _revocation(s: SignatureRecord) -> dict[str, Any] | None:
+    if s.certificate_status != "revoked":
+        return None
+    return {
+        "time": _iso(s.certificate_revocation_time) if s.certificate_revocation_time else None,
+        "detail": s.certificate_status_detail,
+    }
 
 
 def signature_summary(rec: PackageRecord) -> dict[str, Any]:
-    """nuseal's signing block of a registration leaf: ``signed`` (author-signed), ``repositorySigned``,
-    ``status`` and each signature. NuGet clients ignore properties they do not know."""
+    """nuseal's signing block of a registration leaf (issue 5, "Visible status"). NuGet clients ignore properties
+    they do not know. Shape::
+
+        {"signed": bool (author-signed), "repositorySigned": bool, "status": "valid" | "revoked",
+         "revokedBecause": None | {"fingerprint", "time" (ISO 8601 or None: unknown), "detail"},
+         "signatures": [{"type": "author" | "repository", "placement": "primary" | "countersignature",
+                         "subject", "issuer", "fingerprints": {"2.16.840.1.101.3.4.2.1": SHA-256 hex},
+                         "timestamp" (ISO 8601 genTime or None), "timestampAuthority", "status": "valid" | "revoked",
+                         "certificateStatus": "unknown" | "good" | "revoked",
+                         "certificateRevocation": None | {"time", "detail"}}]}
+
+    ``revokedBecause`` names the revoked author certificate that made the version ``revoked`` (revalidation,
+    :mod:`nuseal.feed.revalidation`). ``certificateStatus`` is the certificate's status when the documents were
+    last written; revalidation rewrites them whenever a certificate's status changes."""
     sigs = rec.signatures or ()
+    culprit = next((s for s in sigs if s.kind == "author" and s.status == "revoked"), None)
     return {
         "signed": any(s.kind == "author" for s in sigs),
         "repositorySigned": any(s.kind == "repository" for s in sigs),
         "status": rec.signature_status,
+        "revokedBecause": (
+            {"fingerprint": culprit.fingerprint, **(_revocation(culprit) or {"time": None, "detail": ""})}
+            if culprit is not None
+            else None
+        ),
         "signatures": [
             {
                 "type": s.kind,
@@ -135,6 +168,7 @@ def signature_summary(rec: PackageRecord) -> dict[str, Any]:
                 "timestampAuthority": s.timestamp_authority or None,
                 "status": s.status,
                 "certificateStatus": s.certificate_status,
+                "certificateRevocation": _revocation(s),
             }
             for s in sigs
         ],

@@ -131,6 +131,9 @@ def _signature_records(session: Session, package_pks: Sequence[int]) -> dict[int
                 timestamp_authority=sig.timestamp_authority,
                 status=sig.status,
                 certificate_status=cert.status,
+                certificate_revocation_time=_utc(cert.revocation_time) if cert.revocation_time else None,
+                certificate_checked_at=_utc(cert.status_checked_at) if cert.status_checked_at else None,
+                certificate_status_detail=cert.status_detail or "",
             )
         )
     return out
@@ -522,3 +525,69 @@ class FeedService:
 
     def staging_path(self) -> Path:
         return self.config.staging_dir
+
+    # ------------------------------------------------------------------------------------------ revalidation
+    def revoke_author_signature(
+        self, signature_pk: int, *, now: datetime, actor: str, evidence: Mapping[str, object]
+    ) -> tuple[str, str] | None:
+        """Mark one author signature revoked: its version gets ``signature_status="revoked"`` and is unlisted, a
+        ``package.revoked`` audit row records ``evidence`` (plus whether the version was listed), and the id's
+        documents are rewritten (registration leaf, index and pages) in the same transaction, under the id lock
+        (:mod:`nuseal.feed.revalidation`; nuget.org's ``SignatureDeciderFactory`` decides, the caller applied it).
+
+        Returns ``(id, version)`` when the signature was revoked now; ``None`` when it already was, or it is gone
+        (idempotent: a second call writes nothing).
+        """
+        from nuseal.feed import audit  # noqa: PLC0415 - audit imports models only; kept local to the method
+
+        with self.db.read() as session:
+            found = session.execute(
+                select(Package.id_lower, PackageSignature.status)
+                .join(PackageSignature, PackageSignature.package_pk == Package.pk)
+                .where(PackageSignature.pk == signature_pk)
+            ).first()
+        if found is None or found[1] == "revoked":
+            return None
+        id_lower = found[0]
+        with self.db.write() as session:
+            try:
+                self._lock_id(session, id_lower)
+            except NotFoundError:
+                return None
+            sig = session.scalar(select(PackageSignature).where(PackageSignature.pk == signature_pk).with_for_update())
+            if sig is None or sig.status == "revoked":
+                return None
+            row = session.get(Package, sig.package_pk)
+            if row is None:
+                return None
+            was_listed = row.listed
+            sig.status = "revoked"
+            row.signature_status = "revoked"
+            row.listed = False
+            audit.record(
+                session,
+                at=now,
+                actor=actor,
+                action="package.revoked",
+                target=f"package:{row.id_lower}/{row.version_lower}",
+                unlisted=was_listed,
+                **dict(evidence),
+            )
+            session.flush()
+            self._write_documents(session, id_lower, leaves_for=frozenset({row.version_lower}))
+            return row.id, row.version
+
+    def rewrite_documents(self, id_lower: str, versions: Iterable[str] | None = None) -> None:
+        """Rewrite the id's documents under its lock: its index and pages, and the leaves of ``versions``
+        (lower-cased normalized; ``None``: every leaf). Nothing happens for an id that no longer exists."""
+        with self.db.write() as session:
+            try:
+                self._lock_id(session, id_lower)
+            except NotFoundError:
+                return
+            self._write_documents(session, id_lower, leaves_for=None if versions is None else frozenset(versions))
+
+    def signature_records(self, session: Session, package_pks: Sequence[int]) -> dict[int, list[docs.SignatureRecord]]:
+        """The signatures of the given package rows (primary first), as the registration leaf and web page show
+        them; every pk maps to a list (empty: unsigned and not repository-signed)."""
+        return _signature_records(session, package_pks)

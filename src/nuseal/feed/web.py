@@ -1,11 +1,18 @@
 """Server-rendered web pages: the package list (with search) and one page per package version.
 
 Jinja2 templates in ``nuseal/feed/templates`` with autoescaping on; every value comes from the database.
+
+The version page shows the version's signing status (issue 5, "Visible status"), read live from the database:
+signed or not, each signature (author / repository, signer subject and SHA-256 fingerprint, timestamp and TSA),
+the version's status (``valid`` or ``revoked``) and each certificate's last revocation answer, with when and why
+(:mod:`nuseal.feed.revalidation`). The versions table marks each version's signatures and revoked versions.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
@@ -17,6 +24,7 @@ from starlette.routing import Route
 
 from nuseal.feed import search as search_mod
 from nuseal.feed.accounts import owners_of
+from nuseal.feed.documents import SignatureRecord
 from nuseal.feed.errors import NotFoundError
 from nuseal.feed.models import Package, Registration
 from nuseal.feed.service import FeedService
@@ -95,9 +103,13 @@ class Pages:
                         raise NotFoundError(f"no version {wanted!r} of {reg.id!r}")
                 else:
                     current = next((r for r in versions if r.listed), versions[0])
+                signatures = self.service.signature_records(session, [r.pk for r in versions])
                 return {
                     "reg": reg,
                     "current": current,
+                    "signatures": [signature_view(s) for s in signatures[current.pk]],
+                    "signing": signing_line(signatures[current.pk], current.signature_status),
+                    "version_signing": {r.pk: signing_line(signatures[r.pk], r.signature_status) for r in versions},
                     "versions": versions,
                     "owners": owners_of(session, id_lower),
                     "total_downloads": int(total),
@@ -111,6 +123,48 @@ class Pages:
         ctx["install"] = f"nuget install {ctx['reg'].id} -Version {ctx['current'].version}"
         ctx["nupkg_url"] = self.service.urls.nupkg(ctx["current"].id_lower, ctx["current"].version_lower)
         return self._render("package.html", **ctx)
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def signing_line(records: Sequence[SignatureRecord], status: str) -> str:
+    """A version's signing in a few words: ``author-signed, repository-signed``, ``repository-signed``,
+    ``unsigned``; ``REVOKED:`` in front of a revoked version."""
+    kinds = [k for k in ("author", "repository") if any(s.kind == k for s in records)]
+    text = ", ".join(f"{k}-signed" for k in kinds) or "unsigned"
+    return f"REVOKED: {text}" if status == "revoked" else text
+
+
+def signature_view(s: SignatureRecord) -> dict[str, Any]:
+    """What the version page shows of one signature; ``revocation`` is a sentence (valid or revoked, when, why)."""
+    checked = f"; checked {_when(s.certificate_checked_at)}" if s.certificate_checked_at else ""
+    when = _when(s.certificate_revocation_time) or "an unknown time"
+    if s.status == "revoked":
+        revocation = f"revoked: the certificate was revoked at {when}, not after this signature's timestamp"
+    elif s.certificate_status == "revoked":
+        revocation = f"valid: the certificate was revoked at {when}, after this signature's timestamp"
+    elif s.certificate_status == "good":
+        revocation = "valid: the certificate is not revoked"
+    else:
+        revocation = "valid: the certificate's revocation status is not known yet"
+    return {
+        "kind": s.kind,
+        "placement": s.placement,
+        "subject": s.subject,
+        "issuer": s.issuer,
+        "fingerprint": s.fingerprint,
+        "timestamp": _when(s.timestamp) or "none",
+        "timestamp_authority": s.timestamp_authority,
+        "status": s.status,
+        "certificate_status": s.certificate_status,
+        "revocation": revocation + checked,
+        "detail": s.certificate_status_detail,
+    }
 
 
 def _deps(raw: str) -> list[tuple[str, str, str]]:

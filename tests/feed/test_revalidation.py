@@ -1,0 +1,449 @@
+"""Revalidation (issue 5 items 5 and 6): `nuseal admin revalidate` and the background task recheck the revocation
+of the certificates the feed's signatures use, through the dev PKI's real OCSP responder and CRLs on loopback,
+and the web page and registration leaf show each version's signing status.
+
+Revocations are made in the responders with ``DevPkiServer.revoke(name, at=..., reason=...)`` (OCSP and CRL at
+once). Signing timestamps are read here from the downloaded package with nuseal.signature; fingerprints are
+recomputed with hashlib; the audit log is read from the feed's database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html as html_mod
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nuseal.devpki import DevPki, DevPkiServer
+from nuseal.feed.audit import AuditRecord, read_audit
+from nuseal.feed.config import FeedConfig
+from nuseal.feed.database import Database
+from nuseal.feed.revalidation import LEASE_SETTING, release_lease, try_acquire_lease
+from nuseal.feed.service import FeedService
+from nuseal.package import PackageArchive
+from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.trust import dotnet_name
+
+from .conftest import Feed, make_package
+from .signing_support import (
+    Codes,
+    SigningPki,
+    admin_result,
+    download,
+    enable_2fa_cli,
+    pki_feed_args,
+    pki_feed_env,
+    served_pki,
+    start_signing_feed,
+)
+
+USERS = ("alice", "bob", "carol")
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def fingerprint(pki: SigningPki, name: str) -> str:
+    return hashlib.sha256(pki.dev.cert(name).public_bytes(Encoding.DER)).hexdigest()
+
+
+@dataclass
+class SignedFeed:
+    """A running signing feed over a served dev PKI; alice registered ``author``, bob ``revoked-signer``
+    (carol has no certificate)."""
+
+    pki: SigningPki
+    feed: Feed
+
+    def stop(self) -> None:
+        self.feed.stop()
+
+
+def _register(feed: Feed, codes: Codes, user: str, pki: SigningPki, name: str, tmp: Path) -> None:
+    path = tmp / f"{name}.cer"
+    path.write_bytes(pki.dev.cert(name).public_bytes(Encoding.DER))
+    rc, out = admin_result(feed.data_dir, None, "register-certificate", user, str(path), "--totp", codes.fresh())
+    assert rc == 0, out
+
+
+def open_signed_feed(pki: SigningPki, tmp: Path, *serve_args: str, workers: int = 1) -> SignedFeed:
+    feed = start_signing_feed(
+        tmp / "feed", *pki_feed_args(pki), *serve_args, env=pki_feed_env(pki), users=USERS, workers=workers
+    )
+    _register(feed, enable_2fa_cli(feed.data_dir, None, "alice"), "alice", pki, "author", tmp)
+    _register(feed, enable_2fa_cli(feed.data_dir, None, "bob"), "bob", pki, "revoked-signer", tmp)
+    return SignedFeed(pki, feed)
+
+
+def publish_signed(sf: SignedFeed, package_id: str, user: str, cert: str, version: str = "1.0.0") -> datetime:
+    """Push a package author-signed with ``cert``; returns the signing timestamp (genTime) of the served bytes."""
+    r = sf.feed.push(sf.pki.sign(make_package(package_id, version), cert), key=user)
+    assert r.status_code == 201, r.text
+    primary = PrimarySignature.load(PackageArchive.from_bytes(download(sf.feed, package_id, version)).read_signature())
+    assert primary.type is SignatureType.AUTHOR and len(primary.timestamps) == 1
+    return primary.timestamps[0].gen_time
+
+
+def revalidate(feed: Feed) -> dict[str, Any]:
+    rc, out = admin_result(feed.data_dir, None, "revalidate", "--json")
+    assert rc == 0, out
+    return dict(json.loads(out))
+
+
+def audit_rows(feed: Feed, target: str) -> list[AuditRecord]:
+    db = Database(f"sqlite:///{feed.data_dir / 'feed.db'}")
+    try:
+        with db.read() as session:
+            return read_audit(session, target=target)
+    finally:
+        db.dispose()
+
+
+def leaf(feed: Feed, package_id: str, version: str, view: str = "registration") -> dict[str, Any]:
+    with feed.client() as c:
+        r = c.get(f"/v3/{view}/{package_id.lower()}/{version.lower()}.json")
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def index_entry(feed: Feed, package_id: str, version: str) -> dict[str, Any]:
+    with feed.client() as c:
+        r = c.get(f"/v3/registration-semver2/{package_id.lower()}/index.json")
+    assert r.status_code == 200, r.text
+    items = [i for page in r.json()["items"] for i in page["items"]]
+    return dict(next(i["catalogEntry"] for i in items if i["catalogEntry"]["version"] == version))
+
+
+def page(feed: Feed, package_id: str, version: str) -> str:
+    with feed.client() as c:
+        r = c.get(f"/packages/{package_id}/{version}")
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def signature_rows(html: str) -> dict[str, str]:
+    """The web page's signature table rows by kind (their text, tags removed)."""
+    rows = re.findall(r'<tr class="signature" data-kind="(\w+)" data-status="(\w+)">(.*?)</tr>', html, re.DOTALL)
+    return {
+        kind: f"status={status} " + " ".join(html_mod.unescape(re.sub(r"<[^>]+>", " ", body)).split())
+        for kind, status, body in rows
+    }
+
+
+def search_hits(feed: Feed, package_id: str) -> int:
+    with feed.client() as c:
+        return int(c.get("/v3/search", params={"q": f"packageid:{package_id}"}).json()["totalHits"])
+
+
+def wait_until_past(moment: datetime) -> None:
+    while datetime.now(UTC) <= moment:
+        time.sleep(0.2)
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def sf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedFeed]:
+    """No background task (``--revalidate-seconds 0``): only `nuseal admin revalidate` rechecks."""
+    gen = served_pki(tmp_path_factory.mktemp("pki"))
+    pki = next(gen)
+    f = open_signed_feed(pki, tmp_path_factory.mktemp("revalidate"), "--revalidate-seconds", "0")
+    yield f
+    f.stop()
+    f.pki.server.stop()  # a test may have restarted it
+    gen.close()
+
+
+# ------------------------------------------------------------------------------------------------ tests
+def test_revoked_before_the_timestamp_revokes_and_unlists(sf: SignedFeed) -> None:
+    """The main case: alice's certificate is revoked as of one hour before the package's signing timestamp (a key
+    compromise dated back); `nuseal admin revalidate` asks OCSP, marks the version revoked and unlisted, audits it
+    with the evidence; registration leaf, index, search and web page show it; a second run changes nothing."""
+    feed, pki = sf.feed, sf.pki
+    stamp = publish_signed(sf, "Rv.Main", "alice", "author")
+    fp = fingerprint(pki, "author")
+    before = leaf(feed, "Rv.Main", "1.0.0")["packageSigning"]
+    assert before["status"] == "valid" and before["signed"] and before["repositorySigned"]
+    assert search_hits(feed, "Rv.Main") == 1
+
+    revoked_at = (stamp - timedelta(hours=1)).replace(microsecond=0)
+    pki.server.revoke("author", at=revoked_at, reason="key_compromise")
+    asked = len(pki.server.requests)
+    summary = revalidate(feed)
+    ocsp_asked = [p for m, p, s in pki.server.requests[asked:] if p.startswith("/ocsp")]
+    assert ocsp_asked, pki.server.requests[asked:]
+
+    assert {"id": "Rv.Main", "version": "1.0.0"} in summary["packagesRevoked"]
+    author = next(c for c in summary["certificates"] if c["fingerprint"] == fp)
+    assert author["status"] == "revoked" and author["changed"] and author["method"] == "OCSP"
+    assert author["revocationTime"] == revoked_at.isoformat() and author["reason"] == "key_compromise"
+    assert author["source"] == pki.dev.ocsp_url
+    assert summary["statusChanges"] >= 1
+
+    # audit: the certificate's status change and the package's revocation, with the evidence
+    cert_rows = [r for r in audit_rows(feed, f"certificate:{fp}") if r.action == "certificate.status-changed"]
+    assert len(cert_rows) == 1
+    ev = cert_rows[0].details
+    assert ev["status"] == "revoked" and ev["method"] == "OCSP" and ev["responder"] == pki.dev.ocsp_url
+    assert ev["revocation_time"] == revoked_at.isoformat() and ev["reason"] == "key_compromise"
+    assert ev["role"] == "author" and cert_rows[0].actor == "feed"
+    pkg_rows = [r for r in audit_rows(feed, "package:rv.main/1.0.0") if r.action == "package.revoked"]
+    assert len(pkg_rows) == 1
+    ev = pkg_rows[0].details
+    assert ev["fingerprint"] == fp and ev["revocation_time"] == revoked_at.isoformat()
+    assert ev["timestamp"] == stamp.astimezone(UTC).isoformat() and ev["method"] == "OCSP"
+    assert ev["responder"] == pki.dev.ocsp_url and ev["reason"] == "key_compromise" and ev["unlisted"] is True
+    assert "at or after" in ev["rule"]
+
+    # registration leaf, index entry, search
+    doc = leaf(feed, "Rv.Main", "1.0.0")
+    signing = doc["packageSigning"]
+    assert doc["listed"] is False and signing["status"] == "revoked"
+    assert signing["revokedBecause"]["fingerprint"] == fp
+    assert signing["revokedBecause"]["time"] == revoked_at.isoformat()
+    assert "key_compromise" in signing["revokedBecause"]["detail"]
+    by_type = {s["type"]: s for s in signing["signatures"]}
+    assert by_type["author"]["status"] == "revoked" and by_type["author"]["certificateStatus"] == "revoked"
+    assert by_type["author"]["certificateRevocation"]["time"] == revoked_at.isoformat()
+    assert by_type["repository"]["status"] == "valid"
+    entry = index_entry(feed, "Rv.Main", "1.0.0")
+    assert entry["listed"] is False and entry["packageSigning"]["status"] == "revoked"
+    assert leaf(feed, "Rv.Main", "1.0.0", "registration-semver2")["packageSigning"]["status"] == "revoked"
+    assert search_hits(feed, "Rv.Main") == 0
+
+    # web page
+    html = page(feed, "Rv.Main", "1.0.0")
+    assert 'class="revoked">Revoked</span>' in html and "(unlisted)" in html
+    rows = signature_rows(html)
+    assert "status=revoked" in rows["author"] and fp in rows["author"]
+    assert revoked_at.strftime("%Y-%m-%d %H:%M:%S UTC") in rows["author"]
+    assert "key_compromise" in rows["author"]
+    assert "REVOKED: author-signed, repository-signed" in html
+
+    # second run: nothing changes, no new audit rows, the documents stay as they are
+    documents = {k: v for k, v in feed.snapshot().items() if "/rv.main/" in k}
+    again = revalidate(feed)
+    assert again["statusChanges"] == 0 and again["packagesRevoked"] == []
+    assert [r.action for r in audit_rows(feed, "package:rv.main/1.0.0")].count("package.revoked") == 1
+    assert [r.action for r in audit_rows(feed, f"certificate:{fp}")].count("certificate.status-changed") == 1
+    assert {k: v for k, v in feed.snapshot().items() if "/rv.main/" in k} == documents
+
+
+def test_revoked_after_the_timestamp_keeps_the_package_valid(sf: SignedFeed) -> None:
+    """bob's certificate is revoked one second after the package's timestamp: the signature predates the
+    revocation, so the version stays valid and listed; only the certificate's status is recorded (and shown)."""
+    feed, pki = sf.feed, sf.pki
+    stamp = publish_signed(sf, "Rv.Later", "bob", "revoked-signer")
+    fp = fingerprint(pki, "revoked-signer")
+    revoked_at = stamp.replace(microsecond=0) + timedelta(seconds=2)
+    wait_until_past(revoked_at + timedelta(seconds=1))
+    pki.server.revoke("revoked-signer", at=revoked_at, reason="superseded")
+
+    summary = revalidate(feed)
+    assert {"id": "Rv.Later", "version": "1.0.0"} not in summary["packagesRevoked"]
+    assert summary["signaturesKept"] >= 1
+    check = next(c for c in summary["certificates"] if c["fingerprint"] == fp)
+    assert check["status"] == "revoked" and check["changed"] and check["reason"] == "superseded"
+    assert [r.action for r in audit_rows(feed, f"certificate:{fp}")].count("certificate.status-changed") == 1
+    assert [r.action for r in audit_rows(feed, "package:rv.later/1.0.0")].count("package.revoked") == 0
+
+    doc = leaf(feed, "Rv.Later", "1.0.0")
+    assert doc["listed"] is True and doc["packageSigning"]["status"] == "valid"
+    assert doc["packageSigning"]["revokedBecause"] is None
+    author = next(s for s in doc["packageSigning"]["signatures"] if s["type"] == "author")
+    assert author["status"] == "valid" and author["certificateStatus"] == "revoked"
+    assert author["certificateRevocation"]["time"] == revoked_at.isoformat()
+    assert search_hits(feed, "Rv.Later") == 1
+    rows = signature_rows(page(feed, "Rv.Later", "1.0.0"))
+    assert "status=valid" in rows["author"] and "after this signature's timestamp" in rows["author"]
+
+    again = revalidate(feed)
+    assert again["statusChanges"] == 0 and again["packagesRevoked"] == []
+    assert [r.action for r in audit_rows(feed, f"certificate:{fp}")].count("certificate.status-changed") == 1
+
+
+def test_unreachable_responders_change_nothing(sf: SignedFeed) -> None:
+    """With the responders down every answer is unknown: recorded as the status detail (shown on the web page),
+    not an error, no status change, no audit row; the stored statuses stay."""
+    feed, pki = sf.feed, sf.pki
+    fp = fingerprint(pki, "revoked-signer")
+    pki.server.stop()  # responders down: every answer unknown
+    try:
+        summary = revalidate(feed)
+    finally:
+        sf.pki.server = _restart(pki.dev, pki.server)
+    check = next(c for c in summary["certificates"] if c["fingerprint"] == fp)
+    assert check["status"] == "unknown" and not check["changed"] and check["method"] is None
+    assert "could not be reached" in check["detail"] or "OCSP" in check["detail"]
+    assert summary["statusChanges"] == 0 and summary["packagesRevoked"] == [] and summary["unknown"] >= 1
+    author = next(s for s in leaf(feed, "Rv.Later", "1.0.0")["packageSigning"]["signatures"] if s["type"] == "author")
+    assert author["certificateStatus"] == "revoked"  # the stored status stays
+    assert "could not be reached" in signature_rows(page(feed, "Rv.Later", "1.0.0"))["author"]
+
+
+class _OcspDown(DevPkiServer):
+    """The dev responders with OCSP answering HTTP 503 (the CRLs still served): a real server, made to fail."""
+
+    def _route(self, method: str, path: str, body: bytes) -> tuple[int, bytes, str]:
+        if path.startswith("/ocsp"):
+            return 503, b"OCSP responder down", "text/plain"
+        return super()._route(method, path, body)
+
+
+def _restart(dev: DevPki, old: DevPkiServer, cls: type[DevPkiServer] = DevPkiServer) -> DevPkiServer:
+    """Stop ``old`` and serve ``dev`` again on its port with ``cls``, carrying the revocations over."""
+    old.stop()
+    new = cls(dev)
+    new.revoked.update(old.revoked)
+    new.reasons.update(old.reasons)
+    return new
+
+
+def test_ocsp_down_falls_back_to_the_crl(tmp_path: Path) -> None:
+    """With the OCSP responder failing, revalidation takes the CRL's word: the package is revoked, the evidence
+    names the CRL URL. The feed's repository certificate revoked too: recorded and audited (role repository), its
+    signatures stay valid (the feed does not re-sign)."""
+    gen = served_pki(tmp_path / "pki")
+    pki = next(gen)
+    sf = open_signed_feed(pki, tmp_path, "--revalidate-seconds", "0")
+    try:
+        stamp = publish_signed(sf, "Rv.Crl", "alice", "author")
+        revoked_at = (stamp - timedelta(minutes=10)).replace(microsecond=0)
+        pki.server = _restart(pki.dev, pki.server, _OcspDown)
+        pki.server.revoke("author", at=revoked_at, reason="key_compromise")
+        pki.server.revoke("repository", at=datetime.now(UTC).replace(microsecond=0), reason="cessation_of_operation")
+        summary = revalidate(sf.feed)
+        asked = [(p, s) for _m, p, s in pki.server.requests]
+        assert any(p.startswith("/ocsp") and s == 503 for p, s in asked), asked
+        assert any(p == "/crl/intermediate.crl" and s == 200 for p, s in asked), asked
+
+        crl_url = pki.dev.crl_url_for("intermediate")
+        assert {"id": "Rv.Crl", "version": "1.0.0"} in summary["packagesRevoked"]
+        author = next(c for c in summary["certificates"] if c["fingerprint"] == fingerprint(pki, "author"))
+        assert author["method"] == "CRL" and author["source"] == crl_url and author["reason"] == "key_compromise"
+        ev = next(r for r in audit_rows(sf.feed, "package:rv.crl/1.0.0") if r.action == "package.revoked").details
+        assert ev["method"] == "CRL" and ev["responder"] == crl_url
+        assert ev["revocation_time"] == revoked_at.isoformat()
+
+        repo_fp = fingerprint(pki, "repository")
+        repo = next(c for c in summary["certificates"] if c["fingerprint"] == repo_fp)
+        assert repo["role"] == "repository" and repo["status"] == "revoked" and repo["method"] == "CRL"
+        rows = [r for r in audit_rows(sf.feed, f"certificate:{repo_fp}") if r.action == "certificate.status-changed"]
+        assert len(rows) == 1 and rows[0].details["role"] == "repository"
+        assert rows[0].details["reason"] == "cessation_of_operation"
+        sigs = {s["type"]: s for s in leaf(sf.feed, "Rv.Crl", "1.0.0")["packageSigning"]["signatures"]}
+        assert sigs["repository"]["status"] == "valid" and sigs["repository"]["certificateStatus"] == "revoked"
+
+        # the timestamping certificate was found in the package and checked (good)
+        tsa = next(c for c in summary["certificates"] if c["fingerprint"] == fingerprint(pki, "tsa"))
+        assert tsa["role"] == "timestamp" and tsa["status"] == "good" and tsa["method"] == "CRL"
+        assert summary["timestampCertificatesFound"] == 1
+        assert revalidate(sf.feed)["statusChanges"] == 0
+    finally:
+        sf.stop()
+        pki.server.stop()
+        gen.close()
+
+
+def test_background_task_picks_up_a_revocation(tmp_path: Path) -> None:
+    """`nuseal serve --revalidate-seconds 1` with two workers: the task finds the revocation by itself, once
+    (one package.revoked row, one status change), and before that shows a normal signed package and an
+    unsigned push (repository-signed by the feed) on the web page and in the leaf."""
+    gen = served_pki(tmp_path / "pki")
+    pki = next(gen)
+    sf = open_signed_feed(pki, tmp_path, "--revalidate-seconds", "1", workers=2)
+    feed = sf.feed
+    try:
+        stamp = publish_signed(sf, "Rv.Bg", "alice", "author")
+        r = feed.push(make_package("Rv.Plain", "2.0.0"), key="carol")
+        assert r.status_code == 201, r.text
+        fp, repo_fp = fingerprint(pki, "author"), fingerprint(pki, "repository")
+
+        # the certificates become "good" once the task has asked (leaves rewritten on the status change)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            sigs = leaf(feed, "Rv.Bg", "1.0.0")["packageSigning"]["signatures"]
+            if all(s["certificateStatus"] == "good" for s in sigs):
+                break
+            time.sleep(0.5)
+        signing = leaf(feed, "Rv.Bg", "1.0.0")["packageSigning"]
+        assert signing["signed"] and signing["repositorySigned"] and signing["status"] == "valid"
+        by_type = {s["type"]: s for s in signing["signatures"]}
+        assert by_type["author"]["fingerprints"]["2.16.840.1.101.3.4.2.1"] == fp
+        assert by_type["author"]["subject"] == dotnet_name(pki.dev.cert("author").subject)
+        assert by_type["author"]["timestamp"] == stamp.astimezone(UTC).isoformat()
+        assert by_type["repository"]["fingerprints"]["2.16.840.1.101.3.4.2.1"] == repo_fp
+        assert by_type["repository"]["placement"] == "countersignature"
+        assert all(s["certificateStatus"] == "good" for s in signing["signatures"]), signing
+        html = page(feed, "Rv.Bg", "1.0.0")
+        rows = signature_rows(html)
+        assert fp in rows["author"] and repo_fp in rows["repository"]
+        assert "not revoked" in rows["author"] and "status=valid" in rows["author"]
+        assert stamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") in rows["author"]
+        assert "Signed</span>: author-signed, repository-signed" in html
+
+        plain = leaf(feed, "Rv.Plain", "2.0.0")["packageSigning"]
+        assert plain["signed"] is False and plain["repositorySigned"] is True and plain["status"] == "valid"
+        assert [(s["type"], s["placement"]) for s in plain["signatures"]] == [("repository", "primary")]
+        assert plain["signatures"][0]["fingerprints"]["2.16.840.1.101.3.4.2.1"] == repo_fp
+        rows = signature_rows(page(feed, "Rv.Plain", "2.0.0"))
+        assert set(rows) == {"repository"} and repo_fp in rows["repository"]
+
+        pki.server.revoke("author", at=(stamp - timedelta(hours=2)).replace(microsecond=0))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and leaf(feed, "Rv.Bg", "1.0.0")["listed"]:
+            time.sleep(0.5)
+        doc = leaf(feed, "Rv.Bg", "1.0.0")
+        assert doc["listed"] is False and doc["packageSigning"]["status"] == "revoked"
+        time.sleep(3)  # more runs by both workers: still one row each
+        assert [r.action for r in audit_rows(feed, "package:rv.bg/1.0.0")].count("package.revoked") == 1
+        changes = [r for r in audit_rows(feed, f"certificate:{fp}") if r.action == "certificate.status-changed"]
+        assert [c.details["status"] for c in changes] == ["good", "revoked"]
+        assert leaf(feed, "Rv.Plain", "2.0.0")["listed"] is True
+    finally:
+        feed.stop()
+        pki.server.stop()
+        gen.close()
+
+
+def test_revalidate_refuses_a_feed_without_signing(tmp_path: Path) -> None:
+    from .conftest import start_feed  # noqa: PLC0415
+
+    feed = start_feed(tmp_path / "plain")
+    try:
+        rc, out = admin_result(feed.data_dir, None, "revalidate")
+        assert rc != 0 and "signing" in out, out
+    finally:
+        feed.stop()
+
+
+def test_lease_lets_one_holder_run_at_a_time(tmp_path: Path) -> None:
+    """The background task's lease on SQLite: a second owner is refused while the first holds it, takes it once
+    it expired or was released."""
+    config = FeedConfig(data_dir=tmp_path / "lease", base_url="http://127.0.0.1:1")
+    service = FeedService.open(config)
+    service.setup()
+    try:
+        t0 = datetime.now(UTC)
+        assert try_acquire_lease(service, "a", seconds=60, now=t0)
+        assert not try_acquire_lease(service, "b", seconds=60, now=t0 + timedelta(seconds=59))
+        assert try_acquire_lease(service, "a", seconds=60, now=t0 + timedelta(seconds=30))  # renewal
+        assert not try_acquire_lease(service, "b", seconds=60, now=t0 + timedelta(seconds=89))
+        assert try_acquire_lease(service, "b", seconds=60, now=t0 + timedelta(seconds=91))  # expired
+        release_lease(service, "a")  # not the holder: nothing happens
+        assert not try_acquire_lease(service, "a", seconds=60, now=t0 + timedelta(seconds=92))
+        release_lease(service, "b")
+        assert try_acquire_lease(service, "a", seconds=60, now=t0 + timedelta(seconds=93))
+        with service.db.read() as session:
+            from nuseal.feed.models import FeedSetting  # noqa: PLC0415
+
+            row = session.get(FeedSetting, LEASE_SETTING)
+            assert row is not None and json.loads(row.value)["owner"] == "a"
+    finally:
+        service.db.dispose()
