@@ -235,5 +235,7 @@ def serve_command(
             dev_responders.stop()
 
 
-if __name__ == "__main__":  # `python -m nuseal.cli.serve`, used by the feed tests
-    serve_command()
+if __name__ == "__main__":  # `python -m nuseal.cli.serve`, used by the feed tests: same errors as `nuseal serve`
+    from nuseal.cli.main import main
+
+    sys.exit(main(["serve", *sys.argv[1:]]))
