@@ -4,6 +4,7 @@
 #   mono-mcs, unzip    NuGet's own verifier (../shared/tools/nuget-oracle) builds its driver with them
 #   npm                the oracle's NuGet assemblies and NuGet.exe come from the npm registry
 #   softhsm2           PKCS#11 signing tests
+#   chromium           the account pages' browser test (driven by Playwright, which downloads no browser of its own)
 # Feed-specific packages (PostgreSQL, Mono runtime for NuGet.exe, nginx, wrk) come from scripts/ci-feed-deps.sh.
 set -euo pipefail
 need=()
@@ -12,6 +13,7 @@ command -v mcs >/dev/null || need+=(mono-mcs)
 command -v unzip >/dev/null || need+=(unzip)
 command -v npm >/dev/null || need+=(npm)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "install-system-deps: need root to apt-get install ${need[*]}" >&2; exit 1; fi
   echo "install-system-deps: apt-get install ${need[*]}" >&2
