@@ -9,9 +9,22 @@ Document (NuGet server API ``repository-signatures-resource.md``; NUGET-SIGNING.
 
 Written at every start to ``v3/repository-signatures/index.json`` with each certificate's DER beside it, both
 served as static files. A certificate is added the first time the feed signs with it and never removed (removing
-one would invalidate every signature it made, as nuget.org notes). ``allRepositorySigned`` is true when every
-stored version carries the feed's repository signature (versions published before signing was enabled do not).
-Whether the service index lists the resource is :attr:`FeedConfig.advertises_repository_signatures`.
+one would invalidate every signature it made, as nuget.org notes). Whether the service index lists the resource
+is :attr:`FeedConfig.advertises_repository_signatures`.
+
+``allRepositorySigned`` says whether every *stored* version (listed or not: NuGet clients apply it to any
+package from the source, and unlisted versions can still be restored by exact version) carries the feed's
+repository signature, recorded as a ``package_signatures`` row of kind ``repository``. It is computed from the
+database at every start, and kept right after every publish by a publish hook (in the publish transaction,
+after the signatures are recorded): a version stored without a repository signature turns it false at once.
+Unlisting, relisting and revocation do not change it (they change no stored bytes).
+
+When it can become true: only on a feed whose every version was repository-signed when published, i.e. one
+that had signing on from its first version. Once a version without the feed's repository signature is stored
+(pushed while the feed ran with signing off, e.g. before signing was turned on), it stays false for good:
+versions are immutable, nuseal never deletes a version and never re-signs stored ones, so nothing can make
+that version repository-signed. While the feed runs with signing off the document is not rewritten (nor listed
+in the service index); the next start with signing on recomputes it.
 """
 
 from __future__ import annotations
@@ -26,6 +39,7 @@ from nuseal.feed import audit
 from nuseal.feed import documents as docs
 from nuseal.feed.certificates import remember_certificate
 from nuseal.feed.models import Certificate, Package, PackageSignature
+from nuseal.feed.pipeline import Submission
 from nuseal.feed.repository_signing import FeedSigning
 from nuseal.feed.service import FeedService
 
@@ -65,8 +79,33 @@ def _all_repository_signed(session: Session) -> bool:
     return unsigned == 0
 
 
+def _repository_certificates(session: Session) -> list[Certificate]:
+    return list(
+        session.scalars(
+            select(Certificate)
+            .where(Certificate.repository_since.is_not(None))
+            .order_by(Certificate.repository_since, Certificate.pk)
+        ).all()
+    )
+
+
+def _write_document(svc: FeedService, certs: list[Certificate], *, all_signed: bool) -> None:
+    for c in certs:
+        svc.storage.put_bytes(docs.repository_certificate_key(c.fingerprint), c.der, durable=True)
+    document = repository_signatures_document(svc.urls, certs, all_repository_signed=all_signed)
+    svc.storage.put_bytes(docs.REPOSITORY_SIGNATURES_KEY, docs.dump(document), durable=True)
+
+
 def install_repository_signatures(service: FeedService, signing: FeedSigning) -> None:
-    """Add the setup hook that records the current repository certificate and writes the resource."""
+    """Add the setup hook that records the current repository certificate and writes the resource, and the
+    publish hook that keeps ``allRepositorySigned`` right after each publish (module docstring).
+
+    The publish hook must run after the one that records the package's signatures (``install_signing`` appends
+    it after :meth:`SigningStages.record_signatures`). A published version with a repository signature leaves
+    the value as it was (every stored version signed before, and this one too; or not); one without turns it
+    false, written in the publish transaction (a failed publish can leave it false until the next start, never
+    wrongly true).
+    """
 
     def publish(svc: FeedService) -> None:
         now = svc.clock()
@@ -85,17 +124,18 @@ def install_repository_signatures(service: FeedService, signing: FeedSigning) ->
                     issuer=row.issuer,
                 )
             session.flush()
-            certs = list(
-                session.scalars(
-                    select(Certificate)
-                    .where(Certificate.repository_since.is_not(None))
-                    .order_by(Certificate.repository_since, Certificate.pk)
-                ).all()
-            )
+            certs = _repository_certificates(session)
             all_signed = _all_repository_signed(session)
-        for c in certs:
-            svc.storage.put_bytes(docs.repository_certificate_key(c.fingerprint), c.der, durable=True)
-        document = repository_signatures_document(svc.urls, certs, all_repository_signed=all_signed)
-        svc.storage.put_bytes(docs.REPOSITORY_SIGNATURES_KEY, docs.dump(document), durable=True)
+        _write_document(svc, certs, all_signed=all_signed)
+
+    def after_publish(session: Session, row: Package, submission: Submission) -> None:
+        signed = session.scalar(
+            select(PackageSignature.pk)
+            .where(PackageSignature.package_pk == row.pk, PackageSignature.kind == "repository")
+            .limit(1)
+        )
+        if signed is None:
+            _write_document(service, _repository_certificates(session), all_signed=False)
 
     service.setup_hooks.append(publish)
+    service.publish_hooks.append(after_publish)
