@@ -33,9 +33,8 @@ from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.trust import dotnet_name
 
-from .conftest import Feed, make_package
+from .conftest import Feed, PgCluster, make_package
 from .signing_support import (
-    Codes,
     SigningPki,
     admin_result,
     download,
@@ -66,19 +65,30 @@ class SignedFeed:
         self.feed.stop()
 
 
-def _register(feed: Feed, codes: Codes, user: str, pki: SigningPki, name: str, tmp: Path) -> None:
+def _register(feed: Feed, user: str, pki: SigningPki, name: str, tmp: Path) -> None:
+    codes = enable_2fa_cli(feed.data_dir, feed.database_url, user)
     path = tmp / f"{name}.cer"
     path.write_bytes(pki.dev.cert(name).public_bytes(Encoding.DER))
-    rc, out = admin_result(feed.data_dir, None, "register-certificate", user, str(path), "--totp", codes.fresh())
+    rc, out = admin_result(
+        feed.data_dir, feed.database_url, "register-certificate", user, str(path), "--totp", codes.fresh()
+    )
     assert rc == 0, out
 
 
-def open_signed_feed(pki: SigningPki, tmp: Path, *serve_args: str, workers: int = 1) -> SignedFeed:
+def open_signed_feed(
+    pki: SigningPki, tmp: Path, *serve_args: str, workers: int = 1, database_url: str | None = None
+) -> SignedFeed:
     feed = start_signing_feed(
-        tmp / "feed", *pki_feed_args(pki), *serve_args, env=pki_feed_env(pki), users=USERS, workers=workers
+        tmp / "feed",
+        *pki_feed_args(pki),
+        *serve_args,
+        env=pki_feed_env(pki),
+        users=USERS,
+        workers=workers,
+        database_url=database_url,
     )
-    _register(feed, enable_2fa_cli(feed.data_dir, None, "alice"), "alice", pki, "author", tmp)
-    _register(feed, enable_2fa_cli(feed.data_dir, None, "bob"), "bob", pki, "revoked-signer", tmp)
+    _register(feed, "alice", pki, "author", tmp)
+    _register(feed, "bob", pki, "revoked-signer", tmp)
     return SignedFeed(pki, feed)
 
 
@@ -92,13 +102,13 @@ def publish_signed(sf: SignedFeed, package_id: str, user: str, cert: str, versio
 
 
 def revalidate(feed: Feed) -> dict[str, Any]:
-    rc, out = admin_result(feed.data_dir, None, "revalidate", "--json")
+    rc, out = admin_result(feed.data_dir, feed.database_url, "revalidate", "--json")
     assert rc == 0, out
     return dict(json.loads(out))
 
 
 def audit_rows(feed: Feed, target: str) -> list[AuditRecord]:
-    db = Database(f"sqlite:///{feed.data_dir / 'feed.db'}")
+    db = Database(feed.database_url or f"sqlite:///{feed.data_dir / 'feed.db'}")
     try:
         with db.read() as session:
             return read_audit(session, target=target)
@@ -161,6 +171,61 @@ def sf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SignedFeed]:
 
 
 # ------------------------------------------------------------------------------------------------ tests
+def test_signing_status_of_a_signed_and_an_unsigned_push(sf: SignedFeed) -> None:
+    """Web page and registration leaf of an author-signed push (author signature + the feed's repository
+    countersignature) and of an unsigned push (the feed's repository primary signature): signer subjects and
+    SHA-256 fingerprints, timestamps, status; the certificates' revocation shows "unknown" until revalidation
+    asked, then "good" (the leaves are rewritten on the status change)."""
+    feed, pki = sf.feed, sf.pki
+    stamp = publish_signed(sf, "Rv.Signed", "alice", "author")
+    r = feed.push(make_package("Rv.Plain", "2.0.0"), key="carol")
+    assert r.status_code == 201, r.text
+    fp, repo_fp = fingerprint(pki, "author"), fingerprint(pki, "repository")
+    served = PrimarySignature.load(PackageArchive.from_bytes(download(feed, "Rv.Signed", "1.0.0")).read_signature())
+    counter = served.repository_countersignature()
+    assert counter is not None and counter.timestamps
+    repo_stamp = counter.timestamps[0].gen_time
+
+    signing = leaf(feed, "Rv.Signed", "1.0.0")["packageSigning"]
+    assert signing["signed"] is True and signing["repositorySigned"] is True and signing["status"] == "valid"
+    assert signing["revokedBecause"] is None
+    by_type = {s["type"]: s for s in signing["signatures"]}
+    assert by_type["author"]["placement"] == "primary"
+    assert by_type["author"]["fingerprints"] == {"2.16.840.1.101.3.4.2.1": fp}
+    assert by_type["author"]["subject"] == dotnet_name(pki.dev.cert("author").subject)
+    assert by_type["author"]["timestamp"] == stamp.astimezone(UTC).isoformat()
+    assert by_type["author"]["timestampAuthority"] == dotnet_name(pki.dev.cert("tsa").subject)
+    assert by_type["repository"]["placement"] == "countersignature"
+    assert by_type["repository"]["fingerprints"] == {"2.16.840.1.101.3.4.2.1": repo_fp}
+    assert by_type["repository"]["timestamp"] == repo_stamp.astimezone(UTC).isoformat()
+    assert {s["certificateStatus"] for s in signing["signatures"]} == {"unknown"}
+    html = page(feed, "Rv.Signed", "1.0.0")
+    assert "Signed</span>: author-signed, repository-signed" in html
+    rows = signature_rows(html)
+    assert fp in rows["author"] and repo_fp in rows["repository"] and "status=valid" in rows["author"]
+    assert stamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") in rows["author"]
+    assert repo_stamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") in rows["repository"]
+    assert "not known yet" in rows["author"]
+
+    plain = leaf(feed, "Rv.Plain", "2.0.0")["packageSigning"]
+    assert plain["signed"] is False and plain["repositorySigned"] is True and plain["status"] == "valid"
+    assert [(s["type"], s["placement"]) for s in plain["signatures"]] == [("repository", "primary")]
+    assert plain["signatures"][0]["fingerprints"] == {"2.16.840.1.101.3.4.2.1": repo_fp}
+    html = page(feed, "Rv.Plain", "2.0.0")
+    assert "Signed</span>: repository-signed" in html
+    assert set(signature_rows(html)) == {"repository"}
+
+    summary = revalidate(feed)
+    assert summary["packagesRevoked"] == [] and summary["unknown"] == 0
+    assert {c["role"] for c in summary["certificates"]} == {"author", "repository", "timestamp"}
+    signing = leaf(feed, "Rv.Signed", "1.0.0")["packageSigning"]
+    assert {s["certificateStatus"] for s in signing["signatures"]} == {"good"}
+    assert leaf(feed, "Rv.Plain", "2.0.0")["packageSigning"]["signatures"][0]["certificateStatus"] == "good"
+    rows = signature_rows(page(feed, "Rv.Signed", "1.0.0"))
+    assert "valid: the certificate is not revoked" in rows["author"] and "OCSP" in rows["author"]
+    assert "valid: the certificate is not revoked" in rows["repository"]
+
+
 def test_revoked_before_the_timestamp_revokes_and_unlists(sf: SignedFeed) -> None:
     """The main case: alice's certificate is revoked as of one hour before the package's signing timestamp (a key
     compromise dated back); `nuseal admin revalidate` asks OCSP, marks the version revoked and unlisted, audits it
@@ -188,11 +253,12 @@ def test_revoked_before_the_timestamp_revokes_and_unlists(sf: SignedFeed) -> Non
 
     # audit: the certificate's status change and the package's revocation, with the evidence
     cert_rows = [r for r in audit_rows(feed, f"certificate:{fp}") if r.action == "certificate.status-changed"]
-    assert len(cert_rows) == 1
-    ev = cert_rows[0].details
+    assert [r.details["status"] for r in cert_rows][-1:] == ["revoked"]
+    assert [r.details["status"] for r in cert_rows].count("revoked") == 1
+    ev = cert_rows[-1].details
     assert ev["status"] == "revoked" and ev["method"] == "OCSP" and ev["responder"] == pki.dev.ocsp_url
     assert ev["revocation_time"] == revoked_at.isoformat() and ev["reason"] == "key_compromise"
-    assert ev["role"] == "author" and cert_rows[0].actor == "feed"
+    assert ev["role"] == "author" and cert_rows[-1].actor == "feed"
     pkg_rows = [r for r in audit_rows(feed, "package:rv.main/1.0.0") if r.action == "package.revoked"]
     assert len(pkg_rows) == 1
     ev = pkg_rows[0].details
@@ -228,10 +294,10 @@ def test_revoked_before_the_timestamp_revokes_and_unlists(sf: SignedFeed) -> Non
 
     # second run: nothing changes, no new audit rows, the documents stay as they are
     documents = {k: v for k, v in feed.snapshot().items() if "/rv.main/" in k}
+    audit_before = audit_rows(feed, f"certificate:{fp}") + audit_rows(feed, "package:rv.main/1.0.0")
     again = revalidate(feed)
     assert again["statusChanges"] == 0 and again["packagesRevoked"] == []
-    assert [r.action for r in audit_rows(feed, "package:rv.main/1.0.0")].count("package.revoked") == 1
-    assert [r.action for r in audit_rows(feed, f"certificate:{fp}")].count("certificate.status-changed") == 1
+    assert audit_rows(feed, f"certificate:{fp}") + audit_rows(feed, "package:rv.main/1.0.0") == audit_before
     assert {k: v for k, v in feed.snapshot().items() if "/rv.main/" in k} == documents
 
 
@@ -272,19 +338,29 @@ def test_unreachable_responders_change_nothing(sf: SignedFeed) -> None:
     """With the responders down every answer is unknown: recorded as the status detail (shown on the web page),
     not an error, no status change, no audit row; the stored statuses stay."""
     feed, pki = sf.feed, sf.pki
-    fp = fingerprint(pki, "revoked-signer")
+    r = feed.push(make_package("Rv.Down", "1.0.0"), key="carol")
+    assert r.status_code == 201, r.text
+    repo_fp = fingerprint(pki, "repository")
+    before = leaf(feed, "Rv.Down", "1.0.0")
+    audit_before = audit_rows(feed, f"certificate:{repo_fp}")
     pki.server.stop()  # responders down: every answer unknown
     try:
         summary = revalidate(feed)
+        rc, text = admin_result(feed.data_dir, feed.database_url, "revalidate")
     finally:
         sf.pki.server = _restart(pki.dev, pki.server)
-    check = next(c for c in summary["certificates"] if c["fingerprint"] == fp)
-    assert check["status"] == "unknown" and not check["changed"] and check["method"] is None
-    assert "could not be reached" in check["detail"] or "OCSP" in check["detail"]
-    assert summary["statusChanges"] == 0 and summary["packagesRevoked"] == [] and summary["unknown"] >= 1
-    author = next(s for s in leaf(feed, "Rv.Later", "1.0.0")["packageSigning"]["signatures"] if s["type"] == "author")
-    assert author["certificateStatus"] == "revoked"  # the stored status stays
-    assert "could not be reached" in signature_rows(page(feed, "Rv.Later", "1.0.0"))["author"]
+    n = summary["certificatesChecked"]
+    assert n >= 2  # the repository and the timestamping certificate at least
+    assert all(c["status"] == "unknown" and not c["changed"] and c["method"] is None for c in summary["certificates"])
+    check = next(c for c in summary["certificates"] if c["fingerprint"] == repo_fp)
+    assert "could not be reached" in check["detail"], check
+    assert summary["statusChanges"] == 0 and summary["packagesRevoked"] == [] and summary["unknown"] == n
+    assert rc == 0, text
+    assert f"checked {n} certificate(s), 0 status change(s), 0 package(s) revoked ({n} with unknown" in text, text
+    assert f"unknown  same    repository {repo_fp}" in text, text
+    assert leaf(feed, "Rv.Down", "1.0.0") == before  # stored statuses stay; documents untouched
+    assert audit_rows(feed, f"certificate:{repo_fp}") == audit_before
+    assert "could not be reached" in signature_rows(page(feed, "Rv.Down", "1.0.0"))["repository"]
 
 
 class _OcspDown(DevPkiServer):
@@ -352,19 +428,18 @@ def test_ocsp_down_falls_back_to_the_crl(tmp_path: Path) -> None:
 
 
 def test_background_task_picks_up_a_revocation(tmp_path: Path) -> None:
-    """`nuseal serve --revalidate-seconds 1` with two workers: the task finds the revocation by itself, once
-    (one package.revoked row, one status change), and before that shows a normal signed package and an
-    unsigned push (repository-signed by the feed) on the web page and in the leaf."""
+    """`nuseal serve --revalidate-seconds 1` with two workers: the task asks by itself (unknown -> good), then
+    finds a revocation by itself, once (one package.revoked row, one change to revoked) although both workers'
+    tasks keep running."""
     gen = served_pki(tmp_path / "pki")
     pki = next(gen)
     sf = open_signed_feed(pki, tmp_path, "--revalidate-seconds", "1", workers=2)
     feed = sf.feed
     try:
         stamp = publish_signed(sf, "Rv.Bg", "alice", "author")
-        r = feed.push(make_package("Rv.Plain", "2.0.0"), key="carol")
+        r = feed.push(make_package("Rv.Other", "2.0.0"), key="carol")
         assert r.status_code == 201, r.text
-        fp, repo_fp = fingerprint(pki, "author"), fingerprint(pki, "repository")
-
+        fp = fingerprint(pki, "author")
         # the certificates become "good" once the task has asked (leaves rewritten on the status change)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -372,28 +447,9 @@ def test_background_task_picks_up_a_revocation(tmp_path: Path) -> None:
             if all(s["certificateStatus"] == "good" for s in sigs):
                 break
             time.sleep(0.5)
-        signing = leaf(feed, "Rv.Bg", "1.0.0")["packageSigning"]
-        assert signing["signed"] and signing["repositorySigned"] and signing["status"] == "valid"
-        by_type = {s["type"]: s for s in signing["signatures"]}
-        assert by_type["author"]["fingerprints"]["2.16.840.1.101.3.4.2.1"] == fp
-        assert by_type["author"]["subject"] == dotnet_name(pki.dev.cert("author").subject)
-        assert by_type["author"]["timestamp"] == stamp.astimezone(UTC).isoformat()
-        assert by_type["repository"]["fingerprints"]["2.16.840.1.101.3.4.2.1"] == repo_fp
-        assert by_type["repository"]["placement"] == "countersignature"
-        assert all(s["certificateStatus"] == "good" for s in signing["signatures"]), signing
-        html = page(feed, "Rv.Bg", "1.0.0")
-        rows = signature_rows(html)
-        assert fp in rows["author"] and repo_fp in rows["repository"]
-        assert "not revoked" in rows["author"] and "status=valid" in rows["author"]
-        assert stamp.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") in rows["author"]
-        assert "Signed</span>: author-signed, repository-signed" in html
-
-        plain = leaf(feed, "Rv.Plain", "2.0.0")["packageSigning"]
-        assert plain["signed"] is False and plain["repositorySigned"] is True and plain["status"] == "valid"
-        assert [(s["type"], s["placement"]) for s in plain["signatures"]] == [("repository", "primary")]
-        assert plain["signatures"][0]["fingerprints"]["2.16.840.1.101.3.4.2.1"] == repo_fp
-        rows = signature_rows(page(feed, "Rv.Plain", "2.0.0"))
-        assert set(rows) == {"repository"} and repo_fp in rows["repository"]
+        assert {s["certificateStatus"] for s in leaf(feed, "Rv.Bg", "1.0.0")["packageSigning"]["signatures"]} == {
+            "good"
+        }
 
         pki.server.revoke("author", at=(stamp - timedelta(hours=2)).replace(microsecond=0))
         deadline = time.monotonic() + 30
@@ -405,7 +461,7 @@ def test_background_task_picks_up_a_revocation(tmp_path: Path) -> None:
         assert [r.action for r in audit_rows(feed, "package:rv.bg/1.0.0")].count("package.revoked") == 1
         changes = [r for r in audit_rows(feed, f"certificate:{fp}") if r.action == "certificate.status-changed"]
         assert [c.details["status"] for c in changes] == ["good", "revoked"]
-        assert leaf(feed, "Rv.Plain", "2.0.0")["listed"] is True
+        assert leaf(feed, "Rv.Other", "2.0.0")["listed"] is True
     finally:
         feed.stop()
         pki.server.stop()
@@ -447,3 +503,37 @@ def test_lease_lets_one_holder_run_at_a_time(tmp_path: Path) -> None:
             assert row is not None and json.loads(row.value)["owner"] == "a"
     finally:
         service.db.dispose()
+
+
+@pytest.mark.postgres
+def test_revalidation_and_lease_on_postgres(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    """The same revocation flow and the lease on PostgreSQL (row locks instead of SQLite's writer lock)."""
+    url = pg_cluster.new_database()
+    gen = served_pki(tmp_path / "pki")
+    pki = next(gen)
+    sf = open_signed_feed(pki, tmp_path, "--revalidate-seconds", "0", database_url=url)
+    try:
+        stamp = publish_signed(sf, "Rv.Pg", "alice", "author")
+        pki.server.revoke("author", at=(stamp - timedelta(hours=1)).replace(microsecond=0))
+        summary = revalidate(sf.feed)
+        assert summary["packagesRevoked"] == [{"id": "Rv.Pg", "version": "1.0.0"}]
+        doc = leaf(sf.feed, "Rv.Pg", "1.0.0")
+        assert doc["listed"] is False and doc["packageSigning"]["status"] == "revoked"
+        assert [r.action for r in audit_rows(sf.feed, "package:rv.pg/1.0.0")].count("package.revoked") == 1
+        again = revalidate(sf.feed)
+        assert again["statusChanges"] == 0 and again["packagesRevoked"] == []
+
+        service = FeedService.open(
+            FeedConfig(data_dir=tmp_path / "other", base_url="http://127.0.0.1:1", database_url=url)
+        )
+        try:
+            t0 = datetime.now(UTC)
+            assert try_acquire_lease(service, "a", seconds=60, now=t0)
+            assert not try_acquire_lease(service, "b", seconds=60, now=t0 + timedelta(seconds=30))
+            assert try_acquire_lease(service, "b", seconds=60, now=t0 + timedelta(seconds=61))
+        finally:
+            service.db.dispose()
+    finally:
+        sf.stop()
+        pki.server.stop()
+        gen.close()
