@@ -349,8 +349,8 @@ MADE_TSA_CASES = {"tsa-rsa-1024": "NU3023", "tsa-expired": None, "tsa-expired-be
 @pytest.mark.parametrize("rule", list(MADE_TSA_CASES))
 def test_nugets_verifier_agrees_on_the_made_tsas(pki: SigningPki, rule: str) -> None:
     """NuGet's verifier (the oracle, offline revocation, trusting the dev root) and nuseal's engine under the same
-    client policy give the same verdict and error codes for each made-up TSA package, and the code the feed
-    refuses it with (CASES) is NuGet's. The one NuGet's client accepts (``tsa-expired``: token inside the TSA's
+    client policy give the same verdict and errors (codes and messages) for each made-up TSA package, and the code
+    the feed refuses it with (CASES) is NuGet's. The one NuGet's client accepts (``tsa-expired``: token inside the TSA's
     validity; .NET builds the timestamp chain with IgnoreNotTimeValid) is refused by the feed through nuget.org's
     own at-ingestion rule (NUGET-SIGNING.md §5.3, ``OnlineCertificateVerifier`` at the current time)."""
     from support import oracle  # noqa: PLC0415 - tests/support/oracle.py
@@ -370,6 +370,8 @@ def test_nugets_verifier_agrees_on_the_made_tsas(pki: SigningPki, rule: str) -> 
     ).verify_bytes(data, now=datetime.now(UTC))
     our_codes = {i.code.value for i in ours.errors if i.code is not None}
     assert verdict.error_codes == our_codes, (verdict.messages, [str(i) for i in ours.errors])
+    nuget_errors = {(i.code, i.message) for i in verdict.issues if i.level == "error"}
+    assert nuget_errors == {(i.code.value, i.message) for i in ours.errors if i.code is not None}  # same wording
     assert verdict.is_valid is ours.valid is (expected is None), (verdict.messages, [str(i) for i in ours.errors])
     if expected is None:
         assert feed_code == "NU3028"  # nuget.org's rule, not the client's

@@ -1,8 +1,9 @@
 """The feed's audit log: one row per security-relevant change, with its evidence as JSON.
 
-Actions written: ``2fa.enabled``, ``2fa.disabled``, ``certificate.registered``, ``certificate.removed``,
-``package.signature-accepted``, ``package.repository-signed``, ``certificate.status-changed``,
-``package.revoked`` (with the revocation time, the responder that said so and the timestamp it beat).
+Actions written: ``2fa.enabled``, ``2fa.disabled``, ``2fa.locked`` (too many wrong TOTP codes),
+``certificate.registered``, ``certificate.removed``, ``package.signature-accepted``, ``package.repository-signed``,
+``certificate.status-changed``, ``package.revoked`` (with the revocation time, the responder that said so and the
+timestamp it beat).
 """
 
 from __future__ import annotations
