@@ -427,6 +427,44 @@ def test_ocsp_down_falls_back_to_the_crl(tmp_path: Path) -> None:
         gen.close()
 
 
+def test_revoked_intermediate_revokes_every_signature_under_it(tmp_path: Path) -> None:
+    """The intermediate CA revoked (in the root's OCSP answers and CRL) after the package was signed: the chain has
+    the Revoked flag, so the signature is revoked whatever its timestamp (nuget.org's SignatureDeciderFactory);
+    the evidence names the revoked CA, the revocation time of the signer itself is unknown."""
+    gen = served_pki(tmp_path / "pki")
+    pki = next(gen)
+    sf = open_signed_feed(pki, tmp_path, "--revalidate-seconds", "0")
+    try:
+        stamp = publish_signed(sf, "Rv.Ca", "alice", "author")
+        wait_until_past(stamp + timedelta(seconds=1))
+        pki.server.revoke("intermediate", at=datetime.now(UTC).replace(microsecond=0), reason="ca_compromise")
+        summary = revalidate(sf.feed)
+        ca = dotnet_name(pki.dev.cert("intermediate").subject)
+        assert {"id": "Rv.Ca", "version": "1.0.0"} in summary["packagesRevoked"]
+        author = next(c for c in summary["certificates"] if c["fingerprint"] == fingerprint(pki, "author"))
+        assert author["status"] == "revoked" and author["revocationTime"] is None and author["method"] == "OCSP"
+        assert author["reason"] == "ca_compromise" and ca in author["detail"]
+        ev = next(r for r in audit_rows(sf.feed, "package:rv.ca/1.0.0") if r.action == "package.revoked").details
+        assert ev["revocation_time"] is None and ev["timestamp"] == stamp.astimezone(UTC).isoformat()
+        assert "issuing CA" in ev["rule"] and ca in ev["answer"]
+        change = next(
+            r
+            for r in audit_rows(sf.feed, f"certificate:{fingerprint(pki, 'author')}")
+            if r.action == "certificate.status-changed"
+        )
+        assert change.details["revoked_issuer"] == ca and change.details["status"] == "revoked"
+        signing = leaf(sf.feed, "Rv.Ca", "1.0.0")["packageSigning"]
+        assert signing["status"] == "revoked" and signing["revokedBecause"]["time"] is None
+        assert ca in signing["revokedBecause"]["detail"]
+        assert "at a time not known" in signature_rows(page(sf.feed, "Rv.Ca", "1.0.0"))["author"]
+        again = revalidate(sf.feed)
+        assert again["statusChanges"] == 0 and again["packagesRevoked"] == []
+    finally:
+        sf.stop()
+        pki.server.stop()
+        gen.close()
+
+
 def test_background_task_picks_up_a_revocation(tmp_path: Path) -> None:
     """`nuseal serve --revalidate-seconds 1` with two workers: the task asks by itself (unknown -> good), then
     finds a revocation by itself, once (one package.revoked row, one change to revoked) although both workers'

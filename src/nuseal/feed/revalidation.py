@@ -14,7 +14,9 @@ covered over several runs.
 
 Each certificate is asked with nuseal.trust's :class:`~nuseal.trust.RevocationChecker` (OCSP first, then CRL;
 online, no cache, so a revocation is seen at once), with the issuer taken from the chain stored at publication
-(``Certificate.chain_pem``). Then:
+(``Certificate.chain_pem``); then each CA certificate above it but the root (NuGet's ``ExcludeRoot``). A revoked CA
+certificate counts as the certificate's revocation without a known time (nuget.org rejects every signature whose
+chain has the Revoked flag). Then:
 
 * **good / revoked** different from the stored status (or a different revocation time): the certificate row is
   updated and a ``certificate.status-changed`` audit row written with the evidence (method OCSP or CRL, the
@@ -67,6 +69,7 @@ from nuseal.trust import (
     RevocationMode,
     RevocationResult,
     RevocationStatus,
+    dotnet_name,
 )
 from nuseal.trust.certificate import load_der_certificate
 from nuseal.trust.revocation import ocsp_urls
@@ -385,16 +388,53 @@ def _detail(result: RevocationResult, method: str | None) -> str:
     return result.message
 
 
-def _check(checker: RevocationChecker, row: Certificate, now: datetime) -> tuple[x509.Certificate, RevocationResult]:
+@dataclass(frozen=True)
+class _Answer:
+    """A certificate's answer: its own, or (``issuer`` set) the revocation of a CA certificate above it."""
+
+    cert: x509.Certificate
+    result: RevocationResult
+    method: str | None
+    detail: str
+    issuer: str | None = None
+
+
+def _check(checker: RevocationChecker, row: Certificate, now: datetime) -> _Answer:
+    """Ask about the certificate, then (unless it is revoked itself) about each CA certificate above it but the
+    root, as NuGet's chain build does (``X509RevocationFlag.ExcludeRoot``). A revoked CA makes the answer
+    ``REVOKED`` without a revocation time: nuget.org's ``SignatureDeciderFactory`` rejects every signature whose
+    code-signing chain has the Revoked flag, whatever its timestamp."""
     chain = _chain(row)
+    leaf = chain[0]
     try:
-        return chain[0], checker.check(chain, 0, now=now, mode=RevocationMode.ONLINE)
+        result = checker.check(chain, 0, now=now, mode=RevocationMode.ONLINE)
     except UsageError:
-        return chain[0], RevocationResult(
+        result = RevocationResult(
             RevocationStatus.UNKNOWN,
             "the certificate's issuer was not stored with it, so its revocation cannot be asked",
             now,
         )
+        return _Answer(leaf, result, None, result.message)
+    method = _method(leaf, result)
+    if result.status is RevocationStatus.REVOKED:
+        return _Answer(leaf, result, method, _detail(result, method))
+    for index in range(1, len(chain) - 1):
+        above = checker.check(chain, index, now=now, mode=RevocationMode.ONLINE)
+        if above.status is not RevocationStatus.REVOKED:
+            continue
+        ca = dotnet_name(chain[index].subject)
+        ca_method = _method(chain[index], above)
+        revoked = RevocationResult(
+            RevocationStatus.REVOKED,
+            f"the issuing CA certificate {ca} is revoked: {above.message}",
+            now,
+            revocation_time=None,
+            reason=above.reason,
+            source=above.source,
+            next_update=above.next_update,
+        )
+        return _Answer(leaf, revoked, ca_method, f"its issuing CA certificate {ca} was {_detail(above, ca_method)}", ca)
+    return _Answer(leaf, result, method, _detail(result, method))
 
 
 def _candidates(session: Session) -> tuple[list[Certificate], dict[int, str], bool]:
@@ -420,12 +460,9 @@ def _candidates(session: Session) -> tuple[list[Certificate], dict[int, str], bo
     return list(rows[:MAX_CERTIFICATES_PER_RUN]), roles, len(rows) > MAX_CERTIFICATES_PER_RUN
 
 
-def _record(
-    service: FeedService, cert_pk: int, cert: x509.Certificate, result: RevocationResult, role: str, now: datetime
-) -> CertificateCheck:
+def _record(service: FeedService, cert_pk: int, answer: _Answer, role: str, now: datetime) -> CertificateCheck:
     """Store the answer; audit a status change. Returns what happened."""
-    method = _method(cert, result)
-    detail = _detail(result, method)
+    result, method, detail = answer.result, answer.method, answer.detail
     with service.db.write() as session:
         row = session.scalar(select(Certificate).where(Certificate.pk == cert_pk).with_for_update())
         assert row is not None
@@ -452,6 +489,7 @@ def _record(
                     responder=result.source,
                     revocation_time=result.revocation_time,
                     reason=result.reason,
+                    revoked_issuer=answer.issuer,
                     answer=result.message,
                 )
         row.status_detail = detail
@@ -498,7 +536,10 @@ def _judge_signatures(
     for sig_pk, raw_stamp in sigs:
         stamp = _utc(raw_stamp)
         if revoked_at is None:
-            rule = "the revocation time is unknown: every signature of the certificate is revoked"
+            rule = (
+                "the revocation time is unknown, or an issuing CA certificate is revoked: every signature of the "
+                "certificate is revoked"
+            )
         elif stamp is None:
             rule = "the signature has no timestamp to prove it was made before the revocation"
         elif stamp >= revoked_at:
@@ -566,9 +607,8 @@ def revalidate(
             summary.stopped = True
             break
         now = service.clock()
-        cert, result = _check(checker, row, now)
         role = roles[row.pk]
-        check = _record(service, row.pk, cert, result, role, now)
+        check = _record(service, row.pk, _check(checker, row, now), role, now)
         summary.checks.append(check)
         if role == "author":
             _judge_signatures(service, row.pk, check, summary, now)

@@ -143,11 +143,15 @@ def signing_line(records: Sequence[SignatureRecord], status: str) -> str:
 def signature_view(s: SignatureRecord) -> dict[str, Any]:
     """What the version page shows of one signature; ``revocation`` is a sentence (valid or revoked, when, why)."""
     checked = f"; checked {_when(s.certificate_checked_at)}" if s.certificate_checked_at else ""
-    when = _when(s.certificate_revocation_time) or "an unknown time"
-    if s.status == "revoked":
+    when = _when(s.certificate_revocation_time)
+    if s.status == "revoked" and not when:
+        revocation = "revoked: the certificate or a CA certificate above it was revoked, at a time not known"
+    elif s.status == "revoked":
         revocation = f"revoked: the certificate was revoked at {when}, not after this signature's timestamp"
     elif s.certificate_status == "revoked":
-        revocation = f"valid: the certificate was revoked at {when}, after this signature's timestamp"
+        revocation = (
+            f"valid: the certificate was revoked at {when or 'a time not known'}, after this signature's timestamp"
+        )
     elif s.certificate_status == "good":
         revocation = "valid: the certificate is not revoked"
     else:
