@@ -215,6 +215,12 @@ def test_signing_status_of_a_signed_and_an_unsigned_push(sf: SignedFeed) -> None
     assert "Signed</span>: repository-signed" in html
     assert set(signature_rows(html)) == {"repository"}
 
+    with feed.client() as c:
+        listing = c.get("/packages", params={"q": "rv."}).text
+    blocks = {re.search(r">(Rv\.\w+)</a>", b).group(1): b for b in listing.split('<div class="pkg">')[1:]}  # type: ignore[union-attr]
+    assert '<span class="signing">author-signed, repository-signed</span>' in blocks["Rv.Signed"]
+    assert '<span class="signing">repository-signed</span>' in blocks["Rv.Plain"]
+
     summary = revalidate(feed)
     assert summary["packagesRevoked"] == [] and summary["unknown"] == 0
     assert {c["role"] for c in summary["certificates"]} == {"author", "repository", "timestamp"}

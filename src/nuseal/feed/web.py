@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -65,20 +66,32 @@ class Pages:
             page = 1
         query = search_mod.SearchQuery(q=q, skip=(page - 1) * PAGE_SIZE, take=PAGE_SIZE, prerelease=True, semver2=True)
 
-        def run() -> dict[str, Any]:
+        def run() -> tuple[dict[str, Any], dict[str, str]]:
             with self.service.db.read() as session:
-                return search_mod.search(session, self.service.urls, query)
+                found = search_mod.search(session, self.service.urls, query)
+                return found, self._list_signing(session, found["data"])
 
-        result = await anyio.to_thread.run_sync(run)
+        result, signing = await anyio.to_thread.run_sync(run)
         total = int(result["totalHits"])
         return self._render(
             "list.html",
             q=q,
             packages=result["data"],
+            signing=signing,
             total=total,
             page=page,
             pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
         )
+
+    def _list_signing(self, session: Session, hits: Sequence[dict[str, Any]]) -> dict[str, str]:
+        """The signing line (:func:`signing_line`) of each hit's latest version, by id."""
+        wanted = {str(h["id"]).lower(): NuGetVersion.parse(str(h["version"])).normalized.lower() for h in hits}
+        if not wanted:
+            return {}
+        rows = session.scalars(select(Package).where(Package.id_lower.in_(list(wanted)))).all()
+        rows = [r for r in rows if wanted.get(r.id_lower) == r.version_lower]
+        records = self.service.signature_records(session, [r.pk for r in rows])
+        return {r.id: signing_line(records[r.pk], r.signature_status) for r in rows}
 
     async def package_page(self, request: Request) -> Response:
         package_id: str = request.path_params["id"]
