@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nuseal.errors import ConfigError
+from nuseal.feed import audit
 from nuseal.feed import documents as docs
 from nuseal.feed.accounts import Principal, owners_of
 from nuseal.feed.config import FeedConfig, SigningConfig
@@ -538,8 +539,6 @@ class FeedService:
         Returns ``(id, version)`` when the signature was revoked now; ``None`` when it already was, or it is gone
         (idempotent: a second call writes nothing).
         """
-        from nuseal.feed import audit  # noqa: PLC0415 - audit imports models only; kept local to the method
-
         with self.db.read() as session:
             found = session.execute(
                 select(Package.id_lower, PackageSignature.status)
