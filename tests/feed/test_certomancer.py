@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,8 +16,6 @@ from pathlib import Path
 import pytest
 
 from nuseal.cli.main import main
-from nuseal.feed.audit import read_audit
-from nuseal.feed.database import Database
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signing import SigningTrust, sign_package
@@ -125,15 +124,18 @@ def test_certomancer_pki_register_push_verify_revoke(
     assert isinstance(signing, dict) and signing["status"] == "revoked"
     author_fp = hashlib.sha256(cm.cer("author").read_bytes()).hexdigest()
     assert signing["revokedBecause"]["fingerprint"] == author_fp
-    with Database(f"sqlite:///{feed.data_dir / 'feed.db'}").read() as session:
-        actions = [(r.action, r.details) for r in read_audit(session, target=f"package:{package_id.lower()}/1.0.0")]
-    revoked = [d for a, d in actions if a == "package.revoked"]
-    assert len(revoked) == 1 and revoked[0]["fingerprint"] == author_fp, actions
+    target = f"package:{package_id.lower()}/1.0.0"
+    entries = json.loads(feed.admin("audit", "--target", target, "--json"))
+    expected = ["package.signature-accepted", "package.repository-signed", "package.revoked"]
+    assert [e["action"] for e in entries] == expected
+    revoked = entries[-1]["details"]
+    assert revoked["fingerprint"] == author_fp, revoked
+    assert json.loads(feed.admin("audit", "--action", "package.revoked", "--json")) == [entries[-1]]
+    text = feed.admin("audit", "--target", target)
+    assert len(text.splitlines()) == 3 and "package.revoked" in text.splitlines()[-1]
     # nothing changes on a second run: no new audit rows
     feed.admin("revalidate")
-    with Database(f"sqlite:///{feed.data_dir / 'feed.db'}").read() as session:
-        again = read_audit(session, target=f"package:{package_id.lower()}/1.0.0")
-    assert len(again) == len(actions)
+    assert json.loads(feed.admin("audit", "--target", target, "--json")) == entries
     with feed.client() as c:
         page = c.get(f"/packages/{package_id}/1.0.0")
     assert page.status_code == 200 and "revoked" in page.text.lower()

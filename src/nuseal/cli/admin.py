@@ -351,3 +351,37 @@ def revalidate_command(*, as_json: bool, data_dir: Path, database_url: str | Non
     for package_id, version in summary.packages_revoked:
         click.echo(f"revoked and unlisted {package_id} {version}")
     click.echo(summary.describe())
+
+
+# ------------------------------------------------------------------------------------------------ audit log
+@admin_group.command("audit")
+@click.option("--target", default=None, help="Only entries about TARGET, e.g. package:my.lib/1.0.0 or user:alice.")
+@click.option("--action", "actions", multiple=True, help="Only these actions (repeatable), e.g. package.revoked.")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1, 10_000), help="Newest N entries.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document: a list of entries, oldest first.")
+@_feed_options
+def audit_command(
+    *, target: str | None, actions: tuple[str, ...], limit: int, as_json: bool, data_dir: Path, database_url: str | None
+) -> None:
+    """Print the feed's audit log (2FA changes, certificate registration and removal, accepted signatures,
+    repository signing, certificate status changes and revoked packages, each with its evidence), oldest first."""
+    import json  # noqa: PLC0415
+
+    from nuseal.feed.audit import read_audit  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        with db.read() as session:
+            rows = read_audit(session, target=target, actions=actions, limit=limit, newest=True)
+    finally:
+        db.dispose()
+    if as_json:
+        doc = [
+            {"at": r.at.isoformat(), "actor": r.actor, "action": r.action, "target": r.target, "details": r.details}
+            for r in rows
+        ]
+        click.echo(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    for r in rows:
+        evidence = ", ".join(f"{k}={v}" for k, v in sorted(r.details.items()))
+        click.echo(f"{r.at.isoformat(timespec='seconds')} {r.actor:10} {r.action:28} {r.target}  {evidence}")

@@ -9,6 +9,7 @@ timestamp it beat).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -59,12 +60,25 @@ def record(session: Session, *, at: datetime, actor: str, action: str, target: s
     )
 
 
-def read_audit(session: Session, *, target: str | None = None, limit: int = MAX_AUDIT_ROWS) -> list[AuditRecord]:
-    """Audit rows, oldest first; only those about ``target`` when given."""
-    query = select(AuditEntry).order_by(AuditEntry.pk)
+def read_audit(
+    session: Session,
+    *,
+    target: str | None = None,
+    actions: Sequence[str] = (),
+    limit: int = MAX_AUDIT_ROWS,
+    newest: bool = False,
+) -> list[AuditRecord]:
+    """Audit rows, oldest first: only those about ``target`` and with one of ``actions`` when given; at most
+    ``limit`` (capped at :data:`MAX_AUDIT_ROWS`), the oldest ones, or the newest ones with ``newest``."""
+    query = select(AuditEntry)
     if target is not None:
         query = query.where(AuditEntry.target == target)
-    rows = session.scalars(query.limit(min(limit, MAX_AUDIT_ROWS))).all()
+    if actions:
+        query = query.where(AuditEntry.action.in_(list(actions)))
+    query = query.order_by(AuditEntry.pk.desc() if newest else AuditEntry.pk)
+    rows = list(session.scalars(query.limit(max(0, min(limit, MAX_AUDIT_ROWS)))).all())
+    if newest:
+        rows.reverse()
     return [
         AuditRecord(
             r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC), r.actor, r.action, r.target, json.loads(r.details)
