@@ -22,6 +22,7 @@ from asn1crypto import cms, tsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nuseal.devpki import DevPki, DevPkiServer, serve, timestamp_response
@@ -73,25 +74,7 @@ class SigningPki:
         key = self.dev.key(tsa)
         assert isinstance(key, rsa.RSAPrivateKey)
         chain = self.dev.chain(tsa)
-
-        def stamp(value: bytes) -> bytes:
-            request = tsp.TimeStampReq({
-                "version": "v1",
-                "message_imprint": {
-                    "hash_algorithm": {"algorithm": "sha256"},
-                    "hashed_message": hashlib.sha256(value).digest(),
-                },
-                "nonce": 4242,
-                "cert_req": True,
-            }).dump()
-            reply = tsp.TimeStampResp.load(
-                timestamp_response(
-                    request, tsa_cert=chain[0], tsa_key=key, chain=chain, gen_time=gen_time or datetime.now(UTC)
-                )
-            )
-            return bytes(reply["time_stamp_token"].dump())
-
-        return stamp
+        return in_process_timestamper(chain[0], key, chain, gen_time=gen_time)
 
     def forced(
         self,
@@ -274,10 +257,12 @@ def issue_tsa(
     issuer_key = pki.dev.key("intermediate")
     issuer = pki.dev.cert("intermediate")
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, name),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nuseal tests"),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "nuseal tests"),
+        ]
+    )
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -292,9 +277,9 @@ def issue_tsa(
         .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
         .add_extension(
-            x509.CRLDistributionPoints([
-                x509.DistributionPoint([x509.UniformResourceIdentifier(pki.dev.crl_url)], None, None, None)
-            ]),
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([x509.UniformResourceIdentifier(pki.dev.crl_url)], None, None, None)]
+            ),
             critical=False,
         )
         .sign(issuer_key, hashes.SHA256())
@@ -313,20 +298,7 @@ def signed_with_tsa(
     TSA code (:func:`nuseal.devpki.timestamp_response`) with ``tsa`` (from :func:`issue_tsa`) at ``gen_time``."""
     cert, key, chain = tsa
 
-    def stamp(value: bytes) -> bytes:
-        request = tsp.TimeStampReq({
-            "version": "v1",
-            "message_imprint": {
-                "hash_algorithm": {"algorithm": "sha256"},
-                "hashed_message": hashlib.sha256(value).digest(),
-            },
-            "nonce": 4243,
-            "cert_req": True,
-        }).dump()
-        reply = tsp.TimeStampResp.load(
-            timestamp_response(request, tsa_cert=cert, tsa_key=key, chain=chain, gen_time=gen_time)
-        )
-        return bytes(reply["time_stamp_token"].dump())
+    stamp = in_process_timestamper(cert, key, chain, gen_time=gen_time)
 
     now = datetime.now(UTC)
     der = create_primary_signature(
@@ -338,3 +310,51 @@ def signed_with_tsa(
         timestamper=stamp,
     )
     return append_signature(data, der, when=now)
+
+
+def in_process_timestamper(
+    cert: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    chain: list[x509.Certificate],
+    *,
+    gen_time: datetime | None = None,
+) -> Callable[[bytes], bytes]:
+    """A timestamper whose RFC 3161 tokens are made in-process by the dev TSA code
+    (:func:`nuseal.devpki.timestamp_response`) with ``cert``/``key`` at ``gen_time`` (now when None), with no
+    client-side checks, so tests can make tokens a real TSA client would refuse."""
+
+    def stamp(value: bytes) -> bytes:
+        request = tsp.TimeStampReq(
+            {
+                "version": "v1",
+                "message_imprint": {
+                    "hash_algorithm": {"algorithm": "sha256"},
+                    "hashed_message": hashlib.sha256(value).digest(),
+                },
+                "nonce": 4242,
+                "cert_req": True,
+            }
+        ).dump()
+        reply = tsp.TimeStampResp.load(
+            timestamp_response(request, tsa_cert=cert, tsa_key=key, chain=chain, gen_time=gen_time or datetime.now(UTC))
+        )
+        return bytes(reply["time_stamp_token"].dump())
+
+    return stamp
+
+
+def trusted_signers_config(path: Path, feed: Feed, pki: SigningPki, owners: str) -> Path:
+    """Write a nuget.config at ``path`` in ``require`` mode whose ``trustedSigners`` trust the feed's repository
+    certificate (SHA-256 fingerprint) for the feed's service index with ``owners`` (semicolon-separated)."""
+    fp = hashlib.sha256(pki.dev.cert("repository").public_bytes(Encoding.DER)).hexdigest().upper()
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n'
+        '  <config><add key="signatureValidationMode" value="require" /></config>\n'
+        "  <trustedSigners>\n"
+        f'    <repository name="nuseal-feed" serviceIndex="{feed_index_url(feed)}">\n'
+        f'      <certificate fingerprint="{fp}" hashAlgorithm="SHA256" allowUntrustedRoot="false" />\n'
+        f"      <owners>{owners}</owners>\n"
+        "    </repository>\n"
+        "  </trustedSigners>\n</configuration>\n"
+    )
+    return path

@@ -38,6 +38,7 @@ from .signing_support import (
     pki_feed_env,
     served_pki,
     start_signing_feed,
+    trusted_signers_config,
 )
 
 TOTP = "X-NuSeal-TOTP"
@@ -223,21 +224,6 @@ def download_index(feed: Feed, package_id: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------ verify
-def _trusted_signers_config(path: Path, feed: Feed, pki: SigningPki, owners: str) -> Path:
-    fp = fingerprint(pki, "repository").upper()
-    path.write_text(
-        '<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n'
-        '  <config><add key="signatureValidationMode" value="require" /></config>\n'
-        "  <trustedSigners>\n"
-        f'    <repository name="nuseal-feed" serviceIndex="{feed_index_url(feed)}">\n'
-        f'      <certificate fingerprint="{fp}" hashAlgorithm="SHA256" allowUntrustedRoot="false" />\n'
-        f"      <owners>{owners}</owners>\n"
-        "    </repository>\n"
-        "  </trustedSigners>\n</configuration>\n"
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def served_signed(feed: Feed, pki: SigningPki, alice_fp: str) -> bytes:
     """Flow.Verify 1.0.0 pushed author-signed by alice, as the feed serves it."""
@@ -278,11 +264,11 @@ def test_nuseal_verify_trusts_the_feed_by_repository_certificate_and_owners(
 ) -> None:
     package = tmp_path / "flow.verify.1.0.0.nupkg"
     package.write_bytes(served_signed)
-    good = _trusted_signers_config(tmp_path / "good.config", feed, pki, "alice")
+    good = trusted_signers_config(tmp_path / "good.config", feed, pki, "alice")
     rc, out = _nuseal_verify(capsys, pki, package, good)
     assert rc == 0, out
     assert "Successfully verified package" in out
-    wrong = _trusted_signers_config(tmp_path / "wrong.config", feed, pki, "mallory")
+    wrong = trusted_signers_config(tmp_path / "wrong.config", feed, pki, "mallory")
     rc, out = _nuseal_verify(capsys, pki, package, wrong)
     assert rc == 1 and "NU3034" in out, out
     # the author-signed original, without the feed's countersignature, is not trusted by that config either
@@ -304,7 +290,7 @@ def test_unsigned_push_without_registered_certificates_is_served_repository_sign
     assert primary.repository_countersignature() is None
     package = tmp_path / "flow.unsigned.1.0.0.nupkg"
     package.write_bytes(served_unsigned)
-    rc, out = _nuseal_verify(capsys, pki, package, _trusted_signers_config(tmp_path / "c", feed, pki, "dave"))
+    rc, out = _nuseal_verify(capsys, pki, package, trusted_signers_config(tmp_path / "c", feed, pki, "dave"))
     assert rc == 0, out
 
 

@@ -32,6 +32,7 @@ from .signing_support import (
     pki_feed_env,
     served_pki,
     start_signing_feed,
+    trusted_signers_config,
 )
 
 pytestmark = [pytest.mark.nugetexe, pytest.mark.slow]
@@ -64,21 +65,6 @@ def author_fp(feed: Feed, pki: SigningPki, tmp_path_factory: pytest.TempPathFact
 
 def _primary(data: bytes) -> PrimarySignature:
     return PrimarySignature.load(PackageArchive.from_bytes(data).read_signature())
-
-
-def _trusted_signers_config(path: Path, feed: Feed, pki: SigningPki, owners: str) -> Path:
-    fp = hashlib.sha256(pki.dev.cert("repository").public_bytes(Encoding.DER)).hexdigest().upper()
-    path.write_text(
-        '<?xml version="1.0" encoding="utf-8"?>\n<configuration>\n'
-        '  <config><add key="signatureValidationMode" value="require" /></config>\n'
-        "  <trustedSigners>\n"
-        f'    <repository name="nuseal-feed" serviceIndex="{feed_index_url(feed)}">\n'
-        f'      <certificate fingerprint="{fp}" hashAlgorithm="SHA256" allowUntrustedRoot="false" />\n'
-        f"      <owners>{owners}</owners>\n"
-        "    </repository>\n"
-        "  </trustedSigners>\n</configuration>\n"
-    )
-    return path
 
 
 def test_nugetexe_pushes_author_signed_and_installs_the_repository_signed_result(
@@ -123,7 +109,7 @@ def test_nugetexe_pushes_author_signed_and_installs_the_repository_signed_result
 
     # `nuseal verify` passes the installed package when trusting the feed's repository certificate and alice
     roots = str(pki.dev.root_pem_path)
-    config = _trusted_signers_config(tmp_path / "nuget.config", feed, pki, "alice")
+    config = trusted_signers_config(tmp_path / "nuget.config", feed, pki, "alice")
     args = ["--configfile", str(config), "--code-signing-roots", roots, "--timestamping-roots", roots]
     rc = main(["verify", str(folder / "NuGetExe.Signed.1.0.0.nupkg"), *args])
     out, err = capsys.readouterr()
