@@ -512,6 +512,42 @@ def test_background_task_picks_up_a_revocation(tmp_path: Path) -> None:
         gen.close()
 
 
+def test_a_push_has_its_new_certificates_asked_in_seconds(tmp_path: Path) -> None:
+    """With the default hourly period, a push wakes the background task for a run over the certificates never
+    asked: within seconds the author and repository certificates are "good" on the leaf and the web page, with
+    one status-change audit row each; a second push signed with the same certificate asks nothing new."""
+    gen = served_pki(tmp_path / "pki")
+    pki = next(gen)
+    sf = open_signed_feed(pki, tmp_path, "--revalidate-seconds", "3600")
+    feed = sf.feed
+    try:
+        publish_signed(sf, "Rv.Soon", "alice", "author")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            sigs = leaf(feed, "Rv.Soon", "1.0.0")["packageSigning"]["signatures"]
+            if all(s["certificateStatus"] == "good" for s in sigs):
+                break
+            time.sleep(0.25)
+        sigs = leaf(feed, "Rv.Soon", "1.0.0")["packageSigning"]["signatures"]
+        assert {(s["type"], s["certificateStatus"]) for s in sigs} == {("author", "good"), ("repository", "good")}
+        rows = signature_rows(page(feed, "Rv.Soon", "1.0.0"))
+        assert "valid: the certificate is not revoked; checked" in rows["author"], rows["author"]
+        fp = fingerprint(pki, "author")
+        changes = [r for r in audit_rows(feed, f"certificate:{fp}") if r.action == "certificate.status-changed"]
+        assert [(c.details["status"], c.details["method"]) for c in changes] == [("good", "OCSP")]
+
+        publish_signed(sf, "Rv.Soon", "alice", "author", version="1.0.1")
+        time.sleep(4)  # past the task's delay after a push, and its run
+        again = [r for r in audit_rows(feed, f"certificate:{fp}") if r.action == "certificate.status-changed"]
+        assert again == changes
+        sigs = leaf(feed, "Rv.Soon", "1.0.1")["packageSigning"]["signatures"]
+        assert {s["certificateStatus"] for s in sigs} == {"good"}  # known from the first push's check
+    finally:
+        feed.stop()
+        pki.server.stop()
+        gen.close()
+
+
 def test_revalidate_refuses_a_feed_without_signing(tmp_path: Path) -> None:
     from .conftest import start_feed  # noqa: PLC0415
 

@@ -90,6 +90,10 @@ async def _drain(request: Request) -> None:
                 break
 
 
+#: How long the background revalidation waits after a push before asking the new certificates (seconds).
+NEW_CERTIFICATE_DELAY_SECONDS = 2.0
+
+
 class FeedApp:
     """The handlers, bound to one :class:`FeedService` and push pipeline."""
 
@@ -101,6 +105,9 @@ class FeedApp:
             pipeline = signing_pipeline(service)
         self.pipeline = pipeline
         self.downloads = DownloadCounter()
+        #: Set by a push while the background revalidation runs: ask the certificates never asked yet.
+        self._new_certificates = asyncio.Event()
+        self._revalidating = False
 
     # -------------------------------------------------------------------------------------- auth
     async def principal(self, request: Request) -> Principal:
@@ -140,6 +147,8 @@ class FeedApp:
         log.info(
             "published %s %s (%d bytes) by %s", published.id, published.version, published.size, principal.user_name
         )
+        if self._revalidating:
+            self._new_certificates.set()
         text = f"Published {published.id} {published.version}\n"
         headers = {}
         if submission.warnings:
@@ -229,8 +238,10 @@ class FeedApp:
     async def _revalidation_loop(self, period: float, stop: threading.Event) -> None:
         """Every ``period`` seconds, the revocation recheck (:func:`nuseal.feed.revalidation.revalidate`), in a
         thread, by whichever worker holds the lease (one at a time across workers and processes sharing the
-        database). The lease is renewed while a run goes on and given up at shutdown. Failures are logged, the
-        loop goes on."""
+        database). A push wakes it early (after :data:`NEW_CERTIFICATE_DELAY_SECONDS`, so a burst of pushes makes
+        one run) for a run over the certificates never asked yet, so a new signer's revocation status shows in
+        seconds; the full run keeps its period. The lease is renewed while a run goes on and given up at
+        shutdown. Failures are logged, the loop goes on."""
         from nuseal.feed import revalidation  # noqa: PLC0415 - imports the signing stack
 
         owner = revalidation.new_lease_owner()
@@ -246,27 +257,43 @@ class FeedApp:
                 renewed[0] = time.monotonic()
             return False
 
-        def run_once() -> revalidation.RevalidationSummary | None:
+        def run_once(only_unchecked: bool) -> revalidation.RevalidationSummary | None:
             if not revalidation.try_acquire_lease(self.service, owner, seconds=revalidation.LEASE_SECONDS):
                 return None
             renewed[0] = time.monotonic()
-            return revalidation.revalidate(self.service, should_stop=keep_lease)
+            return revalidation.revalidate(self.service, should_stop=keep_lease, only_unchecked=only_unchecked)
 
+        self._revalidating = True
+        next_full = time.monotonic() + period
         try:
             while True:
-                await asyncio.sleep(period)
+                only_unchecked = await self._wait_for_revalidation(next_full - time.monotonic())
+                if not only_unchecked:
+                    next_full = time.monotonic() + period
                 try:
-                    summary = await anyio.to_thread.run_sync(run_once, abandon_on_cancel=True)
+                    summary = await anyio.to_thread.run_sync(run_once, only_unchecked, abandon_on_cancel=True)
                 except Exception:
                     log.exception("revalidation failed; retrying in %g s", period)
                     continue
                 if summary is not None and (summary.status_changes or summary.packages_revoked):
                     log.warning("revalidation: %s", summary.describe())
-                elif summary is not None:
+                elif summary is not None and summary.checks:
                     log.info("revalidation: %s", summary.describe())
         finally:
+            self._revalidating = False
             with contextlib.suppress(Exception):
                 await anyio.to_thread.run_sync(revalidation.release_lease, self.service, owner)
+
+    async def _wait_for_revalidation(self, seconds: float) -> bool:
+        """Wait until the next full run is due (``seconds`` from now; returns False) or a push asks for the new
+        certificates (returns True, :data:`NEW_CERTIFICATE_DELAY_SECONDS` later)."""
+        try:
+            await asyncio.wait_for(self._new_certificates.wait(), timeout=max(seconds, 0.0))
+        except TimeoutError:
+            return False
+        await asyncio.sleep(NEW_CERTIFICATE_DELAY_SECONDS)
+        self._new_certificates.clear()
+        return True
 
 
 async def _feed_error(request: Request, exc: Exception) -> Response:

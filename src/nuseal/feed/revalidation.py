@@ -1,7 +1,8 @@
 """Revalidation: recheck the revocation of every certificate the feed's signatures use, and act on the answers.
 
 Run by ``nuseal admin revalidate`` and by a background task of ``nuseal serve`` (every
-``SigningConfig.revalidate_seconds``; one worker at a time, see :func:`try_acquire_lease`). nuget.org's
+``SigningConfig.revalidate_seconds``, and early after a push over the certificates never asked yet; one worker
+at a time, see :func:`try_acquire_lease`). nuget.org's
 revalidation job (NuGetGallery ``Validation.PackageSigning.RevalidateCertificate``, ``SignatureDeciderFactory``;
 ``../shared/NUGET-SIGNING.md`` §5.3) is the reference.
 
@@ -437,8 +438,9 @@ def _check(checker: RevocationChecker, row: Certificate, now: datetime) -> _Answ
     return _Answer(leaf, result, method, _detail(result, method))
 
 
-def _candidates(session: Session) -> tuple[list[Certificate], dict[int, str], bool]:
-    """The certificates to ask this run (oldest check first), their roles, and whether more are waiting."""
+def _candidates(session: Session, *, only_unchecked: bool = False) -> tuple[list[Certificate], dict[int, str], bool]:
+    """The certificates to ask this run (oldest check first; with ``only_unchecked`` only those never asked), their
+    roles, and whether more are waiting."""
     roles: dict[int, str] = {}
     for pk, kind in session.execute(select(PackageSignature.certificate_pk, PackageSignature.kind).distinct()).all():
         if roles.get(pk) != "author":  # an author certificate's role decides what a revocation does
@@ -451,10 +453,11 @@ def _candidates(session: Session) -> tuple[list[Certificate], dict[int, str], bo
             roles.setdefault(pk, "timestamp")
     if not roles:
         return [], roles, False
+    query = select(Certificate).where(Certificate.pk.in_(list(roles)))
+    if only_unchecked:
+        query = query.where(Certificate.status_checked_at.is_(None))
     rows = session.scalars(
-        select(Certificate)
-        .where(Certificate.pk.in_(list(roles)))
-        .order_by(Certificate.status_checked_at.asc().nulls_first(), Certificate.pk)
+        query.order_by(Certificate.status_checked_at.asc().nulls_first(), Certificate.pk)
         .limit(MAX_CERTIFICATES_PER_RUN + 1)
     ).all()
     return list(rows[:MAX_CERTIFICATES_PER_RUN]), roles, len(rows) > MAX_CERTIFICATES_PER_RUN
@@ -588,10 +591,13 @@ def revalidate(
     *,
     fetcher: RevocationFetcher | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    only_unchecked: bool = False,
 ) -> RevalidationSummary:
     """One revalidation run over ``service`` (module docstring). ``fetcher`` carries the OCSP/CRL requests
     (default :class:`~nuseal.trust.HttpRevocationFetcher`); ``should_stop`` is asked between certificates (a
-    shutting-down server stops early). Revocation answers that cannot be had are recorded, never raised.
+    shutting-down server stops early); ``only_unchecked`` asks only certificates never asked before (the
+    background task's run just after a push, so a new signer's status is known in seconds, not at the next
+    period). Revocation answers that cannot be had are recorded, never raised.
 
     Raises:
         ConfigError, SQLAlchemyError: the database cannot be used.
@@ -600,7 +606,7 @@ def revalidate(
     checker = RevocationChecker(fetcher if fetcher is not None else HttpRevocationFetcher())
     _scan_timestamps(service, summary)
     with service.db.read() as session:
-        rows, roles, more = _candidates(session)
+        rows, roles, more = _candidates(session, only_unchecked=only_unchecked)
     summary.more_pending |= more
     for row in rows:
         if should_stop():
