@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from nuseal.cli.serve import DEFAULT_DATA_DIR
+
+if TYPE_CHECKING:
+    from nuseal.feed.service import FeedService
 
 __all__ = ["admin_group"]
 
@@ -316,28 +319,9 @@ def revalidate_command(*, as_json: bool, data_dir: Path, database_url: str | Non
     while the feed serves, and again: a run with nothing new changes nothing."""
     import json  # noqa: PLC0415
 
-    from nuseal.errors import ConfigError  # noqa: PLC0415
-    from nuseal.feed.config import FeedConfig  # noqa: PLC0415
-    from nuseal.feed.models import FeedSetting  # noqa: PLC0415
     from nuseal.feed.revalidation import revalidate  # noqa: PLC0415
-    from nuseal.feed.service import FeedService, stored_signing_config  # noqa: PLC0415
 
-    db = _database(data_dir, database_url)
-    try:
-        signing = stored_signing_config(db)
-        with db.read() as session:
-            base = session.get(FeedSetting, "documents.base_url")
-    finally:
-        db.dispose()
-    if signing is None or not signing.enabled:
-        raise ConfigError(
-            "this feed has not been started with signing enabled (`nuseal serve` without --no-signing); "
-            "there are no signatures to revalidate"
-        )
-    if base is None:
-        raise ConfigError("the feed has never written its documents; start it once with `nuseal serve`")
-    config = FeedConfig(data_dir=data_dir, base_url=base.value, database_url=database_url, signing=signing)
-    service = FeedService.open(config)
+    service = _signing_service(data_dir, database_url, "there are no signatures to revalidate")
     try:
         summary = revalidate(service)
     finally:
@@ -351,6 +335,86 @@ def revalidate_command(*, as_json: bool, data_dir: Path, database_url: str | Non
     for package_id, version in summary.packages_revoked:
         click.echo(f"revoked and unlisted {package_id} {version}")
     click.echo(summary.describe())
+
+
+def _signing_service(data_dir: Path, database_url: str | None, why: str) -> FeedService:
+    """The feed as its last `nuseal serve` start configured it (signing and base URL), for a signing command.
+
+    Raises:
+        ConfigError: the feed never started, or started without signing (``why`` says what that means here).
+    """
+    from nuseal.errors import ConfigError  # noqa: PLC0415
+    from nuseal.feed.config import FeedConfig  # noqa: PLC0415
+    from nuseal.feed.models import FeedSetting  # noqa: PLC0415
+    from nuseal.feed.service import FeedService, stored_signing_config  # noqa: PLC0415
+
+    db = _database(data_dir, database_url)
+    try:
+        signing = stored_signing_config(db)
+        with db.read() as session:
+            base = session.get(FeedSetting, "documents.base_url")
+    finally:
+        db.dispose()
+    if signing is None or not signing.enabled:
+        raise ConfigError(
+            f"this feed has not been started with signing enabled (`nuseal serve` without --no-signing); {why}"
+        )
+    if base is None:
+        raise ConfigError("the feed has never written its documents; start it once with `nuseal serve`")
+    config = FeedConfig(data_dir=data_dir, base_url=base.value, database_url=database_url, signing=signing)
+    return FeedService.open(config)
+
+
+@admin_group.command("repository-sign")
+@click.option("--dry-run", is_flag=True, help="Say what would be signed; change nothing.")
+@click.option(
+    "--limit", default=10_000, show_default=True, type=click.IntRange(1, 1_000_000), help="At most N versions a run."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON (every version's outcome).")
+@_feed_options
+def repository_sign_command(
+    *, dry_run: bool, limit: int, as_json: bool, data_dir: Path, database_url: str | None
+) -> None:
+    """Repository-sign every stored version that lacks the feed's current repository signature: versions pushed
+    while the feed ran with --no-signing, and versions signed with an earlier repository certificate (after a
+    key rotation or revocation). Unsigned ones get a repository primary signature, author-signed ones a
+    repository countersignature (a never-checked author signature must pass `nuseal verify` first); the
+    content hash NuGet records in lock files does not change. Each version is replaced atomically and audited;
+    allRepositorySigned is recomputed at the end. Uses the signing configuration of the feed's last
+    `nuseal serve` start, and its key (NUSEAL_REPOSITORY_PFX_PASSWORD or NUSEAL_REPOSITORY_PKCS11_PIN, as for
+    serve). Safe to run while the feed serves, and again. Purge the .nupkg URLs from any HTTP cache or CDN in
+    front of the feed afterwards: they are served as immutable."""
+    import contextlib  # noqa: PLC0415
+    import json  # noqa: PLC0415
+
+    from nuseal.errors import ConfigError  # noqa: PLC0415
+    from nuseal.feed.backfill import BackfillOutcome, repository_sign_stored  # noqa: PLC0415
+    from nuseal.feed.repository_signing import feed_signing, start_dev_responders  # noqa: PLC0415
+
+    service = _signing_service(data_dir, database_url, "run `nuseal serve` with signing once first")
+    responders = None
+    try:
+        signing = feed_signing(service.config)
+        with contextlib.suppress(ConfigError):  # the port is taken: the running feed serves the dev TSA/OCSP/CRL
+            responders = start_dev_responders(service.config)
+
+        def progress(o: BackfillOutcome) -> None:
+            if as_json:
+                return
+            if o.action == "skipped":
+                click.echo(f"skipped    {o.id} {o.version}: {o.reason}")
+            else:
+                click.echo(f"{o.action:10} {o.id} {o.version}: {o.before} -> repository {o.placement}")
+
+        summary = repository_sign_stored(service, signing, limit=limit, dry_run=dry_run, on_outcome=progress)
+    finally:
+        if responders is not None:
+            responders.stop()
+        service.db.dispose()
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2))
+    else:
+        click.echo(summary.describe())
 
 
 # ------------------------------------------------------------------------------------------------ audit log

@@ -19,16 +19,17 @@ database at every start, and kept right after every publish by a publish hook (i
 after the signatures are recorded): a version stored without a repository signature turns it false at once.
 Unlisting, relisting and revocation do not change it (they change no stored bytes).
 
-When it can become true: only on a feed whose every version was repository-signed when published, i.e. one
-that had signing on from its first version. Once a version without the feed's repository signature is stored
-(pushed while the feed ran with signing off, e.g. before signing was turned on), it stays false for good:
-versions are immutable, nuseal never deletes a version and never re-signs stored ones, so nothing can make
-that version repository-signed. While the feed runs with signing off the document is not rewritten (nor listed
-in the service index); the next start with signing on recomputes it.
+When it can become true: on a feed whose every version was repository-signed when published (signing on from
+its first version), or once ``nuseal admin repository-sign`` (:mod:`nuseal.feed.backfill`) has signed the versions
+stored without a repository signature (pushed while the feed ran with signing off, e.g. before signing was
+turned on); that command recomputes it when it ends, and every start logs how many versions still lack one.
+While the feed runs with signing off the document is not rewritten (nor listed in the service index); the next
+start with signing on recomputes it.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +44,15 @@ from nuseal.feed.pipeline import Submission
 from nuseal.feed.repository_signing import FeedSigning
 from nuseal.feed.service import FeedService
 
-__all__ = ["SHA256_OID", "install_repository_signatures", "repository_signatures_document"]
+__all__ = [
+    "SHA256_OID",
+    "count_without_repository_signature",
+    "install_repository_signatures",
+    "refresh_repository_signatures",
+    "repository_signatures_document",
+]
+
+log = logging.getLogger(__name__)
 
 #: The fingerprint key NuGet reads (``RepositoryCertificateInfo.Fingerprints``: hash algorithm OID -> hex).
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
@@ -73,10 +82,10 @@ def repository_signatures_document(
     }
 
 
-def _all_repository_signed(session: Session) -> bool:
+def count_without_repository_signature(session: Session) -> int:
+    """How many stored versions carry no repository signature (no ``package_signatures`` row of that kind)."""
     signed = exists().where(PackageSignature.package_pk == Package.pk, PackageSignature.kind == "repository")
-    unsigned = session.scalar(select(func.count(Package.pk)).where(~signed)) or 0
-    return unsigned == 0
+    return session.scalar(select(func.count(Package.pk)).where(~signed)) or 0
 
 
 def _repository_certificates(session: Session) -> list[Certificate]:
@@ -96,6 +105,38 @@ def _write_document(svc: FeedService, certs: list[Certificate], *, all_signed: b
     svc.storage.put_bytes(docs.REPOSITORY_SIGNATURES_KEY, docs.dump(document), durable=True)
 
 
+def refresh_repository_signatures(service: FeedService, signing: FeedSigning) -> bool:
+    """Record the feed's current repository certificate (audited the first time), recompute
+    ``allRepositorySigned`` from the database and rewrite the resource. Returns ``allRepositorySigned``; when
+    false, logs how many stored versions lack a repository signature and the command that signs them."""
+    now = service.clock()
+    cert = signing.signer.certificate
+    with service.db.write() as session:
+        row = remember_certificate(session, cert, now=now, chain=signing.signer.chain)
+        if row.repository_since is None:
+            row.repository_since = now
+            audit.record(
+                session,
+                at=now,
+                actor=audit.FEED_ACTOR,
+                action="repository-certificate.added",
+                target=f"certificate:{row.fingerprint}",
+                subject=row.subject,
+                issuer=row.issuer,
+            )
+        session.flush()
+        certs = _repository_certificates(session)
+        unsigned = count_without_repository_signature(session)
+    _write_document(service, certs, all_signed=unsigned == 0)
+    if unsigned:
+        log.warning(
+            "%d stored version(s) carry no repository signature (pushed while signing was off); "
+            "`nuseal admin repository-sign` signs them",
+            unsigned,
+        )
+    return unsigned == 0
+
+
 def install_repository_signatures(service: FeedService, signing: FeedSigning) -> None:
     """Add the setup hook that records the current repository certificate and writes the resource, and the
     publish hook that keeps ``allRepositorySigned`` right after each publish (module docstring).
@@ -108,25 +149,7 @@ def install_repository_signatures(service: FeedService, signing: FeedSigning) ->
     """
 
     def publish(svc: FeedService) -> None:
-        now = svc.clock()
-        cert = signing.signer.certificate
-        with svc.db.write() as session:
-            row = remember_certificate(session, cert, now=now, chain=signing.signer.chain)
-            if row.repository_since is None:
-                row.repository_since = now
-                audit.record(
-                    session,
-                    at=now,
-                    actor=audit.FEED_ACTOR,
-                    action="repository-certificate.added",
-                    target=f"certificate:{row.fingerprint}",
-                    subject=row.subject,
-                    issuer=row.issuer,
-                )
-            session.flush()
-            certs = _repository_certificates(session)
-            all_signed = _all_repository_signed(session)
-        _write_document(svc, certs, all_signed=all_signed)
+        refresh_repository_signatures(svc, signing)
 
     def after_publish(session: Session, row: Package, submission: Submission) -> None:
         signed = session.scalar(

@@ -32,8 +32,8 @@ chain has the Revoked flag). Then:
   with a ``package.revoked`` audit row (certificate, method, responder, revocation time, reason, the timestamp
   compared and the rule) and its documents rewritten (:meth:`FeedService.revoke_author_signature`);
 * a revoked **repository** or **timestamping** certificate is recorded and audited only: nuget.org only warns
-  after ingestion for a revoked TSA, and the feed does not re-sign packages with a new repository certificate
-  (that is an operator's step: configure a new key; packages already served keep the old countersignature).
+  after ingestion for a revoked TSA, and re-signing with a new repository certificate is an operator's step
+  (configure a new key, then ``nuseal admin repository-sign``, :mod:`nuseal.feed.backfill`).
 
 Idempotent: a run against unchanged responders changes nothing and writes no audit row. Two runs at once (the
 CLI while a worker runs) stay correct: every change re-reads its row under a write lock and compares first.

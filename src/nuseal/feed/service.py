@@ -19,7 +19,9 @@ row: the feed is as it was.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -575,6 +577,56 @@ class FeedService:
             session.flush()
             self._write_documents(session, id_lower, leaves_for=frozenset({row.version_lower}))
             return row.id, row.version
+
+    def replace_stored_package(
+        self,
+        id_lower: str,
+        version_lower: str,
+        data: bytes,
+        *,
+        expect_sha512: str,
+        change: Callable[[Session, Package], None],
+    ) -> bool:
+        """Swap the stored ``.nupkg`` of one version for ``data`` (the same package with other signatures:
+        ``nuseal admin repository-sign``), in one transaction under the id lock: ``change`` updates the database
+        for the new bytes (signature rows, audit), the row's size and SHA-512 are set, the file is replaced
+        atomically and the id's documents rewritten; if the transaction then fails, the old file is put back.
+
+        Returns False, changing nothing, when the version is gone or its stored file is no longer the one hashed
+        ``expect_sha512`` (base64 SHA-512, as ``Package.sha512``) that the caller read.
+
+        Raises:
+            SQLAlchemyError, OSError: the database or the storage failed (the old file is back in place).
+        """
+        key = docs.nupkg_key(id_lower, version_lower)
+        old: bytes | None = None
+        committed = False
+        try:
+            with self.db.write() as session:
+                try:
+                    self._lock_id(session, id_lower)
+                except NotFoundError:
+                    return False
+                row = session.scalar(
+                    select(Package).where(Package.id_lower == id_lower, Package.version_lower == version_lower)
+                )
+                if row is None or row.sha512 != expect_sha512:
+                    return False
+                path = self.storage.path_of(key)
+                old = path.read_bytes() if path is not None else None
+                change(session, row)
+                row.size = len(data)
+                row.sha512 = base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
+                session.flush()
+                self.storage.put_bytes(key, data, durable=True)
+                self._write_documents(session, id_lower, leaves_for=frozenset({version_lower}))
+            committed = True
+        finally:
+            if not committed and old is not None:
+                self.storage.put_bytes(key, old, durable=True)
+                with contextlib.suppress(Exception):
+                    self.rewrite_documents(id_lower, [version_lower])
+        return True
 
     def rewrite_documents(self, id_lower: str, versions: Iterable[str] | None = None) -> None:
         """Rewrite the id's documents under its lock: its index and pages, and the leaves of ``versions``

@@ -75,7 +75,16 @@ from nuseal.verify import (
     Verifier,
 )
 
-__all__ = ["SignatureFacts", "SigningStages", "install_signing", "signing_pipeline"]
+__all__ = [
+    "SignatureFacts",
+    "SigningStages",
+    "author_facts",
+    "install_signing",
+    "record_signature_facts",
+    "repository_facts",
+    "signing_pipeline",
+    "without_repository_countersignatures",
+]
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +119,7 @@ def _facts(submission: Submission) -> list[SignatureFacts]:
     return found
 
 
-def _author_facts(primary: PrimarySignature) -> SignatureFacts:
+def author_facts(primary: PrimarySignature) -> SignatureFacts:
     stamp = primary.timestamps[0] if primary.timestamps else None
     cert = primary.signer_certificate
     assert cert is not None  # verified before
@@ -192,7 +201,7 @@ def _countersignature_count(der: bytes) -> int:
     return sum(len(a["values"]) for a in attrs if a["type"].dotted == oids.COUNTERSIGNATURE)
 
 
-def _without_repository_countersignatures(data: bytes, now: datetime) -> tuple[bytes, list[str]]:
+def without_repository_countersignatures(data: bytes, now: datetime) -> tuple[bytes, list[str]]:
     """``data`` without the repository countersignatures of its author signature, and the V3 service index URLs
     they named (nothing changes for an unsigned or repository-primary package, or one without any).
 
@@ -304,7 +313,7 @@ class SigningStages:
             f"{i.code.value}: {i.message}" if i.code else i.message for i in result.issues if i.level is Level.WARNING
         )
         assert primary is not None  # a valid result had a readable primary signature
-        _facts(submission).append(_author_facts(primary))
+        _facts(submission).append(author_facts(primary))
 
     def _verifier(self, package_id: str, registered: set[str]) -> Verifier:
         entries = tuple(
@@ -352,7 +361,7 @@ class SigningStages:
         owners = sorted(owners, key=str.lower)
         signing = self.signing
         try:
-            data, removed = _without_repository_countersignatures(submission.package_path.read_bytes(), submission.now)
+            data, removed = without_repository_countersignatures(submission.package_path.read_bytes(), submission.now)
         except (PackageFormatError, SignatureFormatError) as exc:  # read and verified before: not expected
             raise BadPackageError(f"the package's signature cannot be read: {exc}", code=exc.code) from exc
         if removed:
@@ -387,50 +396,71 @@ class SigningStages:
                 path.unlink()
             raise
         primary = PrimarySignature.load(submission.require_archive().read_signature())
-        repo = primary if primary.type is SignatureType.REPOSITORY else primary.repository_countersignature()
-        assert repo is not None and repo.signer_certificate is not None
-        stamp = repo.timestamps[0] if repo.timestamps else None
-        _facts(submission).append(
-            SignatureFacts(
-                "repository",
-                "primary" if repo is primary else "countersignature",
-                repo.signer_certificate,
-                primary.certificates,
-                stamp.gen_time if stamp else None,
-                dotnet_name(stamp.signer_certificate.subject) if stamp and stamp.signer_certificate else "",
-            )
-        )
+        _facts(submission).append(repository_facts(primary))
 
     # ------------------------------------------------------------------------------------------ publish hook
     def record_signatures(self, session: Session, row: Package, submission: Submission) -> None:
         """In the publish transaction: one ``package_signatures`` row per signature, and the audit entries."""
-        now = submission.now
-        for fact in _facts(submission):
-            cert_row: Certificate = remember_certificate(session, fact.certificate, now=now, chain=fact.chain)
-            session.add(
-                PackageSignature(
-                    package_pk=row.pk,
-                    kind=fact.kind,
-                    placement=fact.placement,
-                    certificate_pk=cert_row.pk,
-                    timestamp_at=fact.timestamp_at,
-                    timestamp_authority=fact.timestamp_authority,
-                    status="valid",
-                )
-            )
-            audit.record(
-                session,
-                at=now,
-                actor=submission.principal.user_name if fact.kind == "author" else audit.FEED_ACTOR,
-                action="package.signature-accepted" if fact.kind == "author" else "package.repository-signed",
-                target=f"package:{row.id_lower}/{row.version_lower}",
+        record_signature_facts(
+            session, row, _facts(submission), now=submission.now, author_actor=submission.principal.user_name
+        )
+
+
+def repository_facts(primary: PrimarySignature) -> SignatureFacts:
+    """The facts of the repository signature of ``primary`` (the primary itself, or its repository
+    countersignature), which the caller knows is there."""
+    repo = primary if primary.type is SignatureType.REPOSITORY else primary.repository_countersignature()
+    assert repo is not None and repo.signer_certificate is not None
+    stamp = repo.timestamps[0] if repo.timestamps else None
+    return SignatureFacts(
+        "repository",
+        "primary" if repo is primary else "countersignature",
+        repo.signer_certificate,
+        primary.certificates,
+        stamp.gen_time if stamp else None,
+        dotnet_name(stamp.signer_certificate.subject) if stamp and stamp.signer_certificate else "",
+    )
+
+
+def record_signature_facts(
+    session: Session,
+    row: Package,
+    facts: list[SignatureFacts],
+    *,
+    now: datetime,
+    author_actor: str,
+    **evidence: object,
+) -> None:
+    """One ``package_signatures`` row (status ``valid``) and one audit row per signature of ``row``: the author
+    signature's accepted by ``author_actor``, the repository signature's by the feed; ``evidence`` goes into each
+    audit row."""
+    for fact in facts:
+        cert_row: Certificate = remember_certificate(session, fact.certificate, now=now, chain=fact.chain)
+        session.add(
+            PackageSignature(
+                package_pk=row.pk,
+                kind=fact.kind,
                 placement=fact.placement,
-                fingerprint=certificate_fingerprint(fact.certificate),
-                subject=cert_row.subject,
-                timestamp=fact.timestamp_at,
+                certificate_pk=cert_row.pk,
+                timestamp_at=fact.timestamp_at,
                 timestamp_authority=fact.timestamp_authority,
+                status="valid",
             )
-        session.flush()
+        )
+        audit.record(
+            session,
+            at=now,
+            actor=author_actor if fact.kind == "author" else audit.FEED_ACTOR,
+            action="package.signature-accepted" if fact.kind == "author" else "package.repository-signed",
+            target=f"package:{row.id_lower}/{row.version_lower}",
+            placement=fact.placement,
+            fingerprint=certificate_fingerprint(fact.certificate),
+            subject=cert_row.subject,
+            timestamp=fact.timestamp_at,
+            timestamp_authority=fact.timestamp_authority,
+            **evidence,
+        )
+    session.flush()
 
 
 def install_signing(service: FeedService) -> SigningStages | None:
