@@ -618,6 +618,13 @@ def revalidate(
         summary.checks.append(check)
         if role == "author":
             _judge_signatures(service, row.pk, check, summary, now)
+        elif role == "repository" and check.changed and check.status == "revoked":
+            log.error(
+                "repository certificate %s (%s) is revoked: the signatures it made no longer verify; configure a "
+                "new repository key, restart the feed, then run `nuseal admin repository-sign`",
+                check.fingerprint,
+                check.subject,
+            )
         if check.changed and role != "timestamp":
             _rewrite_users_of(service, row.pk, summary)
     summary.finished_at = service.clock()
