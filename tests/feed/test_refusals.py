@@ -79,6 +79,14 @@ def _path_traversal() -> bytes:
     return make_package("Traversal.Pkg", "1.0.0", files={"../../evil.txt": b"x"})
 
 
+def _zip64() -> bytes:
+    """A small package whose entries carry ZIP64 extra fields (zipfile's ``force_zip64``)."""
+    buf = io.BytesIO(make_package("Zip64.Pkg", "1.0.0"))
+    with zipfile.ZipFile(buf, "a") as z, z.open("content/big.bin", "w", force_zip64=True) as f:
+        f.write(b"x" * 100)
+    return buf.getvalue()
+
+
 def _oversize() -> bytes:
     return make_package("Too.Big", "1.0.0", payload_size=CAP + 1)
 
@@ -92,6 +100,7 @@ BAD_PACKAGES: dict[str, tuple[Callable[[], bytes], int, str]] = {
     "no description": (_no_description, 400, "no <description>"),
     "xml entities": (_entity_expansion, 400, "not valid XML"),
     "path traversal entry": (_path_traversal, 400, "unsafe"),
+    "zip64": (_zip64, 400, "ZIP64 archive"),
     "oversize": (_oversize, 413, "limit"),
 }
 

@@ -12,6 +12,8 @@ parsing (nuseal.signature) and with NuGet's verifier.
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -322,6 +324,17 @@ def test_nugets_verifier_accepts_what_the_feed_serves(
 
 
 # ------------------------------------------------------------------------------------------------ warnings
+def test_zip64_package_is_refused_with_nu3006(feed: Feed) -> None:
+    """NuGet signs and verifies no ZIP64 package (NU3006), so a signing feed refuses one, signed or not, with
+    NuGet's code, and nothing becomes visible."""
+    buf = io.BytesIO(make_package("Flow.Zip64", "1.0.0"))
+    with zipfile.ZipFile(buf, "a") as z, z.open("content/big.bin", "w", force_zip64=True) as f:
+        f.write(b"x" * 100)
+    r = feed.push(buf.getvalue(), key="dave")
+    assert r.status_code == 400 and r.text.startswith("NU3006: ") and "ZIP64" in r.text, r.text
+    assert_not_visible(feed, "Flow.Zip64", "1.0.0")
+
+
 def test_package_too_large_to_sign_without_zip64_is_refused_as_the_packages_problem(feed: Feed) -> None:
     """65534 entries (+ the signature would need ZIP64): NuGet cannot sign it (NU3039), so the feed cannot give it
     its repository signature. That is the package's problem (400 with NuGet's code), not the feed's (503)."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import select
 
+from nuseal.codes import NuCode
 from nuseal.errors import PackageFormatError
 from nuseal.feed.accounts import Principal
 from nuseal.feed.errors import BadPackageError, DuplicatePackageError, ForbiddenError
@@ -104,11 +105,23 @@ class SubmissionStage(Protocol):
     def __call__(self, submission: Submission, service: FeedService, /) -> None: ...
 
 
-def _read_archive(data: bytes) -> PackageArchive:
+def _read_archive(data: bytes, *, signing: bool = False) -> PackageArchive:
     try:
         archive = PackageArchive.from_bytes(data, source="upload")
     except PackageFormatError as exc:
         raise BadPackageError(f"the upload is not a valid package: {exc.message}", code=exc.code) from exc
+    if archive.uses_zip64:
+        # NuGet signs and verifies no ZIP64 package (NC SignedPackageArchiveUtility.IsZip64 -> NU3006): a
+        # signing feed could neither check its signature nor add its own; nuseal.package reads 32-bit ZIPs only
+        if archive.is_signed or signing:
+            raise BadPackageError(
+                "the package is a ZIP64 archive (over 65,535 entries or 4 GiB); NuGet cannot sign or verify ZIP64 "
+                "packages, so this feed, which repository-signs every package, cannot accept it",
+                code=NuCode.NU3006,
+            )
+        raise BadPackageError(
+            "the package is a ZIP64 archive (over 65,535 entries or 4 GiB); this feed does not accept ZIP64"
+        )
     if archive.is_signed:  # NuGet's own rule first, so the client sees its code
         try:
             archive.signature_record()
@@ -123,7 +136,7 @@ def _read_archive(data: bytes) -> PackageArchive:
 def check_container(submission: Submission, service: FeedService, /) -> None:
     """The upload is a ZIP that ``nuseal.package`` reads, with no hardening findings and, if signed, a
     well-formed signature entry (NU3005)."""
-    submission.archive = _read_archive(submission.package_path.read_bytes())
+    submission.archive = _read_archive(submission.package_path.read_bytes(), signing=service.config.signing.enabled)
 
 
 def read_manifest(submission: Submission, service: FeedService, /) -> None:
