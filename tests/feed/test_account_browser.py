@@ -1,7 +1,8 @@
 """The account pages in a real browser (issue 5): Debian's headless Chromium, driven by Playwright with
 ``executable_path`` set to it, against a signing `nuseal serve` on loopback.
 
-alice signs in with her API key, turns 2FA on from the page (the otpauth:// URI, the typed secret and the QR code
+alice signs in with her API key, turns 2FA on from the page (the otpauth:// URI, the typed secret and the QR code,
+which zxing-cpp decodes from the screenshot to that same URI,
 all shown once; a wrong first code leaves it off), signs out and back in (now a code is asked for), uploads her
 code-signing certificate as DER ``.cer`` and a second one as PEM, each behind a fresh code (a replayed code is
 refused), is refused an RSA-1024 certificate with its reason and NU code, removes the second one with a fresh
@@ -14,6 +15,7 @@ TOTP codes are computed here with pyotp from the secret read off the page. Scree
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -21,7 +23,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zxingcpp
 from cryptography.hazmat.primitives.serialization import Encoding
+from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
 from .conftest import Feed, _require, make_package
@@ -133,6 +137,10 @@ def test_two_factor_and_certificate_registration_in_chromium(
     box = qr.bounding_box()
     assert box is not None and box["width"] >= 100 and abs(box["width"] - box["height"]) < 2, box  # square, scannable
     uri = page.locator("#otpauth-uri").inner_text().strip()
+    # the QR code as Chromium drew it, decoded by zxing-cpp, is the URI shown beside it
+    drawn = Image.open(io.BytesIO(qr.screenshot()))
+    decoded = [b.text for b in zxingcpp.read_barcodes(drawn) if b.format == zxingcpp.BarcodeFormat.QRCode]
+    assert decoded == [uri], (decoded, uri)
     secret = secret_from_uri(uri)
     assert page.locator("#otp-secret").inner_text().strip() == secret
     assert re.fullmatch(r"[A-Z2-7]{32,}", secret), secret  # base32, >= 160 bits
