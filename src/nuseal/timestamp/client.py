@@ -38,6 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from nuseal._internal.tls import shared_tls_context
 from nuseal.codes import Level, NuCode
 from nuseal.errors import NetworkError, TimestampError, UsageError
 from nuseal.hashalg import HashAlgorithm
@@ -58,8 +59,14 @@ _RFC3161_ALGORITHMS = {
 }
 _ASN1_NAMES = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA384: "sha384", HashAlgorithm.SHA512: "sha512"}
 _NOT_UNDERSTOOD = "The response from the timestamping server was not understood"
-_STATUS_NAMES = {0: "granted", 1: "grantedWithMods", 2: "rejection", 3: "waiting", 4: "revocationWarning",
-                 5: "revocationNotification"}
+_STATUS_NAMES = {
+    0: "granted",
+    1: "grantedWithMods",
+    2: "rejection",
+    3: "waiting",
+    4: "revocationWarning",
+    5: "revocationNotification",
+}
 
 
 def _request(signature_value: bytes, algorithm: HashAlgorithm) -> tuple[bytes, int]:
@@ -72,15 +79,17 @@ def _request(signature_value: bytes, algorithm: HashAlgorithm) -> tuple[bytes, i
         return request.as_bytes(), int(request.nonce)
     # NuGet: 32 random bytes read as a positive integer (the top bit cleared).
     nonce = int.from_bytes(secrets.token_bytes(NONCE_BYTES), "big") >> 1
-    req = tsp.TimeStampReq({
-        "version": "v1",
-        "message_imprint": {
-            "hash_algorithm": algos.DigestAlgorithm({"algorithm": _ASN1_NAMES[algorithm]}),
-            "hashed_message": algorithm.digest(signature_value),
-        },
-        "nonce": nonce,
-        "cert_req": True,
-    })
+    req = tsp.TimeStampReq(
+        {
+            "version": "v1",
+            "message_imprint": {
+                "hash_algorithm": algos.DigestAlgorithm({"algorithm": _ASN1_NAMES[algorithm]}),
+                "hashed_message": algorithm.digest(signature_value),
+            },
+            "nonce": nonce,
+            "cert_req": True,
+        }
+    )
     return bytes(req.dump()), nonce
 
 
@@ -169,10 +178,12 @@ class TimestampClient:
         self._lock = threading.Lock()
 
     def _http(self) -> httpx.Client:
-        """One pooled HTTP client per TSA client (making one costs ~20 ms: it builds a TLS context)."""
+        """One pooled HTTP client per TSA client, on the process's shared TLS context (:mod:`nuseal._internal.tls`)."""
         with self._lock:
             if self._client is None:
-                self._client = httpx.Client(transport=self._transport, follow_redirects=False)
+                self._client = httpx.Client(
+                    transport=self._transport, follow_redirects=False, verify=shared_tls_context()
+                )
             return self._client
 
     def close(self) -> None:

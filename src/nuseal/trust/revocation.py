@@ -49,6 +49,7 @@ from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
 from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
 from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 
+from nuseal._internal.tls import shared_tls_context
 from nuseal.errors import NetworkError, UsageError
 from nuseal.trust._aio import run_sync
 from nuseal.trust.certificate import der
@@ -204,7 +205,9 @@ class HttpRevocationFetcher:
             raise NetworkError(f"revocation URL {url!r} is not http or https")
         deadline = time.monotonic() + self.timeout
         headers = {"User-Agent": _USER_AGENT, **headers}
-        client = self._client or httpx.Client(follow_redirects=True, max_redirects=MAX_REDIRECTS)
+        client = self._client or httpx.Client(
+            follow_redirects=True, max_redirects=MAX_REDIRECTS, verify=shared_tls_context()
+        )
         try:
             with client.stream(method, url, content=body, headers=headers, timeout=self.timeout) as response:
                 if response.status_code != httpx.codes.OK:
