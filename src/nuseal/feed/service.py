@@ -592,8 +592,8 @@ class FeedService:
         for the new bytes (signature rows, audit), the row's size and SHA-512 are set, the file is replaced
         atomically and the id's documents rewritten; if the transaction then fails, the old file is put back.
 
-        Returns False, changing nothing, when the version is gone or its stored file is no longer the one hashed
-        ``expect_sha512`` (base64 SHA-512, as ``Package.sha512``) that the caller read.
+        Returns False, changing nothing, when the version is gone, was revoked meanwhile, or its stored file is no
+        longer the one hashed ``expect_sha512`` (base64 SHA-512, as ``Package.sha512``) that the caller read.
 
         Raises:
             SQLAlchemyError, OSError: the database or the storage failed (the old file is back in place).
@@ -610,7 +610,7 @@ class FeedService:
                 row = session.scalar(
                     select(Package).where(Package.id_lower == id_lower, Package.version_lower == version_lower)
                 )
-                if row is None or row.sha512 != expect_sha512:
+                if row is None or row.sha512 != expect_sha512 or row.signature_status == "revoked":
                     return False
                 path = self.storage.path_of(key)
                 old = path.read_bytes() if path is not None else None
