@@ -16,17 +16,14 @@ Every server it starts is stopped by pid.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -42,18 +39,8 @@ from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, sign_package
 from nuseal.trust import TrustStore
 
-
-def package(pid: str, version: str, payload: int) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(
-            f"{pid}.nuspec",
-            f'<?xml version="1.0"?><package><metadata><id>{pid}</id><version>{version}</version>'
-            f"<authors>bench</authors><description>benchmark package</description></metadata></package>",
-        )
-        z.writestr(f"lib/netstandard2.0/{pid}.dll", b"\0" * 4096)
-        z.writestr("content/payload.bin", os.urandom(payload), compress_type=zipfile.ZIP_STORED)
-    return buf.getvalue()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from feed import package, stop
 
 
 def admin(data: Path, *args: str) -> str:
@@ -81,18 +68,6 @@ def start_feed(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
                     time.sleep(0.1)
     stop(proc)
     raise SystemExit("nuseal serve did not start: " + (data / "server.log").read_text())
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
 
 
 def push_median(base: str, key: str, packages: list[bytes]) -> float:

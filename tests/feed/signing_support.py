@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
+import pytest
 from asn1crypto import cms, tsp
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -358,3 +359,16 @@ def trusted_signers_config(path: Path, feed: Feed, pki: SigningPki, owners: str)
         "  </trustedSigners>\n</configuration>\n"
     )
     return path
+
+
+def nuseal_verify(capsys: pytest.CaptureFixture[str], pki: SigningPki, package: Path, config: Path) -> tuple[int, str]:
+    """`nuseal verify PACKAGE --configfile CONFIG` in-process, trusting ``pki``'s root for code signing and
+    timestamping: the exit code and everything printed."""
+    from nuseal.cli.main import main  # noqa: PLC0415
+
+    capsys.readouterr()
+    roots = str(pki.dev.root_pem_path)
+    trust = ["--code-signing-roots", roots, "--timestamping-roots", roots]
+    rc = main(["verify", str(package), "--configfile", str(config), *trust])
+    out, err = capsys.readouterr()
+    return rc, out + err

@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.cli.main import main
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 
@@ -31,6 +30,7 @@ from .signing_support import (
     admin_result,
     download,
     feed_index_url,
+    nuseal_verify,
     pki_feed_args,
     pki_feed_env,
     served_pki,
@@ -147,22 +147,8 @@ def test_repository_sign_backfills_versions_stored_while_signing_was_off(
         config = trusted_signers_config(tmp_path / "nuget.config", feed, pki, "alice")
         package = tmp_path / "bf.authored.1.0.0.nupkg"
         package.write_bytes(download(feed, "Bf.Authored", "1.0.0"))
-        capsys.readouterr()
-        roots = str(pki.dev.root_pem_path)
-        rc = main(
-            [
-                "verify",
-                str(package),
-                "--configfile",
-                str(config),
-                "--code-signing-roots",
-                roots,
-                "--timestamping-roots",
-                roots,
-            ]
-        )
-        out = capsys.readouterr()
-        assert rc == 0, out.out + out.err
+        rc, out = nuseal_verify(capsys, pki, package, config)
+        assert rc == 0, out
 
         # the registration leaf, V2's PackageHash and the audit log agree with the new bytes
         signing = _leaf(feed, "Bf.Authored", "1.0.0")["packageSigning"]

@@ -22,7 +22,6 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.cli.main import main
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 
@@ -36,6 +35,7 @@ from .signing_support import (
     download,
     enable_2fa_cli,
     feed_index_url,
+    nuseal_verify,
     pki_feed_args,
     pki_feed_env,
     served_pki,
@@ -243,40 +243,22 @@ def served_unsigned(feed: Feed) -> bytes:
     return download(feed, "Flow.Unsigned", "1.0.0")
 
 
-def _nuseal_verify(capsys: pytest.CaptureFixture[str], pki: SigningPki, package: Path, config: Path) -> tuple[int, str]:
-    roots = str(pki.dev.root_pem_path)
-    rc = main(
-        [
-            "verify",
-            str(package),
-            "--configfile",
-            str(config),
-            "--code-signing-roots",
-            roots,
-            "--timestamping-roots",
-            roots,
-        ]
-    )
-    out, err = capsys.readouterr()
-    return rc, out + err
-
-
 def test_nuseal_verify_trusts_the_feed_by_repository_certificate_and_owners(
     feed: Feed, pki: SigningPki, served_signed: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     package = tmp_path / "flow.verify.1.0.0.nupkg"
     package.write_bytes(served_signed)
     good = trusted_signers_config(tmp_path / "good.config", feed, pki, "alice")
-    rc, out = _nuseal_verify(capsys, pki, package, good)
+    rc, out = nuseal_verify(capsys, pki, package, good)
     assert rc == 0, out
     assert "Successfully verified package" in out
     wrong = trusted_signers_config(tmp_path / "wrong.config", feed, pki, "mallory")
-    rc, out = _nuseal_verify(capsys, pki, package, wrong)
+    rc, out = nuseal_verify(capsys, pki, package, wrong)
     assert rc == 1 and "NU3034" in out, out
     # the author-signed original, without the feed's countersignature, is not trusted by that config either
     original = tmp_path / "original.nupkg"
     original.write_bytes(pki.sign(PackageArchive.from_bytes(served_signed).without_signature()))
-    rc, out = _nuseal_verify(capsys, pki, original, good)
+    rc, out = nuseal_verify(capsys, pki, original, good)
     assert rc == 1 and "NU3034" in out, out
 
 
@@ -292,7 +274,7 @@ def test_unsigned_push_without_registered_certificates_is_served_repository_sign
     assert primary.repository_countersignature() is None
     package = tmp_path / "flow.unsigned.1.0.0.nupkg"
     package.write_bytes(served_unsigned)
-    rc, out = _nuseal_verify(capsys, pki, package, trusted_signers_config(tmp_path / "c", feed, pki, "dave"))
+    rc, out = nuseal_verify(capsys, pki, package, trusted_signers_config(tmp_path / "c", feed, pki, "dave"))
     assert rc == 0, out
 
 
