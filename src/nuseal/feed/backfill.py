@@ -30,8 +30,6 @@ At the end ``allRepositorySigned`` of ``RepositorySignatures/5.0.0`` is recomput
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,7 +40,6 @@ from sqlalchemy import exists, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from nuseal.codes import NuCode
 from nuseal.errors import NusealError, PackageFormatError, SignatureFormatError
 from nuseal.feed import documents as docs
 from nuseal.feed.accounts import owners_of
@@ -53,12 +50,14 @@ from nuseal.feed.repository_signatures import count_without_repository_signature
 from nuseal.feed.repository_signing import FeedSigning
 from nuseal.feed.service import FeedService
 from nuseal.feed.signing_stages import (
+    PACKAGE_SIGNING_CODES,
     SignatureFacts,
     author_facts,
     record_signature_facts,
     repository_facts,
     without_repository_countersignatures,
 )
+from nuseal.feed.upload import package_sha512
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signing import repository_sign_package
@@ -174,8 +173,7 @@ def _candidates(session: Session, repository_pk: int | None, limit: int) -> tupl
     return found, len(rows) > limit
 
 
-def _describe_before(data: bytes) -> tuple[str, PrimarySignature | None]:
-    archive = PackageArchive.from_bytes(data)
+def _describe_before(archive: PackageArchive) -> tuple[str, PrimarySignature | None]:
     if not archive.is_signed:
         return "unsigned", None
     primary = PrimarySignature.load(archive.read_signature())
@@ -224,15 +222,16 @@ class _Backfill:
             raise _Skip(f"its .nupkg cannot be read ({exc.strerror or exc})") from exc
         if stored is None:
             raise _Skip("its .nupkg is not in local storage")
-        if base64.b64encode(hashlib.sha512(stored).digest()).decode("ascii") != c.sha512:
+        if package_sha512(stored) != c.sha512:
             raise _Skip("its stored .nupkg does not match the SHA-512 recorded at publication")
         now = self.service.clock()
         try:
-            before, primary = _describe_before(stored)
+            archive = PackageArchive.from_bytes(stored)
+            before, primary = _describe_before(archive)
             if primary is None:
                 data = stored
             elif primary.type is SignatureType.REPOSITORY:
-                data = PackageArchive.from_bytes(stored).without_signature()
+                data = archive.without_signature()
             else:
                 data, _ = without_repository_countersignatures(stored, now)
         except (PackageFormatError, SignatureFormatError) as exc:
@@ -258,7 +257,6 @@ class _Backfill:
         facts: list[SignatureFacts] = [repository_facts(new_primary)]
         if new_author:
             facts.insert(0, author_facts(new_primary))
-        new_sha512 = base64.b64encode(hashlib.sha512(signed).digest()).decode("ascii")
 
         def change(session: Session, row: Package) -> None:
             for old in session.scalars(
@@ -277,7 +275,7 @@ class _Backfill:
                 backfill=True,
                 before=before,
                 previous_sha512=c.sha512,
-                sha512=new_sha512,
+                sha512=row.sha512,
             )
 
         if not self.service.replace_stored_package(
@@ -315,7 +313,7 @@ def repository_sign_stored(
         except _Skip as skip:
             outcome = BackfillOutcome(c.id, c.version, "skipped", "", reason=skip.reason)
         except NusealError as exc:
-            if exc.code in {NuCode.NU3006, NuCode.NU3039}:  # the package itself (ZIP64, too many entries)
+            if exc.code in PACKAGE_SIGNING_CODES:  # the package's own problem (ZIP64, too many entries, ...)
                 outcome = BackfillOutcome(c.id, c.version, "skipped", "", reason=f"cannot be signed: {exc.message}")
             else:
                 raise FeedError(

@@ -19,8 +19,6 @@ never has to worry about races; they run early only to fail fast with the cleare
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,7 +32,7 @@ from nuseal.errors import PackageFormatError
 from nuseal.feed.accounts import Principal
 from nuseal.feed.errors import BadPackageError, DuplicatePackageError, ForbiddenError
 from nuseal.feed.models import Owner, Package, Registration
-from nuseal.feed.upload import StagedUpload
+from nuseal.feed.upload import StagedUpload, package_sha512
 from nuseal.package import Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
@@ -93,7 +91,7 @@ class Submission:
         """
         data = path.read_bytes()
         old = self.upload
-        self.upload = StagedUpload(path, len(data), base64.b64encode(hashlib.sha512(data).digest()).decode("ascii"))
+        self.upload = StagedUpload(path, len(data), package_sha512(data))
         if old.path != path:
             old.discard()
         self.archive = _read_archive(data)

@@ -19,9 +19,7 @@ row: the feed is as it was.
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import json
 import logging
 import time
@@ -48,6 +46,7 @@ from nuseal.feed.errors import BadRequestError, DuplicatePackageError, Forbidden
 from nuseal.feed.models import Certificate, FeedSetting, Owner, Package, PackageSignature, Registration, User
 from nuseal.feed.pipeline import Submission
 from nuseal.feed.storage import LocalStorage, Storage
+from nuseal.feed.upload import package_sha512
 from nuseal.package import NuGetVersion, Nuspec
 
 __all__ = ["FeedService", "PublishHook", "PublishedPackage", "record_from_row", "stored_signing_config"]
@@ -588,9 +587,10 @@ class FeedService:
         change: Callable[[Session, Package], None],
     ) -> bool:
         """Swap the stored ``.nupkg`` of one version for ``data`` (the same package with other signatures:
-        ``nuseal admin repository-sign``), in one transaction under the id lock: ``change`` updates the database
-        for the new bytes (signature rows, audit), the row's size and SHA-512 are set, the file is replaced
-        atomically and the id's documents rewritten; if the transaction then fails, the old file is put back.
+        ``nuseal admin repository-sign``), in one transaction under the id lock: the row's size and SHA-512 are
+        set to the new bytes', then ``change`` updates the rest of the database for them (signature rows, audit;
+        it sees the new values), the file is replaced atomically and the id's documents rewritten; if the
+        transaction then fails, the old file is put back.
 
         Returns False, changing nothing, when the version is gone, was revoked meanwhile, or its stored file is no
         longer the one hashed ``expect_sha512`` (base64 SHA-512, as ``Package.sha512``) that the caller read.
@@ -614,9 +614,9 @@ class FeedService:
                     return False
                 path = self.storage.path_of(key)
                 old = path.read_bytes() if path is not None else None
-                change(session, row)
                 row.size = len(data)
-                row.sha512 = base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
+                row.sha512 = package_sha512(data)
+                change(session, row)
                 session.flush()
                 self.storage.put_bytes(key, data, durable=True)
                 self._write_documents(session, id_lower, leaves_for=frozenset({version_lower}))

@@ -76,6 +76,7 @@ from nuseal.verify import (
 )
 
 __all__ = [
+    "PACKAGE_SIGNING_CODES",
     "SignatureFacts",
     "SigningStages",
     "author_facts",
@@ -93,7 +94,7 @@ MAX_NAMED_FINGERPRINTS = 10
 _FACTS_KEY = "signatures"
 #: Signing errors caused by the package itself (400, not the feed's 503): ZIP64 (NU3006), too many entries to sign
 #: without ZIP64 (NU3039), a repository countersignature already present (NU3032), a repository primary (NU3033).
-_PACKAGE_SIGNING_CODES = frozenset({NuCode.NU3006, NuCode.NU3039, NuCode.NU3032, NuCode.NU3033})
+PACKAGE_SIGNING_CODES = frozenset({NuCode.NU3006, NuCode.NU3039, NuCode.NU3032, NuCode.NU3033})
 
 
 @dataclass(frozen=True)
@@ -348,7 +349,7 @@ class SigningStages:
         """Repository-sign the package (primary when unsigned, countersignature when author-signed).
 
         Raises:
-            BadPackageError: the package cannot be repository-signed (:data:`_PACKAGE_SIGNING_CODES`).
+            BadPackageError: the package cannot be repository-signed (:data:`PACKAGE_SIGNING_CODES`).
             FeedError: 503 when the TSA or the repository key fails.
         """
         nuspec = submission.require_nuspec()
@@ -379,7 +380,7 @@ class SigningStages:
                 trust=signing.signing_trust(),
             )
         except NusealError as exc:
-            if exc.code in _PACKAGE_SIGNING_CODES:
+            if exc.code in PACKAGE_SIGNING_CODES:
                 raise BadPackageError(
                     f"the package cannot be repository-signed by this feed: {exc.message}", code=exc.code
                 ) from exc

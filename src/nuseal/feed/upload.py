@@ -24,7 +24,14 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from nuseal.feed.errors import BadRequestError, PackageTooLargeError
 
-__all__ = ["MAX_DRAIN_BYTES", "MULTIPART_OVERHEAD", "StagedUpload", "receive_upload"]
+__all__ = ["MAX_DRAIN_BYTES", "MULTIPART_OVERHEAD", "StagedUpload", "package_sha512", "receive_upload"]
+
+
+def package_sha512(data: bytes) -> str:
+    """The form the feed stores a package's hash in (``Package.sha512``, V2's ``PackageHash``): base64 of the
+    SHA-512 of the whole ``.nupkg`` file."""
+    return base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
+
 
 #: Bytes of multipart framing tolerated on top of the package size cap.
 MULTIPART_OVERHEAD = 64 * 1024
