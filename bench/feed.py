@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -178,17 +179,21 @@ def load(url: str, duration: int, connections: int, threads: int) -> float:
     return asyncio.run(_httpx_load(url, duration, connections))
 
 
-def push_latency(base: str, key: str, size: int, runs: int) -> float:
+def push_median(base: str, key: str, packages: Iterable[bytes]) -> float:
+    """Median seconds of pushing each of ``packages`` in turn (PUT /api/v2/package, one client)."""
     times = []
     with httpx.Client(base_url=base, timeout=300) as c:
-        for i in range(runs):
-            data = package(f"Bench.Push{size}", f"1.0.{i}", payload=size)
+        for data in packages:
             t = time.perf_counter()
             r = c.put("/api/v2/package", files={"package": ("p.nupkg", data)}, headers={"X-NuGet-ApiKey": key})
             times.append(time.perf_counter() - t)
             if r.status_code != 201:
                 raise SystemExit(f"push failed: {r.status_code} {r.text}")
     return statistics.median(times)
+
+
+def push_latency(base: str, key: str, size: int, runs: int) -> float:
+    return push_median(base, key, (package(f"Bench.Push{size}", f"1.0.{i}", payload=size) for i in range(runs)))
 
 
 def main() -> None:

@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ from nuseal.signing import SigningTrust, sign_package
 from nuseal.trust import TrustStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from feed import package, stop
+from feed import package, push_median, stop
 
 
 def admin(data: Path, *args: str) -> str:
@@ -68,18 +67,6 @@ def start_feed(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
                     time.sleep(0.1)
     stop(proc)
     raise SystemExit("nuseal serve did not start: " + (data / "server.log").read_text())
-
-
-def push_median(base: str, key: str, packages: list[bytes]) -> float:
-    times = []
-    with httpx.Client(base_url=base, timeout=300) as c:
-        for data in packages:
-            t = time.perf_counter()
-            r = c.put("/api/v2/package", files={"package": ("p.nupkg", data)}, headers={"X-NuGet-ApiKey": key})
-            times.append(time.perf_counter() - t)
-            if r.status_code != 201:
-                raise SystemExit(f"push failed: {r.status_code} {r.text}")
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -71,6 +71,23 @@ def _leaf(feed: Feed, package_id: str, version: str) -> dict[str, Any]:
     return dict(r.json())
 
 
+def _restarted_with_signing(
+    pki: SigningPki, data_dir: Path, pushes: list[tuple[bytes, str]], database_url: str | None = None
+) -> Feed:
+    """Push each ``(package, user)`` to a `--no-signing` feed in ``data_dir``, stop it, and start the same data
+    folder again with signing (the PKI's root trusted, its repository certificate); the users keep their keys."""
+    plain = start_feed(data_dir, users=USERS, database_url=database_url)
+    try:
+        for data, user in pushes:
+            r = plain.push(data, key=user)
+            assert r.status_code == 201, r.text
+    finally:
+        plain.stop()
+    feed = start_signing_feed(data_dir, *pki_feed_args(pki), env=pki_feed_env(pki), users=(), database_url=database_url)
+    feed.keys = plain.keys
+    return feed
+
+
 @pytest.fixture
 def pki(tmp_path: Path) -> Iterator[SigningPki]:
     yield from served_pki(tmp_path / "pki")
@@ -86,16 +103,8 @@ def test_repository_sign_backfills_versions_stored_while_signing_was_off(
         "Bf.Untrusted": pki.forced(make_package("Bf.Untrusted", "1.0.0"), "untrusted-signer"),
         "Bf.Elsewhere": pki.repository_sign(make_package("Bf.Elsewhere", "1.0.0"), url=OTHER_REPOSITORY_URL),
     }
-    plain = start_feed(data_dir, users=USERS)
-    try:
-        for package_id, data in pushed.items():
-            r = plain.push(data, key="carol" if package_id == "Bf.Plain" else "alice")
-            assert r.status_code == 201, r.text
-    finally:
-        plain.stop()
-
-    feed = start_signing_feed(data_dir, *pki_feed_args(pki), env=pki_feed_env(pki), users=())
-    feed.keys = plain.keys
+    pushes = [(data, "carol" if package_id == "Bf.Plain" else "alice") for package_id, data in pushed.items()]
+    feed = _restarted_with_signing(pki, data_dir, pushes)
     monkeypatch.setenv("NUSEAL_REPOSITORY_PFX_PASSWORD", pki.dev.pfx_password)
     try:
         assert _repository_signatures(feed)["allRepositorySigned"] is False
@@ -175,15 +184,8 @@ def test_repository_sign_backfills_versions_stored_while_signing_was_off(
 
 
 def _all_repository_signed_after_backfill(pki: SigningPki, tmp_path: Path, database_url: str | None) -> None:
-    data_dir = tmp_path / "feed"
-    plain = start_feed(data_dir, users=USERS, database_url=database_url)
-    try:
-        for version in ("1.0.0", "1.1.0"):
-            assert plain.push(make_package("Bf.All", version), key="carol").status_code == 201
-    finally:
-        plain.stop()
-    feed = start_signing_feed(data_dir, *pki_feed_args(pki), env=pki_feed_env(pki), users=(), database_url=database_url)
-    feed.keys = plain.keys
+    pushes = [(make_package("Bf.All", version), "carol") for version in ("1.0.0", "1.1.0")]
+    feed = _restarted_with_signing(pki, tmp_path / "feed", pushes, database_url)
     try:
         assert _repository_signatures(feed)["allRepositorySigned"] is False
         run = _backfill(feed, "--limit", "1")
@@ -272,13 +274,8 @@ def test_a_failed_replacement_leaves_the_version_as_it_was(
     written): the transaction rolls back, the old file is put back, the command says where it stopped, and a
     run after the fault is gone signs the version."""
     data_dir = tmp_path / "feed"
-    plain = start_feed(data_dir, users=USERS)
     original = make_package("Bf.Fault", "1.0.0")
-    try:
-        assert plain.push(original, key="carol").status_code == 201
-    finally:
-        plain.stop()
-    feed = start_signing_feed(data_dir, *pki_feed_args(pki), env=pki_feed_env(pki), users=())
+    feed = _restarted_with_signing(pki, data_dir, [(original, "carol")])
     monkeypatch.setenv("NUSEAL_REPOSITORY_PFX_PASSWORD", pki.dev.pfx_password)
     try:
         leaf = data_dir / "storage/v3/registration/bf.fault/1.0.0.json"
@@ -312,15 +309,11 @@ def test_nugets_verifier_accepts_backfilled_packages(
     unsigned, and a repository countersignature on one pushed author-signed."""
     from support import oracle  # noqa: PLC0415 - tests/support/oracle.py
 
-    data_dir = tmp_path / "feed"
-    plain = start_feed(data_dir, users=USERS)
-    try:
-        assert plain.push(make_package("Bf.Or.Plain", "1.0.0"), key="carol").status_code == 201
-        authored = pki.sign(make_package("Bf.Or.Authored", "1.0.0"), "author")
-        assert plain.push(authored, key="alice").status_code == 201
-    finally:
-        plain.stop()
-    feed = start_signing_feed(data_dir, *pki_feed_args(pki), env=pki_feed_env(pki), users=())
+    pushes = [
+        (make_package("Bf.Or.Plain", "1.0.0"), "carol"),
+        (pki.sign(make_package("Bf.Or.Authored", "1.0.0"), "author"), "alice"),
+    ]
+    feed = _restarted_with_signing(pki, tmp_path / "feed", pushes)
     monkeypatch.setenv("NUSEAL_REPOSITORY_PFX_PASSWORD", pki.dev.pfx_password)
     try:
         assert _backfill(feed)["signed"] == 2

@@ -152,6 +152,17 @@ def search_hits(feed: Feed, package_id: str) -> int:
         return int(c.get("/v3/search", params={"q": f"packageid:{package_id}"}).json()["totalHits"])
 
 
+def wait_for_certificates_good(feed: Feed, package_id: str, version: str, seconds: float = 30) -> None:
+    """Poll the registration leaf until every signature's certificate status is ``good`` (at most ``seconds``);
+    the caller asserts what it shows then."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sigs = leaf(feed, package_id, version)["packageSigning"]["signatures"]
+        if all(s["certificateStatus"] == "good" for s in sigs):
+            return
+        time.sleep(0.25)
+
+
 def wait_until_past(moment: datetime) -> None:
     while datetime.now(UTC) <= moment:
         time.sleep(0.2)
@@ -485,12 +496,7 @@ def test_background_task_picks_up_a_revocation(tmp_path: Path) -> None:
         assert r.status_code == 201, r.text
         fp = fingerprint(pki, "author")
         # the certificates become "good" once the task has asked (leaves rewritten on the status change)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            sigs = leaf(feed, "Rv.Bg", "1.0.0")["packageSigning"]["signatures"]
-            if all(s["certificateStatus"] == "good" for s in sigs):
-                break
-            time.sleep(0.5)
+        wait_for_certificates_good(feed, "Rv.Bg", "1.0.0")
         assert {s["certificateStatus"] for s in leaf(feed, "Rv.Bg", "1.0.0")["packageSigning"]["signatures"]} == {
             "good"
         }
@@ -522,12 +528,7 @@ def test_a_push_has_its_new_certificates_asked_in_seconds(tmp_path: Path) -> Non
     feed = sf.feed
     try:
         publish_signed(sf, "Rv.Soon", "alice", "author")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            sigs = leaf(feed, "Rv.Soon", "1.0.0")["packageSigning"]["signatures"]
-            if all(s["certificateStatus"] == "good" for s in sigs):
-                break
-            time.sleep(0.25)
+        wait_for_certificates_good(feed, "Rv.Soon", "1.0.0")
         sigs = leaf(feed, "Rv.Soon", "1.0.0")["packageSigning"]["signatures"]
         assert {(s["type"], s["certificateStatus"]) for s in sigs} == {("author", "good"), ("repository", "good")}
         rows = signature_rows(page(feed, "Rv.Soon", "1.0.0"))
