@@ -59,14 +59,8 @@ _RFC3161_ALGORITHMS = {
 }
 _ASN1_NAMES = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA384: "sha384", HashAlgorithm.SHA512: "sha512"}
 _NOT_UNDERSTOOD = "The response from the timestamping server was not understood"
-_STATUS_NAMES = {
-    0: "granted",
-    1: "grantedWithMods",
-    2: "rejection",
-    3: "waiting",
-    4: "revocationWarning",
-    5: "revocationNotification",
-}
+_STATUS_NAMES = {0: "granted", 1: "grantedWithMods", 2: "rejection", 3: "waiting", 4: "revocationWarning",
+                 5: "revocationNotification"}
 
 
 def _request(signature_value: bytes, algorithm: HashAlgorithm) -> tuple[bytes, int]:
@@ -79,17 +73,15 @@ def _request(signature_value: bytes, algorithm: HashAlgorithm) -> tuple[bytes, i
         return request.as_bytes(), int(request.nonce)
     # NuGet: 32 random bytes read as a positive integer (the top bit cleared).
     nonce = int.from_bytes(secrets.token_bytes(NONCE_BYTES), "big") >> 1
-    req = tsp.TimeStampReq(
-        {
-            "version": "v1",
-            "message_imprint": {
-                "hash_algorithm": algos.DigestAlgorithm({"algorithm": _ASN1_NAMES[algorithm]}),
-                "hashed_message": algorithm.digest(signature_value),
-            },
-            "nonce": nonce,
-            "cert_req": True,
-        }
-    )
+    req = tsp.TimeStampReq({
+        "version": "v1",
+        "message_imprint": {
+            "hash_algorithm": algos.DigestAlgorithm({"algorithm": _ASN1_NAMES[algorithm]}),
+            "hashed_message": algorithm.digest(signature_value),
+        },
+        "nonce": nonce,
+        "cert_req": True,
+    })
     return bytes(req.dump()), nonce
 
 
