@@ -105,9 +105,8 @@ class FeedApp:
             pipeline = signing_pipeline(service)
         self.pipeline = pipeline
         self.downloads = DownloadCounter()
-        #: Set by a push while the background revalidation runs: ask the certificates never asked yet.
+        #: Set by every push: the background revalidation (when it runs) asks the certificates never asked yet.
         self._new_certificates = asyncio.Event()
-        self._revalidating = False
 
     # -------------------------------------------------------------------------------------- auth
     async def principal(self, request: Request) -> Principal:
@@ -147,8 +146,7 @@ class FeedApp:
         log.info(
             "published %s %s (%d bytes) by %s", published.id, published.version, published.size, principal.user_name
         )
-        if self._revalidating:
-            self._new_certificates.set()
+        self._new_certificates.set()
         text = f"Published {published.id} {published.version}\n"
         headers = {}
         if submission.warnings:
@@ -263,7 +261,6 @@ class FeedApp:
             renewed[0] = time.monotonic()
             return revalidation.revalidate(self.service, should_stop=keep_lease, only_unchecked=only_unchecked)
 
-        self._revalidating = True
         next_full = time.monotonic() + period
         try:
             while True:
@@ -280,7 +277,6 @@ class FeedApp:
                 elif summary is not None and summary.checks:
                     log.info("revalidation: %s", summary.describe())
         finally:
-            self._revalidating = False
             with contextlib.suppress(Exception):
                 await anyio.to_thread.run_sync(revalidation.release_lease, self.service, owner)
 
