@@ -83,6 +83,8 @@ class Nuspec:
             root = fromstring(data, forbid_dtd=True)
         except (ParseError, DefusedXmlException) as exc:
             raise PackageFormatError(f"the nuspec is not valid XML: {exc}") from exc
+        except (LookupError, ValueError) as exc:  # expat: an unknown or a multi-byte encoding declared
+            raise PackageFormatError(f"the nuspec declares an encoding that cannot be read: {exc}") from exc
         if _local(root.tag) != "package":
             raise PackageFormatError("the nuspec's root element is not <package>")
         meta_el = next((c for c in root if _local(c.tag) == "metadata"), None)

@@ -71,7 +71,14 @@ class NuGetVersion:
                 raise PackageFormatError(f"the release label {label!r} has a numeric part with a leading zero")
         if plus and not all(_IDENT.match(m) for m in metadata.split(".")):
             raise PackageFormatError(f"the build metadata {metadata!r} in {value!r} is not valid")
-        return cls(nums[0], nums[1], nums[2], nums[3], labels, metadata, text)
+        version = cls(nums[0], nums[1], nums[2], nums[3], labels, metadata, text)
+        if len(version.full) > MAX_VERSION_LENGTH:
+            # "1-<62 characters>" normalizes to "1.0.0-<62 characters>": the form the feed stores must parse too.
+            raise PackageFormatError(
+                f"the version {value!r} is longer than {MAX_VERSION_LENGTH} characters once normalized "
+                f"({version.full!r})"
+            )
+        return version
 
     @property
     def is_prerelease(self) -> bool:

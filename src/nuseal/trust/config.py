@@ -207,6 +207,8 @@ def parse_nuget_config(data: bytes, *, source: str = "nuget.config") -> NuGetCon
         root = fromstring(data)
     except (ParseError, DefusedXmlException) as exc:
         raise ConfigError(f"{source} is not a valid XML configuration file: {exc}") from exc
+    except (LookupError, ValueError) as exc:  # expat: an unknown or a multi-byte encoding declared
+        raise ConfigError(f"{source} declares an encoding that cannot be read: {exc}") from exc
     if _local(root.tag) != "configuration":
         raise ConfigError(f"{source}: the root element must be <configuration>, not <{_local(root.tag)}>")
     warnings: list[str] = []
