@@ -52,6 +52,12 @@ class Rule:
     severity: Severity
     security_severity: float
     help: str
+    #: Which analyser reads the ``patterns`` (``"powershell"``, ``"msbuild"``, ``"files"``...; the rules
+    #: file's ``area``); the syntax of a pattern is the analyser's (see :mod:`nuseal.scan.rules`).
+    area: str = ""
+    patterns: tuple[str, ...] = ()
+    #: ``False`` when a user rules file turned the rule off: its findings are dropped.
+    enabled: bool = True
 
 
 @dataclass(frozen=True, slots=True)
