@@ -9,7 +9,10 @@ Routes:
 * ``PUT|DELETE /api/owners/{id}/{user}``: an owner adds or removes an owner (nuseal's own, not NuGet's);
 * ``GET /api/v2/...``: the read-only V2 listing ``nuget list`` needs (:mod:`nuseal.feed.v2`);
 * ``GET /``, ``/packages``, ``/packages/{id}``, ``/packages/{id}/{version}``: web pages (:mod:`nuseal.feed.web`);
-* ``/api/account...`` and ``/account...``: 2FA and signing-certificate registration (:mod:`nuseal.feed.account`).
+* ``/api/account...`` and ``/account...``: 2FA and signing-certificate registration (:mod:`nuseal.feed.account`);
+* ``GET /static/feed.css``: the pages' stylesheet (:mod:`nuseal.feed.web`).
+
+Every response gets the security headers of its class from one ASGI layer (:mod:`nuseal.feed.headers`).
 
 With signing enabled (``FeedConfig.signing``) the push pipeline adds the signature checks and repository signing
 (:mod:`nuseal.feed.signing_stages`), and a background task rechecks revocation (:mod:`nuseal.feed.revalidation`).
@@ -43,6 +46,7 @@ from nuseal.feed.config import FeedConfig
 from nuseal.feed.documents import dump
 from nuseal.feed.downloads import DownloadCounter
 from nuseal.feed.errors import FeedError
+from nuseal.feed.headers import SecureHeaders
 from nuseal.feed.pipeline import PushPipeline, Submission
 from nuseal.feed.service import FeedService
 from nuseal.feed.static import StaticDocuments
@@ -298,12 +302,16 @@ async def _feed_error(request: Request, exc: Exception) -> Response:
 
 
 class _Router:
-    """Outer ASGI layer: static ``/v3/`` reads go straight to :class:`StaticDocuments`, the rest to Starlette."""
+    """Outer ASGI layer: static ``/v3/`` reads go straight to :class:`StaticDocuments`, the rest to Starlette;
+    both behind :class:`~nuseal.feed.headers.SecureHeaders`, so every response carries the security headers of
+    its class (page, download, document)."""
 
     def __init__(self, static: StaticDocuments, app: Starlette, feed: FeedApp) -> None:
         self.static = static
         self.app = app
         self.feed = feed
+        self._static = SecureHeaders(static, static=True)
+        self._app = SecureHeaders(app, static=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -312,9 +320,9 @@ class _Router:
             and scope["path"].startswith("/v3/")
             and scope["path"] not in _DYNAMIC_V3
         ):
-            await self.static(scope, receive, send)
+            await self._static(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        await self._app(scope, receive, send)
 
 
 def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _Router:

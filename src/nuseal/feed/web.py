@@ -1,6 +1,8 @@
 """Server-rendered web pages: the package list (with search) and one page per package version.
 
-Jinja2 templates in ``nuseal/feed/templates`` with autoescaping on; every value comes from the database.
+Jinja2 templates in ``nuseal/feed/templates`` with autoescaping on; every value comes from the database. The
+pages carry no script and no inline style: their stylesheet is ``assets/feed.css``, served at
+:data:`STYLESHEET_PATH`, so the pages' CSP (:data:`nuseal.feed.headers.PAGE_CSP`) can forbid both.
 
 The version page shows the version's signing status (issue 5, "Visible status"), read live from the database:
 signed or not, each signature (author / repository, signer subject and SHA-256 fingerprint, timestamp and TSA),
@@ -10,9 +12,11 @@ the version's status (``valid`` or ``revoked``) and each certificate's last revo
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from importlib import resources
 from typing import Any
 
 import anyio
@@ -31,10 +35,14 @@ from nuseal.feed.models import Package, Registration
 from nuseal.feed.service import FeedService
 from nuseal.package import NuGetVersion
 
-__all__ = ["PAGE_SIZE", "Pages"]
+__all__ = ["PAGE_SIZE", "STYLESHEET_PATH", "Pages"]
 
 #: Packages per list page.
 PAGE_SIZE = 25
+#: Where the pages' stylesheet is served, and the package resource it is read from.
+STYLESHEET_PATH = "/static/feed.css"
+STYLESHEET_RESOURCE = "assets/feed.css"
+STYLESHEET_CACHE = "public, max-age=86400"
 
 
 class Pages:
@@ -46,9 +54,14 @@ class Pages:
             trim_blocks=True,
             lstrip_blocks=True,
         )
+        self.stylesheet = resources.files("nuseal.feed").joinpath(STYLESHEET_RESOURCE).read_bytes()
+        self._stylesheet_etag = '"' + hashlib.sha256(self.stylesheet).hexdigest()[:32] + '"'
+        # the URL changes with the content, so a browser never keeps an old stylesheet past an upgrade
+        self.env.globals["stylesheet"] = f"{STYLESHEET_PATH}?v={self._stylesheet_etag[1:13]}"
 
     def routes(self) -> list[Route]:
         return [
+            Route(STYLESHEET_PATH, self.stylesheet_file, methods=["GET", "HEAD"]),
             Route("/packages", self.package_list, methods=["GET", "HEAD"]),
             Route("/packages/{id}", self.package_page, methods=["GET", "HEAD"]),
             Route("/packages/{id}/{version}", self.package_page, methods=["GET", "HEAD"]),
@@ -57,6 +70,13 @@ class Pages:
     def _render(self, name: str, status: int = 200, **context: Any) -> Response:
         html = self.env.get_template(name).render(base_url=self.service.config.base_url, **context)
         return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-cache"})
+
+    async def stylesheet_file(self, request: Request) -> Response:
+        """The pages' stylesheet (a file, as the pages' CSP allows no inline style), with an ETag."""
+        headers = {"ETag": self._stylesheet_etag, "Cache-Control": STYLESHEET_CACHE}
+        if self._stylesheet_etag in [v.strip() for v in request.headers.get("if-none-match", "").split(",")]:
+            return Response(status_code=304, headers=headers)
+        return Response(self.stylesheet, media_type="text/css; charset=utf-8", headers=headers)
 
     async def package_list(self, request: Request) -> Response:
         q = request.query_params.get("q", "")[: search_mod.MAX_QUERY_LENGTH]
