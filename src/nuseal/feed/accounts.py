@@ -52,8 +52,9 @@ MAX_API_KEY_LENGTH = 128
 MAX_GLOBS = 32
 MAX_GLOB_LENGTH = 128
 MAX_EXPIRY_DAYS = 3650
-_USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_GLOB = re.compile(r"^[A-Za-z0-9_.*-]+$")
+# used with fullmatch: a "$" anchor would also accept a name or glob ending in a newline
+_USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_GLOB = re.compile(r"[A-Za-z0-9_.*-]+")
 
 
 class Scope(enum.StrEnum):
@@ -122,7 +123,7 @@ class CreatedApiKey:
 
 
 def _check_user_name(name: str) -> None:
-    if not (1 <= len(name) <= MAX_USER_NAME) or not _USER_NAME.match(name):
+    if not (1 <= len(name) <= MAX_USER_NAME) or not _USER_NAME.fullmatch(name):
         raise UsageError(
             f"invalid user name {name!r}: letters, digits, '_', '.', '-', at most {MAX_USER_NAME} characters"
         )
@@ -175,7 +176,7 @@ def create_api_key(
     if not globs or len(globs) > MAX_GLOBS:
         raise UsageError(f"an API key needs 1 to {MAX_GLOBS} globs")
     for g in globs:
-        if len(g) > MAX_GLOB_LENGTH or not _GLOB.match(g):
+        if len(g) > MAX_GLOB_LENGTH or not _GLOB.fullmatch(g):
             raise UsageError(f"invalid package id glob {g!r}: letters, digits, '_', '.', '-' and '*'")
     expires_at = None
     if expires_in_days is not None:

@@ -286,7 +286,7 @@ def register_certificate(
 
 def _normalize_fingerprint(fingerprint: str) -> str:
     text = fingerprint.strip().replace(":", "")
-    if not _FINGERPRINT.match(text):
+    if not _FINGERPRINT.fullmatch(text):
         raise BadRequestError("a certificate fingerprint is 64 hex digits (SHA-256)")
     return text.lower()
 

@@ -236,7 +236,7 @@ def _clean(code: str | None) -> str:
     text = (code or "").replace(" ", "").strip()
     if not text:
         raise TwoFactorError("a two-factor code is required (6 digits from the authenticator app)")
-    if not _CODE.match(text):
+    if not _CODE.fullmatch(text):
         raise TwoFactorError("the two-factor code must be 6 digits")
     return text
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 import base64
 import itertools
 import struct
+import unicodedata
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import unquote
 
 from nuseal.codes import NuCode
 from nuseal.errors import PackageFormatError, SigningError, UsageError
@@ -55,10 +57,15 @@ _SIGNATURE_NAME_BYTES = SIGNATURE_ENTRY_NAME.encode("ascii")
 MAX_PACKAGE_SIZE = 0xFFFFFFFF
 #: The largest uncompressed entry nuseal will inflate (bytes).
 MAX_ENTRY_SIZE = 1 << 30
-#: The largest sum of uncompressed entry sizes (bytes).
-MAX_TOTAL_UNCOMPRESSED = 4 << 30
-#: Largest uncompressed/compressed ratio accepted for entries over 1 MiB (deflate bombs).
+#: The largest sum of uncompressed entry sizes (bytes): 8x nuget.org's 250 MB package limit (real packages
+#: inflate 1-6x; the largest nuget.org vectors here 5.9x).
+MAX_TOTAL_UNCOMPRESSED = 2 << 30
+#: Largest uncompressed/compressed ratio accepted (deflate bombs), for each entry over
+#: :data:`RATIO_CHECK_THRESHOLD` and for the whole archive (sum of uncompressed sizes / file size) once that sum
+#: passes the threshold, so many small highly compressed entries cannot add up to a bomb.
 MAX_COMPRESSION_RATIO = 200
+#: Uncompressed size (bytes) from which the ratio is checked (smaller data cannot make a bomb).
+RATIO_CHECK_THRESHOLD = 1 << 20
 #: Longest entry name (bytes).
 MAX_NAME_LENGTH = 1024
 #: Signing refuses archives that would need ZIP64 for the entry count (NU3039, ``SigningUtility``).
@@ -292,9 +299,11 @@ class PackageArchive:
 
         Checked: ZIP64 records; entry count against the EOCD; names (empty, too long, NUL, absolute,
         drive-qualified, ``..`` segments, duplicates other than the signature entry, which NuGet reports as
-        NU3005); each local header exists and agrees with its CD record on name and method; no
+        NU3005, names that extract to one file on a case-insensitive or backslash-separated file system); each
+        local header exists and agrees with its CD record on name and method; no
         encryption; methods stored/deflate only; sizes within :data:`MAX_ENTRY_SIZE` and
-        :data:`MAX_TOTAL_UNCOMPRESSED`; compression ratio; entries inside the file, before the central
+        :data:`MAX_TOTAL_UNCOMPRESSED`; compression ratio of large entries and of the whole archive
+        (:data:`MAX_COMPRESSION_RATIO`); entries inside the file, before the central
         directory and not overlapping.
         """
         problems: list[str] = []
@@ -310,6 +319,7 @@ class PackageArchive:
         if layout.eocd.disk_number != 0 or layout.eocd.cd_disk != 0:
             problems.append("multi-disk archives are not supported")
         seen: set[str] = set()
+        extracted: dict[str, str] = {}
         total = 0
         spans: list[tuple[int, int, str]] = []
         start_cd = min(r.position for r in recs)
@@ -320,6 +330,13 @@ class PackageArchive:
             if name != SIGNATURE_ENTRY_NAME:
                 if name in seen:
                     problems.append(f"entry {label} appears more than once")
+                else:
+                    other = extracted.setdefault(_extraction_key(name), name)
+                    if other != name:
+                        problems.append(
+                            f"entries {other!r} and {label} extract to the same file on a case-insensitive or "
+                            "backslash-separated file system"
+                        )
                 seen.add(name)
             if r.flags & 0x1:
                 problems.append(f"entry {label} is encrypted")
@@ -330,7 +347,7 @@ class PackageArchive:
             if r.uncompressed_size > MAX_ENTRY_SIZE:
                 problems.append(f"entry {label} claims {r.uncompressed_size} bytes (limit {MAX_ENTRY_SIZE})")
             elif (
-                r.uncompressed_size > (1 << 20)
+                r.uncompressed_size > RATIO_CHECK_THRESHOLD
                 and r.uncompressed_size > MAX_COMPRESSION_RATIO * max(r.compressed_size, 1)
             ):
                 problems.append(f"entry {label} has a compression ratio over {MAX_COMPRESSION_RATIO}:1")
@@ -350,6 +367,11 @@ class PackageArchive:
             spans.append((r.local_header_offset, end, label))
         if total > MAX_TOTAL_UNCOMPRESSED:
             problems.append(f"entries add up to {total} bytes uncompressed (limit {MAX_TOTAL_UNCOMPRESSED})")
+        elif total > RATIO_CHECK_THRESHOLD and total > MAX_COMPRESSION_RATIO * layout.size:
+            problems.append(
+                f"entries add up to {total} bytes uncompressed from a {layout.size}-byte archive, a compression "
+                f"ratio over {MAX_COMPRESSION_RATIO}:1"
+            )
         spans.sort()
         for (_s1, e1, n1), (s2, _e2, n2) in itertools.pairwise(spans):
             if s2 < e1:
@@ -450,6 +472,15 @@ class PackageArchive:
         )
         out += d[eocd_at + 20 :]
         return bytes(out)
+
+
+def _extraction_key(name: str) -> str:
+    """The file an entry becomes when NuGet extracts it on Windows or macOS: ``%XX`` unescaped (NuGet's
+    ``PackageExtractor`` does, as the oracle's ``extract`` shows: ``a%20b`` -> ``a b``), ``\\`` a separator (Windows;
+    on Linux NuGet keeps it in the file name), names compared without case (NTFS, APFS and HFS+ defaults) and
+    without Unicode normalization differences (APFS, HFS+)."""
+    path = unquote(name).replace("\\", "/")
+    return unicodedata.normalize("NFC", path).casefold()
 
 
 def _name_problems(name: str, raw: bytes) -> list[str]:

@@ -17,18 +17,63 @@ from defusedxml.ElementTree import ParseError, fromstring
 from nuseal.errors import PackageFormatError
 from nuseal.package.version import NuGetVersion
 
-__all__ = ["MAX_ID_LENGTH", "MAX_NUSPEC_SIZE", "Nuspec", "find_nuspec_name", "is_valid_id"]
+__all__ = [
+    "FIELD_LIMITS",
+    "MAX_DEPENDENCIES_LENGTH",
+    "MAX_DEPENDENCY_ID_LENGTH",
+    "MAX_DEPENDENCY_RANGE_LENGTH",
+    "MAX_ID_LENGTH",
+    "MAX_ID_VERSION_LENGTH",
+    "MAX_NUSPEC_SIZE",
+    "MAX_PACKAGE_TYPES_LENGTH",
+    "Nuspec",
+    "find_nuspec_name",
+    "is_valid_id",
+]
 
 #: NuGet's ``PackageIdValidator.MaxPackageIdLength``.
 MAX_ID_LENGTH = 100
 #: Largest nuspec nuseal parses (bytes).
 MAX_NUSPEC_SIZE = 4 << 20
-_ID = re.compile(r"^\w+([.-]\w+)*$")
+#: Longest text (characters, after trimming) of each ``<metadata>`` child, as nuget.org refuses it at upload:
+#: NuGetGallery ``src/NuGet.Services.Entities/Constants.cs`` (``MaxAuthorsLength`` ... ``MaxLanguageLength``),
+#: checked in ``src/NuGetGallery.Services/Helpers/PackageHelper.cs`` ``ValidateNuGetPackageMetadata`` (authors
+#: measured joined with ``", "``); ``license`` from ``PackageMetadataValidationService``
+#: (``MaxAllowedLicenseNodeValueLength``). ``owners`` is nuseal's own (nuget.org ignores the element).
+FIELD_LIMITS: dict[str, int] = {
+    "authors": 4000,
+    "copyright": 4000,
+    "description": 4000,
+    "iconUrl": 4000,
+    "language": 20,
+    "license": 500,
+    "licenseUrl": 4000,
+    "owners": 4000,
+    "projectUrl": 4000,
+    "releaseNotes": 35000,
+    "summary": 4000,
+    "tags": 4000,
+    "title": 256,
+}
+#: nuget.org: id and full version together (``MaxIdVersionCombinedLength``).
+MAX_ID_VERSION_LENGTH = 160
+#: nuget.org: a dependency's id (``MaxPackageIdLength``, the database column) and version range
+#: (``MaxDependencyVersionRangeLength``).
+MAX_DEPENDENCY_ID_LENGTH = 128
+MAX_DEPENDENCY_RANGE_LENGTH = 256
+#: nuget.org: all dependencies flattened as ``id:range:framework`` joined with ``|`` (``Int16.MaxValue``).
+MAX_DEPENDENCIES_LENGTH = 32767
+#: nuseal's own bound on ``<packageTypes>`` (names joined with ``|``); nuget.org states none.
+MAX_PACKAGE_TYPES_LENGTH = 4000
+#: nuget.org: ``<repository type=... url=...>`` (``MaxRepositoryTypeLength``, ``MaxRepositoryUrlLength``).
+_REPOSITORY_LIMITS = {"type": 100, "url": 4000}
+#: Always used with ``fullmatch``: ``$`` would accept a final newline.
+_ID = re.compile(r"\w+([.-]\w+)*")
 
 
 def is_valid_id(package_id: str) -> bool:
     """NuGet's package id rule (``PackageIdValidator.IsValidPackageId``)."""
-    return len(package_id) <= MAX_ID_LENGTH and bool(_ID.match(package_id))
+    return len(package_id) <= MAX_ID_LENGTH and bool(_ID.fullmatch(package_id))
 
 
 def find_nuspec_name(names: tuple[str, ...]) -> str:
@@ -67,15 +112,21 @@ class Nuspec:
     package_types: tuple[str, ...]
     dependencies: tuple[tuple[str, str, str | None], ...]  # (target framework or "", id, range)
     metadata: dict[str, str]
+    #: Fields over nuget.org's length limits, one message each (empty when ``parse`` enforced them).
+    limit_problems: tuple[str, ...] = ()
 
     @classmethod
-    def parse(cls, data: bytes) -> Nuspec:
+    def parse(cls, data: bytes, *, enforce_limits: bool = True) -> Nuspec:
         """Parse and validate a nuspec document.
+
+        With ``enforce_limits`` (the default) a field longer than nuget.org accepts (:data:`FIELD_LIMITS` and the
+        other ``MAX_*`` of this module) is an error; without it the same findings are in :attr:`limit_problems`.
 
         Raises:
             PackageFormatError: too large, not well-formed XML, forbidden XML constructs (entities, DTDs),
-                no ``package/metadata``, a missing or invalid ``id``/``version``, or missing ``authors`` /
-                ``description``.
+                no ``package/metadata``, a missing or invalid ``id``/``version``, missing ``authors`` /
+                ``description``, or (``enforce_limits``) a field over its length limit, naming the field and
+                the limit.
         """
         if len(data) > MAX_NUSPEC_SIZE:
             raise PackageFormatError(f"the nuspec is {len(data)} bytes (limit {MAX_NUSPEC_SIZE})")
@@ -112,7 +163,7 @@ class Nuspec:
         description = fields.get("description", "")
         if not description:
             raise PackageFormatError("the nuspec has no <description>")
-        return cls(
+        nuspec = cls(
             id=package_id,
             version=version,
             authors=authors,
@@ -123,7 +174,11 @@ class Nuspec:
             package_types=_package_types(meta_el),
             dependencies=_dependencies(meta_el),
             metadata=fields,
+            limit_problems=_limit_problems(fields, meta_el, authors, version),
         )
+        if enforce_limits and nuspec.limit_problems:
+            raise PackageFormatError("; ".join(nuspec.limit_problems))
+        return nuspec
 
 
 def _package_types(meta: Element) -> tuple[str, ...]:
@@ -148,3 +203,32 @@ def _dependencies(meta: Element) -> tuple[tuple[str, str, str | None], ...]:
                     (tfm, d.get("id", ""), d.get("version")) for d in item if _local(d.tag) == "dependency"
                 )
     return tuple(deps)
+
+
+def _limit_problems(
+    fields: dict[str, str], meta: Element, authors: tuple[str, ...], version: NuGetVersion
+) -> tuple[str, ...]:
+    """nuget.org's upload length limits (NuGetGallery ``PackageHelper.ValidateNuGetPackageMetadata``)."""
+    problems: list[str] = []
+
+    def check(what: str, length: int, limit: int) -> None:
+        if length > limit:
+            problems.append(f"the nuspec's {what} is {length} characters; the limit is {limit}")
+
+    for name, limit in FIELD_LIMITS.items():
+        text = ", ".join(authors) if name == "authors" else fields.get(name)
+        if text is not None:
+            check(f"<{name}>", len(text), limit)
+    check("id plus version", len(fields.get("id", "")) + len(version.full), MAX_ID_VERSION_LENGTH)
+    flat: list[str] = []
+    for tfm, dep_id, dep_range in _dependencies(meta):
+        check(f"dependency id {dep_id[:40]!r}", len(dep_id), MAX_DEPENDENCY_ID_LENGTH)
+        check(f"version range of dependency {dep_id[:40]!r}", len(dep_range or ""), MAX_DEPENDENCY_RANGE_LENGTH)
+        flat.append(f"{dep_id}:{dep_range or ''}:{tfm}")
+    check("<dependencies> (flattened as id:range:framework|...)", len("|".join(flat)), MAX_DEPENDENCIES_LENGTH)
+    check("<packageTypes> (names joined with |)", len("|".join(_package_types(meta))), MAX_PACKAGE_TYPES_LENGTH)
+    for child in meta:
+        if _local(child.tag) == "repository":
+            for attr, limit in _REPOSITORY_LIMITS.items():
+                check(f"<repository {attr}=...>", len(child.get(attr, "")), limit)
+    return tuple(problems)

@@ -21,7 +21,8 @@ __all__ = ["MAX_VERSION_LENGTH", "NuGetVersion"]
 
 #: Longest version string nuseal accepts (nuget.org: 64 characters).
 MAX_VERSION_LENGTH = 64
-_IDENT = re.compile(r"^[0-9A-Za-z-]+$")
+#: One release-label or metadata identifier; always used with ``fullmatch`` (``$`` would accept a final newline).
+_IDENT = re.compile(r"[0-9A-Za-z-]+")
 _INT32_MAX = 2**31 - 1
 
 
@@ -65,11 +66,11 @@ class NuGetVersion:
         nums += [0] * (4 - len(nums))
         labels = tuple(label.split(".")) if dash else ()
         for ident in labels:
-            if not _IDENT.match(ident):
+            if not _IDENT.fullmatch(ident):
                 raise PackageFormatError(f"the release label {label!r} in {value!r} is not valid")
             if ident.isdigit() and len(ident) > 1 and ident[0] == "0":
                 raise PackageFormatError(f"the release label {label!r} has a numeric part with a leading zero")
-        if plus and not all(_IDENT.match(m) for m in metadata.split(".")):
+        if plus and not all(_IDENT.fullmatch(m) for m in metadata.split(".")):
             raise PackageFormatError(f"the build metadata {metadata!r} in {value!r} is not valid")
         version = cls(nums[0], nums[1], nums[2], nums[3], labels, metadata, text)
         if len(version.full) > MAX_VERSION_LENGTH:
