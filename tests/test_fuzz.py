@@ -8,12 +8,65 @@ past the time bound or memory past the bound. The long run is ``make fuzz`` (doc
 
 from __future__ import annotations
 
-import pytest
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
 
-from nuseal.errors import ConfigError, PackageFormatError
+import pytest
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from nuseal.codes import NuCode
+from nuseal.errors import ConfigError, PackageFormatError, SignatureFormatError
+from nuseal.package import PackageArchive
 from nuseal.package.nuspec import Nuspec
 from nuseal.package.version import MAX_VERSION_LENGTH, NuGetVersion
+from nuseal.signature import PrimarySignature
+from nuseal.signature._cms import load_certificates
+from nuseal.timestamp import Timestamp
 from nuseal.trust.config import parse_nuget_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+VECTORS = REPO_ROOT.parent / "shared" / "vectors"
+#: The smoke run's whole fuzzing budget (seconds), shared by the targets; each also loads its seeds first.
+SMOKE_BUDGET_S = 60
+
+
+@pytest.mark.slow
+def test_fuzz_smoke_run(tmp_path: Path) -> None:
+    """Every target for its share of a minute, one at a time, from the vectors' seeds: no finding."""
+    if not VECTORS.is_dir():
+        pytest.skip(f"no vectors at {VECTORS}")
+    listed = subprocess.run(
+        [sys.executable, "-c", "from fuzz.run import available_targets; print(*available_targets())"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert {"zip_reader", "signature", "timestamp", "nuspec", "nuget_config", "version"} <= set(listed)
+    seconds = max(5, SMOKE_BUDGET_S // len(listed))
+    run = subprocess.run(
+        [sys.executable, "-m", "fuzz.run", "--seconds", str(seconds), "--workdir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=len(listed) * (seconds + 120),
+        check=False,
+    )
+    report = run.stdout + run.stderr
+    lines = [line for line in report.splitlines() if line.split(" ")[0] in listed]
+    found = [line.split()[0] for line in lines if "FOUND" in line]
+    tails = "".join(
+        f"\n--- {name}.log (tail)\n" + (tmp_path / "logs" / f"{name}.log").read_text("utf-8", "replace")[-3000:]
+        for name in found
+    )
+    assert run.returncode == 0 and not found, report + tails
+    assert len(lines) == len(listed), report
+    for line in lines:  # each target ran past its seeds
+        assert int(line.split()[1].replace(",", "")) > 0, line
+
 
 # --------------------------------------------------------------------------- regressions (found by fuzz/)
 XML_DECLARATIONS = [
@@ -47,3 +100,44 @@ def test_a_version_whose_normalized_form_is_too_long_is_refused() -> None:
     assert NuGetVersion.parse(fits.normalized) == fits
     # A long spelling whose normalized form is short stays accepted.
     assert NuGetVersion.parse("0001.0002.0003.0000-" + "b" * 44).normalized == "1.2.3-" + "b" * 44
+
+
+def _with_odd_issuer_attribute(certificate_der: bytes) -> bytes:
+    """``certificate_der`` with its issuer's commonName attribute turned into an attribute of type 2.5.4.99
+    whose value is an ObjectDescriptor (universal tag 7), same length; asn1crypto has no ``native`` for it."""
+    issuer = asn1_x509.Certificate.load(certificate_der)["tbs_certificate"]["issuer"].dump()
+    at = certificate_der.index(b"\x06\x03\x55\x04\x03\x13", certificate_der.index(issuer))
+    return certificate_der[:at] + b"\x06\x03\x55\x04\x63\x07" + certificate_der[at + 6 :]
+
+
+def _vector_signature() -> bytes:
+    package = VECTORS / "nuget.org" / "microsoft.data.sqlite.6.0.9.nupkg"
+    if not package.is_file():
+        pytest.skip(f"no vector at {package}")
+    return PackageArchive.from_path(package).read_signature()
+
+
+def test_a_certificate_name_value_asn1crypto_cannot_decode_is_compared_by_its_encoding() -> None:
+    """AttributeError escaped ``Timestamp.parse`` (found by the ``timestamp`` target) and ``PrimarySignature.load``
+    for a certificate whose issuer holds an ObjectDescriptor/InstanceOf/Real value: such a value is now compared
+    by its DER, like every non-string value."""
+    p7s = _vector_signature()
+    primary = PrimarySignature.load(p7s)
+    assert primary.signer_certificate is not None
+    original = primary.signer_certificate.public_bytes(Encoding.DER)
+    odd = _with_odd_issuer_attribute(original)
+    (ref,) = load_certificates([odd])
+    assert any(oid == "2.5.4.99" and value.startswith("07") for rdn in ref.issuer for oid, value in rdn)
+    # In a signature the certificate then no longer matches the signing-certificate-v2 issuer: NU3011, not a
+    # traceback.
+    with pytest.raises(SignatureFormatError) as caught:
+        PrimarySignature.load(p7s.replace(original, odd))
+    assert caught.value.code is NuCode.NU3011
+    # In a timestamp token the TSA certificate likewise no longer matches: the token parses, NU3020 follows.
+    (stamp,) = primary.timestamps
+    assert stamp.signer_certificate is not None
+    tsa = stamp.signer_certificate.public_bytes(Encoding.DER)
+    parsed = Timestamp.parse(stamp.token_der.replace(tsa, _with_odd_issuer_attribute(tsa)))
+    assert parsed.signer_certificate is None
+    codes = [i.code for i in parsed.check(primary.signature_value, now=datetime.now(UTC))]
+    assert NuCode.NU3020 in codes

@@ -191,7 +191,10 @@ def name_key(name: asn1_x509.Name) -> NameKey:
         atvs: list[tuple[str, str]] = []
         for atv in rdn:
             value = atv["value"]
-            native = value.native
+            try:
+                native = value.native
+            except AttributeError:  # asn1crypto has no .native for ObjectDescriptor, InstanceOf, Real
+                native = None
             atvs.append((atv["type"].dotted, native if isinstance(native, str) else value.dump().hex()))
         rdns.append(tuple(atvs))
     return tuple(rdns)
