@@ -10,6 +10,7 @@ feed's own checking code.
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -286,7 +287,10 @@ def two_worker_feed(tmp_path: Path) -> Iterator[Feed]:
 
 def _login(feed: Feed, key: str, code: str) -> tuple[int, str]:
     with feed.client(follow_redirects=False) as c:
-        r = c.post("/account/login", data={"api_key": key, "totp": code})
+        # the sign-in form's CSRF token (issue 11): the page sets it as a cookie and in the form
+        token = re.search(r'name="csrf" value="([^"]+)"', c.get("/account/login").text)
+        assert token
+        r = c.post("/account/login", data={"api_key": key, "totp": code, "csrf": token.group(1)})
     return r.status_code, r.text
 
 

@@ -1,6 +1,10 @@
 """Accounts over HTTP: two-factor enrolment and signing-certificate registration, as a JSON API and web pages.
 
-JSON API (``X-NuGet-ApiKey`` identifies the user; a TOTP code travels in :data:`TOTP_HEADER`):
+Only a full-scope API key (every scope on ``*``, :mod:`nuseal.feed.accounts`) reaches the account, as nuget.org's
+scoped keys cannot touch the account: any narrower key is refused (403, naming its scopes and globs) before
+anything else is read, so it can neither enrol 2FA, change certificates, nor spend or count a TOTP code.
+
+JSON API (``X-NuGet-ApiKey``, a full-scope key, identifies the user; a TOTP code travels in :data:`TOTP_HEADER`):
 
 * ``GET /api/account`` - the user, whether 2FA is on, the registered certificates;
 * ``POST /api/account/2fa`` - begin enrolment: ``{"uri": "otpauth://...", "secret": ...}`` (shown once);
@@ -8,20 +12,26 @@ JSON API (``X-NuGet-ApiKey`` identifies the user; a TOTP code travels in :data:`
 * ``POST /api/account/certificates`` - body: the ``.cer`` (DER or PEM; raw, or one multipart file part) -> 201;
 * ``DELETE /api/account/certificates/{fingerprint}`` -> 204.
 
-Web pages (``/account``): sign in with an API key (and a TOTP code once 2FA is on); the session is a random
-cookie (``HttpOnly``, ``SameSite=Strict``, ``Secure`` on https) stored hashed in ``web_sessions``; every form
-carries the session's CSRF token. The page enrols 2FA (QR code when ``segno`` is installed, else the
-``otpauth://`` URI and the secret), lists, registers and removes certificates.
+Web pages (``/account``): sign in with a full-scope API key (and a TOTP code once 2FA is on); the session is a
+random cookie (``HttpOnly``, ``SameSite=Strict``, ``Secure`` on https) stored hashed in ``web_sessions`` with the
+key it signed in with, and it ends when that key is revoked or expires. Every form, the sign-in form too, carries
+a CSRF token (the session's; for sign-in, a double-submit token also set as the ``HttpOnly``, ``SameSite=Strict``
+cookie :data:`LOGIN_CSRF_COOKIE`), and every POST is refused when the browser says it comes from another site
+(``Origin`` not the feed's, or ``Sec-Fetch-Site`` other than ``same-origin``/``none``; OWASP CSRF Prevention
+Cheat Sheet, "Verifying Origin With Standard Headers" and "Fetch Metadata"). The page enrols 2FA (QR code when
+``segno`` is installed, else the ``otpauth://`` URI and the secret), lists, registers and removes certificates.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from jinja2 import Environment
@@ -33,7 +43,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from nuseal.feed import audit, twofactor
-from nuseal.feed.accounts import Principal, authenticate
+from nuseal.feed.accounts import Principal, account_key_valid, authenticate
 from nuseal.feed.certificates import (
     MAX_CERTIFICATE_BYTES,
     list_certificates,
@@ -44,11 +54,13 @@ from nuseal.feed.errors import AuthenticationError, BadRequestError, FeedError, 
 from nuseal.feed.models import User, WebSession
 from nuseal.feed.service import FeedService
 
-__all__ = ["SESSION_COOKIE", "SESSION_LIFETIME", "TOTP_HEADER", "AccountRoutes"]
+__all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "SESSION_LIFETIME", "TOTP_HEADER", "AccountRoutes"]
 
 #: Header carrying a TOTP code in API requests.
 TOTP_HEADER = "X-NuSeal-TOTP"
 SESSION_COOKIE = "nuseal_session"
+#: Cookie holding the sign-in form's CSRF token (double submit: the form must carry the same value).
+LOGIN_CSRF_COOKIE = "nuseal_login_csrf"
 #: How long a web sign-in lasts.
 SESSION_LIFETIME = timedelta(hours=12)
 #: Largest account request body (a certificate upload with multipart framing).
@@ -57,8 +69,60 @@ MAX_ACCOUNT_BODY = 4 * MAX_CERTIFICATE_BYTES + 16 * 1024
 MAX_FORM_FIELDS = 8
 
 
+#: Sec-Fetch-Site values of a request that did not come from another site (Fetch Metadata, W3C).
+_OWN_SITE = frozenset({"same-origin", "none"})
+#: What our random tokens look like (secrets.token_urlsafe(32)).
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _same_token(sent: object, expected: str) -> bool:
+    """Constant-time comparison of a submitted token (any text) with ours."""
+    return hmac.compare_digest(str(sent).encode("utf-8"), expected.encode("utf-8"))
+
+
+def _origin(url: str) -> str | None:
+    """``scheme://host:port`` of an http(s) URL (the default port written out), lower case; None if not one."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return f"{scheme}://{parts.hostname.lower()}:{port or _DEFAULT_PORTS[scheme]}"
+
+
+def _check_same_origin(request: Request, base_url: str) -> None:
+    """Refuse a form POST that the browser says comes from another site.
+
+    ``Sec-Fetch-Site`` (when sent) must be ``same-origin`` or ``none``; ``Origin`` (when sent) must be the feed's
+    public origin (``base_url``) or the origin the request was addressed to (its ``Host``). Clients that send
+    neither (not browsers) still need the form's CSRF token.
+
+    Raises:
+        ForbiddenError: a cross-site or opaque (``Origin: null``) request.
+    """
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site.strip().lower() not in _OWN_SITE:
+        raise ForbiddenError(
+            f"the browser says this form was sent from another site (Sec-Fetch-Site: {site[:32]}), not from this "
+            "feed's origin; use the form on this feed's own page"
+        )
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    allowed = {_origin(base_url), _origin(f"{request.url.scheme}://{request.headers.get('host', '')}")} - {None}
+    if _origin(origin.strip()) not in allowed:
+        raise ForbiddenError(
+            f"this form was sent from another origin ({origin[:100]!r} is not this feed's origin); "
+            "use the form on this feed's own page"
+        )
 
 
 @dataclass(frozen=True)
@@ -139,9 +203,16 @@ class AccountRoutes:
         return await anyio.to_thread.run_sync(run)
 
     async def _principal(self, request: Request) -> Principal:
+        """The caller's full-scope key, checked before anything else of the request is read.
+
+        Raises:
+            AuthenticationError: no key, or an unknown, revoked or expired one.
+            ForbiddenError: a scoped key (:meth:`Principal.require_account`).
+        """
         key = request.headers.get("X-NuGet-ApiKey")
         now = self.service.clock()
         result: Principal = await self._run_read(lambda s: authenticate(s, key, now=now))
+        result.require_account()
         return result
 
     def _summary(self, session: Session, user_pk: int) -> dict[str, Any]:
@@ -215,6 +286,8 @@ class AccountRoutes:
             expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
             if expires <= now:
                 return None
+            if not account_key_valid(session, row.api_key_pk, row.user_pk, now=now):
+                return None  # the key it signed in with was revoked, expired or deleted
             user = session.get(User, row.user_pk)
             return None if user is None else _WebUser(user.pk, user.name, row.csrf_token)
 
@@ -222,6 +295,7 @@ class AccountRoutes:
         return found
 
     async def _form(self, request: Request, user: _WebUser) -> dict[str, Any]:
+        _check_same_origin(request, self.service.config.base_url)
         declared = request.headers.get("content-length")
         if declared is None or not declared.isdigit() or int(declared) > MAX_ACCOUNT_BODY:
             raise FeedError(f"the form is larger than {MAX_ACCOUNT_BODY} bytes or has no Content-Length", status=413)
@@ -229,7 +303,7 @@ class AccountRoutes:
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS, max_part_size=MAX_ACCOUNT_BODY) as form:
             for key, value in form.items():
                 fields[key] = await value.read(MAX_ACCOUNT_BODY + 1) if isinstance(value, UploadFile) else value
-        if not hmac.compare_digest(str(fields.get("csrf", "")), user.csrf):
+        if not _same_token(fields.get("csrf", ""), user.csrf):
             raise ForbiddenError(
                 "the form is stale or was not sent by this site (CSRF token mismatch); reload the page"
             )
@@ -255,21 +329,54 @@ class AccountRoutes:
         )
 
     # ------------------------------------------------------------------------------------------ web pages
+    def _login_page(self, request: Request, *, status: int = 200, error: str = "") -> Response:
+        """The sign-in form with its CSRF token, which is also (re)set as :data:`LOGIN_CSRF_COOKIE` (kept when the
+        browser already has a well-formed one, so several open sign-in tabs all work)."""
+        token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not _TOKEN.fullmatch(token):
+            token = secrets.token_urlsafe(32)
+        response = self._render("login.html", status=status, error=error, csrf=token)
+        response.set_cookie(
+            LOGIN_CSRF_COOKIE,
+            token,
+            max_age=int(SESSION_LIFETIME.total_seconds()),
+            httponly=True,
+            samesite="strict",
+            secure=self._secure(),
+            path="/account/login",
+        )
+        return response
+
     async def login_page(self, request: Request) -> Response:
-        return self._render("login.html", error="")
+        return self._login_page(request)
 
     async def login(self, request: Request) -> Response:
+        """Sign in. Checked in this order, each refusal before anything later is read or counted: same origin,
+        form size, CSRF token (form field = cookie), the key (valid and full-scope), then the TOTP code."""
+        try:
+            _check_same_origin(request, self.service.config.base_url)
+        except FeedError as exc:
+            return self._login_page(request, status=exc.status, error=exc.message)
         declared = request.headers.get("content-length")
         if declared is None or not declared.isdigit() or int(declared) > MAX_ACCOUNT_BODY:
-            return self._render("login.html", status=413, error="The form is too large.")
+            return self._login_page(request, status=413, error="The form is too large.")
         async with request.form(max_files=0, max_fields=MAX_FORM_FIELDS) as form:
             key = str(form.get("api_key", "")).strip()
             code = str(form.get("totp", "")).strip()
+            sent_csrf = form.get("csrf", "")
+        expected_csrf = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not _TOKEN.fullmatch(expected_csrf) or not _same_token(sent_csrf, expected_csrf):
+            return self._login_page(
+                request,
+                status=403,
+                error="The sign-in form is stale or was not sent by this site (CSRF token mismatch); reload the page.",
+            )
         now = self.service.clock()
         token = secrets.token_urlsafe(32)
 
         def sign_in(session: Session) -> None:
             principal = authenticate(session, key, now=now)
+            principal.require_account()  # before the code: a scoped key must not spend or count a code
             user = session.get(User, principal.user_pk)
             if user is None:
                 raise AuthenticationError("the API key is invalid, revoked or expired")
@@ -280,6 +387,7 @@ class AccountRoutes:
                 WebSession(
                     token_hash=_hash(token),
                     user_pk=user.pk,
+                    api_key_pk=principal.key_pk,
                     csrf_token=secrets.token_urlsafe(32),
                     created_at=now,
                     expires_at=now + SESSION_LIFETIME,
@@ -289,7 +397,7 @@ class AccountRoutes:
         try:
             await self._run_write(sign_in)
         except FeedError as exc:
-            return self._render("login.html", status=exc.status, error=exc.message)
+            return self._login_page(request, status=exc.status, error=exc.message)
         response = RedirectResponse("/account", status_code=303)
         response.set_cookie(
             SESSION_COOKIE,

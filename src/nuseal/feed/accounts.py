@@ -9,6 +9,15 @@ keys (``docs/nuget-org/scoped-api-keys.md`` in NuGet's documentation):
 * ``unlist``: unlist and relist versions of owned ids.
 
 A glob is a case-insensitive package id pattern in which ``*`` matches any run of characters.
+
+**Full scope.** nuget.org's scoped keys can only push and unlist: the account (2FA, certificates, keys) needs
+the signed-in owner. Here a key is *full-scope* when it has every scope above and the glob ``*`` among its globs,
+i.e. it may already do everything a key can do to every package of its user; that is the key
+``nuseal admin create-api-key NAME`` makes without ``--scope`` or ``--glob``. Only a full-scope key reaches the
+account (:meth:`Principal.require_account`): the ``/api/account`` routes, and signing in to the ``/account`` pages,
+whose session lasts only while that key is valid and full-scope (:func:`account_key_valid`). Any narrower key is
+refused there before anything else is looked at, so it cannot enrol 2FA, change certificates, nor spend or count a
+TOTP code of its user.
 """
 
 from __future__ import annotations
@@ -20,21 +29,23 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nuseal.errors import UsageError
 from nuseal.feed.errors import AuthenticationError, ForbiddenError
-from nuseal.feed.models import MAX_USER_NAME, ApiKey, Owner, Registration, User
+from nuseal.feed.models import MAX_USER_NAME, ApiKey, Owner, Registration, User, WebSession
 
 __all__ = [
     "API_KEY_PREFIX",
     "CreatedApiKey",
     "Principal",
     "Scope",
+    "account_key_valid",
     "add_owner",
     "authenticate",
+    "is_full_scope",
     "create_api_key",
     "create_user",
     "glob_matches",
@@ -63,6 +74,11 @@ class Scope(enum.StrEnum):
     UNLIST = "unlist"
 
 
+def is_full_scope(scopes: frozenset[Scope], globs: tuple[str, ...]) -> bool:
+    """Whether a key with ``scopes`` and ``globs`` is full-scope: every :class:`Scope`, and the glob ``*``."""
+    return scopes >= frozenset(Scope) and "*" in globs
+
+
 def hash_api_key(key: str) -> str:
     """Hex SHA-256 of the key's UTF-8 bytes."""
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
@@ -83,6 +99,25 @@ class Principal:
     key_pk: int
     scopes: frozenset[Scope]
     globs: tuple[str, ...]
+
+    @property
+    def full_scope(self) -> bool:
+        """Every scope on ``*`` (module docstring): the only keys that reach the account."""
+        return is_full_scope(self.scopes, self.globs)
+
+    def require_account(self) -> None:
+        """Raise unless this key may use the account: 2FA, signing certificates, the web pages.
+
+        Raises:
+            ForbiddenError: a scoped key (nuget.org's scoped keys cannot touch the account either).
+        """
+        if not self.full_scope:
+            raise ForbiddenError(
+                f"this API key is scoped (scopes: {_fmt_scopes(self.scopes)}; globs: {', '.join(self.globs)}); "
+                "account and security settings (two-factor authentication, signing certificates, the /account "
+                "pages) need a full-scope key: every scope on the glob '*', as `nuseal admin create-api-key NAME` "
+                "makes without --scope or --glob"
+            )
 
     def allows_id(self, package_id: str) -> bool:
         return any(glob_matches(g, package_id) for g in self.globs)
@@ -211,6 +246,8 @@ def revoke_api_key(session: Session, prefix: str) -> int:
         raise UsageError(f"no API key starts with {prefix!r}")
     for row in rows:
         row.revoked = True
+    # the web sessions signed in with these keys end with them (account_key_valid refuses them anyway)
+    session.execute(delete(WebSession).where(WebSession.api_key_pk.in_([row.pk for row in rows])))
     return len(rows)
 
 
@@ -238,8 +275,28 @@ def authenticate(session: Session, key: str | None, *, now: datetime) -> Princip
     user = session.get(User, row.user_pk)
     if user is None:  # pragma: no cover - FK cascade removes keys with their user
         raise bad
-    scopes = frozenset(Scope(s) for s in row.scopes.split(",") if s)
-    return Principal(user.pk, user.name, row.pk, scopes, tuple(g for g in row.globs.split(",") if g))
+    return Principal(user.pk, user.name, row.pk, _scopes(row), _globs(row))
+
+
+def _scopes(row: ApiKey) -> frozenset[Scope]:
+    return frozenset(Scope(s) for s in row.scopes.split(",") if s)
+
+
+def _globs(row: ApiKey) -> tuple[str, ...]:
+    return tuple(g for g in row.globs.split(",") if g)
+
+
+def account_key_valid(session: Session, key_pk: int | None, user_pk: int, *, now: datetime) -> bool:
+    """Whether the key ``key_pk`` (the one a web session signed in with) still lets ``user_pk`` use the account:
+    it exists, belongs to the user, is neither revoked nor expired, and is full-scope."""
+    if key_pk is None:
+        return False
+    row = session.get(ApiKey, key_pk)
+    if row is None or row.revoked or row.user_pk != user_pk:
+        return False
+    if row.expires_at is not None and _aware(row.expires_at) <= now:
+        return False
+    return is_full_scope(_scopes(row), _globs(row))
 
 
 def owners_of(session: Session, id_lower: str) -> list[str]:

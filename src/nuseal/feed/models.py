@@ -245,12 +245,14 @@ class AuditEntry(Base):
 
 
 class WebSession(Base):
-    """A signed-in browser: the SHA-256 of the cookie value, its CSRF token, and its expiry."""
+    """A signed-in browser: the SHA-256 of the cookie value, its CSRF token, its expiry, and the API key it signed
+    in with (the session ends when that key is revoked, expires or is deleted)."""
 
     __tablename__ = "web_sessions"
 
     token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_pk: Mapped[int] = mapped_column(ForeignKey("users.pk", ondelete="CASCADE"), index=True)
+    api_key_pk: Mapped[int] = mapped_column(ForeignKey("api_keys.pk", ondelete="CASCADE"), index=True)
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
