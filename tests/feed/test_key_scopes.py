@@ -17,20 +17,23 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pyotp
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from nuseal.cli.admin import admin_group
 from nuseal.devpki import DevPki
 from nuseal.feed import twofactor
 from nuseal.feed.audit import read_audit
 from nuseal.feed.database import Database
 from nuseal.feed.models import ApiKey, User, UserCertificate
 
-from .conftest import Feed, make_package
+from .conftest import Feed, make_package, run_admin
 from .signing_support import Codes, enable_2fa_cli, start_signing_feed
 
 TOTP = "X-NuSeal-TOTP"
@@ -302,3 +305,14 @@ def test_signed_in_forms_refuse_a_foreign_origin(feed: Feed) -> None:
         r = c.post("/account/2fa/begin", data={"csrf": token}, headers={"Origin": "http://attacker.example"})
         assert r.status_code == 403 and "otpauth" not in r.text
     assert _state(feed, "dave")["pending"] is None
+
+
+def test_create_api_key_says_whether_the_key_reaches_the_account(tmp_path: Path) -> None:
+    data = tmp_path / "feed"
+    run_admin(data, None, "create-user", "frank")
+    runner = CliRunner()
+    full = runner.invoke(admin_group, ["create-api-key", "frank", "--data", str(data)])
+    scoped = runner.invoke(admin_group, ["create-api-key", "frank", "--scope", "unlist", "--data", str(data)])
+    assert full.exit_code == scoped.exit_code == 0
+    assert "full-scope: it can also use the account" in full.stderr
+    assert "scoped: it cannot use the account" in scoped.stderr

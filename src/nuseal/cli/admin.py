@@ -78,7 +78,8 @@ def create_user_command(*, name: str, data_dir: Path, database_url: str | None) 
     "scopes",
     multiple=True,
     type=click.Choice(["push-new", "push-version", "unlist"]),
-    help="What the key may do (repeatable; default: all three).",
+    help="What the key may do (repeatable; default: all three). Only a full-scope key (all three on '*') can use "
+    "the account: 2FA, signing certificates, the /account pages.",
 )
 @click.option(
     "--glob", "globs", multiple=True, help="Package id glob the key covers, '*' wildcard (repeatable; default '*')."
@@ -96,8 +97,11 @@ def create_api_key_command(
     data_dir: Path,
     database_url: str | None,
 ) -> None:
-    """Create an API key for user NAME and print it (on stdout, alone on its line). It is shown only once."""
-    from nuseal.feed.accounts import Scope, create_api_key  # noqa: PLC0415
+    """Create an API key for user NAME and print it (on stdout, alone on its line). It is shown only once.
+
+    Without --scope and --glob the key is full-scope (every scope on '*'): it can also use the account (2FA,
+    signing certificates, the /account pages). A scoped key can only push and unlist, as on nuget.org."""
+    from nuseal.feed.accounts import Scope, create_api_key, is_full_scope  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -114,9 +118,14 @@ def create_api_key_command(
     finally:
         db.dispose()
     expiry = created.expires_at.isoformat() if created.expires_at else "never"
+    reach = (
+        "full-scope: it can also use the account"
+        if is_full_scope(created.scopes, created.globs)
+        else "scoped: it cannot use the account (2FA, certificates, /account)"
+    )
     click.echo(
         f"API key {created.key[:10]}... for {created.user_name}: scopes {', '.join(sorted(created.scopes))};"
-        f" globs {', '.join(created.globs)}; expires {expiry}. Store it now: it is not shown again.",
+        f" globs {', '.join(created.globs)}; expires {expiry}; {reach}. Store it now: it is not shown again.",
         err=True,
     )
     click.echo(created.key)
