@@ -36,6 +36,7 @@ def _register() -> None:
         ("nuseal.cli.serve", ("serve_command",)),
         ("nuseal.cli.admin", ("admin_group",)),
         ("nuseal.cli.dev", ("dev_group",)),
+        ("nuseal.cli.scan", ("scan_command",)),
     ):
         try:
             mod = __import__(module, fromlist=list(names))
