@@ -1,12 +1,17 @@
 # One task runner for developers and CI (.ci/run calls `make test`).
 # `make serve`  installs nuseal and runs the feed on embedded defaults (SQLite, ./.nuseal/feed).
 # `make test`   installs system packages the tests need, nuseal and its pinned dependencies, then lint + types + tests.
+# `make fuzz`   the long fuzzing run: every target in fuzz/ for FUZZ_SECONDS each, FUZZ_JOBS at a time (the CI smoke
+#               run is tests/test_fuzz.py::test_fuzz_smoke_run, about a minute in all).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
+FUZZ_SECONDS ?= 300
+FUZZ_JOBS ?= 2
+FUZZ_ARGS ?=
 
-.PHONY: install system-deps lint typecheck test test-fast serve bench clean
+.PHONY: install system-deps lint typecheck test test-fast serve bench fuzz clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +25,7 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 lint: install
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench fuzz
 
 typecheck: install
 	$(BIN)/mypy
@@ -36,6 +41,9 @@ serve: install
 
 bench: install
 	$(BIN)/python bench/verify.py
+
+fuzz: install
+	$(BIN)/python -m fuzz.run --seconds $(FUZZ_SECONDS) --jobs $(FUZZ_JOBS) --keep-going $(FUZZ_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

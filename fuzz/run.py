@@ -91,8 +91,10 @@ def run_target(
     timeout: int = DEFAULT_TIMEOUT,
     rss_limit_mb: int = DEFAULT_RSS_LIMIT_MB,
     extra: tuple[str, ...] = (),
+    keep_going: bool = False,
 ) -> TargetResult:
-    """Build the seeds and run target ``name`` for ``seconds`` (libFuzzer ``-max_total_time``)."""
+    """Build the seeds and run target ``name`` for ``seconds`` (libFuzzer ``-max_total_time``); with
+    ``keep_going``, restart it after a finding until the time is used up (the long run)."""
     module = importlib.import_module(f"fuzz.{name}")
     max_len = int(module.MAX_LEN)
     seeds_dir = workdir / "seeds" / name
@@ -103,13 +105,7 @@ def run_target(
         d.mkdir(parents=True, exist_ok=True)
     seeds, dictionary = write_seeds(name, seeds_dir, max_len=max_len, vectors=vectors)
     before = set(findings_dir.iterdir())
-    command = [
-        sys.executable,
-        "-m",
-        f"fuzz.{name}",
-        str(corpus_dir),
-        str(seeds_dir),
-        f"-max_total_time={seconds}",
+    flags = [
         f"-timeout={timeout}",
         f"-rss_limit_mb={rss_limit_mb}",
         f"-max_len={max_len}",
@@ -119,24 +115,42 @@ def run_target(
         *extra,
     ]
     started = time.monotonic()
-    with log.open("wb") as out:
-        # Bound the whole process too: libFuzzer stops at -max_total_time, plus seed loading and start-up.
-        try:
-            returncode = subprocess.run(  # noqa: S603 - our own interpreter and module
-                command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=seconds + 300, check=False
-            ).returncode
-        except subprocess.TimeoutExpired:
-            returncode = -9
+    executions = 0
+    returncode = 0
+    text = ""
+    log.write_bytes(b"")
+    with log.open("ab") as out:  # append: the libFuzzer child writes to the same file
+        while True:
+            remaining = seconds - int(time.monotonic() - started)
+            command = [sys.executable, "-m", f"fuzz.{name}", str(corpus_dir), str(seeds_dir),
+                       f"-max_total_time={max(1, remaining)}", *flags]  # fmt: skip
+            out.write(f"$ {' '.join(command)}\n".encode())
+            out.flush()
+            mark = log.stat().st_size
+            # Bound the whole process too: libFuzzer stops at -max_total_time, plus seed loading and start-up.
+            try:
+                code = subprocess.run(  # noqa: S603 - our own interpreter and module
+                    command, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, timeout=remaining + 300, check=False
+                ).returncode
+            except subprocess.TimeoutExpired:
+                code = -9
+            returncode = returncode or code
+            round_text = log.read_bytes()[mark:].decode("utf-8", "replace")
+            text += round_text
+            stats = dict(_STAT.findall(round_text))
+            progress = _PROGRESS.findall(round_text)
+            executions += int(stats.get("number_of_executed_units", progress[-1][0] if progress else 0))
+            # With keep_going, a finding restarts the target (from the grown corpus) until the time is used up.
+            if code == 0 or not keep_going or seconds - (time.monotonic() - started) < 10:
+                break
     elapsed = time.monotonic() - started
-    text = log.read_text("utf-8", "replace")
-    stats = {k: int(v) for k, v in _STAT.findall(text)}
     progress = _PROGRESS.findall(text)
     last = progress[-1] if progress else ("0", "0", "0", "0")
     return TargetResult(
         name=name,
         returncode=returncode,
         seconds=elapsed,
-        executions=stats.get("number_of_executed_units", int(last[0])),
+        executions=executions,
         coverage=int(last[1]),
         features=int(last[2]),
         corpus=len(list(corpus_dir.iterdir())),
@@ -164,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vectors", type=Path, default=VECTORS, help=f"default {VECTORS}")
     parser.add_argument("--timeout", type=int, default=DEFAULT_TIMEOUT, help="seconds one input may take")
     parser.add_argument("--rss-limit-mb", type=int, default=DEFAULT_RSS_LIMIT_MB, help="memory bound (MiB)")
+    parser.add_argument("--keep-going", action="store_true", help="restart a target after a finding")
     args = parser.parse_args(argv)
     known = available_targets()
     names = tuple(args.targets) or known
@@ -178,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         vectors=args.vectors,
         timeout=args.timeout,
         rss_limit_mb=args.rss_limit_mb,
+        keep_going=args.keep_going,
     )
     for result in results:
         print(result.summary())

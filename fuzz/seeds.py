@@ -2,9 +2,9 @@
 
 Sources (``../shared/vectors`` relative to the repository root, every ``*.nupkg`` under it):
 
-* ``zip_reader``: the real packages no larger than the target's ``MAX_LEN`` as they are (signed ones
-  included), and a miniature of every package: the same entry names in the same order, the nuspec and
-  ``.signature.p7s`` (stored, last, as NuGet writes it) kept whole, other entries cut to 64 bytes.
+* ``zip_reader``: the real packages no larger than the target's ``MAX_LEN`` as they are, and a miniature
+  of every package: the same entry names in the same order, the nuspec kept whole, other entries cut to
+  64 bytes, ``.signature.p7s`` stored and last as NuGet writes it.
 * ``signature``: every package's ``.signature.p7s``.
 * ``timestamp``: every RFC 3161 token on those signatures (primary and repository countersignature).
 * ``nuspec``: every package's nuspec.
@@ -145,7 +145,8 @@ def _nuspec_name(names: Iterable[str]) -> str | None:
 
 
 def miniature(package: bytes) -> bytes:
-    """The package with every entry but the nuspec and the signature cut to 64 bytes (at most 48 entries)."""
+    """The package with every entry but the nuspec cut to 64 bytes (at most 48 entries), the signature entry
+    (cut too: the ZIP reader does not decode it) stored and last, as NuGet writes it."""
     source = zipfile.ZipFile(io.BytesIO(package))
     infos = source.infolist()
     keep = _nuspec_name(i.filename for i in infos)
@@ -156,7 +157,7 @@ def miniature(package: bytes) -> bytes:
             data = source.read(info)
             target.writestr(info, data if info.filename == keep else data[:64], compress_type=info.compress_type)
         for info in signature:  # last, stored, as NuGet's signer writes it
-            target.writestr(info, source.read(info), compress_type=zipfile.ZIP_STORED)
+            target.writestr(info, source.read(info)[:64], compress_type=zipfile.ZIP_STORED)
     return out.getvalue()
 
 
