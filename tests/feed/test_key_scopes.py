@@ -277,6 +277,8 @@ def test_sign_in_needs_its_csrf_token_and_a_same_origin_request(feed: Feed) -> N
         assert foreign.status_code == 403 and "origin" in foreign.text.lower(), foreign.text
         null_origin = c.post("/account/login", data={"api_key": key, "csrf": token}, headers={"Origin": "null"})
         assert null_origin.status_code == 403
+        null_cross = {"Origin": "null", "Sec-Fetch-Site": "cross-site"}
+        assert c.post("/account/login", data={"api_key": key, "csrf": token}, headers=null_cross).status_code == 403
         cross = c.post("/account/login", data={"api_key": key, "csrf": token}, headers={"Sec-Fetch-Site": "cross-site"})
         assert cross.status_code == 403 and "origin" in cross.text.lower()
         for bad in (
@@ -296,6 +298,9 @@ def test_sign_in_needs_its_csrf_token_and_a_same_origin_request(feed: Feed) -> N
         ok = _login(c, key, Origin=feed.base_url, **{"Sec-Fetch-Site": "same-origin"})
         assert ok.status_code == 303, ok.text
         assert c.get("/account").status_code == 200
+    with feed.client(follow_redirects=False) as c:  # what a browser sends under Referrer-Policy: no-referrer
+        ok = _login(c, key, Origin="null", **{"Sec-Fetch-Site": "same-origin"})
+        assert ok.status_code == 303, ok.text
 
 
 def test_signed_in_forms_refuse_a_foreign_origin(feed: Feed) -> None:

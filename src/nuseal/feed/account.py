@@ -102,8 +102,10 @@ def _check_same_origin(request: Request, base_url: str) -> None:
     """Refuse a form POST that the browser says comes from another site.
 
     ``Sec-Fetch-Site`` (when sent) must be ``same-origin`` or ``none``; ``Origin`` (when sent) must be the feed's
-    public origin (``base_url``) or the origin the request was addressed to (its ``Host``). Clients that send
-    neither (not browsers) still need the form's CSRF token.
+    public origin (``base_url``) or the origin the request was addressed to (its ``Host``). ``Origin: null`` is
+    refused unless ``Sec-Fetch-Site`` says ``same-origin`` (a same-origin form post under a ``no-referrer``
+    policy sends ``null``: Fetch standard, "append a request Origin header"; page scripts cannot set either
+    header). Clients that send neither (not browsers) still need the form's CSRF token.
 
     Raises:
         ForbiddenError: a cross-site or opaque (``Origin: null``) request.
@@ -115,7 +117,7 @@ def _check_same_origin(request: Request, base_url: str) -> None:
             "feed's origin; use the form on this feed's own page"
         )
     origin = request.headers.get("origin")
-    if origin is None:
+    if origin is None or (origin.strip() == "null" and site is not None and site.strip().lower() == "same-origin"):
         return
     allowed = {_origin(base_url), _origin(f"{request.url.scheme}://{request.headers.get('host', '')}")} - {None}
     if _origin(origin.strip()) not in allowed:
