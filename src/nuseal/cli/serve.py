@@ -34,6 +34,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _http_protocol() -> str:
+    """uvicorn's ``http`` setting: nuseal's limited httptools protocol, or h11 when httptools is missing."""
+    if importlib.util.find_spec("httptools") is None:
+        return "h11"
+    from nuseal.feed.http import PROTOCOL  # noqa: PLC0415 - imports uvicorn
+
+    return PROTOCOL
+
+
 def _absolute(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path else None
 
@@ -72,6 +81,20 @@ def _absolute(path: str | None) -> str | None:
     help="Largest accepted .nupkg in bytes (default 250 MB).",
 )
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(0.1, None),
+    default=30.0,
+    show_default=True,
+    help="Seconds a client has to send a request's headers (then 408 and the connection is closed).",
+)
+@click.option(
+    "--body-timeout",
+    type=click.FloatRange(0.1, None),
+    default=30.0,
+    show_default=True,
+    help="Longest pause, in seconds, while a client sends a request body (then the connection is closed).",
+)
 @click.option(
     "--signing/--no-signing",
     default=True,
@@ -140,6 +163,8 @@ def serve_command(
     workers: int,
     max_package_size: int | None,
     access_log: bool,
+    header_timeout: float,
+    body_timeout: float,
     signing: bool,
     require_author_signature: bool,
     trust_bundle: str | None,
@@ -214,6 +239,11 @@ def serve_command(
             err=True,
         )
     sys.stdout.flush()
+    from nuseal.feed.http import BODY_TIMEOUT_ENV, HEAD_TIMEOUT_ENV, MAX_HEAD_BYTES  # noqa: PLC0415
+
+    os.environ[HEAD_TIMEOUT_ENV] = str(header_timeout)
+    os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
+
     uv_config = uvicorn.Config(
         "nuseal.feed.app:app_from_env",
         factory=True,
@@ -223,6 +253,9 @@ def serve_command(
         timeout_keep_alive=30,
         lifespan="on",
         server_header=False,
+        # request head size cap and head/body read timeouts (nuseal.feed.http); the h11 fallback only has the cap
+        http=_http_protocol(),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
     server = uvicorn.Server(uv_config)
     try:

@@ -33,7 +33,7 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -86,12 +86,20 @@ def json_response(doc: Any, request: Request, *, cache: str = "public, no-cache"
 
 
 async def _drain(request: Request) -> None:
+    """Read and drop what is left of a refused request's body, at most :data:`MAX_DRAIN_BYTES` (a client that
+    writes its whole body before reading gets to see the answer); a stalled client is ended by the server's
+    body timeout (:mod:`nuseal.feed.http`)."""
     seen = 0
     with contextlib.suppress(Exception):
         async for chunk in request.stream():
             seen += len(chunk)
             if seen > MAX_DRAIN_BYTES:
                 break
+
+
+def _closing(response: Response) -> Response:
+    response.headers["Connection"] = "close"
+    return response
 
 
 #: How long the background revalidation waits after a push before asking the new certificates (seconds).
@@ -127,21 +135,29 @@ class FeedApp:
     async def push(self, request: Request) -> Response:
         try:
             principal = await self.principal(request)
-        except FeedError:
+        except FeedError as exc:
             await _drain(request)
-            raise
+            return _closing(error_response(exc))
         length_text = request.headers.get("content-length")
         try:
             length = int(length_text) if length_text is not None else None
         except ValueError:
             length = None
-        upload = await receive_upload(
-            request.stream(),
-            content_type=request.headers.get("content-type"),
-            content_length=length,
-            staging_dir=self.service.config.staging_dir,
-            cap=self.service.config.max_package_size,
-        )
+        try:
+            upload = await receive_upload(
+                request.stream(),
+                content_type=request.headers.get("content-type"),
+                content_length=length,
+                staging_dir=self.service.config.staging_dir,
+                cap=self.service.config.max_package_size,
+            )
+        except ClientDisconnect:
+            # the client went away (or the server's body timeout ended it) mid-body: nothing was stored
+            log.info("push by %s: the body ended early (client gone); nothing stored", principal.user_name)
+            return Response(status_code=400)  # nobody is left to read it
+        except FeedError as exc:
+            # the body may not have been read to its end: answer, then close rather than read the rest as a request
+            return _closing(error_response(exc))
         submission = Submission(upload=upload, principal=principal, now=self.service.clock())
         try:
             published = await anyio.to_thread.run_sync(self.pipeline.run, submission)

@@ -6,6 +6,10 @@ NuGet clients send ``multipart/form-data`` with one file part (NuGet.Client ``Pa
 bytes go to a file in the staging folder (same filesystem as storage, so publishing is a hard link or a
 rename) while SHA-512 is computed. The upload is refused with 413 as soon as it passes the cap; the rest
 of the body is then read and dropped (up to :data:`MAX_DRAIN_BYTES`) so the client gets to read the answer.
+
+The cap bounds the whole body whatever its framing (``Content-Length`` or chunked): the package part may be at
+most ``cap`` bytes, and everything else (other multipart fields, part headers, preamble, epilogue) at most
+:data:`MULTIPART_OVERHEAD` more. python-multipart bounds each part's headers (8 lines of 4,224 bytes).
 """
 
 from __future__ import annotations
@@ -87,6 +91,24 @@ class _Sink:
             self.path.unlink()
 
 
+class _Body:
+    """Counts every byte of the request body; stops the stream once more than ``limit`` arrived."""
+
+    def __init__(self, stream: AsyncIterator[bytes], limit: int) -> None:
+        self.stream = stream
+        self.limit = limit
+        self.size = 0
+        self.over = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self.stream:
+            self.size += len(chunk)
+            if self.size > self.limit:
+                self.over = True
+                return
+            yield chunk
+
+
 async def _drain(stream: AsyncIterator[bytes], already: int) -> None:
     seen = already
     async for chunk in stream:
@@ -106,9 +128,10 @@ async def receive_upload(
     """Stream a push body into ``staging_dir``.
 
     Raises:
-        PackageTooLargeError: the package (or the declared body) is larger than ``cap`` bytes.
-        BadRequestError: a multipart body without boundary, malformed framing, or no file part; an empty
-            package.
+        PackageTooLargeError: the package is larger than ``cap`` bytes, or the body (declared or received, any
+            framing) larger than ``cap`` + :data:`MULTIPART_OVERHEAD`.
+        BadRequestError: a multipart body without boundary, malformed framing (python-multipart's header
+            bounds included), or no file part; an empty package.
     """
     if content_length is not None and content_length > cap + MULTIPART_OVERHEAD:
         if content_length - cap <= MAX_DRAIN_BYTES:
@@ -118,18 +141,24 @@ async def receive_upload(
         )
     staging_dir.mkdir(parents=True, exist_ok=True)
     sink = _Sink(staging_dir / f"upload-{secrets.token_hex(12)}.nupkg", cap)
+    body = _Body(stream, cap + MULTIPART_OVERHEAD)
     try:
         mime, params = parse_options_header(content_type or "application/octet-stream")
         if mime == b"multipart/form-data":
-            await _receive_multipart(stream, params.get(b"boundary"), sink)
+            await _receive_multipart(body, params.get(b"boundary"), sink)
         else:
-            async for chunk in stream:
+            async for chunk in body.chunks():
                 sink.write(chunk)
                 if sink.too_large:
                     break
-        if sink.too_large:
-            await _drain(stream, sink.size)
-            raise PackageTooLargeError(f"the package is larger than this feed's limit of {cap} bytes")
+        if sink.too_large or body.over:
+            await _drain(stream, body.size)
+            raise PackageTooLargeError(
+                f"the package is larger than this feed's limit of {cap} bytes"
+                if sink.too_large
+                else f"the request body is larger than this feed's limit of {cap + MULTIPART_OVERHEAD} bytes "
+                f"(a package of at most {cap} bytes and {MULTIPART_OVERHEAD} bytes of multipart framing)"
+            )
         if sink.size == 0:
             raise BadRequestError("the upload holds no package bytes")
         return sink.finish()
@@ -178,7 +207,7 @@ class _Parts:
             self.sink.write(memoryview(data)[start:end])
 
 
-async def _receive_multipart(stream: AsyncIterator[bytes], boundary: bytes | None, sink: _Sink) -> None:
+async def _receive_multipart(body: _Body, boundary: bytes | None, sink: _Sink) -> None:
     if not boundary:
         raise BadRequestError("the multipart body has no boundary")
     parts = _Parts(sink)
@@ -194,10 +223,12 @@ async def _receive_multipart(stream: AsyncIterator[bytes], boundary: bytes | Non
         },
     )
     try:
-        async for chunk in stream:
+        async for chunk in body.chunks():
             parser.write(chunk)
             if sink.too_large:
                 return
+        if body.over:
+            return
         parser.finalize()
     except MultipartParseError as exc:
         raise BadRequestError(f"the multipart body is malformed: {exc}") from exc
