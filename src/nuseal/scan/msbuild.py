@@ -145,23 +145,32 @@ def imported_msbuild_files(pkg: ScanPackage) -> list[str]:
     return out
 
 
+_ROOT = "/\x00package"
+
+
 def _resolve(value: str, base_dir: str, pkg: ScanPackage) -> _Resolved:
+    """Resolve an Import/AssemblyFile/Source path as MSBuild would, relative to the file's folder, with
+    ``$(MSBuildThisFile*)`` substituted; anything that leaves the package root is ``outside``."""
     text = value.strip()
+    here = f"{_ROOT}/{base_dir}" if base_dir else _ROOT
 
     def this_file(m: re.Match[str]) -> str:
         part = (m.group(1) or "").lower()
-        return {"directory": base_dir + "/" if base_dir else "", "": "", "fullpath": base_dir}.get(part, "")
+        return {"directory": here + "/", "fullpath": here}.get(part, "")
 
     replaced = _THIS_FILE.sub(this_file, text).replace("\\", "/")
     if "$(" in replaced or "@(" in replaced or "%(" in replaced:
         return _Resolved("external", text=text)
-    if replaced.startswith("//") or re.match(r"^[a-zA-Z]:", replaced) or replaced.startswith("/"):
+    if not replaced.startswith(_ROOT):
+        if replaced.startswith("/") or re.match(r"^[a-zA-Z]:", replaced):
+            return _Resolved("outside", text=text)
+        if re.match(r"^[a-z][a-z0-9+.-]*://", replaced, re.IGNORECASE):
+            return _Resolved("outside", text=text)
+        replaced = f"{here}/{replaced}"
+    norm = posixpath.normpath(replaced)
+    if not norm.startswith(_ROOT + "/"):
         return _Resolved("outside", text=text)
-    if re.match(r"^[a-z][a-z0-9+.-]*://", replaced, re.IGNORECASE):
-        return _Resolved("outside", text=text)
-    joined = posixpath.normpath(posixpath.join(base_dir, replaced)) if replaced else base_dir
-    if joined.startswith("../") or joined == "..":
-        return _Resolved("outside", text=text)
+    joined = norm[len(_ROOT) + 1 :]
     lower = pkg.lower_paths
     if any(ch in joined for ch in "*?"):
         pattern = joined.lower().replace("**/", "*")
@@ -374,11 +383,11 @@ class _FileAnalysis:
             rule_id = mapped.get(hit.rule_id)
             if rule_id is None and hit.rule_id in ("NS1130", "NS1131", "NS1132"):
                 rule_id = hit.rule_id
-            if rule_id is None or rule_id in matched:
+            if rule_id is None or (rule_id in matched and hit.rule_id != "NS1120"):
                 continue
             matched.add(rule_id)
             title = self.rules.get(rule_id).title
-            evidence = hit.evidence if hit.decoded else command
+            evidence = hit.evidence if hit.decoded or hit.rule_id == "NS1120" else command
             self.add(rule_id, f"{title} (Exec in {self.path})", evidence, line)
         if "NS2202" in matched and ("NS1102" in analysis.rules() or "NS1103" in analysis.rules()) and (
             "NS2203" not in matched
