@@ -130,6 +130,18 @@ _DER_TOKENS = (
     b"\x80\x00",
     b"\x00\x00",
 )
+_MSBUILD_TOKENS = (
+    "<Project>", "</Project>", "<UsingTask TaskName=", 'TaskFactory="RoslynCodeTaskFactory"', "AssemblyFile=",
+    "<Task>", '<Code Type="Fragment" Language="cs">', 'Source="tasks/Task.cs"', "<Exec Command=",
+    '<Import Project="imported.targets"', "$(MSBuildThisFileDirectory)", "$([System.IO.File]::WriteAllText(",
+    "$([System.Diagnostics.Process]::Start(", "<Target Name=", "BeforeTargets=", "InitialTargets=",
+    "<DownloadFile SourceUrl=", "<PropertyGroup>", "$(Foo)", "**/*.targets", "..\\",
+)  # fmt: skip
+_POWERSHELL_TOKENS = (
+    "-EncodedCommand ", "-enc ", "Invoke-Expression", "iex ", "DownloadString(", "New-Object Net.WebClient",
+    "[Convert]::FromBase64String(", "& $", ". $", "@'\n", "\n'@", '@"\n', '\n"@', "<#", "#>", "`", "$(",
+    "Start-Process ", "powershell.exe -e ", ". .\\common.ps1", "# SIG # Begin signature block",
+)  # fmt: skip
 _ZIP_TOKENS = (b"PK\x03\x04", b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07", b".signature.p7s")
 
 
@@ -208,8 +220,12 @@ def _samples(target: str, packages: list[Path], max_len: int) -> Iterator[bytes]
 
 
 def _dictionary(target: str) -> list[bytes]:
-    if target in ("nuspec", "nuget_config", "msbuild"):
+    if target in ("nuspec", "nuget_config"):
         return [t.encode() for t in _XML_TOKENS]
+    if target == "msbuild":
+        return [t.encode() for t in _XML_TOKENS + _MSBUILD_TOKENS]
+    if target == "powershell":
+        return [t.encode() for t in _POWERSHELL_TOKENS]
     if target in ("signature", "timestamp"):
         return list(_DER_TOKENS)
     if target == "zip_reader":

@@ -22,6 +22,10 @@ from nuseal.errors import ConfigError, PackageFormatError, SignatureFormatError
 from nuseal.package import PackageArchive
 from nuseal.package.nuspec import Nuspec
 from nuseal.package.version import MAX_VERSION_LENGTH, NuGetVersion
+from nuseal.scan import msbuild
+from nuseal.scan.model import PackageRef
+from nuseal.scan.package import ScanPackage
+from nuseal.scan.rules import load_rules
 from nuseal.signature import PrimarySignature
 from nuseal.signature._cms import load_certificates
 from nuseal.timestamp import Timestamp
@@ -30,7 +34,7 @@ from nuseal.trust.config import parse_nuget_config
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VECTORS = REPO_ROOT.parent / "shared" / "vectors"
 #: The smoke run's whole fuzzing budget (seconds), shared by the targets; each also loads its seeds first.
-SMOKE_BUDGET_S = 60
+SMOKE_BUDGET_S = 48
 
 
 @pytest.mark.slow
@@ -141,3 +145,18 @@ def test_a_certificate_name_value_asn1crypto_cannot_decode_is_compared_by_its_en
     assert parsed.signer_certificate is None
     codes = [i.code for i in parsed.check(primary.signature_value, now=datetime.now(UTC))]
     assert NuCode.NU3020 in codes
+
+
+def test_msbuild_file_with_an_unknown_xml_encoding_is_ns9007() -> None:
+    """LookupError escaped the MSBuild analyser (found by the ``msbuild`` target); such a file is now NS9007."""
+    data = b'<?xml version="1.0" encoding="utf-0"?><Project/>'
+    paths = ("build/Fuzz.targets",)
+    package = ScanPackage(
+        ref=PackageRef("Fuzz", "1.0.0", "fuzz"),
+        nuspec=None,
+        paths=paths,
+        sizes={paths[0]: len(data)},
+        reader=lambda path, limit: data[:limit],
+    )
+    rule_ids = [f.rule_id for f in msbuild.analyse(package, load_rules())]
+    assert rule_ids == ["NS2001", "NS9007"]

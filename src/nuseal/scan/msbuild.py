@@ -452,7 +452,7 @@ def analyse(pkg: ScanPackage, rules: RuleSet) -> Iterable[Finding]:
             )
         try:
             root, lines = _parse(data)
-        except (ParseError, DefusedXmlException, ValueError) as exc:
+        except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:  # LookupError: unknown encoding
             yield rules.finding(
                 "NS9007",
                 f"{path} is not well-formed MSBuild XML: {exc}",
