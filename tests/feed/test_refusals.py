@@ -247,26 +247,45 @@ def test_add_owner_lets_another_user_push(feed: Feed) -> None:
 
 
 def test_failed_publish_leaves_nothing_behind(feed: Feed) -> None:
-    """A real fault half-way through publishing: a folder where the registration index must be written.
-    The package row and its files are rolled back; the next push of the same version succeeds."""
+    """A real fault before the commit: a file where the push's pending entry must be written (docs/feed.md, Crash
+    consistency). The package row is rolled back and nothing is stored; the next push of the same version succeeds."""
     assert feed.push(make_package("Fault.Pkg", "1.0.0")).status_code == 201
     before = _state(feed)
-    blocker = feed.data_dir / "storage/v3/registration-semver2/fault.pkg/index.json"
+    blocker = feed.data_dir / "pending" / "fault.pkg"
+    blocker.parent.mkdir(exist_ok=True)
+    blocker.write_text("blocks the pending entry")
+    r = feed.push(make_package("Fault.Pkg", "1.1.0"))
+    assert r.status_code == 500
+    blocker.unlink()
+    after = _state(feed)
+    assert after == before  # storage, search, staging
+    assert feed.push(make_package("Fault.Pkg", "1.1.0")).status_code == 201
+
+
+def test_a_storage_fault_after_the_commit_is_finished_by_the_next_push(feed: Feed) -> None:
+    """A real fault after the commit: a folder where the registration index must be written. The push answers 500
+    but its version is committed: what is served is a subset of what was committed (never more), and the next push
+    of the id, once the fault is gone, publishes the version fully; pushing it again is a duplicate."""
+    assert feed.push(make_package("Fault.Late", "1.0.0")).status_code == 201
+    blocker = feed.data_dir / "storage/v3/registration-semver2/fault.late/index.json"
     saved = blocker.read_bytes()
     blocker.unlink()
     blocker.mkdir()
     (blocker / "x").write_text("blocks the rename")
-    r = feed.push(make_package("Fault.Pkg", "1.1.0"))
-    assert r.status_code == 500
+    assert feed.push(make_package("Fault.Late", "1.1.0")).status_code == 500
     (blocker / "x").unlink()
     blocker.rmdir()
     blocker.write_bytes(saved)
-    after = _state(feed)
-    assert after[1] == before[1]  # search: no 1.1.0
-    assert after[2] == before[2]  # staging empty
-    assert not any("1.1.0" in k for k in after[0])
-    assert after[0]["v3/flatcontainer/fault.pkg/index.json"] == before[0]["v3/flatcontainer/fault.pkg/index.json"]
-    assert feed.push(make_package("Fault.Pkg", "1.1.0")).status_code == 201
+    with feed.client() as c:
+        hit = c.get("/v3/search", params={"q": "fault.late"}).json()["data"][0]
+        assert [v["version"] for v in hit["versions"]] == ["1.0.0", "1.1.0"]
+    assert feed.push(make_package("Fault.Late", "1.1.0")).status_code == 409
+    assert feed.push(make_package("Fault.Late", "1.2.0")).status_code == 201
+    with feed.client() as c:
+        reg = c.get("/v3/registration-semver2/fault.late/index.json").json()
+        assert [i["catalogEntry"]["version"] for p in reg["items"] for i in p["items"]] == ["1.0.0", "1.1.0", "1.2.0"]
+        assert c.get("/v3/flatcontainer/fault.late/1.1.0/fault.late.1.1.0.nupkg").status_code == 200
+    assert not list((feed.data_dir / "pending").iterdir())
 
 
 def test_owners_add_owners_over_http(feed: Feed) -> None:

@@ -369,4 +369,6 @@ def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _R
 def app_from_env() -> _Router:
     """uvicorn factory for worker processes: the configuration comes from ``NUSEAL_FEED_CONFIG``."""
     config = FeedConfig.from_env()
-    return create_app(FeedService.open(config))
+    service = FeedService.open(config)
+    service.recover_pending()  # finish what a worker that died mid-push left (docs/feed.md, Crash consistency)
+    return create_app(service)

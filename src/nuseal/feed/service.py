@@ -1,27 +1,35 @@
 """The feed's write side: publishing, unlisting, relisting and (re)writing the static documents.
 
-Atomic publish (``../shared/DESIGN.md``: "a push is all or nothing"). In one write transaction:
+What clients see is exactly what the database committed (``../shared/DESIGN.md``: "a push is all or nothing";
+``docs/feed.md``, Crash consistency). A ``.nupkg`` reaches its served key only after its row is committed, and
+every document is written from committed rows, under the id's lock. A push:
 
-1. lock the id: insert its ``registrations`` row if missing, then ``SELECT ... FOR UPDATE`` it (PostgreSQL);
-   on SQLite the ``BEGIN IMMEDIATE`` writer lock already serializes all publishers;
-2. re-check ownership, scopes and duplicates under that lock (409 for a duplicate);
-3. insert the package row;
-4. move the staged ``.nupkg`` into storage, write the ``.nuspec``, then rewrite the id's documents
-   (flat-container version list, registration index/pages/leaves) from the rows the transaction sees;
-5. commit.
+1. one write transaction: lock the id (insert its ``registrations`` row if missing; PostgreSQL: an advisory lock
+   on the id; SQLite: the ``BEGIN IMMEDIATE`` writer lock), re-check ownership, scopes and duplicates under that
+   lock (409 for a duplicate), insert the package row (publish hooks add the signature rows), then hard-link the
+   staged bytes and write the ``.nuspec`` into ``DATA/pending/<id>/<version>/<sha512 hex>.<token>.*`` (not
+   served: the pending entry is the write-ahead record that this push may have committed); commit;
+2. :meth:`FeedService.settle` the id: a second transaction takes the id's lock again, links every pending entry
+   whose row is committed with that SHA-512 to its served keys, rewrites the id's documents from the committed
+   rows, then removes the id's pending entries (the rest belong to transactions that never committed).
 
-Readers find a version only through the documents or the database, and both change only after the bytes are
-in place. Because the documents of an id are written while its lock is held, concurrent pushes of one id
-cannot overwrite each other's documents with stale lists. If anything fails before the commit returns, the
-package's files are deleted and the id's documents are rewritten from the database, which no longer has the
-row: the feed is as it was.
+A crash before the commit leaves a pending entry and no row: nothing was ever served, the restart removes the entry,
+and the version can be pushed again (with any bytes). A crash after the commit leaves the row and its pending entry:
+the restart (:meth:`FeedService.recover`) or the next push of the id finishes step 2 with the committed bytes, so
+a push of that version keeps answering 409 and the bytes behind its immutable URL never change. Pending entries are
+written and removed only under the id's lock, so several worker processes, and a worker recovering at its start
+while others publish, never remove an entry a live push still needs.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
+import os
+import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -43,6 +51,7 @@ from nuseal.feed.accounts import Principal, owners_of
 from nuseal.feed.config import FeedConfig, SigningConfig
 from nuseal.feed.database import Database, migrate
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
+from nuseal.feed.faults import crash_point, current_push
 from nuseal.feed.models import Certificate, FeedSetting, Owner, Package, PackageSignature, Registration, User
 from nuseal.feed.pipeline import Submission
 from nuseal.feed.storage import LocalStorage, Storage
@@ -64,6 +73,14 @@ SIGNING_CONFIG_SETTING = "signing.config"
 STALE_UPLOAD_SECONDS = 6 * 3600
 #: Bump when the document shapes change, so a start rewrites every document.
 DOCUMENT_LAYOUT_VERSION = "1"
+#: Under the data folder: entries of pushes that may have committed (see the module docstring).
+PENDING_FOLDER = "pending"
+#: Under the data folder: held (``flock``) shared by every running ``nuseal serve``; a start that gets it
+#: exclusively knows every staging upload belongs to a dead process.
+DATA_LOCK_FILE = "feed.lock"
+#: Under the data folder: ``<id>/<version>`` holds the SHA-512 of a ``.nupkg`` that a feed before the crash-
+#: consistent publish served without committing it; that version can be pushed again only with those bytes.
+RETIRED_FOLDER = "retired"
 
 
 @dataclass(frozen=True)
@@ -72,6 +89,31 @@ class PublishedPackage:
     version: str
     size: int
     sha512: str
+
+
+def _sha_hex(sha512_b64: str) -> str:
+    """Hex of a base64 SHA-512 (``Package.sha512``), as pending entries are named."""
+    return base64.b64decode(sha512_b64).hex()
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` at ``target`` (same file system), else copy it; durable either way."""
+    try:
+        os.link(source, target)
+    except OSError:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _utc(when: datetime) -> datetime:
@@ -265,6 +307,16 @@ class FeedService:
         self.publish_hooks: list[PublishHook] = []
         #: Run by :meth:`setup` after the schema is migrated (issue 5: repository certificates).
         self.setup_hooks: list[Callable[[FeedService], None]] = []
+        self._data_lock: int | None = None  # descriptor of DATA_LOCK_FILE, held while this service lives
+
+    @property
+    def pending_dir(self) -> Path:
+        """``DATA/pending``: one entry per push that may have committed and is not yet published."""
+        return self.config.data_dir / PENDING_FOLDER
+
+    @property
+    def retired_dir(self) -> Path:
+        return self.config.data_dir / RETIRED_FOLDER
 
     @classmethod
     def open(cls, config: FeedConfig, *, clock: Callable[[], datetime] | None = None) -> FeedService:
@@ -291,6 +343,7 @@ class FeedService:
         """
         migrate(self.db)
         self._clean_staging()
+        self.recover()
         for hook in self.setup_hooks:
             hook(self)
         index = docs.service_index(self.urls, repository_signatures=self.config.advertises_repository_signatures)
@@ -311,13 +364,210 @@ class FeedService:
                     session.merge(FeedSetting(key=k, value=v))
 
     def _clean_staging(self) -> None:
-        """Remove uploads left by a process that died mid-push (older than :data:`STALE_UPLOAD_SECONDS`, so
-        uploads other running workers are receiving stay)."""
+        """Remove uploads left by processes that died mid-push. When no other ``nuseal serve`` holds the data
+        folder's lock (:data:`DATA_LOCK_FILE`), every staging file is such a leftover; otherwise only files older
+        than :data:`STALE_UPLOAD_SECONDS` are, so uploads that other running processes are receiving stay. The
+        shared lock is then held for as long as this service lives."""
+        alone = self._hold_data_lock()
         limit = time.time() - STALE_UPLOAD_SECONDS
         for path in self.config.staging_dir.glob("*"):
             with contextlib.suppress(OSError):
-                if path.is_file() and path.stat().st_mtime < limit:
+                if path.is_file() and (alone or path.stat().st_mtime < limit):
                     path.unlink()
+
+    def _hold_data_lock(self) -> bool:
+        """Take the data folder's lock shared; True when it was free to take exclusively first (no other live
+        process uses this folder). Without ``fcntl`` (Windows): False."""
+        try:
+            import fcntl  # noqa: PLC0415 - POSIX only
+        except ImportError:  # pragma: no cover - not on the platforms the feed runs on
+            return False
+        if self._data_lock is None:
+            self._data_lock = os.open(self.config.data_dir / DATA_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._data_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(self._data_lock, fcntl.LOCK_SH)
+        return alone
+
+    # ------------------------------------------------------------------------------------------ recovery
+    def recover(self) -> int:
+        """Bring storage back to what the database committed, after a crash at any point. Run at every start
+        (:meth:`setup`); safe while other processes publish. For every id with a pending entry, with files or
+        registration leaves of versions that have no committed row (a feed before this protocol left those), a
+        committed version whose files or flat-container entry are missing, or leftovers of an interrupted write:
+        :meth:`settle` it with ``sweep``. Returns how many ids were repaired."""
+        damaged = sorted(self._damaged_ids())
+        for id_lower in damaged:
+            log.warning("repairing the stored files and documents of %s after an interrupted write", id_lower)
+            self.settle(id_lower, sweep=True)
+        return len(damaged)
+
+    def recover_pending(self) -> int:
+        """:meth:`settle` every id with a pending entry (what a worker process that died mid-push leaves). Cheap
+        when there is none: one directory listing. Returns how many ids."""
+        ids = sorted(p.name for p in self.pending_dir.glob("*") if p.is_dir())
+        for id_lower in ids:
+            self.settle(id_lower, sweep=True)
+        return len(ids)
+
+    def _damaged_ids(self) -> set[str]:
+        """Ids whose stored files or documents may differ from the committed rows (see :meth:`recover`). One query
+        and one listing of the flat container and of each registration view; one read of each flat index."""
+        damaged = {p.name for p in self.pending_dir.glob("*") if p.is_dir()}
+        with self.db.read() as session:
+            rows = session.execute(select(Package.id_lower, Package.version_lower, Package.is_semver2)).all()
+        want: dict[str, set[str]] = {}
+        semver2: dict[str, set[str]] = {}
+        for id_lower, version, is_semver2 in rows:
+            want.setdefault(id_lower, set()).add(version)
+            if is_semver2:
+                semver2.setdefault(id_lower, set()).add(version)
+        found: dict[str, set[str]] = {}
+        for key in self.storage.list_keys("v3/flatcontainer/"):
+            parts = key.split("/")
+            versions = found.setdefault(parts[2], set())
+            if len(parts) == 5:
+                versions.add(parts[3])
+        for id_lower in found.keys() | want.keys():
+            expected = want.get(id_lower, set())
+            if found.get(id_lower, set()) != expected:
+                damaged.add(id_lower)
+                continue
+            raw = self.storage.read_bytes(docs.flat_index_key(id_lower))
+            try:
+                listed = set(json.loads(raw)["versions"]) if raw is not None else set()
+            except (ValueError, KeyError, TypeError):
+                listed = None
+            if listed != expected:
+                damaged.add(id_lower)
+        for view, with_semver2 in docs.REGISTRATION_VIEWS:
+            leaves: dict[str, set[str]] = {}
+            for key in self.storage.list_keys(f"v3/{view}/"):
+                parts = key.split("/")
+                if len(parts) < 4:
+                    continue
+                names = leaves.setdefault(parts[2], set())
+                if len(parts) == 4 and parts[3] != "index.json" and parts[3].endswith(".json"):
+                    names.add(parts[3][: -len(".json")])
+            for id_lower in leaves.keys() | want.keys():
+                expected = want.get(id_lower, set()) - (set() if with_semver2 else semver2.get(id_lower, set()))
+                if leaves.get(id_lower, set()) != expected:
+                    damaged.add(id_lower)
+        for key in self.storage.list_temporaries("v3/"):
+            parts = key.split("/")
+            if len(parts) >= 4 and parts[1] in ("flatcontainer", *(view for view, _ in docs.REGISTRATION_VIEWS)):
+                damaged.add(parts[2])
+        return damaged
+
+    def settle(self, id_lower: str, *, leaves_for: frozenset[str] | None = None, sweep: bool = False) -> None:
+        """Publish what the database committed for one id, under its lock: link every pending entry whose row is
+        committed with the entry's SHA-512 to its served keys, rewrite the id's documents from the committed rows
+        (the leaves of ``leaves_for`` and of what was linked; ``None``: all), then remove the id's pending entries.
+        ``sweep`` also removes files, registration leaves and temporaries of versions with no committed row
+        (recording in ``DATA/retired`` the hash of any ``.nupkg`` removed, see :data:`RETIRED_FOLDER`) and
+        rewrites every leaf. Idempotent; a crash inside leaves the pending entries for the next call.
+
+        Raises:
+            SQLAlchemyError, OSError: the database or the storage failed (nothing committed is lost).
+        """
+        with self.db.write() as session:
+            self._lock_any(session, id_lower)
+            rows = {
+                r.version_lower: r for r in session.scalars(select(Package).where(Package.id_lower == id_lower)).all()
+            }
+            placed = self._place_pending(id_lower, rows)
+            if sweep:
+                self._sweep(id_lower, rows)
+            missing = [v for v in rows if not self.storage.exists(docs.nupkg_key(id_lower, v))]
+            if missing:
+                log.error("committed versions of %s have no stored .nupkg and no pending entry: %s", id_lower, missing)
+            leaves = None if sweep or leaves_for is None else leaves_for | placed
+            self._write_documents(session, id_lower, leaves_for=leaves)
+            crash_point("settle.documents")
+            shutil.rmtree(self.pending_dir / id_lower, ignore_errors=True)
+
+    def _lock_any(self, session: Session, id_lower: str) -> Registration | None:
+        """Take the id's lock whether or not its registration row exists; returns the row (locked) or None."""
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": id_lower})
+        return session.scalar(select(Registration).where(Registration.id_lower == id_lower).with_for_update())
+
+    def _stage_pending(self, id_lower: str, ver_lower: str, source: Path, sha512: str, nuspec: bytes) -> Path:
+        """Write a pending entry (must hold the id's lock): the ``.nuspec`` then the ``.nupkg`` (a hard link to
+        ``source``), both durable. Returns the entry's ``.nupkg`` path."""
+        folder = self.pending_dir / id_lower / ver_lower
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = folder / f"{_sha_hex(sha512)}.{secrets.token_hex(8)}"
+        with open(stem.with_suffix(".nuspec"), "wb") as f:
+            f.write(nuspec)
+            f.flush()
+            os.fsync(f.fileno())
+        package = stem.with_suffix(".nupkg")
+        _link_or_copy(source, package)
+        _fsync_dir(folder)
+        return package
+
+    def _place_pending(self, id_lower: str, rows: Mapping[str, Package]) -> set[str]:
+        """Link the pending entries whose row is committed with their SHA-512 to their served keys (the caller
+        holds the id's lock). Returns the versions placed."""
+        placed: set[str] = set()
+        for package in sorted((self.pending_dir / id_lower).glob("*/*.nupkg")):
+            version = package.parent.name
+            row = rows.get(version)
+            if row is None or version in placed or package.name.split(".", 1)[0] != _sha_hex(row.sha512):
+                continue
+            self.storage.put_file(docs.nupkg_key(id_lower, version), package)
+            crash_point("settle.nupkg", f"{id_lower}/{version}")
+            self.storage.put_bytes(
+                docs.nuspec_key(id_lower, version), package.with_suffix(".nuspec").read_bytes(), durable=True
+            )
+            crash_point("settle.nuspec", f"{id_lower}/{version}")
+            with contextlib.suppress(FileNotFoundError):
+                (self.retired_dir / id_lower / version).unlink()
+            placed.add(version)
+        return placed
+
+    def _sweep(self, id_lower: str, rows: Mapping[str, Package]) -> None:
+        """Remove files, leaves and temporaries of the id that no committed row accounts for (the caller holds
+        the id's lock, so no writer of this id is running)."""
+        prefixes = [f"v3/flatcontainer/{id_lower}/"] + [f"v3/{view}/{id_lower}/" for view, _ in docs.REGISTRATION_VIEWS]
+        for prefix in prefixes:
+            for key in self.storage.list_temporaries(prefix):
+                self.storage.delete(key)
+        for key in self.storage.list_keys(prefixes[0]):
+            parts = key.split("/")
+            if len(parts) == 5 and parts[3] not in rows:
+                if key.endswith(".nupkg"):
+                    self._retire(id_lower, parts[3], key)
+                self.storage.delete(key)
+        for view, with_semver2 in docs.REGISTRATION_VIEWS:
+            prefix = f"v3/{view}/{id_lower}/"
+            for key in self.storage.list_keys(prefix):
+                name = key[len(prefix) :]
+                if "/" in name or name == "index.json" or not name.endswith(".json"):
+                    continue
+                row = rows.get(name[: -len(".json")])
+                if row is None or (row.is_semver2 and not with_semver2):
+                    self.storage.delete(key)
+
+    def _retire(self, id_lower: str, ver_lower: str, key: str) -> None:
+        """Record the SHA-512 of an uncommitted ``.nupkg`` that was served, before it is removed."""
+        data = self.storage.read_bytes(key)
+        if data is None:
+            return
+        log.warning("removing %s: no committed row; a push of this version must bring the same bytes", key)
+        folder = self.retired_dir / id_lower
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ver_lower).write_text(package_sha512(data), encoding="ascii")
+
+    def _retired_sha(self, id_lower: str, ver_lower: str) -> str | None:
+        try:
+            return (self.retired_dir / id_lower / ver_lower).read_text(encoding="ascii").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
 
     def rebuild(self, id_lower: str | None = None) -> int:
         """Rewrite every document (all leaves included) of one id, or of all ids. Returns how many ids."""
@@ -352,14 +602,22 @@ class FeedService:
 
         Raises:
             ForbiddenError: the id belongs to other owners, or the key's scope/globs do not allow it.
-            DuplicatePackageError: the version exists (409).
+            DuplicatePackageError: the version exists (409), or a feed before the crash-consistent publish served
+                other bytes for it (see :data:`RETIRED_FOLDER`).
         """
         nuspec = submission.require_nuspec()
+        token = current_push.set(f"{nuspec.id.lower()}/{nuspec.version.normalized.lower()}")
+        try:
+            return self._publish(submission, nuspec)
+        finally:
+            current_push.reset(token)
+
+    def _publish(self, submission: Submission, nuspec: Nuspec) -> PublishedPackage:
         raw_nuspec = submission.nuspec_bytes or b""
         id_lower = nuspec.id.lower()
         ver_lower = nuspec.version.normalized.lower()
         principal = submission.principal
-        wrote: list[str] = []
+        pending: Path | None = None
         committed = False
         try:
             with self.db.write() as session:
@@ -376,6 +634,12 @@ class FeedService:
                     raise DuplicatePackageError(
                         f"a package with id {reg.id!r} and version {nuspec.version.normalized!r} already exists "
                         "and cannot be modified"
+                    )
+                retired = self._retired_sha(id_lower, ver_lower)
+                if retired is not None and retired != submission.upload.sha512:
+                    raise DuplicatePackageError(
+                        f"version {nuspec.version.normalized!r} of {reg.id!r} was served before with other bytes "
+                        "(by a push that a crash interrupted); it can only be pushed again with the same bytes"
                     )
                 if new_id:
                     session.add(Owner(id_lower=id_lower, user_pk=principal.user_pk))
@@ -397,32 +661,24 @@ class FeedService:
                     ) from exc
                 for hook in self.publish_hooks:
                     hook(session, row, submission)
-                wrote.append(docs.nupkg_key(id_lower, ver_lower))
-                self.storage.put_file(wrote[-1], submission.package_path)
-                wrote.append(docs.nuspec_key(id_lower, ver_lower))
-                self.storage.put_bytes(wrote[-1], raw_nuspec, durable=True)
-                self._write_documents(session, id_lower, leaves_for=frozenset({ver_lower}))
+                crash_point("publish.row")
+                pending = self._stage_pending(
+                    id_lower, ver_lower, submission.package_path, submission.upload.sha512, raw_nuspec
+                )
+                crash_point("publish.pending")
             committed = True
         finally:
-            if not committed and wrote:
-                self._compensate(id_lower, ver_lower, wrote)
+            if not committed and pending is not None:
+                # whether the commit happened (a lost connection during COMMIT) only the database knows: settle
+                # the id from what it holds, which removes the entry unless the row is there
+                try:
+                    self.settle(id_lower)
+                except Exception:  # the original error matters more; the next start settles the id
+                    log.exception("could not settle %s after a failed publish", id_lower)
+        crash_point("publish.committed")
+        self.settle(id_lower, leaves_for=frozenset({ver_lower}))
+        crash_point("publish.done")
         return PublishedPackage(reg.id, nuspec.version.normalized, submission.upload.size, submission.upload.sha512)
-
-    def _compensate(self, id_lower: str, ver_lower: str, keys: Iterable[str]) -> None:
-        """Undo a failed publish: delete its files and leaves, rewrite the id's documents from the database."""
-        for key in keys:
-            with contextlib.suppress(OSError):
-                self.storage.delete(key)
-        for view, _ in docs.REGISTRATION_VIEWS:
-            with contextlib.suppress(OSError):
-                self.storage.delete(docs.registration_leaf_key(view, id_lower, ver_lower))
-        try:
-            with self.db.write() as session:
-                with contextlib.suppress(NotFoundError):  # the id may have been new: its row is gone too
-                    self._lock_id(session, id_lower)
-                self._write_documents(session, id_lower, leaves_for=frozenset())
-        except Exception:  # the original error matters more; `nuseal admin rebuild` repairs documents
-            log.exception("could not rewrite the documents of %s after a failed publish", id_lower)
 
     def _write_documents(self, session: Session, id_lower: str, *, leaves_for: frozenset[str] | None) -> None:
         """Rewrite the id's flat-container index and registration documents from what ``session`` sees.
@@ -441,8 +697,10 @@ class FeedService:
                     self.urls, records, commit_id=str(uuid.uuid4()), commit_time=self.clock(), leaves_for=leaves_for
                 )
             )
-        for key, data in produced.items():
+        for n, (key, data) in enumerate(produced.items()):
             self.storage.put_bytes(key, data)
+            if n == 0:
+                crash_point("documents.partial")
         for view, _ in docs.REGISTRATION_VIEWS:
             index_key = docs.registration_index_key(view, id_lower)
             if index_key not in produced:

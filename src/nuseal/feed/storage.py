@@ -46,7 +46,7 @@ class Storage(Protocol):
         """Keys below the folder ``prefix`` (a key prefix ending in ``/``), sorted."""
 
     def put_file(self, key: str, source: Path) -> None:
-        """Move (or copy) ``source`` to ``key``; ``source`` may be gone afterwards."""
+        """Copy (or hard-link) ``source`` to ``key``; ``source`` stays, unchanged."""
 
     def delete(self, key: str) -> None:
         """Remove ``key``; no error when it does not exist."""
@@ -55,6 +55,13 @@ class Storage(Protocol):
 
     def path_of(self, key: str) -> Path | None:
         """A local file path for ``key`` when the storage is local, else ``None``."""
+
+    def read_bytes(self, key: str) -> bytes | None:
+        """The bytes at ``key``, or ``None`` when there are none."""
+
+    def list_temporaries(self, prefix: str) -> list[str]:
+        """Keys of files that interrupted writes left below the folder ``prefix`` (never served), sorted. Only
+        the caller knows when no writer is still using them (:meth:`nuseal.feed.service.FeedService.recover`)."""
 
 
 class LocalStorage:
@@ -130,6 +137,16 @@ class LocalStorage:
 
     def path_of(self, key: str) -> Path | None:
         return self._path(key)
+
+    def list_temporaries(self, prefix: str) -> list[str]:
+        folder = self._path(prefix.rstrip("/"))
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in folder.rglob(".*.tmp")
+            if p.is_file() and p.name.startswith(".")
+        )
 
     def read_bytes(self, key: str) -> bytes | None:
         try:

@@ -1,0 +1,308 @@
+"""Crash consistency (issue 11, item 2): a real `nuseal serve` killed with SIGKILL in the middle of a burst of
+pushes, at every step of the publish path and at random moments, then restarted.
+
+After every restart, what clients can see must be exactly what the database committed:
+
+- every version with a `.nupkg` or `.nuspec` in storage, in a flat-container index or a registration document has a
+  committed row, and every committed row is downloadable with the bytes whose SHA-512 the row holds;
+- the flat-container index and both registration views of every id list exactly the committed versions;
+- a push acknowledged with 201 before the crash is committed;
+- nothing is left in staging or in the pending area, and no temporary file in storage;
+- pushing the whole burst again answers 409 for every committed version, with the bytes behind its URL unchanged,
+  and 201 for the others, which are then served as pushed.
+
+The crash points come from ``NUSEAL_TEST_CRASH_AT`` (:mod:`nuseal.feed.faults`): the server kills itself when
+one chosen push of the burst reaches the step, while the others are in flight. The random variant kills the
+whole process group of a two-worker server from outside. On SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import text
+
+from nuseal.feed.database import Database
+from nuseal.feed.faults import CRASH_ENV_VAR, CRASH_POINTS
+
+from .conftest import Feed, PgCluster, make_package, start_feed
+
+IDS = ("Crash.Alpha", "Crash.Beta")
+#: Distinct versions per id in one burst, plus RACERS copies (different bytes) of one more version of the first id.
+PER_ID = 3
+RACERS = 2
+RANDOM_ROUNDS = 3
+
+
+def _sha512(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha512(data).digest()).decode("ascii")
+
+
+@dataclass
+class Ledger:
+    """Every body pushed so far, by (id_lower, version_lower), and which were acknowledged with 201."""
+
+    bodies: dict[tuple[str, str], list[bytes]] = field(default_factory=dict)
+    acknowledged: dict[tuple[str, str], bytes] = field(default_factory=dict)
+
+
+def _burst(round_no: int) -> list[tuple[str, str, bytes]]:
+    out = []
+    for package_id in IDS:
+        for n in range(PER_ID):
+            out.append((package_id, f"{round_no}.0.{n}", make_package(package_id, f"{round_no}.0.{n}")))
+    for r in range(RACERS):
+        version = f"{round_no}.1.0"
+        out.append((IDS[0], version, make_package(IDS[0], version, description=f"racer {r}")))
+    random.Random(round_no).shuffle(out)
+    return out
+
+
+async def _push_all(feed: Feed, bodies: list[bytes], *, on_first: asyncio.Event | None = None) -> list[int | None]:
+    """Push every body at once; None for a push the dying server never answered."""
+    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=feed.base_url, timeout=60, limits=limits) as c:
+
+        async def one(data: bytes) -> int | None:
+            try:
+                r = await c.put(
+                    "/api/v2/package/",
+                    files={"package": ("p.nupkg", data, "application/octet-stream")},
+                    headers={"X-NuGet-ApiKey": feed.keys["alice"]},
+                )
+            except httpx.HTTPError:
+                return None
+            if on_first is not None and r.status_code == 201:
+                on_first.set()
+            return r.status_code
+
+        return list(await asyncio.gather(*(one(b) for b in bodies)))
+
+
+def _record(ledger: Ledger, burst: list[tuple[str, str, bytes]], statuses: list[int | None]) -> None:
+    for (package_id, version, data), status in zip(burst, statuses, strict=True):
+        key = (package_id.lower(), version)
+        ledger.bodies.setdefault(key, []).append(data)
+        if status == 201:
+            assert key not in ledger.acknowledged or ledger.acknowledged[key] == data, f"two 201s for {key}"
+            ledger.acknowledged[key] = data
+        assert status in (201, 409, None), f"push of {key} answered {status}"
+
+
+def _committed(feed: Feed) -> dict[tuple[str, str], str]:
+    """(id_lower, version_lower) -> base64 SHA-512, straight from the database."""
+    url = feed.database_url or f"sqlite:///{feed.data_dir / 'feed.db'}"
+    db = Database(url)
+    try:
+        with db.read() as session:
+            rows = session.execute(text("SELECT id_lower, version_lower, sha512 FROM packages")).all()
+    finally:
+        db.dispose()
+    return {(r[0], r[1]): r[2] for r in rows}
+
+
+def _versions_key(v: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in v.split("."))
+
+
+def _check_consistent(feed: Feed, ledger: Ledger, where: str) -> dict[tuple[str, str], str]:
+    committed = _committed(feed)
+    storage = feed.data_dir / "storage"
+    # files: every version folder and package file belongs to a committed row, with the row's bytes
+    on_disk: set[tuple[str, str]] = set()
+    for path in storage.rglob("*"):
+        assert not path.name.startswith("."), f"{where}: temporary file left in storage: {path}"
+        rel = path.relative_to(storage).parts
+        if path.is_file() and rel[:2] == ("v3", "flatcontainer") and len(rel) == 5:
+            on_disk.add((rel[2], rel[3]))
+            if path.suffix == ".nupkg":
+                assert committed.get((rel[2], rel[3])) == _sha512(path.read_bytes()), f"{where}: {path} vs database"
+    assert on_disk == set(committed), f"{where}: stored versions differ from committed rows"
+    for key, data in ledger.acknowledged.items():
+        assert committed.get(key) == _sha512(data), f"{where}: acknowledged push {key} lost"
+    by_id: dict[str, list[str]] = {}
+    for id_lower, version in committed:
+        by_id.setdefault(id_lower, []).append(version)
+    with feed.client() as c:
+        for package_id in IDS:
+            id_lower = package_id.lower()
+            want = sorted(by_id.get(id_lower, []), key=_versions_key)
+            r = c.get(f"/v3/flatcontainer/{id_lower}/index.json")
+            assert (r.json()["versions"] if r.status_code == 200 else []) == want, f"{where}: flat index of {id_lower}"
+            for view in ("registration", "registration-semver2"):
+                r = c.get(f"/v3/{view}/{id_lower}/index.json")
+                listed = (
+                    [i["catalogEntry"]["version"] for page in r.json()["items"] for i in page["items"]]
+                    if r.status_code == 200
+                    else []
+                )
+                assert listed == want, f"{where}: {view} of {id_lower}"
+                leaves = {p.stem for p in (storage / "v3" / view / id_lower).glob("*.json") if p.name != "index.json"}
+                assert leaves == set(want), f"{where}: {view} leaves of {id_lower}"
+        for (id_lower, version), sha in committed.items():
+            r = c.get(f"/v3/flatcontainer/{id_lower}/{version}/{id_lower}.{version}.nupkg")
+            assert r.status_code == 200 and _sha512(r.content) == sha, f"{where}: download of {id_lower} {version}"
+            nuspec = c.get(f"/v3/flatcontainer/{id_lower}/{version}/{id_lower}.nuspec")
+            assert nuspec.status_code == 200, f"{where}: nuspec of {id_lower} {version}"
+        for id_lower, version in set(ledger.bodies) - set(committed):
+            r = c.get(f"/v3/flatcontainer/{id_lower}/{version}/{id_lower}.{version}.nupkg")
+            assert r.status_code == 404, f"{where}: uncommitted {id_lower} {version} is served"
+            r = c.get(f"/v3/registration-semver2/{id_lower}/{version}.json")
+            assert r.status_code == 404, f"{where}: uncommitted {id_lower} {version} has a registration leaf"
+    staging = feed.data_dir / "staging"
+    assert not (staging.is_dir() and list(staging.iterdir())), f"{where}: staging leftovers"
+    pending = feed.data_dir / "pending"
+    assert not (pending.is_dir() and list(pending.iterdir())), f"{where}: pending leftovers"
+    return committed
+
+
+def _repush_and_check(
+    feed: Feed, ledger: Ledger, burst: list[tuple[str, str, bytes]], committed: dict[tuple[str, str], str], where: str
+) -> None:
+    """Push the burst again: 409 for committed versions (their bytes unchanged), exactly one 201 per other version,
+    then served as pushed."""
+    with feed.client() as c:
+        before = {
+            key: c.get(f"/v3/flatcontainer/{key[0]}/{key[1]}/{key[0]}.{key[1]}.nupkg").content for key in committed
+        }
+    statuses = asyncio.run(_push_all(feed, [data for _, _, data in burst]))
+    accepted: dict[tuple[str, str], list[bytes]] = {}
+    for (package_id, version, data), status in zip(burst, statuses, strict=True):
+        key = (package_id.lower(), version)
+        if key in committed:
+            assert status == 409, f"{where}: re-push of committed {key} answered {status}"
+        else:
+            assert status in (201, 409), f"{where}: re-push of {key} answered {status}"
+            if status == 201:
+                accepted.setdefault(key, []).append(data)
+    for key in {(i.lower(), v) for i, v, _ in burst} - set(committed):
+        got = accepted.get(key, [])
+        assert len(got) == 1, f"{where}: re-push of uncommitted {key}: {len(got)} answers 201"
+        ledger.acknowledged[key] = accepted[key][0]
+    with feed.client() as c:
+        for key, data in before.items():
+            assert c.get(f"/v3/flatcontainer/{key[0]}/{key[1]}/{key[0]}.{key[1]}.nupkg").content == data, (
+                f"{where}: the bytes behind {key} changed"
+            )
+    _check_consistent(feed, ledger, where + ", after re-push")
+
+
+def _wait_dead(feed: Feed, where: str) -> None:
+    try:
+        feed.process.wait(timeout=30)
+    except Exception as exc:  # pragma: no cover - a failure path
+        raise AssertionError(f"{where}: the server did not die") from exc
+    assert feed.process.returncode == -signal.SIGKILL, f"{where}: server ended with {feed.process.returncode}"
+    if feed.process.stdout is not None:
+        feed.process.stdout.close()
+
+
+def _restart(data_dir: Path, keys: dict[str, str], database_url: str | None, **kw: object) -> Feed:
+    """Start `nuseal serve` on ``data_dir``; the first start (empty ``keys``) creates the users and fills ``keys``."""
+    feed = start_feed(data_dir, users=() if keys else ("alice",), database_url=database_url, **kw)  # type: ignore[arg-type]
+    if keys:
+        feed.keys = keys
+    else:
+        keys.update(feed.keys)
+    return feed
+
+
+def _victim(burst: list[tuple[str, str, bytes]]) -> str:
+    """The push the armed server kills itself in: a distinct version (not a racer, which may lose with 409)."""
+    package_id, version, _ = next(b for b in burst if b[1].split(".")[1] == "0")
+    return f"{package_id.lower()}/{version}"
+
+
+def _crash_at_every_point(tmp_path: Path, database_url: str | None) -> None:
+    """One round per crash point: the server is armed to die when one chosen push of the burst reaches the point;
+    the next start (armed for the next round) is checked first, then gets the next burst."""
+    data_dir = tmp_path / "feed"
+    keys: dict[str, str] = {}
+    ledger = Ledger()
+    bursts = [_burst(n) for n in range(1, len(CRASH_POINTS) + 1)]
+    previous: list[tuple[str, str, bytes]] | None = None
+    for n, point in enumerate([*CRASH_POINTS, None]):
+        env = {CRASH_ENV_VAR: f"{point}:{_victim(bursts[n])}"} if point else {}
+        feed = _restart(data_dir, keys, database_url, env=env)
+        try:
+            if previous is not None:
+                where = f"crash at {CRASH_POINTS[n - 1]}"
+                committed = _check_consistent(feed, ledger, where)
+                _repush_and_check(feed, ledger, previous, committed, where)
+            if point is None:
+                break
+            statuses = asyncio.run(_push_all(feed, [data for _, _, data in bursts[n]]))
+            _record(ledger, bursts[n], statuses)
+            _wait_dead(feed, f"crash at {point}")
+            previous = bursts[n]
+        finally:
+            feed.stop()
+
+
+async def _push_then_kill(feed: Feed, bodies: list[bytes], delay: float) -> list[int | None]:
+    """Push every body at once; ``delay`` seconds after the first 201, SIGKILL the server's process group (the
+    server and its workers, nothing else)."""
+    first_ok = asyncio.Event()
+    pushes = asyncio.create_task(_push_all(feed, bodies, on_first=first_ok))
+    await asyncio.wait_for(first_ok.wait(), timeout=60)
+    await asyncio.sleep(delay)
+    os.killpg(feed.process.pid, signal.SIGKILL)
+    return await pushes
+
+
+def _kill_at_random(tmp_path: Path, database_url: str | None) -> None:
+    """Rounds of: start with two workers, check what the last kill left, push a burst, SIGKILL everything."""
+    data_dir = tmp_path / "feed"
+    keys: dict[str, str] = {}
+    ledger = Ledger()
+    rng = random.Random(11)
+    previous: list[tuple[str, str, bytes]] | None = None
+    for round_no in range(1, RANDOM_ROUNDS + 2):
+        feed = _restart(data_dir, keys, database_url, workers=2)
+        try:
+            if previous is not None:
+                where = f"random kill, round {round_no - 1}"
+                committed = _check_consistent(feed, ledger, where)
+                _repush_and_check(feed, ledger, previous, committed, where)
+            if round_no > RANDOM_ROUNDS:
+                break
+            burst = _burst(100 + round_no)
+            statuses = asyncio.run(_push_then_kill(feed, [data for _, _, data in burst], rng.uniform(0.0, 0.03)))
+            _record(ledger, burst, statuses)
+            _wait_dead(feed, f"random kill, round {round_no}")
+            time.sleep(0.2)  # let the killed workers go
+            previous = burst
+        finally:
+            feed.stop()
+
+
+@pytest.mark.slow
+def test_crash_at_every_publish_step_sqlite(tmp_path: Path) -> None:
+    _crash_at_every_point(tmp_path, None)
+
+
+@pytest.mark.slow
+def test_kill_at_random_during_a_burst_sqlite(tmp_path: Path) -> None:
+    _kill_at_random(tmp_path, None)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_crash_at_every_publish_step_postgres(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    _crash_at_every_point(tmp_path, pg_cluster.new_database())
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_kill_at_random_during_a_burst_postgres(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    _kill_at_random(tmp_path, pg_cluster.new_database())
