@@ -26,6 +26,7 @@ and CSP. Sources of the header rules: CSP Level 3 (``sandbox``, ``frame-ancestor
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final, Literal
 
@@ -58,6 +59,8 @@ PAGE_CSP = (
 #: Everything that is not a page: nothing may load, and ``sandbox`` turns off scripts, forms, plugins and
 #: same-origin access should a browser render the bytes anyway.
 DOCUMENT_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'; sandbox"
+#: Distinct (layer, path, status, content type) whose added headers are kept (:func:`_added`).
+MAX_CACHED_POLICIES = 8192
 #: Longest file name put in ``Content-Disposition``.
 MAX_FILENAME = 200
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -113,8 +116,17 @@ def policy_headers(kind: ResponseClass, path: str) -> list[tuple[bytes, bytes]]:
     return headers
 
 
+@functools.lru_cache(maxsize=MAX_CACHED_POLICIES)
+def _added(static: bool, path: str, status: int, content_type: bytes) -> tuple[tuple[bytes, bytes], ...]:
+    """:func:`policy_headers` of the response's class, memoized: the static layer answers the same few thousand
+    paths over and over (a restore's downloads), and this runs for every response."""
+    kind = response_class(static=static, path=path, status=status, content_type=content_type)
+    return tuple(policy_headers(kind, path))
+
+
 class SecureHeaders:
-    """ASGI wrapper that adds the policy headers of the response's class to every HTTP response of ``app``.
+    """ASGI wrapper that adds the policy headers of the response's class to every HTTP response of ``app``,
+    dropping any value of those headers the handler set.
 
     ``static`` tells whether ``app`` is the static layer (its non-JSON files are downloads)."""
 
@@ -131,16 +143,19 @@ class SecureHeaders:
 
         async def secured(message: Message) -> None:
             if message["type"] == "http.response.start":
+                headers = message.get("headers", ())
                 content_type = b""
-                kept: list[tuple[bytes, bytes]] = []
-                for name, value in message.get("headers", ()):
+                owned = False
+                for name, value in headers:
                     lower = name.lower()
                     if lower == b"content-type":
                         content_type = value
-                    if lower not in _OWNED:
-                        kept.append((name, value))
-                kind = response_class(static=static, path=path, status=message["status"], content_type=content_type)
-                message = {**message, "headers": kept + policy_headers(kind, path)}
+                    elif lower in _OWNED:
+                        owned = True
+                if owned:
+                    headers = [h for h in headers if h[0].lower() not in _OWNED]
+                # a new list: the static layer's cached header lists are shared between responses
+                message = {**message, "headers": [*headers, *_added(static, path, message["status"], content_type)]}
             await send(message)
 
         await self.app(scope, receive, secured)
