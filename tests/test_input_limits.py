@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from nuseal.errors import PackageFormatError, UsageError
 from nuseal.feed.accounts import create_api_key, create_user
@@ -27,6 +29,27 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 @pytest.mark.parametrize("text", ["1.0.0-a\n.b", "1.0.0+a\n.b", "1.0.0-a.b\n+c", "1.0.0-a\n+b"])
 def test_version_with_an_inner_newline_is_refused(text: str) -> None:
     with pytest.raises(PackageFormatError, match="not valid"):
+        NuGetVersion.parse(text)
+
+
+@given(
+    labels=st.lists(st.from_regex(r"[0-9A-Za-z-]{1,5}", fullmatch=True), min_size=1, max_size=3),
+    metadata=st.lists(st.from_regex(r"[0-9A-Za-z-]{1,5}", fullmatch=True), min_size=1, max_size=2),
+    where=st.integers(min_value=0),
+    ws=st.sampled_from(["\n", "\r\n", "\t", " ", "\x0b", "\x0c"]),
+)
+def test_whitespace_after_any_identifier_is_refused(
+    labels: list[str], metadata: list[str], where: int, ws: str
+) -> None:
+    """Whitespace ending any release-label or metadata identifier (not the string: that is trimmed, as NuGet
+    does). A ``$`` anchor let exactly ``\\n`` there through."""
+    idents = labels + metadata
+    i = where % len(idents)
+    idents[i] += ws
+    text = "1.2.3-" + ".".join(idents[: len(labels)]) + "+" + ".".join(idents[len(labels) :])
+    if text.endswith(ws):  # the last metadata identifier: keep the whitespace inside
+        text += ".x"
+    with pytest.raises(PackageFormatError):
         NuGetVersion.parse(text)
 
 
