@@ -18,9 +18,12 @@ its headers, and the templates are checked for inline script, style and event ha
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,7 +35,7 @@ from nuseal.feed.headers import download_filename
 from nuseal.feed.pipeline import default_pipeline
 from nuseal.feed.service import FeedService
 
-from .conftest import Feed, make_package, start_feed
+from .conftest import Feed, _require, make_package, start_feed
 
 PACKAGE_ID = "Probe.Headers"
 VERSION = "1.0.0"
@@ -207,3 +210,38 @@ def test_the_templates_have_no_inline_script_style_or_event_handler() -> None:
     for template in templates:
         found = forbidden.findall(template.read_text())
         assert not found, (template.name, found)
+
+
+@pytest.mark.oracle
+def test_nuget_protocol_pushes_lists_and_downloads_through_the_headers(feed: Feed, tmp_path: Path) -> None:
+    """Microsoft's NuGet.Protocol 6.14.3 (the oracle's ``client``, what ``dotnet`` restore and push run) is
+    untroubled by the headers: it pushes, lists, reads the metadata and search of, and downloads byte for byte a
+    package whose nuspec and ``.nupkg`` are now served as sandboxed attachments."""
+    from support import oracle  # noqa: PLC0415 - tests/support/oracle.py
+
+    reason = oracle.oracle_unavailable_reason()
+    if reason is not None:
+        _require(reason)
+
+    def client(*args: str) -> dict[str, Any]:
+        run = subprocess.run(
+            ["bash", str(oracle.RUN_SCRIPT), "client", *args], capture_output=True, text=True, timeout=300, check=False
+        )
+        assert run.returncode == 0 and run.stdout.strip(), run.stderr[-2000:]
+        doc: dict[str, Any] = json.loads(run.stdout)
+        return doc
+
+    package = tmp_path / "Oracle.Headers.1.0.0.nupkg"
+    package.write_bytes(make_package("Oracle.Headers", "1.0.0", description="served as an attachment"))
+    pushed = client("push", feed.source, str(package), "--api-key", feed.keys["alice"])
+    assert pushed["pushed"] is True, pushed.get("dotnetOutput")
+    assert client("versions", feed.source, "Oracle.Headers")["versions"] == ["1.0.0"]
+    out = tmp_path / "out.nupkg"
+    downloaded = client("download", feed.source, "Oracle.Headers", "1.0.0", str(out))
+    assert downloaded["found"] is True and out.read_bytes() == package.read_bytes()
+    assert client("metadata", feed.source, "Oracle.Headers")["count"] == 1
+    found = client("search", feed.source, "Oracle.Headers")
+    assert [r["id"] for r in found["results"]] == ["Oracle.Headers"]
+    with feed.client() as c:  # and it was served as an attachment
+        r = c.get("/v3/flatcontainer/oracle.headers/1.0.0/oracle.headers.1.0.0.nupkg")
+        check_download(r, "oracle.headers.1.0.0.nupkg")
