@@ -7,6 +7,9 @@ content type of the document kind, and ``Cache-Control``: immutable for ``.nupkg
 bytes never change), ``no-cache`` (revalidate with the ETag) for indexes and registrations, which change
 with every push. Small files are kept in a per-process cache keyed by inode, modification time and size and
 checked with one ``stat`` per request, so a worker never serves a replaced document.
+
+The security headers are not set here: the router wraps this layer in :class:`nuseal.feed.headers.SecureHeaders`,
+which serves every file other than a JSON document (a user's ``.nupkg`` or ``.nuspec``) as a sandboxed attachment.
 """
 
 from __future__ import annotations
