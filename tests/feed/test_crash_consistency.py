@@ -35,7 +35,7 @@ from sqlalchemy import text
 from nuseal.feed.database import Database
 from nuseal.feed.faults import CRASH_ENV_VAR, CRASH_POINTS
 
-from .conftest import Feed, PgCluster, make_package, start_feed
+from .conftest import Feed, PgCluster, make_package, nuspec_xml, start_feed
 
 IDS = ("Crash.Alpha", "Crash.Beta")
 #: Distinct versions per id in one burst, plus RACERS copies (different bytes) of one more version of the first id.
@@ -134,8 +134,7 @@ def _check_consistent(feed: Feed, ledger: Ledger, where: str) -> dict[tuple[str,
     for id_lower, version in committed:
         by_id.setdefault(id_lower, []).append(version)
     with feed.client() as c:
-        for package_id in IDS:
-            id_lower = package_id.lower()
+        for id_lower in sorted({i.lower() for i in IDS} | set(by_id)):
             want = sorted(by_id.get(id_lower, []), key=_versions_key)
             r = c.get(f"/v3/flatcontainer/{id_lower}/index.json")
             assert (r.json()["versions"] if r.status_code == 200 else []) == want, f"{where}: flat index of {id_lower}"
@@ -306,3 +305,48 @@ def test_crash_at_every_publish_step_postgres(tmp_path: Path, pg_cluster: PgClus
 @pytest.mark.postgres
 def test_kill_at_random_during_a_burst_postgres(tmp_path: Path, pg_cluster: PgCluster) -> None:
     _kill_at_random(tmp_path, pg_cluster.new_database())
+
+
+def test_a_restart_removes_what_an_older_feed_served_without_a_row(tmp_path: Path) -> None:
+    """The state the issue found after a crash of the feed as it was before this protocol: a version's `.nupkg`,
+    `.nuspec`, registration leaf and flat-container entry stored with no committed row, and a whole id likewise.
+    A restart removes them and rewrites the documents from the database; as those bytes were served under an
+    immutable URL, the version can be pushed again only with the same bytes."""
+    data_dir = tmp_path / "feed"
+    keys: dict[str, str] = {}
+    feed = _restart(data_dir, keys, None)
+    try:
+        assert feed.push(make_package("Old.Crash", "1.0.0")).status_code == 201
+    finally:
+        feed.stop()
+    v3 = data_dir / "storage" / "v3"
+    served = {"old.crash": make_package("Old.Crash", "2.0.0"), "ghost.pkg": make_package("Ghost.Pkg", "2.0.0")}
+    for id_lower, data in served.items():
+        folder = v3 / "flatcontainer" / id_lower / "2.0.0"
+        folder.mkdir(parents=True)
+        (folder / f"{id_lower}.2.0.0.nupkg").write_bytes(data)
+        (folder / f"{id_lower}.nuspec").write_bytes(nuspec_xml(id_lower, "2.0.0"))
+        (v3 / "registration-semver2" / id_lower).mkdir(parents=True, exist_ok=True)
+        (v3 / "registration-semver2" / id_lower / "2.0.0.json").write_text("{}")
+    (v3 / "flatcontainer/old.crash/index.json").write_text('{"versions":["1.0.0","2.0.0"]}')
+    (v3 / "flatcontainer/ghost.pkg/index.json").write_text('{"versions":["2.0.0"]}')
+
+    feed = _restart(data_dir, keys, None)
+    try:
+        with feed.client() as c:
+            assert c.get("/v3/flatcontainer/old.crash/index.json").json() == {"versions": ["1.0.0"]}
+            for id_lower in served:
+                assert c.get(f"/v3/flatcontainer/{id_lower}/2.0.0/{id_lower}.2.0.0.nupkg").status_code == 404
+                assert c.get(f"/v3/registration-semver2/{id_lower}/2.0.0.json").status_code == 404
+            assert c.get("/v3/flatcontainer/ghost.pkg/index.json").status_code == 404
+        assert not (v3 / "flatcontainer/ghost.pkg").exists() and not (v3 / "registration-semver2/ghost.pkg").exists()
+        for id_lower, data in served.items():
+            package_id = "Old.Crash" if id_lower == "old.crash" else "Ghost.Pkg"
+            other = feed.push(make_package(package_id, "2.0.0", description="other bytes"))
+            assert other.status_code == 409 and "served before with other bytes" in other.text, other.text
+            assert feed.push(data).status_code == 201
+            with feed.client() as c:
+                assert c.get(f"/v3/flatcontainer/{id_lower}/2.0.0/{id_lower}.2.0.0.nupkg").content == data
+        _check_consistent(feed, Ledger(), "after the older feed's leftovers")
+    finally:
+        feed.stop()

@@ -489,6 +489,13 @@ class FeedService:
             crash_point("settle.documents")
             shutil.rmtree(self.pending_dir / id_lower, ignore_errors=True)
 
+    def _mark_pending(self, id_lower: str) -> None:
+        """Record (must hold the id's lock) that the id's documents may lag the database until :meth:`settle`
+        runs: an empty pending folder, which a restart settles."""
+        folder = self.pending_dir / id_lower
+        folder.mkdir(parents=True, exist_ok=True)
+        _fsync_dir(folder.parent)
+
     def _lock_any(self, session: Session, id_lower: str) -> Registration | None:
         """Take the id's lock whether or not its registration row exists; returns the row (locked) or None."""
         if session.get_bind().dialect.name == "postgresql":
@@ -735,10 +742,13 @@ class FeedService:
             )
             if row is None:
                 raise NotFoundError(f"no version {version!r} of {reg.id!r}")
-            if row.listed != listed:
+            changed = row.listed != listed
+            if changed:
                 row.listed = listed
                 session.flush()
-                self._write_documents(session, id_lower, leaves_for=frozenset({ver_lower}))
+                self._mark_pending(id_lower)
+        if changed:  # documents only from what is committed
+            self.settle(id_lower, leaves_for=frozenset({ver_lower}))
 
     # ------------------------------------------------------------------------------------------ owners
     def change_owner(self, principal: Principal, package_id: str, user_name: str, *, add: bool) -> list[str]:
@@ -832,8 +842,10 @@ class FeedService:
                 **dict(evidence),
             )
             session.flush()
-            self._write_documents(session, id_lower, leaves_for=frozenset({row.version_lower}))
-            return row.id, row.version
+            self._mark_pending(id_lower)
+            done = row.id, row.version
+        self.settle(id_lower, leaves_for=frozenset({done[1].lower()}))  # documents only from what is committed
+        return done
 
     def replace_stored_package(
         self,
@@ -848,7 +860,8 @@ class FeedService:
         ``nuseal admin repository-sign``), in one transaction under the id lock: the row's size and SHA-512 are
         set to the new bytes', then ``change`` updates the rest of the database for them (signature rows, audit;
         it sees the new values), the file is replaced atomically and the id's documents rewritten; if the
-        transaction then fails, the old file is put back.
+        transaction then fails, the old file is put back. The old bytes are kept as a pending entry until the
+        outcome is settled, so a crash before the commit is undone by the next start (:meth:`recover`).
 
         Returns False, changing nothing, when the version is gone, was revoked meanwhile, or its stored file is no
         longer the one hashed ``expect_sha512`` (base64 SHA-512, as ``Package.sha512``) that the caller read.
@@ -858,7 +871,7 @@ class FeedService:
         """
         key = docs.nupkg_key(id_lower, version_lower)
         old: bytes | None = None
-        committed = False
+        staged = committed = False
         try:
             with self.db.write() as session:
                 try:
@@ -872,6 +885,11 @@ class FeedService:
                     return False
                 path = self.storage.path_of(key)
                 old = path.read_bytes() if path is not None else None
+                if path is not None and old is not None:
+                    # a crash before the commit: the restart puts these bytes back (they match the row then)
+                    nuspec = self.storage.read_bytes(docs.nuspec_key(id_lower, version_lower)) or b""
+                    self._stage_pending(id_lower, version_lower, path, expect_sha512, nuspec)
+                    staged = True
                 row.size = len(data)
                 row.sha512 = package_sha512(data)
                 change(session, row)
@@ -882,8 +900,14 @@ class FeedService:
         finally:
             if not committed and old is not None:
                 self.storage.put_bytes(key, old, durable=True)
-                with contextlib.suppress(Exception):
-                    self.rewrite_documents(id_lower, [version_lower])
+            # drops the pending entry; after a failure also rewrites the documents from the rolled-back row
+            try:
+                if staged:
+                    self.settle(id_lower, leaves_for=frozenset({version_lower}))
+            except Exception:
+                if committed:
+                    raise
+                log.exception("could not settle %s after a failed replacement; the next start does", id_lower)
         return True
 
     def rewrite_documents(self, id_lower: str, versions: Iterable[str] | None = None) -> None:
