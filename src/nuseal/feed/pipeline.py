@@ -138,7 +138,8 @@ def check_container(submission: Submission, service: FeedService, /) -> None:
 
 
 def read_manifest(submission: Submission, service: FeedService, /) -> None:
-    """Exactly one nuspec at the root, with a valid id (``PackageIdValidator``), version, authors, description."""
+    """Exactly one nuspec at the root, with a valid id (``PackageIdValidator``), version, authors, description,
+    every field within nuget.org's length limits (:data:`nuseal.package.nuspec.FIELD_LIMITS`)."""
     archive = submission.require_archive()
     try:
         name = find_nuspec_name(archive.names)

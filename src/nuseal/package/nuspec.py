@@ -2,7 +2,8 @@
 
 Rules: NuGet.Client ``NuGet.Packaging/PackageArchiveReader.cs`` / ``PackageReaderBase.GetNuspecFile`` (exactly
 one ``.nuspec`` at the root), ``NuspecReader`` (namespace-agnostic ``package/metadata`` children),
-``PackageIdValidator`` (id: at most 100 characters, ``^\\w+([.-]\\w+)*$``).
+``PackageIdValidator`` (id: at most 100 characters, ``^\\w+([.-]\\w+)*$``). Field lengths as nuget.org refuses them
+at upload (NuGetGallery ``ValidateNuGetPackageMetadata``, :data:`FIELD_LIMITS`).
 """
 
 from __future__ import annotations
