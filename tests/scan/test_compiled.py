@@ -249,6 +249,17 @@ def test_placement(path: str, rule: str | None) -> None:
     assert placement(path) == rule
 
 
+def test_powershell_module_packages_hold_their_scripts() -> None:
+    module = {
+        "Contoso.Tools.psd1": "@{ RootModule = 'Contoso.Tools.psm1' }",
+        "Contoso.Tools.psm1": "",
+        "Public/Get-X.ps1": "",
+    }
+    assert scan(module) == []
+    assert rules_of(scan({"Public/Get-X.ps1": ""})) == [("NS4002", Severity.WARNING)]
+    assert rules_of(scan({**module, "run.bat": "@echo off"})) == [("NS4002", Severity.WARNING)]
+
+
 def test_misplaced_files_in_a_package(built: dict[str, bytes]) -> None:
     findings = scan({"content/tools/update.exe": built["Client"], "install.cmd": "@echo off\r\n"})
     assert rules_of(findings) == [("NS4001", Severity.WARNING), ("NS4002", Severity.WARNING)]

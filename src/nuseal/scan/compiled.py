@@ -8,7 +8,8 @@ assemblies belong in ``lib/``, ``ref/``, ``runtimes/``, ``build*/`` (MSBuild tas
 ``analyzers/``, or the package root (MSBuild weavers such as Fody 2's); executables in ``tools/``,
 ``build*/`` and ``runtimes/``; scripts in ``tools/`` (the only folder NuGet runs PowerShell from), and
 JavaScript also in the web-asset folders (``content/``, ``contentFiles/``, ``staticwebassets/``,
-``wwwroot/``, ``lib/``). Anything else is **NS4001** (executable or DLL) or **NS4002** (script). The 20
+``wwwroot/``, ``lib/``); a PowerShell module package (``.psd1`` at the root) may hold PowerShell files
+anywhere. Anything else is **NS4001** (executable or DLL) or **NS4002** (script). The 20
 real packages in ``shared/vectors`` (EntityFramework's ``tools/migrate.exe``, ILMerge, Fody's root DLLs,
 jQuery's ``Content/Scripts/*.js``, psake's ``tools/psake/*.cmd``) raise neither.
 
@@ -142,9 +143,15 @@ _EXEC_API = {
 _URL_UTF16 = re.compile(rb"h\x00t\x00t\x00p\x00(?:s\x00)?:\x00/\x00/\x00(?:[\x21-\x7e]\x00){3,120}")
 
 
-def placement(path: str) -> str | None:
-    """The placement rule ``path`` breaks (``"NS4001"`` or ``"NS4002"``), or ``None`` (see the module docstring)."""
+def placement(path: str, *, powershell_module: bool = False) -> str | None:
+    """The placement rule ``path`` breaks (``"NS4001"`` or ``"NS4002"``), or ``None`` (see the module docstring).
+
+    ``powershell_module``: the package is a PowerShell module (a ``.psd1`` manifest at its root, as PowerShell
+    Gallery packages are): its PowerShell files are the product, not hidden scripts.
+    """
     low = path.lower()
+    if powershell_module and low.endswith((".ps1", ".psm1", ".psd1", ".ps1xml")):
+        return None
     parts = low.split("/")
     top = parts[0] if len(parts) > 1 else ""
     if low.endswith(EXE_EXTENSIONS):
@@ -340,9 +347,11 @@ def analysers(context: ScanContext) -> Sequence[Analyser]:
 def analyse(pkg: ScanPackage, rules: RuleSet) -> Iterator[Finding]:
     """Findings NS4001-NS4012 for ``pkg`` (see the module docstring)."""
     patterns = [p.regex for p in rules.patterns("compiled", "pinvoke") if p.rule_id == "NS4011"]
-    for path in pkg.content_paths():
+    paths = pkg.content_paths()
+    module = any("/" not in p and p.lower().endswith(".psd1") for p in paths)
+    for path in paths:
         low = path.lower()
-        broken = placement(path)
+        broken = placement(path, powershell_module=module)
         is_pe = low.endswith(PE_EXTENSIONS)
         if broken is None and not is_pe:
             continue
