@@ -196,3 +196,23 @@ def test_bad_osv_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a folder or a zip"):
         OsvDatabase.load(tmp_path / "f.txt")
     assert analysers(ScanContext()) == ()
+
+
+def test_engine_runs_the_identity_and_compiled_analysers_by_default(tmp_path: Path) -> None:
+    """No analysers passed: the engine's module list finds compiled, lookalike and osv (the wiring)."""
+    osv = write_folder(tmp_path, [MAL])
+    pid = "a\u0440provalt\u0435sts"  # Cyrillic look-alike of ApprovalTests, listed as malicious
+    data = nupkg(pid, "2.0.0")
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        entries = {i.filename: z.read(i) for i in z.infolist()}
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, content in entries.items():
+            z.writestr(name, content)
+        z.writestr("content/update.exe", b"MZ" + bytes(100))
+    report = Scanner(load_rules(), ScanContext(osv_path=str(osv))).scan(
+        ScanPackage.from_bytes(buf.getvalue(), source="t")
+    )
+    found = {(f.rule_id, f.severity) for f in report.findings}
+    assert {("NS6001", Severity.ERROR), ("NS5002", Severity.ERROR), ("NS5001", Severity.WARNING)} <= found
+    assert {("NS4001", Severity.WARNING), ("NS4004", Severity.WARNING)} <= found
