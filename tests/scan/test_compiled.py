@@ -237,6 +237,8 @@ def test_malformed_pe_is_a_finding_not_a_crash(built: dict[str, bytes]) -> None:
         ("Fody.dll", None),
         ("build/net35/NUnit3.TestAdapter.dll", None),
         ("analyzers/dotnet/cs/Analyzer.dll", None),
+        ("tasks/net472/csc.exe", None),  # Microsoft.Net.Compilers.Toolset
+        ("Sdk/Contoso.Build.Tasks.dll", None),  # an MSBuild SDK package
         ("tools/psake/psake.cmd", None),
         ("tools/init.ps1", None),
         ("Content/Scripts/jquery-1.10.2.js", None),

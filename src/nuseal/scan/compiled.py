@@ -5,8 +5,9 @@ ECMA-335 metadata parser over ``pefile``), each file bounded by :data:`MAX_PE_BY
 
 Placement (NuGet's package conventions, docs "Creating a package" / NuGet.Client ``ManagedCodeConventions``):
 assemblies belong in ``lib/``, ``ref/``, ``runtimes/``, ``build*/`` (MSBuild tasks), ``tools/``,
-``analyzers/``, or the package root (MSBuild weavers such as Fody 2's); executables in ``tools/``,
-``build*/`` and ``runtimes/``; scripts in ``tools/`` (the only folder NuGet runs PowerShell from), and
+``tasks/`` and ``Sdk/`` (compiler toolsets and MSBuild SDK packages), ``analyzers/``, or the package root
+(MSBuild weavers such as Fody 2's); executables in ``tools/``, ``tasks/``, ``Sdk/``, ``build*/`` and
+``runtimes/``; scripts in ``tools/`` (the only folder NuGet runs PowerShell from), and
 JavaScript also in the web-asset folders (``content/``, ``contentFiles/``, ``staticwebassets/``,
 ``wwwroot/``, ``lib/``); a PowerShell module package (``.psd1`` at the root) may hold PowerShell files
 anywhere. Anything else is **NS4001** (executable or DLL) or **NS4002** (script). The 20
@@ -80,12 +81,14 @@ _DLL_FOLDERS = frozenset(
         "buildtransitive",
         "buildmultitargeting",
         "tools",
+        "tasks",
+        "sdk",
         "analyzers",
         "netclassicweaver",
         "netstandardweaver",
     }
 )
-_EXE_FOLDERS = frozenset({"tools", "build", "buildtransitive", "buildmultitargeting", "runtimes"})
+_EXE_FOLDERS = frozenset({"tools", "tasks", "sdk", "build", "buildtransitive", "buildmultitargeting", "runtimes"})
 _WEB_FOLDERS = frozenset({"content", "contentfiles", "staticwebassets", "wwwroot", "lib"})
 _JS_EXTENSIONS = (".js", ".mjs")
 
