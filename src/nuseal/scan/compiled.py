@@ -26,9 +26,9 @@ Per PE file:
   or section-unmapping import: the injection and hollowing shapes) P/Invoke declarations (ImplMap table)
   matching the rule's ``pinvoke:`` patterns (``kernel32!VirtualAllocEx``...).
 * **NS4012** (warning) member references to an HTTP download API (``WebClient.DownloadFile``...,
-  ``HttpClient.GetByteArrayAsync``...) together with ``Process.Start``/``ProcessStartInfo`` or
-  ``Assembly.Load(byte[])`` in the same assembly, with the references and any URL literals (``#US``
-  heap) as evidence.
+  ``HttpClient.GetByteArrayAsync``/``GetStreamAsync``; not the generic ``SendAsync`` of API clients)
+  together with ``Process.Start``/``ProcessStartInfo`` or ``Assembly.Load(byte[])`` in the same assembly,
+  with the references and any URL literals (``#US`` heap) as evidence.
 """
 
 from __future__ import annotations
@@ -134,10 +134,9 @@ _DOWNLOAD_API = {
             "OpenRead",
         }
     ),
-    "System.Net.Http.HttpClient": frozenset(
-        {"GetByteArrayAsync", "GetStreamAsync", "GetStringAsync", "GetAsync", "SendAsync"}
-    ),
-    "System.Net.WebRequest": frozenset({"Create", "CreateHttp"}),
+    # Only the calls that fetch a payload whole: GetAsync/SendAsync/GetStringAsync are every API client's
+    # (MSAL opens a browser with Process.Start and talks HTTP with SendAsync: not a downloader).
+    "System.Net.Http.HttpClient": frozenset({"GetByteArrayAsync", "GetStreamAsync"}),
 }
 _EXEC_API = {
     "System.Diagnostics.Process": frozenset({"Start"}),
