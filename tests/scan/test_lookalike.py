@@ -98,6 +98,19 @@ def test_suffix_squats() -> None:
     assert found == [("NS5005", Severity.WARNING)]
 
 
+def test_homoglyph_ids_are_judged_on_what_they_render_as() -> None:
+    index = popular_index()
+    for fake, rule in [
+        (f"N{CYRILLIC_E}wtonsoft.Json.Net", "NS5005"),  # Newtonsoft.Json.* exists, yet no sibling uses Cyrillic
+        (f"N{CYRILLIC_E}wtonsoft-Json", "NS5004"),
+        (f"N{CYRILLIC_E}wtonsofft.Json", "NS5003"),
+    ]:
+        found = index.check(fake)
+        assert [h.rule_id for h in found] == ["NS5001", rule], fake
+        assert found[1].target == "Newtonsoft.Json" and not found[1].weak
+        assert found[1].detail.startswith("renders like ")
+
+
 def test_exact_popular_ids_any_case_are_not_lookalikes() -> None:
     index = popular_index()
     ids = builtin_popular_ids()

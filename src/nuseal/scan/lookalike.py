@@ -16,15 +16,22 @@ Rules (``rules/identity.toml``):
   the ``pyicu-wheels`` distribution, ICU 77 / Unicode 16), compared case-folded, for the id as written
   and case-folded (``I`` and ``l`` share a skeleton; ``Serilog`` / ``SeriIog``).
 * **NS5003** one edit from a popular id (optimal string alignment distance 1: insert, delete,
-  substitute, or swap two adjacent characters), including on the skeleton (a homoglyph id with one more
-  change), or the same id with letters doubled (``Newtonsofft.Json``).
+  substitute, or swap two adjacent characters), or the same id with letters doubled (``Newtonsofft.Json``).
+  An edit that changes a whole word other popular ids use (``xunit`` / ``nunit``, ``MySql`` / ``MsSql``),
+  or a word of at most 3 characters (culture codes), is a family sibling, not a typo.
 * **NS5004** the same id with separators changed (``.`` ``-`` ``_`` swapped, dropped or added).
 * **NS5005** a popular id with a common suffix added or swapped (``.Net``, ``.Core``, ``.Api``, ``.Lib``...:
   ``AvalonEdit.Net``). Real families do this too (``Mapster`` / ``Mapster.Core``), so when the id's
   namespace already has other members in the list (``Mapster.*``) the finding is weak: one level lower.
 
+NS5003-NS5005 on a non-ASCII id are judged on its skeleton (what it renders as), and never weak: no real
+family member uses look-alike letters.
+
+Tuning (``bench/lookalike.py``): the sibling rules and thresholds were chosen on false alarms among
+real popular ids held out of the list (5-fold), never on the malicious ids used for recall.
 Speed: :class:`PopularIds` indexes the list once (exact ids, skeletons, separator-free keys,
-run-collapsed keys and the one-deletion neighbourhood of each key, as in the symmetric-delete method)
+run-collapsed keys, suffix stems and the one-deletion neighbourhood of each key, as in the
+symmetric-delete method; the same shapes of the skeletons on the first non-ASCII id)
 so :meth:`PopularIds.check` costs a few dictionary look-ups per deletion of the id (microseconds), not
 a pass over the list. Edits that touch a digit are not typosquats here (``NUnit3TestAdapter`` /
 ``NUnitTestAdapter``, ``Foo.V2`` / ``Foo.V3`` are real families); ids whose key is shorter than
@@ -168,15 +175,11 @@ def _strip_suffix(key: str) -> str | None:
     return None
 
 
-class PopularIds:
-    """An index of reference ids for :meth:`check` (see the module docstring for what each rule means).
+class _Shapes:
+    """The ASCII-shape index of a list of texts (ids, or their skeletons): doubled letters, one edit,
+    separators, suffixes. ``target`` maps each indexed text back to the popular id it stands for."""
 
-    Build once (about 50 ms for the built-in 2,524 ids) and share: :meth:`check` only reads it.
-    """
-
-    def __init__(self, ids: Iterable[str]) -> None:
-        self._exact: dict[str, str] = {}
-        self._skeleton: dict[str, str] = {}
+    def __init__(self) -> None:
         self._squash: dict[str, str] = {}
         self._norm: dict[str, str] = {}
         self._words: set[str] = set()
@@ -184,8 +187,84 @@ class PopularIds:
         self._collapsed: dict[str, str] = {}
         self._stem: dict[str, str] = {}
         self._deletes: dict[str, list[str]] = {}
-        self._skel_deletes: dict[str, list[str]] = {}
-        self._skel_deletes_built = False
+
+    def add(self, text: str, target: str) -> None:
+        key = _squash(text)
+        self._squash.setdefault(key, target)
+        norm = _norm(text)
+        self._norm.setdefault(norm, target)
+        self._collapsed.setdefault(_collapse(norm), target)
+        words = norm.split(".")
+        self._words.update(words)
+        for i in range(1, len(words)):
+            self._roots.add(".".join(words[:i]))
+        stem = _strip_suffix(key)
+        self._stem.setdefault(stem or key, target)
+        if len(key) >= MIN_EDIT_LENGTH:
+            self._deletes.setdefault(norm, []).append(norm)
+            for d in _deletions(norm):
+                self._deletes.setdefault(d, []).append(norm)
+
+    def _sibling(self, norm: str, near: str) -> bool:
+        """Whether the one-edit difference of ``norm`` from the reference id ``near`` is a whole word
+        of a family rather than a typo: the changed word of the id is a word of the reference list
+        (``xunit`` / ``nunit``, ``Mvc.Core`` / ``Mvc.Cors``, ``MySql`` / ``MsSql``), or a short code of at
+        most 3 characters (``Humanizer.Core.ro`` / ``.ko``). A typo makes a non-word (``Jsno``)."""
+        words, targets = norm.split("."), near.split(".")
+        if len(words) != len(targets):
+            return False
+        changed = [(w, t) for w, t in zip(words, targets, strict=True) if w != t]
+        if len(changed) != 1:
+            return False
+        word, target = changed[0]
+        return word in self._words or len(word) <= 3 or len(target) <= 3
+
+    def _near(self, norm: str) -> str | None:
+        candidates = set(self._deletes.get(norm, ()))
+        for d in _deletions(norm):
+            candidates.update(self._deletes.get(d, ()))
+        for cand in sorted(candidates):
+            if _one_edit(norm, cand):
+                return cand
+        return None
+
+    def match(self, text: str, how: str = "") -> Lookalike | None:
+        """The first shape rule ``text`` matches (NS5003 doubled letters / one edit, NS5004 separators,
+        NS5005 suffix), or ``None``. ``how`` prefixes the detail (``"renders like "`` for skeletons)."""
+        key, norm = _squash(text), _norm(text)
+        target = self._collapsed.get(_collapse(norm))
+        if target is not None and _collapse(norm) != norm and _norm(target) != norm and norm not in self._norm:
+            return Lookalike("NS5003", target, f"{how}{target} with letters doubled")
+        if len(key) >= MIN_EDIT_LENGTH:
+            near = self._near(norm)
+            if near is not None and not self._sibling(norm, near):
+                target = self._norm[near]
+                return Lookalike("NS5003", target, f"{how}one edit from {target}")
+        target = self._squash.get(key)
+        if target is not None:
+            return Lookalike("NS5004", target, f"{how}{target} with its separators changed")
+        stem = _strip_suffix(key)
+        target = self._stem.get(stem) if stem is not None else None
+        if target is not None:
+            parent = norm.rpartition(".")[0]
+            family = bool(parent) and parent in self._roots
+            sibling = f" (other {parent}.* packages exist: maybe a sibling)" if family else ""
+            return Lookalike("NS5005", target, f"{how}{target} with a suffix added or changed{sibling}", family)
+        return None
+
+
+class PopularIds:
+    """An index of reference ids for :meth:`check` (see the module docstring for what each rule means).
+
+    Build once (a few hundred ms for the built-in 2,524 ids) and share: :meth:`check` only reads it
+    (the skeleton-shape index is built on the first non-ASCII id).
+    """
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self._exact: dict[str, str] = {}
+        self._skeleton: dict[str, str] = {}
+        self._shapes = _Shapes()
+        self._skeleton_shapes: _Shapes | None = None
         for raw in ids:
             self.add(raw)
 
@@ -203,69 +282,26 @@ class PopularIds:
             return
         self._exact[folded] = pid
         for skel in _skeletons(pid):
-            if skel not in self._skeleton:
-                self._skeleton[skel] = pid
-                self._skel_deletes_built = False
-        key = _squash(pid)
-        self._squash.setdefault(key, pid)
-        norm = _norm(pid)
-        self._norm.setdefault(norm, pid)
-        self._collapsed.setdefault(_collapse(norm), pid)
-        words = norm.split(".")
-        self._words.update(words)
-        for i in range(1, len(words)):
-            self._roots.add(".".join(words[:i]))
-        stem = _strip_suffix(key)
-        self._stem.setdefault(stem or key, pid)
-        if len(key) >= MIN_EDIT_LENGTH:
-            self._deletes.setdefault(norm, []).append(norm)
-            for d in _deletions(norm):
-                self._deletes.setdefault(d, []).append(norm)
+            self._skeleton.setdefault(skel, pid)
+        self._shapes.add(pid, pid)
+        self._skeleton_shapes = None
 
-    def _skeleton_deletes(self) -> dict[str, list[str]]:
-        # Built on the first non-ASCII id only: ASCII ids never need it (their skeleton edits are
-        # the ASCII edits already checked), and most scans see no non-ASCII id at all.
-        if not self._skel_deletes_built:
-            table: dict[str, list[str]] = {}
-            for skel in self._skeleton:
-                if len(skel) >= MIN_EDIT_LENGTH:
-                    table.setdefault(skel, []).append(skel)
-                    for d in _deletions(skel):
-                        table.setdefault(d, []).append(skel)
-            self._skel_deletes = table
-            self._skel_deletes_built = True
-        return self._skel_deletes
-
-    def _sibling(self, norm: str, near: str) -> bool:
-        """Whether the one-edit difference of ``norm`` from the reference id ``near`` is a whole word
-        of a family rather than a typo: the changed word of the id is a word of the reference list
-        (``xunit`` / ``nunit``, ``Mvc.Core`` / ``Mvc.Cors``, ``MySql`` / ``MsSql``), or a short code of at
-        most 3 characters (``Humanizer.Core.ro`` / ``.ko``). A typo makes a non-word (``Jsno``)."""
-        words, targets = norm.split("."), near.split(".")
-        if len(words) != len(targets):
-            return False
-        changed = [(w, t) for w, t in zip(words, targets, strict=True) if w != t]
-        if len(changed) != 1:
-            return False
-        word, target = changed[0]
-        return word in self._words or len(word) <= 3 or len(target) <= 3
-
-    def _near(self, key: str, table: dict[str, list[str]], min_length: int = MIN_EDIT_LENGTH) -> str | None:
-        if len(key) < min_length:
-            return None
-        candidates = set(table.get(key, ()))
-        for d in _deletions(key):
-            candidates.update(table.get(d, ()))
-        for cand in sorted(candidates):
-            if _one_edit(key, cand):
-                return cand
-        return None
+    def _skeleton_index(self) -> _Shapes:
+        # Built on the first non-ASCII id only: an ASCII id's shapes are checked on the id itself, and
+        # most scans see no non-ASCII id at all.
+        if self._skeleton_shapes is None:
+            shapes = _Shapes()
+            for skel, pid in self._skeleton.items():
+                shapes.add(skel, pid)
+            self._skeleton_shapes = shapes
+        return self._skeleton_shapes
 
     def check(self, package_id: str) -> list[Lookalike]:
         """Why ``package_id`` looks like a reference id: an empty list when it does not, or when it is one.
 
-        At most one :class:`Lookalike` per rule, strongest first (NS5002 before NS5003 before NS5004;
-        NS5001 whenever the id has non-ASCII characters).
+        NS5001 whenever the id has non-ASCII characters, then the strongest of NS5002 (same skeleton),
+        NS5003, NS5004, NS5005 -- for a non-ASCII id, on its skeleton (``Newtonsoft.Json.Net`` with a
+        Cyrillic ``o`` is a suffix squat that renders like the real id).
         """
         pid = package_id.strip()[:MAX_ID_LENGTH]
         folded = pid.casefold()
@@ -276,49 +312,26 @@ class PopularIds:
             odd = sorted({c for c in pid if not c.isascii()})
             names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, '?')}" for c in odd[:4])
             found.append(Lookalike("NS5001", None, f"non-ASCII characters: {names}"))
-        skels = _skeletons(pid)
-        for skel in sorted(skels):
+        skels = sorted(_skeletons(pid))
+        for skel in skels:
             target = self._skeleton.get(skel)
             if target is not None:
                 found.append(Lookalike("NS5002", target, f"renders like {target} (same confusable skeleton)"))
                 return found
-        key = _squash(pid)
-        norm = _norm(pid)
-        target = self._collapsed.get(_collapse(norm))
-        if target is not None and _collapse(norm) != norm and _norm(target) != norm:
-            found.append(Lookalike("NS5003", target, f"{target} with letters doubled"))
-            return found
-        near = self._near(norm, self._deletes) if len(key) >= MIN_EDIT_LENGTH else None
-        if near is not None and not self._sibling(norm, near):
-            target = self._norm[near]
-            found.append(Lookalike("NS5003", target, f"one edit from {target}"))
-            return found
+        hit = None
         if not pid.isascii():
-            table = self._skeleton_deletes()
-            for skel in sorted(skels):
-                near = self._near(skel, table)
-                if near is not None:
-                    target = self._skeleton[near]
-                    found.append(Lookalike("NS5003", target, f"renders like {target} with one edit"))
-                    return found
-        target = self._squash.get(key)
-        if target is not None:
-            found.append(Lookalike("NS5004", target, f"{target} with its separators changed"))
-            return found
-        stem = _strip_suffix(key)
-        target = self._stem.get(stem or key) if stem is not None else None
-        if target is not None and _squash(target) != key:
-            parent = norm.rpartition(".")[0]
-            family = bool(parent) and parent in self._roots
-            found.append(
-                Lookalike(
-                    "NS5005",
-                    target,
-                    f"{target} with a suffix added or changed"
-                    + (f" (other {parent}.* packages exist: maybe a sibling)" if family else ""),
-                    family,
-                )
-            )
+            # A homoglyph id is judged on what it renders as; no real family member uses look-alike
+            # letters, so a suffix on one is never the weak (sibling) case.
+            index = self._skeleton_index()
+            for skel in skels:
+                hit = index.match(skel, "renders like ")
+                if hit is not None:
+                    hit = Lookalike(hit.rule_id, hit.target, hit.detail.split(" (other ")[0])
+                    break
+        if hit is None:
+            hit = self._shapes.match(pid)
+        if hit is not None:
+            found.append(hit)
         return found
 
 
