@@ -35,7 +35,7 @@ from nuseal.scan.package import EntryReadError, ScanPackage
 from nuseal.scan.rules import RuleSet
 
 if TYPE_CHECKING:
-    from tree_sitter import Node, Parser
+    from tree_sitter import Parser, Query
 
     from nuseal.scan.engine import Analyser, ScanContext
 
@@ -58,6 +58,7 @@ MAX_PER_RULE = 10
 MAX_DECODE_DEPTH = 3
 _RUN_SCRIPTS = re.compile(r"^tools/(?:[^/]+/)?(init|install|uninstall)\.ps1$", re.IGNORECASE)
 _ENC_PARAM = re.compile(r"^-(e|ec|en|enc|enco|encod|encode|encoded|encodedc\w*)$", re.IGNORECASE)
+_NOT_NEWLINE = re.compile(rb"[^\r\n]")
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]{16,}={0,2}$")
 _ENC_IN_TEXT = re.compile(
     r"(?:^|\s)-(?:e|ec|en|enc|enco|encod|encode|encoded|encodedc\w*)\s+[\"']?([A-Za-z0-9+/]{16,}={0,2})", re.IGNORECASE
@@ -136,42 +137,61 @@ def _strip_quotes(text: str) -> str:
     return text
 
 
+_QUERY_SOURCE = """
+(comment) @comment
+(command_name) @command
+(command_parameter) @parameter
+(generic_token) @string
+(member_name) @member
+(type_spec) @type
+(variable) @variable
+(expandable_string_literal) @quoted
+(verbatim_string_characters) @quoted
+(expandable_here_string_literal) @quoted
+(verbatim_here_string_characters) @quoted
+(command_invokation_operator) @invoke
+"""
+
+
+@cache
+def _query() -> Query:
+    import tree_sitter_powershell  # noqa: PLC0415
+    from tree_sitter import Language, Query  # noqa: PLC0415
+
+    return Query(Language(tree_sitter_powershell.language()), _QUERY_SOURCE)
+
+
 def _tokens(source: bytes) -> tuple[list[Token], bytearray, bool]:
-    """Tokens in source order, the source with comments blanked, and whether ``& $var`` / ``. $var`` occurs."""
+    """Tokens in source order, the source with comments blanked, and whether ``& $var`` / ``. $var`` occurs.
+
+    One tree-sitter query (run in C) picks the nodes; nested ones (a sub-expression inside an expandable string)
+    are captured too."""
+    from tree_sitter import QueryCursor  # noqa: PLC0415
+
     tree = _parser().parse(source)
     blanked = bytearray(source)
     tokens: list[Token] = []
     calls_variable = False
-    stack: list[Node] = [tree.root_node]
-    while stack:
-        node = stack.pop()
-        kind = node.type
-        if kind == "comment":
-            for i in range(node.start_byte, node.end_byte):
-                if blanked[i] not in (0x0A, 0x0D):
-                    blanked[i] = 0x20
+    captures = QueryCursor(_query()).captures(tree.root_node)
+    for node in captures.get("comment", ()):
+        blanked[node.start_byte : node.end_byte] = _NOT_NEWLINE.sub(b" ", source[node.start_byte : node.end_byte])
+    for capture, nodes in captures.items():
+        if capture == "comment":
             continue
-        row, col = node.start_point
-        text = (node.text or b"").decode("utf-8", errors="replace")
-        if kind == "command_name":
-            tokens.append(Token("command", text, row + 1, col + 1))
-        elif kind == "command_parameter":
-            tokens.append(Token("parameter", text, row + 1, col + 1))
-        elif kind == "generic_token":
-            tokens.append(Token("string", text, row + 1, col + 1))
-        elif kind == "member_name":
-            tokens.append(Token("member", text.split("(")[0].strip(), row + 1, col + 1))
-        elif kind == "type_spec":
-            tokens.append(Token("type", text, row + 1, col + 1))
-        elif kind == "variable":
-            tokens.append(Token("variable", text, row + 1, col + 1))
-        elif kind in _STRING_NODES:
-            tokens.append(Token("string", _strip_quotes(text), row + 1, col + 1))
-        elif kind == "command_invokation_operator":
-            sibling = node.next_sibling
-            if sibling is not None and b"$" in (sibling.text or b"")[:2]:
-                calls_variable = True
-        stack.extend(reversed(node.children))
+        for node in nodes:
+            kind = capture
+            row, col = node.start_point
+            if kind == "invoke":
+                sibling = node.next_sibling
+                if sibling is not None and b"$" in (sibling.text or b"")[:2]:
+                    calls_variable = True
+                continue
+            text = (node.text or b"").decode("utf-8", errors="replace")
+            if kind == "member":
+                text = text.split("(")[0].strip()
+            elif kind == "quoted":
+                kind, text = "string", _strip_quotes(text)
+            tokens.append(Token(kind, text, row + 1, col + 1))
     tokens.sort(key=lambda t: (t.line, t.column))
     # New-Object's type argument is a type name too.
     typed: list[Token] = []
