@@ -92,7 +92,7 @@ def test_proof_of_concept_drop_and_run_with_credential_theft() -> None:
         return true;"""
     found = scan_targets(inline_task(code, factory="CodeTaskFactory", hook='AfterTargets="CoreCompile"'))
     assert {"NS2102", "NS2103", "NS2105", "NS2106", "NS2110"} <= set(found)
-    assert found["NS2105"][0].severity is Severity.ERROR
+    assert found["NS2105"][0].severity is Severity.WARNING
     assert found["NS2106"][0].severity is Severity.ERROR
 
 
@@ -177,7 +177,8 @@ def test_download_file_property_functions_initial_targets_imports_and_task_assem
     )
     assert found["NS2302"][0].severity is Severity.ERROR
     assert [f.evidence for f in found["NS2303"]] == ["$([System.IO.File]::WriteAllText('/tmp/x', 'y'))"]
-    assert len(found["NS2501"]) == 2  # the UNC share and the climb out; the SDK import is not judged
+    assert len(found["NS2501"]) == 1  # the UNC share; the SDK import is not judged
+    assert found["NS2502"][0].severity is Severity.NOTE  # the climb out of the package
     assert found["NS2401"][0].severity is Severity.WARNING
     assert found["NS2301"][0].severity is Severity.WARNING
     assert "tools/Weaver.Tasks.dll" in found["NS2601"][0].message

@@ -137,3 +137,24 @@ def test_utf16_script_with_bom_is_read() -> None:
 def test_syntax_errors_do_not_hide_the_rest() -> None:
     script = "function broken( {\n" + CRADLE + "\n"
     assert "NS1110" in rules_in(script)
+
+
+@pytest.mark.parametrize(
+    "snippet",
+    [
+        "Start-Process 'https://github.com/contoso/lib#readme'",
+        "start https://contoso.example/welcome",
+        "[Reflection.Assembly]::LoadWithPartialName('System.Windows.Forms') | Out-Null",
+        "[System.Reflection.Assembly]::Load('System.Xml, Version=4.0.0.0, Culture=neutral')",
+        "[System.Reflection.Assembly]::LoadFrom((Join-Path $toolsPath 'Tasks.dll'))",
+        "$psi.WindowStyle = 'Normal'",
+        "$v = '1.2.3.4'",
+    ],
+)
+def test_ordinary_install_script_idioms_are_not_warnings(snippet: str) -> None:
+    hits = analyse_script(snippet, RULES).hits
+    assert [h for h in hits if RULES.get(h.rule_id).severity > Severity.NOTE] == []
+
+
+def test_start_process_of_a_program_is_still_reported() -> None:
+    assert "NS1103" in rules_in("Start-Process 'https://x.example/a' ; Start-Process $env:TEMP\\a.exe")

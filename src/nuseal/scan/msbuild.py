@@ -26,7 +26,8 @@ element line numbers. Then:
   patterns (NS2302 process/network/reflection, NS2303 file writes);
 * ``InitialTargets``: NS2401; ``BeforeTargets`` / ``AfterTargets`` / ``*DependsOn`` on common targets: NS2402
   (note);
-* ``Import`` of a file outside the package (absolute, UNC, URL, or ``..`` out of the package): NS2501.
+* ``Import`` of a file outside the package: absolute, UNC or URL NS2501 (warning); a relative path climbing out
+  of the package NS2502 (note).
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ _VB_COMMENT = re.compile(r"^(?P<code>(?:[^'\"\n]|\"[^\"\n]*\")*)'[^\n]*", re.MUL
 
 @dataclass(frozen=True, slots=True)
 class _Resolved:
-    """An Import / AssemblyFile path: ``kind`` is ``package`` (``paths`` inside), ``outside``, or ``external``
-    (through a property MSBuild or the machine defines: an SDK import, not judged)."""
+    """An Import / AssemblyFile path: ``kind`` is ``package`` (``paths`` inside), ``outside`` (absolute, UNC,
+    URL), ``climb`` (relative, leaving the package), or ``external`` (through a property MSBuild or the machine
+    defines: an SDK import, not judged)."""
 
     kind: str
     paths: tuple[str, ...] = ()
@@ -169,7 +171,7 @@ def _resolve(value: str, base_dir: str, pkg: ScanPackage) -> _Resolved:
         replaced = f"{here}/{replaced}"
     norm = posixpath.normpath(replaced)
     if not norm.startswith(_ROOT + "/"):
-        return _Resolved("outside", text=text)
+        return _Resolved("climb", text=text)
     joined = norm[len(_ROOT) + 1 :]
     lower = pkg.lower_paths
     if any(ch in joined for ch in "*?"):
@@ -287,7 +289,7 @@ class _FileAnalysis:
                     f'<UsingTask TaskName="{task_name}" AssemblyFile="{assembly}"',
                     self.line(el),
                 )
-            elif where.kind == "outside":
+            elif where.kind in ("outside", "climb"):
                 self.add(
                     "NS2602",
                     f"UsingTask {task_name} loads an assembly from outside the package: {assembly}",
@@ -399,9 +401,9 @@ class _FileAnalysis:
         if not project:
             return
         where = _resolve(self.expand(project), base_dir, self.pkg)
-        if where.kind == "outside":
+        if where.kind in ("outside", "climb"):
             self.add(
-                "NS2501",
+                "NS2501" if where.kind == "outside" else "NS2502",
                 f"{self.path} imports {project}, which is not in the package",
                 f'<Import Project="{project}"',
                 self.line(el),

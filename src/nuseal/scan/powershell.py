@@ -239,6 +239,23 @@ def _decode_base64_script(candidate: str) -> str | None:
     return None
 
 
+_OPENERS = {"start-process", "start", "saps", "invoke-item", "ii"}
+_WEB_PAGE = re.compile(r"^https?://[^\s]+$", re.IGNORECASE)
+
+
+def _url_openers(tokens: list[Token]) -> set[Token]:
+    """``Start-Process`` / ``start`` / ``Invoke-Item`` tokens whose only argument is a web address (opening a page)."""
+    found: set[Token] = set()
+    for i, tok in enumerate(tokens):
+        if tok.kind != "command" or tok.text.lower() not in _OPENERS:
+            continue
+        args = [t for t in tokens[i + 1 :] if t.line == tok.line and t.kind in ("string", "parameter", "command")]
+        strings = [t for t in args if t.kind == "string"]
+        if strings and all(t.kind != "command" for t in args) and _WEB_PAGE.match(strings[0].text.strip()):
+            found.add(tok)
+    return found
+
+
 def analyse_script(text: str, rules: RuleSet, *, depth: int = 0) -> ScriptAnalysis:
     """Analyse PowerShell ``text`` with the ``powershell`` rules' patterns (see the module docstring).
 
@@ -260,6 +277,7 @@ def analyse_script(text: str, rules: RuleSet, *, depth: int = 0) -> ScriptAnalys
     by_kind: dict[str, list[Token]] = {}
     for tok in tokens:
         by_kind.setdefault(tok.kind, []).append(tok)
+    opens_url = _url_openers(tokens)
     for pattern in rules.patterns("powershell"):
         if pattern.kind == "code":
             for m in pattern.regex.finditer(code):
@@ -267,6 +285,8 @@ def analyse_script(text: str, rules: RuleSet, *, depth: int = 0) -> ScriptAnalys
                 add(Hit(pattern.rule_id, line, col, _line_text(code, line)))
             continue
         for tok in by_kind.get(pattern.kind, ()):
+            if pattern.rule_id == "NS1103" and tok in opens_url:
+                continue  # Start-Process 'https://…' opens a web page in the browser
             if pattern.regex.search(tok.text):
                 add(Hit(pattern.rule_id, tok.line, tok.column, _line_text(code, tok.line) or tok.text))
     # -EncodedCommand <base64>, and base64 literals when the script decodes base64.
