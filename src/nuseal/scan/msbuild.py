@@ -21,7 +21,8 @@ element line numbers. Then:
   task assemblies (``$(MSBuildToolsPath)``...) are not reported;
 * ``Exec``: NS2201 (note); its command against the ``command:`` patterns (NS2202 download, NS2203 download and
   run, NS2204 hidden or encoded) and through the PowerShell analysis (:func:`nuseal.scan.powershell.analyse_script`,
-  which decodes ``-EncodedCommand``);
+  which decodes ``-EncodedCommand``); a ``.ps1`` of the package that the command runs is analysed with the
+  PowerShell rules (NS11xx, located in the script);
 * ``DownloadFile``: NS2301; property functions ``$([Type]::Member(...))`` against the ``property-function:``
   patterns (NS2302 process/network/reflection, NS2303 file writes);
 * ``InitialTargets``: NS2401; ``BeforeTargets`` / ``AfterTargets`` / ``*DependsOn`` on common targets: NS2402
@@ -80,6 +81,7 @@ _CODE_FACTORIES = {"codetaskfactory", "roslyncodetaskfactory"}
 _THIS_FILE = re.compile(r"\$\(\s*MSBuildThisFile(Directory|FullPath|Name|Extension)?\s*\)", re.IGNORECASE)
 _PROPERTY = re.compile(r"\$\(\s*([A-Za-z_][\w.]*)\s*\)")
 _PROPERTY_FUNCTION = re.compile(r"\$\(\s*(\[[^\]\[]{1,200}\]\s*::\s*\w+)")
+_SCRIPT_REF = re.compile(r"([^\s\"';|&<>]+\.ps1)\b", re.IGNORECASE)
 _C_COMMENTS = re.compile(r"//[^\n]*|/\*.*?\*/", re.DOTALL)
 _VB_COMMENT = re.compile(r"^(?P<code>(?:[^'\"\n]|\"[^\"\n]*\")*)'[^\n]*", re.MULTILINE)
 
@@ -200,6 +202,7 @@ class _FileAnalysis:
         self.findings: list[Finding] = []
         self.imports: list[str] = []
         self.properties: dict[str, str] = {}
+        self.scripts_done: set[str] = set()
 
     def collect_properties(self, root: Element) -> None:
         """The file's own unconditional-or-not property definitions (first wins), for resolving paths such as
@@ -380,7 +383,7 @@ class _FileAnalysis:
                 title = self.rules.get(pattern.rule_id).title
                 self.add(pattern.rule_id, f"{title} ({self.path})", command, line)
         analysis = analyse_script(command, self.rules)
-        mapped = {"NS1101": "NS2202", "NS1110": "NS2203", "NS1120": "NS2204", "NS1123": "NS2204"}
+        mapped = {"NS1101": "NS2202", "NS1110": "NS2203", "NS1120": "NS2204"}
         for hit in analysis.hits:
             rule_id = mapped.get(hit.rule_id)
             if rule_id is None and hit.rule_id in ("NS1130", "NS1131", "NS1132"):
@@ -395,6 +398,36 @@ class _FileAnalysis:
             "NS2203" not in matched
         ):
             self.add("NS2203", f"{self.rules.get('NS2203').title} (Exec in {self.path})", command, line)
+        self.exec_scripts(command)
+
+    def exec_scripts(self, command: str) -> None:
+        """PowerShell scripts of the package that the command runs (``powershell -File x.ps1``, ``& x.ps1``) are
+        analysed with the PowerShell rules, located in the script."""
+        for m in _SCRIPT_REF.finditer(self.expand(command)):
+            where = _resolve(m.group(1), posixpath.dirname(self.path), self.pkg)
+            for script in where.paths if where.kind == "package" else ():
+                if script in self.scripts_done:
+                    continue
+                self.scripts_done.add(script)
+                try:
+                    data = self.pkg.read(script, limit=MAX_MSBUILD_SIZE)
+                except EntryReadError as exc:
+                    self.pkg.read_problem(exc)
+                    continue
+                sha = self.pkg.sha256(script)
+                for hit in analyse_script(decode_text(data), self.rules).hits:
+                    title = self.rules.get(hit.rule_id).title
+                    self.findings.append(
+                        self.rules.finding(
+                            hit.rule_id,
+                            f"{'decoded command: ' if hit.decoded else ''}{title} in {script} "
+                            f"(run by an Exec task in {self.path})",
+                            self.pkg.ref,
+                            location=Location(path=script, line=hit.line, column=hit.column),
+                            evidence=hit.evidence,
+                            file_sha256=sha,
+                        )
+                    )
 
     def import_(self, el: Element, base_dir: str) -> None:
         project = _attr(el, "Project")
