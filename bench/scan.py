@@ -107,6 +107,10 @@ def main() -> None:
             name = getattr(analyser, "__module__", "?").rsplit(".", 1)[-1]
             t = timed(lambda only=only: scan_paths(only, paths), max(1, args.rounds // 2))
             report(f"  only {name} (+ package view)", t, len(paths), size, base)
+        no_compiled = Scanner(rules, analysers=tuple(
+            a for a in scanner.analysers if not getattr(a, "__module__", "").endswith(".compiled")))
+        t = timed(lambda: scan_paths(no_compiled, paths), max(1, args.rounds // 2))
+        report("  every analyser but compiled", t, len(paths), size, base)
         view = Scanner(rules, analysers=())
         t = timed(lambda: scan_paths(view, paths), max(1, args.rounds // 2))
         report("  package view only (no analyser)", t, len(paths), size, base)
