@@ -14,6 +14,7 @@ from nuseal.scan.engine import Scanner
 from nuseal.scan.model import Severity
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.powershell import MAX_SCRIPT_SIZE
+from nuseal.scan.powershell import analyse as powershell
 from nuseal.scan.rules import RulesError, load_rules
 
 from .scan_support import by_rule, make_nupkg, nuspec, scan_bytes
@@ -165,3 +166,14 @@ def test_duplicate_builtin_ids_are_an_error(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         monkeypatch.undo()
         rules_module._builtin_rules.cache_clear()
+
+
+def test_a_failing_analyser_is_a_finding_and_the_others_still_report() -> None:
+    def broken(pkg: ScanPackage, rules: object) -> list[object]:
+        raise RecursionError("deep")
+
+    scanner = Scanner(load_rules(), analysers=(broken, powershell))
+    report = scanner.scan(ScanPackage.from_bytes(make_nupkg("P", files={"tools/init.ps1": "iex $x"}), source="t"))
+    found = by_rule(report)
+    assert "RecursionError: deep" in found["NS9008"][0].message
+    assert "NS1102" in found

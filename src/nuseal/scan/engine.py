@@ -1,7 +1,8 @@
 """The scan engine: run every analyser over one :class:`~nuseal.scan.package.ScanPackage`.
 
 An **analyser** is ``Callable[[ScanPackage, RuleSet], Iterable[Finding]]``: it reads the package through
-the bounded view, never raises for bad content (an unreadable entry becomes an NS9004 problem through
+the bounded view, never raises for bad content (if one does anyway, the engine reports NS9008 naming it and keeps
+the other analysers' findings) (an unreadable entry becomes an NS9004 problem through
 ``pkg.read_problem``), and makes findings with ``rules.finding(rule_id, ...)`` so the severity is the rule's.
 
 Analysers come from modules (imported lazily, so the engine works before every module exists):
@@ -151,7 +152,11 @@ class Scanner:
         out: list[Finding] = []
         if pkg.nuspec is not None or pkg.paths:
             for analyser in self.analysers:
-                out.extend(analyser(pkg, rules))
+                try:
+                    out.extend(analyser(pkg, rules))
+                except Exception as exc:
+                    name = getattr(analyser, "__module__", None) or repr(analyser)
+                    pkg.problems.append(PackageProblem("NS9008", f"{name} failed: {type(exc).__name__}: {exc}"))
         out.extend(_problem_finding(pkg, rules, p) for p in pkg.problems)
         seen: set[tuple[str, str | None, int | None, str]] = set()
         kept: list[Finding] = []
@@ -176,6 +181,7 @@ class Scanner:
 
 
 _SCANNERS: dict[tuple[int, ScanContext], Scanner] = {}
+_MAX_SCANNERS = 16
 
 
 def scan_package(pkg: ScanPackage, rules: RuleSet, *, context: ScanContext | None = None) -> ScanReport:
@@ -185,6 +191,8 @@ def scan_package(pkg: ScanPackage, rules: RuleSet, *, context: ScanContext | Non
     key = (id(rules), ctx)
     scanner = _SCANNERS.get(key)
     if scanner is None or scanner.rules is not rules:
+        if len(_SCANNERS) >= _MAX_SCANNERS:
+            _SCANNERS.clear()
         scanner = Scanner(rules, ctx)
         _SCANNERS[key] = scanner
     return scanner.scan(pkg)
