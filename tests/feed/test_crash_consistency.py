@@ -33,9 +33,9 @@ import pytest
 from sqlalchemy import text
 
 from nuseal.feed.database import Database
-from nuseal.feed.faults import CRASH_ENV_VAR, CRASH_POINTS
+from nuseal.feed.faults import CRASH_ENV_VAR, PUBLISH_POINTS
 
-from .conftest import Feed, PgCluster, make_package, nuspec_xml, start_feed
+from .conftest import Feed, PgCluster, _free_port, make_package, nuspec_xml, start_feed
 
 IDS = ("Crash.Alpha", "Crash.Beta")
 #: Distinct versions per id in one burst, plus RACERS copies (different bytes) of one more version of the first id.
@@ -215,9 +215,17 @@ def _wait_dead(feed: Feed, where: str) -> None:
         feed.process.stdout.close()
 
 
+#: Port of each data folder's server, the same at every restart: the documents embed the base URL, and a start
+#: with another one rewrites every document, which would hide damage the recovery must find by itself.
+_PORTS: dict[Path, int] = {}
+
+
 def _restart(data_dir: Path, keys: dict[str, str], database_url: str | None, **kw: object) -> Feed:
-    """Start `nuseal serve` on ``data_dir``; the first start (empty ``keys``) creates the users and fills ``keys``."""
-    feed = start_feed(data_dir, users=() if keys else ("alice",), database_url=database_url, **kw)  # type: ignore[arg-type]
+    """Start `nuseal serve` on ``data_dir`` (always on the same port); the first start (empty ``keys``) creates the
+    users and fills ``keys``."""
+    port = _PORTS.setdefault(data_dir, _free_port())
+    users = () if keys else ("alice",)
+    feed = start_feed(data_dir, "--port", str(port), users=users, database_url=database_url, **kw)  # type: ignore[arg-type]
     if keys:
         feed.keys = keys
     else:
@@ -237,14 +245,14 @@ def _crash_at_every_point(tmp_path: Path, database_url: str | None) -> None:
     data_dir = tmp_path / "feed"
     keys: dict[str, str] = {}
     ledger = Ledger()
-    bursts = [_burst(n) for n in range(1, len(CRASH_POINTS) + 1)]
+    bursts = [_burst(n) for n in range(1, len(PUBLISH_POINTS) + 1)]
     previous: list[tuple[str, str, bytes]] | None = None
-    for n, point in enumerate([*CRASH_POINTS, None]):
+    for n, point in enumerate([*PUBLISH_POINTS, None]):
         env = {CRASH_ENV_VAR: f"{point}:{_victim(bursts[n])}"} if point else {}
         feed = _restart(data_dir, keys, database_url, env=env)
         try:
             if previous is not None:
-                where = f"crash at {CRASH_POINTS[n - 1]}"
+                where = f"crash at {PUBLISH_POINTS[n - 1]}"
                 recent = {(package_id.lower(), version) for package_id, version, _ in previous}
                 committed = _check_consistent(feed, ledger, where, recent)
                 _repush_and_check(feed, ledger, previous, committed, where)
@@ -359,5 +367,34 @@ def test_a_restart_removes_what_an_older_feed_served_without_a_row(tmp_path: Pat
             with feed.client() as c:
                 assert c.get(f"/v3/flatcontainer/{id_lower}/2.0.0/{id_lower}.2.0.0.nupkg").content == data
         _check_consistent(feed, Ledger(), "after the older feed's leftovers")
+    finally:
+        feed.stop()
+
+
+def test_a_crash_after_an_unlist_commits_is_finished_by_the_restart(tmp_path: Path) -> None:
+    """Killed after an unlist committed and before its documents were rewritten: the restart rewrites them, so the
+    registration leaf, the registration index and search agree with the database (unlisted)."""
+    data_dir = tmp_path / "feed"
+    keys: dict[str, str] = {}
+    feed = _restart(data_dir, keys, None, env={CRASH_ENV_VAR: "listing.committed:unlist.me/1.0.0"})
+    try:
+        assert feed.push(make_package("Unlist.Me", "1.0.0")).status_code == 201
+        assert feed.push(make_package("Unlist.Me", "1.1.0")).status_code == 201
+        with feed.client() as c, pytest.raises(httpx.HTTPError):
+            c.delete("/api/v2/package/Unlist.Me/1.0.0", headers={"X-NuGet-ApiKey": keys["alice"]})
+        _wait_dead(feed, "crash after the unlist committed")
+    finally:
+        feed.stop()
+    feed = _restart(data_dir, keys, None)
+    try:
+        with feed.client() as c:
+            for view in ("registration", "registration-semver2"):
+                assert c.get(f"/v3/{view}/unlist.me/1.0.0.json").json()["listed"] is False
+                index = c.get(f"/v3/{view}/unlist.me/index.json").json()
+                listed = {i["catalogEntry"]["version"]: i["catalogEntry"]["listed"] for i in index["items"][0]["items"]}
+                assert listed == {"1.0.0": False, "1.1.0": True}
+            hit = c.get("/v3/search", params={"q": "unlist.me"}).json()["data"][0]
+            assert [v["version"] for v in hit["versions"]] == ["1.1.0"]
+        assert not (data_dir / "pending").is_dir() or not list((data_dir / "pending").iterdir())
     finally:
         feed.stop()

@@ -16,13 +16,13 @@ import os
 import signal
 from contextvars import ContextVar
 
-__all__ = ["CRASH_ENV_VAR", "CRASH_POINTS", "crash_point", "current_push"]
+__all__ = ["CRASH_ENV_VAR", "CRASH_POINTS", "PUBLISH_POINTS", "crash_point", "current_push"]
 
 CRASH_ENV_VAR = "NUSEAL_TEST_CRASH_AT"
 
-#: Every step :func:`crash_point` is called at, in the order a push reaches them (``docs/feed.md``, Crash
-#: consistency).
-CRASH_POINTS: tuple[str, ...] = (
+#: The steps of a push :func:`crash_point` is called at, in the order a push reaches them (``docs/feed.md``,
+#: Crash consistency).
+PUBLISH_POINTS: tuple[str, ...] = (
     "publish.row",  # package row inserted and flushed, transaction open
     "publish.pending",  # bytes and nuspec in DATA/pending, transaction open
     "publish.committed",  # transaction committed, nothing published yet
@@ -31,6 +31,11 @@ CRASH_POINTS: tuple[str, ...] = (
     "documents.partial",  # the first document of the id rewritten, the others not
     "settle.documents",  # every document rewritten, pending entry still there
     "publish.done",  # pending entry removed, response not sent
+)
+#: Every step :func:`crash_point` is called at.
+CRASH_POINTS: tuple[str, ...] = (
+    *PUBLISH_POINTS,
+    "listing.committed",  # an unlist or relist committed, its documents not rewritten yet
 )
 
 

@@ -454,7 +454,7 @@ class FeedService:
                     names.add(parts[3][: -len(".json")])
             for id_lower in leaves.keys() | want.keys():
                 expected = want.get(id_lower, set()) - (set() if with_semver2 else semver2.get(id_lower, set()))
-                if leaves.get(id_lower, set()) != expected:
+                if leaves.get(id_lower, set()) != expected or id_lower not in want:
                     damaged.add(id_lower)
         for key in self.storage.list_temporaries("v3/"):
             parts = key.split("/")
@@ -478,21 +478,23 @@ class FeedService:
             rows = {
                 r.version_lower: r for r in session.scalars(select(Package).where(Package.id_lower == id_lower)).all()
             }
-            placed = self._place_pending(id_lower, rows)
+            # versions with a pending entry or marker: their leaves may lag the database
+            touched = {p.name for p in (self.pending_dir / id_lower).glob("*") if p.is_dir()}
+            self._place_pending(id_lower, rows)
             if sweep:
                 self._sweep(id_lower, rows)
-            missing = [v for v in rows if not self.storage.exists(docs.nupkg_key(id_lower, v))]
-            if missing:
-                log.error("committed versions of %s have no stored .nupkg and no pending entry: %s", id_lower, missing)
-            leaves = None if sweep or leaves_for is None else leaves_for | placed
+                missing = [v for v in rows if not self.storage.exists(docs.nupkg_key(id_lower, v))]
+                if missing:
+                    log.error("committed versions of %s have no .nupkg and no pending entry: %s", id_lower, missing)
+            leaves = None if sweep or leaves_for is None else leaves_for | touched
             self._write_documents(session, id_lower, leaves_for=leaves)
             crash_point("settle.documents")
             shutil.rmtree(self.pending_dir / id_lower, ignore_errors=True)
 
-    def _mark_pending(self, id_lower: str) -> None:
-        """Record (must hold the id's lock) that the id's documents may lag the database until :meth:`settle`
-        runs: an empty pending folder, which a restart settles."""
-        folder = self.pending_dir / id_lower
+    def _mark_pending(self, id_lower: str, ver_lower: str) -> None:
+        """Record (must hold the id's lock) that the documents of one version may lag the database until
+        :meth:`settle` runs: an empty pending folder for the version, which a restart settles."""
+        folder = self.pending_dir / id_lower / ver_lower
         folder.mkdir(parents=True, exist_ok=True)
         _fsync_dir(folder.parent)
 
@@ -746,8 +748,9 @@ class FeedService:
             if changed:
                 row.listed = listed
                 session.flush()
-                self._mark_pending(id_lower)
+                self._mark_pending(id_lower, ver_lower)
         if changed:  # documents only from what is committed
+            crash_point("listing.committed", f"{id_lower}/{ver_lower}")
             self.settle(id_lower, leaves_for=frozenset({ver_lower}))
 
     # ------------------------------------------------------------------------------------------ owners
@@ -842,7 +845,7 @@ class FeedService:
                 **dict(evidence),
             )
             session.flush()
-            self._mark_pending(id_lower)
+            self._mark_pending(id_lower, row.version_lower)
             done = row.id, row.version
         self.settle(id_lower, leaves_for=frozenset({done[1].lower()}))  # documents only from what is committed
         return done
