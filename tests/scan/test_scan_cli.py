@@ -331,3 +331,16 @@ def test_encoded_init_script_end_to_end(capsys: pytest.CaptureFixture[str], tmp_
     code, out, _ = run(capsys, str(pkg))
     assert code == 1
     assert "NS1120" in out and "decodes to: iex (New-Object Net.WebClient)" in out
+
+
+def test_popular_ids_file_reaches_the_lookalike_analyser(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    ids = tmp_path / "ours.txt"
+    ids.write_text("Contoso.Widgets\n")
+    pkg = tmp_path / "Contoso.Widgetz.1.0.0.nupkg"
+    pkg.write_bytes(make_nupkg("Contoso.Widgetz", "1.0.0", {"lib/x.txt": "x"}))
+    code, out, _ = run(capsys, "--format", "json", str(pkg))
+    assert not [f for f in json.loads(out)["packages"][0]["findings"] if f["rule"].startswith("NS5")]
+    code, out, _ = run(capsys, "--format", "json", "--popular-ids", str(ids), str(pkg))
+    findings = json.loads(out)["packages"][0]["findings"]
+    assert code == 1
+    assert any(f["rule"].startswith("NS5") and "Contoso.Widgets" in f["evidence"] for f in findings)

@@ -34,20 +34,6 @@ __all__ = ["render_text", "scan_command"]
 PROGRESS_FROM = 10
 
 
-def _read_ids(files: Sequence[str]) -> tuple[str, ...]:
-    ids: list[str] = []
-    for name in files:
-        try:
-            text = Path(name).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"cannot read --popular-ids {name}: {exc}") from exc
-        for line in text.splitlines():
-            line_id = line.split("#", 1)[0].strip()
-            if line_id:
-                ids.append(line_id)
-    return tuple(ids)
-
-
 def _missing_report(item: Missing, rules: RuleSet) -> ScanReport:
     ref = PackageRef(item.id, item.version, item.lock_file)
     finding = rules.finding(
@@ -188,7 +174,6 @@ def scan_command(
             raise UsageError(f"cannot read {baseline}: {exc.strerror or exc}") from exc
         suppressions = parse_baseline(data, label=baseline)
     context = ScanContext(
-        popular_ids=_read_ids(popular_ids),
         popular_id_files=tuple(str(Path(p).resolve()) for p in popular_ids),
         osv_path=str(Path(osv).resolve()) if osv else None,
     )

@@ -18,9 +18,9 @@ is not installed yet (``ModuleNotFoundError`` for that module itself) is skipped
 
 :class:`ScanContext` is plain data (picklable: ``--jobs`` workers rebuild their :class:`Scanner` from it):
 
-* ``popular_ids`` -- extra popular package ids (the user's ``--popular-ids`` files, already read, and a
-  feed's own ids); the look-alike analyser adds its built-in list;
-* ``popular_id_files`` -- paths of user popular-id files (for analysers that prefer to read them);
+* ``popular_ids`` -- extra popular package ids given directly (a feed's own ids); the look-alike analyser
+  adds its built-in list;
+* ``popular_id_files`` -- paths of user popular-id files (``--popular-ids``), read by the look-alike analyser;
 * ``osv_path`` -- ``--osv DIR`` (a folder or zip of OSV JSON records), or ``None``;
 * ``options`` -- free-form ``str -> str`` settings for analysers (documented by each module).
 
