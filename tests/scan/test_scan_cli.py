@@ -344,3 +344,19 @@ def test_popular_ids_file_reaches_the_lookalike_analyser(capsys: pytest.CaptureF
     findings = json.loads(out)["packages"][0]["findings"]
     assert code == 1
     assert any(f["rule"].startswith("NS5") and "Contoso.Widgets" in f["evidence"] for f in findings)
+
+
+def test_osv_folder_reaches_the_known_bad_analyser(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    osv = tmp_path / "osv"
+    osv.mkdir()
+    (osv / "MAL-2026-1.json").write_text(json.dumps({
+        "id": "MAL-2026-1", "modified": "2026-01-01T00:00:00Z", "summary": "Malicious code in Evil.Lib",
+        "affected": [{"package": {"ecosystem": "NuGet", "name": "Evil.Lib"}, "versions": ["1.0.0"]}],
+    }))
+    pkg = tmp_path / "Evil.Lib.1.0.0.nupkg"
+    pkg.write_bytes(make_nupkg("Evil.Lib", "1.0.0", {"lib/x.txt": "x"}))
+    code, out, _ = run(capsys, "--format", "json", "--osv", str(osv), str(pkg))
+    findings = json.loads(out)["packages"][0]["findings"]
+    assert code == 1
+    assert any(f["rule"].startswith("NS6") and f["severity"] == "error" and "MAL-2026-1" in f["message"]
+               for f in findings)
