@@ -97,6 +97,28 @@ def test_json_document(capsys: pytest.CaptureFixture[str], packages: Path) -> No
                             "evidence", "fileSha256", "fingerprint"}
 
 
+def test_json_validates_against_the_documented_schema(capsys: pytest.CaptureFixture[str], packages: Path,
+                                                      tmp_path: Path) -> None:
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "scan.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    baseline = tmp_path / "b.json"
+    baseline.write_text(json.dumps({"version": 1, "suppressions": [
+        {"id": "Nice.Lib", "version": "*", "rule": "NS1001"},
+        {"id": "Gone.Lib", "version": "1.0.0", "rule": "NS1001", "reason": "stale on purpose"},
+    ]}))
+    _, out, _ = run(capsys, "--format", "json", "--baseline", str(baseline), str(packages), str(SHARED / "vectors"))
+    doc = json.loads(out)
+    validator.validate(doc)
+    assert doc["summary"]["suppressed"] == 1 and len(doc["staleSuppressions"]) == 1
+    broken = tmp_path / "Broken.nupkg"
+    broken.write_bytes(b"PK not really")
+    _, out, _ = run(capsys, "--format", "json", str(broken))
+    doc = json.loads(out)
+    validator.validate(doc)
+    assert doc["packages"][0]["id"] is None
+
+
 def test_sarif_validates_and_fingerprints_are_stable(capsys: pytest.CaptureFixture[str], packages: Path,
                                                      tmp_path: Path) -> None:
     validator = sarif_validator()
