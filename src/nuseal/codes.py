@@ -17,7 +17,18 @@ __all__ = ["Issue", "Level", "NuCode"]
 
 
 class NuCode(enum.StrEnum):
-    """NuGet signing log codes (``NuGetLogCode``)."""
+    """NuGet log codes (``NuGetLogCode``): the signing codes (NU3xxx) and the restore codes (NU1xxx)."""
+
+    # Restore (NuGet.Client NuGetLogCode.cs; docs/reference/errors-and-warnings/NU1xxx.md)
+    NU1004 = "NU1004"  # locked mode: the project's inputs no longer match the lock file
+    NU1101 = "NU1101"  # no package with this id on any source
+    NU1102 = "NU1102"  # no version in the requested range on any source
+    NU1103 = "NU1103"  # only prerelease versions in a range that asks for stable
+    NU1107 = "NU1107"  # version conflict between dependencies
+    NU1301 = "NU1301"  # a source could not be read (network, HTTP error)
+    NU1403 = "NU1403"  # a downloaded package's content hash differs from the lock file's
+    NU1605 = "NU1605"  # detected package downgrade
+    NU1608 = "NU1608"  # resolved version outside a dependency's range
 
     NU3000 = "NU3000"  # generic signature error
     NU3001 = "NU3001"  # invalid input to sign

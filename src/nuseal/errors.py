@@ -14,6 +14,7 @@ __all__ = [
     "NetworkError",
     "NusealError",
     "PackageFormatError",
+    "RestoreError",
     "SignatureFormatError",
     "SigningError",
     "TimestampError",
@@ -66,3 +67,26 @@ class SigningError(NusealError):
 
 class NetworkError(NusealError):
     """An HTTP fetch (revocation data, TSA, feed) failed or timed out."""
+
+
+class RestoreError(NusealError):
+    """A restore or audit could not go on: nothing resolves (NU1101/NU1102/NU1103), a conflict (NU1107),
+    the lock file no longer matches (NU1004, NU1403), a source failed (NU1301), or a package was refused by
+    the gate before extraction (its NU3xxx code, or ``rule_id`` for a scan finding).
+
+    ``package`` is ``"<id> <version>"`` when one package is concerned, ``source`` the feed it came from.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: NuCode | None = None,
+        package: str | None = None,
+        source: str | None = None,
+        rule_id: str | None = None,
+    ) -> None:
+        super().__init__(message, code=code)
+        self.package = package
+        self.source = source
+        self.rule_id = rule_id
