@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -221,7 +220,7 @@ def _as_json(result: VerificationResult) -> dict[str, object]:
     "--jobs",
     type=click.IntRange(1, 64),
     default=None,
-    help="Worker processes for many packages (default: CPU count).",
+    help="Worker processes (default: none below 16 packages, else the CPU count, at most one per 8 packages).",
 )
 def verify_command(
     packages: tuple[str, ...],
@@ -256,7 +255,6 @@ def verify_command(
         revocation_mode=mode,
     )
     spec = VerifierSpec(policy, code_signing_roots, timestamping_roots, as_json or verbosity == "detailed")
-    workers = jobs if jobs is not None else (os.cpu_count() or 1)
     for issue in config_issues:
         click.echo(_style(issue), err=True)
     for config in configs:
@@ -264,7 +262,7 @@ def verify_command(
             click.echo(f"warning: {config.source}: {warning}", err=True)
     started = time.perf_counter()
     results: list[VerificationResult] = []
-    for result in verify_paths(spec, [str(p) for p in paths], jobs=workers):
+    for result in verify_paths(spec, [str(p) for p in paths], jobs=jobs):
         results.append(result)
         if not as_json and verbosity != "quiet":
             _print_text(result, verbosity == "detailed")

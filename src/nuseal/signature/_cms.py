@@ -43,7 +43,10 @@ __all__ = [
     "find_certificate",
     "hash_for_oid",
     "load_certificates",
+    "cached_name_key",
     "name_key",
+    "name_key_of_der",
+    "oid_text",
 ]
 
 MAX_CERTIFICATES = 100
@@ -200,6 +203,54 @@ def name_key(name: asn1_x509.Name) -> NameKey:
     return tuple(rdns)
 
 
+#: Decoded names and OIDs remembered by their encoding (the same issuer names and attribute OIDs recur in every
+#: signature and timestamp); cleared when full.
+PARSE_CACHE_SIZE = 4096
+_NAME_KEYS: dict[bytes, NameKey] = {}
+_OID_TEXTS: dict[bytes, str] = {}
+
+
+def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
+    if len(cache) >= PARSE_CACHE_SIZE:
+        cache.clear()
+    cache[key] = value
+
+
+def cached_name_key(name: asn1_x509.Name) -> NameKey:
+    """:func:`name_key`, memoised by the name's encoding: a name seen before is not decoded again. A name not
+    seen before is decoded by :func:`name_key` itself (same result, same errors)."""
+    encoded = name.dump()
+    found = _NAME_KEYS.get(encoded)
+    if found is None:
+        found = name_key(name)
+        _remember(_NAME_KEYS, encoded, found)
+    return found
+
+
+def name_key_of_der(encoded: bytes) -> NameKey:
+    """``name_key(Name.load(encoded, strict=True))``, memoised by ``encoded``.
+
+    Raises:
+        ValueError, TypeError, KeyError, IndexError: as ``Name.load`` / :func:`name_key` do for a malformed name
+            (never cached).
+    """
+    found = _NAME_KEYS.get(encoded)
+    if found is None:
+        found = name_key(asn1_x509.Name.load(encoded, strict=True))
+        _remember(_NAME_KEYS, encoded, found)
+    return found
+
+
+def oid_text(oid: core.ObjectIdentifier) -> str:
+    """``oid.dotted``, memoised by the OID's content octets."""
+    contents = oid.contents
+    found = _OID_TEXTS.get(contents)
+    if found is None:
+        found = oid.dotted
+        _remember(_OID_TEXTS, contents, found)
+    return found
+
+
 def _attributes(spec: _RawAttributesSpec) -> tuple[RawAttribute, ...]:
     if len(spec) > MAX_ATTRIBUTES:
         raise CmsDecodeError(f"more than {MAX_ATTRIBUTES} attributes in a SignerInfo")
@@ -209,7 +260,7 @@ def _attributes(spec: _RawAttributesSpec) -> tuple[RawAttribute, ...]:
         if len(values) > MAX_ATTRIBUTE_VALUES:
             raise CmsDecodeError(f"more than {MAX_ATTRIBUTE_VALUES} values in one attribute")
         oid = attr["type"]
-        out.append(RawAttribute(oid.dotted, tuple(v.dump() for v in values), oid.dump()))
+        out.append(RawAttribute(oid_text(oid), tuple(v.dump() for v in values), oid.dump()))
     return tuple(out)
 
 
@@ -218,11 +269,11 @@ def _decode_signer(spec: _SignerInfoSpec, der: bytes) -> RawSignerInfo:
     sid: SignerId
     if sid_choice.name == "issuer_and_serial_number":
         ias = sid_choice.chosen
-        sid = IssuerSerialId(name_key(ias["issuer"]), int(ias["serial_number"].native))
+        sid = IssuerSerialId(cached_name_key(ias["issuer"]), int(ias["serial_number"].native))
     else:
         sid = KeyId(bytes(sid_choice.chosen.native))
     sig_alg = spec["signature_algorithm"]
-    sig_alg_oid = sig_alg["algorithm"].dotted
+    sig_alg_oid = oid_text(sig_alg["algorithm"])
     pss: tuple[str, str, int] | None = None
     if sig_alg_oid == oids.RSASSA_PSS:
         params = sig_alg["parameters"]
@@ -240,7 +291,7 @@ def _decode_signer(spec: _SignerInfoSpec, der: bytes) -> RawSignerInfo:
         der=der,
         version=int(spec["version"].native),
         sid=sid,
-        digest_algorithm_oid=spec["digest_algorithm"]["algorithm"].dotted,
+        digest_algorithm_oid=oid_text(spec["digest_algorithm"]["algorithm"]),
         signature_algorithm_oid=sig_alg_oid,
         pss=pss,
         signature=bytes(spec["signature"].native),
@@ -276,7 +327,7 @@ def decode_signed_data(der: bytes) -> RawSignedData:
     """
     try:
         info = _ContentInfoSpec.load(der)  # bytes after the ContentInfo are ignored, as .NET's SignedCms.Decode does
-        if info["content_type"].dotted != oids.SIGNED_DATA:
+        if oid_text(info["content_type"]) != oids.SIGNED_DATA:
             raise CmsDecodeError("the content type is not signedData (1.2.840.113549.1.7.2)")
         content = info["content"]
         if isinstance(content, core.Void):
@@ -298,7 +349,7 @@ def decode_signed_data(der: bytes) -> RawSignedData:
             signer_der = item.dump()
             signers.append(_decode_signer(_SignerInfoSpec.load(signer_der, strict=True), signer_der))
         return RawSignedData(
-            content_type=encap["content_type"].dotted,
+            content_type=oid_text(encap["content_type"]),
             content=None if isinstance(econtent, core.Void) else bytes(econtent.native),
             certificates=tuple(certs),
             signer_infos=tuple(signers),

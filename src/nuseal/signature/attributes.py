@@ -27,7 +27,7 @@ from nuseal.codes import NuCode
 from nuseal.errors import SignatureFormatError, UsageError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.signature import oids
-from nuseal.signature._cms import CertRef, NameKey, RawAttribute, attributes_of, name_key
+from nuseal.signature._cms import CertRef, NameKey, RawAttribute, attributes_of, name_key_of_der
 from nuseal.signature._der import (
     TAG_CONTEXT_CONSTRUCTED_4,
     TAG_IA5_STRING,
@@ -162,7 +162,7 @@ def _read_issuer_serial(reader: DerReader, what: str) -> EssIssuerSerial:
     if names.has_data:
         raise _format_error("The ASN.1 data is invalid.")
     try:
-        issuer = name_key(asn1_x509.Name.load(directory.contents, strict=True))
+        issuer = name_key_of_der(directory.contents)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise _malformed(what, exc) from exc
     return EssIssuerSerial(issuer, seq.read_integer_bytes())

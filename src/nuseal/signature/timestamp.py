@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from asn1crypto import core, tsp
 from cryptography import x509
@@ -32,6 +33,7 @@ from nuseal.signature._cms import (
     decode_signed_data,
     find_certificate,
     load_certificates,
+    oid_text,
 )
 from nuseal.signature.attributes import (
     SigningCertificateError,
@@ -115,11 +117,11 @@ class Timestamp:
                 parts = [accuracy[name].native for name in ("seconds", "millis", "micros")]
                 micros = (parts[0] or 0) * 1_000_000 + (parts[1] or 0) * 1000 + (parts[2] or 0)
             nonce = info["nonce"].native
-            fields = {
-                "policy_oid": info["policy"].dotted,
+            fields: dict[str, Any] = {
+                "policy_oid": oid_text(info["policy"]),
                 "serial_number": int(info["serial_number"].native),
                 "nonce": None if nonce is None else int(nonce),
-                "imprint_algorithm_oid": imprint["hash_algorithm"]["algorithm"].dotted,
+                "imprint_algorithm_oid": oid_text(imprint["hash_algorithm"]["algorithm"]),
                 "message_imprint": bytes(imprint["hashed_message"].native),
             }
             refs = load_certificates(signed.certificates)
@@ -168,7 +170,15 @@ class Timestamp:
         return True
 
     def _load_issue(self, name: str) -> Issue | None:
-        """The first problem NuGet *throws* while loading the token (NC ``Signature.GetTimestamps``)."""
+        """The first problem NuGet *throws* while loading the token (NC ``Signature.GetTimestamps``).
+
+        Memoised per ``name``: loading and :meth:`check` both ask, and the answer depends only on the token."""
+        memo: dict[str, Issue | None] = self.__dict__.setdefault("_load_issues", {})
+        if name not in memo:
+            memo[name] = self._first_load_issue(name)
+        return memo[name]
+
+    def _first_load_issue(self, name: str) -> Issue | None:
         signers = self._signed.signer_infos
         if len(signers) != 1:
             return _issue(NuCode.NU3021, f"The {name} contains an invalid timestamp.")

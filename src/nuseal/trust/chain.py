@@ -34,13 +34,14 @@ from nuseal.codes import Issue, Level, NuCode
 from nuseal.errors import UsageError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.trust.certificate import (
+    CertificateFacts,
     CertificatePurpose,
-    der,
     dotnet_name,
+    facts,
+    facts_may_have_issued,
+    facts_signed_by,
     fingerprint,
     is_self_issued,
-    may_have_issued,
-    signed_by,
 )
 from nuseal.trust.revocation import (
     HttpRevocationFetcher,
@@ -102,6 +103,9 @@ class ChainStatus(enum.Flag):
             or "NoError"
         )
 
+
+_DOTNET_NAMES: dict[ChainStatus, str] = {member: member.dotnet_name for member in ChainStatus}
+_BY_DOTNET_NAME: dict[str, ChainStatus] = {name: member for member, name in _DOTNET_NAMES.items()}
 
 #: The statuses NuGet reports as a chain-building failure (NU3012 / NU3035 / NU3028, fatal unless
 #: ``allowIllegal``): NC ``CertificateChainUtility.DefaultObservedStatusFlags``, i.e. every status except
@@ -200,9 +204,10 @@ class ChainResult:
         collected: dict[ChainStatus, set[str]] = {}
         for element in self.elements:
             for message in element.messages:
-                for member in element.statuses:
-                    if message.startswith(member.dotnet_name + ": "):
-                        collected.setdefault(member, set()).add(message)
+                # A message belongs to the one status it is prefixed with ("<Status>: "), if the element has it.
+                member = _BY_DOTNET_NAME.get(message.split(": ", 1)[0]) if ": " in message else None
+                if member is not None and member in element.statuses:
+                    collected.setdefault(member, set()).add(message)
         object.__setattr__(self, "_by_status", {k: tuple(sorted(v)) for k, v in collected.items()})
 
     @property
@@ -270,69 +275,63 @@ def _critical_oids(cert: x509.Certificate) -> list[str]:
         return []
 
 
-def _time_valid(cert: x509.Certificate, at: datetime) -> bool:
-    return cert.not_valid_before_utc <= at <= cert.not_valid_after_utc
-
-
 class _Search:
-    """Depth-first search for the best path from a leaf to a self-issued certificate."""
+    """Depth-first search for the best path from a leaf to a self-issued certificate.
 
-    def __init__(self, store: TrustStore, extra: Sequence[x509.Certificate], at: datetime) -> None:
+    Works on memoised :class:`CertificateFacts`: issuers are looked up by the issuer name's DER bytes in the
+    store's and the signature's subject indexes and filtered by key identifier; no name is encoded again.
+    ``examined`` collects every certificate whose validity at ``at`` the search may read (the leaf and every
+    issuer candidate): the result depends on ``at`` only through their validity states.
+    """
+
+    def __init__(self, store: TrustStore, extra: Sequence[CertificateFacts], at: datetime) -> None:
         self.store = store
         self.at = at
-        self.extra_by_subject: dict[bytes, list[x509.Certificate]] = {}
+        self.extra_by_subject: dict[bytes, list[CertificateFacts]] = {}
         seen: set[bytes] = set()
-        for cert in extra:
-            encoded = der(cert)
-            if encoded in seen:
+        for known in extra:
+            if known.der in seen:
                 continue
-            seen.add(encoded)
-            self.extra_by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
-        self._signature_cache: dict[tuple[bytes, bytes], bool] = {}
+            seen.add(known.der)
+            self.extra_by_subject.setdefault(known.subject, []).append(known)
         self.budget = MAX_PATH_CANDIDATES
-        self.best: tuple[tuple[int, ...], list[x509.Certificate]] | None = None
+        self.best: tuple[tuple[int, ...], list[CertificateFacts]] | None = None
+        self.examined: dict[bytes, CertificateFacts] = {}
 
-    def signed(self, cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-        key = (der(cert), der(issuer))
-        if key not in self._signature_cache:
-            self._signature_cache[key] = signed_by(cert, issuer)
-        return self._signature_cache[key]
-
-    def issuers(self, cert: x509.Certificate) -> list[x509.Certificate]:
-        own = der(cert)
+    def issuers(self, cert: CertificateFacts) -> list[CertificateFacts]:
+        own = cert.der
         seen: set[bytes] = set()
-        found: list[x509.Certificate] = []
-        for candidate in (
-            *self.store.with_subject(cert.issuer),
-            *self.extra_by_subject.get(cert.issuer.public_bytes(), ()),
-        ):
-            encoded = der(candidate)
-            if encoded == own or encoded in seen or not may_have_issued(candidate, cert):
+        found: list[CertificateFacts] = []
+        for candidate in (*self.store.issuer_candidates(cert), *self.extra_by_subject.get(cert.issuer, ())):
+            encoded = candidate.der
+            if encoded == own or encoded in seen or not facts_may_have_issued(candidate, cert):
                 continue
             seen.add(encoded)
             found.append(candidate)
+            self.examined.setdefault(encoded, candidate)
         # Store roots and verifying signatures first, then certificates valid at the verification time.
+        at, store = self.at, self.store
         return sorted(
             found,
-            key=lambda c: (not self.signed(cert, c), c not in self.store, not _time_valid(c, self.at)),
+            key=lambda c: (not facts_signed_by(cert, c), not store.contains_der(c.der), c.validity_state(at) != 0),
         )
 
-    def score(self, path: list[x509.Certificate]) -> tuple[int, ...]:
+    def score(self, path: list[CertificateFacts]) -> tuple[int, ...]:
         top = path[-1]
-        complete = is_self_issued(top)
-        trusted = complete and top in self.store
-        bad_signatures = sum(not self.signed(path[i], path[i + 1]) for i in range(len(path) - 1))
-        bad_times = sum(not _time_valid(c, self.at) for c in path)
+        complete = top.self_issued
+        trusted = complete and self.store.contains_der(top.der)
+        bad_signatures = sum(not facts_signed_by(path[i], path[i + 1]) for i in range(len(path) - 1))
+        bad_times = sum(c.validity_state(self.at) != 0 for c in path)
         return (int(trusted), int(complete), -bad_signatures, -bad_times, -len(path))
 
-    def walk(self, path: list[x509.Certificate]) -> bool:
+    def walk(self, path: list[CertificateFacts]) -> bool:
         """Explore from ``path``; True once a perfect chain (trusted, all signatures and times good) is found."""
         self.budget -= 1
         current = path[-1]
-        in_path = {der(c) for c in path}
-        candidates: list[x509.Certificate] = []
-        if not is_self_issued(current) and len(path) < MAX_CHAIN_LENGTH:
-            candidates = [c for c in self.issuers(current) if der(c) not in in_path]
+        in_path = {c.der for c in path}
+        candidates: list[CertificateFacts] = []
+        if not current.self_issued and len(path) < MAX_CHAIN_LENGTH:
+            candidates = [c for c in self.issuers(current) if c.der not in in_path]
         if not candidates:
             score = self.score(path)
             if self.best is None or score > self.best[0]:
@@ -346,12 +345,43 @@ class _Search:
         return False
 
 
+@dataclass(frozen=True)
+class _BuiltPath:
+    """The part of a chain result that depends on the leaf, the extra certificates, the store, the purpose and,
+    through the validity states of ``examined`` alone, on the verification time (not on revocation)."""
+
+    chain: tuple[CertificateFacts, ...]
+    statuses: tuple[ChainStatus, ...]
+    messages: tuple[tuple[str, ...], ...]
+    complete: bool
+    root_in_store: bool
+    examined: tuple[CertificateFacts, ...]
+    states: tuple[int, ...]
+
+    def holds_at(self, at: datetime) -> bool:
+        """Whether a search at ``at`` would take every decision this one took (same validity states)."""
+        return all(known.validity_state(at) == state for known, state in zip(self.examined, self.states, strict=True))
+
+
+#: Chains remembered per builder (distinct leaf / extra-certificate / purpose combinations)...
+CHAIN_CACHE_SIZE = 1024
+#: ...and, for each, the verification-time buckets remembered (one per combination of validity states).
+CHAIN_CACHE_BUCKETS = 8
+
+
 class ChainBuilder:
     """Builds and judges chains against one trust store, with one revocation mode.
 
     ``fetcher`` is used in online mode only; by default an :class:`HttpRevocationFetcher`. ``cache`` defaults
     to a fresh :class:`RevocationCache` owned by this builder (pass one to share it). ``clock`` gives the
     current time when :meth:`build` is not told ``now``.
+
+    Built paths are remembered (at most :data:`CHAIN_CACHE_SIZE` leaf / extra-certificate / purpose
+    combinations, :data:`CHAIN_CACHE_BUCKETS` time buckets each): a later build of the same leaf with the same
+    extra certificates reuses the path and its non-revocation statuses when every certificate the first search
+    examined is in the same validity state (not yet valid / valid / expired) at the new verification time, which
+    is exactly when the search would decide the same. Revocation is checked afresh on every build (its answer
+    depends on ``now``, the revocation mode and the shared :class:`RevocationCache`).
     """
 
     def __init__(
@@ -369,6 +399,14 @@ class ChainBuilder:
             fetcher = HttpRevocationFetcher()
         self.revocation = RevocationChecker(fetcher, cache=RevocationCache() if cache is None else cache)
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._chains: dict[tuple[bytes, tuple[bytes, ...], CertificatePurpose], list[_BuiltPath]] = {}
+        self._cache_store = trust_store
+        self._hits = 0
+        self._misses = 0
+
+    def cache_info(self) -> tuple[int, int]:
+        """``(hits, misses)`` of the built-path cache since this builder was made (a miss is a path search)."""
+        return self._hits, self._misses
 
     def build(
         self,
@@ -399,48 +437,20 @@ class ChainBuilder:
         current = now or self._clock()
         if current.tzinfo is None:
             raise UsageError("chain building needs a timezone-aware 'now'")
-        extras = list(extra_certificates)[:MAX_EXTRA_CERTIFICATES]
-
-        search = _Search(self.trust_store, extras, at)
-        search.walk([leaf])
-        assert search.best is not None  # walk always records at least the leaf-only path
-        chain = search.best[1]
-
-        complete = is_self_issued(chain[-1])
-        root_in_store = complete and chain[-1] in self.trust_store
-        statuses: list[ChainStatus] = [ChainStatus.NO_ERROR] * len(chain)
-        messages: list[list[str]] = [[] for _ in chain]
+        extras = tuple(facts(c) for c in list(extra_certificates)[:MAX_EXTRA_CERTIFICATES])
+        built = self._path(facts(leaf), extras, purpose, at)
+        chain = [leaf, *(known.certificate for known in built.chain[1:])]
+        complete = built.complete
+        root_in_store = built.root_in_store
+        statuses = list(built.statuses)
+        messages = [list(m) for m in built.messages]
         revocations: list[RevocationResult | None] = [None] * len(chain)
 
         def add(index: int, status: ChainStatus, text: str) -> None:
-            line = f"{status.dotnet_name}: {text}"
+            line = f"{_DOTNET_NAMES[status]}: {text}"
             if line not in messages[index]:
                 messages[index].append(line)
             statuses[index] |= status
-
-        for index, cert in enumerate(chain):
-            if at < cert.not_valid_before_utc:
-                add(index, ChainStatus.NOT_TIME_VALID, _NOT_YET_VALID)
-            elif at > cert.not_valid_after_utc:
-                add(index, ChainStatus.NOT_TIME_VALID, _EXPIRED)
-            if index + 1 < len(chain) and not search.signed(cert, chain[index + 1]):
-                add(index, ChainStatus.NOT_SIGNATURE_VALID, _BAD_SIGNATURE)
-            if index > 0:
-                for text in _ca_problems(chain, index):
-                    add(index, ChainStatus.INVALID_BASIC_CONSTRAINTS, text)
-            if not _extensions_readable(cert):
-                add(index, ChainStatus.INVALID_EXTENSION, _INVALID_EXTENSION)
-            if any(oid not in _SUPPORTED_CRITICAL_EXTENSIONS for oid in _critical_oids(cert)):
-                add(index, ChainStatus.HAS_NOT_SUPPORTED_CRITICAL_EXTENSION, _CRITICAL)
-
-        if not _valid_for_usage(chain, purpose):
-            add(0, ChainStatus.NOT_VALID_FOR_USAGE, _NO_POLICY_MATCH)
-
-        top = len(chain) - 1
-        if not complete:
-            add(top, ChainStatus.PARTIAL_CHAIN, _NO_ISSUER)
-        elif not root_in_store:
-            add(top, ChainStatus.UNTRUSTED_ROOT, _SELF_SIGNED_LEAF if top == 0 else _SELF_SIGNED_IN_CHAIN)
 
         # Revocation: every element but a root (X509RevocationFlag.ExcludeRoot).
         revocation_time: datetime | None = None
@@ -482,6 +492,91 @@ class ChainBuilder:
             revocation_mode=self.revocation_mode,
             trust_store_source=self.trust_store.source,
             trust_store_path=str(self.trust_store.path) if self.trust_store.path else None,
+        )
+
+
+    def _path(
+        self, leaf: CertificateFacts, extras: tuple[CertificateFacts, ...], purpose: CertificatePurpose, at: datetime
+    ) -> _BuiltPath:
+        """The chain and its statuses before revocation, from the cache when an earlier build took the same
+        decisions: same leaf, extra certificates (in order), store and purpose, and the same validity state at
+        ``at`` of every certificate that build examined (the time bucket). Revocation is never cached here."""
+        if self._cache_store is not self.trust_store:  # the store was swapped: nothing remembered applies
+            self._chains = {}
+            self._cache_store = self.trust_store
+        key = (leaf.der, tuple(known.der for known in extras), purpose)
+        buckets = self._chains.get(key)
+        if buckets is not None:
+            for built in buckets:
+                if built.holds_at(at):
+                    self._hits += 1
+                    return built
+        self._misses += 1
+        built = self._search(leaf, extras, purpose, at)
+        if buckets is None:
+            if len(self._chains) >= CHAIN_CACHE_SIZE:
+                self._chains.pop(next(iter(self._chains)), None)
+            buckets = self._chains.setdefault(key, [])
+        if len(buckets) >= CHAIN_CACHE_BUCKETS:
+            buckets.pop(0)
+        buckets.append(built)
+        return built
+
+    def _search(
+        self, leaf: CertificateFacts, extras: tuple[CertificateFacts, ...], purpose: CertificatePurpose, at: datetime
+    ) -> _BuiltPath:
+        search = _Search(self.trust_store, extras, at)
+        search.examined[leaf.der] = leaf
+        search.walk([leaf])
+        assert search.best is not None  # walk always records at least the leaf-only path
+        path = search.best[1]
+        chain = [known.certificate for known in path]
+
+        complete = path[-1].self_issued
+        root_in_store = complete and self.trust_store.contains_der(path[-1].der)
+        statuses: list[ChainStatus] = [ChainStatus.NO_ERROR] * len(path)
+        messages: list[list[str]] = [[] for _ in path]
+
+        def add(index: int, status: ChainStatus, text: str) -> None:
+            line = f"{_DOTNET_NAMES[status]}: {text}"
+            if line not in messages[index]:
+                messages[index].append(line)
+            statuses[index] |= status
+
+        for index, known in enumerate(path):
+            cert = known.certificate
+            state = known.validity_state(at)
+            if state < 0:
+                add(index, ChainStatus.NOT_TIME_VALID, _NOT_YET_VALID)
+            elif state > 0:
+                add(index, ChainStatus.NOT_TIME_VALID, _EXPIRED)
+            if index + 1 < len(path) and not facts_signed_by(known, path[index + 1]):
+                add(index, ChainStatus.NOT_SIGNATURE_VALID, _BAD_SIGNATURE)
+            if index > 0:
+                for text in _ca_problems(chain, index):
+                    add(index, ChainStatus.INVALID_BASIC_CONSTRAINTS, text)
+            if not _extensions_readable(cert):
+                add(index, ChainStatus.INVALID_EXTENSION, _INVALID_EXTENSION)
+            if any(oid not in _SUPPORTED_CRITICAL_EXTENSIONS for oid in _critical_oids(cert)):
+                add(index, ChainStatus.HAS_NOT_SUPPORTED_CRITICAL_EXTENSION, _CRITICAL)
+
+        if not _valid_for_usage(chain, purpose):
+            add(0, ChainStatus.NOT_VALID_FOR_USAGE, _NO_POLICY_MATCH)
+
+        top = len(path) - 1
+        if not complete:
+            add(top, ChainStatus.PARTIAL_CHAIN, _NO_ISSUER)
+        elif not root_in_store:
+            add(top, ChainStatus.UNTRUSTED_ROOT, _SELF_SIGNED_LEAF if top == 0 else _SELF_SIGNED_IN_CHAIN)
+        examined = tuple(search.examined.values())
+        return _BuiltPath(
+            chain=tuple(path),
+            statuses=tuple(statuses),
+            messages=tuple(tuple(m) for m in messages),
+            complete=complete,
+            root_in_store=root_in_store,
+            examined=examined,
+            states=tuple(known.validity_state(at) for known in examined),
         )
 
 

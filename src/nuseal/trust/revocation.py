@@ -17,7 +17,6 @@ unreachable or unusable revocation data is "unknown" (NU3018/NU3028 warning at m
 from __future__ import annotations
 
 import enum
-import hashlib
 import os
 import threading
 import time
@@ -52,7 +51,7 @@ from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 from nuseal._internal.tls import shared_tls_context
 from nuseal.errors import NetworkError, UsageError
 from nuseal.trust._aio import run_sync
-from nuseal.trust.certificate import der
+from nuseal.trust.certificate import der, facts
 
 __all__ = [
     "CACHE_DEFAULT_LIFETIME",
@@ -257,8 +256,7 @@ class RevocationCache:
     @staticmethod
     def key(cert: x509.Certificate, issuer: x509.Certificate) -> CacheKey:
         """The cache key of ``cert`` issued by ``issuer``."""
-        spki = asn1_x509.Certificate.load(der(issuer))["tbs_certificate"]["subject_public_key_info"].dump()
-        return hashlib.sha256(spki).digest(), cert.serial_number
+        return facts(issuer).spki_sha256, cert.serial_number  # sha256 of the issuer's SPKI DER, memoised
 
     def get(self, key: CacheKey, now: datetime) -> RevocationResult | None:
         """The cached answer still valid at ``now``, else ``None``."""

@@ -21,7 +21,13 @@ from pathlib import Path
 from cryptography import x509
 
 from nuseal.errors import UsageError
-from nuseal.trust.certificate import CertificatePurpose, der, load_der_certificate
+from nuseal.trust.certificate import (
+    CertificateFacts,
+    CertificatePurpose,
+    facts,
+    facts_may_have_issued,
+    load_der_certificate,
+)
 
 __all__ = [
     "CODE_SIGNING_BUNDLE_NAME",
@@ -64,16 +70,17 @@ class TrustStore:
     path: Path | None = None
     skipped: int = 0
     _ders: frozenset[bytes] = field(init=False, repr=False, compare=False)
-    _by_subject: Mapping[bytes, tuple[x509.Certificate, ...]] = field(init=False, repr=False, compare=False)
+    _by_subject: Mapping[bytes, tuple[CertificateFacts, ...]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        unique: dict[bytes, x509.Certificate] = {}
+        unique: dict[bytes, CertificateFacts] = {}
         for cert in self.certificates:
-            unique.setdefault(der(cert), cert)
-        by_subject: dict[bytes, list[x509.Certificate]] = {}
-        for cert in unique.values():
-            by_subject.setdefault(cert.subject.public_bytes(), []).append(cert)
-        object.__setattr__(self, "certificates", tuple(unique.values()))
+            known = facts(cert)
+            unique.setdefault(known.der, known)
+        by_subject: dict[bytes, list[CertificateFacts]] = {}
+        for known in unique.values():
+            by_subject.setdefault(known.subject, []).append(known)
+        object.__setattr__(self, "certificates", tuple(known.certificate for known in unique.values()))
         object.__setattr__(self, "_ders", frozenset(unique))
         object.__setattr__(self, "_by_subject", {k: tuple(v) for k, v in by_subject.items()})
 
@@ -173,11 +180,21 @@ class TrustStore:
         return len(self.certificates)
 
     def __contains__(self, cert: object) -> bool:
-        return isinstance(cert, x509.Certificate) and der(cert) in self._ders
+        return isinstance(cert, x509.Certificate) and facts(cert).der in self._ders
+
+    def contains_der(self, encoded: bytes) -> bool:
+        """Whether the certificate with DER ``encoded`` is one of the roots."""
+        return encoded in self._ders
 
     def with_subject(self, subject: x509.Name) -> tuple[x509.Certificate, ...]:
         """The roots whose subject is ``subject`` (DER comparison)."""
-        return self._by_subject.get(subject.public_bytes(), ())
+        return tuple(known.certificate for known in self._by_subject.get(subject.public_bytes(), ()))
+
+    def issuer_candidates(self, cert: CertificateFacts) -> tuple[CertificateFacts, ...]:
+        """The roots that may have issued ``cert``: subject DER equal to its issuer DER, and key identifiers
+        that do not contradict (``facts_may_have_issued``), in store order. Looked up by the name bytes
+        memoised in ``cert``; no name is encoded again."""
+        return tuple(known for known in self._by_subject.get(cert.issuer, ()) if facts_may_have_issued(known, cert))
 
 
 def _try_bundle(path: Path) -> TrustStore | None:

@@ -1,26 +1,53 @@
-"""Verifying many packages on every core: one :class:`~nuseal.verify.Verifier` per worker process.
+"""Verifying many packages on every core: worker processes started once, fed batches, results in input order.
 
-Trust stores are loaded once per worker (parsing a ~300-root bundle costs tens of milliseconds); packages are
-handed out in chunks and results come back in input order.
+The parent builds one :class:`~nuseal.verify.Verifier` (the trust stores are parsed once, ~0.15 s for the
+.NET SDK's two bundles) and, where the platform can ``fork`` (Linux), the workers inherit it, with whatever
+certificates, names and chains it has already cached, instead of loading their own. Elsewhere (``spawn``)
+each worker builds its verifier from the :class:`VerifierSpec` once. Paths go out in batches of
+:func:`batch_size` packages; results come back batch by batch and are yielded in input order as soon as the
+next one in order is ready.
+
+A pool costs tens of milliseconds to start (more under ``spawn``) and each worker fills its own caches on its
+first packages, so :func:`default_jobs` verifies fewer than :data:`MIN_PACKAGES_FOR_POOL` packages in this
+process and never starts more workers than there are batches of :data:`MIN_PACKAGES_PER_WORKER` packages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+import multiprocessing
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from multiprocessing.pool import Pool
+from typing import Any
 
 from nuseal.trust import CertificatePurpose, TrustStore
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import VerificationResult
 from nuseal.verify.verifier import Verifier
 
-__all__ = ["VerifierSpec", "verify_paths"]
+__all__ = [
+    "MAX_BATCH",
+    "MIN_PACKAGES_FOR_POOL",
+    "MIN_PACKAGES_PER_WORKER",
+    "VerifierPool",
+    "VerifierSpec",
+    "batch_size",
+    "default_jobs",
+    "verify_paths",
+]
 
-#: Below this many packages a pool costs more than it saves.
-MIN_PACKAGES_FOR_POOL = 4
-_CHUNK = 8
+#: Below this many packages ``default_jobs`` verifies in this process: measured with ``bench/verify.py`` on
+#: 2 cores, a forked pool of two workers starts in ~20 ms and its workers each spend ~10 ms filling their
+#: caches, about what verifying 16 small packages costs; below that the pool does not pay for itself.
+MIN_PACKAGES_FOR_POOL = 16
+#: ``default_jobs`` starts at most one worker per this many packages.
+MIN_PACKAGES_PER_WORKER = 8
+#: Most packages handed to a worker at once (small enough that workers finish together, large enough that
+#: the per-batch message costs nothing next to verification).
+MAX_BATCH = 16
 
 
 @dataclass(frozen=True)
@@ -34,7 +61,11 @@ class VerifierSpec:
     with_content_hash: bool = False
 
     def build(self) -> Verifier:
-        """Load the trust stores and make a verifier (online revocation uses the default HTTP fetcher)."""
+        """Load the trust stores and make a verifier (online revocation uses the default HTTP fetcher).
+
+        Raises:
+            UsageError: a bundle cannot be read or holds no certificate.
+        """
 
         def store(path: str | None, purpose: CertificatePurpose) -> TrustStore:
             return TrustStore.from_pem_file(path) if path else TrustStore.discover(purpose)
@@ -47,31 +78,119 @@ class VerifierSpec:
         )
 
 
+def default_jobs(count: int, cpus: int | None = None) -> int:
+    """Workers for ``count`` packages when the user did not say: 1 (no pool) below :data:`MIN_PACKAGES_FOR_POOL`,
+    else the CPU count, at most one worker per :data:`MIN_PACKAGES_PER_WORKER` packages."""
+    available = cpus if cpus is not None else (os.cpu_count() or 1)
+    if count < MIN_PACKAGES_FOR_POOL:
+        return 1
+    return max(1, min(available, count // MIN_PACKAGES_PER_WORKER))
+
+
+def batch_size(count: int, jobs: int) -> int:
+    """Packages per batch: about four batches per worker (so a slow package does not leave the other workers
+    idle at the end), at most :data:`MAX_BATCH`."""
+    return max(1, min(MAX_BATCH, -(-count // (jobs * 4))))
+
+
 _worker: Verifier | None = None
 
 
-def _init_worker(spec: VerifierSpec) -> None:
+def _adopt(verifier: Verifier) -> None:
+    """Pool initializer under ``fork``: the parent's verifier, inherited, not copied through a pipe."""
+    global _worker  # noqa: PLW0603 - one verifier per worker process
+    _worker = verifier
+
+
+def _build(spec: VerifierSpec) -> None:
+    """Pool initializer under ``spawn``/``forkserver``: build the verifier once per worker."""
     global _worker  # noqa: PLW0603 - one verifier per worker process
     _worker = spec.build()
 
 
-def _verify_in_worker(path: str) -> VerificationResult:
+def _verify_batch(paths: Sequence[str]) -> list[VerificationResult]:
     if _worker is None:  # pragma: no cover - the pool initializer sets it
         raise RuntimeError("worker not initialised")
-    return _worker.verify_path(path, now=datetime.now(UTC))
+    return [_worker.verify_path(p, now=datetime.now(UTC)) for p in paths]
 
 
-def verify_paths(spec: VerifierSpec, paths: Iterable[str], *, jobs: int) -> Iterator[VerificationResult]:
-    """Verify ``paths`` with ``jobs`` worker processes (in this process when ``jobs`` is 1 or the list is short).
+def _can_fork() -> bool:
+    """``fork`` is offered and safe here: no other thread could hold a lock the child would inherit locked."""
+    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
-    Yields results in input order as they complete. Raises :class:`~nuseal.errors.UsageError` (from the worker)
-    when a file cannot be read.
+
+class VerifierPool:
+    """``jobs`` worker processes started once and fed batches of package paths; use as a context manager.
+
+    ``verifier``: the verifier the workers inherit under ``fork`` (default: built from ``spec`` here, once).
+    Under ``spawn`` each worker builds its own from ``spec``. :meth:`verify` may be called several times; the
+    workers and their caches live until :meth:`close`.
+    """
+
+    def __init__(self, spec: VerifierSpec, jobs: int, *, verifier: Verifier | None = None) -> None:
+        if jobs < 1:
+            raise ValueError("a pool needs at least one worker")
+        self.jobs = jobs
+        initializer: Any
+        initargs: tuple[Any, ...]
+        if _can_fork():
+            self.forked = True
+            initializer, initargs, method = _adopt, (verifier or spec.build(),), "fork"
+        else:
+            self.forked = False
+            initializer, initargs, method = _build, (spec,), "spawn"
+        context = multiprocessing.get_context(method)
+        self._pool: Pool = context.Pool(jobs, initializer=initializer, initargs=initargs)
+
+    def verify(self, paths: Iterable[str]) -> Iterator[VerificationResult]:
+        """Results for ``paths`` in input order, each yielded as soon as it and those before it are done.
+
+        Raises:
+            UsageError: (from a worker) a file cannot be read.
+        """
+        items = list(paths)
+        size = batch_size(len(items), self.jobs)
+        batches = [items[i : i + size] for i in range(0, len(items), size)]
+        for results in self._pool.imap(_verify_batch, batches):
+            yield from results
+
+    def close(self) -> None:
+        """Stop the workers (waits for them to exit)."""
+        self._pool.close()
+        self._pool.join()
+
+    def terminate(self) -> None:
+        """Stop the workers at once (after an error)."""
+        self._pool.terminate()
+        self._pool.join()
+
+    def __enter__(self) -> VerifierPool:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.terminate()
+
+
+def verify_paths(
+    spec: VerifierSpec, paths: Iterable[str], *, jobs: int | None = None, verifier: Verifier | None = None
+) -> Iterator[VerificationResult]:
+    """Verify ``paths`` with ``jobs`` worker processes (``None``: :func:`default_jobs`); in this process when
+    ``jobs`` is 1 or there is at most one package. ``verifier`` (default: built from ``spec``) is used here or
+    inherited by the workers (``fork``).
+
+    Yields results in input order as they complete. Raises :class:`~nuseal.errors.UsageError` when a trust bundle
+    or a package file cannot be read.
     """
     items = list(paths)
-    if jobs <= 1 or len(items) < MIN_PACKAGES_FOR_POOL:
-        verifier = spec.build()
+    workers = default_jobs(len(items)) if jobs is None else jobs
+    workers = min(workers, len(items))
+    if workers <= 1:
+        local = verifier or spec.build()
         for p in items:
-            yield verifier.verify_path(p, now=datetime.now(UTC))
+            yield local.verify_path(p, now=datetime.now(UTC))
         return
-    with ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(spec,)) as pool:
-        yield from pool.map(_verify_in_worker, items, chunksize=_CHUNK)
+    with VerifierPool(spec, workers, verifier=verifier) as pool:
+        yield from pool.verify(items)

@@ -48,10 +48,10 @@ from nuseal.trust import (
     RevocationMode,
     TrustStore,
     check_certificate_requirements,
-    dotnet_name,
     fingerprint,
     untrusted_root_warning,
 )
+from nuseal.trust.certificate import facts
 from nuseal.verify.policy import (
     AllowList,
     AllowListEntry,
@@ -714,16 +714,17 @@ def _describe(primary: PrimarySignature) -> list[SignatureInfo]:
 
 def _info_for(signature: Signature, placement: str) -> SignatureInfo:
     cert = signature.signer_certificate
+    known = facts(cert) if cert else None  # names and fingerprints memoised per certificate
     return SignatureInfo(
         placement=placement,
         type=signature.type.value,
-        signer_subject=dotnet_name(cert.subject) if cert else None,
-        signer_issuer=dotnet_name(cert.issuer) if cert else None,
-        fingerprints={a.nuget_name: fingerprint(cert, a) for a in HashAlgorithm} if cert else {},
-        not_before=cert.not_valid_before_utc if cert else None,
-        not_after=cert.not_valid_after_utc if cert else None,
+        signer_subject=known.dotnet_subject if known else None,
+        signer_issuer=known.dotnet_issuer if known else None,
+        fingerprints={a.nuget_name: known.fingerprint(a) for a in HashAlgorithm} if known else {},
+        not_before=known.not_before if known else None,
+        not_after=known.not_after if known else None,
         timestamps=tuple(
-            (t.gen_time, dotnet_name(t.signer_certificate.subject) if t.signer_certificate else None)
+            (t.gen_time, facts(t.signer_certificate).dotnet_subject if t.signer_certificate else None)
             for t in signature.timestamps
         ),
         hash_algorithm=signature.content.hash_algorithm.nuget_name if isinstance(signature, PrimarySignature) else None,
