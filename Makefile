@@ -34,7 +34,7 @@ test: system-deps install lint typecheck
 	$(BIN)/pytest -n 2 --timeout 900 $(PYTEST_ARGS)
 
 test-fast: install
-	$(BIN)/pytest -n 2 -m "not oracle and not slow and not nugetexe and not postgres and not browser" $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 -m "not oracle and not slow and not nugetexe and not postgres and not browser and not dotnet" $(PYTEST_ARGS)
 
 serve: install
 	$(BIN)/nuseal serve

@@ -24,3 +24,6 @@ if [ -f scripts/ci-feed-deps.sh ]; then bash scripts/ci-feed-deps.sh; fi
 # NuGet's verifier (the differential tests' reference): install and build it once.
 oracle=../shared/tools/nuget-oracle/run-oracle.sh
 if [ -x "$oracle" ] || [ -f "$oracle" ]; then bash "$oracle" setup >/dev/null 2>&1 || echo "install-system-deps: nuget-oracle setup failed; oracle tests will fail" >&2; fi
+# The real dotnet CLI (.NET Core 3.1 SDK, NuGet 5.4) for the `dotnet` tests (tests/feed/test_dotnet_cli.py).
+dotnet_sdk=../shared/tools/dotnet-sdk/dotnet.sh
+if [ -f "$dotnet_sdk" ]; then bash "$dotnet_sdk" setup >/dev/null 2>&1 || echo "install-system-deps: dotnet-sdk setup failed; dotnet tests will fail" >&2; fi
