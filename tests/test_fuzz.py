@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from nuseal.errors import ConfigError, PackageFormatError, SignatureFormatError
 from nuseal.package import PackageArchive
 from nuseal.package.nuspec import Nuspec
 from nuseal.package.version import MAX_VERSION_LENGTH, NuGetVersion
-from nuseal.scan import msbuild
+from nuseal.scan import msbuild, powershell
 from nuseal.scan.model import PackageRef
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import load_rules
@@ -160,3 +161,17 @@ def test_msbuild_file_with_an_unknown_xml_encoding_is_ns9007() -> None:
     )
     rule_ids = [f.rule_id for f in msbuild.analyse(package, load_rules())]
     assert rule_ids == ["NS2001", "NS9007"]
+
+
+def test_powershell_analysis_of_many_matching_tokens_stays_within_the_fuzzing_time_bound() -> None:
+    """Each token matching a rule split the whole script into lines for its evidence, even past the per-rule cap
+    of findings: time grew with matches x size (336 KB of ``Invoke-Expression $a`` lines took 103 s; a 4 MB
+    install.ps1, the size limit, hours). Found while profiling the ``powershell`` target, whose per-input bound
+    is :data:`fuzz.run.DEFAULT_TIMEOUT` (10 s); the analysis now stops looking once a rule has its findings."""
+    rules = load_rules()
+    script = "Invoke-Expression $a\n" * 16000
+    started = time.monotonic()
+    analysis = powershell.analyse_script(script, rules)
+    elapsed = time.monotonic() - started
+    assert [h.line for h in analysis.hits if h.rule_id == "NS1102"][:3] == [1, 2, 3]
+    assert elapsed < 10, f"{elapsed:.1f} s"

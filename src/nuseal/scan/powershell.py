@@ -279,16 +279,23 @@ def analyse_script(text: str, rules: RuleSet, *, depth: int = 0) -> ScriptAnalys
         by_kind.setdefault(tok.kind, []).append(tok)
     opens_url = _url_openers(tokens)
     for pattern in rules.patterns("powershell"):
+        # Once a rule has its MAX_PER_RULE findings, stop looking: each hit's evidence costs a pass over the script.
+        if counts.get(pattern.rule_id, 0) >= MAX_PER_RULE:
+            continue
         if pattern.kind == "code":
             for m in pattern.regex.finditer(code):
                 line, col = _line_of(code, m.start())
                 add(Hit(pattern.rule_id, line, col, _line_text(code, line)))
+                if counts[pattern.rule_id] >= MAX_PER_RULE:
+                    break
             continue
         for tok in by_kind.get(pattern.kind, ()):
             if pattern.rule_id == "NS1103" and tok in opens_url:
                 continue  # Start-Process 'https://…' opens a web page in the browser
             if pattern.regex.search(tok.text):
                 add(Hit(pattern.rule_id, tok.line, tok.column, _line_text(code, tok.line) or tok.text))
+                if counts[pattern.rule_id] >= MAX_PER_RULE:
+                    break
     # -EncodedCommand <base64>, and base64 literals when the script decodes base64.
     decodes_base64 = any(h.rule_id == "NS1121" for h in result.hits)
     for i, tok in enumerate(tokens):
