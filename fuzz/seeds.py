@@ -10,6 +10,7 @@ Sources (``../shared/vectors`` relative to the repository root, every ``*.nupkg`
 * ``nuspec``: every package's nuspec.
 * ``nuget_config``: hand-made nuget.config files (trustedSigners, signatureValidationMode, clear, owners).
 * ``version``: hand-made version strings and every vector's nuspec ``<version>``.
+* ``version_range``: hand-made ranges (floating ones included) and every vector's dependency ``version``.
 * ``powershell`` / ``msbuild`` (when the scan engine exists): the ``.ps1``/``.psm1``/``.psd1`` and
   ``.props``/``.targets`` files inside the packages.
 
@@ -73,6 +74,25 @@ VERSIONS = (
     " 3.1.0-rc.1 ",
     "1.0.0-0.3.7",
     "4",
+)
+
+RANGES = (
+    "1.0",
+    "[1.0]",
+    "(1.0,)",
+    "(,1.0]",
+    "[1.0,2.0)",
+    "[1.0.0-beta, 2.0.0-rc.1+meta]",
+    "1.*",
+    "1.0.*",
+    "1.0.0-*",
+    "1.0.0-beta.*",
+    "*",
+    "*-*",
+    "1.*-*",
+    "[1.*, 2.0)",
+    " ( , 3.0 ) ",
+    "[1.0, 1.0]",
 )
 
 _XML_TOKENS = (
@@ -209,6 +229,8 @@ def _samples(target: str, packages: list[Path], max_len: int) -> Iterator[bytes]
             found = re.search(rb"<version>([^<]*)</version>", archive.read(nuspec))
             if found:
                 yield found.group(1)
+        elif target == "version_range" and nuspec is not None:
+            yield from re.findall(rb'<dependency [^>]*version="([^"]*)"', archive.read(nuspec))
         elif target == "powershell":
             yield from (archive.read(n) for n in names if n.lower().endswith((".ps1", ".psm1", ".psd1")))
         elif target == "msbuild":
@@ -217,6 +239,8 @@ def _samples(target: str, packages: list[Path], max_len: int) -> Iterator[bytes]
         yield from (c.encode() for c in NUGET_CONFIGS)
     elif target == "version":
         yield from (v.encode() for v in VERSIONS)
+    elif target == "version_range":
+        yield from (r.encode() for r in RANGES)
 
 
 def _dictionary(target: str) -> list[bytes]:
@@ -230,8 +254,8 @@ def _dictionary(target: str) -> list[bytes]:
         return list(_DER_TOKENS)
     if target == "zip_reader":
         return list(_ZIP_TOKENS)
-    if target == "version":
-        return [b".", b"-", b"+", b"0", b"2147483648", b"\n", b" "]
+    if target in ("version", "version_range"):
+        return [b".", b"-", b"+", b"0", b"2147483648", b"\n", b" ", b"*", b"[", b"]", b"(", b")", b","]
     return []
 
 

@@ -4,8 +4,8 @@ The input is decoded as UTF-8 (invalid bytes replaced) and parsed. For an accept
 round trips and ordering laws the feed and the restore rely on: the normalized and full strings parse back
 to an equal version with the same normalized form (normalization is idempotent), ``str`` is the normalized
 form, equal versions hash alike, and comparison with a few fixed versions is a total order consistent in
-both directions. nuseal has no version-range parser yet (dependency ranges are kept as text), so there is
-no range target. Allowed: :class:`nuseal.errors.NusealError` (``parse`` documents ``PackageFormatError``).
+both directions (ranges are the ``version_range`` target).
+Allowed: :class:`nuseal.errors.NusealError` (``parse`` documents ``PackageFormatError``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from nuseal.errors import ConfigError, PackageFormatError, SignatureFormatError
 from nuseal.package import PackageArchive
 from nuseal.package.nuspec import Nuspec
 from nuseal.package.version import MAX_VERSION_LENGTH, NuGetVersion
+from nuseal.package.version_range import VersionRange
 from nuseal.scan import msbuild, powershell
 from nuseal.scan.model import PackageRef
 from nuseal.scan.package import ScanPackage
@@ -175,3 +176,14 @@ def test_powershell_analysis_of_many_matching_tokens_stays_within_the_fuzzing_ti
     elapsed = time.monotonic() - started
     assert [h.line for h in analysis.hits if h.rule_id == "NS1102"][:3] == [1, 2, 3]
     assert elapsed < 10, f"{elapsed:.1f} s"
+
+
+def test_the_star_range_is_the_same_range_as_its_normalized_form() -> None:
+    """``*`` parsed with ``is_max_inclusive=True`` while its normalized form ``[*, )`` parses with ``False``, as
+    NuGet.Versioning 6.14 has both (``isMaxInclusive: false``, checked with the oracle's ``versions range``).
+    Found by the ``version_range`` target's round trip."""
+    star, normalized = VersionRange.parse("*"), VersionRange.parse("[*, )")
+    assert star.normalized == "[*, )"
+    fields = ("min_version", "is_min_inclusive", "max_version", "is_max_inclusive", "is_floating")
+    assert [getattr(star, f) for f in fields] == [getattr(normalized, f) for f in fields]
+    assert star.is_max_inclusive is False

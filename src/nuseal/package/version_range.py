@@ -226,7 +226,7 @@ class VersionRange:
         if not text:
             return None
         if allow_floating and text == "*":
-            return cls(NuGetVersion.parse("0.0.0"), True, None, True, FloatRange.parse("*"), value)
+            return cls(NuGetVersion.parse("0.0.0"), True, None, False, FloatRange.parse("*"), value)
         max_text: str | None = None
         is_max_inclusive = False
         if text[0] in "([":
