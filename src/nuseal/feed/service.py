@@ -44,7 +44,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from nuseal.errors import ConfigError
+from nuseal.errors import ConfigError, PackageFormatError
 from nuseal.feed import audit
 from nuseal.feed import documents as docs
 from nuseal.feed.accounts import Principal, owners_of
@@ -56,7 +56,8 @@ from nuseal.feed.models import Certificate, FeedSetting, Owner, Package, Package
 from nuseal.feed.pipeline import Submission
 from nuseal.feed.storage import LocalStorage, Storage
 from nuseal.feed.upload import package_sha512
-from nuseal.package import NuGetVersion, Nuspec
+from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
+from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
 __all__ = ["FeedService", "PublishHook", "PublishedPackage", "record_from_row", "stored_signing_config"]
 
@@ -107,13 +108,14 @@ def _link_or_copy(source: Path, target: Path) -> None:
             os.fsync(dst.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _read_nuspec(package: Path) -> bytes | None:
+    """The ``.nuspec`` of a package that passed the push pipeline (None, logged, if it cannot be read)."""
+    try:
+        archive = PackageArchive.from_path(package)
+        return archive.read(find_nuspec_name(archive.names), limit=MAX_NUSPEC_SIZE)
+    except (PackageFormatError, OSError) as exc:
+        log.error("cannot read the nuspec of %s: %s", package, exc)
+        return None
 
 
 def _utc(when: datetime) -> datetime:
@@ -462,10 +464,18 @@ class FeedService:
                 damaged.add(parts[2])
         return damaged
 
-    def settle(self, id_lower: str, *, leaves_for: frozenset[str] | None = None, sweep: bool = False) -> None:
+    def settle(
+        self,
+        id_lower: str,
+        *,
+        leaves_for: frozenset[str] | None = None,
+        sweep: bool = False,
+        nuspecs: Mapping[str, bytes] | None = None,
+    ) -> None:
         """Publish what the database committed for one id, under its lock: link every pending entry whose row is
         committed with the entry's SHA-512 to its served keys, rewrite the id's documents from the committed rows
-        (the leaves of ``leaves_for`` and of what was linked; ``None``: all), then remove the id's pending entries.
+        (the leaves of ``leaves_for`` and of the versions with a pending entry; ``None``: all), then remove the id's
+        pending entries. ``nuspecs`` (by lower-case version) saves reading a ``.nuspec`` back from its package.
         ``sweep`` also removes files, registration leaves and temporaries of versions with no committed row
         (recording in ``DATA/retired`` the hash of any ``.nupkg`` removed, see :data:`RETIRED_FOLDER`) and
         rewrites every leaf. Idempotent; a crash inside leaves the pending entries for the next call.
@@ -480,14 +490,14 @@ class FeedService:
             }
             # versions with a pending entry or marker: their leaves may lag the database
             touched = {p.name for p in (self.pending_dir / id_lower).glob("*") if p.is_dir()}
-            self._place_pending(id_lower, rows)
+            self._place_pending(id_lower, rows, nuspecs)
             if sweep:
                 self._sweep(id_lower, rows)
                 missing = [v for v in rows if not self.storage.exists(docs.nupkg_key(id_lower, v))]
                 if missing:
                     log.error("committed versions of %s have no .nupkg and no pending entry: %s", id_lower, missing)
             leaves = None if sweep or leaves_for is None else leaves_for | touched
-            self._write_documents(session, id_lower, leaves_for=leaves)
+            self._write_documents(session, id_lower, leaves_for=leaves, rows=list(rows.values()))
             crash_point("settle.documents")
             shutil.rmtree(self.pending_dir / id_lower, ignore_errors=True)
 
@@ -496,7 +506,6 @@ class FeedService:
         :meth:`settle` runs: an empty pending folder for the version, which a restart settles."""
         folder = self.pending_dir / id_lower / ver_lower
         folder.mkdir(parents=True, exist_ok=True)
-        _fsync_dir(folder.parent)
 
     def _lock_any(self, session: Session, id_lower: str) -> Registration | None:
         """Take the id's lock whether or not its registration row exists; returns the row (locked) or None."""
@@ -504,24 +513,21 @@ class FeedService:
             session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"), {"id": id_lower})
         return session.scalar(select(Registration).where(Registration.id_lower == id_lower).with_for_update())
 
-    def _stage_pending(self, id_lower: str, ver_lower: str, source: Path, sha512: str, nuspec: bytes) -> Path:
-        """Write a pending entry (must hold the id's lock): the ``.nuspec`` then the ``.nupkg`` (a hard link to
-        ``source``), both durable. Returns the entry's ``.nupkg`` path."""
+    def _stage_pending(self, id_lower: str, ver_lower: str, source: Path, sha512: str) -> Path:
+        """Write a pending entry (must hold the id's lock): a hard link to ``source`` (the staged upload, fsynced
+        when it was received). Returns the entry's path."""
         folder = self.pending_dir / id_lower / ver_lower
         folder.mkdir(parents=True, exist_ok=True)
-        stem = folder / f"{_sha_hex(sha512)}.{secrets.token_hex(8)}"
-        with open(stem.with_suffix(".nuspec"), "wb") as f:
-            f.write(nuspec)
-            f.flush()
-            os.fsync(f.fileno())
-        package = stem.with_suffix(".nupkg")
+        package = folder / f"{_sha_hex(sha512)}.{secrets.token_hex(8)}.nupkg"
         _link_or_copy(source, package)
-        _fsync_dir(folder)
         return package
 
-    def _place_pending(self, id_lower: str, rows: Mapping[str, Package]) -> set[str]:
+    def _place_pending(
+        self, id_lower: str, rows: Mapping[str, Package], nuspecs: Mapping[str, bytes] | None = None
+    ) -> set[str]:
         """Link the pending entries whose row is committed with their SHA-512 to their served keys (the caller
-        holds the id's lock). Returns the versions placed."""
+        holds the id's lock), and write each one's ``.nuspec`` (from ``nuspecs`` by version, else read from the
+        package when it is not stored yet). Returns the versions placed."""
         placed: set[str] = set()
         for package in sorted((self.pending_dir / id_lower).glob("*/*.nupkg")):
             version = package.parent.name
@@ -530,9 +536,12 @@ class FeedService:
                 continue
             self.storage.put_file(docs.nupkg_key(id_lower, version), package)
             crash_point("settle.nupkg", f"{id_lower}/{version}")
-            self.storage.put_bytes(
-                docs.nuspec_key(id_lower, version), package.with_suffix(".nuspec").read_bytes(), durable=True
-            )
+            nuspec_key = docs.nuspec_key(id_lower, version)
+            nuspec = (nuspecs or {}).get(version)
+            if nuspec is None and not self.storage.exists(nuspec_key):
+                nuspec = _read_nuspec(package)
+            if nuspec is not None:
+                self.storage.put_bytes(nuspec_key, nuspec, durable=True)
             crash_point("settle.nuspec", f"{id_lower}/{version}")
             with contextlib.suppress(FileNotFoundError):
                 (self.retired_dir / id_lower / version).unlink()
@@ -671,9 +680,7 @@ class FeedService:
                 for hook in self.publish_hooks:
                     hook(session, row, submission)
                 crash_point("publish.row")
-                pending = self._stage_pending(
-                    id_lower, ver_lower, submission.package_path, submission.upload.sha512, raw_nuspec
-                )
+                pending = self._stage_pending(id_lower, ver_lower, submission.package_path, submission.upload.sha512)
                 crash_point("publish.pending")
             committed = True
         finally:
@@ -685,14 +692,23 @@ class FeedService:
                 except Exception:  # the original error matters more; the next start settles the id
                     log.exception("could not settle %s after a failed publish", id_lower)
         crash_point("publish.committed")
-        self.settle(id_lower, leaves_for=frozenset({ver_lower}))
+        self.settle(id_lower, leaves_for=frozenset({ver_lower}), nuspecs={ver_lower: raw_nuspec})
         crash_point("publish.done")
         return PublishedPackage(reg.id, nuspec.version.normalized, submission.upload.size, submission.upload.sha512)
 
-    def _write_documents(self, session: Session, id_lower: str, *, leaves_for: frozenset[str] | None) -> None:
-        """Rewrite the id's flat-container index and registration documents from what ``session`` sees.
-        Must be called with the id locked. Deletes documents of views or pages that no longer exist."""
-        rows = session.scalars(select(Package).where(Package.id_lower == id_lower)).all()
+    def _write_documents(
+        self,
+        session: Session,
+        id_lower: str,
+        *,
+        leaves_for: frozenset[str] | None,
+        rows: Sequence[Package] | None = None,
+    ) -> None:
+        """Rewrite the id's flat-container index and registration documents from what ``session`` sees (``rows``:
+        the id's package rows, when the caller has just read them). Must be called with the id locked. Deletes
+        documents of views or pages that no longer exist."""
+        if rows is None:
+            rows = session.scalars(select(Package).where(Package.id_lower == id_lower)).all()
         if self.config.signing.enabled:
             signatures = _signature_records(session, [r.pk for r in rows])
             records = [record_from_row(r, signatures[r.pk]) for r in rows]
@@ -890,8 +906,7 @@ class FeedService:
                 old = path.read_bytes() if path is not None else None
                 if path is not None and old is not None:
                     # a crash before the commit: the restart puts these bytes back (they match the row then)
-                    nuspec = self.storage.read_bytes(docs.nuspec_key(id_lower, version_lower)) or b""
-                    self._stage_pending(id_lower, version_lower, path, expect_sha512, nuspec)
+                    self._stage_pending(id_lower, version_lower, path, expect_sha512)
                     staged = True
                 row.size = len(data)
                 row.sha512 = package_sha512(data)
