@@ -7,11 +7,16 @@ every document is written from committed rows, under the id's lock. A push:
 1. one write transaction: lock the id (insert its ``registrations`` row if missing; PostgreSQL: an advisory lock
    on the id; SQLite: the ``BEGIN IMMEDIATE`` writer lock), re-check ownership, scopes and duplicates under that
    lock (409 for a duplicate), insert the package row (publish hooks add the signature rows), then hard-link the
-   staged bytes and write the ``.nuspec`` into ``DATA/pending/<id>/<version>/<sha512 hex>.<token>.*`` (not
-   served: the pending entry is the write-ahead record that this push may have committed); commit;
+   staged bytes to ``DATA/pending/<id>/<version>/<sha512 hex>.<token>.nupkg`` (not served: the pending entry is
+   the write-ahead record that this push may have committed); commit;
 2. :meth:`FeedService.settle` the id: a second transaction takes the id's lock again, links every pending entry
-   whose row is committed with that SHA-512 to its served keys, rewrites the id's documents from the committed
-   rows, then removes the id's pending entries (the rest belong to transactions that never committed).
+   whose row is committed with that SHA-512 to its served key and writes its ``.nuspec``, rewrites the id's
+   documents from the committed rows, then removes the id's pending entries (the rest belong to transactions
+   that never committed).
+
+Unlisting, relisting and revocation mark the version (an empty ``DATA/pending/<id>/<version>`` folder) in their
+transaction and settle the id after the commit; :meth:`FeedService.replace_stored_package` keeps the old bytes as
+a pending entry until its transaction has ended.
 
 A crash before the commit leaves a pending entry and no row: nothing was ever served, the restart removes the entry,
 and the version can be pushed again (with any bytes). A crash after the commit leaves the row and its pending entry:
@@ -98,7 +103,7 @@ def _sha_hex(sha512_b64: str) -> str:
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` at ``target`` (same file system), else copy it; durable either way."""
+    """Hard-link ``source`` at ``target`` (same file system), else copy it (fsynced)."""
     try:
         os.link(source, target)
     except OSError:
