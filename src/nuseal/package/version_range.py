@@ -266,6 +266,9 @@ class VersionRange:
                 return None
             if min_version == max_version and is_min_inclusive != is_max_inclusive:
                 return None
+        # NuGet's VersionRangeBase: a bound that is absent is never inclusive ("[,2.0)" is "(, 2.0.0)").
+        is_min_inclusive = is_min_inclusive and min_version is not None
+        is_max_inclusive = is_max_inclusive and max_version is not None
         return cls(min_version, is_min_inclusive, max_version, is_max_inclusive, float_range, value)
 
     @property
