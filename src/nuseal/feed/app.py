@@ -45,7 +45,7 @@ from nuseal.feed.accounts import Principal, authenticate
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.documents import dump
 from nuseal.feed.downloads import DownloadCounter
-from nuseal.feed.errors import FeedError
+from nuseal.feed.errors import REASON_PHRASE_HEADER, FeedError, reason_phrase
 from nuseal.feed.headers import SecureHeaders
 from nuseal.feed.pipeline import PushPipeline, Submission
 from nuseal.feed.service import FeedService
@@ -70,8 +70,14 @@ def _header_safe(message: str) -> str:
 
 
 def error_response(exc: FeedError) -> Response:
-    """Plain-text body with the message, the same message in ``X-NuGet-Warning``."""
-    headers = {WARNING_HEADER: _header_safe(str(exc)), "Cache-Control": "no-store"}
+    """Plain-text body with the message, the same message in ``X-NuGet-Warning`` and, through the private
+    :data:`~nuseal.feed.errors.REASON_PHRASE_HEADER` that :mod:`nuseal.feed.http` turns into the status line's
+    reason phrase, in the error line NuGet clients print (docs/adr/0005-reason-phrase.md)."""
+    headers = {
+        WARNING_HEADER: _header_safe(str(exc)),
+        "Cache-Control": "no-store",
+        REASON_PHRASE_HEADER: reason_phrase(str(exc)),
+    }
     return PlainTextResponse(str(exc) + "\n", status_code=exc.status, headers=headers)
 
 

@@ -3,7 +3,9 @@
 Every stage of the push pipeline and every request handler raises these; the HTTP layer turns them into a
 response whose body (``text/plain``) and ``X-NuGet-Warning`` header carry the message. NuGet clients print
 ``X-NuGet-Warning`` values (NuGet.Client ``ProtocolConstants.ServerWarningHeader``), which is how a push
-failure explains itself in ``nuget push`` output.
+failure explains itself in ``nuget push`` output. The same message, made safe by :func:`reason_phrase`, is the
+response's HTTP reason phrase, as nuget.org sends it, so the client's error line says why too
+(``Response status code does not indicate success: 409 (...)``; docs/adr/0005-reason-phrase.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,46 @@ __all__ = [
     "ForbiddenError",
     "NotFoundError",
     "PackageTooLargeError",
+    "REASON_PHRASE_HEADER",
+    "reason_phrase",
 ]
+
+#: Private response header through which the application hands a reason phrase to the HTTP layer
+#: (:mod:`nuseal.feed.http`), which removes it and puts its value in the status line of a 4xx/5xx answer.
+REASON_PHRASE_HEADER = "x-nuseal-reason-phrase"
+#: Longest reason phrase (characters, ASCII), the ``...`` included.
+MAX_REASON_PHRASE = 300
+
+
+def reason_phrase(message: str, *, limit: int = MAX_REASON_PHRASE) -> str:
+    """``message`` as an HTTP reason phrase: one line of printable ASCII, at most ``limit`` characters.
+
+    Runs of whitespace (CR, LF and tabs included) become one space; other control characters and non-ASCII
+    characters are written as Python escapes (``\\x07``, ``\\u0435``), so a look-alike letter stays visible
+    and nothing can end the status line or start a header. A longer text is cut and ends with ``...``. RFC 9112
+    section 4 allows HTAB, SP, VCHAR and obs-text in a reason phrase; this keeps to SP and VCHAR.
+    """
+    text = " ".join(message.split())
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x100:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    if sum(map(len, out)) <= limit:
+        return "".join(out)
+    kept, size = [], 0
+    for piece in out:  # cut between characters, never inside an escape
+        if size + len(piece) > limit - 3:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept).rstrip() + "..."
 
 
 class FeedError(NusealError):

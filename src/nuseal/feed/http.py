@@ -18,6 +18,13 @@ adds, per connection:
 Each of these logs one line (no traceback), and a ``ClientDisconnect`` escaping the application, which only
 means the client is gone, is not logged as an error. ``nuseal serve`` selects this protocol (see
 :mod:`nuseal.cli.serve`).
+
+It also lets the application choose the reason phrase of an error answer, which ASGI has no field for: a 4xx/5xx
+``http.response.start`` carrying the private header :data:`~nuseal.feed.errors.REASON_PHRASE_HEADER` is sent with
+that header removed and its value, made safe again by :func:`~nuseal.feed.errors.reason_phrase`, as the phrase
+(``HTTP/1.1 409 A package with id ... already exists``); NuGet clients print the phrase in their error line, as
+they do nuget.org's. Only the application can set the header (nothing copies request headers into a response),
+and any other status keeps uvicorn's standard phrase (docs/adr/0005-reason-phrase.md).
 """
 
 from __future__ import annotations
@@ -30,7 +37,9 @@ from typing import Any
 
 import httptools
 from starlette.requests import ClientDisconnect
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from nuseal.feed.errors import REASON_PHRASE_HEADER, reason_phrase
 
 __all__ = [
     "BODY_TIMEOUT_ENV",
@@ -88,6 +97,67 @@ def _quiet_disconnects(app: Any) -> Any:
     return wrapped
 
 
+_REASON_HEADER = REASON_PHRASE_HEADER.encode("ascii")
+
+
+class _StatusLineTransport:
+    """A request cycle's transport, for the one ``send`` of a response head: the first write, the head uvicorn
+    built (``HTTP/1.1 <status> <standard phrase>`` and the headers), gets ``phrase`` in its status line; every
+    other attribute is the transport's own."""
+
+    def __init__(self, transport: Any, status: int, phrase: bytes) -> None:
+        self._transport = transport
+        self._standard = STATUS_LINE[status]
+        self._line = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+        self._pending = True
+
+    def write(self, data: bytes) -> None:
+        if self._pending and data.startswith(self._standard):
+            data = self._line + data[len(self._standard) :]
+        self._pending = False
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _reason_phrases(app: Any) -> Any:
+    """ASGI wrapper: the application's :data:`REASON_PHRASE_HEADER` becomes the reason phrase of a 4xx/5xx head
+    (and never goes out as a header)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with_phrase(message: Any) -> None:
+            if message["type"] != "http.response.start":
+                await send(message)
+                return
+            headers = message.get("headers") or []
+            values = [value for name, value in headers if name.lower() == _REASON_HEADER]
+            if not values:
+                await send(message)
+                return
+            message = {**message, "headers": [(n, v) for n, v in headers if n.lower() != _REASON_HEADER]}
+            status = int(message["status"])
+            phrase = reason_phrase(bytes(values[-1]).decode("latin-1")).encode("ascii")
+            cycle: Any = getattr(send, "__self__", None)  # uvicorn's RequestResponseCycle (send is its bound method)
+            transport = getattr(cycle, "transport", None)
+            if not phrase or not 400 <= status < 600 or transport is None:
+                await send(message)
+                return
+            cycle.transport = _StatusLineTransport(transport, status, phrase)
+            try:
+                await send(message)
+            finally:
+                cycle.transport = transport
+
+        await app(scope, receive, send_with_phrase)
+
+    return wrapped
+
+
 class _HeadTooLargeError(Exception):
     """Raised from a parser callback to stop parsing a request head over :data:`MAX_HEAD_BYTES`."""
 
@@ -97,7 +167,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.app = _quiet_disconnects(self.app)
+        self.app = _quiet_disconnects(_reason_phrases(self.app))
         self._in_head = True
         self._head_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
