@@ -14,11 +14,9 @@ from nuseal.codes import Issue, Level
 from nuseal.errors import UsageError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.trust import (
-    NuGetConfig,
     RevocationMode,
     SignatureValidationMode,
     load_nuget_config,
-    merge_trusted_certificates,
 )
 from nuseal.verify import (
     AllowListEntry,
@@ -28,6 +26,7 @@ from nuseal.verify import (
     VerificationTarget,
 )
 from nuseal.verify.parallel import VerifierSpec, verify_paths
+from nuseal.verify.policy import trusted_signer_entries
 
 __all__ = ["find_nuget_configs", "verify_command"]
 
@@ -69,33 +68,6 @@ def _fingerprint_entries(values: tuple[str, ...]) -> tuple[AllowListEntry, ...]:
             )
         )
     return tuple(entries)
-
-
-def trusted_signer_entries(configs: list[NuGetConfig]) -> tuple[tuple[AllowListEntry, ...], list[Issue]]:
-    """``trustedSigners`` from every config as allow-list entries (NC ``TrustedSignersProvider``)."""
-    merged, issues = merge_trusted_certificates(s for c in configs for s in c.trusted_signers)
-    entries = []
-    for m in merged:
-        target = VerificationTarget(0)
-        placement = SignaturePlacement(0)
-        if m.author:
-            target |= VerificationTarget.AUTHOR
-            placement |= SignaturePlacement.PRIMARY_SIGNATURE
-        if m.repository:
-            target |= VerificationTarget.REPOSITORY
-            placement |= SignaturePlacement.ANY
-        entries.append(
-            AllowListEntry(
-                fingerprint=m.fingerprint,
-                hash_algorithm=m.hash_algorithm,
-                target=target,
-                placement=placement,
-                owners=frozenset(m.owners) if m.owners else None,
-                allow_untrusted_root=m.allow_untrusted_root,
-                name=", ".join(m.names),
-            )
-        )
-    return tuple(entries), issues
 
 
 def _identity(result: VerificationResult) -> str:

@@ -19,10 +19,12 @@ Unsafe relaxations are spelled out in the flag names (``allow_untrusted``, ``all
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
+from nuseal.codes import Issue
 from nuseal.hashalg import HashAlgorithm
-from nuseal.trust import RevocationMode
+from nuseal.trust import NuGetConfig, RevocationMode, merge_trusted_certificates
 
 __all__ = [
     "AllowList",
@@ -32,6 +34,7 @@ __all__ = [
     "SignaturePlacement",
     "VerificationPolicy",
     "VerificationTarget",
+    "trusted_signer_entries",
 ]
 
 
@@ -236,3 +239,31 @@ class VerificationPolicy:
             countersignature_behavior=CountersignatureBehavior.NEVER,
             revocation_mode=revocation_mode,
         )
+
+
+def trusted_signer_entries(configs: Iterable[NuGetConfig]) -> tuple[tuple[AllowListEntry, ...], list[Issue]]:
+    """``trustedSigners`` from every config as allow-list entries, with the merge issues
+    (NC ``TrustedSignersProvider``): used by ``nuseal verify``, restore's gate and ``nuseal audit``."""
+    merged, issues = merge_trusted_certificates(s for c in configs for s in c.trusted_signers)
+    entries = []
+    for m in merged:
+        target = VerificationTarget(0)
+        placement = SignaturePlacement(0)
+        if m.author:
+            target |= VerificationTarget.AUTHOR
+            placement |= SignaturePlacement.PRIMARY_SIGNATURE
+        if m.repository:
+            target |= VerificationTarget.REPOSITORY
+            placement |= SignaturePlacement.ANY
+        entries.append(
+            AllowListEntry(
+                fingerprint=m.fingerprint,
+                hash_algorithm=m.hash_algorithm,
+                target=target,
+                placement=placement,
+                owners=frozenset(m.owners) if m.owners else None,
+                allow_untrusted_root=m.allow_untrusted_root,
+                name=", ".join(m.names),
+            )
+        )
+    return tuple(entries), issues
