@@ -10,9 +10,9 @@ package nuseal installed and downloads nothing:
 * ``<id-lower>.<version-lower>.nupkg`` - the package as downloaded;
 * ``<id-lower>.<version-lower>.nupkg.sha512`` - base64 SHA-512 of that file, no newline;
 * ``<id-lower>.nuspec`` - the manifest (extracted under its entry name, then renamed);
-* the package's files in central-directory order, except ``[Content_Types].xml``, ``_rels/`` and ``package/``
-  (NuGet's OPC files: any ``.rels``, ``*.psmdcp``), and root-level ``*.nuspec``/``*.nupkg``; ``.signature.p7s``
-  *is* extracted; ``%XX`` in entry names is unescaped (``a%20b`` -> ``a b``); a ``dir/`` entry becomes an empty
+* the package's files in central-directory order, except NuGet's OPC files (a file named ``[Content_Types].xml``
+  or ``.rels`` in any folder, ``*.psmdcp``; case-sensitive) and root-level ``*.nuspec``/``*.nupkg``;
+  ``.signature.p7s`` *is* extracted, so are other files under ``_rels/`` and ``package/``; ``%XX`` in entry names is unescaped (``a%20b`` -> ``a b``); a ``dir/`` entry becomes an empty
   directory; files are created ``0766 & ~umask`` with the entry's DOS date/time taken as UTC as mtime (a future
   date leaves the current time);
 * ``.nupkg.metadata`` - ``{"version": 2, "contentHash": <NuGet content hash, signature excluded>, "source": ..}``
@@ -153,13 +153,14 @@ class _Planned:
 
 
 def _is_package_file(name: str) -> bool:
-    """NC ``PackageHelper.IsPackageFile`` for ``PackageSaveMode.Files``: not NuGet's OPC packaging files."""
-    low = name.replace("\\", "/").lower()
-    if low == "[content_types].xml" or low.startswith(("_rels/", "package/")):
+    """Whether NuGet extracts a file entry (NC ``PackageHelper.IsPackageFile`` with ``PackageSaveMode.Files``), as
+    the oracle shows it on Linux: not a file named exactly ``[Content_Types].xml`` or ``.rels`` in any folder
+    (case-sensitive: ``_RELS/.RELS`` and ``x.rels`` are extracted), not a name ending ``.psmdcp`` (case-sensitive),
+    not a root-level ``.nuspec``/``.nupkg`` (any case); everything else, ``.signature.p7s`` included."""
+    base = name.rsplit("/", 1)[-1]
+    if base in ("[Content_Types].xml", ".rels") or name.endswith(".psmdcp"):
         return False
-    if low.endswith((".rels", ".psmdcp")):
-        return False
-    return not ("/" not in low and low.endswith((".nuspec", ".nupkg")))
+    return not ("/" not in name and name.lower().endswith((".nuspec", ".nupkg")))
 
 
 def plan_extraction(archive: PackageArchive, package_id: str) -> list[_Planned]:
