@@ -35,24 +35,40 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING
 
-import dnfile
-
+from nuseal.scan.clrmeta import Metadata, MetadataError, PeFile
 from nuseal.scan.model import Finding, Location, Severity
-from nuseal.scan.package import EntryReadError
+from nuseal.scan.package import EntryReadError, PackageProblem
 
 if TYPE_CHECKING:
     from nuseal.scan.engine import Analyser, ScanContext
     from nuseal.scan.package import ScanPackage
     from nuseal.scan.rules import RuleSet
 
-__all__ = ["MAX_PE_BYTES", "PeInfo", "analysers", "inspect_pe", "placement"]
+__all__ = [
+    "HEADER_BYTES",
+    "MAX_CACHED_ASSEMBLIES",
+    "MAX_PE_BYTES",
+    "NativeInfo",
+    "PeInfo",
+    "analysers",
+    "inspect_native",
+    "inspect_pe",
+    "inspect_pe_prefix",
+    "placement",
+]
 
-#: Largest PE file analysed (bytes); larger ones are reported as not analysed (NS9004).
+#: Largest PE file read whole (bytes); a larger one is read only as far as needed: its headers (a native file:
+#: NS4003 with its architecture), and a .NET assembly up to the end of its metadata if that is within this bound.
 MAX_PE_BYTES = 64 << 20
+#: Bytes read first from a large PE file, or from a possible ELF/Mach-O file: the headers and section table.
+HEADER_BYTES = 64 << 10
+#: Assemblies whose analysis is remembered by SHA-256 per scanner (the same DLL in many packages and versions).
+MAX_CACHED_ASSEMBLIES = 4096
 
 PE_EXTENSIONS = (".dll", ".exe", ".winmd", ".sys", ".scr", ".com", ".ocx", ".cpl", ".drv", ".efi", ".pif")
 EXE_EXTENSIONS = (".exe", ".scr", ".com", ".pif", ".cpl")
@@ -92,17 +108,6 @@ _EXE_FOLDERS = frozenset({"tools", "tasks", "sdk", "build", "buildtransitive", "
 _WEB_FOLDERS = frozenset({"content", "contentfiles", "staticwebassets", "wwwroot", "lib"})
 _JS_EXTENSIONS = (".js", ".mjs")
 
-_MACHINES = {
-    0x014C: "x86",
-    0x8664: "x64",
-    0xAA64: "ARM64",
-    0x01C0: "ARM",
-    0x01C4: "ARMv7 (Thumb-2)",
-    0x0200: "IA-64",
-    0xA641: "ARM64EC",
-    0x5064: "RISC-V 64",
-}
-_CLR_DIRECTORY = 14
 #: MemberRefParent coded index (ECMA-335 II.24.2.6): 3 tag bits, 1 = TypeRef.
 _MEMBERREF_PARENT_TYPEREF = 1
 _MEMORY_WRITERS = frozenset({"writeprocessmemory", "ntwritevirtualmemory", "zwwritevirtualmemory"})
@@ -142,6 +147,8 @@ _EXEC_API = {
     "System.Diagnostics.Process": frozenset({"Start"}),
     "System.Diagnostics.ProcessStartInfo": frozenset({".ctor"}),
 }
+_WANTED_TYPES = frozenset(set(_DOWNLOAD_API) | set(_EXEC_API) | {"System.Reflection.Assembly"})
+_WANTED_NAMESPACES = frozenset(name.rpartition(".")[0] for name in _WANTED_TYPES)
 _URL_UTF16 = re.compile(rb"h\x00t\x00t\x00p\x00(?:s\x00)?:\x00/\x00/\x00(?:[\x21-\x7e]\x00){3,120}")
 
 
@@ -177,40 +184,13 @@ class PeInfo:
     is_dotnet: bool = False
     #: Why the file could not be parsed (``None`` when it could).
     malformed: str | None = None
+    #: Why a large assembly's metadata was not read (beyond the read bound), else ``None``.
+    not_analysed: str | None = None
     module_initializer: bool = False
     pinvokes: list[str] = field(default_factory=list)
     downloads: list[str] = field(default_factory=list)
     executes: list[str] = field(default_factory=list)
     urls: list[str] = field(default_factory=list)
-
-
-def _headers(data: bytes) -> tuple[str, bool] | str:
-    """``(machine, has CLR header)`` from the MZ/PE headers, or the reason they are malformed."""
-    if len(data) < 0x40 or data[:2] != b"MZ":
-        return "no MZ header"
-    (lfanew,) = struct.unpack_from("<I", data, 0x3C)
-    if lfanew + 24 > len(data) or data[lfanew : lfanew + 4] != b"PE\x00\x00":
-        return "no PE signature at e_lfanew"
-    machine, _sections, _ts, _sym, _nsym, opt_size, _chars = struct.unpack_from("<HHIIIHH", data, lfanew + 4)
-    opt = lfanew + 24
-    if opt_size < 2 or opt + opt_size > len(data):
-        return "optional header outside the file"
-    (magic,) = struct.unpack_from("<H", data, opt)
-    if magic == 0x10B:
-        dirs_at, count_at = opt + 96, opt + 92
-    elif magic == 0x20B:
-        dirs_at, count_at = opt + 112, opt + 108
-    else:
-        return f"unknown optional header magic 0x{magic:x}"
-    name = _MACHINES.get(machine, f"machine 0x{machine:04x}")
-    if count_at + 4 > opt + opt_size:
-        return name, False
-    (count,) = struct.unpack_from("<I", data, count_at)
-    clr = False
-    if count > _CLR_DIRECTORY and dirs_at + 8 * (_CLR_DIRECTORY + 1) <= opt + opt_size:
-        rva, size = struct.unpack_from("<II", data, dirs_at + 8 * _CLR_DIRECTORY)
-        clr = rva != 0 and size != 0
-    return name, clr
 
 
 def inspect_pe(data: bytes, pinvoke_patterns: Sequence[re.Pattern[str]] = ()) -> PeInfo:
@@ -219,100 +199,94 @@ def inspect_pe(data: bytes, pinvoke_patterns: Sequence[re.Pattern[str]] = ()) ->
     ``pinvoke_patterns`` are matched (``search``) against ``module!function`` (module lower-cased, without
     ``.dll``) of every P/Invoke declaration; matches land in :attr:`PeInfo.pinvokes`.
     """
+    return inspect_pe_prefix(lambda _size: data, len(data), pinvoke_patterns)
+
+
+def inspect_pe_prefix(
+    fetch: Callable[[int], bytes],
+    total: int,
+    pinvoke_patterns: Sequence[re.Pattern[str]] = (),
+    *,
+    max_read: int = MAX_PE_BYTES,
+) -> PeInfo:
+    """As :func:`inspect_pe` for a file of ``total`` bytes read only as far as needed: ``fetch(n)`` returns its
+    first ``n`` bytes (or all of it). Reads the first :data:`HEADER_BYTES` (PE headers and section table), then,
+    for a .NET assembly, up to the end of the CLI header and of the metadata, never more than ``max_read``
+    bytes: metadata ending beyond that sets :attr:`PeInfo.not_analysed`."""
     info = PeInfo()
-    head = _headers(data)
-    if isinstance(head, str):
-        info.malformed = head
-        return info
-    info.machine, info.is_dotnet = head
-    if not info.is_dotnet:
-        return info
     try:
-        _read_metadata(data, info, pinvoke_patterns)
-    except Exception as exc:  # dnfile/pefile raise many types on hostile input; any of them means malformed
+        data = fetch(min(total, HEADER_BYTES))
+        pe = PeFile(data)
+        info.machine, info.is_dotnet = pe.machine, pe.is_dotnet
+        if not pe.is_dotnet:
+            return info
+        needs: tuple[Callable[[], int], ...] = (pe.cli_header_end, lambda: sum(pe.metadata_span()))
+        for need in needs:
+            end = need()
+            if end > len(data) and len(data) < total:
+                if end > max_read:
+                    info.not_analysed = f"its .NET metadata ends at byte {end}; at most {max_read} bytes are read"
+                    return info
+                data = fetch(end)
+                pe.data = data
+        at, size = pe.metadata_span()
+        _read_metadata(Metadata(data, at, size), info, pinvoke_patterns)
+    except MetadataError as exc:
+        info.malformed = str(exc) if not info.is_dotnet else f"invalid .NET metadata ({exc})"
+    except (struct.error, IndexError, ValueError) as exc:  # a defect in the bounds checks: still never a crash
         info.malformed = f"invalid .NET metadata ({type(exc).__name__}: {str(exc)[:120]})"
     return info
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    inner = getattr(value, "value", value)
-    if isinstance(inner, bytes):
-        return inner.decode("utf-8", "replace")
-    return str(inner)
-
-
-def _read_metadata(data: bytes, info: PeInfo, pinvoke_patterns: Sequence[re.Pattern[str]]) -> None:
-    # Not pe.close() afterwards: for in-memory data it only runs gc.collect() (half the analyser's time).
-    pe: Any = dnfile.dnPE(data=data, fast_load=True, clr_lazy_load=True)  # type: ignore[no-untyped-call]
-    pe.parse_data_directories(directories=[_CLR_DIRECTORY])
-    net: Any = pe.net
-    if net is None or net.mdtables is None:
-        raise ValueError("CLR header without metadata tables")
-    md = net.mdtables
-    # Raw struct indices only: dnfile's resolved references (MethodList, ImportScope, Class) make it
-    # parse every table of the assembly (seconds for a large one).
-    typedefs, methods = md.TypeDef, md.MethodDef
-    if typedefs is not None and typedefs.num_rows > 0 and _text(typedefs[0].TypeName) == "<Module>":
-        first = typedefs[0].struct.MethodList_Index
-        end = typedefs[1].struct.MethodList_Index if typedefs.num_rows > 1 else (methods.num_rows + 1 if methods else 1)
-        if methods is not None:
-            for i in range(max(first, 1), min(end, methods.num_rows + 1)):
-                if _text(methods[i - 1].Name) == ".cctor":
-                    info.module_initializer = True
-                    break
-    modulerefs = md.ModuleRef
-    module_names = [_text(r.Name).lower().removesuffix(".dll") for r in modulerefs] if modulerefs else []
-    for imp in md.ImplMap or ():
-        scope = imp.struct.ImportScope_Index - 1
-        module = module_names[scope] if 0 <= scope < len(module_names) else "?"
-        target = f"{module}!{_text(imp.ImportName)}"
-        if any(p.search(target) for p in pinvoke_patterns) and target not in info.pinvokes:
-            info.pinvokes.append(target)
-    strings = net.strings
-    if strings is None:
-        return
-
-    def string(index: int) -> str:
-        return str(strings.get_str(index) or "")
-
-    wanted = set(_DOWNLOAD_API) | set(_EXEC_API) | {"System.Reflection.Assembly"}
+def _read_metadata(md: Metadata, info: PeInfo, pinvoke_patterns: Sequence[re.Pattern[str]]) -> None:
+    # Module initializer: <Module> is TypeDef row 1 (II.10.8); its methods run from its MethodList to the next
+    # type's (or the end of MethodDef), through MethodPtr when an unoptimized (#-) stream has one (II.22.28).
+    if md.count("TypeDef") and md.string(md.row("TypeDef", 1)["TypeName"]) == "<Module>":
+        methods = md.count("MethodDef")
+        first = md.row("TypeDef", 1)["MethodList"]
+        end = md.row("TypeDef", 2)["MethodList"] if md.count("TypeDef") > 1 else methods + 1
+        indirect = md.count("MethodPtr") > 0
+        for i in range(max(first, 1), min(end, methods + 1)):
+            index = md.row("MethodPtr", i)["Method"] if indirect else i
+            if 1 <= index <= methods and md.string(md.row("MethodDef", index)["Name"]) == ".cctor":
+                info.module_initializer = True
+                break
+    if md.count("ImplMap"):
+        module_names = [md.string(n).lower().removesuffix(".dll") for (n,) in md.columns("ModuleRef", "Name")]
+        for name_at, scope in md.columns("ImplMap", "ImportName", "ImportScope"):
+            module = module_names[scope - 1] if 1 <= scope <= len(module_names) else "?"
+            target = f"{module}!{md.string(name_at)}"
+            if any(p.search(target) for p in pinvoke_patterns) and target not in info.pinvokes:
+                info.pinvokes.append(target)
     wanted_rows: dict[int, str] = {}
-    namespaces = {name.rpartition(".")[0] for name in wanted}
     seen: dict[int, bool] = {}  # namespace string index -> one of ours (namespaces repeat a lot)
-    for i, (name_at, ns_at) in enumerate(
-        _raw_rows(data, md.TypeRef, ("TypeName_StringIndex", "TypeNamespace_StringIndex"))
-    ):
+    for i, (name_at, ns_at) in enumerate(md.columns("TypeRef", "TypeName", "TypeNamespace"), start=1):
         ours = seen.get(ns_at)
         if ours is None:
-            ours = seen[ns_at] = string(ns_at) in namespaces
+            ours = seen[ns_at] = md.string(ns_at) in _WANTED_NAMESPACES
         if ours:
-            full = f"{string(ns_at)}.{string(name_at)}"
-            if full in wanted:
-                wanted_rows[i + 1] = full
+            full = f"{md.string(ns_at)}.{md.string(name_at)}"
+            if full in _WANTED_TYPES:
+                wanted_rows[i] = full
     if not wanted_rows:
         return
-    member_refs: Any = md.MemberRef
-    for i, (coded,) in enumerate(_raw_rows(data, member_refs, ("Class_CodedIndex",))):
+    for coded, name_at, sig_at in md.columns("MemberRef", "Class", "Name", "Signature"):
         if coded & 0b111 != _MEMBERREF_PARENT_TYPEREF:
             continue
         owner = wanted_rows.get(coded >> 3)
         if owner is None:
             continue
-        ref = member_refs[i]
-        name = _text(ref.Name)
+        name = md.string(name_at)
         member = f"{owner}::{name}"
         if name in _DOWNLOAD_API.get(owner, ()):
             info.downloads.append(member)
         elif name in _EXEC_API.get(owner, ()):
             info.executes.append(member)
-        elif owner == "System.Reflection.Assembly" and name == "Load":
-            sig = getattr(ref.Signature, "value", b"") or b""
-            if b"\x1d\x05" in bytes(sig):  # SZARRAY of U1: Load(byte[])
-                info.executes.append(member + "(byte[])")
+        elif owner == "System.Reflection.Assembly" and name == "Load" and b"\x1d\x05" in md.blob_bytes(sig_at):
+            info.executes.append(member + "(byte[])")  # SZARRAY of U1 (II.23.1.16): Load(byte[])
     if info.downloads and info.executes:
-        for m in _URL_UTF16.finditer(data):
+        # URL literals are user strings (#US heap, II.24.2.4): UTF-16LE.
+        for m in _URL_UTF16.finditer(bytes(md.user_strings)):
             url = m.group().decode("utf-16-le")
             if url not in info.urls:
                 info.urls.append(url)
@@ -320,43 +294,53 @@ def _read_metadata(data: bytes, info: PeInfo, pinvoke_patterns: Sequence[re.Patt
                 break
 
 
-def _raw_rows(data: bytes, table: Any, fields: tuple[str, ...]) -> list[tuple[int, ...]]:
-    """``fields`` of every row of a dnfile metadata ``table``, unpacked straight from the file's bytes
-    (dnfile's row objects cost ~50 us each; a large assembly has thousands of member references)."""
-    if table is None or not table.num_rows:
-        return []
-    sample = table[0].struct
-    fmt, keys = sample.__format_str__, [k[0] for k in sample.__keys__]
-    size = struct.calcsize(fmt)
-    start = table.file_offset
-    if size != table.row_size or start is None or start + size * table.num_rows > len(data):
-        raise ValueError(f"metadata table {table.name} does not fit the file")
-    positions = [keys.index(f) for f in fields]
-    rows = struct.iter_unpack(fmt, data[start : start + size * table.num_rows])
-    return [tuple(row[p] for p in positions) for row in rows]
-
-
 def _dedupe(items: list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
 def analysers(context: ScanContext) -> Sequence[Analyser]:
-    """The engine's entry point (see :mod:`nuseal.scan.engine`): one analyser, no context needed."""
+    """The engine's entry point (see :mod:`nuseal.scan.engine`): one analyser per scanner, remembering what it
+    learnt of each assembly by SHA-256 (at most :data:`MAX_CACHED_ASSEMBLIES`), so the same DLL shipped in many
+    packages or versions is parsed once per run."""
     del context
-    return (analyse,)
+    cache: dict[tuple[str, tuple[str, ...]], PeInfo] = {}
+
+    def analyse_cached(pkg: ScanPackage, rules: RuleSet) -> Iterator[Finding]:
+        return analyse(pkg, rules, cache=cache)
+
+    analyse_cached.__module__ = __name__
+    return (analyse_cached,)
 
 
-def analyse(pkg: ScanPackage, rules: RuleSet) -> Iterator[Finding]:
-    """Findings NS4001-NS4012 for ``pkg`` (see the module docstring)."""
+def _is_native_folder(low: str) -> bool:
+    """``runtimes/<rid>/native/...``: where NuGet's layout puts native libraries (docs "Supporting multiple
+    .NET versions" / NuGet.Client ``ManagedCodeConventions`` ``NativeLibrary``)."""
+    parts = low.split("/")
+    return len(parts) >= 4 and parts[0] == "runtimes" and parts[2] == "native"
+
+
+def _maybe_native(low: str) -> bool:
+    """Names an ELF or Mach-O binary may have: ``.so``/``.so.N``, ``.dylib``, ``.bundle``, ``.node``, ``.o``, or
+    no extension (executables)."""
+    name = low.rpartition("/")[2]
+    if _SO_NAME.search(name) or name.endswith(_NATIVE_EXTENSIONS):
+        return True
+    return "." not in name.lstrip(".") and bool(name)
+
+
+def analyse(
+    pkg: ScanPackage, rules: RuleSet, *, cache: dict[tuple[str, tuple[str, ...]], PeInfo] | None = None
+) -> Iterator[Finding]:
+    """Findings NS4001-NS4012 for ``pkg`` (see the module docstring). ``cache`` maps ``(SHA-256, P/Invoke
+    patterns)`` to what an assembly revealed (filled here; bounded by :data:`MAX_CACHED_ASSEMBLIES`)."""
     patterns = [p.regex for p in rules.patterns("compiled", "pinvoke") if p.rule_id == "NS4011"]
+    key_patterns = tuple(p.pattern for p in patterns)
     paths = pkg.content_paths()
     module = any("/" not in p and p.lower().endswith(".psd1") for p in paths)
     for path in paths:
         low = path.lower()
         broken = placement(path, powershell_module=module)
         is_pe = low.endswith(PE_EXTENSIONS)
-        if broken is None and not is_pe:
-            continue
         digest = None
         if broken is not None and rules.enabled(broken):
             digest = pkg.sha256(path, limit=MAX_PE_BYTES)
@@ -370,6 +354,18 @@ def analyse(pkg: ScanPackage, rules: RuleSet) -> Iterator[Finding]:
                 file_sha256=digest,
             )
         if not is_pe:
+            if rules.enabled("NS4005") and not _is_native_folder(low) and _maybe_native(low):
+                yield from _native_findings(pkg, rules, path)
+            continue
+        if low.startswith("ref/"):
+            continue  # reference assemblies: metadata for the compiler, never loaded or run
+        size = pkg.sizes.get(path, 0)
+        if size > MAX_PE_BYTES:
+            info = inspect_pe_prefix(partial(pkg.read_prefix, path), size, patterns)
+            if info.not_analysed is not None:
+                pkg.problems.append(PackageProblem("NS9004", f"not analysed: {path}: {info.not_analysed}", path))
+                continue
+            yield from _pe_findings(pkg, rules, path, info, digest, size=size)
             continue
         try:
             data = pkg.read(path, limit=MAX_PE_BYTES)
@@ -377,11 +373,102 @@ def analyse(pkg: ScanPackage, rules: RuleSet) -> Iterator[Finding]:
             pkg.read_problem(exc)
             continue
         digest = digest or pkg.sha256(path, limit=MAX_PE_BYTES)
-        yield from _pe_findings(pkg, rules, path, inspect_pe(data, patterns), digest)
+        info_key = (digest or "", key_patterns)
+        cached = cache.get(info_key) if cache is not None and digest else None
+        if cached is None:
+            cached = inspect_pe(data, patterns)
+            if cache is not None and digest:
+                if len(cache) >= MAX_CACHED_ASSEMBLIES:
+                    cache.clear()
+                cache[info_key] = cached
+        yield from _pe_findings(pkg, rules, path, cached, digest)
 
 
-def _pe_findings(pkg: ScanPackage, rules: RuleSet, path: str, info: PeInfo, digest: str | None) -> Iterator[Finding]:
+@dataclass(frozen=True)
+class NativeInfo:
+    """An ELF or Mach-O file's format, architecture and kind, from its first bytes."""
+
+    format: str
+    machine: str
+    kind: str
+
+
+_ELF_MACHINES = {
+    3: "x86",
+    62: "x64",
+    40: "ARM",
+    183: "ARM64",
+    243: "RISC-V",
+    8: "MIPS",
+    20: "PowerPC",
+    21: "PowerPC 64",
+    22: "s390x",
+    258: "LoongArch",
+}
+_ELF_TYPES = {1: "relocatable object", 2: "executable", 3: "shared object or executable", 4: "core dump"}
+_MACHO_CPUS = {7: "x86", 0x01000007: "x64", 12: "ARM", 0x0100000C: "ARM64", 0x0200000C: "ARM64_32", 18: "PowerPC"}
+_MACHO_TYPES = {1: "object", 2: "executable", 6: "dynamic library", 8: "bundle"}
+_MACHO_MAGICS = (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe", b"\xcf\xfa\xed\xfe")
+_SO_NAME = re.compile(r"\.so(\.\d+)*$")
+_NATIVE_EXTENSIONS = (".dylib", ".bundle", ".node", ".o")
+#: Fat Mach-O and Java class files share the magic 0xCAFEBABE; a fat header's architecture count is small, a
+#: class file's version (read as the same field) is 45 or more.
+_MAX_FAT_ARCHES = 30
+
+
+def inspect_native(head: bytes) -> NativeInfo | None:
+    """The ELF (System V ABI gABI "ELF Header") or Mach-O (``<mach-o/loader.h>``, ``<mach-o/fat.h>``) header in
+    ``head`` (a file's first bytes), or ``None`` when it is neither."""
+    if head[:4] == b"\x7fELF" and len(head) >= 20:
+        order = "<" if head[5] != 2 else ">"
+        etype, machine = struct.unpack_from(order + "HH", head, 16)
+        bits = {1: "32-bit", 2: "64-bit"}.get(head[4], "")
+        name = _ELF_MACHINES.get(machine, f"machine {machine}")
+        return NativeInfo("ELF", f"{name} {bits}".strip(), _ELF_TYPES.get(etype, f"type {etype}"))
+    if len(head) >= 16 and head[:4] in _MACHO_MAGICS:
+        order = ">" if head[:2] == b"\xfe\xed" else "<"
+        cpu, _sub, ftype = struct.unpack_from(order + "III", head, 4)
+        machine = _MACHO_CPUS.get(cpu, f"cpu 0x{cpu:x}")
+        return NativeInfo("Mach-O", machine, _MACHO_TYPES.get(ftype, f"type {ftype}"))
+    if len(head) >= 8 and head[:4] in (b"\xca\xfe\xba\xbe", b"\xca\xfe\xba\xbf"):
+        (count,) = struct.unpack_from(">I", head, 4)
+        if not 0 < count <= _MAX_FAT_ARCHES:
+            return None
+        width = 20 if head[3] == 0xBE else 32
+        cpus = []
+        for i in range(count):
+            at = 8 + width * i
+            if at + 4 > len(head):
+                break
+            (cpu,) = struct.unpack_from(">I", head, at)
+            cpus.append(_MACHO_CPUS.get(cpu, f"cpu 0x{cpu:x}"))
+        return NativeInfo("Mach-O", "universal (" + ", ".join(cpus) + ")", "fat binary")
+    return None
+
+
+def _native_findings(pkg: ScanPackage, rules: RuleSet, path: str) -> Iterator[Finding]:
+    try:
+        head = pkg.read_prefix(path, 4096)
+    except EntryReadError:
+        return  # not a file we know to be native: unreadable data is the placement/other analysers' concern
+    info = inspect_native(head)
+    if info is None:
+        return
+    yield rules.finding(
+        "NS4005",
+        f"native code: {path} is a {info.format} {info.kind} for {info.machine}",
+        pkg.ref,
+        location=Location(path=path),
+        evidence=f"{path}: {info.format} {info.kind}, {info.machine}",
+        file_sha256=pkg.sha256(path, limit=MAX_PE_BYTES),
+    )
+
+
+def _pe_findings(
+    pkg: ScanPackage, rules: RuleSet, path: str, info: PeInfo, digest: str | None, *, size: int | None = None
+) -> Iterator[Finding]:
     where = Location(path=path)
+    read = f" ({size / (1 << 20):.0f} MB; headers read)" if size is not None else ""
     if info.malformed is not None:
         yield rules.finding(
             "NS4004",
@@ -395,7 +482,7 @@ def _pe_findings(pkg: ScanPackage, rules: RuleSet, path: str, info: PeInfo, dige
     if not info.is_dotnet:
         yield rules.finding(
             "NS4003",
-            f"native code: {path} is a native {info.machine} PE file",
+            f"native code: {path} is a native {info.machine} PE file{read}",
             pkg.ref,
             location=where,
             evidence=f"{path}: native {info.machine}",

@@ -29,15 +29,21 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nuseal.errors import PackageFormatError
 from nuseal.package.archive import SIGNATURE_ENTRY_NAME, PackageArchive
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE, Nuspec, find_nuspec_name
 from nuseal.package.version import NuGetVersion
 from nuseal.scan.model import Location, PackageRef
+
+if TYPE_CHECKING:
+    from nuseal.package._zip import CentralDirectoryRecord
 
 __all__ = [
     "DEFAULT_READ_LIMIT",
@@ -89,6 +95,9 @@ class ScanPackage:
     stored_size: int = 0
     #: ``True`` when built from an extracted folder: locations are file paths under ``ref.source``.
     extracted: bool = False
+    #: ``(path, size) -> the first size bytes`` without reading the rest (``None``: :meth:`read_prefix` reads
+    #: the whole entry).
+    prefix_reader: Callable[[str, int], bytes] | None = None
     _hashes: dict[str, str] = field(default_factory=dict)
     _cache: dict[str, bytes] = field(default_factory=dict)
 
@@ -128,14 +137,13 @@ class ScanPackage:
             except PackageFormatError as exc:
                 raise EntryReadError(path, exc.message) from exc
 
-        nuspec: Nuspec | None = None
-        try:
-            name = find_nuspec_name(tuple(by_path))
-            nuspec = Nuspec.parse(reader(name, MAX_NUSPEC_SIZE))
-        except PackageFormatError as exc:
-            problems.append(PackageProblem("NS9003", exc.message))
-        except EntryReadError as exc:
-            problems.append(PackageProblem("NS9003", f"the nuspec cannot be read: {exc.message}", exc.path))
+        def prefix_reader(path: str, size: int) -> bytes:
+            index = by_path.get(path)
+            if index is None:
+                raise EntryReadError(path, f"the package has no entry {path!r}")
+            return _archive_prefix(archive.data, records[index], path, size)
+
+        nuspec = _read_nuspec(tuple(by_path), reader, problems)
         ref = PackageRef(
             nuspec.id if nuspec else None, nuspec.version.normalized if nuspec else None, source
         )
@@ -147,6 +155,7 @@ class ScanPackage:
             reader=reader,
             problems=problems,
             stored_size=len(data),
+            prefix_reader=prefix_reader,
         )
 
     @classmethod
@@ -200,14 +209,16 @@ class ScanPackage:
                 raise EntryReadError(path, f"{path} is over {limit} bytes")
             return data
 
-        nuspec: Nuspec | None = None
-        try:
-            name = find_nuspec_name(tuple(sizes))
-            nuspec = Nuspec.parse(reader(name, MAX_NUSPEC_SIZE))
-        except PackageFormatError as exc:
-            problems.append(PackageProblem("NS9003", exc.message))
-        except EntryReadError as exc:
-            problems.append(PackageProblem("NS9003", f"the nuspec cannot be read: {exc.message}", exc.path))
+        def prefix_reader(path: str, size: int) -> bytes:
+            if path not in sizes:
+                raise EntryReadError(path, f"the folder has no file {path!r}")
+            try:
+                with (root / path).open("rb") as fh:
+                    return fh.read(size)
+            except OSError as exc:
+                raise EntryReadError(path, f"cannot read {path}: {exc.strerror or exc}") from exc
+
+        nuspec = _read_nuspec(tuple(sizes), reader, problems)
         ref = PackageRef(nuspec.id if nuspec else None, nuspec.version.normalized if nuspec else None, label)
         return cls(
             ref=ref,
@@ -218,6 +229,7 @@ class ScanPackage:
             problems=problems,
             stored_size=total,
             extracted=True,
+            prefix_reader=prefix_reader,
         )
 
     # ------------------------------------------------------------------ access
@@ -278,6 +290,21 @@ class ScanPackage:
             self._hashes[path] = hashlib.sha256(data).hexdigest()
         return data
 
+    def read_prefix(self, path: str, size: int) -> bytes:
+        """The first ``size`` bytes of ``path`` (fewer when it is shorter), without inflating or reading the rest:
+        for headers of files too large to read whole. Not CRC-checked (the check needs every byte).
+
+        Raises:
+            EntryReadError: no such entry, or it cannot be read.
+        """
+        cached = self._cache.get(path)
+        if cached is not None:
+            return cached[:size]
+        if self.prefix_reader is None:
+            declared = self.sizes.get(path, 0)
+            return self.read(path, limit=max(size, declared))[:size]
+        return self.prefix_reader(path, size)
+
     def sha256(self, path: str, *, limit: int = 1 << 30) -> str | None:
         """Hex SHA-256 of ``path``'s bytes, or ``None`` when it cannot be read within ``limit``."""
         found = self._hashes.get(path)
@@ -299,6 +326,48 @@ class ScanPackage:
         problem = PackageProblem("NS9004", f"not analysed: {error.message}", error.path)
         self.problems.append(problem)
         return problem
+
+
+def _read_nuspec(
+    paths: tuple[str, ...], reader: Callable[[str, int], bytes], problems: list[PackageProblem]
+) -> Nuspec | None:
+    """The root nuspec, parsed without nuget.org's field-length limits: a field over them is an NS9009 problem
+    (one per field) and the package keeps its identity; anything else wrong is NS9003 and ``None``."""
+    try:
+        name = find_nuspec_name(paths)
+        nuspec = Nuspec.parse(reader(name, MAX_NUSPEC_SIZE), enforce_limits=False)
+    except PackageFormatError as exc:
+        problems.append(PackageProblem("NS9003", exc.message))
+        return None
+    except EntryReadError as exc:
+        problems.append(PackageProblem("NS9003", f"the nuspec cannot be read: {exc.message}", exc.path))
+        return None
+    problems.extend(PackageProblem("NS9009", problem, name) for problem in nuspec.limit_problems)
+    return nuspec
+
+
+def _archive_prefix(data: bytes, record: CentralDirectoryRecord, path: str, size: int) -> bytes:
+    """The first ``size`` bytes of an archive entry: its local header (APPNOTE 4.3.7) checked against the central
+    directory record, then at most ``size`` bytes inflated (stored entries sliced)."""
+    at = record.local_header_offset
+    if at < 0 or at + 30 > len(data) or data[at : at + 4] != b"PK\x03\x04":
+        raise EntryReadError(path, f"{path}: no local file header at offset {at}")
+    name_len, extra_len = struct.unpack_from("<HH", data, at + 26)
+    if data[at + 30 : at + 30 + name_len] != record.name_bytes:
+        raise EntryReadError(path, f"{path}: local header and central directory disagree on the name")
+    start = at + 30 + name_len + extra_len
+    end = start + record.compressed_size
+    if end > len(data):
+        raise EntryReadError(path, f"{path}: data runs past the end of the file")
+    raw = memoryview(data)[start:end]
+    if record.method == 0:
+        return bytes(raw[:size])
+    if record.method != 8:
+        raise EntryReadError(path, f"{path}: unsupported compression method {record.method}")
+    try:
+        return zlib.decompressobj(-15).decompress(raw, size)
+    except zlib.error as exc:
+        raise EntryReadError(path, f"{path}: corrupt deflate data ({exc})") from exc
 
 
 def _no_reader(path: str, limit: int) -> bytes:
