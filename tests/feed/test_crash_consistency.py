@@ -398,3 +398,36 @@ def test_a_crash_after_an_unlist_commits_is_finished_by_the_restart(tmp_path: Pa
         assert not (data_dir / "pending").is_dir() or not list((data_dir / "pending").iterdir())
     finally:
         feed.stop()
+
+
+@pytest.mark.slow
+def test_a_worker_killed_after_the_commit_is_finished_by_its_replacement(tmp_path: Path) -> None:
+    """Two workers; the one publishing a chosen push dies right after the commit. uvicorn starts a new worker, which
+    settles the pending entry it finds when it starts: the version becomes visible without restarting the feed."""
+    data_dir = tmp_path / "feed"
+    keys: dict[str, str] = {}
+    feed = _restart(data_dir, keys, None, workers=2, env={CRASH_ENV_VAR: "publish.committed:worker.crash/1.0.0"})
+    try:
+        victim = make_package("Worker.Crash", "1.0.0")
+        with pytest.raises(httpx.HTTPError):
+            feed.push(victim)
+        assert feed.process.poll() is None  # only the worker died
+        deadline = time.monotonic() + 60
+        with feed.client() as c:
+            while time.monotonic() < deadline:
+                r = c.get("/v3/flatcontainer/worker.crash/index.json")
+                if r.status_code == 200:
+                    break
+                time.sleep(0.2)
+            assert r.status_code == 200 and r.json() == {"versions": ["1.0.0"]}, "the new worker did not settle it"
+            assert c.get("/v3/flatcontainer/worker.crash/1.0.0/worker.crash.1.0.0.nupkg").content == victim
+        assert feed.push(victim).status_code == 409
+    finally:
+        feed.stop()
+    # the dead worker's staging upload stays until the next start of the feed (which worker received what is not
+    # known while other workers run); that start finds nothing else to repair
+    feed = _restart(data_dir, keys, None)
+    try:
+        _check_consistent(feed, Ledger(acknowledged={("worker.crash", "1.0.0"): victim}), "after a worker died")
+    finally:
+        feed.stop()
