@@ -25,8 +25,10 @@ class NuCode(enum.StrEnum):
     NU1102 = "NU1102"  # no version in the requested range on any source
     NU1103 = "NU1103"  # only prerelease versions in a range that asks for stable
     NU1107 = "NU1107"  # version conflict between dependencies
+    NU1108 = "NU1108"  # dependency cycle
     NU1301 = "NU1301"  # a source could not be read (network, HTTP error)
     NU1403 = "NU1403"  # a downloaded package's content hash differs from the lock file's
+    NU1603 = "NU1603"  # the lower bound was not found; a higher version was resolved
     NU1605 = "NU1605"  # detected package downgrade
     NU1608 = "NU1608"  # resolved version outside a dependency's range
 

@@ -37,6 +37,7 @@ def _register() -> None:
         ("nuseal.cli.admin", ("admin_group",)),
         ("nuseal.cli.dev", ("dev_group",)),
         ("nuseal.cli.scan", ("scan_command",)),
+        ("nuseal.cli.restore", ("restore_command",)),
     ):
         try:
             mod = __import__(module, fromlist=list(names))
