@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from nuseal.client.gate import GateSettings
-from nuseal.client.globalpackages import GlobalPackagesFolder
+from nuseal.client.globalpackages import GlobalPackagesFolder, nuget_lock_path
 from nuseal.errors import RestoreError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.package import PackageArchive
@@ -330,3 +330,35 @@ def test_signer_outside_trusted_signers_refused_with_nu3034_like_nuget(tmp_path:
     )
     err = _refusal(tmp_path, data, policy)
     assert err.code is not None and err.code.value == "NU3034"
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="nuget-oracle not present")
+def test_lock_file_is_the_one_nuget_takes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NuGet leaves its lock file in ``$NUGET_SCRATCH/lock``: nuseal computes the same name (not cached: a real run)."""
+    gpf = tmp_path / "gpf"
+    run = subprocess.run(
+        [
+            "bash",
+            str(SCRIPT),
+            "extract",
+            str(SHARED / "vectors" / "nuget.org" / "system.buffers.4.4.0.nupkg"),
+            "--out",
+            str(gpf),
+            "--mode",
+            "accept",
+            "--trust-bundle",
+            str(CODESIGN),
+            "--timestamp-bundle",
+            str(TIMESTAMP),
+        ],
+        capture_output=True,
+        timeout=300,
+        check=False,
+    )
+    doc = json.loads(run.stdout)
+    assert doc["installed"] is True
+    monkeypatch.setenv("NUGET_SCRATCH", doc["nugetScratch"])
+    folder = GlobalPackagesFolder(gpf.resolve())
+    lock = nuget_lock_path(folder.nupkg_path("System.Buffers", "4.4.0"))
+    assert lock.is_file()
+    assert lock.stat().st_mtime >= (gpf / "system.buffers").stat().st_mtime - 5
