@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -19,7 +20,7 @@ import pytest
 
 from nuseal.feed.errors import MAX_REASON_PHRASE, REASON_PHRASE_HEADER, reason_phrase
 
-from .conftest import Feed, make_package, multipart, nuspec_xml
+from .conftest import Feed, NuGetExe, make_package, multipart, nuspec_xml
 
 
 @dataclass
@@ -160,6 +161,21 @@ def test_a_request_cannot_set_the_phrase(shared_feed: Feed) -> None:
         shared_feed, httpx.Request("GET", f"{shared_feed.base_url}/v3/flatcontainer/no.such/index.json")
     )
     assert missing.status_line == b"HTTP/1.1 404 Not Found"
+
+
+@pytest.mark.nugetexe
+@pytest.mark.slow
+def test_nuget_exe_prints_the_reason_in_its_error_line(shared_feed: Feed, nuget: NuGetExe, tmp_path: Path) -> None:
+    """NuGet.exe 5.8 on Mono: ``Response status code does not indicate success: 409 (<our reason>).``
+    (the dotnet CLI is checked in test_dotnet_cli.py)."""
+    package = tmp_path / "Reason.Exe.1.0.0.nupkg"
+    package.write_bytes(make_package("Reason.Exe", "1.0.0"))
+    key = shared_feed.keys["alice"]
+    nuget.run("push", str(package), "-Source", shared_feed.source, "-ApiKey", key)
+    again = nuget.run("push", str(package), "-Source", shared_feed.source, "-ApiKey", key, check=False)
+    assert again.returncode != 0
+    reason = "a package with id 'Reason.Exe' and version '1.0.0' already exists and cannot be modified"
+    assert f"Response status code does not indicate success: 409 ({reason})." in again.stdout + again.stderr
 
 
 @pytest.mark.parametrize(
