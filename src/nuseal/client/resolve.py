@@ -37,6 +37,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree.ElementTree import ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
 
 from nuseal.client.feedclient import FeedClient, SourceClient
 from nuseal.client.project import PackageReference
@@ -246,7 +250,7 @@ class _Item:
     version: NuGetVersion
     source: PackageSource
     client: SourceClient | None
-    nuspec: Nuspec
+    nuspec: _Manifest
     from_global_folder: bool = False
 
 
@@ -260,7 +264,7 @@ class PackageProvider:
         self.global_folder = global_folder
         self._versions: dict[tuple[str, str], asyncio.Task[list[NuGetVersion]]] = {}
         self._items: dict[tuple[str, str], asyncio.Task[_Item | None]] = {}
-        self._nuspecs: dict[tuple[str, str, str], asyncio.Task[Nuspec | None]] = {}
+        self._nuspecs: dict[tuple[str, str, str], asyncio.Task[_Manifest | None]] = {}
 
     def sources_for(self, package_id: str) -> tuple[PackageSource, ...]:
         return self.settings.sources_for(package_id)
@@ -273,7 +277,7 @@ class PackageProvider:
             self._versions[key] = task
         return await task
 
-    async def nuspec(self, source: PackageSource, package_id: str, version: NuGetVersion) -> Nuspec | None:
+    async def nuspec(self, source: PackageSource, package_id: str, version: NuGetVersion) -> _Manifest | None:
         key = (source.name.lower(), package_id.lower(), version.normalized.lower())
         task = self._nuspecs.get(key)
         if task is None:
@@ -281,7 +285,7 @@ class PackageProvider:
             self._nuspecs[key] = task
         return await task
 
-    async def _nuspec(self, source: PackageSource, package_id: str, version: NuGetVersion) -> Nuspec | None:
+    async def _nuspec(self, source: PackageSource, package_id: str, version: NuGetVersion) -> _Manifest | None:
         data = await self.feed.client(source).nuspec(package_id, version)
         if data is None:
             return None
@@ -348,19 +352,59 @@ class PackageProvider:
         return out
 
 
-def _parse_nuspec(data: bytes, label: str, where: str) -> Nuspec:
+@dataclass(frozen=True)
+class _Manifest:
+    """What resolution needs of a nuspec: identity and the dependency groups, empty groups kept (an empty group
+    for the nearest framework means "no dependencies", not "fall back to another group")."""
+
+    id: str
+    version: NuGetVersion
+    groups: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]
+
+
+def _local_name(tag: object) -> str:
+    text = str(tag)
+    return text.rsplit("}", 1)[-1]
+
+
+def _parse_nuspec(data: bytes, label: str, where: str) -> _Manifest:
+    """``NuspecReader.GetDependencyGroups``: ``<group targetFramework>`` elements in order (a missing attribute is
+    the any-framework group); flat ``<dependency>`` children of ``<dependencies>`` form one any-framework group."""
     try:
-        return Nuspec.parse(data, enforce_limits=False)
+        nuspec = Nuspec.parse(data, enforce_limits=False)
+        root = fromstring(data, forbid_dtd=True)
     except PackageFormatError as exc:
         raise RestoreError(
             f"the .nuspec of {label} from '{where}' cannot be read: {exc.message}", package=label, source=where
         ) from None
+    except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:
+        raise RestoreError(f"the .nuspec of {label} from '{where}' cannot be read: {exc}", package=label) from None
+    groups: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
+    meta = next((c for c in root if _local_name(c.tag) == "metadata"), None)
+    for child in meta if meta is not None else ():
+        if _local_name(child.tag) != "dependencies":
+            continue
+        flat = [
+            ((d.get("id") or "").strip(), d.get("version"))
+            for d in child
+            if _local_name(d.tag) == "dependency"
+        ]
+        explicit = [g for g in child if _local_name(g.tag) == "group"]
+        if explicit:
+            for g in explicit:
+                deps = tuple(
+                    ((d.get("id") or "").strip(), d.get("version")) for d in g if _local_name(d.tag) == "dependency"
+                )
+                groups.append(((g.get("targetFramework") or "").strip(), deps))
+        elif flat:
+            groups.append(("", tuple(flat)))
+    return _Manifest(nuspec.id, nuspec.version, tuple(groups))
 
 
 def _dependencies(item: _Item, framework: str) -> tuple[Dependency, ...]:
-    groups: dict[str, list[tuple[str, str | None]]] = {}
-    for tfm, dep_id, dep_range in item.nuspec.dependencies:
-        groups.setdefault(tfm, []).append((dep_id, dep_range))
+    groups: dict[str, tuple[tuple[str, str | None], ...]] = {}
+    for tfm, deps in item.nuspec.groups:
+        groups.setdefault(tfm, deps)
     if not groups:
         return ()
     chosen = select_group(framework, groups)
@@ -727,4 +771,5 @@ async def resolve(
                 )
     packages.sort(key=lambda p: (p.requested is None, p.id.lower()))
     graph.packages = packages
+    graph.diagnostics = list(dict.fromkeys(graph.diagnostics))  # one message per distinct problem, as NuGet logs
     return graph
