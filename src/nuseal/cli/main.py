@@ -38,6 +38,7 @@ def _register() -> None:
         ("nuseal.cli.dev", ("dev_group",)),
         ("nuseal.cli.scan", ("scan_command",)),
         ("nuseal.cli.restore", ("restore_command",)),
+        ("nuseal.cli.audit", ("audit_command",)),
     ):
         try:
             mod = __import__(module, fromlist=list(names))
