@@ -212,6 +212,7 @@ TABLES: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
     0x2C: ("GenericParamConstraint", (("Owner", "t:2A"), ("Constraint", "c:TypeDefOrRef"))),
 }
 _TABLE_IDS = {name: number for number, (name, _cols) in TABLES.items()}
+_KINDS = tuple(sorted({kind for _name, cols in TABLES.values() for _col, kind in cols}))
 
 
 def _u16(data: bytes | memoryview, at: int, end: int, what: str) -> int:
@@ -402,23 +403,25 @@ class Metadata:
             "2": 2,
             "4": 4,
         }
+        codes: dict[str, str] = {}  # column kind -> struct code, for this assembly's row counts and heap sizes
+        for kind in _KINDS:
+            if kind in sizes:
+                width = sizes[kind]
+            elif kind.startswith("t:"):
+                width = 2 if rows[int(kind[2:], 16)] < 1 << 16 else 4
+            else:
+                bits, targets = _CODED[kind[2:]]
+                most = max(rows[t] for t in targets if t is not None)
+                width = 2 if most < 1 << (16 - bits) else 4
+            codes[kind] = "H" if width == 2 else "I"
         self._layout: dict[int, tuple[int, int, str, tuple[str, ...]]] = {}
-        for n, (_name, cols) in TABLES.items():
-            fmt = "<"
-            for _col, kind in cols:
-                if kind in sizes:
-                    width = sizes[kind]
-                elif kind.startswith("t:"):
-                    width = 2 if rows[int(kind[2:], 16)] < 1 << 16 else 4
-                else:
-                    bits, targets = _CODED[kind[2:]]
-                    most = max(rows[t] for t in targets if t is not None)
-                    width = 2 if most < 1 << (16 - bits) else 4
-                fmt += "H" if width == 2 else "I"
+        for n in present:  # tables without rows take no room (II.24.2.6)
+            name, cols = TABLES[n]
+            fmt = "<" + "".join(codes[kind] for _col, kind in cols)
             row_size = struct.calcsize(fmt)
             count = rows[n]
             if pos + row_size * count > end:
-                raise MetadataError(f"table {TABLES[n][0]} runs past the table stream")
+                raise MetadataError(f"table {name} runs past the table stream")
             self._layout[n] = (pos, count, fmt, tuple(c for c, _k in cols))
             pos += row_size * count
         self._tables = ts
@@ -428,6 +431,12 @@ class Metadata:
         """Rows of ``table`` (by its II.22 name)."""
         return self.rows[_TABLE_IDS[table]]
 
+    def _table(self, table: str) -> tuple[int, int, str, tuple[str, ...]]:
+        found = self._layout.get(_TABLE_IDS[table])
+        if found is None:  # present in the schema, no rows in this assembly
+            return 0, 0, "<", tuple(c for c, _k in TABLES[_TABLE_IDS[table]][1])
+        return found
+
     def columns(self, table: str, *names: str) -> list[tuple[int, ...]]:
         """The raw values of columns ``names`` (in the table's column order) of every row of ``table`` (row 1
         first): heap offsets, raw simple indexes (1-based) and coded indexes (tag in the low bits). Unpacked by
@@ -436,7 +445,7 @@ class Metadata:
         Raises:
             ValueError: ``names`` are not columns of ``table`` in its order (a programming error).
         """
-        pos, count, fmt, cols = self._layout[_TABLE_IDS[table]]
+        pos, count, fmt, cols = self._table(table)
         if not count:
             return []
         picks = [cols.index(n) for n in names]
@@ -454,7 +463,7 @@ class Metadata:
         Raises:
             MetadataError: no such row.
         """
-        pos, count, fmt, cols = self._layout[_TABLE_IDS[table]]
+        pos, count, fmt, cols = self._table(table)
         if not 1 <= index <= count:
             raise MetadataError(f"{table} has no row {index}")
         size = struct.calcsize(fmt)

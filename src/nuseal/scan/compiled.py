@@ -268,24 +268,22 @@ def _read_metadata(md: Metadata, info: PeInfo, pinvoke_patterns: Sequence[re.Pat
             target = f"{module}!{md.string(name_at)}"
             if any(p.search(target) for p in pinvoke_patterns) and target not in info.pinvokes:
                 info.pinvokes.append(target)
-    wanted_rows: dict[int, str] = {}
-    seen: dict[int, bool] = {}  # namespace string index -> one of ours (namespaces repeat a lot)
-    for i, (name_at, ns_at) in enumerate(md.columns("TypeRef", "TypeName", "TypeNamespace"), start=1):
-        ours = seen.get(ns_at)
-        if ours is None:
-            ours = seen[ns_at] = md.string(ns_at) in _WANTED_NAMESPACES
-        if ours:
+    typerefs = md.columns("TypeRef", "TypeName", "TypeNamespace")
+    # Namespaces repeat (one #Strings entry each): decide per distinct namespace, then look at its rows only.
+    ours = {ns for ns in {ns for _name, ns in typerefs} if md.string(ns) in _WANTED_NAMESPACES}
+    if not ours:
+        return
+    # MemberRef's parent is a MemberRefParent coded index (II.24.2.6): row << 3 | 1 for a TypeRef.
+    wanted: dict[int, str] = {}
+    for i, (name_at, ns_at) in enumerate(typerefs, start=1):
+        if ns_at in ours:
             full = f"{md.string(ns_at)}.{md.string(name_at)}"
             if full in _WANTED_TYPES:
-                wanted_rows[i] = full
-    if not wanted_rows:
+                wanted[i << 3 | _MEMBERREF_PARENT_TYPEREF] = full
+    if not wanted:
         return
-    for coded, name_at, sig_at in md.columns("MemberRef", "Class", "Name", "Signature"):
-        if coded & 0b111 != _MEMBERREF_PARENT_TYPEREF:
-            continue
-        owner = wanted_rows.get(coded >> 3)
-        if owner is None:
-            continue
+    for coded, name_at, sig_at in [r for r in md.columns("MemberRef", "Class", "Name", "Signature") if r[0] in wanted]:
+        owner = wanted[coded]
         name = md.string(name_at)
         member = f"{owner}::{name}"
         if name in _DOWNLOAD_API.get(owner, ()):
