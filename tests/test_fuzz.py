@@ -19,7 +19,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.codes import NuCode
-from nuseal.errors import ConfigError, PackageFormatError, SignatureFormatError
+from nuseal.errors import ConfigError, PackageFormatError, SignatureFormatError, TimestampError
 from nuseal.package import PackageArchive
 from nuseal.package.nuspec import Nuspec
 from nuseal.package.version import MAX_VERSION_LENGTH, NuGetVersion
@@ -31,6 +31,7 @@ from nuseal.scan.rules import load_rules
 from nuseal.signature import PrimarySignature
 from nuseal.signature._cms import load_certificates
 from nuseal.timestamp import Timestamp
+from nuseal.trust.certificate import load_der_certificate
 from nuseal.trust.config import parse_nuget_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +42,8 @@ SMOKE_BUDGET_S = 48
 
 @pytest.mark.slow
 def test_fuzz_smoke_run(tmp_path: Path) -> None:
-    """Every target for its share of a minute, one at a time, from the vectors' seeds: no finding."""
+    """Every target (the scan engine's too) for its share of :data:`SMOKE_BUDGET_S`, one at a time, from the
+    vectors' seeds: no finding."""
     if not VECTORS.is_dir():
         pytest.skip(f"no vectors at {VECTORS}")
     listed = subprocess.run(
@@ -51,7 +53,7 @@ def test_fuzz_smoke_run(tmp_path: Path) -> None:
         text=True,
         check=True,
     ).stdout.split()
-    assert {"zip_reader", "signature", "timestamp", "nuspec", "nuget_config", "version"} <= set(listed)
+    assert {"zip_reader", "signature", "timestamp", "nuspec", "nuget_config", "version", "version_range"} <= set(listed)
     seconds = max(5, SMOKE_BUDGET_S // len(listed))
     run = subprocess.run(
         [sys.executable, "-m", "fuzz.run", "--seconds", str(seconds), "--workdir", str(tmp_path)],
@@ -192,3 +194,32 @@ def test_an_absent_range_bound_is_never_inclusive(text: str, min_inclusive: bool
     again = VersionRange.parse(parsed.normalized)
     fields = ("min_version", "is_min_inclusive", "max_version", "is_max_inclusive", "is_floating")
     assert [getattr(parsed, f) for f in fields] == [getattr(again, f) for f in fields]
+
+
+def _with_x509_version(certificate_der: bytes, version: int) -> bytes:
+    """``certificate_der`` with its TBSCertificate version INTEGER set to ``version`` (same length)."""
+    field = b"\xa0\x03\x02\x01\x02"  # [0] EXPLICIT INTEGER 2 (v3)
+    at = certificate_der.index(field)
+    return certificate_der[:at] + field[:4] + bytes([version]) + certificate_der[at + 5 :]
+
+
+def test_a_certificate_with_an_unknown_x509_version_is_a_decoding_error() -> None:
+    """``cryptography.x509.InvalidVersion`` (not a ValueError) escaped ``PrimarySignature.load`` and
+    ``Timestamp.parse`` (found by the ``signature`` and ``timestamp`` targets in the long run) and
+    ``load_der_certificate`` (so a feed certificate upload); now NU3003 / a ValueError."""
+    p7s = _vector_signature()
+    primary = PrimarySignature.load(p7s)
+    assert primary.signer_certificate is not None
+    original = primary.signer_certificate.public_bytes(Encoding.DER)
+    bad = _with_x509_version(original, 34)
+    with pytest.raises(ValueError, match="version"):
+        load_der_certificate(bad)
+    with pytest.raises(SignatureFormatError) as caught:
+        PrimarySignature.load(p7s.replace(original, bad))
+    assert caught.value.code is NuCode.NU3003
+    (stamp,) = primary.timestamps
+    assert stamp.signer_certificate is not None
+    tsa = stamp.signer_certificate.public_bytes(Encoding.DER)
+    with pytest.raises(TimestampError) as stamp_error:
+        Timestamp.parse(stamp.token_der.replace(tsa, _with_x509_version(tsa, 66)))
+    assert stamp_error.value.code is NuCode.NU3003

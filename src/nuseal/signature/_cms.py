@@ -398,7 +398,7 @@ def load_certificates(ders: Sequence[bytes]) -> tuple[CertRef, ...]:
     for der in ders:
         try:
             out.append(_load_certificate(bytes(der)))
-        except _DECODE_ERRORS as exc:
+        except (*_DECODE_ERRORS, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
             raise CmsDecodeError(f"a certificate cannot be decoded: {exc}") from exc
     return tuple(out)
 

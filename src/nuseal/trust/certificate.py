@@ -257,7 +257,10 @@ def load_der_certificate(data: bytes) -> x509.Certificate:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CryptographyDeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        cert = x509.load_der_x509_certificate(data)
+        try:
+            cert = x509.load_der_x509_certificate(data)
+        except x509.InvalidVersion as exc:  # not a ValueError: a version other than v1..v3
+            raise ValueError(f"not a DER certificate: {exc}") from exc
         # Force the lazily parsed parts that warn, while the filter is active.
         _ = cert.serial_number, cert.subject, cert.issuer
     return cert
