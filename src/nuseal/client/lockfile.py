@@ -101,10 +101,8 @@ class LockFile:
 def legacy_short(vr: VersionRange) -> str:
     """NuGet's ``VersionRange.ToLegacyShortString()``: the bare minimum version for ``[x, )``, else the bracketed
     normalized form without the space (``[1.0.0, 2.0.0)`` is ``[1.0.0, 2.0.0)``)."""
-    if vr.min_version is not None and vr.is_min_inclusive and vr.max_version is None and not vr.is_floating:
+    if vr.min_version is not None and vr.is_min_inclusive and vr.max_version is None:
         return vr.min_version.normalized
-    if vr.is_floating and vr.float_range is not None and vr.max_version is None and vr.is_min_inclusive:
-        return str(vr.float_range)
     lo = "[" if vr.min_version is not None and vr.is_min_inclusive else "("
     hi = "]" if vr.max_version is not None and vr.is_max_inclusive else ")"
     if vr.min_version is not None and vr.max_version is not None and vr.min_version == vr.max_version and lo == "[":

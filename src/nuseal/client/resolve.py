@@ -62,6 +62,7 @@ __all__ = [
     "has_prerelease_bounds",
     "is_better",
     "is_greater_or_equal",
+    "pretty_print",
     "resolve",
     "select_group",
 ]
@@ -384,11 +385,7 @@ def _parse_nuspec(data: bytes, label: str, where: str) -> _Manifest:
     for child in meta if meta is not None else ():
         if _local_name(child.tag) != "dependencies":
             continue
-        flat = [
-            ((d.get("id") or "").strip(), d.get("version"))
-            for d in child
-            if _local_name(d.tag) == "dependency"
-        ]
+        flat = [((d.get("id") or "").strip(), d.get("version")) for d in child if _local_name(d.tag) == "dependency"]
         explicit = [g for g in child if _local_name(g.tag) == "group"]
         if explicit:
             for g in explicit:
@@ -450,19 +447,21 @@ class _Node:
         parts: list[str] = []
         node: _Node | None = self
         while node is not None and node.outer is not None:
-            parts.append(f"{node.id} {_pretty(node.range)}" if node.item is None else f"{node.id} {node.item.version}")
+            parts.append(
+                f"{node.id} {pretty_print(node.range)}" if node.item is None else f"{node.id} {node.item.version}"
+            )
             node = node.outer
         return " -> ".join(reversed(parts))
 
 
-def _pretty(vr: VersionRange) -> str:
-    """NuGet's ``VersionRange.PrettyPrint`` (``(>= 1.0.0)``, ``(>= 1.0.0 && < 2.0.0)``, ``(= 1.0.0)``)."""
+def pretty_print(vr: VersionRange) -> str:
+    """NuGet's ``VersionRange.PrettyPrint`` (``(>= 1.0.0)``, ``(>= 1.0.0 && < 2.0.0)``, ``(= 1.0.0)``; a float shows
+    its minimum version)."""
     if vr.min_version is not None and vr.max_version is not None and vr.min_version == vr.max_version:
         return f"(= {vr.min_version})"
     parts = []
     if vr.min_version is not None:
-        shown = str(vr.float_range) if vr.is_floating and vr.float_range else str(vr.min_version)
-        parts.append(f">= {shown}" if vr.is_min_inclusive else f"> {shown}")
+        parts.append(f">= {vr.min_version}" if vr.is_min_inclusive else f"> {vr.min_version}")
     if vr.max_version is not None:
         parts.append(f"<= {vr.max_version}" if vr.is_max_inclusive else f"< {vr.max_version}")
     return f"({' && '.join(parts)})" if parts else ""
@@ -631,7 +630,7 @@ def _resolve_conflicts(root: _Node) -> tuple[dict[str, _Node], list[tuple[_Node,
 
 
 async def _unresolved(provider: PackageProvider, node: _Node) -> Diagnostic:
-    label = f"{node.id} {_pretty(node.range)}"
+    label = f"{node.id} {pretty_print(node.range)}"
     sources = provider.sources_for(node.id)
     names = ", ".join(s.name for s in sources) or "(no source: check packageSourceMapping)"
     available = await provider.all_versions(node.id)
@@ -647,7 +646,7 @@ async def _unresolved(provider: PackageProvider, node: _Node) -> Diagnostic:
         return Diagnostic(
             NuCode.NU1103,
             Level.ERROR,
-            f"Unable to find a stable package {node.id} with version {_pretty(node.range)}; only prerelease "
+            f"Unable to find a stable package {node.id} with version {pretty_print(node.range)}; only prerelease "
             f"versions are in range ({', '.join(str(v) for v in sorted(set(in_range))[:5])}) in source(s): {names}",
             label,
         )
@@ -657,7 +656,7 @@ async def _unresolved(provider: PackageProvider, node: _Node) -> Diagnostic:
     return Diagnostic(
         NuCode.NU1102,
         Level.ERROR,
-        f"Unable to find package {node.id} with version {_pretty(node.range)}: found {len(ordered)} version(s) "
+        f"Unable to find package {node.id} with version {pretty_print(node.range)}: found {len(ordered)} version(s) "
         f"in source(s) {names} [ Nearest version: {nearest} ]",
         label,
     )
@@ -702,7 +701,7 @@ async def resolve(
                 f"Version conflict detected for {child.id}. Install/reference {child.id} {chosen.item.version} "
                 f"directly to project {project_name} to resolve this issue. {project_name} -> "
                 f"{chosen.path()}; {project_name} -> {parent.path() if parent else ''} -> {child.id} "
-                f"{_pretty(child.range)}",
+                f"{pretty_print(child.range)}",
                 child.id,
             )
         )
@@ -715,7 +714,7 @@ async def resolve(
                 Level.ERROR,
                 f"Detected package downgrade: {far.id} from {far.range.min_version} to {near.item.version}. "
                 f"Reference the package directly from the project to select a different version. {project_name} -> "
-                f"{far.outer.path() if far.outer else ''} -> {far.id} {_pretty(far.range)}; {project_name} -> "
+                f"{far.outer.path() if far.outer else ''} -> {far.id} {pretty_print(far.range)}; {project_name} -> "
                 f"{near.path()}",
                 far.id,
             )
@@ -747,7 +746,7 @@ async def resolve(
                 Diagnostic(
                     NuCode.NU1603,
                     Level.WARNING,
-                    f"{who} depends on {node.id} {_pretty(vr)} but {node.id} {vr.min_version} was not found. "
+                    f"{who} depends on {node.id} {pretty_print(vr)} but {node.id} {vr.min_version} was not found. "
                     f"An approximate best match of {node.id} {item.version} was resolved.",
                     f"{item.id} {item.version}",
                 )
@@ -765,7 +764,7 @@ async def resolve(
                         NuCode.NU1608,
                         Level.WARNING,
                         f"Detected package version outside of dependency constraint: {pkg.id} {pkg.version} requires "
-                        f"{dep.id} {_pretty(dep.range)} but version {dep.id} {got} was resolved.",
+                        f"{dep.id} {pretty_print(dep.range)} but version {dep.id} {got} was resolved.",
                         f"{pkg.id} {pkg.version}",
                     )
                 )
