@@ -110,8 +110,6 @@ def test_dependency_group_choice_agrees_with_nuget_get_nearest() -> None:
         theirs = None if theirs_input is None else groups[q["candidates"].index(theirs_input)]
         if ours is None and theirs is None:
             continue
-        if q["project"].startswith("netcoreapp3") or q["project"].startswith("net6"):
-            # restore adds the SDK's AssetTargetFallback (net461..net48) when nothing else fits
-            if theirs is None:
-                continue
+        if theirs is None and q["project"].startswith(("netcoreapp3", "net6")):
+            continue  # restore adds the SDK's AssetTargetFallback (net461..net48) when nothing else fits
         assert ours == theirs, (q, a)
