@@ -827,7 +827,24 @@ def _reduce_upwards(frameworks: list[NuGetFramework]) -> list[NuGetFramework]:
                     break
         if not dupe:
             kept.append(x)
-    return kept
+    # NuGet sorts the result by identifier, then ToString() in the current culture: the order decides between two
+    # portable frameworks that name the same frameworks (IsBetterPCL keeps the first of equals).
+    return sorted(kept, key=lambda f: (_fold(f.framework), _culture_key(str(f))))
+
+
+#: ICU's root collation order of ASCII punctuation and symbols (they sort before digits, digits before letters).
+_PUNCTUATION_ORDER = {c: i for i, c in enumerate("\t\n\v\f\r _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$")}
+
+
+def _culture_key(text: str) -> tuple[tuple[tuple[int, int | str], ...], tuple[bool, ...]]:
+    """A sort key close to .NET's culture-sensitive string comparison (ICU root collation) for ASCII names:
+    punctuation, then digits, then letters case-insensitively; lower case first on ties."""
+    primary = tuple(
+        (1, _PUNCTUATION_ORDER[c]) if c in _PUNCTUATION_ORDER else (2, c) if c.isdigit() else
+        (3, c.lower()) if c.isalpha() else (4, ord(c))
+        for c in text
+    )
+    return primary, tuple(c.isupper() for c in text)
 
 
 def _reduce_equivalent(frameworks: list[NuGetFramework]) -> list[NuGetFramework]:
