@@ -264,6 +264,8 @@ def write_seeds(target: str, directory: Path, *, max_len: int, vectors: Path = V
     its dictionary next to it. Returns the number of seeds and the dictionary path (``None`` without one).
     Seeds larger than ``max_len`` are left out (libFuzzer would only see their first ``max_len`` bytes)."""
     directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.iterdir():  # rebuilt each run: the vectors or this file may have changed
+        stale.unlink()
     count = 0
     for sample in _samples(target, vector_packages(vectors), max_len):
         if 0 < len(sample) <= max_len:
