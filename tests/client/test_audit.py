@@ -228,3 +228,15 @@ def test_cli_default_folder_from_nuget_packages(gpf: Path, monkeypatch: pytest.M
         == 1
     )
     assert main(["audit", str(gpf.parent / "missing")]) == 2
+
+
+def test_folder_swapped_for_another_signed_package(gpf: Path) -> None:
+    """A genuinely signed package with its own matching .sha512 and .nupkg.metadata, put in another package's
+    folder: only the identity check sees it."""
+    victim = gpf / "system.buffers" / "4.4.0"
+    shutil.rmtree(victim)
+    shutil.copytree(gpf / "newtonsoft.json" / "12.0.3", victim)
+    for name in ("newtonsoft.json.12.0.3.nupkg", "newtonsoft.json.12.0.3.nupkg.sha512"):
+        (victim / name).rename(victim / name.replace("newtonsoft.json.12.0.3", "system.buffers.4.4.0"))
+    (victim / "newtonsoft.json.nuspec").rename(victim / "system.buffers.nuspec")
+    assert ("NA1009", "system.buffers.4.4.0.nupkg") in found(gpf)["system.buffers/4.4.0"]

@@ -12,6 +12,7 @@ build step of one package can rewrite another package's ``build/*.targets`` ther
   special files too);
 * ``NA1006`` the ``.nupkg`` is missing or unreadable; ``NA1007`` the folder has no ``.nupkg.metadata`` (a
   crash during extraction: NuGet re-extracts it); ``NA1008`` ``.nupkg.metadata`` is unreadable;
+* ``NA1009`` the nuspec names another id or version than the folder (a swapped package);
 * ``NA2001`` the signature no longer verifies under the policy (:class:`~nuseal.client.gate.GateSettings`, the
   same as restore's gate; the NU code is in the message);
 * the scan is rerun over the extracted files (``nuseal.scan``): findings at or above the gate's ``block_on``
@@ -129,6 +130,14 @@ AUDIT_RULES: tuple[Rule, ...] = (
         "The .nupkg.metadata file is not the JSON NuGet writes (version, contentHash, source).",
     ),
     _rule(
+        "NA1009",
+        "Another package in this folder",
+        Severity.ERROR,
+        8.5,
+        "The .nupkg's nuspec names another package id or version than the folder it sits in: the folder's "
+        "content was swapped for another (genuinely signed) package.",
+    ),
+    _rule(
         "NA2001",
         "Signature no longer verifies",
         Severity.ERROR,
@@ -138,7 +147,7 @@ AUDIT_RULES: tuple[Rule, ...] = (
     ),
 )
 #: Rules whose findings mean the folder's content is not what NuGet extracted (``--fix`` removes it).
-TAMPER_RULES = frozenset({"NA1001", "NA1002", "NA1003", "NA1004", "NA1005", "NA1006", "NA1007", "NA1008"})
+TAMPER_RULES = frozenset({"NA1001", "NA1002", "NA1003", "NA1004", "NA1005", "NA1006", "NA1007", "NA1008", "NA1009"})
 
 
 def audit_rules(rules: RuleSet) -> RuleSet:
@@ -282,6 +291,17 @@ def audit_package(folder: Path, settings: GateSettings, *, now: datetime | None 
             f"{nupkg_name}'s content hash {content_hash[:16]}... differs from {METADATA_FILE}'s {metadata[0][:16]}...",
             METADATA_FILE,
         )
+    try:
+        spec = archive.nuspec()
+        if spec.id.lower() != id_lower or spec.version.normalized.lower() != ver_lower:
+            out.add(
+                "NA1009",
+                f"{nupkg_name} is {spec.id} {spec.version.normalized}, not the package of folder "
+                f"{id_lower}/{ver_lower}",
+                nupkg_name,
+            )
+    except NusealError as exc:
+        out.add("NA1006", f"{nupkg_name}: its nuspec cannot be read: {exc.message}", nupkg_name)
     # 2. every extracted file against its entry
     try:
         plan = plan_extraction(archive, id_lower)

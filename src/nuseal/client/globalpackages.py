@@ -12,9 +12,10 @@ package nuseal installed and downloads nothing:
 * ``<id-lower>.nuspec`` - the manifest (extracted under its entry name, then renamed);
 * the package's files in central-directory order, except NuGet's OPC files (a file named ``[Content_Types].xml``
   or ``.rels`` in any folder, ``*.psmdcp``; case-sensitive) and root-level ``*.nuspec``/``*.nupkg``;
-  ``.signature.p7s`` *is* extracted, so are other files under ``_rels/`` and ``package/``; ``%XX`` in entry names is unescaped (``a%20b`` -> ``a b``); a ``dir/`` entry becomes an empty
-  directory; files are created ``0766 & ~umask`` with the entry's DOS date/time taken as UTC as mtime (a future
-  date leaves the current time);
+  ``.signature.p7s`` *is* extracted, so are other files under ``_rels/`` and ``package/``; ``%XX`` in entry
+  names is unescaped (``a%20b`` -> ``a b``, ``a%2Fb`` -> ``a/b``); a ``dir/`` entry becomes an empty directory;
+  files are created ``0766 & ~umask`` with the entry's DOS date/time taken as UTC as mtime (a future date leaves
+  the current time);
 * ``.nupkg.metadata`` - ``{"version": 2, "contentHash": <NuGet content hash, signature excluded>, "source": ..}``
   in NuGet's exact bytes (2-space indent, no final newline), written last: the "installed" marker.
 
