@@ -11,6 +11,8 @@ Sources (``../shared/vectors`` relative to the repository root, every ``*.nupkg`
 * ``nuget_config``: hand-made nuget.config files (trustedSigners, signatureValidationMode, clear, owners).
 * ``version``: hand-made version strings and every vector's nuspec ``<version>``.
 * ``version_range``: hand-made ranges (floating ones included) and every vector's dependency ``version``.
+* ``frameworks``: hand-made target frameworks (short and full names) and every vector's nuspec ``targetFramework``
+  values and ``lib/``/``ref/`` folder names.
 * ``powershell`` / ``msbuild`` (when the scan engine exists): the ``.ps1``/``.psm1``/``.psd1`` and
   ``.props``/``.targets`` files inside the packages.
 
@@ -93,6 +95,21 @@ RANGES = (
     "[1.*, 2.0)",
     " ( , 3.0 ) ",
     "[1.0, 1.0]",
+)
+
+FRAMEWORKS = (
+    "net462",
+    "net8.0-windows10.0.19041",
+    "netstandard2.0",
+    "netcoreapp3.1",
+    ".NETFramework,Version=v4.6.2,Profile=Client",
+    ".NETPortable,Version=v0.0,Profile=Profile259",
+    "portable-net45+win8+wpa81+wp8+monoandroid10",
+    "sl4-wp71",
+    "uap10.0.16299",
+    "net%34%35",
+    "dotnet5.6",
+    "net6.0-android31.0",
 )
 
 _XML_TOKENS = (
@@ -231,6 +248,10 @@ def _samples(target: str, packages: list[Path], max_len: int) -> Iterator[bytes]
                 yield found.group(1)
         elif target == "version_range" and nuspec is not None:
             yield from re.findall(rb'<dependency [^>]*version="([^"]*)"', archive.read(nuspec))
+        elif target == "frameworks":
+            if nuspec is not None:
+                yield from re.findall(rb'targetFramework="([^"]*)"', archive.read(nuspec))
+            yield from {n.split("/")[1].encode() for n in names if n.startswith(("lib/", "ref/")) and n.count("/") > 1}
         elif target == "powershell":
             yield from (archive.read(n) for n in names if n.lower().endswith((".ps1", ".psm1", ".psd1")))
         elif target == "msbuild":
@@ -241,6 +262,8 @@ def _samples(target: str, packages: list[Path], max_len: int) -> Iterator[bytes]
         yield from (v.encode() for v in VERSIONS)
     elif target == "version_range":
         yield from (r.encode() for r in RANGES)
+    elif target == "frameworks":
+        yield from (f.encode() for f in FRAMEWORKS)
 
 
 def _dictionary(target: str) -> list[bytes]:
@@ -254,6 +277,8 @@ def _dictionary(target: str) -> list[bytes]:
         return list(_DER_TOKENS)
     if target == "zip_reader":
         return list(_ZIP_TOKENS)
+    if target == "frameworks":
+        return [b"net", b"netstandard", b"netcoreapp", b"portable-", b"+", b"-", b".", b",Version=v", b",Profile="]
     if target in ("version", "version_range"):
         return [b".", b"-", b"+", b"0", b"2147483648", b"\n", b" ", b"*", b"[", b"]", b"(", b")", b","]
     return []
