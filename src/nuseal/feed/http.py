@@ -131,7 +131,8 @@ def _reason_phrases(app: Any) -> Any:
             return
 
         async def send_with_phrase(message: Any) -> None:
-            if message["type"] != "http.response.start":
+            # the application sets the header on error answers only: 2xx/3xx heads and bodies go straight through
+            if message["type"] != "http.response.start" or message["status"] < 400:
                 await send(message)
                 return
             headers = message.get("headers") or []
@@ -144,7 +145,7 @@ def _reason_phrases(app: Any) -> Any:
             phrase = reason_phrase(bytes(values[-1]).decode("latin-1")).encode("ascii")
             cycle: Any = getattr(send, "__self__", None)  # uvicorn's RequestResponseCycle (send is its bound method)
             transport = getattr(cycle, "transport", None)
-            if not phrase or not 400 <= status < 600 or transport is None:
+            if not phrase or status >= 600 or transport is None:
                 await send(message)
                 return
             cycle.transport = _StatusLineTransport(transport, status, phrase)
