@@ -200,21 +200,21 @@ def find_package_folders(root: Path) -> Iterator[Path]:
 
 
 def _walk(folder: Path) -> tuple[dict[str, os.stat_result], set[str]]:
-    """Files (anything not a directory, by relative path, lstat) and directories under ``folder``."""
+    """Files (anything not a directory, by relative path with ``/``, lstat) and directories under ``folder``;
+    links are listed as files, never followed."""
     files: dict[str, os.stat_result] = {}
     dirs: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        base = Path(dirpath)
-        for d in list(dirnames):
-            full = base / d
-            if full.is_symlink():
-                dirnames.remove(d)
-                files[full.relative_to(folder).as_posix()] = full.lstat()
-            else:
-                dirs.add(full.relative_to(folder).as_posix())
-        for name in filenames:
-            full = base / name
-            files[full.relative_to(folder).as_posix()] = full.lstat()
+    pending = [("", str(folder))]
+    while pending:
+        prefix, path = pending.pop()
+        with os.scandir(path) as it:
+            for entry in it:
+                rel = prefix + entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    dirs.add(rel)
+                    pending.append((rel + "/", entry.path))
+                else:
+                    files[rel] = entry.stat(follow_symlinks=False)
     return files, dirs
 
 
