@@ -212,7 +212,19 @@ TABLES: dict[int, tuple[str, tuple[tuple[str, str], ...]]] = {
     0x2C: ("GenericParamConstraint", (("Owner", "t:2A"), ("Constraint", "c:TypeDefOrRef"))),
 }
 _TABLE_IDS = {name: number for number, (name, _cols) in TABLES.items()}
-_KINDS = tuple(sorted({kind for _name, cols in TABLES.values() for _col, kind in cols}))
+_TABLE_KINDS = {n: tuple(kind for _col, kind in cols) for n, (_name, cols) in TABLES.items()}
+_TABLE_COLUMNS = {n: tuple(col for col, _kind in cols) for n, (_name, cols) in TABLES.items()}
+_ALL_KINDS = {kind for kinds in _TABLE_KINDS.values() for kind in kinds}
+#: Simple index kinds ("t:NN") -> the table indexed; 4 bytes from 2^16 rows on (II.24.2.6).
+_SIMPLE_KINDS = {kind: int(kind[2:], 16) for kind in _ALL_KINDS if kind.startswith("t:")}
+#: Coded index kinds ("c:Name") -> (rows from which it takes 4 bytes: 2^(16 - tag bits), the tables it can index).
+_CODED_KINDS = {
+    kind: (1 << (16 - _CODED[kind[2:]][0]), tuple(t for t in _CODED[kind[2:]][1] if t is not None))
+    for kind in _ALL_KINDS
+    if kind.startswith("c:")
+}
+#: struct.calcsize of row formats seen (a few hundred possible: widths of at most 6 columns).
+_ROW_SIZES: dict[str, int] = {}
 
 
 def _u16(data: bytes | memoryview, at: int, end: int, what: str) -> int:
@@ -371,6 +383,7 @@ class Metadata:
         self.blob = streams.get("#Blob", memoryview(b""))
         self.user_strings = streams.get("#US", memoryview(b""))
         self._string_cache: dict[int, str] = {}
+        self._strings_bytes = bytes(self.strings)  # one copy: bytes.find is C, memoryview has none
         self._parse_tables(tables)
 
     def _parse_tables(self, ts: memoryview) -> None:
@@ -383,46 +396,36 @@ class Metadata:
         if unknown:
             raise MetadataError(f"unknown metadata tables present (mask 0x{unknown:x})")
         present = [n for n in range(0x2D) if valid >> n & 1]
-        pos = 24
-        if pos + 4 * len(present) > end:
+        pos = 24 + 4 * len(present)
+        if pos > end:
             raise MetadataError("table row counts are truncated")
+        counts = struct.unpack_from(f"<{len(present)}I", ts, 24)
+        if counts and max(counts) > MAX_ROWS:
+            raise MetadataError(f"a table declares {max(counts)} rows (at most {MAX_ROWS})")
         rows = dict.fromkeys(TABLES, 0)
-        for n in present:
-            count = _u32(ts, pos, end, "row count")
-            if count > MAX_ROWS:
-                raise MetadataError(f"table {TABLES[n][0]} declares {count} rows")
-            rows[n] = count
-            pos += 4
+        rows.update(zip(present, counts, strict=True))
         if heap_sizes & 0x20:  # #- streams: 4 bytes of extra data after the row counts
             pos += 4
         self.rows = rows
-        sizes = {
-            "S": 4 if heap_sizes & 1 else 2,
-            "G": 4 if heap_sizes & 2 else 2,
-            "B": 4 if heap_sizes & 4 else 2,
-            "2": 2,
-            "4": 4,
+        # column kind -> struct code ("H" 2 bytes, "I" 4 bytes) for this assembly's row counts and heap sizes
+        codes = {
+            "S": "I" if heap_sizes & 1 else "H",
+            "G": "I" if heap_sizes & 2 else "H",
+            "B": "I" if heap_sizes & 4 else "H",
+            "2": "H",
+            "4": "I",
         }
-        codes: dict[str, str] = {}  # column kind -> struct code, for this assembly's row counts and heap sizes
-        for kind in _KINDS:
-            if kind in sizes:
-                width = sizes[kind]
-            elif kind.startswith("t:"):
-                width = 2 if rows[int(kind[2:], 16)] < 1 << 16 else 4
-            else:
-                bits, targets = _CODED[kind[2:]]
-                most = max(rows[t] for t in targets if t is not None)
-                width = 2 if most < 1 << (16 - bits) else 4
-            codes[kind] = "H" if width == 2 else "I"
+        for kind, table in _SIMPLE_KINDS.items():
+            codes[kind] = "H" if rows[table] < 1 << 16 else "I"
+        for kind, (limit, targets) in _CODED_KINDS.items():
+            codes[kind] = "H" if max(map(rows.__getitem__, targets)) < limit else "I"
         self._layout: dict[int, tuple[int, int, str, tuple[str, ...]]] = {}
-        for n in present:  # tables without rows take no room (II.24.2.6)
-            name, cols = TABLES[n]
-            fmt = "<" + "".join(codes[kind] for _col, kind in cols)
-            row_size = struct.calcsize(fmt)
-            count = rows[n]
+        for n, count in zip(present, counts, strict=True):  # tables without rows take no room (II.24.2.6)
+            fmt = "<" + "".join(map(codes.__getitem__, _TABLE_KINDS[n]))
+            row_size = _ROW_SIZES.get(fmt) or _ROW_SIZES.setdefault(fmt, struct.calcsize(fmt))
             if pos + row_size * count > end:
-                raise MetadataError(f"table {name} runs past the table stream")
-            self._layout[n] = (pos, count, fmt, tuple(c for c, _k in cols))
+                raise MetadataError(f"table {TABLES[n][0]} runs past the table stream")
+            self._layout[n] = (pos, count, fmt, _TABLE_COLUMNS[n])
             pos += row_size * count
         self._tables = ts
 
@@ -434,7 +437,7 @@ class Metadata:
     def _table(self, table: str) -> tuple[int, int, str, tuple[str, ...]]:
         found = self._layout.get(_TABLE_IDS[table])
         if found is None:  # present in the schema, no rows in this assembly
-            return 0, 0, "<", tuple(c for c, _k in TABLES[_TABLE_IDS[table]][1])
+            return 0, 0, "<", _TABLE_COLUMNS[_TABLE_IDS[table]]
         return found
 
     def columns(self, table: str, *names: str) -> list[tuple[int, ...]]:
@@ -478,17 +481,13 @@ class Metadata:
         found = self._string_cache.get(index)
         if found is not None:
             return found
-        heap = self.strings
+        heap = self._strings_bytes
         if index >= len(heap):
             raise MetadataError(f"#Strings index {index} is outside the heap")
-        raw = bytes(heap[index : index + 1024])
-        stop = raw.find(b"\x00")
-        if stop < 0:  # a long name (rare): look as far as the heap goes
-            raw = bytes(heap[index:])
-            stop = raw.find(b"\x00")
-            if stop < 0:
-                raise MetadataError(f"#Strings entry {index} is not terminated")
-        text = raw[:stop].decode("utf-8", "replace")
+        stop = heap.find(b"\x00", index)
+        if stop < 0:
+            raise MetadataError(f"#Strings entry {index} is not terminated")
+        text = heap[index:stop].decode("utf-8", "replace")
         self._string_cache[index] = text
         return text
 
