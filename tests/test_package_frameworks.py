@@ -16,14 +16,292 @@ import pytest
 
 from nuseal.errors import PackageFormatError
 from nuseal.package.frameworks import (
+    AGNOSTIC,
+    ANY,
+    UNSUPPORTED,
     NuGetFramework,
     get_nearest,
     is_compatible,
+    select_dependency_group,
 )
 from support import oracle
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 P = NuGetFramework.parse
+
+# ------------------------------------------------------------------------------ unit tests: NuGet's rules, as facts
+# (every expectation below was checked with the oracle's ``frameworks`` command, NuGet.Frameworks 6.14.3)
+
+
+@pytest.mark.parametrize(
+    ("text", "framework", "version", "platform", "profile", "short", "full"),
+    [
+        ("net462", ".NETFramework", (4, 6, 2, 0), "", "", "net462", ".NETFramework,Version=v4.6.2"),
+        (
+            ".NETFramework,Version=v4.6.2",
+            ".NETFramework",
+            (4, 6, 2, 0),
+            "",
+            "",
+            "net462",
+            ".NETFramework,Version=v4.6.2",
+        ),
+        (
+            "net40-client",
+            ".NETFramework",
+            (4, 0, 0, 0),
+            "",
+            "Client",
+            "net40-client",
+            ".NETFramework,Version=v4.0,Profile=Client",
+        ),
+        ("net40-full", ".NETFramework", (4, 0, 0, 0), "", "", "net40", ".NETFramework,Version=v4.0"),
+        ("netstandard2.0", ".NETStandard", (2, 0, 0, 0), "", "", "netstandard2.0", ".NETStandard,Version=v2.0"),
+        ("netstandard20", ".NETStandard", (2, 0, 0, 0), "", "", "netstandard2.0", ".NETStandard,Version=v2.0"),
+        ("netcoreapp3.1", ".NETCoreApp", (3, 1, 0, 0), "", "", "netcoreapp3.1", ".NETCoreApp,Version=v3.1"),
+        ("net5.0", ".NETCoreApp", (5, 0, 0, 0), "", "", "net5.0", ".NETCoreApp,Version=v5.0"),
+        ("net80", ".NETCoreApp", (8, 0, 0, 0), "", "", "net8.0", ".NETCoreApp,Version=v8.0"),
+        ("net10.0", ".NETCoreApp", (10, 0, 0, 0), "", "", "net10.0", ".NETCoreApp,Version=v10.0"),
+        (
+            "net8.0-windows10.0.19041",
+            ".NETCoreApp",
+            (8, 0, 0, 0),
+            "windows",
+            "",
+            "net8.0-windows10.0.19041",
+            ".NETCoreApp,Version=v8.0",
+        ),
+        (
+            "net6.0-Android31",
+            ".NETCoreApp",
+            (6, 0, 0, 0),
+            "Android",
+            "",
+            "net6.0-android31.0",
+            ".NETCoreApp,Version=v6.0",
+        ),
+        (
+            "portable-net45+win8",
+            ".NETPortable",
+            (0, 0, 0, 0),
+            "",
+            "Profile7",
+            "portable-net45+win8",
+            ".NETPortable,Version=v0.0,Profile=Profile7",
+        ),
+        (
+            "portable-win8+net45+monoandroid10",
+            ".NETPortable",
+            (0, 0, 0, 0),
+            "",
+            "Profile7",
+            "portable-net45+win8",
+            ".NETPortable,Version=v0.0,Profile=Profile7",
+        ),
+        (
+            "portable-net45+win+wpa81+wp8",
+            ".NETPortable",
+            (0, 0, 0, 0),
+            "",
+            "Profile259",
+            "portable-net45+win8+wp8+wpa81",
+            ".NETPortable,Version=v0.0,Profile=Profile259",
+        ),
+        (
+            "sl4-wp",
+            "Silverlight",
+            (4, 0, 0, 0),
+            "",
+            "WindowsPhone",
+            "sl4-wp",
+            "Silverlight,Version=v4.0,Profile=WindowsPhone",
+        ),
+        ("uap10.0.16299", "UAP", (10, 0, 16299, 0), "", "", "uap10.0.16299", "UAP,Version=v10.0.16299"),
+        ("win81", "Windows", (8, 1, 0, 0), "", "", "win81", "Windows,Version=v8.1"),
+        ("xamarinios10", "Xamarin.iOS", (1, 0, 0, 0), "", "", "xamarinios10", "Xamarin.iOS,Version=v1.0"),
+        ("dotnet", ".NETPlatform", (5, 0, 0, 0), "", "", "dotnet", ".NETPlatform,Version=v5.0"),
+        ("45", ".NETFramework", (4, 5, 0, 0), "", "", "net45", ".NETFramework,Version=v4.5"),
+        ("net%34%35", ".NETFramework", (4, 5, 0, 0), "", "", "net45", ".NETFramework,Version=v4.5"),
+        ("any", "Any", (0, 0, 0, 0), "", "", "any", "Any,Version=v0.0"),
+    ],
+)
+def test_parse_and_names(
+    text: str, framework: str, version: tuple[int, ...], platform: str, profile: str, short: str, full: str
+) -> None:
+    fw = P(text)
+    assert (fw.framework, fw.version, fw.platform, fw.profile) == (framework, version, platform, profile)
+    assert (fw.short_folder_name, fw.dotnet_framework_name) == (short, full)
+    assert str(fw) == (short if fw.is_net5_era else full)
+    assert P(short) == fw and P(full if not fw.platform else short) == fw
+
+
+@pytest.mark.parametrize(
+    "text", ["bogus", "", "net4x", "net45-", " net45", "net1.2.3.4.5", "net8.0-windows-1", "portable"]
+)
+def test_unrecognized_frameworks_are_unsupported(text: str) -> None:
+    fw = P(text)
+    assert fw == UNSUPPORTED and fw.is_unsupported and not fw.is_specific and fw.short_folder_name == "unsupported"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        ",",
+        ".NETFramework,Version=vx",
+        ".NETFramework,Version=v4.5.1.2.3",
+        "portable-net45-client+win8",
+        ".NETPortable,Version=v0.0,Profile=net45-client",
+        "net" + "4" * 2000,
+    ],
+)
+def test_where_nuget_throws_parse_raises(text: str) -> None:
+    with pytest.raises(PackageFormatError):
+        P(text)
+
+
+def test_equality_is_nugets_full_comparer() -> None:
+    assert P("NET45") == P("net4.5") == P(".netframework,Version=v4.5")
+    assert hash(P("net8.0-WINDOWS")) == hash(P("net8.0-windows"))
+    assert P("net45") != P("net45-client") and P("net8.0") != P("net8.0-windows")
+    assert NuGetFramework(".NETFramework", (4, 5, 0, 0), platform="windows").platform == ""  # platforms are net5.0+
+    assert len({P("net462"), P(".NETFramework,Version=v4.6.2"), P("net4.6.2")}) == 1
+    assert ANY.is_any and AGNOSTIC.is_agnostic and not ANY.is_specific
+
+
+@pytest.mark.parametrize(
+    ("project", "package", "expected"),
+    [
+        ("net8.0", "netstandard2.0", True),
+        ("net8.0", "net6.0", True),
+        ("net6.0", "net8.0", False),
+        ("net6.0-android", "monoandroid12.0", True),
+        ("net6.0-ios", "xamarinios10", False),
+        ("net8.0", "net8.0-windows", False),
+        ("net8.0-windows", "net8.0", True),
+        ("net8.0-windows10.0.17763", "net8.0-windows10.0.19041", False),
+        ("net461", "netstandard2.0", True),
+        ("net472", "netstandard2.1", False),
+        ("netcoreapp3.0", "netstandard2.1", True),
+        ("netstandard2.0", "net461", False),
+        ("net40-client", "net40", True),
+        ("net40", "net40-client", True),
+        ("win81", "win8", True),
+        ("uap10.0", "win81", True),
+        ("uap10.0", "netcore50", True),
+        ("monoandroid10", "netstandard2.1", True),
+        ("portable-net45+win8", "netstandard1.1", True),
+        ("net45", "portable-net45+win8", True),
+        ("portable-net45+win8+wpa81", "portable-net45+win8", False),
+        ("net5.0", "net48", False),
+        ("tizen40", "netstandard2.0", True),
+        ("net8.0-tizen", "tizen40", True),
+        ("net45", "any", True),
+        ("net45", "agnostic", True),
+        ("unsupported", "net45", False),
+        ("net45", "unsupported", False),
+    ],
+)
+def test_compatibility(project: str, package: str, expected: bool) -> None:
+    assert is_compatible(P(project), P(package)) is expected
+
+
+@pytest.mark.parametrize(
+    ("project", "candidates", "expected"),
+    [
+        ("net8.0", ["netstandard2.0", "net6.0", "net462"], "net6.0"),  # highest compatible version of its own kind
+        ("net48", ["net45", "netstandard2.0"], "net45"),  # a classic project prefers classic frameworks
+        ("net461", ["netstandard2.0", "netstandard1.6", "net45"], "net45"),
+        ("net40-client", ["net40", "net40-client"], "net40-client"),  # an exact match wins
+        ("net45", ["net40-client", "net35"], "net40-client"),
+        ("net45", ["net40-client", "net40"], "net40"),  # frameworks without a profile first
+        ("net8.0-windows10.0.19041", ["net8.0", "net8.0-windows", "net7.0-windows10.0.19041"], "net8.0-windows"),
+        ("net6.0-android31.0", ["monoandroid10", "netstandard2.1"], "monoandroid10"),
+        ("net6.0-android31.0", ["monoandroid10", "net6.0"], "net6.0"),
+        ("uap10.0.16299", ["win81", "wpa81"], "win81"),  # precedence: Windows before WindowsPhoneApp
+        ("net8.0", ["any"], "any"),
+        ("net8.0", ["any", "netstandard1.0"], "netstandard1.0"),
+        ("net8.0", ["unsupported"], None),
+        ("net45", ["portable-net45+win8", "portable-net45+win8+wpa81+wp8"], "portable-net45+win8"),
+        ("net45", ["portable-net45+win8+wpa81+wp8", "netstandard1.0"], "portable-net45+win8+wp8+wpa81"),
+        ("net5.0", ["netcoreapp3.1", "netstandard2.1", "net5.0-windows"], "netcoreapp3.1"),
+        ("net45", ["agnostic"], "agnostic"),
+        ("net45", [], None),
+    ],
+)
+def test_nearest(project: str, candidates: list[str], expected: str | None) -> None:
+    parsed = [P(c) for c in candidates]
+    pick = get_nearest(P(project), parsed)
+    assert (None if pick is None else pick.short_folder_name) == expected
+    assert pick is None or any(pick is c for c in parsed)
+
+
+def test_nearest_with_fallback_frameworks() -> None:
+    groups = [P("net45"), P("net46")]
+    assert get_nearest(P("net8.0"), groups) is None
+    assert get_nearest(P("net8.0"), groups, fallback=[P("net461"), P("net462")]) == P("net46")
+    assert get_nearest(P("net8.0"), [ANY, P("net46")], fallback=[P("net461")]) == P("net46")  # "any" is not enough
+
+
+@dataclass(frozen=True)
+class Group:
+    target_framework: str | None
+    name: str
+
+
+def _nuspec_groups(path: Path) -> list[Group]:
+    with zipfile.ZipFile(path) as z:
+        root = ElementTree.fromstring(z.read(next(n for n in z.namelist() if n.endswith(".nuspec") and "/" not in n)))
+    groups = [
+        g
+        for d in root.iter()
+        if d.tag.rpartition("}")[2] == "dependencies"
+        for g in d
+        if g.tag.rpartition("}")[2] == "group"
+    ]
+    return [Group(g.get("targetFramework"), str(i)) for i, g in enumerate(groups)]
+
+
+@pytest.mark.parametrize(
+    ("package", "project", "expected"),
+    [
+        ("nuget.org/Newtonsoft.Json.12.0.3.nupkg", "net8.0", ".NETStandard2.0"),
+        ("nuget.org/Newtonsoft.Json.12.0.3.nupkg", "net472", ".NETFramework4.5"),
+        ("nuget.org/Newtonsoft.Json.12.0.3.nupkg", "net40-client", ".NETFramework4.0"),
+        ("nuget.org/Newtonsoft.Json.12.0.3.nupkg", "netcoreapp1.1", ".NETStandard1.3"),
+        ("nuget.org/Newtonsoft.Json.12.0.3.nupkg", "win81", ".NETPortable0.0-Profile259"),
+        ("nuget.org/RestSharp.106.11.4.nupkg", "net472", ".NETFramework4.5.2"),
+        ("nuget.org/RestSharp.106.11.4.nupkg", "net451", None),
+        ("nuget.org/system.memory.4.5.3.nupkg", "net8.0", ".NETCoreApp2.1"),
+        ("nuget.org/system.memory.4.5.3.nupkg", "net6.0-android31.0", "MonoAndroid1.0"),
+        ("nuget.org/inthehand.bluetoothle.4.0.35.nupkg", "net8.0-windows10.0.19041", "net7.0-windows10.0.19041"),
+        ("nuget.org/inthehand.bluetoothle.4.0.35.nupkg", "net8.0", "net7.0"),
+        ("nuget.org/inthehand.bluetoothle.4.0.35.nupkg", "uap10.0.19041", "UAP10.0.17763"),
+        ("install-time/Microsoft.CodeDom.Providers.DotNetCompilerPlatform.1.0.8.nupkg", "net8.0", ".NETFramework4.6"),
+    ],
+)
+def test_select_dependency_group_on_real_nuspecs(package: str, project: str, expected: str | None) -> None:
+    path = VECTORS / package
+    if not path.is_file():
+        pytest.skip(f"no vector {path}")
+    groups = _nuspec_groups(path)
+    atf = [P(f) for f in ("net461", "net462", "net47", "net471", "net472", "net48", "net481")]
+    chosen = select_dependency_group(P(project), groups, asset_target_fallback=atf if P(project).is_net5_era else ())
+    assert (None if chosen is None else chosen.target_framework) == expected
+
+
+def test_select_dependency_group_rules() -> None:
+    any_group, net45, again = Group(None, "any"), Group("net45", "a"), Group("net4.5", "b")
+    assert select_dependency_group(P("net48"), [any_group, net45, again]) is net45  # the first of equal frameworks
+    assert select_dependency_group(P("net8.0"), [any_group, net45]) is any_group  # no targetFramework is "any"
+    assert select_dependency_group(P("net8.0"), [Group("", "empty"), net45]).name == "empty"  # type: ignore[union-attr]
+    assert select_dependency_group(P("net8.0"), [net45]) is None
+    assert select_dependency_group(P("net8.0"), [net45], asset_target_fallback=[P("net461")]) is net45
+    assert select_dependency_group(P("net8.0"), []) is None
+    pairs = [("netstandard2.0", 1), ("net6.0", 2)]
+    assert select_dependency_group(P("net8.0"), pairs, framework_of=lambda g: P(g[0])) == ("net6.0", 2)
+    with pytest.raises(PackageFormatError):
+        select_dependency_group(P("net8.0"), [Group(".NETFramework,Version=vx", "bad")])
+
 
 # ----------------------------------------------------------------------------------------------- the generated cases
 
