@@ -240,3 +240,23 @@ def test_folder_swapped_for_another_signed_package(gpf: Path) -> None:
         (victim / name).rename(victim / name.replace("newtonsoft.json.12.0.3", "system.buffers.4.4.0"))
     (victim / "newtonsoft.json.nuspec").rename(victim / "system.buffers.nuspec")
     assert ("NA1009", "system.buffers.4.4.0.nupkg") in found(gpf)["system.buffers/4.4.0"]
+
+
+def test_cli_default_folder_from_nuget_config(gpf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NUGET_PACKAGES", raising=False)
+    monkeypatch.setenv("HOME", str(gpf.parent))
+    monkeypatch.chdir(gpf.parent)
+    (gpf.parent / "nuget.config").write_text(
+        f'<configuration><config><add key="globalPackagesFolder" value="{gpf.name}" /></config></configuration>'
+    )
+    (gpf / "system.buffers" / "4.4.0" / "LICENSE.TXT").write_text("changed")
+    args = [
+        "audit",
+        "--revocation-mode",
+        "offline",
+        "--code-signing-roots",
+        CODESIGN,
+        "--timestamping-roots",
+        TIMESTAMP,
+    ]
+    assert main([*args, "--format", "json"]) == 1

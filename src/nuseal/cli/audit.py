@@ -15,15 +15,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
 from nuseal.cli.scan import PROGRESS_FROM, render_text
-from nuseal.cli.verify import find_nuget_configs
 from nuseal.client.audit import audit_folder, audit_rules
 from nuseal.client.gate import ALLOW_LIST_FILE, GateSettings, client_policy, load_allow_list
-from nuseal.client.globalpackages import default_global_packages_folder
+from nuseal.client.settings import load_settings
 from nuseal.errors import UsageError
 from nuseal.scan.model import Severity
 from nuseal.scan.report import json_document, sarif_document
 from nuseal.scan.rules import load_rules
-from nuseal.trust import RevocationMode, SignatureValidationMode, load_nuget_config
+from nuseal.trust import NuGetConfig, RevocationMode, SignatureValidationMode
 
 __all__ = ["audit_command"]
 
@@ -34,7 +33,8 @@ __all__ = ["audit_command"]
     "--packages",
     "packages",
     type=click.Path(file_okay=False),
-    help="The global-packages folder (default: NUGET_PACKAGES, else ~/.nuget/packages).",
+    help="The global-packages folder (default: NUGET_PACKAGES, else nuget.config's globalPackagesFolder, "
+    "else ~/.nuget/packages).",
 )
 @click.option(
     "--format",
@@ -106,16 +106,16 @@ def audit_command(
     if folder and packages and Path(folder) != Path(packages):
         raise UsageError("give the global-packages folder once (FOLDER or --packages)")
     given = folder or packages
-    root = Path(given) if given else default_global_packages_folder()
+    nuget = load_settings(Path.cwd(), config_file=configfile)
+    root = Path(given) if given else nuget.global_packages_folder
     if not root.is_dir():
         raise UsageError(f"{root}: no such global-packages folder")
-    configs = (
-        [load_nuget_config(configfile)]
-        if configfile
-        else [load_nuget_config(p) for p in find_nuget_configs(Path.cwd())]
+    # the same policy restore uses (nuseal.client.restore.gate_settings): the merged nuget.config settings
+    config = NuGetConfig(
+        trusted_signers=nuget.trusted_signers, signature_validation_mode=nuget.signature_validation_mode
     )
     policy, issues = client_policy(
-        configs,
+        [config],
         mode=SignatureValidationMode(mode) if mode else None,
         revocation_mode=RevocationMode(revocation_mode) if revocation_mode else None,
     )
