@@ -151,7 +151,7 @@ def main() -> None:
         report("scan, 1 process, no assembly cache", distinct, len(paths), size, base)
         for analyser in without_cache(scanner.analysers):
             only = Scanner(rules, analysers=(analyser,))
-            name = getattr(analyser, "__module__", None) or getattr(analyser, "func", analyser).__module__
+            name = getattr(analyser, "func", analyser).__module__  # functools.partial: the function's module
             t = timed(lambda only=only: scan_paths(only, paths), few)
             report(f"  only {name.rsplit('.', 1)[-1]} (no cache; + package view)", t, len(paths), size, base)
         view = Scanner(rules, analysers=())

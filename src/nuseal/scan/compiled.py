@@ -318,7 +318,6 @@ def analysers(context: ScanContext) -> Sequence[Analyser]:
     def analyse_cached(pkg: ScanPackage, rules: RuleSet) -> Iterator[Finding]:
         return analyse(pkg, rules, cache=cache, max_read=max_read)
 
-    analyse_cached.__module__ = __name__
     return (analyse_cached,)
 
 
@@ -358,7 +357,7 @@ def analyse(
         is_pe = low.endswith(PE_EXTENSIONS)
         digest = None
         if broken is not None and rules.enabled(broken):
-            digest = pkg.sha256(path, limit=MAX_PE_BYTES)
+            digest = pkg.sha256(path, limit=max_read)
             kind = "executable" if broken == "NS4001" else "script"
             yield rules.finding(
                 broken,
