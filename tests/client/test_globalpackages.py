@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nuseal.client.gate import GateSettings
+from nuseal.client.gate import GateSettings, load_allow_list
 from nuseal.client.globalpackages import (
     METADATA_FILE,
     GlobalPackagesFolder,
@@ -136,7 +136,7 @@ def test_half_written_folder_is_emptied_first(tmp_path: Path) -> None:
 _CHILD = """
 import sys
 from pathlib import Path
-from nuseal.client.gate import GateSettings
+from nuseal.client.gate import GateSettings, load_allow_list
 from nuseal.client.globalpackages import GlobalPackagesFolder
 from nuseal.trust import RevocationMode
 from nuseal.verify import VerificationPolicy
@@ -198,3 +198,20 @@ def test_lock_path_and_default_folder(tmp_path: Path, monkeypatch: pytest.Monkey
     assert nuget_lock_path(tmp_path / "y" / "a.1.0.0.nupkg") != a
     assert default_global_packages_folder({"NUGET_PACKAGES": str(tmp_path)}) == tmp_path
     assert default_global_packages_folder({}) == Path.home() / ".nuget" / "packages"
+
+
+def test_init_ps1_package_installs_once_allowed(tmp_path: Path) -> None:
+    (tmp_path / "nuseal.toml").write_text('[[scan.allow]]\nid = "Evil.Lib"\nrules = ["NS1110"]\n')
+    allowed = GateSettings(
+        policy=VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE),
+        code_signing_roots=CODESIGN,
+        timestamping_roots=TIMESTAMP,
+        allow=load_allow_list(tmp_path),
+    )
+    data = make_nupkg("Evil.Lib", "1.0.0", {"tools/init.ps1": CRADLE})
+    outcome = GlobalPackagesFolder(tmp_path / "gpf").install(
+        data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, gate=allowed
+    )
+    assert outcome.installed and outcome.gate is not None
+    assert [f.rule_id for f in outcome.gate.allowed] == ["NS1110"]
+    assert (outcome.folder / "tools" / "init.ps1").read_text() == CRADLE

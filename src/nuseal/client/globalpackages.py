@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import calendar
 import contextlib
-import fcntl
 import getpass
 import hashlib
 import json
@@ -49,6 +48,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 from nuseal.client.gate import GateResult, GateSettings, check
 from nuseal.errors import NusealError, PackageFormatError, RestoreError
@@ -112,6 +116,23 @@ def nuget_lock_path(target_nupkg: Path) -> Path:
     return _scratch_folder() / "lock" / name
 
 
+def _lock_fd(fd: int) -> None:
+    """Block until ``fd`` is locked exclusively: ``flock`` on Unix (what .NET's ``FileShare.None`` takes there), a
+    one-byte ``msvcrt.locking`` on Windows (not the same lock NuGet takes there: nuseal and NuGet are serialised
+    by NuGet's completion marker only)."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    import msvcrt  # noqa: PLC0415 - Windows only  # pragma: no cover
+
+    while True:  # pragma: no cover - Windows
+        try:
+            msvcrt.locking(fd, msvcrt.LK_LOCK, 1)
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (what .NET's ``FileShare.None`` takes on Unix), re-opened if another
@@ -126,7 +147,7 @@ def _file_lock(path: Path) -> Iterator[None]:
         except OSError as exc:
             raise RestoreError(f"cannot open the package lock {path}: {exc.strerror or exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            _lock_fd(fd)
             try:
                 same = os.stat(path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
