@@ -1,7 +1,7 @@
 """The real dotnet CLI (.NET Core 3.1 SDK, NuGet 5.4) against `nuseal serve` on loopback (issue 18 item 2).
 
 What a dotnet user does with a feed: ``dotnet nuget push`` (accepted, duplicate 409, refused with the feed's
-reason in the error line, which comes from the HTTP reason phrase: docs/adr/0005-reason-phrase.md), ``dotnet nuget
+reason in the error line, which comes from the HTTP reason phrase: docs/adr/0006-reason-phrase.md), ``dotnet nuget
 delete`` (unlist), ``dotnet restore`` of netcoreapp3.1 / netstandard2.1 projects with floating and exact versions
 and a dependency between two packages, ``RestorePackagesWithLockFile`` and ``--locked-mode`` (NU1004, NU1403), on
 a plain feed (``--no-signing``) and on a signing feed (packages stored repository-signed).

@@ -1,4 +1,4 @@
-"""The reason of a refusal in the HTTP status line (issue 18 item 1, docs/adr/0005-reason-phrase.md).
+"""The reason of a refusal in the HTTP status line (issue 18 item 1, docs/adr/0006-reason-phrase.md).
 
 nuget.org answers a refused push with its reason as the HTTP reason phrase, and NuGet clients print that phrase in
 their error line (``Response status code does not indicate success: 409 (...)``). A real ``nuseal serve`` on

@@ -72,7 +72,7 @@ def _header_safe(message: str) -> str:
 def error_response(exc: FeedError) -> Response:
     """Plain-text body with the message, the same message in ``X-NuGet-Warning`` and, through the private
     :data:`~nuseal.feed.errors.REASON_PHRASE_HEADER` that :mod:`nuseal.feed.http` turns into the status line's
-    reason phrase, in the error line NuGet clients print (docs/adr/0005-reason-phrase.md)."""
+    reason phrase, in the error line NuGet clients print (docs/adr/0006-reason-phrase.md)."""
     headers = {
         WARNING_HEADER: _header_safe(str(exc)),
         "Cache-Control": "no-store",

@@ -5,7 +5,7 @@ response whose body (``text/plain``) and ``X-NuGet-Warning`` header carry the me
 ``X-NuGet-Warning`` values (NuGet.Client ``ProtocolConstants.ServerWarningHeader``), which is how a push
 failure explains itself in ``nuget push`` output. The same message, made safe by :func:`reason_phrase`, is the
 response's HTTP reason phrase, as nuget.org sends it, so the client's error line says why too
-(``Response status code does not indicate success: 409 (...)``; docs/adr/0005-reason-phrase.md).
+(``Response status code does not indicate success: 409 (...)``; docs/adr/0006-reason-phrase.md).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ It also lets the application choose the reason phrase of an error answer, which 
 that header removed and its value, made safe again by :func:`~nuseal.feed.errors.reason_phrase`, as the phrase
 (``HTTP/1.1 409 A package with id ... already exists``); NuGet clients print the phrase in their error line, as
 they do nuget.org's. Only the application can set the header (nothing copies request headers into a response),
-and any other status keeps uvicorn's standard phrase (docs/adr/0005-reason-phrase.md).
+and any other status keeps uvicorn's standard phrase (docs/adr/0006-reason-phrase.md).
 """
 
 from __future__ import annotations
