@@ -625,3 +625,42 @@ def test_nearest_against_nuget_frameworks(tmp_path: Path) -> None:
             mismatches.append((project, candidates, mine, (answer["nearest"], answer["nearestInput"])))
     print(f"nearest: {len(cases) - len(mismatches)}/{len(cases)} agree")
     assert mismatches == []
+
+
+#: More real frameworks for the random rounds (versions of each family the lists above skip).
+_MORE = _words("""
+net47 net471 netcoreapp2.2 net9.0-ios18.0 net9.0-android35.0 net9.0-maccatalyst18.0 net8.0-macos14.0 net7.0-tizen
+net6.0-tizen7.0 uap10.0.10240 uap10.0.14393 xamarinwatchos xamarintvos netstandard1.2 netstandard1.4 netstandard1.5
+portable-net4+sl5+win8 portable-net40+sl4+win8+wp75 portable-net45+sl4+win8+wp75 portable-win81+wp81
+portable-net45+wpa81 portable-net40+sl4 portable-net45+sl5 sl5-wp wp75 dnx451 aspnetcore50 monoandroid50 monoandroid90
+xamarinmac net35-client netmf42
+""")
+
+
+@pytest.mark.oracle
+@pytest.mark.slow
+def test_random_rounds_against_nuget_frameworks(tmp_path: Path) -> None:
+    """20,000 random compatibility pairs and 10,000 random nearest sets over every framework of the lists above."""
+    _skip_without_oracle()
+    pool = list(dict.fromkeys([t for t in PARSE_CASES if _parses(t) and P(t).framework.strip(".")] + _MORE))
+    rng = random.Random(7)
+    queries: list[dict[str, Any]] = [
+        {"op": "compatible", "project": rng.choice(pool), "package": rng.choice(pool)} for _ in range(20000)
+    ]
+    queries += [
+        {"op": "nearest", "project": rng.choice(pool), "candidates": rng.sample(pool, rng.randint(1, 8))}
+        for _ in range(10000)
+    ]
+    mismatches = []
+    for query, answer in zip(queries, run_oracle(queries, tmp_path), strict=True):
+        if query["op"] == "compatible":
+            if is_compatible(P(query["project"]), P(query["package"])) != answer.get("compatible"):
+                mismatches.append((query, answer))
+            continue
+        parsed = [P(c) for c in query["candidates"]]
+        pick = get_nearest(P(query["project"]), parsed)
+        index = next((i for i, c in enumerate(parsed) if c == pick), None)
+        if (None if index is None else query["candidates"][index]) != answer.get("nearestInput", "error"):
+            mismatches.append((query, answer))
+    print(f"random rounds: {len(queries) - len(mismatches)}/{len(queries)} agree")
+    assert mismatches == []
