@@ -95,6 +95,10 @@ class NuGetFramework:
     _key: tuple[str, Version, str, str, Version] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("version", "platform_version"):  # (8, 0) is (8, 0, 0, 0), as System.Version normalizes
+            value = tuple(getattr(self, name))
+            if len(value) != 4:
+                object.__setattr__(self, name, (*value, 0, 0, 0, 0)[:4])
         if not self.is_net5_era:
             object.__setattr__(self, "platform", "")
             object.__setattr__(self, "platform_version", EMPTY)
@@ -195,7 +199,7 @@ _SPECIAL = {"ANY": ANY, "AGNOSTIC": AGNOSTIC, "UNSUPPORTED": UNSUPPORTED}
 
 
 def _fw(framework: str, *version: int, profile: str = "") -> NuGetFramework:
-    return NuGetFramework(framework, (*version, 0, 0, 0, 0)[:4], profile=profile)  # type: ignore[arg-type]
+    return NuGetFramework(framework, version, profile=profile)  # type: ignore[arg-type]  # padded to 4 parts
 
 
 _PACKAGE_BASED = {_fold(f) for f in (DNXCORE, NETPLATFORM, NETSTANDARD, NETSTANDARDAPP, NETCOREAPP, UAP, TIZEN)}
@@ -987,7 +991,7 @@ G = TypeVar("G")
 
 
 def _group_framework(group: Any) -> NuGetFramework:
-    value = getattr(group, "target_framework", None)
+    value = group.target_framework
     if isinstance(value, NuGetFramework):
         return value
     return ANY if not value else NuGetFramework.parse(str(value))
