@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from nuseal.client.gate import GateSettings
-from nuseal.client.globalpackages import GlobalPackagesFolder, nuget_lock_path
+from nuseal.client.globalpackages import GlobalPackagesFolder, _file_lock, nuget_lock_path
 from nuseal.errors import RestoreError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.package import PackageArchive
@@ -362,3 +363,43 @@ def test_lock_file_is_the_one_nuget_takes(tmp_path: Path, monkeypatch: pytest.Mo
     lock = nuget_lock_path(folder.nupkg_path("System.Buffers", "4.4.0"))
     assert lock.is_file()
     assert lock.stat().st_mtime >= (gpf / "system.buffers").stat().st_mtime - 5
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="nuget-oracle not present")
+def test_nuget_waits_for_the_lock_nuseal_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nuseal and NuGet lock the same file the same way (``flock``): while nuseal holds a package's lock, NuGet's
+    own extraction of it does not start (a plain run takes ~2 s; the lock is held 15 s), and it proceeds once
+    the lock is released."""
+    vector = SHARED / "vectors" / "nuget.org" / "system.buffers.4.4.0.nupkg"
+    scratch = _oracle_extract(vector.read_bytes(), ["--mode", "accept"])["nugetScratch"]
+    monkeypatch.setenv("NUGET_SCRATCH", scratch)
+    gpf = (tmp_path / "gpf").resolve()
+    folder = GlobalPackagesFolder(gpf)
+    lock = nuget_lock_path(folder.nupkg_path("System.Buffers", "4.4.0"))
+    with _file_lock(lock):
+        child = subprocess.Popen(
+            [
+                "bash",
+                str(SCRIPT),
+                "extract",
+                str(vector),
+                "--out",
+                str(gpf),
+                "--mode",
+                "accept",
+                "--trust-bundle",
+                str(CODESIGN),
+                "--timestamp-bundle",
+                str(TIMESTAMP),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            assert not (gpf / "system.buffers").exists(), "NuGet extracted while nuseal held the lock"
+            assert child.poll() is None
+            time.sleep(0.2)
+    out, _ = child.communicate(timeout=120)
+    doc = json.loads(out)
+    assert doc["installed"] is True and folder.is_installed("System.Buffers", "4.4.0")
