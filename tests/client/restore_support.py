@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
+import subprocess
 import threading
 import time
 import zipfile
@@ -23,7 +25,10 @@ from pathlib import Path
 from feed.conftest import make_package
 
 __all__ = [
+    "DOTNET",
     "StaticFeed",
+    "dotnet_available",
+    "dotnet_restore",
     "package",
     "static_feed",
     "write_config",
@@ -186,3 +191,36 @@ def static_feed() -> Iterator[StaticFeed]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# ------------------------------------------------------------------------------------------------ dotnet
+DOTNET = Path(__file__).resolve().parents[3] / "shared" / "tools" / "dotnet-sdk" / "dotnet.sh"
+
+
+def dotnet_restore(project: Path, gpf: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``dotnet restore PROJECT`` (SDK 3.1, NuGet 5.4) into ``gpf`` with its own HOME (no user nuget.config)."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "HOME": str(home),
+        "NUGET_PACKAGES": str(gpf),
+        "DOTNET_CLI_TELEMETRY_OPTOUT": "1",
+        "DOTNET_SKIP_FIRST_TIME_EXPERIENCE": "1",
+        "DOTNET_NOLOGO": "1",
+    }
+    return subprocess.run(
+        ["bash", str(DOTNET), "restore", str(project), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def dotnet_available() -> str | None:
+    """``None`` when the SDK runs here, else the reason (``setup`` installs it on first use)."""
+    if not DOTNET.is_file():
+        return f"{DOTNET} is missing"
+    run = subprocess.run(["bash", str(DOTNET), "setup"], capture_output=True, text=True, timeout=900, check=False)
+    return None if run.returncode == 0 else f"dotnet.sh setup failed: {run.stderr[-500:]}"

@@ -18,7 +18,8 @@ The rules and where they come from (NuGet.Client ``src/NuGet.Core/NuGet.Dependen
   lower bound"); the losers' subtrees are dropped and the walk repeats until stable. An accepted version outside the
   range of an accepted node's dependency is a **NU1107** conflict (error).
 * **NU1608** (``NuGet.Commands/RestoreCommand/Logging/UnexpectedDependencyMessages.cs``): a resolved version above a
-  dependency's upper bound (the project's own reference eclipsed the package's range) is a warning.
+  dependency's upper bound (the project's own reference eclipsed the package's range) is a warning; not for an id
+  already reported as NU1107 (dotnet logs only the conflict).
 * **Nothing fits** (``UnresolvedMessages.cs``): **NU1101** no such id on any source, **NU1102** versions exist but
   none in range (naming the nearest), **NU1103** only prereleases in a stable range; **NU1603** (warning) when the
   lower bound itself was not found and a higher version was taken.
@@ -752,10 +753,11 @@ async def resolve(
                 )
             )
     resolved = {p.id.lower(): p.version for p in packages}
+    conflicted = {child.id.lower() for _chosen, child in conflicts}
     for pkg in packages:
         for dep in pkg.dependencies:
             got = resolved.get(dep.id.lower())
-            if got is None or dep.range.max_version is None:
+            if got is None or dep.range.max_version is None or dep.id.lower() in conflicted:
                 continue
             above = got > dep.range.max_version or (got == dep.range.max_version and not dep.range.is_max_inclusive)
             if above:
