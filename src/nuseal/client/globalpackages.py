@@ -42,6 +42,7 @@ import json
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -96,14 +97,22 @@ def metadata_bytes(content_hash: str, source: str) -> bytes:
 
 
 def _scratch_folder() -> Path:
+    """NuGet's scratch folder (NC ``NuGetEnvironment.GetFolderPath(NuGetFolderPath.Temp)``): ``NUGET_SCRATCH``, else
+    ``<temp>/NuGetScratch<user name>`` on Linux (``/tmp`` is shared; NuGet makes it 0700) and ``<temp>/NuGetScratch``
+    elsewhere, ``<temp>`` being ``TMPDIR`` or ``/tmp`` like .NET's ``Path.GetTempPath``."""
     configured = os.environ.get("NUGET_SCRATCH")
     if configured:
         return Path(configured)
+    temp = Path(tempfile.gettempdir())
+    if not sys.platform.startswith("linux"):
+        return temp / "NuGetScratch"
     try:
+        import pwd  # noqa: PLC0415 - Unix only
+
+        user = pwd.getpwuid(os.geteuid()).pw_name  # .NET's Environment.UserName
+    except (ImportError, KeyError):
         user = getpass.getuser()
-    except (KeyError, OSError):
-        user = str(os.getuid())
-    return Path(tempfile.gettempdir()) / f"NuGetScratch{user}"
+    return temp / f"NuGetScratch{user}"
 
 
 def nuget_lock_path(target_nupkg: Path) -> Path:
@@ -138,7 +147,12 @@ def _file_lock(path: Path) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (what .NET's ``FileShare.None`` takes on Unix), re-opened if another
     process replaced or removed the file while we waited."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.exists():
+            scratch = path.parent.parent
+            if not scratch.exists() and sys.platform.startswith("linux"):
+                scratch.mkdir(parents=True, exist_ok=True)
+                scratch.chmod(0o700)  # as NuGet does for its scratch folder on Linux
+            path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RestoreError(f"cannot create NuGet's lock folder {path.parent}: {exc.strerror or exc}") from exc
     while True:
