@@ -62,9 +62,10 @@ def gate() -> GateSettings:
     )
 
 
-@pytest.fixture
-def gpf(tmp_path: Path) -> Path:
-    root = tmp_path / "packages"
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A global-packages folder installed once per module (each test audits its own copy)."""
+    root = tmp_path_factory.mktemp("template") / "packages"
     folder = GlobalPackagesFolder(root)
     for vector in VECTORS:
         data = vector.read_bytes()
@@ -72,6 +73,13 @@ def gpf(tmp_path: Path) -> Path:
         folder.install(data, package_id=spec.id, version=spec.version, source=SOURCE, gate=gate())
     data = make_nupkg("Contoso.Build", "2.0.0", {"build/Contoso.Build.targets": TARGETS, "lib/net8.0/a.txt": "a"})
     folder.install(data, package_id="Contoso.Build", version="2.0.0", source=SOURCE, gate=gate())
+    return root
+
+
+@pytest.fixture
+def gpf(template: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "packages"
+    shutil.copytree(template, root, symlinks=True)
     return root
 
 
