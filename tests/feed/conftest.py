@@ -100,12 +100,20 @@ class Feed:
     process: subprocess.Popen[bytes]
     database_url: str | None
     keys: dict[str, str] = field(default_factory=dict)
+    #: httpx ``verify``: the dev root's PEM path for an HTTPS feed on the dev certificate (``https=True``)
+    verify: str | bool = True
 
     @property
     def source(self) -> str:
         return f"{self.base_url}/v3/index.json"
 
+    @property
+    def dev_root(self) -> Path:
+        """The dev PKI's root certificate (PEM), which the HTTPS feed's dev certificate chains to."""
+        return self.data_dir / "devpki" / "root.crt.pem"
+
     def client(self, **kw: object) -> httpx.Client:
+        kw.setdefault("verify", self.verify)
         return httpx.Client(base_url=self.base_url, timeout=60, **kw)  # type: ignore[arg-type]
 
     def push(self, data: bytes, key: str | None = "alice", **kw: object) -> httpx.Response:
@@ -150,15 +158,20 @@ def start_feed(
     users: tuple[str, ...] = ("alice", "bob"),
     signing: bool = False,
     env: dict[str, str] | None = None,
+    https: bool = False,
 ) -> Feed:
     """Create users (with an all-scopes key each, named after the user), then start `nuseal serve` on a free
-    loopback port. ``signing=False`` (the issue-4 tests) passes ``--no-signing``: packages are stored as pushed."""
+    loopback port. ``signing=False`` (the issue-4 tests) passes ``--no-signing``: packages are stored as pushed.
+    ``https=False`` passes ``--http`` (plain HTTP, as the tests before issue 19); ``https=True`` serves HTTPS (the
+    dev certificate unless ``serve_args`` name one) and the returned feed's clients trust the dev root."""
     keys = {}
     for user in users:
         run_admin(data_dir, database_url, "create-user", user)
         keys[user] = run_admin(data_dir, database_url, "create-api-key", user)
     cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data_dir), "--port", "0", "--workers", str(workers)]
     cmd += ["--signing", *serve_args] if signing else ["--no-signing", *serve_args]
+    if not https:
+        cmd.append("--http")
     if database_url:
         cmd += ["--database", database_url]
     if max_package_size:
@@ -174,7 +187,7 @@ def start_feed(
         line = proc.stdout.readline().decode()
         if not line:
             break
-        m = re.search(r"nuseal feed on (http://\S+) ", line)
+        m = re.search(r"nuseal feed on (https?://\S+) ", line)
         if m:
             base_url = m.group(1)
             break
@@ -184,9 +197,11 @@ def start_feed(
         proc.stdout.close()
         raise AssertionError("nuseal serve did not start: " + (data_dir / "server.log").read_text())
     feed = Feed(data_dir, base_url, proc, database_url, keys)
+    if https and "--tls-cert" not in serve_args:
+        feed.verify = str(feed.dev_root)
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+            if httpx.get(f"{base_url}/health", timeout=2, verify=feed.verify).status_code == 200:
                 return feed
         except httpx.HTTPError:
             time.sleep(0.1)

@@ -8,6 +8,7 @@ import os
 import socket
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -43,6 +44,34 @@ def _http_protocol() -> str:
     return PROTOCOL
 
 
+def _tls_factory() -> Any:
+    from nuseal.feed.tls import uvicorn_context_factory  # noqa: PLC0415
+
+    return uvicorn_context_factory
+
+
+def _tls_files(config: Any, host: str, tls_cert: str | None, tls_key: str | None) -> tuple[str, str]:
+    """(certificate chain, key) to serve HTTPS with: the given files, else the dev PKI's server certificate for
+    every name the feed answers to, issued or renewed now (nuseal.devpki.tls)."""
+    if tls_cert and tls_key:
+        return str(Path(tls_cert).resolve()), str(Path(tls_key).resolve())
+    from nuseal.devpki.tls import ensure_server_certificate, server_names  # noqa: PLC0415
+    from nuseal.errors import ConfigError  # noqa: PLC0415
+    from nuseal.feed.repository_signing import ensure_dev_pki  # noqa: PLC0415
+
+    pki = ensure_dev_pki(config)
+    try:
+        cert = ensure_server_certificate(pki, server_names(host, config.base_url))
+    except OSError as exc:
+        raise ConfigError(f"cannot write the dev TLS certificate into {pki.directory}: {exc}") from exc
+    state = "issued" if cert.renewed else "reused"
+    click.echo(
+        f"TLS: dev certificate {state} for {', '.join(cert.names)} (until {cert.not_after:%Y-%m-%d}), "
+        f"chained to the dev root {pki.root_pem_path}; trust it with `nuseal dev trust --data {config.data_dir}`"
+    )
+    return str(cert.chain_path), str(cert.key_path)
+
+
 def _absolute(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path else None
 
@@ -72,7 +101,26 @@ def _absolute(path: str | None) -> str | None:
     envvar="NUSEAL_FEED_DATABASE",
     help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite in the data folder).",
 )
-@click.option("--base-url", default=None, help="Public URL of the feed (default: http://HOST:PORT).")
+@click.option(
+    "--base-url",
+    default=None,
+    help="Public URL of the feed (default: https://HOST:PORT, http:// with --http); behind a reverse proxy, its URL.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, exists=True),
+    default=None,
+    help="PEM server certificate followed by its intermediates (default: one issued by the dev PKI in DATA/devpki).",
+)
+@click.option(
+    "--tls-key", type=click.Path(dir_okay=False, exists=True), default=None, help="PEM private key of --tls-cert."
+)
+@click.option(
+    "--http",
+    "plain_http",
+    is_flag=True,
+    help="Serve plain HTTP (insecure: only behind a TLS-terminating reverse proxy, or for tests).",
+)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, MAX_WORKERS), help="Worker processes.")
 @click.option(
     "--max-package-size",
@@ -160,6 +208,9 @@ def serve_command(
     port: int,
     database_url: str | None,
     base_url: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    plain_http: bool,
     workers: int,
     max_package_size: int | None,
     access_log: bool,
@@ -198,12 +249,21 @@ def serve_command(
     from nuseal.feed.service import FeedService  # noqa: PLC0415
     from nuseal.feed.signing_stages import install_signing  # noqa: PLC0415
 
+    if plain_http and (tls_cert or tls_key):
+        raise UsageError("--http serves plain HTTP: it cannot be combined with --tls-cert/--tls-key")
+    if bool(tls_cert) != bool(tls_key):
+        raise UsageError("--tls-cert and --tls-key go together (the certificate chain and its private key, PEM)")
+    if tls_cert and tls_key:
+        from nuseal.feed.tls import check_server_files  # noqa: PLC0415
+
+        check_server_files(tls_cert, tls_key)
     sock = _bind(host, port)
     actual_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
+    scheme = "http" if plain_http else "https"
     config = FeedConfig(
         data_dir=data_dir,
-        base_url=base_url or f"http://{shown_host}:{actual_port}",
+        base_url=base_url or f"{scheme}://{shown_host}:{actual_port}",
         database_url=database_url,
         max_package_size=max_package_size or DEFAULT_MAX_PACKAGE_SIZE,
         signing=SigningConfig(
@@ -228,10 +288,18 @@ def serve_command(
     install_signing(service)
     service.setup()
     service.db.dispose()
+    tls_files = None if plain_http else _tls_files(config, host, tls_cert, tls_key)
     os.environ[CONFIG_ENV_VAR] = config.to_json()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     click.echo(f"nuseal feed on {config.base_url} (listening on {shown_host}:{actual_port}, data in {config.data_dir})")
     click.echo(f"package source: {config.base_url}/v3/index.json")
+    if plain_http:
+        click.echo(
+            "warning: serving plain HTTP (--http): insecure; NuGet refuses http sources unless "
+            "allowInsecureConnections is set (NU1302/NU1803); use it only behind a TLS-terminating reverse proxy "
+            "or for tests",
+            err=True,
+        )
     if importlib.util.find_spec("httptools") is None or importlib.util.find_spec("uvloop") is None:
         click.echo(
             "note: httptools/uvloop are not installed; uvicorn falls back to pure-Python HTTP parsing, "
@@ -256,6 +324,10 @@ def serve_command(
         # request head size cap and head/body read timeouts (nuseal.feed.http); the h11 fallback only has the cap
         http=_http_protocol(),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        # TLS 1.2+ with forward-secret AEAD suites (nuseal.feed.tls), built in each worker; HTTP/1.1 only
+        ssl_certfile=tls_files[0] if tls_files else None,
+        ssl_keyfile=tls_files[1] if tls_files else None,
+        ssl_context_factory=_tls_factory() if tls_files else None,
     )
     server = uvicorn.Server(uv_config)
     try:
