@@ -1,13 +1,23 @@
 """Benchmark: nuseal verify against a hash-only pass over the same files, measured in the same run.
 
-Run by hand: ``.venv/bin/python bench/verify.py [--rounds N] [--big-mb 100]``. Prints packages/s and MB/s for
+Run by hand: ``.venv/bin/python bench/verify.py [--rounds N] [--big-mb 100] [--no-oracle]``. Prints packages/s
+and MB/s for
 
 * hash-only: read each file and SHA-256 it (the least any verifier must do);
-* verify, one process: the full NuGet pipeline (integrity, CMS, timestamps, chains; offline revocation);
-* verify, two worker processes (``nuseal verify --jobs 2`` code path);
-* a generated ~100 MB stored package, author-signed by NuGet's own signer (the oracle) with a throw-away PKI.
+* verify, one process: the full NuGet pipeline (integrity, CMS, timestamps, chains; offline revocation), with the
+  verifier's caches warm (best of N passes over the same folder);
+* verify, two worker processes (``nuseal verify --jobs 2`` code path, ``VerifierPool``), start-up included:
+  workers forked from this process inherit the same warm verifier; and the CLI's path, where the verifier and
+  its trust stores are built from the spec before the workers are forked;
+* a generated ~100 MB stored package, author-signed by NuGet's own signer (the oracle) with a throw-away PKI;
+* NuGet's verifier (the oracle: NuGet.Packaging 6.14 on .NET 8, one process per package as ``dotnet nuget verify``
+  runs; it evaluates four policies per package) on the 12 vectors, against ``nuseal verify`` run the same way
+  (one process per package) and against the in-process rate.
 
-Ratios are against hash-only in the same run. Network: none (offline revocation; the TSA, if used, is loopback).
+Then one PASS/FAIL line per target of issue 13 (one process >= 300 pkg/s; two workers >= 1.8x one process;
+100 MB package within 1.1x hash-only). Ratios are against measurements of the same run; the load average is
+printed before and after, as other processes on the machine skew absolute numbers. Network: none (offline
+revocation; no TSA is contacted).
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import hashlib
 import io
 import os
 import subprocess
+import sys
 import tempfile
 import time
 import zipfile
@@ -26,13 +37,19 @@ from pathlib import Path
 
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.verify import VerificationPolicy, Verifier
-from nuseal.verify.parallel import VerifierSpec, verify_paths
+from nuseal.verify.parallel import VerifierPool, VerifierSpec, verify_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 VECTORS = sorted((SHARED / "vectors" / "nuget.org").glob("*.nupkg"))
 CODESIGN = SHARED / "trust" / "codesignctl.pem"
 TIMESTAMP = SHARED / "trust" / "timestampctl.pem"
+ORACLE = SHARED / "tools" / "nuget-oracle" / "run-oracle.sh"
+
+#: Issue 13's targets.
+TARGET_ONE_PROCESS = 300.0  # small packages per second, one process
+TARGET_TWO_WORKERS = 1.8  # two workers over one process
+TARGET_BIG = 1.1  # 100 MB package over hash-only
 
 
 def timed(fn: Callable[[], object], rounds: int) -> float:
@@ -106,12 +123,57 @@ def big_signed_package(directory: Path, megabytes: int) -> tuple[Path, Path] | N
     return out, pki / "ca.pem"
 
 
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def verdict(ok: bool, text: str) -> None:
+    print(f"{'PASS' if ok else 'FAIL'}  {text}")
+
+
+def per_package(command: list[str], tail: list[str]) -> float:
+    """Seconds per package to run ``command PACKAGE tail`` once per vector, one process after the other."""
+    t = time.perf_counter()
+    for p in VECTORS:
+        subprocess.run([*command, str(p), *tail], check=False, capture_output=True, timeout=300)
+    return (time.perf_counter() - t) / len(VECTORS)
+
+
+def oracle_comparison(per_package_in_process: float) -> None:
+    """NuGet's verifier vs ``nuseal verify``, one process per package each, on the 12 vectors."""
+    if not ORACLE.is_file():
+        print("(oracle comparison skipped: NuGet's verifier is not available)")
+        return
+    setup = subprocess.run(["bash", str(ORACLE), "setup"], check=False, capture_output=True, timeout=900)
+    if setup.returncode != 0:
+        print("(oracle comparison skipped: the oracle's setup failed)")
+        return
+    oracle = per_package(
+        ["bash", str(ORACLE), "verify"], ["--trust-bundle", str(CODESIGN), "--timestamp-bundle", str(TIMESTAMP)]
+    )
+    nuseal_cli = per_package(
+        [sys.executable, "-m", "nuseal.cli.main", "verify"],
+        ["--revocation-mode", "offline", "--code-signing-roots", str(CODESIGN), "--timestamping-roots",
+         str(TIMESTAMP), "-v", "quiet"],
+    )
+    print(f"NuGet's verifier (oracle), 1 process per package {oracle * 1000:9.0f} ms/pkg  (4 policies each)")
+    print(f"nuseal verify (CLI), 1 process per package       {nuseal_cli * 1000:9.0f} ms/pkg")
+    print(f"nuseal, in one process                           {per_package_in_process * 1000:9.1f} ms/pkg")
+    print(
+        f"NuGet's verifier / nuseal: {oracle / nuseal_cli:.1f}x per process, "
+        f"{oracle / per_package_in_process:.0f}x in one process"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=10, help="copies of the 12 vectors (default: 10 -> 120)")
     parser.add_argument("--big-mb", type=int, default=100)
+    parser.add_argument("--no-oracle", action="store_true", help="skip timing NuGet's verifier")
     args = parser.parse_args()
+    print(_load())
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "pkgs"
         folder.mkdir()
@@ -119,6 +181,7 @@ def main() -> None:
             for v in VECTORS:
                 (folder / f"{i}-{v.name}").write_bytes(v.read_bytes())
         paths = sorted(folder.iterdir())
+        names = [str(p) for p in paths]
         size = sum(p.stat().st_size for p in paths)
         policy = VerificationPolicy.verify(revocation_mode=RevocationMode.OFFLINE)
         verifier = Verifier(
@@ -131,12 +194,21 @@ def main() -> None:
         print(f"{len(paths)} packages, {size / 1e6:.1f} MB, best of {args.rounds}, {os.cpu_count()} CPUs")
         base = timed(lambda: hash_only(paths), args.rounds)
         report("hash-only (SHA-256 of each file)", base, len(paths), size, None)
-        one = timed(lambda: [verifier.verify_path(str(p), now=now) for p in paths], args.rounds)
+        one = timed(lambda: [verifier.verify_path(p, now=now) for p in names], args.rounds)
         report("verify, 1 process", one, len(paths), size, base)
         spec = VerifierSpec(policy, str(CODESIGN), str(TIMESTAMP))
-        two = timed(lambda: list(verify_paths(spec, [str(p) for p in paths], jobs=2)), max(1, args.rounds // 2))
+
+        def two_workers() -> None:
+            with VerifierPool(spec, 2, verifier=verifier) as pool:
+                results = list(pool.verify(names))
+            assert len(results) == len(names) and all(r.valid for r in results)
+
+        two = timed(two_workers, args.rounds)
         report("verify, 2 workers (incl. start-up)", two, len(paths), size, base)
-        print(f"parallel speed-up: {one / two:.2f}x")
+        cli_two = timed(lambda: list(verify_paths(spec, names, jobs=2)), args.rounds)
+        report("  the CLI's way (stores loaded too)", cli_two, len(paths), size, base)
+        print(f"parallel speed-up: {one / two:.2f}x (the CLI's way {one / cli_two:.2f}x)")
+        big_ratio: float | None = None
         made = big_signed_package(Path(tmp), args.big_mb)
         if made is not None:
             big, root_pem = made
@@ -150,6 +222,16 @@ def main() -> None:
             report(f"hash-only, {big_size / 1e6:.0f} MB package", b, 1, big_size, None)
             v = timed(lambda: big_verifier.verify_path(str(big), now=now), args.rounds)
             report(f"verify, {big_size / 1e6:.0f} MB package", v, 1, big_size, b)
+            big_ratio = v / b
+        if not args.no_oracle:
+            oracle_comparison(one / len(paths))
+        rate = len(paths) / one
+        verdict(rate >= TARGET_ONE_PROCESS, f"one process: {rate:.0f} small packages/s (>= {TARGET_ONE_PROCESS:.0f})")
+        speedup = one / two
+        verdict(speedup >= TARGET_TWO_WORKERS, f"two workers: {speedup:.2f}x one process (>= {TARGET_TWO_WORKERS}x)")
+        if big_ratio is not None:
+            verdict(big_ratio <= TARGET_BIG, f"{args.big_mb} MB package: {big_ratio:.2f}x hash-only (<= {TARGET_BIG}x)")
+        print(_load())
 
 
 if __name__ == "__main__":

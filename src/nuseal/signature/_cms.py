@@ -208,6 +208,12 @@ def name_key(name: asn1_x509.Name) -> NameKey:
 PARSE_CACHE_SIZE = 4096
 _NAME_KEYS: dict[bytes, NameKey] = {}
 _OID_TEXTS: dict[bytes, str] = {}
+_ATTRIBUTES: dict[bytes, RawAttribute] = {}
+#: Largest attribute (content octets) remembered by :data:`_ATTRIBUTES`.
+MAX_CACHED_ATTRIBUTE = 2048
+#: SignedData certificate sets remembered by their content octets.
+CERTIFICATE_SET_CACHE_SIZE = 256
+_CERTIFICATE_SETS: dict[bytes, tuple[bytes, ...]] = {}
 
 
 def _remember(cache: dict[bytes, Any], key: bytes, value: Any) -> None:
@@ -256,12 +262,46 @@ def _attributes(spec: _RawAttributesSpec) -> tuple[RawAttribute, ...]:
         raise CmsDecodeError(f"more than {MAX_ATTRIBUTES} attributes in a SignerInfo")
     out: list[RawAttribute] = []
     for attr in spec:
-        values = attr["values"]
-        if len(values) > MAX_ATTRIBUTE_VALUES:
-            raise CmsDecodeError(f"more than {MAX_ATTRIBUTE_VALUES} values in one attribute")
-        oid = attr["type"]
-        out.append(RawAttribute(oid_text(oid), tuple(v.dump() for v in values), oid.dump()))
+        # An attribute decodes from its content octets alone: one seen before (content type, commitment type,
+        # the signing-certificate-v2 of a known signer, the repository URL and owners) is not decoded again.
+        key = attr.contents
+        found = _ATTRIBUTES.get(key)
+        if found is None:
+            values = attr["values"]
+            if len(values) > MAX_ATTRIBUTE_VALUES:
+                raise CmsDecodeError(f"more than {MAX_ATTRIBUTE_VALUES} values in one attribute")
+            oid = attr["type"]
+            found = RawAttribute(oid_text(oid), tuple(v.dump() for v in values), oid.dump())
+            if len(key) <= MAX_CACHED_ATTRIBUTE:  # large ones (tokens, countersignatures) are one-offs
+                _remember(_ATTRIBUTES, key, found)
+        out.append(found)
     return tuple(out)
+
+
+def _certificate_ders(cert_set: _AnySet) -> tuple[bytes, ...]:
+    """The DER of each X.509 ``certificate`` choice of a SignedData ``certificates`` set, in order.
+
+    Memoised by the set's content octets (at most :data:`CERTIFICATE_SET_CACHE_SIZE` sets): the same author chain,
+    repository chain and TSA certificates come in set after set.
+
+    Raises:
+        CmsDecodeError: more than :data:`MAX_CERTIFICATES` certificates.
+    """
+    key = cert_set.contents
+    found = _CERTIFICATE_SETS.get(key)
+    if found is None:
+        certs: list[bytes] = []
+        for choice in cert_set:
+            item = choice.dump()
+            if item[:1] == bytes([TAG_SEQUENCE]):
+                certs.append(item)
+                if len(certs) > MAX_CERTIFICATES:
+                    raise CmsDecodeError(f"more than {MAX_CERTIFICATES} certificates")
+        found = tuple(certs)
+        if len(_CERTIFICATE_SETS) >= CERTIFICATE_SET_CACHE_SIZE:
+            _CERTIFICATE_SETS.clear()
+        _CERTIFICATE_SETS[key] = found
+    return found
 
 
 def _decode_signer(spec: _SignerInfoSpec, der: bytes) -> RawSignerInfo:
@@ -335,15 +375,8 @@ def decode_signed_data(der: bytes) -> RawSignedData:
         signed = content.parse(_SignedDataSpec)
         encap = signed["encap_content_info"]
         econtent = encap["content"]
-        certs: list[bytes] = []
         cert_set = signed["certificates"]
-        if not isinstance(cert_set, core.Void):
-            for choice in cert_set:
-                item = choice.dump()
-                if item[:1] == bytes([TAG_SEQUENCE]):
-                    certs.append(item)
-                    if len(certs) > MAX_CERTIFICATES:
-                        raise CmsDecodeError(f"more than {MAX_CERTIFICATES} certificates")
+        certs = () if isinstance(cert_set, core.Void) else _certificate_ders(cert_set)
         signers: list[RawSignerInfo] = []
         for item in signed["signer_infos"]:
             signer_der = item.dump()
@@ -351,7 +384,7 @@ def decode_signed_data(der: bytes) -> RawSignedData:
         return RawSignedData(
             content_type=oid_text(encap["content_type"]),
             content=None if isinstance(econtent, core.Void) else bytes(econtent.native),
-            certificates=tuple(certs),
+            certificates=certs,
             signer_infos=tuple(signers),
         )
     except CmsDecodeError:

@@ -13,9 +13,11 @@ without a code). Writers emit exactly what NuGet writes (NC ``*.Encode``), for `
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from asn1crypto import core
@@ -80,6 +82,33 @@ _TYPE_BY_OID = {oids.PROOF_OF_ORIGIN: SignatureType.AUTHOR, oids.PROOF_OF_RECEIP
 _OID_BY_TYPE = {value: key for key, value in _TYPE_BY_OID.items()}
 
 
+#: Attribute values whose decoding is remembered, per reader (the commitment type, signing-certificate(-v2) of a
+#: known signer, repository URL and owners recur in every signature of a publisher or feed).
+READER_CACHE_SIZE = 1024
+_T = TypeVar("_T")
+
+
+def _memoised(reader: Callable[[bytes], _T]) -> Callable[[bytes], _T]:
+    """``reader`` remembering its answers by the value's bytes; a value that raises is never remembered, so it
+    raises the same error every time. Answers are immutable (strings, tuples of frozen records)."""
+    answers: dict[bytes, _T] = {}
+
+    @functools.wraps(reader)
+    def read(value: bytes) -> _T:
+        if type(value) is not bytes:  # only immutable bytes are keys; anything else is read as given
+            return reader(value)
+        found = answers.get(value, answers)
+        if found is not answers:
+            return found  # type: ignore[return-value]
+        answer = reader(value)
+        if len(answers) >= READER_CACHE_SIZE:
+            answers.clear()
+        answers[value] = answer
+        return answer
+
+    return read
+
+
 def _malformed(what: str, exc: Exception | None = None) -> SignatureFormatError:
     detail = f": {exc}" if exc else ""
     return SignatureFormatError(f"The {what} attribute cannot be decoded{detail}.", code=NuCode.NU3003)
@@ -90,6 +119,7 @@ def _format_error(message: str) -> SignatureFormatError:
 
 
 # --------------------------------------------------------------------------- commitment type
+@_memoised
 def read_commitment_type(value: bytes) -> str:
     """The commitment type OID of one commitment-type-indication value (NC ``CommitmentTypeIndication.Read``).
 
@@ -175,6 +205,7 @@ def _read_policies(reader: DerReader) -> None:
         policy.read_oid()
 
 
+@_memoised
 def read_signing_certificate_v2(value: bytes) -> tuple[EssCertId, ...]:
     """The ESSCertIDv2 list of one signing-certificate-v2 value (NC ``SigningCertificateV2.Read``, RFC 5035).
 
@@ -213,6 +244,7 @@ def read_signing_certificate_v2(value: bytes) -> tuple[EssCertId, ...]:
     return tuple(out)
 
 
+@_memoised
 def read_signing_certificate(value: bytes) -> tuple[EssCertId, ...]:
     """The ESSCertID list of one signing-certificate (v1) value (NC ``SigningCertificate.Read``, RFC 2634).
 
@@ -341,6 +373,7 @@ def _is_https_url(text: str) -> bool:
     return parts.scheme.lower() == "https" and bool(parts.hostname)
 
 
+@_memoised
 def read_v3_service_index_url(value: bytes) -> str:
     """The URL of one nuget-v3-service-index-url value (IA5String; NC ``NuGetV3ServiceIndexUrl.Read``).
 
@@ -356,6 +389,7 @@ def read_v3_service_index_url(value: bytes) -> str:
     return text
 
 
+@_memoised
 def read_package_owners(value: bytes) -> tuple[str, ...]:
     """The owners of one nuget-package-owners value (NC ``NuGetPackageOwners.Read``).
 
