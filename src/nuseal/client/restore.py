@@ -174,7 +174,11 @@ class _Run:
             settings.enabled_sources, options.http, on_bytes=lambda n: self.progress("bytes", n)
         ) as feed:
             provider = PackageProvider(feed, settings, global_folder=gpf_root)
-            plans = await self._plan(inputs, provider, result)
+            try:
+                plans = await self._plan(inputs, provider, result)
+            except RestoreError as exc:  # a source failed while resolving (NU1301): the restore fails
+                result.errors.append(exc)
+                return result
             if result.errors:
                 return result
             wanted = self._collect(plans)
