@@ -11,11 +11,14 @@ Analysers never touch files or ZIP framing; they receive a :class:`ScanPackage`:
 * ``pkg.read(path, limit=...)`` -- its bytes, at most ``limit`` (default :data:`DEFAULT_READ_LIMIT`);
   raises :class:`EntryReadError` (too large, corrupt, missing): analysers turn that into an NS9xxx finding
   with :meth:`ScanPackage.read_problem` or skip the entry, never crash;
+* ``pkg.read_prefix(path, size)`` -- its first ``size`` bytes without inflating or reading the rest (headers of
+  large files; not CRC-checked);
 * ``pkg.sha256(path)`` -- hex SHA-256 of the entry's bytes (for ``Finding.file_sha256``; cached);
 * ``pkg.lower_paths`` -- ``{path.lower(): path}`` for NuGet's case-insensitive look-ups;
 * ``pkg.problems`` -- what went wrong building the view (``(rule_id, message, path)``), reported by the
   engine as findings: NS9001 unreadable package, NS9002 ZIP structure problem, NS9003 nuspec problem,
-  NS9004 entry too large / unreadable, NS9005 a folder entry that is a link or not a regular file.
+  NS9004 entry too large / unreadable, NS9005 a folder entry that is a link or not a regular file, NS9009 a nuspec
+  field over nuget.org's length limits (the nuspec is still used: read with ``enforce_limits=False``).
 
 Build it with :meth:`ScanPackage.from_bytes` (a .nupkg's bytes: nuseal's hardened
 :class:`~nuseal.package.archive.PackageArchive`, nothing written anywhere) or :meth:`ScanPackage.from_folder`
