@@ -218,6 +218,23 @@ def _walk(folder: Path) -> tuple[dict[str, os.stat_result], set[str]]:
     return files, dirs
 
 
+#: Entries up to this size (bytes), and this much in all per package, are kept after the comparison for the scan.
+_KEEP_ENTRY = 16 << 20
+_KEEP_TOTAL = 128 << 20
+
+
+def _cached_reader(inflated: dict[str, bytes], fallback: Callable[[str, int], bytes]) -> Callable[[str, int], bytes]:
+    """A scan reader that serves the entries the comparison already inflated (same bytes, CRC-checked)."""
+
+    def reader(path: str, limit: int) -> bytes:
+        found = inflated.get(path)
+        if found is not None and len(found) <= limit:
+            return found
+        return fallback(path, limit)
+
+    return reader
+
+
 def _read_metadata(path: Path) -> tuple[str, str] | None:
     try:
         doc = json.loads(path.read_bytes())
@@ -315,6 +332,8 @@ def audit_package(folder: Path, settings: GateSettings, *, now: datetime | None 
         rel = f"{id_lower}.nuspec" if item.is_nuspec else item.relpath
         expected[rel] = item.index
     records = archive.records
+    inflated: dict[str, bytes] = {}  # entries already inflated and compared, handed to the scan
+    kept = 0
     for rel in sorted(set(files) - set(expected) - own):
         kind = "" if stat.S_ISREG(files[rel].st_mode) else " (a link or special file)"
         out.add("NA1003", f"{rel} is not in {nupkg_name}: it was added after extraction{kind}", rel)
@@ -339,6 +358,9 @@ def audit_package(folder: Path, settings: GateSettings, *, now: datetime | None 
             continue
         if current != entry:
             out.add("NA1004", f"{rel} differs from its entry in {nupkg_name}: it was changed after extraction", rel)
+        elif len(entry) <= _KEEP_ENTRY and kept + len(entry) <= _KEEP_TOTAL:
+            inflated[record.name.replace("\\", "/")] = entry
+            kept += len(entry)
     # 3. the signature under the policy
     source = metadata[1] if metadata else ""
     result = settings.verifier_for(source).verify(archive, now=now or datetime.now(UTC))
@@ -350,11 +372,11 @@ def audit_package(folder: Path, settings: GateSettings, *, now: datetime | None 
     # 4. the scan: over the files on disk when they differ from the .nupkg, else over the .nupkg (same content)
     if settings.scan:
         changed = any(f.rule_id in TAMPER_RULES for f in out.findings)
-        pkg = (
-            ScanPackage.from_folder(folder, source=str(folder))
-            if changed
-            else ScanPackage.from_bytes(data, source=str(folder))
-        )
+        if changed:
+            pkg = ScanPackage.from_folder(folder, source=str(folder))
+        else:
+            pkg = ScanPackage.from_bytes(data, source=str(folder))
+            pkg.reader = _cached_reader(inflated, pkg.reader)
         scanned = scan_package(pkg, settings.scan_rules(), context=settings.scan_context)
         if scanned.package.id:
             out.ref = PackageRef(scanned.package.id, scanned.package.version, str(folder))
