@@ -15,7 +15,8 @@ build step of one package can rewrite another package's ``build/*.targets`` ther
 * ``NA1009`` the nuspec names another id or version than the folder (a swapped package);
 * ``NA2001`` the signature no longer verifies under the policy (:class:`~nuseal.client.gate.GateSettings`, the
   same as restore's gate; the NU code is in the message);
-* the scan is rerun over the extracted files (``nuseal.scan``): findings at or above the gate's ``block_on``
+* the scan is rerun (``nuseal.scan``; over the files on disk when any differ from the .nupkg, else over the
+  .nupkg's entries, which are then byte for byte what is on disk): findings at or above the gate's ``block_on``
   that the allow list does not cover are reported with their own rule ids.
 
 Results are :class:`~nuseal.scan.engine.ScanReport` values (one per package, ``source`` = the version folder),
