@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms as asn1_cms
 from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -31,6 +32,7 @@ from nuseal.scan.rules import load_rules
 from nuseal.signature import PrimarySignature
 from nuseal.signature._cms import load_certificates
 from nuseal.timestamp import Timestamp
+from nuseal.timestamp.client import with_certificates
 from nuseal.trust.certificate import load_der_certificate
 from nuseal.trust.config import parse_nuget_config
 
@@ -224,3 +226,20 @@ def test_a_certificate_with_an_unknown_x509_version_is_a_decoding_error() -> Non
     with pytest.raises(TimestampError) as stamp_error:
         Timestamp.parse(stamp.token_der.replace(tsa, _with_x509_version(tsa, 66)))
     assert stamp_error.value.code is NuCode.NU3003
+
+
+def test_completing_a_token_whose_certificates_asn1crypto_cannot_render_keeps_them() -> None:
+    """``with_certificates`` (signing completes the TSA's certificate set) asked asn1crypto for the whole set's
+    ``.native`` just to see whether it was present, and a certificate name holding an ObjectDescriptor made that
+    raise AttributeError (found by the ``timestamp`` target in the long run). The set is now copied as it is."""
+    primary = PrimarySignature.load(_vector_signature())
+    (stamp,) = primary.timestamps
+    assert stamp.signer_certificate is not None
+    tsa = stamp.signer_certificate.public_bytes(Encoding.DER)
+    token = stamp.token_der.replace(tsa, _with_odd_issuer_attribute(tsa))
+    assert primary.signer_certificate is not None
+    completed = with_certificates(token, [primary.signer_certificate])
+    certificates = [c.dump() for c in asn1_cms.ContentInfo.load(completed)["content"]["certificates"]]
+    assert _with_odd_issuer_attribute(tsa) in certificates
+    assert primary.signer_certificate.public_bytes(Encoding.DER) in certificates
+    assert len(certificates) == len(stamp.certificates) + 1

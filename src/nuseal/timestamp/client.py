@@ -32,7 +32,7 @@ from datetime import datetime
 
 import httpx
 import rfc3161_client
-from asn1crypto import algos, cms, tsp
+from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -252,7 +252,8 @@ def with_certificates(token: bytes, certificates: Sequence[x509.Certificate]) ->
     """
     try:
         signed = cms.ContentInfo.load(token)["content"]
-        existing = list(signed["certificates"]) if signed["certificates"].native is not None else []
+        # Present or not without .native, which renders every certificate and fails on values asn1crypto lacks.
+        existing = [] if isinstance(signed["certificates"], core.Void) else list(signed["certificates"])
         present = {c.dump() for c in existing}
     except (ValueError, TypeError, KeyError) as exc:
         raise TimestampError(f"The timestamp cannot be decoded: {exc}", code=NuCode.NU3003) from exc
