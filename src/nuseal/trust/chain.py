@@ -22,6 +22,7 @@ certificate policy), AIA ``caIssuers`` fetching of missing intermediates.
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -401,6 +402,7 @@ class ChainBuilder:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._chains: dict[tuple[bytes, tuple[bytes, ...], CertificatePurpose], list[_BuiltPath]] = {}
         self._cache_store = trust_store
+        self._cache_lock = threading.Lock()
         self._hits = 0
         self._misses = 0
 
@@ -507,19 +509,21 @@ class ChainBuilder:
         key = (leaf.der, tuple(known.der for known in extras), purpose)
         buckets = self._chains.get(key)
         if buckets is not None:
-            for built in buckets:
+            for built in tuple(buckets):
                 if built.holds_at(at):
                     self._hits += 1
                     return built
         self._misses += 1
         built = self._search(leaf, extras, purpose, at)
-        if buckets is None:
-            if len(self._chains) >= CHAIN_CACHE_SIZE:
-                self._chains.pop(next(iter(self._chains)), None)
-            buckets = self._chains.setdefault(key, [])
-        if len(buckets) >= CHAIN_CACHE_BUCKETS:
-            buckets.pop(0)
-        buckets.append(built)
+        with self._cache_lock:  # a verifier may be shared by threads (the feed)
+            buckets = self._chains.get(key)
+            if buckets is None:
+                if len(self._chains) >= CHAIN_CACHE_SIZE:
+                    self._chains.pop(next(iter(self._chains)), None)
+                buckets = self._chains[key] = []
+            if len(buckets) >= CHAIN_CACHE_BUCKETS:
+                buckets.pop(0)
+            buckets.append(built)
         return built
 
     def _search(
