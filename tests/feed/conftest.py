@@ -14,6 +14,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -100,8 +101,8 @@ class Feed:
     process: subprocess.Popen[bytes]
     database_url: str | None
     keys: dict[str, str] = field(default_factory=dict)
-    #: httpx ``verify``: the dev root's PEM path for an HTTPS feed on the dev certificate (``https=True``)
-    verify: str | bool = True
+    #: httpx ``verify``: a context trusting the dev root for an HTTPS feed on the dev certificate (``https=True``)
+    verify: ssl.SSLContext | bool = True
 
     @property
     def source(self) -> str:
@@ -198,7 +199,7 @@ def start_feed(
         raise AssertionError("nuseal serve did not start: " + (data_dir / "server.log").read_text())
     feed = Feed(data_dir, base_url, proc, database_url, keys)
     if https and "--tls-cert" not in serve_args:
-        feed.verify = str(feed.dev_root)
+        feed.verify = ssl.create_default_context(cafile=str(feed.dev_root))
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{base_url}/health", timeout=2, verify=feed.verify).status_code == 200:
