@@ -7,6 +7,7 @@ nuseal.toml), JSON output and exit codes."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +217,20 @@ def test_nothing_resolves_is_exit_1_with_nu1101(
     code, _out, err = _run(capsys, str(app), "--packages", str(tmp_path / "gpf"))
     assert code == 1
     assert "error NU1101: Unable to find package Does.Not.Exist" in err
+
+
+def test_http_cache_serves_version_lists_and_nuspecs_until_they_expire(
+    tmp_path: Path, feed: StaticFeed, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = _project(tmp_path, feed)
+    assert _run(capsys, str(app), "--packages", str(tmp_path / "gpf1"))[0] == 0
+    lists, nuspecs = feed.count("/index.json"), feed.count(".nuspec")
+    assert lists >= 3 and nuspecs == 2  # service index + two version lists; the two picked nuspecs
+    assert _run(capsys, str(app), "--packages", str(tmp_path / "gpf2"))[0] == 0
+    assert (feed.count("/index.json"), feed.count(".nuspec")) == (lists, nuspecs)  # all from the cache
+    assert feed.count(".nupkg") == 4  # packages are always downloaded (the global-packages folder is their cache)
+    cache = tmp_path / "http-cache"
+    for listing in cache.rglob("list_*.json"):
+        os.utime(listing, (time.time() - 3600, time.time() - 3600))  # older than the 30-minute TTL
+    assert _run(capsys, str(app), "--packages", str(tmp_path / "gpf3"))[0] == 0
+    assert feed.count("/flat/app.util/index.json") == 2 and feed.count(".nuspec") == nuspecs
