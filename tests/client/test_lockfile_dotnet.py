@@ -56,8 +56,19 @@ def _project(folder: Path, feed: Feed) -> Path:
         properties=PROPS,
     )
     text = (folder / "App.csproj").read_text().replace("<TargetFramework></TargetFramework>\n", "")
+    reference = '    <ProjectReference Include="..\\Lib\\Shared.Lib.csproj" />\n'
+    text = text.replace("  <ItemGroup>\n", "  <ItemGroup>\n" + reference, 1)
     (folder / "App.csproj").write_text(text)
-    write_config(folder, {"feed": feed.source})
+    # a referenced project: Lock.Leaf flows to App, Alpha.Direct (PrivateAssets=all) does not
+    lib = folder.parent / "Lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    (lib / "Shared.Lib.csproj").write_text(
+        '<Project Sdk="Microsoft.NET.Sdk"><PropertyGroup><TargetFramework>netstandard2.0</TargetFramework>'
+        "<DisableImplicitFrameworkReferences>true</DisableImplicitFrameworkReferences></PropertyGroup><ItemGroup>"
+        '<PackageReference Include="Lock.Leaf" Version="1.1.0" />'
+        '<PackageReference Include="Alpha.Direct" Version="2.0.0-beta.1" PrivateAssets="all" /></ItemGroup></Project>'
+    )
+    write_config(folder.parent, {"feed": feed.source})
     return folder
 
 
@@ -67,10 +78,10 @@ def test_lock_file_is_byte_for_byte_dotnets_and_the_ci_recipe_downloads_nothing(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("NUGET_HTTP_CACHE_PATH", str(tmp_path / "http-cache"))
     monkeypatch.setenv("NUGET_CERT_REVOCATION_MODE", "offline")
-    theirs_dir = _project(tmp_path / "dotnet", feed)
+    theirs_dir = _project(tmp_path / "dotnet" / "App", feed)
     run = dotnet_restore(theirs_dir / "App.csproj", tmp_path / "gpf-dotnet", tmp_path / "home-dotnet")
     assert run.returncode == 0, run.stdout + run.stderr
-    ours_dir = _project(tmp_path / "nuseal", feed)
+    ours_dir = _project(tmp_path / "nuseal" / "App", feed)
     gpf = tmp_path / "gpf"
     code = main(["restore", str(ours_dir), "--packages", str(gpf)])
     captured = capsys.readouterr()
@@ -83,6 +94,7 @@ def test_lock_file_is_byte_for_byte_dotnets_and_the_ci_recipe_downloads_nothing(
     core, standard = lock["dependencies"].values()
     assert "Lock.Leaf" not in core["Lock.Mid"].get("dependencies", {})  # empty netcoreapp3.1 group
     assert standard["Lock.Leaf"]["resolved"] == "1.1.0"
+    assert core["shared.lib"] == {"type": "Project", "dependencies": {"Lock.Leaf": "1.1.0"}}
     # the content hash of a signed package is NuGet's (signature excluded), not the .nupkg's SHA-512
     folder = gpf / "newtonsoft.json" / "12.0.3"
     metadata = json.loads((folder / ".nupkg.metadata").read_text())
@@ -90,8 +102,8 @@ def test_lock_file_is_byte_for_byte_dotnets_and_the_ci_recipe_downloads_nothing(
     assert metadata["contentHash"] != (folder / "newtonsoft.json.12.0.3.nupkg.sha512").read_text()
 
     # CI: nuseal restore --locked-mode into a fresh NUGET_PACKAGES, then dotnet restore --locked-mode offline
-    ci = tmp_path / "ci"
-    shutil.copytree(ours_dir, ci)
+    shutil.copytree(ours_dir.parent, tmp_path / "ci")
+    ci = tmp_path / "ci" / "App"
     fresh = tmp_path / "gpf-ci"
     assert main(["restore", str(ci), "--packages", str(fresh), "--locked-mode"]) == 0, capsys.readouterr().err
     feed.stop()

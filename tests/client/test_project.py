@@ -169,3 +169,29 @@ def test_packages_config_and_solution_and_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="holds no project"):
         find_inputs(tmp_path / "empty")
+
+
+def test_project_references_and_private_assets(tmp_path: Path) -> None:
+    lib = tmp_path / "Lib"
+    lib.mkdir()
+    (lib / "Lib.csproj").write_text(
+        '<Project Sdk="Microsoft.NET.Sdk"><PropertyGroup><TargetFramework>netstandard2.0</TargetFramework>'
+        '</PropertyGroup><ItemGroup><PackageReference Include="Flows" Version="1.0" />'
+        '<PackageReference Include="Private" Version="1.0" PrivateAssets="All" /></ItemGroup></Project>'
+    )
+    app = tmp_path / "App"
+    app.mkdir()
+    (app / "App.csproj").write_text(
+        '<Project Sdk="Microsoft.NET.Sdk"><PropertyGroup><TargetFramework>net6.0</TargetFramework></PropertyGroup>'
+        '<ItemGroup><ProjectReference Include="..\\Lib\\Lib.csproj" /></ItemGroup></Project>'
+    )
+    [target] = load_project(app / "App.csproj", environ={}).targets
+    assert target.projects == ((lib / "Lib.csproj").resolve(),)
+    lib_refs = {r.id: r.flows for r in load_project(lib / "Lib.csproj", environ={}).targets[0].references}
+    assert lib_refs == {"Flows": True, "Private": False, "NETStandard.Library": True}
+    (app / "App.csproj").write_text(
+        '<Project Sdk="Microsoft.NET.Sdk"><PropertyGroup><TargetFramework>net6.0</TargetFramework></PropertyGroup>'
+        '<ItemGroup><ProjectReference Include="..\\Missing\\Missing.csproj" /></ItemGroup></Project>'
+    )
+    with pytest.raises(UsageError, match="does not exist"):
+        load_project(app / "App.csproj", environ={})

@@ -234,3 +234,32 @@ def test_http_cache_serves_version_lists_and_nuspecs_until_they_expire(
         os.utime(listing, (time.time() - 3600, time.time() - 3600))  # older than the 30-minute TTL
     assert _run(capsys, str(app), "--packages", str(tmp_path / "gpf3"))[0] == 0
     assert feed.count("/flat/app.util/index.json") == 2 and feed.count(".nuspec") == nuspecs
+
+
+def test_project_reference_flows_its_packages_and_is_a_project_entry_in_the_lock_file(
+    tmp_path: Path, feed: StaticFeed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed.add(package("Lib.Private", "1.0.0"), "Lib.Private", "1.0.0")
+    lib = tmp_path / "src" / "Lib"
+    lib.mkdir(parents=True)
+    (lib / "My.Lib.csproj").write_text(
+        '<Project Sdk="Microsoft.NET.Sdk"><PropertyGroup><TargetFramework>netstandard2.0</TargetFramework>'
+        "<DisableImplicitFrameworkReferences>true</DisableImplicitFrameworkReferences></PropertyGroup><ItemGroup>"
+        '<PackageReference Include="App.Core" Version="1.0.0" />'
+        '<PackageReference Include="Lib.Private" Version="1.0.0" PrivateAssets="all" /></ItemGroup></Project>'
+    )
+    app = tmp_path / "src" / "App"
+    write_project(app, [("App.Util", "1.1.0")])
+    text = (app / "App.csproj").read_text().replace(
+        "  <ItemGroup>\n", '  <ItemGroup>\n    <ProjectReference Include="..\\Lib\\My.Lib.csproj" />\n'
+    )
+    (app / "App.csproj").write_text(text)
+    write_config(tmp_path / "src", {"feed": feed.source})
+    gpf = tmp_path / "gpf"
+    code, _out, err = _run(capsys, str(app), "--packages", str(gpf), "--use-lock-file")
+    assert code == 0, err
+    assert _installed(gpf) == {"app.core/1.0.0", "app.util/1.1.0"}  # Lib.Private does not flow to App
+    target = json.loads((app / "packages.lock.json").read_text())["dependencies"][".NETCoreApp,Version=v3.1"]
+    assert list(target) == ["App.Util", "App.Core", "my.lib"]
+    assert target["my.lib"] == {"type": "Project", "dependencies": {"App.Core": "1.0.0"}}
+    assert target["App.Core"]["type"] == "Transitive"

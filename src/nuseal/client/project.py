@@ -8,7 +8,8 @@ body): ``<PropertyGroup>`` properties, ``$(Name)`` references (earlier propertie
 ``<Import Project="...">`` of a file that exists, ``Condition`` attributes made of ``'...' == '...'`` /
 ``'...' != '...'`` comparisons joined by ``and`` / ``or`` (parentheses allowed), and the items
 ``PackageReference`` (``Include``/``Update``/``Remove``, ``Version`` / ``VersionOverride`` as attribute or child),
-``PackageVersion`` and ``GlobalPackageReference``. Multi-targeting evaluates the project once per entry of
+``PackageVersion``, ``GlobalPackageReference`` and ``ProjectReference`` (with ``PrivateAssets``: a reference
+with ``all`` does not flow to the projects that reference this one). Multi-targeting evaluates the project once per entry of
 ``TargetFrameworks`` with ``TargetFramework`` set, as MSBuild's inner builds do.
 
 What is not (property functions ``$([...])``, item transforms ``@(...)``, ``%(...)`` metadata, other condition
@@ -66,7 +67,7 @@ _RESTORE_PROPERTIES = frozenset(
         "CentralPackageTransitivePinningEnabled",
     )
 )
-_RESTORE_ITEMS = frozenset({"PackageReference", "PackageVersion", "GlobalPackageReference"})
+_RESTORE_ITEMS = frozenset({"PackageReference", "PackageVersion", "GlobalPackageReference", "ProjectReference"})
 _PROP_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -79,6 +80,12 @@ class PackageReference:
     range: VersionRange
     text: str
     implicit: bool = False
+    private_assets: str = ""
+
+    @property
+    def flows(self) -> bool:
+        """Whether the reference flows to projects that reference this one (``PrivateAssets`` is not ``all``)."""
+        return "all" not in [p.strip().lower() for p in self.private_assets.split(";")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +94,7 @@ class ProjectTarget:
 
     framework: str
     references: tuple[PackageReference, ...]
+    projects: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -324,7 +332,7 @@ class _Evaluator:
                 continue
             ids = [p.strip() for p in self.expand(spec, where, needed=True).split(";") if p.strip()]
             for package_id in ids:
-                if "*" in package_id or "@(" in package_id:
+                if ("*" in package_id or "@(" in package_id) and tag != "ProjectReference":
                     raise UsageError(f"{where}: wildcards and item lists are not supported in {attr}")
                 lowered = package_id.lower()
                 if attr == "Include":
@@ -503,9 +511,18 @@ def load_project(path: str | os.PathLike[str], *, environ: Mapping[str, str] | N
                     text = versions[lowered][1]
             if not text:
                 raise UsageError(f"{item.where}: NU1015: the PackageReference item {item.id} has no version")
-            refs.append(PackageReference(item.id, _parse_range(text, item.id, item.where), text))
+            private = item.meta.get("privateassets", "")
+            refs.append(PackageReference(item.id, _parse_range(text, item.id, item.where), text, False, private))
         refs += [r for r in _implicit(framework, ev) if r.id.lower() not in names]
-        targets.append(ProjectTarget(framework, tuple(refs)))
+        projects: list[Path] = []
+        for item in ev.items["projectreference"]:
+            ref_path = Path(item.id.replace("\\", "/"))
+            ref_path = (ref_path if ref_path.is_absolute() else project.parent / ref_path).resolve()
+            if not ref_path.is_file():
+                raise UsageError(f"{item.where}: the referenced project {item.id} does not exist")
+            if ref_path not in projects:
+                projects.append(ref_path)
+        targets.append(ProjectTarget(framework, tuple(refs), tuple(projects)))
     lock_text = outer.prop("NuGetLockFilePath")
     lock_file = None
     if lock_text:

@@ -208,6 +208,7 @@ class ResolvedPackage:
     dependencies: tuple[Dependency, ...]
     requested: VersionRange | None = None
     from_global_folder: bool = False
+    is_project: bool = False
 
     @property
     def key(self) -> str:
@@ -254,6 +255,7 @@ class _Item:
     client: SourceClient | None
     nuspec: _Manifest
     from_global_folder: bool = False
+    project_dependencies: tuple[Dependency, ...] | None = None  # set for a referenced project
 
 
 class PackageProvider:
@@ -267,6 +269,7 @@ class PackageProvider:
         self._versions: dict[tuple[str, str], asyncio.Task[list[NuGetVersion]]] = {}
         self._items: dict[tuple[str, str], asyncio.Task[_Item | None]] = {}
         self._nuspecs: dict[tuple[str, str, str], asyncio.Task[_Manifest | None]] = {}
+        self.projects: dict[str, _Item] = {}
 
     def sources_for(self, package_id: str) -> tuple[PackageSource, ...]:
         return self.settings.sources_for(package_id)
@@ -320,7 +323,19 @@ class PackageProvider:
         """The package ``package_id`` ``version`` exactly (a lock file's pick), or ``None``."""
         return await self.find(package_id, VersionRange(version, True, version, True, None, f"[{version}]"))
 
+    def add_project(self, name: str, path: Path, dependencies: Sequence[Dependency]) -> None:
+        """Make a referenced project resolvable by name (``ProjectReference``; NuGet's project provider is asked
+        before any source, ``ResolverUtility.FindProjectMatchAsync``): version 1.0.0, ``dependencies`` the package
+        references that flow from it (``PrivateAssets`` not ``all``) and its own project references."""
+        version = NuGetVersion.parse("1.0.0")
+        manifest = _Manifest(name, version, ())
+        source = PackageSource(name=name, url=str(path))
+        self.projects[name.lower()] = _Item(name, version, source, None, manifest, False, tuple(dependencies))
+
     async def _find(self, package_id: str, vr: VersionRange) -> _Item | None:
+        project = self.projects.get(package_id.lower())
+        if project is not None:
+            return project
         if not vr.is_floating and vr.min_version is not None and vr.is_min_inclusive:
             local = await asyncio.to_thread(self._global_item, package_id, vr.min_version)
             if local is not None:
@@ -400,6 +415,8 @@ def _parse_nuspec(data: bytes, label: str, where: str) -> _Manifest:
 
 
 def _dependencies(item: _Item, framework: str) -> tuple[Dependency, ...]:
+    if item.project_dependencies is not None:
+        return item.project_dependencies
     groups: dict[str, tuple[tuple[str, str | None], ...]] = {}
     for tfm, deps in item.nuspec.groups:
         groups.setdefault(tfm, deps)
@@ -669,18 +686,22 @@ async def resolve(
     provider: PackageProvider,
     *,
     project_name: str = "project",
+    project_references: Sequence[str] = (),
 ) -> TargetGraph:
     """Resolve ``references`` (the project's direct ``PackageReference`` items) for ``framework``.
 
-    Returns the graph with its diagnostics; the caller fails the restore on any error diagnostic (NU1101, NU1102,
-    NU1103, NU1107, NU1605, NU1108 as a cycle). NU1605 is an error as the .NET SDK makes it one
-    (``WarningsAsErrors`` includes NU1605 in ``Microsoft.NET.Sdk``).
+    ``project_references`` are the names of referenced projects registered with
+    :meth:`PackageProvider.add_project`. Returns the graph with its diagnostics; the caller fails the restore on any
+    error diagnostic (NU1101, NU1102, NU1103, NU1107, NU1605, NU1108 as a cycle). NU1605 is an error as the .NET SDK
+    makes it one (``WarningsAsErrors`` includes NU1605 in ``Microsoft.NET.Sdk``).
 
     Raises:
         RestoreError: a source could not be read (NU1301), or a package's nuspec is unreadable.
     """
     root = _Node(project_name, VersionRange(None, False, None, False, None, ""), None, None)
-    root.dependencies = tuple(Dependency(r.id, r.range) for r in references)
+    root.dependencies = tuple(Dependency(r.id, r.range) for r in references) + tuple(
+        Dependency(name, VersionRange.parse("1.0.0")) for name in project_references
+    )
     await _expand(provider, framework, root, _root_predicate)
     graph = TargetGraph(framework)
     downgrades, cycles = _check_cycles_and_downgrades(root)
@@ -735,10 +756,12 @@ async def resolve(
                 dependencies=node.dependencies,
                 requested=ref.range if ref else None,
                 from_global_folder=item.from_global_folder,
+                is_project=item.project_dependencies is not None,
             )
         )
         vr = node.range
-        if not vr.is_floating and vr.min_version is not None and vr.is_min_inclusive and item.version != vr.min_version:
+        exact = vr.min_version is not None and vr.is_min_inclusive and item.version == vr.min_version
+        if item.project_dependencies is None and not vr.is_floating and vr.min_version is not None and not exact:
             parent = node.outer
             who = project_name
             if parent is not None and parent is not root and parent.item is not None:

@@ -8,6 +8,8 @@ The flow, per input (:func:`nuseal.client.project.find_inputs`):
 2. per project and target framework: the lock file's packages when it is used and still matches the project
    (``PackagesLockFileUtilities.IsLockFileStillValid``), else a fresh resolution (:mod:`nuseal.client.resolve`);
    ``--locked-mode`` with a lock file that does not match fails with NU1004 before anything is downloaded;
+   referenced projects (``ProjectReference``, their target nearest to the framework) are graph nodes whose flowing
+   package references become dependencies, and ``Project`` entries of the lock file;
 3. every package not already in the global-packages folder is downloaded (bounded, in parallel), its content hash
    compared with the lock file's (NU1403 before any byte is written), then handed to
    :meth:`nuseal.client.globalpackages.GlobalPackagesFolder.install`, which runs the gate (verification, then the
@@ -40,14 +42,22 @@ from nuseal.client.lockfile import (
     load_lock_file,
     write_lock_file,
 )
-from nuseal.client.project import Project, RestoreInput, find_inputs, load_packages_config
-from nuseal.client.resolve import Diagnostic, PackageProvider, ResolvedPackage, resolve
+from nuseal.client.project import (
+    Project,
+    ProjectTarget,
+    RestoreInput,
+    find_inputs,
+    load_packages_config,
+    load_project,
+)
+from nuseal.client.resolve import Dependency, Diagnostic, PackageProvider, ResolvedPackage, resolve
 from nuseal.client.settings import NuGetSettings, PackageSource, load_settings
 from nuseal.codes import Level, NuCode
 from nuseal.errors import NusealError, RestoreError
 from nuseal.package.archive import PackageArchive
-from nuseal.package.frameworks import NuGetFramework
+from nuseal.package.frameworks import NuGetFramework, get_nearest
 from nuseal.package.version import NuGetVersion
+from nuseal.package.version_range import VersionRange
 from nuseal.scan.model import Severity
 from nuseal.trust import NuGetConfig
 
@@ -156,6 +166,7 @@ class _Run:
         self.options = options
         self.progress = progress or (lambda _e, _n: None)
         self.settings_warnings: list[str] = []
+        self._projects: dict[Path, Project] = {}
 
     async def run(self) -> RestoreResult:
         options = self.options
@@ -256,7 +267,10 @@ class _Run:
             await self._from_lock(plan, lock, keys, provider, result)
             return plan
         for target, key in zip(project.targets, keys, strict=True):
-            graph = await resolve(target.references, target.framework, provider, project_name=project.name)
+            names = self._register_projects(target, provider, (project.path,))
+            graph = await resolve(
+                target.references, target.framework, provider, project_name=project.name, project_references=names
+            )
             for d in graph.diagnostics:
                 if d.level is Level.ERROR:
                     result.errors.append(RestoreError(d.message, code=d.code, package=d.package))
@@ -264,6 +278,39 @@ class _Run:
                     result.warnings.append(d)
             plan.graphs.append((key, graph.packages))
         return plan
+
+    def _register_projects(
+        self, target: ProjectTarget, provider: PackageProvider, chain: tuple[Path, ...]
+    ) -> list[str]:
+        """Register ``target``'s referenced projects (recursively) with the provider; returns their names. Each
+        referenced project contributes its target nearest to ``target``'s framework (NuGet's ``GetNearest``)."""
+        names: list[str] = []
+        for path in target.projects:
+            if path in chain:
+                raise RestoreError(
+                    f"NU1108: cycle in project references: {' -> '.join(p.name for p in (*chain, path))}",
+                    code=NuCode.NU1108,
+                )
+            referenced = self._projects.get(path)
+            if referenced is None:
+                referenced = load_project(path)
+                self._projects[path] = referenced
+            framework = NuGetFramework.parse(target.framework)
+            candidates = [NuGetFramework.parse(t.framework) for t in referenced.targets]
+            nearest = get_nearest(framework, candidates)
+            if nearest is None:
+                raise RestoreError(
+                    f"Project {referenced.name} is not compatible with {target.framework}. Project {referenced.name} "
+                    f"supports: {', '.join(t.framework for t in referenced.targets)}",
+                    package=referenced.name,
+                )
+            chosen = referenced.targets[candidates.index(nearest)]
+            inner = self._register_projects(chosen, provider, (*chain, path))
+            deps = [Dependency(r.id, r.range) for r in chosen.references if r.flows]
+            deps += [Dependency(n, VersionRange.parse("1.0.0")) for n in inner]
+            provider.add_project(referenced.name, referenced.path, deps)
+            names.append(referenced.name)
+        return names
 
     async def _from_lock(
         self,
@@ -301,6 +348,8 @@ class _Run:
                             hashes[f"{entry.id.lower()}/{entry.resolved.normalized.lower()}"] = entry.content_hash
             for _key, packages in plan.graphs:
                 for pkg in packages:
+                    if pkg.is_project:
+                        continue
                     item = wanted.setdefault(
                         pkg.key, _Wanted(pkg.id, pkg.version, pkg.source, from_global_folder=pkg.from_global_folder)
                     )
@@ -396,6 +445,10 @@ class _Run:
             entries: list[LockedPackage] = []
             lock_target = plan.locked.target(key) if plan.locked is not None else None
             for pkg in packages:
+                if pkg.is_project:  # dotnet 3.1 (NuGet 5.4) writes the project's name lower-case, ranges short
+                    deps = {d.id: legacy_short(d.range) for d in pkg.dependencies}
+                    entries.append(LockedPackage(pkg.id.lower(), DependencyType.PROJECT, None, None, None, deps))
+                    continue
                 outcome = outcomes.get(pkg.key)
                 ref = direct.get(pkg.id.lower())
                 deps = {d.id: legacy_short(d.range) for d in pkg.dependencies}
