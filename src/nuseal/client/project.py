@@ -9,8 +9,8 @@ body): ``<PropertyGroup>`` properties, ``$(Name)`` references (earlier propertie
 ``'...' != '...'`` comparisons joined by ``and`` / ``or`` (parentheses allowed), and the items
 ``PackageReference`` (``Include``/``Update``/``Remove``, ``Version`` / ``VersionOverride`` as attribute or child),
 ``PackageVersion``, ``GlobalPackageReference`` and ``ProjectReference`` (with ``PrivateAssets``: a reference
-with ``all`` does not flow to the projects that reference this one). Multi-targeting evaluates the project once per entry of
-``TargetFrameworks`` with ``TargetFramework`` set, as MSBuild's inner builds do.
+with ``all`` does not flow to the projects that reference this one). Multi-targeting evaluates the project once per
+entry of ``TargetFrameworks`` with ``TargetFramework`` set, as MSBuild's inner builds do.
 
 What is not (property functions ``$([...])``, item transforms ``@(...)``, ``%(...)`` metadata, other condition
 forms): a :class:`~nuseal.errors.UsageError` names the file, the element and the text, but only when the value
