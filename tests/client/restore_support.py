@@ -101,6 +101,7 @@ class StaticFeed:
     hang: set[str] = field(default_factory=set)
     hang_seconds: float = 30.0
     credentials: tuple[str, str] | None = None
+    repository_signatures: bool = False
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -160,6 +161,8 @@ def static_feed() -> Iterator[StaticFeed]:
                     return
             if path == "/v3/index.json":
                 resources = [{"@id": f"{feed.base_url}/flat/", "@type": "PackageBaseAddress/3.0.0"}]
+                if feed.repository_signatures:
+                    resources.append({"@id": f"{feed.base_url}/sigs.json", "@type": "RepositorySignatures/5.0.0"})
                 body = json.dumps({"version": "3.0.0", "resources": resources}).encode()
                 self._send(200, body)
                 return

@@ -263,3 +263,14 @@ def test_project_reference_flows_its_packages_and_is_a_project_entry_in_the_lock
     assert list(target) == ["App.Util", "App.Core", "my.lib"]
     assert target["my.lib"] == {"type": "Project", "dependencies": {"App.Core": "1.0.0"}}
     assert target["App.Core"]["type"] == "Transitive"
+
+
+def test_repository_signatures_over_http_make_the_source_unusable_as_in_nuget(
+    tmp_path: Path, feed: StaticFeed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    feed.repository_signatures = True
+    app = _project(tmp_path, feed)
+    code, _out, err = _run(capsys, str(app), "--packages", str(tmp_path / "gpf"))
+    assert code == 1
+    assert "NU1301" in err and "Repository Signatures resource must be served over HTTPS" in err
+    assert _installed(tmp_path / "gpf") == set()

@@ -30,11 +30,14 @@ from pathlib import Path
 
 import httpx
 
+from nuseal.client.gate import RepositorySignatureInfo
 from nuseal.client.settings import PackageSource
 from nuseal.codes import NuCode
 from nuseal.errors import PackageFormatError, RestoreError
+from nuseal.hashalg import HashAlgorithm
 from nuseal.package.nuspec import find_nuspec_name
 from nuseal.package.version import NuGetVersion
+from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
 
 __all__ = [
     "FeedClient",
@@ -81,6 +84,7 @@ class SourceClient:
         self.source = source
         self.feed = feed
         self._base: str | None = None
+        self._signatures_url: str | None = None
         self._base_lock = asyncio.Lock()
         self._cache = (
             feed.settings.cache_dir / hashlib.sha256(source.url.encode()).hexdigest()[:16]
@@ -150,6 +154,12 @@ class SourceClient:
                     code=NuCode.NU1301,
                     source=self.source.url,
                 ) from None
+            signatures = [
+                (str(r.get("@type", "")), str(r["@id"]))
+                for r in resources
+                if isinstance(r, dict) and str(r.get("@type", "")).startswith("RepositorySignatures/") and "@id" in r
+            ]
+            self._signatures_url = max(signatures)[1] if signatures else None
             if not found:
                 raise RestoreError(
                     f"the service index of {self.source.url} lists no PackageBaseAddress/3.0.0 resource",
@@ -160,6 +170,57 @@ class SourceClient:
                 self._store("index.json", data)
             self._base = found[0].rstrip("/") + "/"
             return self._base
+
+    async def repository_signatures(self) -> RepositorySignatureInfo | None:
+        """The source's ``RepositorySignatures`` resource as the gate takes it (``None`` for a local folder or a
+        source that does not list one). NuGet.Protocol ``RepositorySignatureResourceProvider``: the resource and its
+        certificates' ``contentUrl`` must be https, else the source cannot be used at all.
+
+        Raises:
+            RestoreError: NU1301 - served over http, unreadable, or not the documented shape.
+        """
+        if self.source.is_local:
+            return None
+        await self._package_base()
+        url = self._signatures_url
+        if url is None:
+            return None
+        if not url.lower().startswith("https://"):
+            raise RestoreError(
+                f"Repository Signatures resource must be served over HTTPS. Source: {self.source.url}",
+                code=NuCode.NU1301,
+                source=self.source.url,
+            )
+        status, body = await self.feed.get(self.source, url)
+        if status != 200:
+            raise RestoreError(
+                f"Unable to get repository signature information for source {url} (HTTP {status})",
+                code=NuCode.NU1301,
+                source=self.source.url,
+            )
+        try:
+            doc = json.loads(body)
+            entries: list[AllowListEntry] = []
+            for cert in doc.get("signingCertificates", []):
+                for oid, fingerprint in dict(cert.get("fingerprints", {})).items():
+                    algorithm = HashAlgorithm.from_oid(str(oid))
+                    if algorithm is not None:
+                        entries.append(
+                            AllowListEntry(
+                                fingerprint=str(fingerprint),
+                                hash_algorithm=algorithm,
+                                target=VerificationTarget.REPOSITORY,
+                                placement=SignaturePlacement.ANY,
+                                name=str(cert.get("subject", "")) or None,
+                            )
+                        )
+            return RepositorySignatureInfo(bool(doc.get("allRepositorySigned", False)), tuple(entries))
+        except (ValueError, TypeError, AttributeError):
+            raise RestoreError(
+                f"Unable to get repository signature information for source {url}: not a RepositorySignatures document",
+                code=NuCode.NU1301,
+                source=self.source.url,
+            ) from None
 
     async def versions(self, package_id: str) -> list[NuGetVersion]:
         """Every version the source has for ``package_id`` (unlisted ones too, as restore sees them)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from nuseal.client.feedclient import FeedClient, HttpSettings
@@ -368,6 +368,18 @@ class _Run:
     ) -> dict[str, PackageOutcome]:
         outcomes: dict[str, PackageOutcome] = {}
         installs = asyncio.Semaphore(max(1, self.options.install_parallel))
+        used = {item.source.name.lower(): item.source for item in wanted.values() if not item.from_global_folder}
+        infos = []
+        for source in used.values():
+            try:
+                info = await feed.client(source).repository_signatures()
+            except RestoreError as exc:
+                result.errors.append(exc)
+                return outcomes
+            if info is not None:
+                infos.append((source.url, info))
+        if infos:  # each source's RepositorySignatures tightens the policy for its packages
+            gate = replace(gate, repository_signatures=tuple(infos))
 
         async def one(key: str, item: _Wanted) -> None:
             label = f"{item.id} {item.version}"
