@@ -193,6 +193,22 @@ def test_a_scoped_key_cannot_change_certificates_or_lock_the_owners_totp(feed: F
 
 
 # ------------------------------------------------------------------------------------------------ what still works
+def test_a_scoped_key_cannot_add_or_remove_owners(feed: Feed, scoped: dict[str, str]) -> None:
+    """Owners decide whose certificates may sign an id: a scoped push key covering the id (a CI key, say) must
+    not add another account as owner nor remove one; the full-scope key of the same user can."""
+    assert feed.push(make_package("Alice.Owned", "1.0.0"), key="alice").status_code == 201
+    with feed.client() as c:
+        for label in ("all-scopes-one-glob", "push-on-star"):
+            key = {"X-NuGet-ApiKey": scoped[label]}
+            _assert_scope_refusal(c.put("/api/owners/Alice.Owned/erin", headers=key))
+        full = {"X-NuGet-ApiKey": feed.keys["alice"]}
+        r = c.put("/api/owners/Alice.Owned/erin", headers=full)
+        assert r.status_code == 200 and r.json()["owners"] == ["alice", "erin"]
+        star = {"X-NuGet-ApiKey": scoped["push-on-star"]}
+        _assert_scope_refusal(c.delete("/api/owners/Alice.Owned/erin", headers=star))
+        assert c.delete("/api/owners/Alice.Owned/erin", headers=full).json()["owners"] == ["alice"]
+
+
 def test_a_full_scope_key_uses_the_api_and_signs_in_with_2fa(feed: Feed) -> None:
     """carol: her default key (every scope on ``*``) enrols 2FA over the API, then signs in to the web pages with a
     fresh code; the page and its forms work."""

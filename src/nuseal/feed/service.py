@@ -778,13 +778,17 @@ class FeedService:
     def change_owner(self, principal: Principal, package_id: str, user_name: str, *, add: bool) -> list[str]:
         """An owner adds or removes an owner of ``package_id``; returns the owners afterwards.
 
-        The key needs a push scope covering the id. The last owner cannot be removed.
+        Owners decide whose registered certificates may sign the id, so this is an account setting: it needs a
+        full-scope key (:meth:`Principal.require_account`), as nuget.org's scoped keys cannot manage owners
+        either; a stolen push key for ``Contoso.*`` must not be able to add its thief as an owner. The last
+        owner cannot be removed.
 
         Raises:
             NotFoundError: no such id or user.
-            ForbiddenError: the caller is not an owner, or the key does not cover the id.
+            ForbiddenError: a scoped key, or the caller is not an owner.
             BadRequestError: removing the last owner.
         """
+        principal.require_account()
         id_lower = package_id.lower()
         with self.db.write() as session:
             reg, _ = self._lock_id(session, id_lower)
