@@ -3,7 +3,10 @@
 Measures, on loopback:
   * requests/s for a flat-container .nupkg download and for a registration index (wrk, or an httpx load
     generator when wrk is missing), for the feed and for nginx serving the feed's storage folder statically;
-  * push latency (PUT /api/v2/package) for a 1 MB and a 50 MB package (median of several pushes).
+  * push latency (PUT /api/v2/package) for a 1 MB and a 50 MB package (median of several pushes);
+  * the same downloads over HTTPS (issue 19): `nuseal serve` on embedded defaults (the dev PKI's TLS certificate,
+    TLS 1.2+) against nginx serving the same files over HTTPS with the same certificate and key (TLS 1.2/1.3,
+    the same cipher list), in the same run; keep-alive connections, so this is mostly bulk encryption.
 
 Usage: .venv/bin/python bench/feed.py [--duration 10] [--connections 64] [--workers 2] [--json out.json]
 Needs nginx and wrk (scripts/ci-feed-deps.sh installs them). Every server it starts is stopped by pid.
@@ -20,6 +23,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -35,10 +39,13 @@ import httpx
 from nuseal.feed.accounts import create_api_key, create_user
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.service import FeedService
+from nuseal.feed.tls import TLS12_CIPHERS
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTOR = ROOT.parent / "shared" / "vectors" / "nuget.org" / "microsoft.data.sqlite.6.0.9.nupkg"
 REG_VERSIONS = 20
+#: httpx ``verify`` per HTTPS base URL (a context trusting the dev root)
+VERIFY: dict[str, ssl.SSLContext] = {}
 
 
 def package(pid: str, version: str, payload: int = 0) -> bytes:
@@ -55,23 +62,27 @@ def package(pid: str, version: str, payload: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def start_feed(data: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_feed(data: Path, workers: int, *, https: bool = False) -> tuple[subprocess.Popen[bytes], str]:
     cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data), "--port", "0", "--workers", str(workers)]
     cmd.append("--no-signing")  # the read and push paths of issue 4, without repository signing
-    with open(data / "server.log", "wb") as log:
+    if not https:
+        cmd.append("--http")
+    with open(data / ("server-https.log" if https else "server.log"), "wb") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     assert proc.stdout is not None
     for _ in range(50):
         line = proc.stdout.readline().decode()
-        m = re.search(r"nuseal feed on (http://\S+) ", line)
+        m = re.search(r"nuseal feed on (https?://\S+) ", line)
         if m:
             base = m.group(1)
+            if https:  # the dev root, made by `nuseal serve` before it prints its URL
+                VERIFY[base] = ssl.create_default_context(cafile=str(data / "devpki" / "root.crt.pem"))
             break
     else:
         raise SystemExit("nuseal serve did not start: " + (data / "server.log").read_text())
     for _ in range(100):
         try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
+            if httpx.get(base + "/health", timeout=1, verify=VERIFY.get(base, True)).status_code == 200:
                 time.sleep(0.5 * workers)  # let every worker come up
                 return proc, base
         except httpx.HTTPError:
@@ -91,10 +102,31 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.stdout.close()
 
 
-def start_nginx(root: Path, work: Path, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_nginx(
+    root: Path, work: Path, workers: int, tls: tuple[Path, Path] | None = None
+) -> tuple[subprocess.Popen[bytes], str, str | None]:
+    """nginx serving ``root`` on http, and with ``tls`` = (chain, key) also on https; (process, http, https)."""
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     with socketless_port() as port:
         pass
+    with socketless_port() as tls_port:
+        pass
+    tls_server = (
+        f"""  server {{
+    listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {tls[0]};
+    ssl_certificate_key {tls[1]};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers {TLS12_CIPHERS};
+    ssl_prefer_server_ciphers on;
+    ssl_session_cache shared:SSL:10m;
+    root {root};
+    etag on;
+  }}
+"""
+        if tls
+        else ""
+    )
     user = "user root;" if os.geteuid() == 0 else ""
     conf = work / "nginx.conf"
     conf.write_text(
@@ -113,7 +145,7 @@ http {{
     root {root};
     etag on;
   }}
-}}
+{tls_server}}}
 """
     )
     proc = subprocess.Popen(
@@ -126,7 +158,7 @@ http {{
     for _ in range(100):
         try:
             httpx.get(base + "/v3/index.json", timeout=1)
-            return proc, base
+            return proc, base, f"https://127.0.0.1:{tls_port}" if tls else None
         except httpx.HTTPError:
             time.sleep(0.05)
     raise SystemExit("nginx did not start: " + (work / "nginx-error.log").read_text())
@@ -159,7 +191,8 @@ def wrk(url: str, duration: int, connections: int, threads: int) -> float:
 async def _httpx_load(url: str, duration: int, connections: int) -> float:
     done = 0
     deadline = time.monotonic() + duration
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections)) as c:
+    verify = VERIFY.get(url.split("/v3/", maxsplit=1)[0], True)
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=connections), verify=verify) as c:
 
         async def worker() -> None:
             nonlocal done
@@ -218,7 +251,7 @@ def main() -> None:
     service.db.dispose()
 
     feed, base = start_feed(data, args.workers)
-    nginx = None
+    nginx = tls_feed = None
     try:
         with httpx.Client(base_url=base, timeout=60) as c:
             assert (
@@ -241,7 +274,13 @@ def main() -> None:
         nupkg_path = "/v3/flatcontainer/microsoft.data.sqlite/6.0.9/microsoft.data.sqlite.6.0.9.nupkg"
         reg_path = "/v3/registration-semver2/bench.reg/index.json"
         reg_size = (data / "storage" / reg_path.lstrip("/")).stat().st_size
-        nginx, nginx_base = start_nginx(data / "storage", work, args.workers)
+        # the same feed on HTTPS (a second `nuseal serve` on the same data, the dev certificate), then nginx with both
+        devpki = data / "devpki"
+        tls_feed, tls_base = start_feed(data, args.workers, https=True)
+        tls_files = (devpki / "tls-server.chain.pem", devpki / "tls-server.key.pem")
+        nginx, nginx_base, nginx_tls = start_nginx(data / "storage", work, args.workers, tls_files)
+        assert nginx_tls is not None
+        trusting = VERIFY[nginx_tls] = VERIFY[tls_base]
         results: dict[str, object] = {
             "machine_cpus": os.cpu_count(),
             "feed_workers": args.workers,
@@ -259,10 +298,26 @@ def main() -> None:
             results[f"{name}_feed_rps"] = round(feed_rps)
             results[f"{name}_nginx_rps"] = round(nginx_rps)
             results[f"{name}_ratio"] = round(feed_rps / nginx_rps, 3)
+        for name, path in (("https_nupkg", nupkg_path), ("https_registration", reg_path)):
+            served = httpx.get(tls_base + path, verify=trusting).content
+            assert served == httpx.get(nginx_tls + path, verify=trusting).content == httpx.get(base + path).content
+            feed_rps = load(tls_base + path, args.duration, args.connections, args.threads)
+            nginx_rps = load(nginx_tls + path, args.duration, args.connections, args.threads)
+            results[f"{name}_feed_rps"] = round(feed_rps)
+            results[f"{name}_nginx_rps"] = round(nginx_rps)
+            results[f"{name}_ratio"] = round(feed_rps / nginx_rps, 3)
+            results[f"{name}_feed_MBps"] = round(feed_rps * len(served) / 1e6, 1)
+            results[f"{name}_nginx_MBps"] = round(nginx_rps * len(served) / 1e6, 1)
+        results["https_vs_http_feed_nupkg"] = round(
+            int(results["https_nupkg_feed_rps"]) / int(results["nupkg_feed_rps"]), 3  # type: ignore[call-overload]
+        )
+        results["load_average_1m"] = round(os.getloadavg()[0], 2)
         results["push_1MB_s"] = round(push_latency(base, key, 1_000_000, 7), 4)
         results["push_50MB_s"] = round(push_latency(base, key, 50_000_000, 3), 3)
     finally:
         stop(feed)
+        if tls_feed is not None:
+            stop(tls_feed)
         if nginx is not None:
             stop(nginx)
         shutil.rmtree(work, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 :func:`ensure_server_certificate` issues, from the dev PKI's intermediate CA, an RSA 2048 certificate with EKU
 serverAuth and a subjectAltName for every name the feed answers to (:func:`server_names`), and keeps it in the PKI
-folder (``tls-server.chain.pem``: leaf then intermediate; ``tls-server.key.pem``, mode 0600). It is reissued at
+folder (``tls-server.chain.pem``: leaf then intermediate; ``tls-server.key.pem``, mode 0600); IPv4 addresses are
+also named as dNSName text for Mono (see :func:`_general_names`). It is reissued at
 start when it is missing or damaged, was issued by another CA (the PKI was recreated), does not name every name
 asked for, or has less than a third of its lifetime left (RFC 5280 validity; the 1/3 rule is what ACME clients
 such as certbot use). Clients trust it through the dev root (``nuseal dev trust``). It carries no AIA/CDP: TLS
@@ -66,11 +67,23 @@ def server_names(host: str | None = None, base_url: str | None = None) -> tuple[
     return tuple(names)
 
 
-def _general_name(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
+def _general_names(names: tuple[str, ...]) -> list[x509.GeneralName]:
+    """subjectAltName entries for ``names``: a dNSName per host name, an iPAddress per address, and for an IPv4
+    address also a dNSName holding it as text. The copy is for Mono (6.8, BoringSSL): it checks an address target
+    only against dNSName entries and refuses a certificate that names it as iPAddress alone (seen with NuGet.exe
+    5.8 against ``https://127.0.0.1:PORT``); RFC 6125 clients ignore it, as they never match an address to a
+    DNS-ID."""
+    entries: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            entries.append(x509.DNSName(name))
+            continue
+        entries.append(x509.IPAddress(address))
+        if address.version == 4:
+            entries.append(x509.DNSName(str(address)))
+    return entries
 
 
 def issue_server_certificate(
@@ -108,7 +121,7 @@ def issue_server_certificate(
             x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(_general_names(names)), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
         .sign(issuer_key, hashes.SHA256())
@@ -152,10 +165,9 @@ def _san_names(cert: x509.Certificate) -> tuple[str, ...]:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return ()
-    return tuple(
-        [_normal(n) for n in san.get_values_for_type(x509.DNSName)]
-        + [str(a) for a in san.get_values_for_type(x509.IPAddress)]
-    )
+    names = [_normal(n) for n in san.get_values_for_type(x509.DNSName)]
+    names += [str(a) for a in san.get_values_for_type(x509.IPAddress)]
+    return tuple(dict.fromkeys(names))
 
 
 def _reusable(pki: DevPki, names: tuple[str, ...], now: datetime) -> ServerCertificate | None:
@@ -172,9 +184,13 @@ def _reusable(pki: DevPki, names: tuple[str, ...], now: datetime) -> ServerCerti
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     ) != leaf.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
         return None
-    have = _san_names(leaf)
-    if not set(names) <= set(have):
+    try:
+        entries = set(leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:
         return None
+    if not set(_general_names(names)) <= entries:
+        return None
+    have = _san_names(leaf)
     start, end = leaf.not_valid_before_utc, leaf.not_valid_after_utc
     if now < start or end - now < (end - start) / 3:
         return None
