@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -274,3 +277,38 @@ def test_repository_signatures_over_http_make_the_source_unusable_as_in_nuget(
     assert code == 1
     assert "NU1301" in err and "Repository Signatures resource must be served over HTTPS" in err
     assert _installed(tmp_path / "gpf") == set()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_extraction_then_a_clean_second_restore(tmp_path: Path, feed: StaticFeed) -> None:
+    files = {f"content/f{i:05d}.txt": os.urandom(512) for i in range(4000)}
+    feed.add(package("Big.Pkg", "1.0.0", files=files), "Big.Pkg", "1.0.0")
+    app = _project(tmp_path, feed, [("Big.Pkg", "1.0.0")])
+    gpf = tmp_path / "gpf"
+    folder = gpf / "big.pkg" / "1.0.0"
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "NUGET_HTTP_CACHE_PATH": str(tmp_path / "cache")}
+    cmd = [sys.executable, "-m", "nuseal", "restore", str(app), "--packages", str(gpf)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    half_written = False
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (folder / "content").is_dir() and not (folder / ".nupkg.metadata").exists():
+                os.kill(proc.pid, signal.SIGKILL)
+                half_written = True
+                break
+            time.sleep(0.005)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    if not half_written:
+        pytest.skip("the restore finished before it could be killed mid-extraction")
+    assert not (folder / ".nupkg.metadata").exists()
+    extracted = len(list((folder / "content").iterdir()))
+    assert extracted < len(files)
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert rerun.returncode == 0, rerun.stderr
+    assert (folder / ".nupkg.metadata").is_file()
+    assert sorted(p.name for p in (folder / "content").iterdir()) == sorted(n.split("/")[1] for n in files)
+    assert all((folder / name).read_bytes() == data for name, data in files.items())
