@@ -312,3 +312,40 @@ def test_kill_9_mid_extraction_then_a_clean_second_restore(tmp_path: Path, feed:
     assert (folder / ".nupkg.metadata").is_file()
     assert sorted(p.name for p in (folder / "content").iterdir()) == sorted(n.split("/")[1] for n in files)
     assert all((folder / name).read_bytes() == data for name, data in files.items())
+
+
+def test_packages_config_and_a_bare_lock_file_and_source_option(
+    tmp_path: Path, feed: StaticFeed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    (legacy / "packages.config").write_text(
+        '<packages><package id="App.Util" version="1.1.0" targetFramework="net472" /></packages>'
+    )
+    # no nuget.config there: --source names the feed
+    code, _out, err = _run(capsys, str(legacy), "--packages", str(tmp_path / "gpf"), "--source", feed.source)
+    assert code == 0, err
+    assert _installed(tmp_path / "gpf") == {"app.util/1.1.0"}  # exact versions, no dependencies walked
+    app = _project(tmp_path, feed)
+    assert _run(capsys, str(app), "--packages", str(tmp_path / "gpf"), "--use-lock-file")[0] == 0
+    only_lock = tmp_path / "only-lock"
+    only_lock.mkdir()
+    (only_lock / "packages.lock.json").write_bytes((app / "packages.lock.json").read_bytes())
+    code, _out, err = _run(capsys, str(only_lock), "--packages", str(tmp_path / "gpf2"), "--source", feed.source)
+    assert code == 0, err
+    assert _installed(tmp_path / "gpf2") == {"app.core/1.0.0", "app.util/1.0.0"}
+
+
+def test_installed_package_whose_hash_differs_from_the_lock_file_is_nu1403(
+    tmp_path: Path, feed: StaticFeed, capsys: pytest.CaptureFixture[str]
+) -> None:
+    app = _project(tmp_path, feed)
+    gpf = tmp_path / "gpf"
+    assert _run(capsys, str(app), "--packages", str(gpf), "--use-lock-file")[0] == 0
+    metadata = gpf / "app.util" / "1.0.0" / ".nupkg.metadata"
+    doc = json.loads(metadata.read_text())
+    doc["contentHash"] = "AAAA" + doc["contentHash"][4:]
+    metadata.write_text(json.dumps(doc))
+    code, _out, err = _run(capsys, str(app), "--packages", str(gpf), "--locked-mode")
+    assert code == 1
+    assert "NU1403" in err and "App.Util 1.0.0" in err
