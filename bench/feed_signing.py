@@ -50,7 +50,8 @@ def admin(data: Path, *args: str) -> str:
 
 
 def start_feed(data: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
-    cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data), "--port", "0", "--workers", "1", *args]
+    cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data), "--port", "0", "--workers", "1"]
+    cmd += ["--http", *args]  # plain HTTP, as this benchmark measured before the HTTPS default
     with open(data / "server.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     assert proc.stdout is not None
