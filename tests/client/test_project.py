@@ -195,3 +195,21 @@ def test_project_references_and_private_assets(tmp_path: Path) -> None:
     )
     with pytest.raises(UsageError, match="does not exist"):
         load_project(app / "App.csproj", environ={})
+
+
+@pytest.mark.parametrize(
+    ("props", "needle"),
+    [
+        (
+            "<TargetFramework>net6.0</TargetFramework><RuntimeIdentifier>linux-x64</RuntimeIdentifier>",
+            "RuntimeIdentifier",
+        ),
+        ("<TargetFramework>netcoreapp2.1</TargetFramework>", "Microsoft.NETCore.App"),
+    ],
+)
+def test_unsupported_restore_shapes_are_named(tmp_path: Path, props: str, needle: str) -> None:
+    (tmp_path / "a.csproj").write_text(
+        f'<Project Sdk="Microsoft.NET.Sdk"><PropertyGroup>{props}</PropertyGroup></Project>'
+    )
+    with pytest.raises(UsageError, match=needle):
+        load_project(tmp_path / "a.csproj", environ={})

@@ -453,9 +453,11 @@ def load_project(path: str | os.PathLike[str], *, environ: Mapping[str, str] | N
     """Evaluate an SDK-style project's package references per target framework.
 
     Raises:
-        UsageError: unreadable or invalid XML, no ``TargetFramework(s)``, a ``PackageReference`` without a version
-            (NU1015 outside CPM), a version in a ``PackageReference`` under CPM (NU1008), a bad range (NU1105), or
-            anything restore depends on that cannot be evaluated without MSBuild, naming the file and the text.
+        UsageError: unreadable or invalid XML, no ``TargetFramework(s)``, a ``RuntimeIdentifier(s)`` (runtime graphs
+            are not supported), ``netcoreapp1.x``/``2.x`` (SDK-versioned implicit references), a
+            ``PackageReference`` without a version (NU1015 outside CPM), a version in a ``PackageReference`` under
+            CPM (NU1008), a bad range (NU1105), or anything restore depends on that cannot be evaluated without
+            MSBuild, naming the file and the text.
     """
     project = Path(path).resolve()
     env = dict(os.environ if environ is None else environ)
@@ -467,6 +469,19 @@ def load_project(path: str | os.PathLike[str], *, environ: Mapping[str, str] | N
             f"{project.name}: no TargetFramework or TargetFrameworks (only SDK-style projects with PackageReference "
             "are supported; use packages.config for the others)"
         )
+    for rid_property in ("RuntimeIdentifier", "RuntimeIdentifiers"):
+        if outer.prop(rid_property).strip():
+            raise UsageError(
+                f"{project.name}: {rid_property} is set ({outer.prop(rid_property).strip()!r}); runtime-specific "
+                "restore graphs (runtime.json, <framework>/<rid> lock file targets) are not supported by nuseal restore"
+            )
+    for framework in frameworks:
+        if re.fullmatch(r"netcoreapp[12](\.\d+)?", framework.strip().lower()):
+            raise UsageError(
+                f"{project.name}: {framework} needs the SDK's implicit Microsoft.NETCore.App package reference, whose "
+                "version depends on the SDK; nuseal restore supports netcoreapp3.0 and later, net5.0+, netstandard, "
+                "and .NET Framework targets"
+            )
     seen: set[str] = set()
     targets: list[ProjectTarget] = []
     central = False
