@@ -150,6 +150,24 @@ def test_serve_refuses_an_expired_certificate_and_prints_plain_http_as_insecure(
         plain.stop()
 
 
+def test_dev_trust_prints_the_steps_and_changes_nothing_without_apply(
+    https_feed: Feed, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nuseal.cli.main import main  # noqa: PLC0415
+
+    shutil.copytree(https_feed.data_dir / "devpki", tmp_path / "devpki")
+    before = sorted(p.name for p in (tmp_path / "devpki").iterdir())
+    assert main(["dev", "trust", "--dir", str(tmp_path / "devpki"), "--source", https_feed.source]) == 0
+    out = capsys.readouterr().out
+    root = str((tmp_path / "devpki" / "root.crt.pem").resolve())
+    assert f"cert-sync --user {root}" in out
+    assert "export SSL_CERT_FILE=" in out and "update-ca-certificates" in out
+    assert f'value="{https_feed.source}"' in out
+    assert sorted(p.name for p in (tmp_path / "devpki").iterdir()) == before  # nothing written
+    assert main(["dev", "trust", "--dir", str(tmp_path / "devpki"), "--system"]) != 0
+    assert "only together with --apply" in capsys.readouterr().err
+
+
 def test_repository_signatures_are_listed_with_https_urls(https_feed: Feed) -> None:
     with https_feed.client() as c:
         index = c.get("/v3/index.json").json()
