@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
 from nuseal.client.feedclient import HttpSettings, default_cache_dir
@@ -123,11 +123,11 @@ def restore_command(
             TextColumn("[bold]restore"),
             BarColumn(),
             MofNCompleteColumn(),
-            DownloadColumn(),
+            TextColumn("packages {task.fields[downloaded]}"),
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=err, transient=True) as bar:
-            task = bar.add_task("restore", total=None)
+            task = bar.add_task("restore", total=None, downloaded="")
             downloaded = 0
 
             def hook(event: str, n: int) -> None:
@@ -138,6 +138,7 @@ def restore_command(
                     bar.advance(task, n)
                 elif event == "bytes":
                     downloaded += n
+                    bar.update(task, downloaded=f"{downloaded / 1e6:.1f} MB downloaded")
 
             result, warnings = restore(options, progress=hook)
     else:

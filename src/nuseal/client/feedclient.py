@@ -288,7 +288,12 @@ class SourceClient:
         lower, ver = package_id.lower(), version.normalized.lower()
         if self.source.is_local:
             path = await asyncio.to_thread(self._local_path, package_id, version)
-            return None if path is None else await asyncio.to_thread(path.read_bytes)
+            if path is None:
+                return None
+            data = await asyncio.to_thread(path.read_bytes)
+            if self.feed.on_bytes is not None:
+                self.feed.on_bytes(len(data))
+            return data
         base = await self._package_base()
         status, body = await self.feed.get(
             self.source, f"{base}{lower}/{ver}/{lower}.{ver}.nupkg", limit=MAX_NUPKG_BYTES, count=True
