@@ -263,8 +263,10 @@ class SourceClient:
         """The ``.nuspec`` of one version (for its dependencies), or ``None`` when the source does not have it."""
         lower, ver = package_id.lower(), version.normalized.lower()
         if self.source.is_local:
-            data = await self.nupkg(package_id, version)
-            return None if data is None else _nuspec_from(data, self.source.url)
+            path = await asyncio.to_thread(self._local_path, package_id, version)
+            if path is None:
+                return None
+            return _nuspec_from(await asyncio.to_thread(path.read_bytes), self.source.url)
         cache_name = f"nuspec_{lower}.{ver}.nuspec"
         cached = self._cached(cache_name, None)
         if cached is not None:
