@@ -120,6 +120,7 @@ def test_the_certificate_is_renewed_when_names_change_or_a_third_of_its_life_is_
     assert ensure_server_certificate(pki, ("localhost",)).renewed is False  # a subset: still covered
     wider = server_names("10.1.2.3", "https://feed.example.org:8443")
     assert wider == ("localhost", "127.0.0.1", "::1", "10.1.2.3", "feed.example.org")
+    assert server_names("0.0.0.0") == ("localhost", "127.0.0.1", "::1", socket.gethostname().lower())
     renewed = ensure_server_certificate(pki, wider)
     assert renewed.renewed and set(renewed.names) == set(wider)
     life = renewed.not_after - datetime.now(UTC)

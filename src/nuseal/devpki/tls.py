@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -55,9 +56,12 @@ def _normal(name: str) -> str:
 
 def server_names(host: str | None = None, base_url: str | None = None) -> tuple[str, ...]:
     """The names a feed listening on ``host`` and published at ``base_url`` answers to: :data:`LOOPBACK_NAMES`,
-    ``host`` (unless a wildcard address) and the base URL's host, each once, in that order."""
+    ``host`` (for a wildcard address ``0.0.0.0``/``::``: this machine's host name instead) and the base URL's host,
+    each once, in that order."""
     names = list(LOOPBACK_NAMES)
     extra = [host or ""]
+    if _normal(host or "") in _WILDCARD_HOSTS and host is not None:
+        extra.append(socket.gethostname())
     if base_url:
         extra.append(urlsplit(base_url).hostname or "")
     for name in extra:
