@@ -180,6 +180,23 @@ def test_repository_signatures_are_listed_with_https_urls(https_feed: Feed) -> N
     assert all(r["@id"].startswith("https://") for r in index["resources"])
 
 
+def test_the_http_layer_limits_and_reason_phrases_work_over_tls(https_feed: Feed) -> None:
+    """nuseal.feed.http's protocol runs under the TLS transport: a duplicate push gets the feed's reason phrase in
+    the status line, and an oversized request head is answered 431 and closed."""
+    package = make_package("Https.Phrase", "1.0.0")
+    assert https_feed.push(package).status_code == 201
+    duplicate = https_feed.push(package)
+    assert duplicate.status_code == 409
+    assert "already exists" in duplicate.reason_phrase, duplicate.reason_phrase
+    ctx = ssl.create_default_context(cafile=str(https_feed.dev_root))
+    with socket.create_connection(("127.0.0.1", _port(https_feed)), timeout=10) as raw, ctx.wrap_socket(
+        raw, server_hostname="127.0.0.1"
+    ) as tls:
+        tls.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+        answer = tls.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+
+
 # ------------------------------------------------------------------------------------------------ refused certificates
 class _StaticHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
