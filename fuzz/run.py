@@ -30,7 +30,7 @@ from fuzz.seeds import REPO_ROOT, VECTORS, write_seeds
 
 #: The targets, in the order they run. ``powershell`` and ``msbuild`` join when the scan engine has them.
 TARGETS = ("zip_reader", "signature", "timestamp", "nuspec", "nuget_config", "version", "version_range", "frameworks")
-OPTIONAL_TARGETS = ("powershell", "msbuild")
+OPTIONAL_TARGETS = ("powershell", "msbuild", "clrmeta")
 #: Per-input time bound (seconds): an input running longer is a hang (libFuzzer ``-timeout``).
 DEFAULT_TIMEOUT = 10
 #: Memory bound (MiB of resident memory, libFuzzer ``-rss_limit_mb``).

@@ -15,6 +15,7 @@ Sources (``../shared/vectors`` relative to the repository root, every ``*.nupkg`
   values and ``lib/``/``ref/`` folder names.
 * ``powershell`` / ``msbuild`` (when the scan engine exists): the ``.ps1``/``.psm1``/``.psd1`` and
   ``.props``/``.targets`` files inside the packages.
+* ``clrmeta``: the ``.dll``/``.exe`` files inside the packages (real .NET assemblies and native PE files).
 
 Also writes a libFuzzer dictionary per target where one helps (XML and DER tokens).
 """
@@ -256,6 +257,8 @@ def _samples(target: str, packages: list[Path], max_len: int) -> Iterator[bytes]
             yield from (archive.read(n) for n in names if n.lower().endswith((".ps1", ".psm1", ".psd1")))
         elif target == "msbuild":
             yield from (archive.read(n) for n in names if n.lower().endswith((".props", ".targets")))
+        elif target == "clrmeta":
+            yield from (archive.read(n) for n in names if n.lower().endswith((".dll", ".exe")))
     if target == "nuget_config":
         yield from (c.encode() for c in NUGET_CONFIGS)
     elif target == "version":
@@ -277,6 +280,9 @@ def _dictionary(target: str) -> list[bytes]:
         return list(_DER_TOKENS)
     if target == "zip_reader":
         return list(_ZIP_TOKENS)
+    if target == "clrmeta":
+        return [b"MZ", b"PE\x00\x00", b"BSJB", b"#~\x00\x00", b"#Strings\x00\x00\x00\x00", b"#Blob\x00\x00\x00",
+                b"#US\x00", b"#GUID\x00\x00\x00", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"]
     if target == "frameworks":
         return [b"net", b"netstandard", b"netcoreapp", b"portable-", b"+", b"-", b".", b",Version=v", b",Profile="]
     if target in ("version", "version_range"):
