@@ -23,6 +23,7 @@ from nuseal.scan.model import Severity
 from nuseal.scan.report import json_document, sarif_document
 from nuseal.scan.rules import load_rules
 from nuseal.trust import NuGetConfig, RevocationMode, SignatureValidationMode
+from nuseal.trust.revocation_cache import revocation_run
 
 __all__ = ["audit_command"]
 
@@ -148,7 +149,8 @@ def audit_command(
             if total >= PROGRESS_FROM:
                 bar.update(task, completed=done, total=total)
 
-        audits = audit_folder(root, settings, fix=fix, progress=progress, jobs=jobs)
+        with revocation_run(use_store=policy.revocation_mode is RevocationMode.ONLINE):  # host view + cache
+            audits = audit_folder(root, settings, fix=fix, progress=progress, jobs=jobs)
     reports = [a.report for a in audits]
     all_rules = audit_rules(rules)
     if fmt == "json":

@@ -22,6 +22,8 @@ from nuseal.client.feedclient import HttpSettings, default_cache_dir
 from nuseal.client.restore import RestoreOptions, RestoreResult, restore
 from nuseal.errors import RestoreError
 from nuseal.scan.model import Severity
+from nuseal.trust import RevocationMode
+from nuseal.trust.revocation_cache import revocation_run
 
 __all__ = ["restore_command"]
 
@@ -140,9 +142,11 @@ def restore_command(
                     downloaded += n
                     bar.update(task, downloaded=f"{downloaded / 1e6:.1f} MB downloaded")
 
-            result, warnings = restore(options, progress=hook)
+            with revocation_run(use_store=RevocationMode.from_env() is RevocationMode.ONLINE):
+                result, warnings = restore(options, progress=hook)
     else:
-        result, warnings = restore(options)
+        with revocation_run(use_store=RevocationMode.from_env() is RevocationMode.ONLINE):  # host view + cache
+            result, warnings = restore(options)
     if as_json:
         click.echo(json.dumps(_document(result, warnings), indent=2))
         return EXIT_OK if result.ok else EXIT_FAILED

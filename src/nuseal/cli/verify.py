@@ -18,6 +18,7 @@ from nuseal.trust import (
     SignatureValidationMode,
     load_nuget_config,
 )
+from nuseal.trust.revocation_cache import DEFAULT_PACKAGE_TIMEOUT, revocation_run
 from nuseal.verify import (
     AllowListEntry,
     SignaturePlacement,
@@ -170,8 +171,18 @@ def _as_json(result: VerificationResult) -> dict[str, object]:
 )
 @click.option(
     "--revocation-mode",
-    type=click.Choice(["online", "offline"]),
-    help="Check revocation over the network or not (default: NUGET_CERT_REVOCATION_MODE, else online).",
+    type=click.Choice(["online", "offline", "cached"]),
+    help="Check revocation over the network (reusing cached answers), not at all, or only from the revocation "
+    "cache (default: NUGET_CERT_REVOCATION_MODE, else online).",
+)
+@click.option(
+    "--revocation-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=DEFAULT_PACKAGE_TIMEOUT,
+    show_default=True,
+    metavar="SECONDS",
+    help="Total time the OCSP/CRL requests of one package may take; a responder host that fails once is not "
+    "asked again in this run.",
 )
 @click.option(
     "--code-signing-roots",
@@ -201,6 +212,7 @@ def verify_command(
     fingerprints: tuple[str, ...],
     configfile: str | None,
     revocation_mode: str | None,
+    revocation_timeout: float,
     code_signing_roots: str | None,
     timestamping_roots: str | None,
     verbosity: str,
@@ -219,7 +231,14 @@ def verify_command(
         configs = [load_nuget_config(p) for p in find_nuget_configs(Path.cwd())]
     trusted, config_issues = trusted_signer_entries(configs)
     require_mode = bool(configs) and configs[0].signature_validation_mode is SignatureValidationMode.REQUIRE
-    mode = RevocationMode(revocation_mode) if revocation_mode else RevocationMode.from_env()
+    cached_only = revocation_mode == "cached"
+    mode = (
+        RevocationMode.OFFLINE
+        if cached_only
+        else RevocationMode(revocation_mode)
+        if revocation_mode
+        else RevocationMode.from_env()
+    )
     policy = VerificationPolicy.verify(
         trusted_signers=trusted,
         require_mode=require_mode,
@@ -234,10 +253,12 @@ def verify_command(
             click.echo(f"warning: {config.source}: {warning}", err=True)
     started = time.perf_counter()
     results: list[VerificationResult] = []
-    for result in verify_paths(spec, [str(p) for p in paths], jobs=jobs):
-        results.append(result)
-        if not as_json and verbosity != "quiet":
-            _print_text(result, verbosity == "detailed")
+    # cached: offline as NuGet reports it, plus the answers kept on disk; online: the host view and the cache.
+    with revocation_run(package_timeout=revocation_timeout, use_store=mode is RevocationMode.ONLINE or cached_only):
+        for result in verify_paths(spec, [str(p) for p in paths], jobs=jobs):
+            results.append(result)
+            if not as_json and verbosity != "quiet":
+                _print_text(result, verbosity == "detailed")
     failed = [r for r in results if not r.valid or r.errors]
     if as_json:
         click.echo(

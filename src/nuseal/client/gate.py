@@ -46,6 +46,7 @@ from nuseal.scan.model import Finding, Severity
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import RuleSet, load_rules
 from nuseal.trust import CertificatePurpose, NuGetConfig, RevocationMode, SignatureValidationMode, TrustStore
+from nuseal.trust.revocation_cache import RevocationRun, current_run
 from nuseal.verify import AllowList, AllowListEntry, SignaturePlacement, VerificationPolicy, VerificationTarget
 from nuseal.verify.policy import trusted_signer_entries
 from nuseal.verify.result import VerificationResult
@@ -254,7 +255,7 @@ class GateSettings:
 
     def verifier_for(self, source: str) -> Verifier:
         """The (cached) verifier for packages from ``source``."""
-        return _verifier(self.policy_for(source), self.code_signing_roots, self.timestamping_roots)
+        return _verifier(self.policy_for(source), self.code_signing_roots, self.timestamping_roots, current_run())
 
     def scan_rules(self) -> RuleSet:
         """:attr:`rules`, or the built-in rules (loaded once)."""
@@ -272,7 +273,11 @@ def _store(path: str | None, purpose: CertificatePurpose) -> TrustStore:
 
 
 @functools.lru_cache(maxsize=32)
-def _verifier(policy: VerificationPolicy, code_signing: str | None, timestamping: str | None) -> Verifier:
+def _verifier(
+    policy: VerificationPolicy, code_signing: str | None, timestamping: str | None, run: RevocationRun | None = None
+) -> Verifier:
+    """One verifier per policy, trust bundles and revocation run (it uses the run's host view and cache)."""
+    del run  # a key only: Verifier() picks up the current run itself
     return Verifier(
         policy,
         code_signing_roots=_store(code_signing, CertificatePurpose.CODE_SIGNING),

@@ -456,9 +456,12 @@ class ChainBuilder:
 
         # Revocation: every element but a root (X509RevocationFlag.ExcludeRoot).
         revocation_time: datetime | None = None
+        prepared = self.revocation.prepare(chain, now=current, mode=self.revocation_mode)  # hosts in parallel
         for index in range(len(chain) - 1 if complete else len(chain)):
             if index + 1 < len(chain):
-                result = self.revocation.check(chain, index, now=current, mode=self.revocation_mode)
+                result = prepared.get(index) or self.revocation.check(
+                    chain, index, now=current, mode=self.revocation_mode
+                )
             else:  # the top of a partial chain has no issuer to ask about
                 result = RevocationResult(
                     RevocationStatus.UNKNOWN,

@@ -16,14 +16,19 @@ unreachable or unusable revocation data is "unknown" (NU3018/NU3028 warning at m
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import contextvars
 import enum
+import hashlib
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -53,6 +58,9 @@ from nuseal.errors import NetworkError, UsageError
 from nuseal.trust._aio import run_sync
 from nuseal.trust.certificate import der, facts
 
+if TYPE_CHECKING:
+    from nuseal.trust.revocation_cache import RevocationStore
+
 __all__ = [
     "CACHE_DEFAULT_LIFETIME",
     "CACHE_MAX_ENTRIES",
@@ -64,13 +72,17 @@ __all__ = [
     "REQUEST_TIMEOUT_SECONDS",
     "REVOCATION_MODE_ENV",
     "REVOCATION_TIME_TOLERANCE",
+    "HOST_RETRY_SECONDS",
+    "HostHealth",
     "HttpRevocationFetcher",
+    "ResponderUnreachable",
     "RevocationCache",
     "RevocationChecker",
     "RevocationFetcher",
     "RevocationMode",
     "RevocationResult",
     "RevocationStatus",
+    "revocation_deadline",
 ]
 
 #: NuGet's environment variable (NC ``X509TrustStore``/``SignedPackageVerifierSettings``; DOCS
@@ -96,6 +108,10 @@ CACHE_DEFAULT_LIFETIME = timedelta(hours=1)
 CACHE_MAX_LIFETIME = timedelta(hours=24)
 #: Entries kept by a :class:`RevocationCache` (oldest dropped first).
 CACHE_MAX_ENTRIES = 10_000
+
+#: How long a host marked unreachable stays marked (seconds): a whole CLI run, but a long-running process
+#: (the feed) tries again after this.
+HOST_RETRY_SECONDS = 300.0
 
 _USER_AGENT = "nuseal-revocation/1"
 _OCSP_CONTENT_TYPE = "application/ocsp-request"
@@ -162,13 +178,98 @@ class RevocationFetcher(Protocol):
         ...
 
 
+class ResponderUnreachable(NetworkError):
+    """The responder's host could not be reached: name resolution failed, the connection was refused or reset,
+    or it did not answer in time. (An HTTP error status is a reachable host: plain :class:`NetworkError`.)"""
+
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("nuseal_revocation_deadline", default=None)
+
+
+@contextlib.contextmanager
+def revocation_deadline(seconds: float | None) -> Iterator[None]:
+    """Bound every revocation request made inside the block to ``seconds`` in total (``time.monotonic``), e.g.
+    one package's verification. ``None`` sets no bound. Requests started after the deadline fail at once with
+    :class:`~nuseal.errors.NetworkError`; a request running into it is cut (a timeout)."""
+    token = _DEADLINE.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def host_of(url: str) -> str:
+    """``host:port`` of an http(s) URL (the port made explicit), the unit :class:`HostHealth` tracks."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = 443 if parts.scheme.lower() == "https" else 80
+    return f"{(parts.hostname or '').lower()}:{port or default}"
+
+
+class HostHealth:
+    """A run's view of responder hosts: the first failure to reach one (DNS, refused, reset, timeout) marks it
+    unreachable, and later requests there fail at once without touching the network.
+
+    ``directory`` (optional) shares the marks between processes, e.g. forked verification workers: a mark is an
+    empty file named after the host's SHA-256, created atomically. Marks expire after ``retry_after`` seconds
+    (default :data:`HOST_RETRY_SECONDS`). Thread-safe.
+    """
+
+    def __init__(self, directory: Path | None = None, *, retry_after: float = HOST_RETRY_SECONDS) -> None:
+        self.directory = directory
+        self.retry_after = retry_after
+        self._marks: dict[str, tuple[float, str]] = {}
+        self._lock = threading.Lock()
+
+    def _file(self, host: str) -> Path | None:
+        if self.directory is None:
+            return None
+        return self.directory / hashlib.sha256(host.encode()).hexdigest()
+
+    def mark(self, host: str, reason: str) -> None:
+        """Record that ``host`` (``host:port``) could not be reached, and why."""
+        with self._lock:
+            self._marks.setdefault(host, (time.monotonic(), reason))
+        path = self._file(host)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+                tmp.write_text(reason, encoding="utf-8")
+                os.replace(tmp, path)
+
+    def unreachable(self, host: str) -> str | None:
+        """Why ``host`` is marked unreachable, or ``None`` when it may be tried."""
+        with self._lock:
+            mark = self._marks.get(host)
+            if mark is not None:
+                if time.monotonic() - mark[0] < self.retry_after:
+                    return mark[1]
+                del self._marks[host]
+        path = self._file(host)
+        if path is None:
+            return None
+        try:
+            if time.time() - path.stat().st_mtime >= self.retry_after:
+                return None
+            reason = path.read_text(encoding="utf-8")
+        except OSError:
+            return None
+        with self._lock:
+            self._marks.setdefault(host, (time.monotonic(), reason))
+        return reason
+
+
 class HttpRevocationFetcher:
     """:class:`RevocationFetcher` over HTTP(S) with ``httpx``: a hard deadline and a size cap per request.
 
     ``timeout`` (seconds, default :data:`REQUEST_TIMEOUT_SECONDS`) bounds the whole request, connect to last
-    byte. Only ``http`` and ``https`` URLs are fetched; at most :data:`MAX_REDIRECTS` redirects are followed.
-    ``client`` lets a caller share a connection pool (it is not closed here); otherwise each request uses a
-    short-lived client.
+    byte, and never runs past the enclosing :func:`revocation_deadline`. Only ``http`` and ``https`` URLs are
+    fetched; at most :data:`MAX_REDIRECTS` redirects are followed. ``client`` lets a caller share a connection
+    pool (it is not closed here); otherwise each request uses a short-lived client. ``hosts`` (optional) is the
+    run's :class:`HostHealth`: a host that failed once is not asked again (:class:`ResponderUnreachable` at once).
     """
 
     def __init__(
@@ -178,6 +279,7 @@ class HttpRevocationFetcher:
         max_ocsp_bytes: int = MAX_OCSP_RESPONSE_BYTES,
         max_crl_bytes: int = MAX_CRL_BYTES,
         client: httpx.Client | None = None,
+        hosts: HostHealth | None = None,
     ) -> None:
         if timeout <= 0:
             raise UsageError("revocation request timeout must be positive")
@@ -185,6 +287,7 @@ class HttpRevocationFetcher:
         self.max_ocsp_bytes = max_ocsp_bytes
         self.max_crl_bytes = max_crl_bytes
         self._client = client
+        self.hosts = hosts
 
     def fetch_ocsp(self, url: str, request: bytes) -> bytes:
         """POST ``request`` as ``application/ocsp-request``.
@@ -202,13 +305,34 @@ class HttpRevocationFetcher:
     def _fetch(self, method: str, url: str, body: bytes | None, headers: dict[str, str], limit: int) -> bytes:
         if urlsplit(url).scheme.lower() not in ("http", "https"):
             raise NetworkError(f"revocation URL {url!r} is not http or https")
-        deadline = time.monotonic() + self.timeout
+        host = host_of(url)
+        if self.hosts is not None:
+            why = self.hosts.unreachable(host)
+            if why is not None:
+                raise ResponderUnreachable(f"{url} was not asked: {host} could not be reached earlier ({why})")
+        timeout = self.timeout
+        package_deadline = _DEADLINE.get()
+        if package_deadline is not None:
+            timeout = min(timeout, package_deadline - time.monotonic())
+            if timeout <= 0:
+                raise NetworkError(f"{url} was not asked: the revocation deadline is spent")
+        try:
+            return self._request(method, url, body, headers, limit, timeout)
+        except ResponderUnreachable as exc:
+            if self.hosts is not None:
+                self.hosts.mark(host, exc.message)
+            raise
+
+    def _request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], limit: int, timeout: float
+    ) -> bytes:
+        deadline = time.monotonic() + timeout
         headers = {"User-Agent": _USER_AGENT, **headers}
         client = self._client or httpx.Client(
             follow_redirects=True, max_redirects=MAX_REDIRECTS, verify=shared_tls_context()
         )
         try:
-            with client.stream(method, url, content=body, headers=headers, timeout=self.timeout) as response:
+            with client.stream(method, url, content=body, headers=headers, timeout=timeout) as response:
                 if response.status_code != httpx.codes.OK:
                     raise NetworkError(f"{url} answered HTTP {response.status_code}")
                 chunks: list[bytes] = []
@@ -218,11 +342,13 @@ class HttpRevocationFetcher:
                     if size > limit:
                         raise NetworkError(f"{url} sent more than {limit} bytes")
                     if time.monotonic() > deadline:
-                        raise NetworkError(f"{url} did not answer within {self.timeout:g} s")
+                        raise ResponderUnreachable(f"{url} did not answer within {timeout:.3g} s")
                     chunks.append(chunk)
                 return b"".join(chunks)
         except httpx.TimeoutException as exc:
-            raise NetworkError(f"{url} did not answer within {self.timeout:g} s") from exc
+            raise ResponderUnreachable(f"{url} did not answer within {timeout:.3g} s") from exc
+        except httpx.TransportError as exc:
+            raise ResponderUnreachable(f"{url} could not be reached: {exc or type(exc).__name__}") from exc
         except httpx.HTTPError as exc:
             raise NetworkError(f"{url} could not be reached: {exc}") from exc
         finally:
@@ -246,12 +372,17 @@ class RevocationCache:
 
     An entry expires at the answer's ``nextUpdate`` (or :data:`CACHE_DEFAULT_LIFETIME` after it was checked when
     there is none), never later than :data:`CACHE_MAX_LIFETIME`. UNKNOWN answers are never cached.
+
+    ``store`` (optional) is the on-disk cache across runs (:class:`~nuseal.trust.revocation_cache.RevocationStore`):
+    the checker reads the raw responses kept there, judges them again, and stores every response that settled
+    a question online.
     """
 
-    def __init__(self, *, max_entries: int = CACHE_MAX_ENTRIES) -> None:
+    def __init__(self, *, max_entries: int = CACHE_MAX_ENTRIES, store: RevocationStore | None = None) -> None:
         self._entries: dict[CacheKey, tuple[datetime, RevocationResult]] = {}
         self._max_entries = max_entries
         self._lock = threading.Lock()
+        self.store = store
 
     @staticmethod
     def key(cert: x509.Certificate, issuer: x509.Certificate) -> CacheKey:
@@ -378,6 +509,11 @@ class RevocationChecker:
             cached = self.cache.get(key, now)
             if cached is not None:
                 return cached
+            if self.cache.store is not None:
+                stored = self._from_store(self.cache.store, chain, index, now)
+                if stored is not None:
+                    self.cache.put(key, stored)
+                    return stored
         if mode is RevocationMode.OFFLINE or self.fetcher is None:
             return RevocationResult(
                 RevocationStatus.UNKNOWN,
@@ -389,6 +525,85 @@ class RevocationChecker:
         if self.cache is not None:
             self.cache.put(key, result)
         return result
+
+    def prepare(
+        self, chain: Sequence[x509.Certificate], *, now: datetime, mode: RevocationMode
+    ) -> dict[int, RevocationResult]:
+        """Check every certificate of ``chain`` that has an issuer, requests to different responder hosts in
+        parallel (one thread per host; a host's certificates in order). Returns ``{index: result}``; empty when
+        there is nothing to overlap (offline, no fetcher, a single host), and the caller then calls :meth:`check`
+        per certificate as usual. Never raises for revocation data (see :meth:`check`)."""
+        if mode is not RevocationMode.ONLINE or self.fetcher is None or now.tzinfo is None:
+            return {}
+        groups: dict[str, list[int]] = {}
+        for index in range(len(chain) - 1):
+            if self.cache is not None and self.cache.get(RevocationCache.key(chain[index], chain[index + 1]), now):
+                continue
+            urls = ocsp_urls(chain[index]) or crl_urls(chain[index])
+            if urls:
+                groups.setdefault(host_of(urls[0]), []).append(index)
+        if len(groups) < 2:
+            return {}
+
+        def run(indexes: list[int]) -> dict[int, RevocationResult]:
+            return {i: self.check(chain, i, now=now, mode=mode) for i in indexes}
+
+        results: dict[int, RevocationResult] = {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(groups)) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, run, indexes) for indexes in groups.values()]
+            for future in futures:
+                results.update(future.result())
+        return results
+
+    # ------------------------------------------------------------------ disk cache
+    def _from_store(
+        self, store: RevocationStore, chain: Sequence[x509.Certificate], index: int, now: datetime
+    ) -> RevocationResult | None:
+        """A GOOD/REVOKED answer judged afresh from a stored OCSP response or CRL, fresh at ``now``; entries that
+        no longer verify (corrupt, tampered, wrong responder) are removed, stale ones left to be replaced."""
+        cert, issuer = chain[index], chain[index + 1]
+        path = _validation_path(chain)
+        candidates: list[tuple[str, str, bytes, datetime]] = []
+        entry = store.get_ocsp(cert, issuer)
+        if entry is not None:
+            candidates.append(("ocsp", *entry))
+        for url in crl_urls(cert):
+            crl_entry = store.get_crl(url)
+            if crl_entry is not None:
+                candidates.append(("crl", url, *crl_entry[1:]))
+        for kind, url, data, stored_at in candidates:
+            if kind == "ocsp":
+                judged = self._judge_ocsp(chain=chain, index=index, path=path, response=data, url=url, now=now)
+            else:
+                judged = self._judge_crl(chain=chain, index=index, path=path, data=data, url=url, now=now)
+            if isinstance(judged, _Failure):
+                if not judged.stale:
+                    store.discard(kind, cert, issuer, url)
+                continue
+            expiry = judged.next_update or stored_at + CACHE_DEFAULT_LIFETIME
+            if now >= expiry:
+                continue
+            return RevocationResult(
+                judged.status,
+                f"{judged.message} (cached)",
+                judged.checked_at,
+                revocation_time=judged.revocation_time,
+                reason=judged.reason,
+                source=judged.source,
+                next_update=judged.next_update,
+            )
+        return None
+
+    def _remember(
+        self, kind: str, chain: Sequence[x509.Certificate], index: int, url: str, data: bytes, result: RevocationResult
+    ) -> None:
+        store = self.cache.store if self.cache is not None else None
+        if store is None or result.status is RevocationStatus.UNKNOWN:
+            return
+        if kind == "ocsp":
+            store.put_ocsp(chain[index], chain[index + 1], url, data, result.next_update)
+        else:
+            store.put_crl(url, data, result.next_update)
 
     # ------------------------------------------------------------------ online
     def _check_online(
@@ -426,6 +641,7 @@ class RevocationChecker:
                 continue
             result = self._judge_ocsp(chain=chain, index=index, path=path, response=response, url=url, now=now)
             if isinstance(result, RevocationResult):
+                self._remember("ocsp", chain, index, url, response, result)
                 return result
             stale += result.stale
             failures.append(f"OCSP {url}: {result.reason}")
@@ -442,6 +658,7 @@ class RevocationChecker:
                 continue
             result = self._judge_crl(chain=chain, index=index, path=path, data=data, url=url, now=now)
             if isinstance(result, RevocationResult):
+                self._remember("crl", chain, index, url, data, result)
                 return result
             stale += result.stale
             failures.append(f"CRL {url}: {result.reason}")

@@ -52,6 +52,8 @@ from nuseal.trust import (
     untrusted_root_warning,
 )
 from nuseal.trust.certificate import facts
+from nuseal.trust.revocation import revocation_deadline
+from nuseal.trust.revocation_cache import current_run
 from nuseal.verify.policy import (
     AllowList,
     AllowListEntry,
@@ -180,7 +182,10 @@ class Verifier:
     ) -> None:
         self.policy = policy
         self.with_content_hash = with_content_hash
-        shared = cache if cache is not None else RevocationCache()
+        run = current_run()  # nuseal.trust.revocation_cache: the run's host view, disk cache and deadline
+        shared = cache if cache is not None else (run.cache if run is not None else RevocationCache())
+        if fetcher is None and run is not None:
+            fetcher = run.fetcher
         self._signing_chains = ChainBuilder(
             code_signing_roots, revocation_mode=policy.revocation_mode, fetcher=fetcher, cache=shared
         )
@@ -219,7 +224,13 @@ class Verifier:
         )
 
     def verify(self, archive: PackageArchive, *, now: datetime) -> VerificationResult:
-        """Verify one parsed package at moment ``now`` (timezone-aware)."""
+        """Verify one parsed package at moment ``now`` (timezone-aware); inside a
+        :func:`~nuseal.trust.revocation_cache.revocation_run`, its revocation requests share the run's deadline."""
+        run = current_run()
+        with revocation_deadline(run.package_timeout if run is not None else None):
+            return self._verify(archive, now=now)
+
+    def _verify(self, archive: PackageArchive, *, now: datetime) -> VerificationResult:
         if now.tzinfo is None:
             raise UsageError("verification needs a timezone-aware 'now'")
         if archive.open_problem is not None:
