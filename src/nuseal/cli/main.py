@@ -39,6 +39,7 @@ def _register() -> None:
         ("nuseal.cli.scan", ("scan_command",)),
         ("nuseal.cli.restore", ("restore_command",)),
         ("nuseal.cli.audit", ("audit_command",)),
+        ("nuseal.cli.revocation", ("revocation_group",)),
     ):
         try:
             mod = __import__(module, fromlist=list(names))
