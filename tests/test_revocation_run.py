@@ -12,7 +12,11 @@ import base64
 import datetime as dt
 import io
 import json
+import multiprocessing
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -29,7 +33,7 @@ from nuseal.codes import Level, NuCode
 from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, sign_package
 from nuseal.trust import RevocationMode, TrustStore
-from nuseal.trust.revocation import host_of
+from nuseal.trust.revocation import HostHealth, host_of
 from nuseal.trust.revocation_cache import RevocationStore, revocation_run
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
 from test_trust_support import NOW, Issued, LoopbackServer, Pki, closed_port_url, ocsp_response
@@ -375,3 +379,41 @@ def test_prefetch_then_cached_mode(
     code, online = _cli(capsys, "verify", str(folder), *roots, "--revocation-mode", "online")
     assert code == 0 and "2 warnings" in online and "revocation" not in online.lower()
     assert server.hits["/ocsp"] == 3  # the online run asked nothing either
+
+
+def test_forked_workers_share_the_host_view(tmp_path: Path, tarpit: Tarpit) -> None:
+    """``nuseal verify --jobs 2`` (forked workers): a host one worker found unreachable is not asked by the other;
+    at most one connection per worker reaches the tarpit (both may start before either has failed)."""
+    signed = Signed(tmp_path, 32, leaf_ocsp=tarpit.url("/ocsp"))
+    folder = tmp_path / "pkgs"
+    folder.mkdir()
+    for i, data in enumerate(signed.packages):
+        (folder / f"p{i:02}.nupkg").write_bytes(data)
+    root = str(tmp_path / "root.pem")
+    env = {**os.environ, "NUSEAL_CACHE": str(tmp_path / "cache")}
+    env.pop("NUGET_CERT_REVOCATION_MODE", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "nuseal", "verify", str(folder), "--jobs", "2", "--revocation-timeout", "1",
+         "--code-signing-roots", root, "--timestamping-roots", root, "-v", "quiet"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Verified 32 packages: 32 passed, 0 failed" in run.stdout
+    assert 1 <= tarpit.connections <= 2
+
+
+def _mark_in_child(hosts: HostHealth) -> None:
+    hosts.mark("responder.invalid:80", "name resolution failed")
+
+
+def test_host_marks_cross_processes_and_expire(tmp_path: Path) -> None:
+    hosts = HostHealth(tmp_path / "hosts", retry_after=60)
+    (tmp_path / "hosts").mkdir()
+    child = multiprocessing.get_context("fork").Process(target=_mark_in_child, args=(hosts,))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert hosts.unreachable("responder.invalid:80") == "name resolution failed"  # seen through the folder
+    assert hosts.unreachable("responder.invalid:8080") is None
+    expired = HostHealth(tmp_path / "hosts", retry_after=0)
+    assert expired.unreachable("responder.invalid:80") is None
