@@ -471,6 +471,13 @@ class _Node:
             node = node.outer
         return " -> ".join(reversed(parts))
 
+    def range_path(self) -> str:
+        """The path as NuGet logs it in NU1605 and NU1107 (``DependencyNodeExtensions``/``GetPathWithLastRange``):
+        ancestors with their resolved versions, this node with its requested range."""
+        outer = self.outer.path() if self.outer is not None else ""
+        last = f"{self.id} {pretty_print(self.range)}"
+        return f"{outer} -> {last}" if outer else last
+
 
 def pretty_print(vr: VersionRange) -> str:
     """NuGet's ``VersionRange.PrettyPrint`` (``(>= 1.0.0)``, ``(>= 1.0.0 && < 2.0.0)``, ``(= 1.0.0)``; a float shows
@@ -648,6 +655,9 @@ def _resolve_conflicts(root: _Node) -> tuple[dict[str, _Node], list[tuple[_Node,
 
 
 async def _unresolved(provider: PackageProvider, node: _Node) -> Diagnostic:
+    """NU1101/NU1103/NU1102 with NuGet's wording (``UnresolvedMessages.cs``): the source list for NU1101, and for
+    NU1102/NU1103 one ``\n  - Found N version(s) in SOURCE [ Nearest version: V ]`` line per source, the sources
+    with most versions first."""
     label = f"{node.id} {pretty_print(node.range)}"
     sources = provider.sources_for(node.id)
     names = ", ".join(s.name for s in sources) or "(no source: check packageSourceMapping)"
@@ -659,23 +669,30 @@ async def _unresolved(provider: PackageProvider, node: _Node) -> Diagnostic:
             f"Unable to find package {node.id}. No packages exist with this id in source(s): {names}",
             node.id,
         )
+    floor = node.range.min_version
+    per_source: list[tuple[int, str, str]] = []
+    for source in sources:
+        ordered = sorted({v for v, s in available if s is source})
+        if not ordered:
+            per_source.append((0, source.name, f"Found 0 version(s) in {source.name}"))
+            continue
+        nearest = next((v for v in ordered if floor is None or v >= floor), ordered[-1])
+        line = f"Found {len(ordered)} version(s) in {source.name} [ Nearest version: {nearest} ]"
+        per_source.append((len(ordered), source.name, line))
+    per_source.sort(key=lambda e: (-e[0], e[1].lower()))
+    info = "".join(f"\n  - {line}" for _n, _name, line in per_source)
     in_range = [v for v, _ in available if node.range.satisfies(v)]
     if in_range and all(v.is_prerelease for v in in_range):
         return Diagnostic(
             NuCode.NU1103,
             Level.ERROR,
-            f"Unable to find a stable package {node.id} with version {pretty_print(node.range)}; only prerelease "
-            f"versions are in range ({', '.join(str(v) for v in sorted(set(in_range))[:5])}) in source(s): {names}",
+            f"Unable to find a stable package {node.id} with version {pretty_print(node.range)}{info}",
             label,
         )
-    ordered = sorted({v for v, _ in available})
-    floor = node.range.min_version
-    nearest = next((v for v in ordered if floor is None or v >= floor), ordered[-1])
     return Diagnostic(
         NuCode.NU1102,
         Level.ERROR,
-        f"Unable to find package {node.id} with version {pretty_print(node.range)}: found {len(ordered)} version(s) "
-        f"in source(s) {names} [ Nearest version: {nearest} ]",
+        f"Unable to find package {node.id} with version {pretty_print(node.range)}{info}",
         label,
     )
 
@@ -715,15 +732,13 @@ async def resolve(
             graph.diagnostics.append(await _unresolved(provider, node))
     for chosen, child in conflicts:
         assert chosen.item is not None
-        parent = child.outer
         graph.diagnostics.append(
             Diagnostic(
                 NuCode.NU1107,
                 Level.ERROR,
                 f"Version conflict detected for {child.id}. Install/reference {child.id} {chosen.item.version} "
-                f"directly to project {project_name} to resolve this issue. {project_name} -> "
-                f"{chosen.path()}; {project_name} -> {parent.path() if parent else ''} -> {child.id} "
-                f"{pretty_print(child.range)}",
+                f"directly to project {project_name} to resolve this issue. \n {project_name} -> "
+                f"{chosen.range_path()} \n {project_name} -> {child.range_path()}.",
                 child.id,
             )
         )
@@ -735,9 +750,8 @@ async def resolve(
                 NuCode.NU1605,
                 Level.ERROR,
                 f"Detected package downgrade: {far.id} from {far.range.min_version} to {near.item.version}. "
-                f"Reference the package directly from the project to select a different version. {project_name} -> "
-                f"{far.outer.path() if far.outer else ''} -> {far.id} {pretty_print(far.range)}; {project_name} -> "
-                f"{near.path()}",
+                f"Reference the package directly from the project to select a different version. \n {project_name} -> "
+                f"{far.range_path()} \n {project_name} -> {near.range_path()}",
                 far.id,
             )
         )
