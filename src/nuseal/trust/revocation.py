@@ -459,8 +459,24 @@ def crl_urls(cert: x509.Certificate) -> list[str]:
     return _http_urls(urls)
 
 
+_ASN1_CACHE: dict[bytes, Any] = {}
+_ASN1_CACHE_SIZE = 4096
+_ASN1_LOCK = threading.Lock()
+
+
 def _asn1(cert: x509.Certificate) -> Any:
-    return asn1_x509.Certificate.load(der(cert))
+    """asn1crypto's view of ``cert``, parsed once per DER encoding (pyhanko reads the same issuers again and
+    again; parsing dominated judging a cached response)."""
+    encoded = der(cert)
+    with _ASN1_LOCK:
+        parsed = _ASN1_CACHE.get(encoded)
+    if parsed is None:
+        parsed = asn1_x509.Certificate.load(encoded)
+        with _ASN1_LOCK:
+            if len(_ASN1_CACHE) >= _ASN1_CACHE_SIZE:
+                _ASN1_CACHE.clear()
+            parsed = _ASN1_CACHE.setdefault(encoded, parsed)
+    return parsed
 
 
 def _reason_name(error: RevokedError) -> str | None:
