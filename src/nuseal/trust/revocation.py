@@ -552,12 +552,17 @@ class RevocationChecker:
         if mode is not RevocationMode.ONLINE or self.fetcher is None or now.tzinfo is None:
             return {}
         groups: dict[str, list[int]] = {}
+        hosts = getattr(self.fetcher, "hosts", None)
         for index in range(len(chain) - 1):
             if self.cache is not None and self.cache.get(RevocationCache.key(chain[index], chain[index + 1]), now):
                 continue
             urls = ocsp_urls(chain[index]) or crl_urls(chain[index])
-            if urls:
-                groups.setdefault(host_of(urls[0]), []).append(index)
+            if not urls:
+                continue
+            host = host_of(urls[0])
+            if isinstance(hosts, HostHealth) and hosts.unreachable(host) is not None:
+                continue  # answered at once by check(): nothing to overlap
+            groups.setdefault(host, []).append(index)
         if len(groups) < 2:
             return {}
 
