@@ -387,7 +387,7 @@ class _Run:
                 if gpf.is_installed(item.id, item.version):
                     installed_hash = gpf.installed_content_hash(item.id, item.version)
                     if item.content_hash is not None and installed_hash != item.content_hash:
-                        raise _nu1403(label, str(gpf.version_folder(item.id, item.version)))
+                        raise _nu1403(item.id, item.version, str(gpf.version_folder(item.id, item.version)))
                     outcomes[key] = PackageOutcome(
                         item.id,
                         item.version.normalized,
@@ -408,7 +408,7 @@ class _Run:
                 if item.content_hash is not None:
                     actual = await asyncio.to_thread(_content_hash, data, item.source.url, label)
                     if actual != item.content_hash:
-                        raise _nu1403(label, item.source.url)
+                        raise _nu1403(item.id, item.version, item.source.url)
                 async with installs:
                     outcome: InstallOutcome = await asyncio.to_thread(
                         gpf.install,
@@ -493,12 +493,14 @@ def _content_hash(data: bytes, source: str, label: str) -> str:
         ) from None
 
 
-def _nu1403(label: str, source: str) -> RestoreError:
+def _nu1403(package_id: str, version: NuGetVersion, source: str) -> RestoreError:
+    """NU1403 in NuGet's words (``RestoreCommand``: ``Error_PackageValidationFailed``, ``{id}.{version}``), then
+    where the package came from."""
     return RestoreError(
-        f"Package content hash validation failed for {label}. The package is different than the last restore "
-        f"(source '{source}'); it was not installed.",
+        f"Package content hash validation failed for {package_id}.{version}. The package is different than the last "
+        f"restore. Source: '{source}'; it was not installed.",
         code=NuCode.NU1403,
-        package=label,
+        package=f"{package_id} {version}",
         source=source,
     )
 
