@@ -36,7 +36,7 @@ from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.revocation import HostHealth, host_of
 from nuseal.trust.revocation_cache import RevocationStore, revocation_run
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
-from test_trust_support import NOW, Issued, LoopbackServer, Pki, closed_port_url, ocsp_response
+from test_trust_support import NOW, Issued, LoopbackServer, Pki, closed_port_url, crl, ocsp_response
 
 REVOKED_AT = NOW - dt.timedelta(days=10)
 
@@ -103,7 +103,15 @@ def _nupkg(package_id: str) -> bytes:
 class Signed:
     """Packages author-signed (no timestamp) by leaves under root -> intermediate, with the given AIA OCSP URLs."""
 
-    def __init__(self, tmp: Path, count: int, *, leaf_ocsp: str, intermediate_ocsp: str | None = None) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        count: int,
+        *,
+        leaf_ocsp: str | None,
+        intermediate_ocsp: str | None = None,
+        leaf_crl: str | None = None,
+    ) -> None:
         pki = Pki()
         self.root = pki.issue("Run Root", ca=True)
         self.intermediate = pki.issue("Run CA", issuer=self.root, ca=True, ocsp_url=intermediate_ocsp or leaf_ocsp)
@@ -115,7 +123,11 @@ class Signed:
         self.packages: list[bytes] = []
         for i in range(count):
             leaf = pki.issue(
-                "Run Signer", issuer=self.intermediate, eku=[ExtendedKeyUsageOID.CODE_SIGNING], ocsp_url=leaf_ocsp
+                "Run Signer",
+                issuer=self.intermediate,
+                eku=[ExtendedKeyUsageOID.CODE_SIGNING],
+                ocsp_url=leaf_ocsp,
+                crl_url=leaf_crl,
             )
             self.leaves.append(leaf)
             signer = FileSigner(leaf.cert, leaf.key, [self.intermediate.cert, self.root.cert])
@@ -274,6 +286,23 @@ def test_second_run_asks_nothing_and_gives_the_same_results(tmp_path: Path, serv
     for a, b, c in zip(uncached, first, second, strict=True):
         assert (a.valid, [str(i) for i in a.issues]) == (b.valid, [str(i) for i in b.issues])
         assert (a.valid, [str(i) for i in a.issues]) == (c.valid, [str(i) for i in c.issues])
+
+
+def test_crls_are_cached_per_distribution_point(tmp_path: Path, server: LoopbackServer) -> None:
+    signed = Signed(tmp_path, 3, leaf_ocsp=None, intermediate_ocsp=server.url("/ocsp"), leaf_crl=server.url("/crl"))
+    server.routes["/ocsp"] = _responder(signed)  # type: ignore[assignment]
+    revoked = signed.leaves[2].cert.serial_number
+    server.routes["/crl"] = lambda body: (200, crl(signed.intermediate, {revoked: REVOKED_AT}))
+    store = RevocationStore(tmp_path / "cache")
+    with revocation_run(store=store):
+        first = signed.verify_all()
+    assert server.hits["/crl"] == 1  # one CRL answers for the three leaves
+    with revocation_run(store=store):
+        second = signed.verify_all()
+    assert (server.hits["/crl"], server.hits["/ocsp"]) == (1, 1)
+    assert [(r.valid, _codes(r)) for r in second] == [(r.valid, _codes(r)) for r in first]
+    assert [r.valid for r in second] == [True, True, False]
+    assert (NuCode.NU3012, Level.ERROR) in _codes(second[2])
 
 
 def _flip_signature_byte(path: Path) -> None:
