@@ -39,9 +39,9 @@ __all__ = [
     "verify_paths",
 ]
 
-#: Below this many packages ``default_jobs`` verifies in this process: measured with ``bench/verify.py`` on
-#: 2 cores, a forked pool of two workers starts in ~20 ms and its workers each spend ~10 ms filling their
-#: caches, about what verifying 16 small packages costs; below that the pool does not pay for itself.
+#: Below this many packages ``default_jobs`` verifies in this process. Measured on 2 cores: a forked pool of two
+#: workers starts and stops in ~20 ms, and each worker's first packages cost 1.5-1.8x a warm one while its caches
+#: fill (certificates, names, chains); with 3-6 ms per small package, a pool gains nothing below about 16.
 MIN_PACKAGES_FOR_POOL = 16
 #: ``default_jobs`` starts at most one worker per this many packages.
 MIN_PACKAGES_PER_WORKER = 8
