@@ -12,6 +12,10 @@ what is measured; the server answers from memory). Prints wall-clock and CPU sec
   ``PackageExtractor``, into an empty global-packages folder;
 * ``nuseal restore`` of a project referencing the vectors that resolve among themselves for netcoreapp3.1
   (resolution with .nuspec downloads, lock file written);
+* the same project restored by the real ``dotnet restore`` (.NET Core SDK 3.1, NuGet 5.4, through
+  ../shared/tools/dotnet-sdk/dotnet.sh; skipped with a note when the SDK is not installed) from the same feed into a
+  cold global-packages folder and HTTP cache, against the ``nuseal restore`` command (a process too, cold as well):
+  dotnet verifies no signature on Linux and scans nothing, nuseal does both;
 
 and the ratio of each restore to the baseline. The issue's target: the gate costs at most 2x plain download +
 extract. Network: loopback only; the HTTP cache is off so every run downloads.
@@ -25,6 +29,9 @@ import io
 import json
 import os
 import resource
+import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -40,6 +47,7 @@ from nuseal.client.restore import RestoreOptions, restore
 from nuseal.package import PackageArchive
 
 ROOT = Path(__file__).resolve().parents[1]
+DOTNET = ROOT.parent / "shared" / "tools" / "dotnet-sdk" / "dotnet.sh"
 VECTORS = sorted((ROOT.parent / "shared" / "vectors" / "nuget.org").glob("*.nupkg"))
 RESOLVABLE = [
     "Newtonsoft.Json",
@@ -122,6 +130,27 @@ def baseline(base: str, identities: list[tuple[str, str]], out: Path) -> None:
     asyncio.run(run())
 
 
+def dotnet_ready() -> str | None:
+    """``None`` when ``dotnet.sh`` runs the SDK here, else why not."""
+    if not DOTNET.is_file():
+        return f"{DOTNET} is missing"
+    run = subprocess.run(["bash", str(DOTNET), "setup"], capture_output=True, text=True, timeout=900, check=False)
+    return None if run.returncode == 0 else f"dotnet.sh setup failed: {run.stderr.strip()[-300:]}"
+
+
+def cold_restore(command: list[str], project: Path, root: Path, env: dict[str, str]) -> None:
+    """Run a restore ``command`` on a fresh copy of ``project`` with a new, empty global-packages folder and HTTP
+    cache (``NUGET_PACKAGES``, ``NUGET_HTTP_CACHE_PATH``); the copy is made before the clock starts by the caller."""
+    gpf, cache = root / "gpf", root / "http-cache"
+    full = {**env, "NUGET_PACKAGES": str(gpf), "NUGET_HTTP_CACHE_PATH": str(cache), "HOME": str(root / "home")}
+    run = subprocess.run(command, cwd=project, env=full, capture_output=True, text=True, timeout=900, check=False)
+    if run.returncode != 0:
+        raise SystemExit(f"{command[:3]} failed ({run.returncode}):\n{run.stdout[-2000:]}{run.stderr[-2000:]}")
+    installed = len(list(gpf.glob("*/*/.nupkg.metadata")))
+    if installed != len(RESOLVABLE) + 1:  # the references and System.Memory
+        raise SystemExit(f"{command[:3]} installed {installed} packages, not {len(RESOLVABLE) + 1}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -176,6 +205,49 @@ def main() -> None:
         base_wall, base_cpu = timed(lambda: baseline(base, list(packages), fresh()), args.rounds)
         pc_wall, pc_cpu = timed(lambda: run_restore(pc), args.rounds)
         pr_wall, pr_cpu = timed(lambda: run_restore(proj), args.rounds)
+        dotnet_note = dotnet_ready()
+        if dotnet_note is None:
+            env = {
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "DOTNET_CLI_TELEMETRY_OPTOUT": "1",
+                "DOTNET_SKIP_FIRST_TIME_EXPERIENCE": "1",
+                "DOTNET_NOLOGO": "1",
+                "MSBUILDDISABLENODEREUSE": "1",
+                "NUGET_CERT_REVOCATION_MODE": "offline",
+            }
+            if os.environ.get("DOTNET31_HOME"):
+                env["DOTNET31_HOME"] = os.environ["DOTNET31_HOME"]
+            else:  # dotnet.sh's default install location, under the real HOME (the runs get their own HOME)
+                env["DOTNET31_HOME"] = str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"))
+                env["DOTNET31_HOME"] += "/dotnet-sdk31"
+            commands = {
+                "dotnet": ["bash", str(DOTNET), "restore", "App.csproj"],
+                "nuseal": [sys.executable, "-m", "nuseal.cli.main", "restore", ".", "--no-http-cache"],
+            }
+
+            def one(tool: str) -> Callable[[], None]:
+                def go() -> None:
+                    cold_restore(commands[tool], copies[tool], tmp / f"{tool}-{next(counter)}", env)
+
+                return go
+
+            copies: dict[str, Path] = {}
+
+            def setup(tool: str) -> None:
+                copy = tmp / f"{tool}-proj-{next(counter)}"
+                shutil.copytree(proj, copy)
+                copies[tool] = copy
+
+            results: dict[str, tuple[float, float]] = {}
+            for tool in ("dotnet", "nuseal"):
+                setup(tool)
+                one(tool)()  # warm-up (first MSBuild run, imports), not timed
+                best = (float("inf"), float("inf"))
+                for _ in range(args.rounds):
+                    setup(tool)
+                    wall, cpu = timed(one(tool), 1)
+                    best = (min(best[0], wall), min(best[1], cpu))
+                results[tool] = best
     server.shutdown()
     n = len(packages)
     print(f"{n} packages, {total_mb:.1f} MB, best of {args.rounds} rounds, loopback feed")
@@ -189,6 +261,16 @@ def main() -> None:
     print(
         f"  nuseal restore project (10 pkg): {pr_wall:6.2f} s wall  {pr_cpu:6.2f} s CPU"
         f"  ratio {pr_wall / base_wall:5.2f}x wall of the 12-package baseline"
+    )
+    if dotnet_note is not None:
+        print(f"  dotnet restore: skipped ({dotnet_note})")
+        return
+    (d_wall, d_cpu), (c_wall, c_cpu) = results["dotnet"], results["nuseal"]
+    print("  same project, each a process, cold global-packages folder and HTTP cache:")
+    print(f"    dotnet restore (NuGet 5.4)   : {d_wall:6.2f} s wall  {d_cpu:6.2f} s CPU  (no verification, no scan)")
+    print(
+        f"    nuseal restore (command)     : {c_wall:6.2f} s wall  {c_cpu:6.2f} s CPU"
+        f"  ratio nuseal/dotnet {c_wall / d_wall:5.2f}x wall, {c_cpu / d_cpu:5.2f}x CPU"
     )
 
 
