@@ -193,7 +193,7 @@ def _compare_folders(our_gpf: Path, their_gpf: Path, source: str) -> None:
             assert int((our_gpf / rel).stat().st_mtime) == int((their_gpf / rel).stat().st_mtime), rel
     for rel in metadata:
         mine, nuget54 = json.loads((our_gpf / rel).read_text()), json.loads((their_gpf / rel).read_text())
-        # NuGet 5.4 writes version 1 without the source; NuGet 5.5+ (and 6.14, which nuseal follows, checked byte
+        # NuGet 5.4 writes version 1 without the source; later NuGet (6.14, which nuseal follows, checked byte
         # for byte in test_globalpackages_oracle) version 2 with the source. 5.4 reads version 2 (the CI recipe).
         assert nuget54 == {"version": 1, "contentHash": nuget54["contentHash"]}, rel
         assert mine == {"version": 2, "contentHash": nuget54["contentHash"], "source": source}, rel
