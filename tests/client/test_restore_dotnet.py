@@ -5,8 +5,9 @@ untouched) and packages built here. What ``test_resolve_dotnet`` (versions and c
 
 * the real vectors: the same closure (``project.assets.json``), the same ``packages.lock.json`` bytes, and the same
   global-packages folder (file set, bytes, modes, ``.nupkg.sha512``, ``.nupkg.metadata``);
-* graphs that cannot resolve, several projects in one ``.sln`` (one dotnet run): the same NU1101, NU1102, NU1103,
-  NU1605, NU1107 and NU1608 messages, word for word, not just the codes;
+* graphs that cannot resolve, several projects in one ``.sln`` (one dotnet run) with two sources (the feed and a
+  local folder): the same NU1101, NU1102, NU1103, NU1605, NU1107, NU1608 and NU1603 messages, word for word (with
+  NU1102/NU1103's line per source), not just the codes;
 * locked mode, two projects in one ``.sln``: NU1004 for a project that no longer matches its lock file, NU1403 for a
   package whose content differs from the locked hash, from both tools.
 
@@ -94,7 +95,10 @@ ERROR_CASES: dict[str, tuple[list[Pkg], list[tuple[str, str]]]] = {
         ],
         [("A", "1.0.0")],
     ),
+    "twosources": ([("M", "1.0.0", None)], [("M", "[5.0.0, )"), ("N", "[1.0.0, 2.0.0)")]),
 }
+#: A second source, a local folder listed after the feed: more versions of twosources.M, the only twosources.N.
+LOCAL_PACKAGES = [("twosources.M", "1.1.0"), ("twosources.M", "1.2.0"), ("twosources.N", "1.5.0-beta")]
 ERROR_PACKAGES: list[Pkg] = [
     (
         f"{name}.{pid}",
@@ -252,7 +256,11 @@ def test_unresolvable_graphs_same_nu_messages_as_dotnet(
     root = tmp_path / "sln"
     for name, (_pkgs, refs) in ERROR_CASES.items():
         write_project(root / name, [(f"{name}.{i}", v) for i, v in refs], name=name)
-    write_config(root, {"feed": feed.source})
+    local = tmp_path / "local"
+    local.mkdir()
+    for pid, ver in LOCAL_PACKAGES:
+        (local / f"{pid}.{ver}.nupkg").write_bytes(package(pid, ver))
+    write_config(root, {"feed": feed.source, "local": str(local)})
     sln = _write_sln(root, list(ERROR_CASES))
     run = dotnet_restore(sln, tmp_path / "gpf-dotnet", tmp_path / "home-dotnet")
     assert run.returncode == 1, run.stdout
