@@ -281,6 +281,17 @@ def test_unresolvable_graphs_same_nu_messages_as_dotnet(
     doc = json.loads(capsys.readouterr().out)
     assert {e["code"] for e in doc["errors"]} == codes
     assert not gpf.exists() or not any(gpf.iterdir())
+    # the command's text output: the error line names code and package, NuGet's per-source lines follow it
+    assert main(["restore", str(root / "twosources"), "--packages", str(gpf)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    first = (
+        "error NU1102: Unable to find package twosources.M with version (>= 5.0.0) [package twosources.M (>= 5.0.0)]"
+    )
+    at = lines.index(first)
+    assert lines[at + 1 : at + 3] == [
+        "  - Found 2 version(s) in local [ Nearest version: 1.2.0 ]",
+        "  - Found 1 version(s) in feed [ Nearest version: 1.0.0 ]",
+    ]
 
 
 # ------------------------------------------------------------------------------------------- locked mode

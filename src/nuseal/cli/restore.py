@@ -3,7 +3,8 @@ one before it is extracted.
 
 Thin over :mod:`nuseal.client.restore`. Exit codes: 0 restored; 1 the restore failed (a package refused by the gate,
 nothing resolves, a conflict, the lock file no longer matches, a source failed); 2 usage or input errors (bad option,
-unreadable project or nuget.config). Every error is one line with its NU code (or scan rule), package and source.
+unreadable project or nuget.config). Every error is one line with its NU code (or scan rule), package and source
+(NU1102/NU1103 then list NuGet's line per source).
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ __all__ = ["restore_command"]
 
 def _error_line(exc: RestoreError) -> str:
     tag = exc.code.value if exc.code else (exc.rule_id or "error")
-    parts = [f"error {tag}: {exc.message}"]
+    first, newline, rest = exc.message.partition("\n")  # NU1102/NU1103: NuGet's per-source lines follow
+    parts = [f"error {tag}: {first}"]
     if exc.package and exc.package not in exc.message:
         parts.append(f"[package {exc.package}]")
     if exc.source and exc.source not in exc.message:
         parts.append(f"[source {exc.source}]")
-    return " ".join(parts)
+    return " ".join(parts) + newline + rest
 
 
 def _document(result: RestoreResult, warnings: list[str]) -> dict[str, Any]:
