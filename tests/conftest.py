@@ -1,0 +1,36 @@
+"""Suite-wide isolation: nuseal's own cache (``$NUSEAL_CACHE``: the revocation cache of online runs) lives in a
+folder of this test run, never in the user's ``~/.cache/nuseal``, so no test sees revocation answers another
+test or an earlier run left there. NuGet.exe, which the set-up scripts install under the real cache, is still
+found: its path is handed over in ``NUSEAL_NUGET_EXE`` first."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+_NUGET_EXE = Path("nuget-exe") / "node_modules" / "nuget-exe" / "nuget-5.8.0.exe"
+
+
+def _user_cache() -> Path:
+    env = os.environ.get("NUSEAL_CACHE")
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nuseal"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_nuseal_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in ("NUSEAL_CACHE", "NUSEAL_NUGET_EXE")}
+    exe = _user_cache() / _NUGET_EXE
+    if not saved["NUSEAL_NUGET_EXE"] and exe.is_file():
+        os.environ["NUSEAL_NUGET_EXE"] = str(exe)
+    os.environ["NUSEAL_CACHE"] = str(tmp_path_factory.mktemp("nuseal-cache"))
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
