@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import shutil
-import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -23,16 +21,14 @@ from nuseal.package import PackageArchive
 from nuseal.trust import RevocationMode
 from nuseal.verify import VerificationPolicy
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-CODESIGN = str(SHARED / "trust" / "codesignctl.pem")
-TIMESTAMP = str(SHARED / "trust" / "timestampctl.pem")
+from .gate_support import CODESIGN, SHARED, SOURCE, TIMESTAMP, gate_settings, make_nupkg
+
 VECTORS = [
     SHARED / "vectors" / "nuget.org" / "Newtonsoft.Json.12.0.3.nupkg",
     SHARED / "vectors" / "nuget.org" / "system.buffers.4.4.0.nupkg",
     SHARED / "vectors" / "install-time" / "NUnit3TestAdapter.3.10.0.nupkg",
 ]
 SARIF_SCHEMA = Path(__file__).resolve().parents[1] / "data" / "sarif-schema-2.1.0.json"
-SOURCE = "https://feed.example/v3/index.json"
 TARGETS = '<Project><Target Name="Hello" AfterTargets="Build"><Message Text="hi" /></Target></Project>\n'
 EVIL_TARGETS = (
     '<Project><Target Name="Hello" AfterTargets="Build">'
@@ -40,26 +36,6 @@ EVIL_TARGETS = (
 )
 
 
-def make_nupkg(package_id: str, version: str = "1.0.0", files: dict[str, str] | None = None) -> bytes:
-    nuspec = (
-        '<?xml version="1.0" encoding="utf-8"?><package xmlns="http://schemas.microsoft.com/packaging/2013/05/'
-        f'nuspec.xsd"><metadata><id>{package_id}</id><version>{version}</version><authors>t</authors>'
-        "<description>d</description></metadata></package>"
-    )
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(f"{package_id}.nuspec", nuspec)
-        for name, text in (files or {}).items():
-            z.writestr(name, text)
-    return buf.getvalue()
-
-
-def gate() -> GateSettings:
-    return GateSettings(
-        policy=VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE),
-        code_signing_roots=CODESIGN,
-        timestamping_roots=TIMESTAMP,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -70,9 +46,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for vector in VECTORS:
         data = vector.read_bytes()
         spec = PackageArchive.from_bytes(data).nuspec()
-        folder.install(data, package_id=spec.id, version=spec.version, source=SOURCE, gate=gate())
+        folder.install(data, package_id=spec.id, version=spec.version, source=SOURCE, gate=gate_settings())
     data = make_nupkg("Contoso.Build", "2.0.0", {"build/Contoso.Build.targets": TARGETS, "lib/net8.0/a.txt": "a"})
-    folder.install(data, package_id="Contoso.Build", version="2.0.0", source=SOURCE, gate=gate())
+    folder.install(data, package_id="Contoso.Build", version="2.0.0", source=SOURCE, gate=gate_settings())
     return root
 
 
@@ -86,7 +62,7 @@ def gpf(template: Path, tmp_path: Path) -> Path:
 def found(root: Path) -> dict[str, set[tuple[str, str | None]]]:
     """Per version folder name ``<id>/<version>``: the (rule, path) pairs the audit reports."""
     out: dict[str, set[tuple[str, str | None]]] = {}
-    for a in audit_folder(root, gate(), jobs=1):
+    for a in audit_folder(root, gate_settings(), jobs=1):
         key = a.folder.relative_to(root).as_posix()
         out[key] = {(f.rule_id, f.location.path) for f in a.report.findings}
     return out
@@ -151,7 +127,7 @@ def test_targets_of_one_package_rewritten_by_another(gpf: Path) -> None:
 def test_interrupted_extraction_and_fix(gpf: Path) -> None:
     (gpf / "contoso.build" / "2.0.0" / ".nupkg.metadata").unlink()
     (gpf / "newtonsoft.json" / "12.0.3" / "README.injected").write_text("x")
-    audits = audit_folder(gpf, gate(), fix=True, jobs=1)
+    audits = audit_folder(gpf, gate_settings(), fix=True, jobs=1)
     fixed = {a.folder.relative_to(gpf).as_posix() for a in audits if a.fixed}
     assert fixed == {"contoso.build/2.0.0", "newtonsoft.json/12.0.3"}
     assert not (gpf / "contoso.build").exists() and not (gpf / "newtonsoft.json").exists()
@@ -173,8 +149,8 @@ def test_signature_under_require_without_trusted_signer(gpf: Path) -> None:
 
 def test_parallel_audit_gives_the_same_results(gpf: Path) -> None:
     (gpf / "newtonsoft.json" / "12.0.3" / "LICENSE.md").unlink()
-    one = [(a.folder, [f.rule_id for f in a.report.findings]) for a in audit_folder(gpf, gate(), jobs=1)]
-    two = [(a.folder, [f.rule_id for f in a.report.findings]) for a in audit_folder(gpf, gate(), jobs=2)]
+    one = [(a.folder, [f.rule_id for f in a.report.findings]) for a in audit_folder(gpf, gate_settings(), jobs=1)]
+    two = [(a.folder, [f.rule_id for f in a.report.findings]) for a in audit_folder(gpf, gate_settings(), jobs=2)]
     assert one == two and any(rules for _, rules in one)
 
 

