@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
+
+import click
 
 from nuseal.errors import UsageError
 
-__all__ = ["MAX_PACKAGES", "resolve_packages"]
+__all__ = ["MAX_PACKAGES", "resolve_packages", "trust_root_options"]
+
+_F = TypeVar("_F", bound=Callable[..., object])
 
 #: Most packages one command expands to (a typo such as ``/`` should not walk a whole disk).
 MAX_PACKAGES = 1_000_000
@@ -43,3 +49,18 @@ def resolve_packages(arguments: tuple[str, ...]) -> list[Path]:
             if len(found) > MAX_PACKAGES:
                 raise UsageError(f"more than {MAX_PACKAGES} packages to check")
     return found
+
+
+def trust_root_options(command: _F) -> _F:
+    """``--code-signing-roots`` and ``--timestamping-roots`` (PEM bundles; default: found as the .NET SDK finds
+    them on Linux), the same on every command that verifies."""
+    command = click.option(
+        "--timestamping-roots",
+        type=click.Path(dir_okay=False, exists=True),
+        help="PEM bundle of trusted timestamping roots (default: the .NET SDK's timestampctl.pem).",
+    )(command)
+    return click.option(
+        "--code-signing-roots",
+        type=click.Path(dir_okay=False, exists=True),
+        help="PEM bundle of trusted code-signing roots (default: as the .NET SDK finds them on Linux).",
+    )(command)

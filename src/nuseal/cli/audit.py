@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
+from nuseal.cli._inputs import trust_root_options
 from nuseal.cli.scan import PROGRESS_FROM, render_text
 from nuseal.client.audit import audit_folder, audit_rules
 from nuseal.client.gate import ALLOW_LIST_FILE, GateSettings, client_policy, load_allow_list
@@ -63,12 +64,7 @@ __all__ = ["audit_command"]
     type=click.Choice(["online", "offline"]),
     help="Check revocation over the network or not (default: NUGET_CERT_REVOCATION_MODE, else online).",
 )
-@click.option(
-    "--code-signing-roots", type=click.Path(dir_okay=False, exists=True), help="PEM bundle of code-signing roots."
-)
-@click.option(
-    "--timestamping-roots", type=click.Path(dir_okay=False, exists=True), help="PEM bundle of timestamping roots."
-)
+@trust_root_options
 @click.option(
     "--block-on",
     type=click.Choice(["note", "warning", "error"]),

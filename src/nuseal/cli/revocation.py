@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
-from nuseal.cli._inputs import resolve_packages
+from nuseal.cli._inputs import resolve_packages, trust_root_options
 from nuseal.codes import NuCode
 from nuseal.trust import RevocationMode
 from nuseal.trust.revocation_cache import DEFAULT_PACKAGE_TIMEOUT, RevocationStore, revocation_run
@@ -27,16 +27,7 @@ def revocation_group() -> None:
 
 @revocation_group.command("prefetch")
 @click.argument("packages", nargs=-1, required=True)
-@click.option(
-    "--code-signing-roots",
-    type=click.Path(dir_okay=False, exists=True),
-    help="PEM bundle of trusted code-signing roots (default: as the .NET SDK finds them on Linux).",
-)
-@click.option(
-    "--timestamping-roots",
-    type=click.Path(dir_okay=False, exists=True),
-    help="PEM bundle of trusted timestamping roots (default: the .NET SDK's timestampctl.pem).",
-)
+@trust_root_options
 @click.option(
     "--revocation-timeout",
     type=click.FloatRange(min=0, min_open=True),

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
-from nuseal.cli._inputs import resolve_packages
+from nuseal.cli._inputs import resolve_packages, trust_root_options
 from nuseal.codes import Issue, Level
 from nuseal.errors import UsageError
 from nuseal.hashalg import HashAlgorithm
@@ -184,16 +184,7 @@ def _as_json(result: VerificationResult) -> dict[str, object]:
     help="Total time the OCSP/CRL requests of one package may take; a responder host that fails once is not "
     "asked again in this run.",
 )
-@click.option(
-    "--code-signing-roots",
-    type=click.Path(dir_okay=False, exists=True),
-    help="PEM bundle of trusted code-signing roots (default: as the .NET SDK finds them on Linux).",
-)
-@click.option(
-    "--timestamping-roots",
-    type=click.Path(dir_okay=False, exists=True),
-    help="PEM bundle of trusted timestamping roots (default: the .NET SDK's timestampctl.pem).",
-)
+@trust_root_options
 @click.option(
     "-v", "--verbosity", type=click.Choice(["quiet", "normal", "detailed"]), default="normal", show_default=True
 )
