@@ -25,6 +25,7 @@ import logging
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from nuseal.scan.package import ScanPackage
     from nuseal.scan.rules import RuleSet
 
-__all__ = ["MAX_RECORD_SIZE", "Advisory", "OsvDatabase", "analysers"]
+__all__ = ["MAX_RECORD_SIZE", "Advisory", "OsvDatabase", "advisory_url", "analysers"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class Advisory:
     severity_label: str | None = None
     cvss_score: float | None = None
     fixed: tuple[str, ...] = ()
+    #: Where a person reads the advisory (see :func:`advisory_url`), and the record's ``modified`` time (UTC;
+    #: ``None`` when absent or not RFC 3339).
+    url: str = ""
+    modified: datetime | None = None
 
     @property
     def malicious(self) -> bool:
@@ -188,6 +193,7 @@ class OsvDatabase:
         if not isinstance(affected, list):
             return
         label, score = _severity(record)
+        url, modified = advisory_url(record), _timestamp(record.get("modified"))
         aliases = tuple(a for a in record.get("aliases") or () if isinstance(a, str))
         for entry in affected:
             if not isinstance(entry, dict):
@@ -242,6 +248,8 @@ class OsvDatabase:
                 severity_label=label,
                 cvss_score=score,
                 fixed=tuple(fixed),
+                url=url,
+                modified=modified,
             )
             self.by_id.setdefault(pid.strip().casefold(), []).append(advisory)
 
@@ -269,6 +277,32 @@ def _version(text: str) -> NuGetVersion | None:
         return NuGetVersion.parse(text)
     except PackageFormatError:
         return None
+
+
+def advisory_url(record: dict[str, Any]) -> str:
+    """The page a person reads for OSV ``record``: ``https://github.com/advisories/<id>`` for a GitHub advisory
+    (``GHSA-*``, the form nuget.org's ``advisoryUrl`` uses), else the record's first ``ADVISORY`` reference,
+    else ``https://osv.dev/vulnerability/<id>`` (OpenSSF malicious-packages records are published there)."""
+    rid = str(record.get("id", "")).strip()
+    if rid.upper().startswith("GHSA-"):
+        return f"https://github.com/advisories/{rid}"
+    for ref in record.get("references") or ():
+        if isinstance(ref, dict) and str(ref.get("type", "")).upper() == "ADVISORY":
+            url = ref.get("url")
+            if isinstance(url, str) and url.startswith(("https://", "http://")):
+                return url
+    return f"https://osv.dev/vulnerability/{rid}"
+
+
+def _timestamp(value: object) -> datetime | None:
+    """An OSV RFC 3339 time (``2024-08-13T05:16:59Z``) as an aware UTC datetime, or ``None``."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def _severity(record: dict[str, Any]) -> tuple[str | None, float | None]:
