@@ -36,10 +36,10 @@ from pathlib import Path
 
 import httpx
 
-from nuseal.feed.accounts import create_api_key, create_user
+from nuseal.feed.accounts.keys import create_api_key, create_user
 from nuseal.feed.config import FeedConfig
-from nuseal.feed.service import FeedService
-from nuseal.feed.tls import TLS12_CIPHERS
+from nuseal.feed.http.tls import TLS12_CIPHERS
+from nuseal.feed.publish.publisher import FeedService
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTOR = ROOT.parent / "shared" / "vectors" / "nuget.org" / "microsoft.data.sqlite.6.0.9.nupkg"

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nuseal.cli.main import main
 from nuseal.codes import NuCode
 from nuseal.devpki import DevPki
-from nuseal.feed.certificates import parse_certificate_upload, registration_problems
+from nuseal.feed.accounts.certificates import parse_certificate_upload, registration_problems
 from nuseal.feed.errors import BadRequestError
 
 from .conftest import Feed, run_admin, start_feed

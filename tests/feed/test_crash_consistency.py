@@ -11,7 +11,7 @@ After every restart, what clients can see must be exactly what the database comm
 - pushing the whole burst again answers 409 for every committed version, with the bytes behind its URL unchanged,
   and 201 for the others, which are then served as pushed.
 
-The crash points come from ``NUSEAL_TEST_CRASH_AT`` (:mod:`nuseal.feed.faults`): the server kills itself when
+The crash points come from ``NUSEAL_TEST_CRASH_AT`` (:mod:`nuseal.feed.store.faults`): the server kills itself when
 one chosen push of the burst reaches the step, while the others are in flight. The random variant kills the
 whole process group of a two-worker server from outside. On SQLite and on PostgreSQL.
 """
@@ -32,8 +32,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from nuseal.feed.database import Database
-from nuseal.feed.faults import CRASH_ENV_VAR, PUBLISH_POINTS
+from nuseal.feed.store.database import Database
+from nuseal.feed.store.faults import CRASH_ENV_VAR, PUBLISH_POINTS
 
 from .conftest import Feed, PgCluster, _free_port, make_package, nuspec_xml, start_feed
 

@@ -10,8 +10,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from nuseal.feed.database import Database, migrate
-from nuseal.feed.models import Base
+from nuseal.feed.store.database import Database, migrate
+from nuseal.feed.store.models import Base
 
 from .conftest import PgCluster, make_package, start_feed
 

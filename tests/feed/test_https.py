@@ -33,7 +33,7 @@ from nuseal.devpki.tls import (
     server_names,
     write_server_certificate,
 )
-from nuseal.feed.tls import server_context
+from nuseal.feed.http.tls import server_context
 
 from .conftest import Feed, NuGetExe, _require, make_package, start_feed
 from .dotnet_support import DotnetCli, dotnet_cli, write_project
@@ -181,8 +181,8 @@ def test_repository_signatures_are_listed_with_https_urls(https_feed: Feed) -> N
 
 
 def test_the_http_layer_limits_and_reason_phrases_work_over_tls(https_feed: Feed) -> None:
-    """nuseal.feed.http's protocol runs under the TLS transport: a duplicate push gets the feed's reason phrase in
-    the status line, and an oversized request head is answered 431 and closed."""
+    """nuseal.feed.http.protocol's protocol runs under the TLS transport: a duplicate push gets the feed's reason
+    phrase in the status line, and an oversized request head is answered 431 and closed."""
     package = make_package("Https.Phrase", "1.0.0")
     assert https_feed.push(package).status_code == 201
     duplicate = https_feed.push(package)

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nuseal.feed.http import MAX_HEAD_BYTES
-from nuseal.feed.upload import MULTIPART_OVERHEAD
+from nuseal.feed.http.protocol import MAX_HEAD_BYTES
+from nuseal.feed.publish.upload import MULTIPART_OVERHEAD
 
 from .conftest import Feed, make_package, start_feed
 

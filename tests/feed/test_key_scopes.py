@@ -28,10 +28,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.cli.admin import admin_group
 from nuseal.devpki import DevPki
-from nuseal.feed import twofactor
-from nuseal.feed.audit import read_audit
-from nuseal.feed.database import Database
-from nuseal.feed.models import ApiKey, User, UserCertificate
+from nuseal.feed.accounts import twofactor
+from nuseal.feed.store.audit import read_audit
+from nuseal.feed.store.database import Database
+from nuseal.feed.store.models import ApiKey, User, UserCertificate
 
 from .conftest import Feed, make_package, run_admin
 from .signing_support import Codes, enable_2fa_cli, start_signing_feed

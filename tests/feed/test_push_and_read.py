@@ -10,7 +10,7 @@ import zipfile
 import httpx
 import pytest
 
-from nuseal.feed.documents import INLINE_PAGE_THRESHOLD, PAGE_SIZE
+from nuseal.feed.protocol.documents import INLINE_PAGE_THRESHOLD, PAGE_SIZE
 from nuseal.package import NuGetVersion
 
 from .conftest import Feed, make_package, nuspec_xml

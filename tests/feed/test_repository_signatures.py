@@ -1,5 +1,5 @@
-"""``allRepositorySigned`` in ``RepositorySignatures/5.0.0`` (``nuseal.feed.repository_signatures``) follows the
-stored versions after every publish, not only at start, and does not follow listing: true on a feed that signed
+"""``allRepositorySigned`` in ``RepositorySignatures/5.0.0`` (``nuseal.feed.protocol.repository_signatures``) follows
+the stored versions after every publish, not only at start, and does not follow listing: true on a feed that signed
 every version it stores (checked against the served bytes), false for good once a version without the feed's
 repository signature is stored (pushed with signing off: versions are never re-signed or deleted).
 """
@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.feed.accounts import authenticate, create_api_key, create_user
+from nuseal.feed.accounts.keys import authenticate, create_api_key, create_user
 from nuseal.feed.config import PFX_PASSWORD_ENV_VAR, FeedConfig, SigningConfig
-from nuseal.feed.pipeline import Submission, default_pipeline
-from nuseal.feed.service import FeedService
-from nuseal.feed.signing_stages import install_signing
-from nuseal.feed.upload import StagedUpload
+from nuseal.feed.publish.pipeline import Submission, default_pipeline
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.upload import StagedUpload
+from nuseal.feed.signing.stages import install_signing
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 

@@ -24,11 +24,11 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.devpki import DevPki, DevPkiServer
-from nuseal.feed.audit import AuditRecord, read_audit
 from nuseal.feed.config import FeedConfig
-from nuseal.feed.database import Database
-from nuseal.feed.revalidation import LEASE_SETTING, release_lease, try_acquire_lease
-from nuseal.feed.service import FeedService
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.signing.revalidation import LEASE_SETTING, release_lease, try_acquire_lease
+from nuseal.feed.store.audit import AuditRecord, read_audit
+from nuseal.feed.store.database import Database
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.trust import dotnet_name
@@ -578,7 +578,7 @@ def test_lease_lets_one_holder_run_at_a_time(tmp_path: Path) -> None:
         release_lease(service, "b")
         assert try_acquire_lease(service, "a", seconds=60, now=t0 + timedelta(seconds=93))
         with service.db.read() as session:
-            from nuseal.feed.models import FeedSetting  # noqa: PLC0415
+            from nuseal.feed.store.models import FeedSetting  # noqa: PLC0415
 
             row = session.get(FeedSetting, LEASE_SETTING)
             assert row is not None and json.loads(row.value)["owner"] == "a"

@@ -4,7 +4,7 @@ What is asked is derived, not listed by hand: every route of the Starlette appli
 filled with a pushed package's values; a parameter with no known value fails the test), with every method it
 accepts and one it does not; every file in the feed's storage folder (the whole static read side: service index,
 flat-container indexes, ``.nupkg`` and ``.nuspec`` files, registrations), each resource of the service index, and
-404s. Each response must carry the headers of its class (``nuseal.feed.headers``):
+404s. Each response must carry the headers of its class (``nuseal.feed.http.headers``):
 
 * a user's file (a stored file other than a JSON document): ``Content-Disposition: attachment`` with the file's
   name, the sandboxing CSP, ``nosniff``, and its content type unchanged (what NuGet clients get);
@@ -29,11 +29,11 @@ import httpx
 import pytest
 from starlette.routing import Route
 
-from nuseal.feed.app import create_app
 from nuseal.feed.config import FeedConfig
-from nuseal.feed.headers import download_filename
-from nuseal.feed.pipeline import default_pipeline
-from nuseal.feed.service import FeedService
+from nuseal.feed.http.app import create_app
+from nuseal.feed.http.headers import download_filename
+from nuseal.feed.publish.pipeline import default_pipeline
+from nuseal.feed.publish.publisher import FeedService
 
 from .conftest import Feed, _require, make_package, start_feed
 
@@ -43,7 +43,7 @@ VERSION = "1.0.0"
 PATH_VALUES = {"id": PACKAGE_ID, "version": VERSION, "user": "bob", "fingerprint": "ab" * 32}
 #: Content types NuGet clients are served for users' files (unchanged by the headers work).
 USER_FILE_TYPES = {".nupkg": "application/octet-stream", ".nuspec": "application/xml"}
-TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "nuseal" / "feed" / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "nuseal" / "feed" / "http" / "templates"
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Wrong TOTP codes are limited per user (``nuseal.feed.twofactor``): after 5 wrong codes in a row every code
+"""Wrong TOTP codes are limited per user (``nuseal.feed.accounts.twofactor``): after 5 wrong codes in a row every code
 of that user, the right one too, is refused (429, with the time to retry) for 15 minutes, doubling with each
 further lockout; an accepted code resets the counts; each lockout is in the audit log. The counts are in the
 database: they survive the refusal's rollback, and several processes (workers) and every path (the API's
@@ -19,11 +19,11 @@ from pathlib import Path
 import pyotp
 import pytest
 
-from nuseal.feed import twofactor
-from nuseal.feed.accounts import create_user
-from nuseal.feed.audit import read_audit
-from nuseal.feed.database import Database, migrate
-from nuseal.feed.models import User
+from nuseal.feed.accounts import twofactor
+from nuseal.feed.accounts.keys import create_user
+from nuseal.feed.store.audit import read_audit
+from nuseal.feed.store.database import Database, migrate
+from nuseal.feed.store.models import User
 
 from .conftest import Feed, PgCluster, start_feed
 from .signing_support import enable_2fa_cli

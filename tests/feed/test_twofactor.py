@@ -15,12 +15,12 @@ import pyotp
 import pytest
 
 from nuseal.cli.main import main
-from nuseal.feed import twofactor
-from nuseal.feed.accounts import create_user
-from nuseal.feed.audit import read_audit
-from nuseal.feed.database import Database, migrate
+from nuseal.feed.accounts import twofactor
+from nuseal.feed.accounts.keys import create_user
 from nuseal.feed.errors import BadRequestError
-from nuseal.feed.models import User
+from nuseal.feed.store.audit import read_audit
+from nuseal.feed.store.database import Database, migrate
+from nuseal.feed.store.models import User
 
 from .conftest import Feed, run_admin
 from .signing_support import code, secret_from_uri

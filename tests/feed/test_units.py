@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 
 from nuseal.errors import UsageError
-from nuseal.feed import documents as docs
-from nuseal.feed.accounts import (
+from nuseal.feed.accounts.keys import (
     API_KEY_PREFIX,
     Principal,
     Scope,
@@ -22,12 +21,13 @@ from nuseal.feed.accounts import (
     hash_api_key,
 )
 from nuseal.feed.config import FeedConfig
-from nuseal.feed.database import Database, migrate
 from nuseal.feed.errors import AuthenticationError, BadPackageError, ForbiddenError
-from nuseal.feed.pipeline import Submission, default_pipeline
-from nuseal.feed.service import FeedService
-from nuseal.feed.storage import LocalStorage
-from nuseal.feed.upload import StagedUpload
+from nuseal.feed.protocol import documents as docs
+from nuseal.feed.publish.pipeline import Submission, default_pipeline
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.upload import StagedUpload
+from nuseal.feed.store.database import Database, migrate
+from nuseal.feed.store.storage import LocalStorage
 from nuseal.package import NuGetVersion
 
 from .conftest import Feed, make_package

@@ -12,7 +12,7 @@ import click
 from nuseal.cli.serve import DEFAULT_DATA_DIR
 
 if TYPE_CHECKING:
-    from nuseal.feed.service import FeedService
+    from nuseal.feed.publish.publisher import FeedService
 
 __all__ = ["admin_group"]
 
@@ -41,7 +41,7 @@ def _feed_options(func: F) -> F:
 
 def _database(data_dir: Path, database_url: str | None) -> Any:
     from nuseal.feed.config import FeedConfig  # noqa: PLC0415
-    from nuseal.feed.database import Database, migrate  # noqa: PLC0415
+    from nuseal.feed.store.database import Database, migrate  # noqa: PLC0415
 
     config = FeedConfig(data_dir=data_dir, base_url="http://localhost", database_url=database_url)
     config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -60,7 +60,7 @@ def admin_group() -> None:
 @_feed_options
 def create_user_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
     """Create the user NAME."""
-    from nuseal.feed.accounts import create_user  # noqa: PLC0415
+    from nuseal.feed.accounts.keys import create_user  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -101,7 +101,7 @@ def create_api_key_command(
 
     Without --scope and --glob the key is full-scope (every scope on '*'): it can also use the account (2FA,
     signing certificates, the /account pages). A scoped key can only push and unlist, as on nuget.org."""
-    from nuseal.feed.accounts import Scope, create_api_key, is_full_scope  # noqa: PLC0415
+    from nuseal.feed.accounts.keys import Scope, create_api_key, is_full_scope  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -136,7 +136,7 @@ def create_api_key_command(
 @_feed_options
 def revoke_api_key_command(*, prefix: str, data_dir: Path, database_url: str | None) -> None:
     """Revoke the API key(s) whose first characters (as shown at creation, e.g. nsk_AbC123) are PREFIX."""
-    from nuseal.feed.accounts import revoke_api_key  # noqa: PLC0415
+    from nuseal.feed.accounts.keys import revoke_api_key  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -153,7 +153,7 @@ def revoke_api_key_command(*, prefix: str, data_dir: Path, database_url: str | N
 @_feed_options
 def add_owner_command(*, package_id: str, name: str, data_dir: Path, database_url: str | None) -> None:
     """Make user NAME an owner of package ID."""
-    from nuseal.feed.accounts import add_owner  # noqa: PLC0415
+    from nuseal.feed.accounts.keys import add_owner  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -171,7 +171,7 @@ def add_owner_command(*, package_id: str, name: str, data_dir: Path, database_ur
 def rebuild_command(*, base_url: str, package_id: str | None, data_dir: Path, database_url: str | None) -> None:
     """Rewrite the static documents (service index, version lists, registrations) from the database."""
     from nuseal.feed.config import FeedConfig  # noqa: PLC0415
-    from nuseal.feed.service import FeedService  # noqa: PLC0415
+    from nuseal.feed.publish.publisher import FeedService  # noqa: PLC0415
 
     service = FeedService.open(FeedConfig(data_dir=data_dir, base_url=base_url, database_url=database_url))
     try:
@@ -189,7 +189,7 @@ def rebuild_command(*, base_url: str, package_id: str | None, data_dir: Path, da
 def enable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
     """Begin two-factor enrolment for user NAME: print the otpauth:// URI (shown once) to add to an
     authenticator app, then confirm with `nuseal admin confirm-2fa NAME CODE`."""
-    from nuseal.feed import twofactor  # noqa: PLC0415
+    from nuseal.feed.accounts import twofactor  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -211,7 +211,8 @@ def enable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) -
 @_feed_options
 def confirm_2fa_command(*, name: str, code: str, data_dir: Path, database_url: str | None) -> None:
     """Turn two-factor authentication on for NAME with the first CODE from the app."""
-    from nuseal.feed import audit, twofactor  # noqa: PLC0415
+    from nuseal.feed.accounts import twofactor  # noqa: PLC0415
+    from nuseal.feed.store import audit  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     now = datetime.now(UTC)
@@ -229,7 +230,8 @@ def confirm_2fa_command(*, name: str, code: str, data_dir: Path, database_url: s
 @_feed_options
 def disable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
     """Administrator reset: turn two-factor authentication off for NAME (e.g. a lost device)."""
-    from nuseal.feed import audit, twofactor  # noqa: PLC0415
+    from nuseal.feed.accounts import twofactor  # noqa: PLC0415
+    from nuseal.feed.store import audit  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     now = datetime.now(UTC)
@@ -250,8 +252,8 @@ def disable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) 
 @_feed_options
 def register_certificate_command(*, name: str, file: Path, code: str, data_dir: Path, database_url: str | None) -> None:
     """Register the signing certificate FILE (.cer: DER or PEM) for user NAME; needs NAME's TOTP code."""
-    from nuseal.feed.account import user_pk_by_name  # noqa: PLC0415
-    from nuseal.feed.certificates import MAX_CERTIFICATE_BYTES, register_certificate  # noqa: PLC0415
+    from nuseal.feed.accounts.certificates import MAX_CERTIFICATE_BYTES, register_certificate  # noqa: PLC0415
+    from nuseal.feed.http.account import user_pk_by_name  # noqa: PLC0415
 
     with file.open("rb") as handle:
         data = handle.read(4 * MAX_CERTIFICATE_BYTES + 1)
@@ -274,8 +276,8 @@ def list_certificates_command(*, name: str, as_json: bool, data_dir: Path, datab
     """List the signing certificates registered by user NAME."""
     import json  # noqa: PLC0415
 
-    from nuseal.feed.account import user_pk_by_name  # noqa: PLC0415
-    from nuseal.feed.certificates import list_certificates  # noqa: PLC0415
+    from nuseal.feed.accounts.certificates import list_certificates  # noqa: PLC0415
+    from nuseal.feed.http.account import user_pk_by_name  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -303,8 +305,8 @@ def remove_certificate_command(
     *, name: str, fingerprint: str, code: str, data_dir: Path, database_url: str | None
 ) -> None:
     """Remove the certificate FINGERPRINT (SHA-256 hex) from user NAME's registered certificates."""
-    from nuseal.feed.account import user_pk_by_name  # noqa: PLC0415
-    from nuseal.feed.certificates import remove_certificate  # noqa: PLC0415
+    from nuseal.feed.accounts.certificates import remove_certificate  # noqa: PLC0415
+    from nuseal.feed.http.account import user_pk_by_name  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -328,7 +330,7 @@ def revalidate_command(*, as_json: bool, data_dir: Path, database_url: str | Non
     while the feed serves, and again: a run with nothing new changes nothing."""
     import json  # noqa: PLC0415
 
-    from nuseal.feed.revalidation import revalidate  # noqa: PLC0415
+    from nuseal.feed.signing.revalidation import revalidate  # noqa: PLC0415
 
     service = _signing_service(data_dir, database_url, "there are no signatures to revalidate")
     try:
@@ -354,8 +356,8 @@ def _signing_service(data_dir: Path, database_url: str | None, why: str) -> Feed
     """
     from nuseal.errors import ConfigError  # noqa: PLC0415
     from nuseal.feed.config import FeedConfig  # noqa: PLC0415
-    from nuseal.feed.models import FeedSetting  # noqa: PLC0415
-    from nuseal.feed.service import FeedService, stored_signing_config  # noqa: PLC0415
+    from nuseal.feed.publish.publisher import FeedService, stored_signing_config  # noqa: PLC0415
+    from nuseal.feed.store.models import FeedSetting  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
@@ -397,8 +399,8 @@ def repository_sign_command(
     import json  # noqa: PLC0415
 
     from nuseal.errors import ConfigError  # noqa: PLC0415
-    from nuseal.feed.backfill import BackfillOutcome, repository_sign_stored  # noqa: PLC0415
-    from nuseal.feed.repository_signing import feed_signing, start_dev_responders  # noqa: PLC0415
+    from nuseal.feed.signing.backfill import BackfillOutcome, repository_sign_stored  # noqa: PLC0415
+    from nuseal.feed.signing.signer import feed_signing, start_dev_responders  # noqa: PLC0415
 
     service = _signing_service(data_dir, database_url, "run `nuseal serve` with signing once first")
     responders = None
@@ -440,7 +442,7 @@ def audit_command(
     repository signing, certificate status changes and revoked packages, each with its evidence), oldest first."""
     import json  # noqa: PLC0415
 
-    from nuseal.feed.audit import read_audit  # noqa: PLC0415
+    from nuseal.feed.store.audit import read_audit  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:

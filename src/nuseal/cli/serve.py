@@ -39,13 +39,13 @@ def _http_protocol() -> str:
     """uvicorn's ``http`` setting: nuseal's limited httptools protocol, or h11 when httptools is missing."""
     if importlib.util.find_spec("httptools") is None:
         return "h11"
-    from nuseal.feed.http import PROTOCOL  # noqa: PLC0415 - imports uvicorn
+    from nuseal.feed.http.protocol import PROTOCOL  # noqa: PLC0415 - imports uvicorn
 
     return PROTOCOL
 
 
 def _tls_factory() -> Any:
-    from nuseal.feed.tls import uvicorn_context_factory  # noqa: PLC0415
+    from nuseal.feed.http.tls import uvicorn_context_factory  # noqa: PLC0415
 
     return uvicorn_context_factory
 
@@ -57,7 +57,7 @@ def _tls_files(config: Any, host: str, tls_cert: str | None, tls_key: str | None
         return str(Path(tls_cert).resolve()), str(Path(tls_key).resolve())
     from nuseal.devpki.tls import ensure_server_certificate, server_names  # noqa: PLC0415
     from nuseal.errors import ConfigError  # noqa: PLC0415
-    from nuseal.feed.repository_signing import ensure_dev_pki  # noqa: PLC0415
+    from nuseal.feed.signing.signer import ensure_dev_pki  # noqa: PLC0415
 
     pki = ensure_dev_pki(config)
     try:
@@ -245,16 +245,16 @@ def serve_command(
         FeedConfig,
         SigningConfig,
     )
-    from nuseal.feed.repository_signing import start_dev_responders  # noqa: PLC0415
-    from nuseal.feed.service import FeedService  # noqa: PLC0415
-    from nuseal.feed.signing_stages import install_signing  # noqa: PLC0415
+    from nuseal.feed.publish.publisher import FeedService  # noqa: PLC0415
+    from nuseal.feed.signing.signer import start_dev_responders  # noqa: PLC0415
+    from nuseal.feed.signing.stages import install_signing  # noqa: PLC0415
 
     if plain_http and (tls_cert or tls_key):
         raise UsageError("--http serves plain HTTP: it cannot be combined with --tls-cert/--tls-key")
     if bool(tls_cert) != bool(tls_key):
         raise UsageError("--tls-cert and --tls-key go together (the certificate chain and its private key, PEM)")
     if tls_cert and tls_key:
-        from nuseal.feed.tls import check_server_files  # noqa: PLC0415
+        from nuseal.feed.http.tls import check_server_files  # noqa: PLC0415
 
         check_server_files(tls_cert, tls_key)
     sock = _bind(host, port)
@@ -307,13 +307,13 @@ def serve_command(
             err=True,
         )
     sys.stdout.flush()
-    from nuseal.feed.http import BODY_TIMEOUT_ENV, HEAD_TIMEOUT_ENV, MAX_HEAD_BYTES  # noqa: PLC0415
+    from nuseal.feed.http.protocol import BODY_TIMEOUT_ENV, HEAD_TIMEOUT_ENV, MAX_HEAD_BYTES  # noqa: PLC0415
 
     os.environ[HEAD_TIMEOUT_ENV] = str(header_timeout)
     os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
 
     uv_config = uvicorn.Config(
-        "nuseal.feed.app:app_from_env",
+        "nuseal.feed.http.app:app_from_env",
         factory=True,
         workers=workers,
         access_log=access_log,
@@ -321,10 +321,11 @@ def serve_command(
         timeout_keep_alive=30,
         lifespan="on",
         server_header=False,
-        # request head size cap and head/body read timeouts (nuseal.feed.http); the h11 fallback only has the cap
+        # request head size cap and head/body read timeouts (nuseal.feed.http.protocol); the h11 fallback only has
+        # the cap
         http=_http_protocol(),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        # TLS 1.2+ with forward-secret AEAD suites (nuseal.feed.tls), built in each worker; HTTP/1.1 only
+        # TLS 1.2+ with forward-secret AEAD suites (nuseal.feed.http.tls), built in each worker; HTTP/1.1 only
         ssl_certfile=tls_files[0] if tls_files else None,
         ssl_keyfile=tls_files[1] if tls_files else None,
         ssl_context_factory=_tls_factory() if tls_files else None,

@@ -1,49 +1,14 @@
-"""The NuGet V3 feed behind ``nuseal serve``: resources, push pipeline, accounts, storage, database.
+"""The NuGet V3 feed behind ``nuseal serve``, in sub-packages (inner layers first; a layer imports only the ones
+before it):
 
-Public surface:
+* :mod:`nuseal.feed.config`, :mod:`nuseal.feed.errors`: settings and the error hierarchy (each with an HTTP status);
+* :mod:`nuseal.feed.store`: database models, engine and migrations, file storage, audit log, test fault points;
+* :mod:`nuseal.feed.accounts`: users and API keys, two-factor authentication, signing certificates;
+* :mod:`nuseal.feed.publish`: upload, the push pipeline and its stages, the publisher (:class:`FeedService`);
+* :mod:`nuseal.feed.signing`: repository signing, signature checks as push stages, backfill, revalidation;
+* :mod:`nuseal.feed.protocol`: the NuGet documents (service index, flat container, registration), search, V2,
+  RepositorySignatures, downloads;
+* :mod:`nuseal.feed.http`: the ASGI application, routes, pages, security headers, the uvicorn protocol, TLS.
 
-* :class:`FeedConfig` (data folder, base URL, database URL, limits) and :class:`FeedService` (open, setup,
-  publish, unlist/relist, rebuild);
-* :func:`create_app` (the ASGI application) and :func:`app_from_env` (uvicorn factory for workers);
-* the push pipeline: :class:`Submission`, :class:`SubmissionStage`, :class:`PushPipeline`,
-  :func:`default_pipeline` (issue 5 adds signature checks and repository signing as stages);
-* errors: :class:`FeedError` and its subclasses, each with an HTTP status.
-
-See ``docs/feed.md``.
+This package imports none of them: ``import nuseal.feed.accounts`` does not load Starlette. See ``docs/feed.md``.
 """
-
-from nuseal.feed.app import app_from_env, create_app
-from nuseal.feed.config import FeedConfig
-from nuseal.feed.errors import (
-    AuthenticationError,
-    BadPackageError,
-    BadRequestError,
-    DuplicatePackageError,
-    FeedError,
-    ForbiddenError,
-    NotFoundError,
-    PackageTooLargeError,
-)
-from nuseal.feed.pipeline import DEFAULT_STAGES, PushPipeline, Submission, SubmissionStage, default_pipeline
-from nuseal.feed.service import FeedService, PublishedPackage
-
-__all__ = [
-    "DEFAULT_STAGES",
-    "AuthenticationError",
-    "BadPackageError",
-    "BadRequestError",
-    "DuplicatePackageError",
-    "FeedConfig",
-    "FeedError",
-    "FeedService",
-    "ForbiddenError",
-    "NotFoundError",
-    "PackageTooLargeError",
-    "PublishedPackage",
-    "PushPipeline",
-    "Submission",
-    "SubmissionStage",
-    "app_from_env",
-    "create_app",
-    "default_pipeline",
-]

@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: Private response header through which the application hands a reason phrase to the HTTP layer
-#: (:mod:`nuseal.feed.http`), which removes it and puts its value in the status line of a 4xx/5xx answer.
+#: (:mod:`nuseal.feed.http.protocol`), which removes it and puts its value in the status line of a 4xx/5xx answer.
 REASON_PHRASE_HEADER = "x-nuseal-reason-phrase"
 #: Longest reason phrase (characters, ASCII), the ``...`` included.
 MAX_REASON_PHRASE = 300

@@ -11,11 +11,11 @@ What nuget.org does (NuGetGallery ``CertificateValidator``, ``CertificateService
   an EKU extension without code signing (NU3018, the chain's ``NotValidForUsage``), expired (NU3037).
 
 Identity is nuget.org's: the SHA-256 of the DER bytes, lower-case hex (``Certificate.Thumbprint``); a certificate
-may be registered by several users. Registering and removing need a fresh TOTP code (:mod:`nuseal.feed.twofactor`)
-and are written to the audit log.
+may be registered by several users. Registering and removing need a fresh TOTP code
+(:mod:`nuseal.feed.accounts.twofactor`) and are written to the audit log.
 
 Once any owner of a package id has a registered certificate, pushes of that id must be author-signed with one of
-the owners' registered certificates (:mod:`nuseal.feed.signing_stages`, NuGetGallery
+the owners' registered certificates (:mod:`nuseal.feed.signing.stages`, NuGetGallery
 ``PackageRegistrationExtensions.IsSigningRequired`` / ``IsAcceptableSigningCertificate``).
 """
 
@@ -34,10 +34,10 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from nuseal.codes import NuCode
-from nuseal.feed import audit
+from nuseal.feed.accounts.twofactor import require_code
 from nuseal.feed.errors import BadRequestError, NotFoundError
-from nuseal.feed.models import MAX_CERTIFICATE_BYTES, Certificate, Owner, User, UserCertificate
-from nuseal.feed.twofactor import require_code
+from nuseal.feed.store import audit
+from nuseal.feed.store.models import MAX_CERTIFICATE_BYTES, Certificate, Owner, User, UserCertificate
 from nuseal.hashalg import HashAlgorithm
 from nuseal.signature import oids
 from nuseal.trust import CertificatePurpose, check_certificate_requirements, dotnet_name

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from nuseal.errors import UsageError
 from nuseal.feed.errors import AuthenticationError, ForbiddenError
-from nuseal.feed.models import MAX_USER_NAME, ApiKey, Owner, Registration, User, WebSession
+from nuseal.feed.store.models import MAX_USER_NAME, ApiKey, Owner, Registration, User, WebSession
 
 __all__ = [
     "API_KEY_PREFIX",

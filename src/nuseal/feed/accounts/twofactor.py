@@ -42,9 +42,9 @@ import pyotp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nuseal.feed import audit
 from nuseal.feed.errors import BadRequestError, ForbiddenError, NotFoundError
-from nuseal.feed.models import User
+from nuseal.feed.store import audit
+from nuseal.feed.store.models import User
 
 __all__ = [
     "LOCKOUT",

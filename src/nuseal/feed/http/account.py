@@ -1,6 +1,6 @@
 """Accounts over HTTP: two-factor enrolment and signing-certificate registration, as a JSON API and web pages.
 
-Only a full-scope API key (every scope on ``*``, :mod:`nuseal.feed.accounts`) reaches the account, as nuget.org's
+Only a full-scope API key (every scope on ``*``, :mod:`nuseal.feed.accounts.keys`) reaches the account, as nuget.org's
 scoped keys cannot touch the account: any narrower key is refused (403, naming its scopes and globs) before
 anything else is read, so it can neither enrol 2FA, change certificates, nor spend or count a TOTP code.
 
@@ -42,17 +42,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from nuseal.feed import audit, twofactor
-from nuseal.feed.accounts import Principal, account_key_valid, authenticate
-from nuseal.feed.certificates import (
+from nuseal.feed.accounts import twofactor
+from nuseal.feed.accounts.certificates import (
     MAX_CERTIFICATE_BYTES,
     list_certificates,
     register_certificate,
     remove_certificate,
 )
+from nuseal.feed.accounts.keys import Principal, account_key_valid, authenticate
 from nuseal.feed.errors import AuthenticationError, BadRequestError, FeedError, ForbiddenError, NotFoundError
-from nuseal.feed.models import User, WebSession
-from nuseal.feed.service import FeedService
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.store import audit
+from nuseal.feed.store.models import User, WebSession
 
 __all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "SESSION_LIFETIME", "TOTP_HEADER", "AccountRoutes"]
 

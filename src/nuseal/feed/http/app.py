@@ -2,20 +2,21 @@
 
 Routes:
 
-* ``GET|HEAD /v3/...``: the static documents and packages of the storage folder (:mod:`nuseal.feed.static`);
-* ``GET /v3/search``, ``GET /v3/autocomplete``: :mod:`nuseal.feed.search`;
+* ``GET|HEAD /v3/...``: the static documents and packages of the storage folder (:mod:`nuseal.feed.protocol.static`);
+* ``GET /v3/search``, ``GET /v3/autocomplete``: :mod:`nuseal.feed.protocol.search`;
 * ``PUT /api/v2/package``: push (``X-NuGet-ApiKey``, multipart body), 201 on success;
 * ``DELETE /api/v2/package/{id}/{version}``: unlist (204); ``POST`` the same path: relist (200);
 * ``PUT|DELETE /api/owners/{id}/{user}``: an owner adds or removes an owner (nuseal's own, not NuGet's);
-* ``GET /api/v2/...``: the read-only V2 listing ``nuget list`` needs (:mod:`nuseal.feed.v2`);
-* ``GET /``, ``/packages``, ``/packages/{id}``, ``/packages/{id}/{version}``: web pages (:mod:`nuseal.feed.web`);
-* ``/api/account...`` and ``/account...``: 2FA and signing-certificate registration (:mod:`nuseal.feed.account`);
-* ``GET /static/feed.css``: the pages' stylesheet (:mod:`nuseal.feed.web`).
+* ``GET /api/v2/...``: the read-only V2 listing ``nuget list`` needs (:mod:`nuseal.feed.protocol.v2`);
+* ``GET /``, ``/packages``, ``/packages/{id}``, ``/packages/{id}/{version}``: web pages (:mod:`nuseal.feed.http.pages`);
+* ``/api/account...`` and ``/account...``: 2FA and signing-certificate registration (:mod:`nuseal.feed.http.account`);
+* ``GET /static/feed.css``: the pages' stylesheet (:mod:`nuseal.feed.http.pages`).
 
-Every response gets the security headers of its class from one ASGI layer (:mod:`nuseal.feed.headers`).
+Every response gets the security headers of its class from one ASGI layer (:mod:`nuseal.feed.http.headers`).
 
 With signing enabled (``FeedConfig.signing``) the push pipeline adds the signature checks and repository signing
-(:mod:`nuseal.feed.signing_stages`), and a background task rechecks revocation (:mod:`nuseal.feed.revalidation`).
+(:mod:`nuseal.feed.signing.stages`), and a background task rechecks revocation
+(:mod:`nuseal.feed.signing.revalidation`).
 
 Nothing in the process is state other workers need: the database and the storage folder are the feed.
 """
@@ -38,19 +39,20 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from nuseal.feed import search as search_mod
-from nuseal.feed import v2, web
-from nuseal.feed.account import AccountRoutes
-from nuseal.feed.accounts import Principal, authenticate
+from nuseal.feed.accounts.keys import Principal, authenticate
 from nuseal.feed.config import FeedConfig
-from nuseal.feed.documents import dump
-from nuseal.feed.downloads import DownloadCounter
 from nuseal.feed.errors import REASON_PHRASE_HEADER, FeedError, reason_phrase
-from nuseal.feed.headers import SecureHeaders
-from nuseal.feed.pipeline import PushPipeline, Submission
-from nuseal.feed.service import FeedService
-from nuseal.feed.static import StaticDocuments
-from nuseal.feed.upload import MAX_DRAIN_BYTES, receive_upload
+from nuseal.feed.http import pages
+from nuseal.feed.http.account import AccountRoutes
+from nuseal.feed.http.headers import SecureHeaders
+from nuseal.feed.protocol import search as search_mod
+from nuseal.feed.protocol import v2
+from nuseal.feed.protocol.documents import dump
+from nuseal.feed.protocol.downloads import DownloadCounter
+from nuseal.feed.protocol.static import StaticDocuments
+from nuseal.feed.publish.pipeline import PushPipeline, Submission
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.upload import MAX_DRAIN_BYTES, receive_upload
 
 __all__ = ["API_KEY_HEADER", "FeedApp", "app_from_env", "create_app", "error_response"]
 
@@ -71,7 +73,7 @@ def _header_safe(message: str) -> str:
 
 def error_response(exc: FeedError) -> Response:
     """Plain-text body with the message, the same message in ``X-NuGet-Warning`` and, through the private
-    :data:`~nuseal.feed.errors.REASON_PHRASE_HEADER` that :mod:`nuseal.feed.http` turns into the status line's
+    :data:`~nuseal.feed.errors.REASON_PHRASE_HEADER` that :mod:`nuseal.feed.http.protocol` turns into the status line's
     reason phrase, in the error line NuGet clients print (docs/adr/0006-reason-phrase.md)."""
     headers = {
         WARNING_HEADER: _header_safe(str(exc)),
@@ -94,7 +96,7 @@ def json_response(doc: Any, request: Request, *, cache: str = "public, no-cache"
 async def _drain(request: Request) -> None:
     """Read and drop what is left of a refused request's body, at most :data:`MAX_DRAIN_BYTES` (a client that
     writes its whole body before reading gets to see the answer); a stalled client is ended by the server's
-    body timeout (:mod:`nuseal.feed.http`)."""
+    body timeout (:mod:`nuseal.feed.http.protocol`)."""
     seen = 0
     with contextlib.suppress(Exception):
         async for chunk in request.stream():
@@ -118,7 +120,7 @@ class FeedApp:
     def __init__(self, service: FeedService, pipeline: PushPipeline | None = None) -> None:
         self.service = service
         if pipeline is None:
-            from nuseal.feed.signing_stages import signing_pipeline  # noqa: PLC0415 - imports the signing stack
+            from nuseal.feed.signing.stages import signing_pipeline  # noqa: PLC0415 - imports the signing stack
 
             pipeline = signing_pipeline(service)
         self.pipeline = pipeline
@@ -260,13 +262,13 @@ class FeedApp:
             await anyio.to_thread.run_sync(self.service.db.dispose)
 
     async def _revalidation_loop(self, period: float, stop: threading.Event) -> None:
-        """Every ``period`` seconds, the revocation recheck (:func:`nuseal.feed.revalidation.revalidate`), in a
+        """Every ``period`` seconds, the revocation recheck (:func:`nuseal.feed.signing.revalidation.revalidate`), in a
         thread, by whichever worker holds the lease (one at a time across workers and processes sharing the
         database). A push wakes it early (after :data:`NEW_CERTIFICATE_DELAY_SECONDS`, so a burst of pushes makes
         one run) for a run over the certificates never asked yet, so a new signer's revocation status shows in
         seconds; the full run keeps its period. The lease is renewed while a run goes on and given up at
         shutdown. Failures are logged, the loop goes on."""
-        from nuseal.feed import revalidation  # noqa: PLC0415 - imports the signing stack
+        from nuseal.feed.signing import revalidation  # noqa: PLC0415 - imports the signing stack
 
         owner = revalidation.new_lease_owner()
         renewed = [0.0]
@@ -325,7 +327,7 @@ async def _feed_error(request: Request, exc: Exception) -> Response:
 
 class _Router:
     """Outer ASGI layer: static ``/v3/`` reads go straight to :class:`StaticDocuments`, the rest to Starlette;
-    both behind :class:`~nuseal.feed.headers.SecureHeaders`, so every response carries the security headers of
+    both behind :class:`~nuseal.feed.http.headers.SecureHeaders`, so every response carries the security headers of
     its class (page, download, document)."""
 
     def __init__(self, static: StaticDocuments, app: Starlette, feed: FeedApp) -> None:
@@ -351,8 +353,8 @@ def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _R
     """The ASGI application for ``service``. ``service.setup()`` must have run (it migrates and writes the
     service index)."""
     feed = FeedApp(service, pipeline)
-    pages = web.Pages(service)
-    account = AccountRoutes(service, pages.env)
+    site = pages.Pages(service)
+    account = AccountRoutes(service, site.env)
     legacy = v2.LegacyFeed(service)
     routes = [
         Route("/", lambda r: RedirectResponse("/packages", status_code=302), methods=["GET", "HEAD"]),
@@ -364,7 +366,7 @@ def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _R
         Route("/api/v2/package/{id}/{version}", feed.set_listed, methods=["DELETE", "POST"]),
         Route("/api/owners/{id}/{user}", feed.owners, methods=["PUT", "DELETE"]),
         *legacy.routes(),
-        *pages.routes(),
+        *site.routes(),
         *account.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={FeedError: _feed_error}, lifespan=feed.lifespan)

@@ -94,7 +94,7 @@ def response_class(*, static: bool, path: str, status: int, content_type: bytes)
     """The class of a response (see the module docs).
 
     Args:
-        static: answered by the static layer (:class:`nuseal.feed.static.StaticDocuments`), which serves the
+        static: answered by the static layer (:class:`nuseal.feed.protocol.static.StaticDocuments`), which serves the
             stored files, users' packages among them;
         path: the request path;
         status: the response status;

@@ -1,13 +1,13 @@
 """Server-rendered web pages: the package list (with search) and one page per package version.
 
-Jinja2 templates in ``nuseal/feed/templates`` with autoescaping on; every value comes from the database. The
+Jinja2 templates in ``nuseal/feed/http/templates`` with autoescaping on; every value comes from the database. The
 pages carry no script and no inline style: their stylesheet is ``assets/feed.css``, served at
-:data:`STYLESHEET_PATH`, so the pages' CSP (:data:`nuseal.feed.headers.PAGE_CSP`) can forbid both.
+:data:`STYLESHEET_PATH`, so the pages' CSP (:data:`nuseal.feed.http.headers.PAGE_CSP`) can forbid both.
 
 The version page shows the version's signing status (issue 5, "Visible status"), read live from the database:
 signed or not, each signature (author / repository, signer subject and SHA-256 fingerprint, timestamp and TSA),
 the version's status (``valid`` or ``revoked``) and each certificate's last revocation answer, with when and why
-(:mod:`nuseal.feed.revalidation`). The versions table marks each version's signatures and revoked versions.
+(:mod:`nuseal.feed.signing.revalidation`). The versions table marks each version's signatures and revoked versions.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from nuseal.feed import search as search_mod
-from nuseal.feed.accounts import owners_of
-from nuseal.feed.documents import SignatureRecord
+from nuseal.feed.accounts.keys import owners_of
 from nuseal.feed.errors import NotFoundError
-from nuseal.feed.models import Package, Registration
-from nuseal.feed.service import FeedService
+from nuseal.feed.protocol import search as search_mod
+from nuseal.feed.protocol.documents import SignatureRecord
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.store.models import Package, Registration
 from nuseal.package import NuGetVersion
 
 __all__ = ["PAGE_SIZE", "STYLESHEET_PATH", "Pages"]
@@ -49,12 +49,12 @@ class Pages:
     def __init__(self, service: FeedService) -> None:
         self.service = service
         self.env = Environment(
-            loader=PackageLoader("nuseal.feed", "templates"),
+            loader=PackageLoader("nuseal.feed.http", "templates"),
             autoescape=select_autoescape(["html"]),
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.stylesheet = resources.files("nuseal.feed").joinpath(STYLESHEET_RESOURCE).read_bytes()
+        self.stylesheet = resources.files("nuseal.feed.http").joinpath(STYLESHEET_RESOURCE).read_bytes()
         self._stylesheet_etag = '"' + hashlib.sha256(self.stylesheet).hexdigest()[:32] + '"'
         # the URL changes with the content, so a browser never keeps an old stylesheet past an upgrade
         self.env.globals["stylesheet"] = f"{STYLESHEET_PATH}?v={self._stylesheet_etag[1:13]}"

@@ -63,7 +63,7 @@ BODY_TIMEOUT_SECONDS = 30.0
 HEAD_TIMEOUT_ENV = "NUSEAL_HTTP_HEADER_TIMEOUT"
 BODY_TIMEOUT_ENV = "NUSEAL_HTTP_BODY_TIMEOUT"
 #: The ``uvicorn.Config(http=...)`` value that selects :class:`LimitedHttpToolsProtocol`.
-PROTOCOL = "nuseal.feed.http:LimitedHttpToolsProtocol"
+PROTOCOL = "nuseal.feed.http.protocol:LimitedHttpToolsProtocol"
 
 
 def _reply(status: bytes, text: bytes) -> bytes:

@@ -144,7 +144,7 @@ def signature_summary(rec: PackageRecord) -> dict[str, Any]:
                          "certificateRevocation": None | {"time", "detail"}}]}
 
     ``revokedBecause`` names the revoked author certificate that made the version ``revoked`` (revalidation,
-    :mod:`nuseal.feed.revalidation`). ``certificateStatus`` is the certificate's status when the documents were
+    :mod:`nuseal.feed.signing.revalidation`). ``certificateStatus`` is the certificate's status when the documents were
     last written; revalidation rewrites them whenever a certificate's status changes."""
     sigs = rec.signatures or ()
     culprit = next((s for s in sigs if s.kind == "author" and s.status == "revoked"), None)

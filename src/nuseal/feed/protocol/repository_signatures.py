@@ -20,8 +20,8 @@ after the signatures are recorded): a version stored without a repository signat
 Unlisting, relisting and revocation do not change it (they change no stored bytes).
 
 When it can become true: on a feed whose every version was repository-signed when published (signing on from
-its first version), or once ``nuseal admin repository-sign`` (:mod:`nuseal.feed.backfill`) has signed the versions
-stored without a repository signature (pushed while the feed ran with signing off, e.g. before signing was
+its first version), or once ``nuseal admin repository-sign`` (:mod:`nuseal.feed.signing.backfill`) has signed the
+versions stored without a repository signature (pushed while the feed ran with signing off, e.g. before signing was
 turned on); that command recomputes it when it ends, and every start logs how many versions still lack one.
 While the feed runs with signing off the document is not rewritten (nor listed in the service index); the next
 start with signing on recomputes it.
@@ -36,13 +36,13 @@ from typing import Any
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from nuseal.feed import audit
-from nuseal.feed import documents as docs
-from nuseal.feed.certificates import remember_certificate
-from nuseal.feed.models import Certificate, Package, PackageSignature
-from nuseal.feed.pipeline import Submission
-from nuseal.feed.repository_signing import FeedSigning
-from nuseal.feed.service import FeedService
+from nuseal.feed.accounts.certificates import remember_certificate
+from nuseal.feed.protocol import documents as docs
+from nuseal.feed.publish.pipeline import Submission
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.signing.signer import FeedSigning
+from nuseal.feed.store import audit
+from nuseal.feed.store.models import Certificate, Package, PackageSignature
 
 __all__ = [
     "SHA256_OID",

@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, distinct, func, literal, select
 from sqlalchemy.orm import Session
 
-from nuseal.feed.documents import Urls
 from nuseal.feed.errors import BadRequestError
-from nuseal.feed.models import Owner, Package, User
+from nuseal.feed.protocol.documents import Urls
+from nuseal.feed.store.models import Owner, Package, User
 from nuseal.package import NuGetVersion
 
 __all__ = [

@@ -8,7 +8,7 @@ bytes never change), ``no-cache`` (revalidate with the ETag) for indexes and reg
 with every push. Small files are kept in a per-process cache keyed by inode, modification time and size and
 checked with one ``stat`` per request, so a worker never serves a replaced document.
 
-The security headers are not set here: the router wraps this layer in :class:`nuseal.feed.headers.SecureHeaders`,
+The security headers are not set here: the router wraps this layer in :class:`nuseal.feed.http.headers.SecureHeaders`,
 which serves every file other than a JSON document (a user's ``.nupkg`` or ``.nuspec``) as a sandboxed attachment.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from nuseal.feed.documents import JSON_CONTENT_TYPE
+from nuseal.feed.protocol.documents import JSON_CONTENT_TYPE
 
 __all__ = ["CACHE_IMMUTABLE", "CACHE_REVALIDATE", "StaticDocuments"]
 

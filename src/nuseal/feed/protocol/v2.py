@@ -22,9 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nuseal.feed.errors import BadRequestError
-from nuseal.feed.models import Package
-from nuseal.feed.search import MAX_QUERY_LENGTH, SearchQuery, version_filters
-from nuseal.feed.service import FeedService
+from nuseal.feed.protocol.search import MAX_QUERY_LENGTH, SearchQuery, version_filters
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.store.models import Package
 from nuseal.package import NuGetVersion
 
 __all__ = ["DEFAULT_TOP", "LegacyFeed", "MAX_TOP"]

@@ -5,7 +5,7 @@ carry more facts afterwards) or raises a :class:`~nuseal.feed.errors.FeedError`.
 
     check_container -> read_manifest -> check_permissions -> check_not_duplicate   -> publish
 
-(the upload itself is streamed, capped and hashed before the pipeline runs, see :mod:`nuseal.feed.upload`).
+(the upload itself is streamed, capped and hashed before the pipeline runs, see :mod:`nuseal.feed.publish.upload`).
 Later policy inserts its own stages before publishing without touching these, e.g. signature checks and
 repository signing (issue 5)::
 
@@ -29,15 +29,15 @@ from sqlalchemy import select
 
 from nuseal.codes import NuCode
 from nuseal.errors import PackageFormatError
-from nuseal.feed.accounts import Principal
+from nuseal.feed.accounts.keys import Principal
 from nuseal.feed.errors import BadPackageError, DuplicatePackageError, ForbiddenError
-from nuseal.feed.models import Owner, Package, Registration
-from nuseal.feed.upload import StagedUpload, package_sha512
+from nuseal.feed.publish.upload import StagedUpload, package_sha512
+from nuseal.feed.store.models import Owner, Package, Registration
 from nuseal.package import Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
 if TYPE_CHECKING:
-    from nuseal.feed.service import FeedService, PublishedPackage
+    from nuseal.feed.publish.publisher import FeedService, PublishedPackage
 
 __all__ = [
     "DEFAULT_STAGES",
@@ -64,7 +64,7 @@ class Submission:
     nuspec_bytes: bytes | None = None
     warnings: list[str] = field(default_factory=list)
     #: What stages learned for the publish step and its hooks (e.g. ``"signatures"``, see
-    #: :mod:`nuseal.feed.signing_stages`).
+    #: :mod:`nuseal.feed.signing.stages`).
     facts: dict[str, Any] = field(default_factory=dict)
 
     @property

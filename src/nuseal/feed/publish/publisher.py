@@ -50,17 +50,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nuseal.errors import ConfigError, PackageFormatError
-from nuseal.feed import audit
-from nuseal.feed import documents as docs
-from nuseal.feed.accounts import Principal, owners_of
+from nuseal.feed.accounts.keys import Principal, owners_of
 from nuseal.feed.config import FeedConfig, SigningConfig
-from nuseal.feed.database import Database, migrate
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
-from nuseal.feed.faults import crash_point, current_push
-from nuseal.feed.models import Certificate, FeedSetting, Owner, Package, PackageSignature, Registration, User
-from nuseal.feed.pipeline import Submission
-from nuseal.feed.storage import LocalStorage, Storage
-from nuseal.feed.upload import package_sha512
+from nuseal.feed.protocol import documents as docs
+from nuseal.feed.publish.pipeline import Submission
+from nuseal.feed.publish.upload import package_sha512
+from nuseal.feed.store import audit
+from nuseal.feed.store.database import Database, migrate
+from nuseal.feed.store.faults import crash_point, current_push
+from nuseal.feed.store.models import Certificate, FeedSetting, Owner, Package, PackageSignature, Registration, User
+from nuseal.feed.store.storage import LocalStorage, Storage
 from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
@@ -831,7 +831,8 @@ class FeedService:
         """Mark one author signature revoked: its version gets ``signature_status="revoked"`` and is unlisted, a
         ``package.revoked`` audit row records ``evidence`` (plus whether the version was listed), and the id's
         documents are rewritten (registration leaf, index and pages) in the same transaction, under the id lock
-        (:mod:`nuseal.feed.revalidation`; nuget.org's ``SignatureDeciderFactory`` decides, the caller applied it).
+        (:mod:`nuseal.feed.signing.revalidation`; nuget.org's ``SignatureDeciderFactory`` decides, the caller applied
+        it).
 
         Returns ``(id, version)`` when the signature was revoked now; ``None`` when it already was, or it is gone
         (idempotent: a second call writes nothing).

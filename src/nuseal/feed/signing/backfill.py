@@ -41,15 +41,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from nuseal.errors import NusealError, PackageFormatError, SignatureFormatError
-from nuseal.feed import documents as docs
-from nuseal.feed.accounts import owners_of
-from nuseal.feed.certificates import certificate_fingerprint
+from nuseal.feed.accounts.certificates import certificate_fingerprint
+from nuseal.feed.accounts.keys import owners_of
 from nuseal.feed.errors import FeedError
-from nuseal.feed.models import Certificate, Package, PackageSignature
-from nuseal.feed.repository_signatures import count_without_repository_signature, refresh_repository_signatures
-from nuseal.feed.repository_signing import FeedSigning
-from nuseal.feed.service import FeedService
-from nuseal.feed.signing_stages import (
+from nuseal.feed.protocol import documents as docs
+from nuseal.feed.protocol.repository_signatures import count_without_repository_signature, refresh_repository_signatures
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.upload import package_sha512
+from nuseal.feed.signing.signer import FeedSigning
+from nuseal.feed.signing.stages import (
     PACKAGE_SIGNING_CODES,
     SignatureFacts,
     author_facts,
@@ -57,7 +57,7 @@ from nuseal.feed.signing_stages import (
     repository_facts,
     without_repository_countersignatures,
 )
-from nuseal.feed.upload import package_sha512
+from nuseal.feed.store.models import Certificate, Package, PackageSignature
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signing import repository_sign_package

@@ -33,7 +33,7 @@ chain has the Revoked flag). Then:
   compared and the rule) and its documents rewritten (:meth:`FeedService.revoke_author_signature`);
 * a revoked **repository** or **timestamping** certificate is recorded and audited only: nuget.org only warns
   after ingestion for a revoked TSA, and re-signing with a new repository certificate is an operator's step
-  (configure a new key, then ``nuseal admin repository-sign``, :mod:`nuseal.feed.backfill`).
+  (configure a new key, then ``nuseal admin repository-sign``, :mod:`nuseal.feed.signing.backfill`).
 
 Idempotent: a run against unchanged responders changes nothing and writes no audit row. Two runs at once (the
 CLI while a worker runs) stay correct: every change re-reads its row under a write lock and compares first.
@@ -56,11 +56,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from nuseal.errors import NusealError, UsageError
-from nuseal.feed import audit
-from nuseal.feed import documents as docs
-from nuseal.feed.certificates import certificate_fingerprint, remember_certificate
-from nuseal.feed.models import Certificate, FeedSetting, Package, PackageSignature
-from nuseal.feed.service import FeedService
+from nuseal.feed.accounts.certificates import certificate_fingerprint, remember_certificate
+from nuseal.feed.protocol import documents as docs
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.store import audit
+from nuseal.feed.store.models import Certificate, FeedSetting, Package, PackageSignature
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.trust import (

@@ -53,15 +53,19 @@ from sqlalchemy.orm import Session
 
 from nuseal.codes import Level, NuCode
 from nuseal.errors import NusealError, PackageFormatError, SignatureFormatError
-from nuseal.feed import audit
-from nuseal.feed.accounts import owners_of
-from nuseal.feed.certificates import certificate_fingerprint, owners_registered_fingerprints, remember_certificate
+from nuseal.feed.accounts.certificates import (
+    certificate_fingerprint,
+    owners_registered_fingerprints,
+    remember_certificate,
+)
+from nuseal.feed.accounts.keys import owners_of
 from nuseal.feed.errors import BadPackageError, FeedError
-from nuseal.feed.models import Certificate, Package, PackageSignature, User
-from nuseal.feed.pipeline import PushPipeline, Submission, default_pipeline
-from nuseal.feed.repository_signatures import install_repository_signatures
-from nuseal.feed.repository_signing import FeedSigning, feed_signing
-from nuseal.feed.service import FeedService
+from nuseal.feed.protocol.repository_signatures import install_repository_signatures
+from nuseal.feed.publish.pipeline import PushPipeline, Submission, default_pipeline
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.signing.signer import FeedSigning, feed_signing
+from nuseal.feed.store import audit
+from nuseal.feed.store.models import Certificate, Package, PackageSignature, User
 from nuseal.package import PackageArchive, append_signature
 from nuseal.signature import PrimarySignature, SignatureType, oids
 from nuseal.signing import repository_sign_package
@@ -239,7 +243,7 @@ def without_repository_countersignatures(data: bytes, now: datetime) -> tuple[by
 
 
 class SigningStages:
-    """The signing stages of one feed; each method is a :class:`~nuseal.feed.pipeline.SubmissionStage`."""
+    """The signing stages of one feed; each method is a :class:`~nuseal.feed.publish.pipeline.SubmissionStage`."""
 
     def __init__(self, service: FeedService, signing: FeedSigning | None = None) -> None:
         self.service = service

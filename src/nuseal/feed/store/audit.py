@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nuseal.feed.models import AuditEntry
+from nuseal.feed.store.models import AuditEntry
 
 __all__ = ["FEED_ACTOR", "MAX_AUDIT_ROWS", "AuditRecord", "read_audit", "record"]
 

@@ -5,7 +5,7 @@ SQLite (the embedded default) runs in WAL mode with a busy timeout, and every wr
 queue instead of failing with "database is locked" half-way through. PostgreSQL uses ordinary transactions
 plus a row lock on the package id's ``registrations`` row (see :mod:`nuseal.feed.publish`).
 
-Migrations are Alembic scripts shipped in ``nuseal/feed/migrations`` and applied by :func:`migrate`.
+Migrations are Alembic scripts shipped in ``nuseal/feed/store/migrations`` and applied by :func:`migrate`.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def migrate(db: Database, revision: str = "head") -> None:
         ConfigError: the database cannot be reached or the migration fails.
     """
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(files("nuseal.feed") / "migrations"))
+    cfg.set_main_option("script_location", str(files("nuseal.feed.store") / "migrations"))
     try:
         with db.write_engine.begin() as conn:
             cfg.attributes["connection"] = conn

@@ -1,6 +1,6 @@
 """The feed's metadata database: SQLAlchemy 2 typed models.
 
-The schema is created and changed only by the Alembic migrations in ``nuseal/feed/migrations``; the
+The schema is created and changed only by the Alembic migrations in ``nuseal/feed/store/migrations``; the
 test suite checks that these models and the migrations agree.
 
 Tables: ``users``, ``api_keys`` (hashes only), ``registrations`` (one row per package id, lower-cased
@@ -76,7 +76,7 @@ class User(Base):
     #: The last accepted TOTP time step (Unix time // 30): a code of this step or older is refused (replay).
     totp_last_step: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     totp_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    #: Wrong TOTP codes since the last accepted code or the last lockout (nuseal.feed.twofactor).
+    #: Wrong TOTP codes since the last accepted code or the last lockout (nuseal.feed.accounts.twofactor).
     totp_failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     #: Lockouts since the last accepted code; each one lasts twice as long as the one before.
     totp_lockouts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))

@@ -61,7 +61,8 @@ class Storage(Protocol):
 
     def list_temporaries(self, prefix: str) -> list[str]:
         """Keys of files that interrupted writes left below the folder ``prefix`` (never served), sorted. Only
-        the caller knows when no writer is still using them (:meth:`nuseal.feed.service.FeedService.recover`)."""
+        the caller knows when no writer is still using them
+        (:meth:`nuseal.feed.publish.publisher.FeedService.recover`)."""
 
 
 class LocalStorage:

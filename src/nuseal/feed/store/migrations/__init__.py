@@ -1,1 +1,1 @@
-"""Alembic migrations of the feed database (applied by :func:`nuseal.feed.database.migrate`)."""
+"""Alembic migrations of the feed database (applied by :func:`nuseal.feed.store.database.migrate`)."""

@@ -1,11 +1,11 @@
-"""Alembic environment: runs on the connection :func:`nuseal.feed.database.migrate` passes in."""
+"""Alembic environment: runs on the connection :func:`nuseal.feed.store.database.migrate` passes in."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import text
 
-from nuseal.feed.models import Base
+from nuseal.feed.store.models import Base
 
 #: Arbitrary constant key of the PostgreSQL advisory lock held while migrating.
 MIGRATION_LOCK_KEY = 0x6E7573656164
@@ -14,7 +14,7 @@ MIGRATION_LOCK_KEY = 0x6E7573656164
 def run_migrations_online() -> None:
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("nuseal's migrations run through nuseal.feed.database.migrate()")
+        raise RuntimeError("nuseal's migrations run through nuseal.feed.store.database.migrate()")
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
     context.configure(
