@@ -11,6 +11,10 @@ Signing (issue 5, migration 0002): TOTP columns on ``users``; ``certificates`` (
 knows: registered by users, or met in a signature it accepted or made, keyed by the SHA-256 of its DER, with
 its last revocation status); ``user_certificates`` (registrations); ``package_signatures`` (the author and
 repository signatures of each published version); ``audit_log``; ``web_sessions`` (hashed cookies).
+
+Ingestion (issue 16, migration 0005): ``ingest_holds`` (quarantined and refused versions with their evidence),
+``ingest_stage_results``, ``accepted_signers`` (signer continuity), ``reserved_prefixes``, ``cooldown_overrides``;
+``users.is_admin``; ``packages.origin``.
 """
 
 from __future__ import annotations
@@ -33,15 +37,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "AcceptedSigner",
     "ApiKey",
     "AuditEntry",
     "Base",
     "Certificate",
+    "CooldownOverride",
     "FeedSetting",
+    "IngestHold",
+    "IngestStageResult",
     "Owner",
     "Package",
     "PackageSignature",
     "Registration",
+    "ReservedPrefix",
     "User",
     "UserCertificate",
     "WebSession",
@@ -82,6 +91,8 @@ class User(Base):
     totp_lockouts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     #: Every code is refused until this moment (None: not locked).
     totp_locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: A feed administrator (issue 16: decides on quarantined versions, sees why a held version is absent).
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     api_keys: Mapped[list[ApiKey]] = relationship(back_populates="user")
 
@@ -166,6 +177,8 @@ class Package(Base):
     pushed_by: Mapped[int | None] = mapped_column(ForeignKey("users.pk", ondelete="SET NULL"), nullable=True)
     #: ``valid`` or ``revoked`` (the author certificate was revoked before the signing timestamp).
     signature_status: Mapped[str] = mapped_column(String(16), default="valid", server_default=text("'valid'"))
+    #: ``push`` (pushed to this feed) or ``upstream`` (mirrored from an upstream source; no owners).
+    origin: Mapped[str] = mapped_column(String(16), default="push", server_default=text("'push'"))
 
 
 class FeedSetting(Base):
@@ -256,3 +269,97 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class IngestHold(Base):
+    """One version the ingestion checks did not simply accept (issue 16, :mod:`nuseal.feed.mirror.quarantine`): held
+    for a person to decide, or refused. ``source`` is ``push`` or ``upstream`` (``upstream_url``: which one);
+    ``state`` ``held``, ``released`` (published by an admin or when its cooldown passed), ``rejected`` (an admin
+    said no) or ``refused`` (a check refused it for good: a known-malicious version). ``reasons`` is JSON: a list
+    of ``{"stage", "kind", "message", "evidence"}`` (scan findings with snippets, NU codes, signer identities).
+    The held bytes are ``DATA/quarantine/<stored_key>`` (empty once decided). ``release_at``: when a hold whose
+    only reason is the cooldown ends by itself. One row per id+version: a later attempt of the same version
+    updates it."""
+
+    __tablename__ = "ingest_holds"
+    __table_args__ = (UniqueConstraint("id_lower", "version_lower", name="uq_ingest_holds_id_version"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_lower: Mapped[str] = mapped_column(String(ID_COLUMN))
+    id: Mapped[str] = mapped_column(String(ID_COLUMN))
+    version: Mapped[str] = mapped_column(String(VERSION_COLUMN))
+    version_lower: Mapped[str] = mapped_column(String(VERSION_COLUMN))
+    source: Mapped[str] = mapped_column(String(16))
+    upstream_url: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reasons: Mapped[str] = mapped_column(Text, default="[]")
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha512: Mapped[str] = mapped_column(String(100), default="")
+    stored_key: Mapped[str] = mapped_column(Text, default="")
+    pushed_by: Mapped[int | None] = mapped_column(ForeignKey("users.pk", ondelete="SET NULL"), nullable=True)
+    upstream_published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decided_by: Mapped[str] = mapped_column(String(MAX_USER_NAME), default="")
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+
+
+class IngestStageResult(Base):
+    """What one ingestion stage said about one version (``verdict`` ``pass``, ``hold``, ``refuse`` or ``skip``),
+    with its evidence (JSON); the latest run of each stage per version."""
+
+    __tablename__ = "ingest_stage_results"
+    __table_args__ = (
+        UniqueConstraint("id_lower", "version_lower", "stage", name="uq_ingest_stage_results_stage"),
+    )
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_lower: Mapped[str] = mapped_column(String(ID_COLUMN))
+    version_lower: Mapped[str] = mapped_column(String(VERSION_COLUMN))
+    stage: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    verdict: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[str] = mapped_column(Text, default="{}")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AcceptedSigner(Base):
+    """An author signer accepted for a package id (signer continuity, issue 16): its certificate's SHA-256
+    ``fingerprint`` (lower-case hex), subject and issuer; who accepted it (``feed`` for the first signed version)
+    and when."""
+
+    __tablename__ = "accepted_signers"
+
+    id_lower: Mapped[str] = mapped_column(String(ID_COLUMN), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(Text)
+    issuer: Mapped[str] = mapped_column(Text)
+    accepted_by: Mapped[str] = mapped_column(String(MAX_USER_NAME))
+    accepted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ReservedPrefix(Base):
+    """An id prefix reserved for an owner (nuget.org's id prefix reservation): only its owners may push new ids
+    that start with ``prefix_lower``."""
+
+    __tablename__ = "reserved_prefixes"
+
+    prefix_lower: Mapped[str] = mapped_column(String(ID_COLUMN), primary_key=True)
+    user_pk: Mapped[int] = mapped_column(ForeignKey("users.pk", ondelete="CASCADE"), primary_key=True)
+    prefix: Mapped[str] = mapped_column(String(ID_COLUMN))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(MAX_USER_NAME))
+
+
+class CooldownOverride(Base):
+    """An admin's exception to the release-age cooldown: one version (``version_lower``) or every version of the id
+    (``version_lower`` empty)."""
+
+    __tablename__ = "cooldown_overrides"
+
+    id_lower: Mapped[str] = mapped_column(String(ID_COLUMN), primary_key=True)
+    version_lower: Mapped[str] = mapped_column(String(VERSION_COLUMN), primary_key=True)
+    created_by: Mapped[str] = mapped_column(String(MAX_USER_NAME))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
