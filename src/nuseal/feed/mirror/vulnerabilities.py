@@ -27,9 +27,8 @@ bound. ``introduced 0, fixed 13.0.1`` -> ``(, 13.0.1)``; ``introduced 1.0, last_
 ``[1.0.0, 1.2.0]``; ``introduced 0`` alone (a malicious package) -> ``(, )``. Each version of an explicit
 ``versions`` list that no interval covers becomes ``[v, v]``. Every string is NuGet's normalized form
 (:attr:`VersionRange.normalized`) and is parsed back with :meth:`VersionRange.parse` to the same bounds before
-it is written. Versions in an OSV record that are not NuGet versions cannot be written as a range: they are
-left out of the documents and named in :attr:`VulnerabilityInfo.problems` (:meth:`VulnerabilityInfo.known_bad`
-still matches them).
+it is written. Listed versions that are not NuGet versions cannot be written as a range (nor be any package's
+version): they are left out and named in :attr:`VulnerabilityInfo.problems`.
 
 **Severity**: GitHub's ``database_specific.severity`` (``LOW`` 0, ``MODERATE`` 1, ``HIGH`` 2, ``CRITICAL`` 3);
 else the CVSS base score's qualitative rating (CVSS v3.1 specification, section 5: < 4.0 low, < 7.0 medium,
@@ -108,30 +107,62 @@ def severity_of(advisory: Advisory) -> VulnerabilitySeverity:
 def nuget_ranges(advisory: Advisory) -> list[VersionRange]:
     """The NuGet version ranges covering exactly the versions ``advisory`` affects (those it can name).
 
-    Intervals from the OSV ranges first, in event order, then ``[v, v]`` for each listed version no interval
+    Intervals from the OSV ranges first, in version order, then ``[v, v]`` for each listed version no interval
     covers (in version order). Unparsable listed versions (``advisory.raw_versions``) are not included.
     """
     out: list[VersionRange] = []
     for events in advisory.ranges:
-        opened = False
-        low: NuGetVersion | None = None
-        for kind, at in events:
-            if kind == "introduced":
-                if not opened:
-                    opened, low = True, at
-                continue
-            if not opened or at is None:
-                continue
-            opened = False
-            inclusive = kind == "last_affected"
-            if low is not None and (at < low or (at == low and not inclusive)):
-                continue  # empty: fixed at (or before) the version that introduced it
-            out.append(VersionRange(low, low is not None, at, inclusive))
-        if opened:
-            out.append(VersionRange(low, low is not None, None, False))
+        out.extend(_intervals(events))
     for version in sorted(advisory.versions):
         if not any(r.satisfies(version) for r in out):
             out.append(VersionRange(version, True, version, True))
+    return out
+
+
+def _intervals(events: tuple[tuple[str, NuGetVersion | None], ...]) -> list[VersionRange]:
+    """One OSV range's events (sorted) as maximal NuGet ranges, with the OSV evaluation's exact semantics.
+
+    The event versions cut the version line into points and the open stretches between them. At a point ``X``
+    the events at ``X`` apply in order, ``introduced`` setting "affected" and ``fixed``/``limit`` clearing it
+    (``last_affected X`` still includes ``X``); just above ``X``, ``last_affected`` clears it too. Consecutive
+    affected pieces are joined into one range (``introduced 1.0, last_affected 1.2`` -> ``[1.0, 1.2]``).
+    """
+    state = any(kind == "introduced" and at is None for kind, at in events)  # introduced "0": from the start
+    groups: list[tuple[NuGetVersion, list[str]]] = []
+    for kind, at in events:
+        if at is None:
+            continue
+        if groups and groups[-1][0] == at:
+            groups[-1][1].append(kind)
+        else:
+            groups.append((at, [kind]))
+    # Pieces in order: (low bound version or None, low inclusive, affected) for "the stretch before the first point",
+    # then for each point X: the point itself and the stretch above it.
+    pieces: list[tuple[NuGetVersion | None, bool, bool]] = [(None, False, state)]
+    for at, kinds in groups:
+        at_point = above = state
+        for kind in kinds:
+            if kind == "introduced":
+                at_point = above = True
+            elif kind in ("fixed", "limit"):
+                at_point = above = False
+            elif kind == "last_affected":
+                above = False
+        pieces += [(at, True, at_point), (at, False, above)]
+        state = above
+    out: list[VersionRange] = []
+    low: tuple[NuGetVersion | None, bool] | None = None
+    for i, (at, inclusive, affected) in enumerate(pieces):
+        if affected and low is None:
+            low = (at, inclusive)
+        elif not affected and low is not None:
+            # Closing at a point X: up to X exclusive; closing at the stretch above X: up to X inclusive.
+            end = pieces[i][0]
+            assert end is not None  # only the first piece has no version, and it cannot close a range
+            out.append(VersionRange(low[0], low[1], end, not inclusive))
+            low = None
+    if low is not None:
+        out.append(VersionRange(low[0], low[1], None, False))
     return out
 
 
@@ -192,7 +223,7 @@ class VulnerabilityInfo:
             if base_before is not None
             else moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         )
-        #: Advisory parts that could not be written as NuGet ranges (the lookup still matches them).
+        #: Advisory parts that could not be written as NuGet ranges (listed versions that are not NuGet versions).
         self.problems: list[str] = []
         base: dict[str, dict[VulnerabilityEntry, None]] = {}
         update: dict[str, dict[VulnerabilityEntry, None]] = {}
