@@ -310,9 +310,7 @@ class IngestStageResult(Base):
     with its evidence (JSON); the latest run of each stage per version."""
 
     __tablename__ = "ingest_stage_results"
-    __table_args__ = (
-        UniqueConstraint("id_lower", "version_lower", "stage", name="uq_ingest_stage_results_stage"),
-    )
+    __table_args__ = (UniqueConstraint("id_lower", "version_lower", "stage", name="uq_ingest_stage_results_stage"),)
 
     pk: Mapped[int] = mapped_column(Integer, primary_key=True)
     id_lower: Mapped[str] = mapped_column(String(ID_COLUMN))
