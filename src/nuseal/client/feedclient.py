@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import random
 import time
@@ -32,6 +31,14 @@ import httpx
 
 from nuseal.client.gate import RepositorySignatureInfo
 from nuseal.client.settings import PackageSource
+from nuseal.client.v3documents import (
+    PACKAGE_BASE_ADDRESS,
+    REPOSITORY_SIGNATURES,
+    V3DocumentError,
+    parse_repository_signatures,
+    parse_service_index,
+    parse_version_list,
+)
 from nuseal.codes import NuCode
 from nuseal.errors import PackageFormatError, RestoreError
 from nuseal.hashalg import HashAlgorithm
@@ -140,26 +147,16 @@ class SourceClient:
                     )
                 data = body
             try:
-                document = json.loads(data)
-                resources = document["resources"]
-                found = [
-                    str(r["@id"])
-                    for r in resources
-                    if isinstance(r, dict) and str(r.get("@type", "")).startswith("PackageBaseAddress/3.0.0")
-                ]
-            except (ValueError, KeyError, TypeError):
+                index = parse_service_index(data)
+            except V3DocumentError:
                 raise RestoreError(
                     f"Unable to load the service index for source {self.source.url}: it is not a NuGet V3 service "
                     "index (a V2 feed is not supported; use its /v3/index.json)",
                     code=NuCode.NU1301,
                     source=self.source.url,
                 ) from None
-            signatures = [
-                (str(r.get("@type", "")), str(r["@id"]))
-                for r in resources
-                if isinstance(r, dict) and str(r.get("@type", "")).startswith("RepositorySignatures/") and "@id" in r
-            ]
-            self._signatures_url = max(signatures)[1] if signatures else None
+            found = index.find(PACKAGE_BASE_ADDRESS)
+            self._signatures_url = index.find(REPOSITORY_SIGNATURES)
             if not found:
                 raise RestoreError(
                     f"the service index of {self.source.url} lists no PackageBaseAddress/3.0.0 resource",
@@ -168,7 +165,7 @@ class SourceClient:
                 )
             if fresh:
                 self._store("index.json", data)
-            self._base = found[0].rstrip("/") + "/"
+            self._base = found.rstrip("/") + "/"
             return self._base
 
     async def repository_signatures(self) -> RepositorySignatureInfo | None:
@@ -199,28 +196,28 @@ class SourceClient:
                 source=self.source.url,
             )
         try:
-            doc = json.loads(body)
-            entries: list[AllowListEntry] = []
-            for cert in doc.get("signingCertificates", []):
-                for oid, fingerprint in dict(cert.get("fingerprints", {})).items():
-                    algorithm = HashAlgorithm.from_oid(str(oid))
-                    if algorithm is not None:
-                        entries.append(
-                            AllowListEntry(
-                                fingerprint=str(fingerprint),
-                                hash_algorithm=algorithm,
-                                target=VerificationTarget.REPOSITORY,
-                                placement=SignaturePlacement.ANY,
-                                name=str(cert.get("subject", "")) or None,
-                            )
-                        )
-            return RepositorySignatureInfo(bool(doc.get("allRepositorySigned", False)), tuple(entries))
-        except (ValueError, TypeError, AttributeError):
+            document = parse_repository_signatures(body)
+        except V3DocumentError:
             raise RestoreError(
                 f"Unable to get repository signature information for source {url}: not a RepositorySignatures document",
                 code=NuCode.NU1301,
                 source=self.source.url,
             ) from None
+        entries: list[AllowListEntry] = []
+        for cert in document.certificates:
+            for oid, fingerprint in cert.fingerprints.items():
+                algorithm = HashAlgorithm.from_oid(oid)
+                if algorithm is not None:
+                    entries.append(
+                        AllowListEntry(
+                            fingerprint=fingerprint,
+                            hash_algorithm=algorithm,
+                            target=VerificationTarget.REPOSITORY,
+                            placement=SignaturePlacement.ANY,
+                            name=cert.subject or None,
+                        )
+                    )
+        return RepositorySignatureInfo(document.all_repository_signed, tuple(entries))
 
     async def versions(self, package_id: str) -> list[NuGetVersion]:
         """Every version the source has for ``package_id`` (unlisted ones too, as restore sees them)."""
@@ -244,15 +241,8 @@ class SourceClient:
             data = body
             self._store(cache_name, data)
         try:
-            texts = json.loads(data)["versions"]
-            out = []
-            for text in texts:
-                try:
-                    out.append(NuGetVersion.parse(str(text)))
-                except PackageFormatError:
-                    continue
-            return out
-        except (ValueError, KeyError, TypeError):
+            return parse_version_list(data)
+        except V3DocumentError:
             raise RestoreError(
                 f"the version list of '{package_id}' from '{self.source.url}' is not valid JSON",
                 code=NuCode.NU1301,

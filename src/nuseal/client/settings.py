@@ -43,8 +43,10 @@ __all__ = [
     "NuGetSettings",
     "PackageSource",
     "SourceCredential",
+    "check_mapping_pattern",
     "default_user_config",
     "load_settings",
+    "mapped_source_names",
 ]
 
 #: The file names NuGet looks for in each folder, in its order (the first one present is used).
@@ -106,24 +108,48 @@ class NuGetSettings:
         beats every prefix; no mapping configured means every enabled source)."""
         if not self.source_mapping:
             return self.enabled_sources
-        best = -1
-        names: list[str] = []
-        lowered = package_id.lower()
-        for name, patterns in self.source_mapping.items():
-            for pattern in patterns:
-                p = pattern.lower()
-                if p.endswith("*"):
-                    score = len(p) - 1 if lowered.startswith(p[:-1]) else -1
-                else:
-                    score = 10_000 if lowered == p else -1
-                if score < 0:
-                    continue
-                if score > best:
-                    best, names = score, [name]
-                elif score == best and name not in names:
-                    names.append(name)
-        keep = {n.lower() for n in names}
+        keep = {n.lower() for n in mapped_source_names(self.source_mapping, package_id)}
         return tuple(s for s in self.enabled_sources if s.name.lower() in keep)
+
+
+def mapped_source_names(mapping: Mapping[str, Sequence[str]], package_id: str) -> tuple[str, ...]:
+    """The source names whose ``packageSourceMapping`` patterns match ``package_id`` best, in ``mapping``'s order
+    (empty: no pattern matches). NuGet's rule (``PackageSourceMapping.GetConfiguredPackageSources``, docs
+    "Package Source Mapping"): ids compare case-insensitively; a pattern is an exact id or a prefix ending in
+    ``*`` (``*`` alone matches every id); an exact id beats every prefix, a longer prefix beats a shorter one,
+    and every source with the winning pattern is kept. Also used for the feed's upstream sources
+    (:mod:`nuseal.feed.mirror.upstream`)."""
+    best = -1
+    names: list[str] = []
+    lowered = package_id.lower()
+    for name, patterns in mapping.items():
+        for pattern in patterns:
+            p = pattern.lower()
+            if p.endswith("*"):
+                score = len(p) - 1 if lowered.startswith(p[:-1]) else -1
+            else:
+                score = 10_000 if lowered == p else -1
+            if score < 0:
+                continue
+            if score > best:
+                best, names = score, [name]
+            elif score == best and name not in names:
+                names.append(name)
+    return tuple(names)
+
+
+def check_mapping_pattern(pattern: str) -> str:
+    """``pattern`` stripped, if it is a valid ``packageSourceMapping`` pattern (non-empty, ``*`` only at the end).
+
+    Raises:
+        ConfigError: naming the pattern and the rule it breaks.
+    """
+    text = pattern.strip()
+    if not text:
+        raise ConfigError("an empty package id pattern")
+    if "*" in text[:-1]:
+        raise ConfigError(f"pattern {text!r}: '*' may only end a pattern")
+    return text
 
 
 def default_user_config() -> Path:
@@ -272,8 +298,10 @@ def _apply(path: Path, merge: _Merge, environ: Mapping[str, str]) -> None:
                     if not patterns or not all(patterns):
                         raise ConfigError(f"{path}: <packageSource key={key!r}> needs <package pattern=...> entries")
                     for pattern in patterns:
-                        if "*" in pattern[:-1]:
-                            raise ConfigError(f"{path}: pattern {pattern!r}: '*' may only end a pattern")
+                        try:
+                            check_mapping_pattern(pattern)
+                        except ConfigError as exc:
+                            raise ConfigError(f"{path}: {exc.message}") from None
                     merge.mapping[key] = patterns
         elif tag == "config":
             for entry in _adds(section):
