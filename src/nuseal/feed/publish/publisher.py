@@ -234,7 +234,9 @@ def _nuspec_extras(raw: bytes) -> _NuspecExtras:
     return _NuspecExtras(meta.get("minClientVersion", "") or "", expression, tuple(groups))
 
 
-def _package_row(nuspec: Nuspec, raw_nuspec: bytes, *, size: int, sha512: str, now: datetime, user_pk: int) -> Package:
+def _package_row(
+    nuspec: Nuspec, raw_nuspec: bytes, *, size: int, sha512: str, now: datetime, user_pk: int | None
+) -> Package:
     m = nuspec.metadata
     extras = _nuspec_extras(raw_nuspec)
     search = " ".join(
@@ -640,6 +642,8 @@ class FeedService:
         id_lower = nuspec.id.lower()
         ver_lower = nuspec.version.normalized.lower()
         principal = submission.principal
+        #: An upstream package that passed ingestion (:mod:`nuseal.feed.mirror`): stored like a push, without owners.
+        upstream = submission.facts.get("origin") == "upstream"
         pending: Path | None = None
         committed = False
         try:
@@ -647,8 +651,15 @@ class FeedService:
                 reg, _created = self._lock_id(session, id_lower, nuspec.id)
                 owners = set(session.scalars(select(Owner.user_pk).where(Owner.id_lower == id_lower)).all())
                 new_id = not owners
-                principal.require(nuspec.id, new_id=new_id)
-                if not new_id and principal.user_pk not in owners:
+                if upstream:  # mirrored (issue 16): no owners; a local id always wins over an upstream one
+                    if owners:
+                        raise ForbiddenError(
+                            f"the package id {reg.id!r} is a local id; upstream versions are not added"
+                        )
+                    new_id = False
+                else:
+                    principal.require(nuspec.id, new_id=new_id)
+                if not upstream and not new_id and principal.user_pk not in owners:
                     raise ForbiddenError(f"the package id {reg.id!r} belongs to other owners")
                 exists = session.scalar(
                     select(Package.pk).where(Package.id_lower == id_lower, Package.version_lower == ver_lower)
@@ -672,9 +683,14 @@ class FeedService:
                     size=submission.upload.size,
                     sha512=submission.upload.sha512,
                     now=self.clock(),
-                    user_pk=principal.user_pk,
+                    user_pk=None if upstream else principal.user_pk,
                 )
                 row.id = reg.id  # one casing per id: the first push's
+                if upstream:
+                    row.origin = "upstream"
+                    published = submission.facts.get("published")
+                    if isinstance(published, datetime):
+                        row.published_at = published
                 session.add(row)
                 try:
                     session.flush()
