@@ -22,6 +22,7 @@ __all__ = [
     "PFX_PASSWORD_ENV_VAR",
     "PKCS11_PIN_ENV_VAR",
     "FeedConfig",
+    "IngestConfig",
     "SigningConfig",
 ]
 
@@ -103,6 +104,59 @@ class SigningConfig:
         return self.enabled and not self.repository_pfx and not self.repository_pkcs11_module
 
 
+_HOLD_SEVERITIES = ("note", "warning", "error", "never")
+_AUTHOR_POLICIES = ("none", "any", "allow-list")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """The ingestion checks every pushed and mirrored package passes (issue 16; :mod:`nuseal.feed.mirror.checks`).
+
+    Attributes:
+        hold_severity: scan findings at or above this (``note``, ``warning``, ``error``; ``never``) hold the version in
+            quarantine (``--hold-severity``).
+        block_rules: scan rule ids or globs (``NS1110``, ``NS2*``) whose findings refuse a push with 400
+            (``--block-rule``, repeatable).
+        author_policy: for upstream packages, ``none`` (no author signature required), ``any`` (a valid author
+            signature with a trusted chain), ``allow-list`` (and by a certificate in ``trusted_signers``)
+            (``--author-policy``).
+        trusted_signers: SHA-256 fingerprints (hex) of the author certificates the allow list accepts
+            (``--trusted-signer``).
+        min_release_age_seconds: upstream versions younger than this are left out until old enough
+            (``--min-release-age``; 0: no cooldown).
+        osv_path: OSV records (folder or zip) for the known-bad check (``--osv``).
+        popular_id_files: extra popular-id lists for the look-alike check (``--popular-ids``).
+        rules_files: scan rules files (``--rules``).
+        revocation_mode: ``online`` or ``offline`` revocation checks when verifying upstream signatures.
+        release_check_seconds: how often held versions whose cooldown ended are released (0: never by itself).
+    """
+
+    hold_severity: str = "error"
+    block_rules: tuple[str, ...] = ()
+    author_policy: str = "none"
+    trusted_signers: tuple[str, ...] = ()
+    min_release_age_seconds: float = 0.0
+    osv_path: str | None = None
+    popular_id_files: tuple[str, ...] = ()
+    rules_files: tuple[str, ...] = ()
+    revocation_mode: str = "online"
+    release_check_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        for name in ("block_rules", "trusted_signers", "popular_id_files", "rules_files"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.hold_severity not in _HOLD_SEVERITIES:
+            raise ConfigError(f"the hold severity must be one of {', '.join(_HOLD_SEVERITIES)}")
+        if self.author_policy not in _AUTHOR_POLICIES:
+            raise ConfigError(f"the author policy must be one of {', '.join(_AUTHOR_POLICIES)}")
+        if self.author_policy == "allow-list" and not self.trusted_signers:
+            raise ConfigError("the allow-list author policy needs at least one --trusted-signer fingerprint")
+        if self.min_release_age_seconds < 0 or self.release_check_seconds < 0:
+            raise ConfigError("the minimum release age and the release check period cannot be negative")
+        if self.revocation_mode not in ("online", "offline"):
+            raise ConfigError("the revocation mode must be online or offline")
+
+
 @dataclass(frozen=True)
 class FeedConfig:
     """Everything a feed process needs.
@@ -115,6 +169,7 @@ class FeedConfig:
         max_package_size: upload cap in bytes (413 above it).
         download_flush_seconds: how often buffered download counts are written to the database.
         signing: signature enforcement and repository signing (:class:`SigningConfig`).
+        ingest: the ingestion checks and quarantine (:class:`IngestConfig`).
     """
 
     data_dir: Path
@@ -123,6 +178,7 @@ class FeedConfig:
     max_package_size: int = DEFAULT_MAX_PACKAGE_SIZE
     download_flush_seconds: float = 5.0
     signing: SigningConfig = field(default_factory=SigningConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")) or len(self.base_url) > MAX_BASE_URL_LENGTH:
@@ -188,6 +244,7 @@ class FeedConfig:
             d = json.loads(text)
             d["data_dir"] = Path(d["data_dir"])
             d["signing"] = SigningConfig(**d.get("signing", {}))
+            d["ingest"] = IngestConfig(**d.get("ingest", {}))
             return cls(**d)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"invalid feed configuration: {exc}") from exc
