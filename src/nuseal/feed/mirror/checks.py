@@ -83,6 +83,7 @@ __all__ = [
     "UpstreamInfo",
     "Verdict",
     "finding_evidence",
+    "ingest_settings",
 ]
 
 #: ``IngestConfig.author_policy`` values.
@@ -638,3 +639,26 @@ def outcome_state(results: Sequence[StageResult]) -> str:
     if any(r.verdict is Verdict.HOLD for r in results):
         return "held"
     return "accepted"
+
+
+def ingest_settings(config: Any) -> IngestSettings:
+    """The checks' settings from a :class:`~nuseal.feed.config.FeedConfig` (its ``ingest`` and the signing trust
+    bundles).
+
+    Raises:
+        ConfigError: an invalid combination (see :class:`IngestSettings`).
+    """
+    ingest = config.ingest
+    return IngestSettings(
+        hold_severity=None if ingest.hold_severity == "never" else Severity.parse(ingest.hold_severity),
+        block_rules=tuple(ingest.block_rules),
+        author_policy=ingest.author_policy,
+        trusted_signers=tuple(f.replace(":", "").lower() for f in ingest.trusted_signers),
+        min_release_age=timedelta(seconds=ingest.min_release_age_seconds),
+        osv_path=ingest.osv_path,
+        popular_id_files=tuple(ingest.popular_id_files),
+        rules_files=tuple(ingest.rules_files),
+        revocation_mode=RevocationMode(ingest.revocation_mode),
+        code_signing_roots=config.signing.trust_bundle,
+        timestamping_roots=config.signing.timestamp_trust_bundle,
+    )

@@ -20,18 +20,31 @@ versions still in their cooldown (by the upstream's published date, without down
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import anyio
+import anyio.to_thread
 from sqlalchemy import select
 
 from nuseal.feed.accounts.keys import Principal
 from nuseal.feed.errors import DuplicatePackageError, FeedError
-from nuseal.feed.mirror.checks import Candidate, IngestChecks, StageResult, UpstreamInfo, Verdict, outcome_state
+from nuseal.feed.mirror.checks import (
+    Candidate,
+    IngestChecks,
+    StageResult,
+    UpstreamInfo,
+    Verdict,
+    ingest_settings,
+    outcome_state,
+)
+from nuseal.feed.mirror.push import PushChecks
 from nuseal.feed.mirror.quarantine import FACT_ORIGIN, FACT_PUBLISHED, FACT_RESULTS, Quarantine
+from nuseal.feed.mirror.vulnerabilities import VulnerabilityInfo
 from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.publish.submission import Submission, read_archive
 from nuseal.feed.publish.upload import StagedUpload, package_sha512
@@ -40,6 +53,8 @@ from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_nam
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
 __all__ = ["IngestOutcome", "Ingestion", "UpstreamInfo"]
+
+log = logging.getLogger(__name__)
 
 #: The user name upstream packages are published under (audit rows, ``Submission.principal``).
 UPSTREAM_ACTOR = "upstream"
@@ -91,6 +106,34 @@ class Ingestion:
         self.service = service
         self.checks = checks
         self.quarantine = quarantine
+        #: The push pipeline's stages built on the same checks (:mod:`nuseal.feed.mirror.push`).
+        self.push = PushChecks(checks, quarantine)
+
+    @classmethod
+    def for_service(cls, service: FeedService, *, vulnerabilities: VulnerabilityInfo | None = None) -> Ingestion:
+        """The ingestion of ``service`` with the settings of its ``config.ingest`` (``vulnerabilities``: the OSV data
+        the feed already loaded for its ``VulnerabilityInfo`` resource; else ``--osv`` is loaded on first use).
+
+        Raises:
+            ConfigError: invalid ingestion settings.
+        """
+        checks = IngestChecks(
+            service.db, ingest_settings(service.config), clock=service.clock, vulnerabilities=vulnerabilities
+        )
+        return cls(service, checks, Quarantine(service))
+
+    async def release_due_task(self) -> None:
+        """Background task: every ``config.ingest.release_check_seconds``, release the held versions whose cooldown
+        ended (:meth:`Quarantine.release_due`). Runs until cancelled; errors are logged, never raised."""
+        period = self.service.config.ingest.release_check_seconds
+        if period <= 0:
+            return
+        while True:
+            await anyio.sleep(period)
+            try:
+                await anyio.to_thread.run_sync(self.quarantine.release_due)
+            except Exception:
+                log.exception("releasing held versions whose cooldown ended failed; retrying later")
 
     def stages(self) -> Sequence[Callable[[Candidate], StageResult]]:
         """The checks, in order."""

@@ -56,6 +56,7 @@ __all__ = [
     "QUARANTINE_FOLDER",
     "HoldView",
     "Quarantine",
+    "publish_hook",
     "record_results",
 ]
 
@@ -203,8 +204,9 @@ def _signature_facts(data: bytes) -> list[Any]:
 
 
 class Quarantine:
-    """The quarantine of one feed (``service``). Install :meth:`publish_hook` on the service (done by
-    :func:`nuseal.feed.mirror.ingest.install_ingestion`) so releases and accepted versions record their results."""
+    """The quarantine of one feed (``service``). The service must run :meth:`publish_hook` in its publish
+    transaction (the composition root, :mod:`nuseal.feed.compose`, lists it) so releases and accepted versions
+    record their results."""
 
     def __init__(self, service: FeedService) -> None:
         self.service = service
@@ -562,46 +564,47 @@ class Quarantine:
                 log.exception("could not release %s %s after its cooldown", row.id, row.version)
         return done
 
-    # -------------------------------------------------------------------------------------- publish hook
-    def publish_hook(self, session: Session, row: Package, submission: Submission) -> None:
-        """In every publish transaction: mark a released hold (with its audit row), store the stages' results, and
-        accept the first author signer of the id."""
-        now = submission.now
-        release: Mapping[str, Any] | None = submission.facts.get(FACT_RELEASE)
-        if release is not None:
-            hold = session.get(IngestHold, release["pk"])
-            if hold is not None:
-                hold.state = "released"
-                hold.decided_at = now
-                hold.decided_by = str(release["actor"])
-                hold.decision_note = str(release.get("note", ""))
-                hold.stored_key = ""
-                audit.record(
-                    session,
-                    at=now,
-                    actor=str(release["actor"]),
-                    action="quarantine.released",
-                    target=f"package:{row.id_lower}/{row.version_lower}",
-                    note=release.get("note", ""),
-                    reasons=json.loads(hold.reasons),
-                    sha512=row.sha512,
+
+def publish_hook(submission: Submission, context: Any, session: Session, row: Package) -> None:
+    """A :data:`~nuseal.feed.publish.submission.PublishHook`: in every publish transaction, mark a released hold
+    (with its ``quarantine.released`` audit row), store the stages' results, and accept the first author signer of
+    the id (``accepted_by`` ``feed``). The composition root lists it after the signing hooks."""
+    now = submission.now
+    release: Mapping[str, Any] | None = submission.facts.get(FACT_RELEASE)
+    if release is not None:
+        hold = session.get(IngestHold, release["pk"])
+        if hold is not None:
+            hold.state = "released"
+            hold.decided_at = now
+            hold.decided_by = str(release["actor"])
+            hold.decision_note = str(release.get("note", ""))
+            hold.stored_key = ""
+            audit.record(
+                session,
+                at=now,
+                actor=str(release["actor"]),
+                action="quarantine.released",
+                target=f"package:{row.id_lower}/{row.version_lower}",
+                note=release.get("note", ""),
+                reasons=json.loads(hold.reasons),
+                sha512=row.sha512,
+            )
+    results: Sequence[StageResult] | None = submission.facts.get(FACT_RESULTS)
+    if results is not None:
+        record_results(session, row.id_lower, row.version_lower, results, now=now)
+    archive = submission.archive
+    signer = author_signer(archive) if archive is not None else None
+    if signer is not None:
+        known = session.scalar(select(AcceptedSigner.fingerprint).where(AcceptedSigner.id_lower == row.id_lower))
+        if known is None:
+            session.add(
+                AcceptedSigner(
+                    id_lower=row.id_lower,
+                    fingerprint=signer.fingerprint,
+                    subject=signer.subject,
+                    issuer=signer.issuer,
+                    accepted_by=audit.FEED_ACTOR,
+                    accepted_at=now,
                 )
-        results: Sequence[StageResult] | None = submission.facts.get(FACT_RESULTS)
-        if results is not None:
-            record_results(session, row.id_lower, row.version_lower, results, now=now)
-        archive = submission.archive
-        signer = author_signer(archive) if archive is not None else None
-        if signer is not None:
-            known = session.scalar(select(AcceptedSigner.fingerprint).where(AcceptedSigner.id_lower == row.id_lower))
-            if known is None:
-                session.add(
-                    AcceptedSigner(
-                        id_lower=row.id_lower,
-                        fingerprint=signer.fingerprint,
-                        subject=signer.subject,
-                        issuer=signer.issuer,
-                        accepted_by=audit.FEED_ACTOR,
-                        accepted_at=now,
-                    )
-                )
-        session.flush()
+            )
+    session.flush()
