@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import NameOID
 
 from nuseal.errors import UsageError
 from nuseal.trust import CertificatePurpose, TrustStore
+from nuseal.trust.certificate import facts
 from nuseal.trust.store import MAX_BUNDLE_BYTES, _default_dotnet_roots
-from test_trust_support import CODESIGN_BUNDLE, TIMESTAMP_BUNDLE, Pki
+from test_trust_support import CODESIGN_BUNDLE, NOW, TIMESTAMP_BUNDLE, Pki, rsa_key
 
 SIGN = CertificatePurpose.CODE_SIGNING
 STAMP = CertificatePurpose.TIMESTAMPING
@@ -119,3 +125,41 @@ def test_default_dotnet_roots_order(tmp_path: Path) -> None:
     assert roots[-1] == tmp_path / ".dotnet"
     assert Path("/usr/share/dotnet") in roots
     assert Path("/usr/lib/dotnet") in roots
+
+
+def _self_signed(subject: x509.Name) -> x509.Certificate:
+    key = rsa_key("unusual-name-root")
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(7)
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_a_pem_store_finds_each_root_by_its_subject_as_a_parsed_store_does() -> None:
+    # The PEM store reads subject names from the DER without parsing the roots; names cryptography could encode
+    # differently (several attributes in one RDN, BMPString, non-ASCII bytes) are parsed at load instead.
+    cn, org = NameOID.COMMON_NAME, NameOID.ORGANIZATION_NAME
+    unusual = [
+        x509.Name([x509.RelativeDistinguishedName([x509.NameAttribute(org, "Zeta"), x509.NameAttribute(cn, "Multi")])]),
+        x509.Name([x509.NameAttribute(cn, "Bmp Root", _type=_ASN1Type.BMPString)]),
+        x509.Name([x509.NameAttribute(cn, "Zoë T61 Root", _type=_ASN1Type.T61String)]),
+        x509.Name([x509.NameAttribute(cn, "Zoë UTF-8 Root"), x509.NameAttribute(NameOID.COUNTRY_NAME, "DE")]),
+    ]
+    roots = [_self_signed(subject) for subject in unusual]
+    bundle = CODESIGN_BUNDLE.read_bytes() + b"\n".join(root.public_bytes(Encoding.PEM) for root in roots)
+    lazy = TrustStore.from_pem_bytes(bundle, source="test")
+    parsed = TrustStore.from_certificates(lazy.certificates)
+    assert len(lazy) == len(parsed) == len(TrustStore.from_pem_file(CODESIGN_BUNDLE)) + len(roots)
+    for root in parsed.certificates:
+        assert lazy.with_subject(root.subject) == parsed.with_subject(root.subject)
+        assert root in lazy.with_subject(root.subject)
+    for root in roots:  # self-issued: each is its own issuer candidate
+        found = [[known.der for known in store.issuer_candidates(facts(root))] for store in (lazy, parsed)]
+        assert found == [[facts(root).der]] * 2
