@@ -26,6 +26,7 @@ system-deps:
 
 lint: install
 	$(BIN)/ruff check src tests bench fuzz
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy
