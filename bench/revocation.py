@@ -45,6 +45,7 @@ from nuseal.devpki import DevPki, serve
 from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, sign_package
 from nuseal.trust import RevocationMode, TrustStore
+from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.trust.revocation_cache import RevocationStore, revocation_run
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
 
@@ -66,12 +67,16 @@ def best(fn: Callable[[], object], rounds: int) -> float:
 
 
 def verify_all(
-    paths: list[bytes], store_pem: tuple[TrustStore, TrustStore], mode: RevocationMode
+    paths: list[bytes],
+    store_pem: tuple[TrustStore, TrustStore],
+    mode: RevocationMode,
+    fetcher: HttpRevocationFetcher | None = None,
 ) -> list[VerificationResult]:
     verifier = Verifier(
         VerificationPolicy.verify(revocation_mode=mode),
         code_signing_roots=store_pem[0],
         timestamping_roots=store_pem[1],
+        fetcher=fetcher,
     )
     now = datetime.now(UTC)
     return [verifier.verify_bytes(p, now=now) for p in paths]
@@ -85,7 +90,7 @@ def in_run(
     mode: RevocationMode = RevocationMode.ONLINE,
     timeout: float = 5.0,
 ) -> list[VerificationResult]:
-    with revocation_run(package_timeout=timeout, store=RevocationStore(cache)):
+    with revocation_run(online=True, package_timeout=timeout, store=RevocationStore(cache)):
         return verify_all(packages, stores, mode)
 
 
@@ -183,7 +188,7 @@ def main() -> int:
               f"{warnings(online_results)} warnings")  # fmt: skip
         if not args.no_before:
             t = time.perf_counter()
-            before = verify_all(vectors, stores, RevocationMode.ONLINE)
+            before = verify_all(vectors, stores, RevocationMode.ONLINE, HttpRevocationFetcher())
             before_s = time.perf_counter() - t
             print(f"  online, before issue 17         {before_s:8.3f} s  ({before_s / offline:.1f}x offline), "
                   f"{warnings(before)} warnings")  # fmt: skip

@@ -200,12 +200,12 @@ def main() -> None:
 
         def two_workers() -> None:
             with VerifierPool(spec, 2, verifier=verifier) as pool:
-                results = list(pool.verify(names))
+                results = list(pool.verify(names, now=now))
             assert len(results) == len(names) and all(r.valid for r in results)
 
         two = timed(two_workers, args.rounds)
         report("verify, 2 workers (incl. start-up)", two, len(paths), size, base)
-        cli_two = timed(lambda: list(verify_paths(spec, names, jobs=2)), args.rounds)
+        cli_two = timed(lambda: list(verify_paths(spec, names, now=now, jobs=2)), args.rounds)
         report("  the CLI's way (stores loaded too)", cli_two, len(paths), size, base)
         print(f"parallel speed-up: {one / two:.2f}x (the CLI's way {one / cli_two:.2f}x)")
         big_ratio: float | None = None

@@ -38,6 +38,7 @@ from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
 from nuseal.trust import RevocationMode, TrustStore
+from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, Verifier
 from support import oracle
 
@@ -55,7 +56,7 @@ class Pki:
         self.server = server
         self.author = FileSigner.from_pfx(dev.pfx_path("author"), dev.pfx_password)
         self.repository = FileSigner.from_pfx(dev.pfx_path("repository"), dev.pfx_password)
-        self.trust = SigningTrust.from_pem_files(dev.root_pem_path)
+        self.trust = SigningTrust.from_pem_files(dev.root_pem_path, fetcher=HttpRevocationFetcher())
         root = TrustStore.from_pem_file(dev.root_pem_path)
         self.verifier = Verifier(
             VerificationPolicy.verify(revocation_mode=RevocationMode.OFFLINE),

@@ -183,7 +183,7 @@ def test_100_packages_under_a_tarpit_cost_one_timeout(tmp_path: Path, tarpit: Ta
 
     timeout = 1.0
     started = time.monotonic()
-    with revocation_run(package_timeout=timeout, store=RevocationStore(tmp_path / "cache")):
+    with revocation_run(online=True, package_timeout=timeout, store=RevocationStore(tmp_path / "cache")):
         online = signed.verify_all()
     online_seconds = time.monotonic() - started
 
@@ -203,7 +203,7 @@ def test_100_packages_under_a_tarpit_cost_one_timeout(tmp_path: Path, tarpit: Ta
 def test_refused_port_marks_the_host_at_once(tmp_path: Path) -> None:
     url = closed_port_url("/ocsp")
     signed = Signed(tmp_path, 20, leaf_ocsp=url)
-    with revocation_run(package_timeout=5.0, store=RevocationStore(tmp_path / "cache")) as run:
+    with revocation_run(online=True, package_timeout=5.0, store=RevocationStore(tmp_path / "cache")) as run:
         assert run.hosts.unreachable(host_of(url)) is None
         results = signed.verify_all()
         assert "could not be reached" in (run.hosts.unreachable(host_of(url)) or "")
@@ -217,7 +217,7 @@ def test_hosts_are_asked_in_parallel_within_one_deadline(tmp_path: Path) -> None
     first, second = Tarpit(), Tarpit()
     try:
         signed = Signed(tmp_path, 1, leaf_ocsp=first.url("/ocsp"), intermediate_ocsp=second.url("/ocsp"))
-        with revocation_run(package_timeout=1.0, store=RevocationStore(tmp_path / "cache")):
+        with revocation_run(online=True, package_timeout=1.0, store=RevocationStore(tmp_path / "cache")):
             [result] = signed.verify_all()
         assert (first.connections, second.connections) == (1, 1)
         assert result.valid
@@ -235,7 +235,7 @@ def test_slow_responder_within_the_deadline_answers(tmp_path: Path, server: Loop
         return answer(body)  # type: ignore[operator, no-any-return]
 
     server.routes["/ocsp"] = slow
-    with revocation_run(package_timeout=5.0, store=RevocationStore(tmp_path / "cache")):
+    with revocation_run(online=True, package_timeout=5.0, store=RevocationStore(tmp_path / "cache")):
         results = signed.verify_all()
     assert all(r.valid and _codes(r) == GOOD for r in results)
 
@@ -245,7 +245,7 @@ def test_slow_responder_past_the_deadline_is_unknown_and_not_asked_again(
 ) -> None:
     signed = Signed(tmp_path, 5, leaf_ocsp=server.url("/ocsp"))
     server.hang("/ocsp")
-    with revocation_run(package_timeout=0.5, store=RevocationStore(tmp_path / "cache")):
+    with revocation_run(online=True, package_timeout=0.5, store=RevocationStore(tmp_path / "cache")):
         results = signed.verify_all()
     assert server.hits["/ocsp"] == 1
     assert all(r.valid and NuCode.NU3018 in {i.code for i in r.warnings} for r in results)
@@ -254,9 +254,9 @@ def test_slow_responder_past_the_deadline_is_unknown_and_not_asked_again(
 def test_revoked_answer_still_fails_with_nugets_code(tmp_path: Path, server: LoopbackServer) -> None:
     signed = Signed(tmp_path, 2, leaf_ocsp=server.url("/ocsp"))
     server.routes["/ocsp"] = _responder(signed, revoked={signed.leaves[0].cert.serial_number})  # type: ignore[assignment]
-    with revocation_run(store=RevocationStore(tmp_path / "cache")):
+    with revocation_run(online=True, store=RevocationStore(tmp_path / "cache")):
         revoked, good = signed.verify_all()
-    with revocation_run(store=RevocationStore(tmp_path / "cache")):  # from the cache: the same verdict
+    with revocation_run(online=True, store=RevocationStore(tmp_path / "cache")):  # from the cache: the same verdict
         revoked_again, good_again = signed.verify_all()
     assert not revoked.valid
     assert (NuCode.NU3012, Level.ERROR) in _codes(revoked)
@@ -276,11 +276,11 @@ def test_second_run_asks_nothing_and_gives_the_same_results(tmp_path: Path, serv
     assert asked == 11  # ten leaves and the intermediate (the verifier's in-memory cache keeps the latter)
 
     store = RevocationStore(tmp_path / "cache")
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         first = signed.verify_all()
     assert server.hits["/ocsp"] == 2 * asked
     assert store.entries() == 11
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         second = signed.verify_all()
     assert server.hits["/ocsp"] == 2 * asked  # nothing asked
     for a, b, c in zip(uncached, first, second, strict=True):
@@ -294,10 +294,10 @@ def test_crls_are_cached_per_distribution_point(tmp_path: Path, server: Loopback
     revoked = signed.leaves[2].cert.serial_number
     server.routes["/crl"] = lambda body: (200, crl(signed.intermediate, {revoked: REVOKED_AT}))
     store = RevocationStore(tmp_path / "cache")
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         first = signed.verify_all()
     assert server.hits["/crl"] == 1  # one CRL answers for the three leaves
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         second = signed.verify_all()
     assert (server.hits["/crl"], server.hits["/ocsp"]) == (1, 1)
     assert [(r.valid, _codes(r)) for r in second] == [(r.valid, _codes(r)) for r in first]
@@ -318,7 +318,7 @@ def test_a_damaged_cache_entry_is_detected_and_refetched(tmp_path: Path, server:
     signed = Signed(tmp_path, 2, leaf_ocsp=server.url("/ocsp"))
     server.routes["/ocsp"] = _responder(signed)  # type: ignore[assignment]
     store = RevocationStore(tmp_path / "cache")
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         signed.verify_all()
     before = server.hits["/ocsp"]
     entry = store._ocsp_path(signed.leaves[0].cert, signed.intermediate.cert)
@@ -330,13 +330,13 @@ def test_a_damaged_cache_entry_is_detected_and_refetched(tmp_path: Path, server:
     else:  # a valid response, but for the other leaf: its CertID does not match
         other = store._ocsp_path(signed.leaves[1].cert, signed.intermediate.cert)
         entry.write_bytes(other.read_bytes())
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         results = signed.verify_all()
     assert server.hits["/ocsp"] == before + 1  # only the damaged entry is fetched again
     assert all(r.valid and _codes(r) == GOOD for r in results)
     # ... and the entry was replaced by the fresh answer
     assert store.get_ocsp(signed.leaves[0].cert, signed.intermediate.cert) is not None
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         signed.verify_all()
     assert server.hits["/ocsp"] == before + 1
 
@@ -345,11 +345,11 @@ def test_stale_entry_is_not_used(tmp_path: Path, server: LoopbackServer) -> None
     signed = Signed(tmp_path, 1, leaf_ocsp=server.url("/ocsp"))
     server.routes["/ocsp"] = _responder(signed)  # type: ignore[assignment]
     store = RevocationStore(tmp_path / "cache")
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         signed.verify_all()
     before = server.hits["/ocsp"]
     later = NOW + dt.timedelta(days=2)  # past the responses' nextUpdate (NOW + 1 day)
-    with revocation_run(store=store):
+    with revocation_run(online=True, store=store):
         verifier = signed.verifier()
         verifier.verify_bytes(signed.packages[0], now=later)
     assert server.hits["/ocsp"] > before

@@ -28,6 +28,7 @@ from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 from nuseal.signing import FileSigner, repository_sign_package, sign_package
 from nuseal.trust import RevocationMode, TrustStore
+from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, Verifier
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -55,9 +56,12 @@ def signer(pki: DevPki, name: str = "author") -> FileSigner:
 
 
 def verifier(pki: DevPki, policy: VerificationPolicy | None = None) -> Verifier:
+    """A verifier trusting the dev root; online policies ask the loopback responders over HTTP."""
     root = TrustStore.from_pem_file(pki.root_pem_path)
-    return Verifier(policy or VerificationPolicy.verify(revocation_mode=RevocationMode.OFFLINE),
-                    code_signing_roots=root, timestamping_roots=root)
+    policy = policy or VerificationPolicy.verify(revocation_mode=RevocationMode.OFFLINE)
+    online = policy.revocation_mode is RevocationMode.ONLINE
+    return Verifier(policy, code_signing_roots=root, timestamping_roots=root,
+                    fetcher=HttpRevocationFetcher() if online else None)
 
 
 def spec_hash(data: bytes, h: HashAlgorithm) -> bytes:

@@ -257,26 +257,23 @@ def test_naive_times_are_usage_errors() -> None:
     root, _, leaf = Pki().code_signing_chain()
     builder = ChainBuilder(trusting(root), revocation_mode=RevocationMode.OFFLINE)
     with pytest.raises(UsageError):
-        builder.build(leaf.cert, purpose=CertificatePurpose.CODE_SIGNING, at=NOW.replace(tzinfo=None))
+        builder.build(leaf.cert, purpose=CertificatePurpose.CODE_SIGNING, at=NOW.replace(tzinfo=None), now=NOW)
     with pytest.raises(UsageError):
         builder.build(leaf.cert, purpose=CertificatePurpose.CODE_SIGNING, at=NOW, now=NOW.replace(tzinfo=None))
 
 
-def test_clock_is_used_when_now_is_not_given() -> None:
+def test_revocation_is_judged_at_the_now_given() -> None:
+    """The builder reads no clock: ``now`` is the caller's (issue 12), and revocation answers carry it."""
     root, intermediate, leaf = Pki().code_signing_chain()
-    seen: list[dt.datetime] = []
-
-    def clock() -> dt.datetime:
-        seen.append(NOW)
-        return NOW
-
-    builder = ChainBuilder(trusting(root), revocation_mode=RevocationMode.OFFLINE, clock=clock)
+    builder = ChainBuilder(trusting(root), revocation_mode=RevocationMode.OFFLINE)
+    later = NOW + dt.timedelta(days=3)
     result = builder.build(
-        leaf.cert, extra_certificates=[intermediate.cert], purpose=CertificatePurpose.CODE_SIGNING, at=NOW
+        leaf.cert, extra_certificates=[intermediate.cert], purpose=CertificatePurpose.CODE_SIGNING, at=NOW, now=later
     )
-    assert seen == [NOW]
     assert result.elements[0].revocation is not None
-    assert result.elements[0].revocation.checked_at == NOW
+    assert result.elements[0].revocation.checked_at == later
+    with pytest.raises(TypeError):
+        builder.build(leaf.cert, purpose=CertificatePurpose.CODE_SIGNING, at=NOW)  # type: ignore[call-arg]
 
 
 def test_untrusted_root_warning_only_for_complete_untrusted_chains() -> None:

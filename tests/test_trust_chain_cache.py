@@ -119,7 +119,9 @@ def test_a_reused_path_starts_with_the_leaf_object_given() -> None:
     builder = _builder(root)
     copies = [load_der_certificate(leaf.cert.public_bytes(Encoding.DER)) for _ in range(2)]
     results = [
-        builder.build(copy, extra_certificates=[intermediate.cert], purpose=CertificatePurpose.CODE_SIGNING, at=NOW)
+        builder.build(
+            copy, extra_certificates=[intermediate.cert], purpose=CertificatePurpose.CODE_SIGNING, at=NOW, now=NOW
+        )
         for copy in copies
     ]
     assert builder.cache_info() == (1, 1)

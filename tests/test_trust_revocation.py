@@ -16,13 +16,13 @@ from nuseal.trust import (
     CertificatePurpose,
     ChainBuilder,
     ChainStatus,
-    HttpRevocationFetcher,
     RevocationCache,
     RevocationChecker,
     RevocationMode,
     RevocationStatus,
     TrustStore,
 )
+from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.trust.revocation import REVOCATION_MODE_ENV
 from test_trust_support import NOW, Issued, LoopbackServer, Pki, closed_port_url, crl, ocsp_response
 
@@ -259,6 +259,22 @@ def test_offline_mode_never_fetches(server: LoopbackServer) -> None:
     result = builder.build(leaf.cert, purpose=CertificatePurpose.CODE_SIGNING, at=AT, now=NOW)
     assert result.statuses == ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION
     assert fetcher.calls == []
+    assert server.hits == {}
+
+
+def test_no_fetcher_no_network_even_online(server: LoopbackServer) -> None:
+    """Library use: a builder given no fetcher asks no server, whatever the mode (issue 12: no hidden I/O)."""
+    pki = Pki()
+    root = pki.issue("Root", ca=True)
+    leaf = pki.issue("Signer", issuer=root, eku=[ExtendedKeyUsageOID.CODE_SIGNING], crl_url=server.url("/ca.crl"))
+    server.routes["/ca.crl"] = lambda body: (200, crl(root, {leaf.cert.serial_number: AT}))
+    for builder in (
+        ChainBuilder(TrustStore.from_certificates([root.cert])),
+        ChainBuilder(TrustStore.from_certificates([root.cert]), revocation_mode=RevocationMode.ONLINE),
+    ):
+        result = builder.build(leaf.cert, purpose=CertificatePurpose.CODE_SIGNING, at=AT, now=NOW)
+        assert result.statuses == ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION
+        assert result.elements[0].revocation is not None and result.elements[0].revocation.offline
     assert server.hits == {}
 
 

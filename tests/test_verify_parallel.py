@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from nuseal.verify.parallel import (
     default_jobs,
     verify_paths,
 )
+from support.clock import VECTOR_NOW
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTORS = sorted((SHARED / "vectors" / "nuget.org").glob("*.nupkg"))
@@ -52,9 +52,8 @@ def _mixed(tmp_path: Path) -> list[str]:
 def test_two_workers_give_one_process_verdicts_in_input_order(tmp_path: Path) -> None:
     paths = _mixed(tmp_path)
     local = SPEC.build()
-    now = datetime.now(UTC)
-    expected = [_verdict(local.verify_path(p, now=now)) for p in paths]
-    got = [_verdict(r) for r in verify_paths(SPEC, paths, jobs=2)]
+    expected = [_verdict(local.verify_path(p, now=VECTOR_NOW)) for p in paths]
+    got = [_verdict(r) for r in verify_paths(SPEC, paths, now=VECTOR_NOW, jobs=2)]
     assert got == expected
     assert [v[1] for v in got].count(False) == 2  # the tampered copy and the junk file
 
@@ -66,15 +65,15 @@ def test_a_pool_is_started_once_and_fed_several_runs(tmp_path: Path) -> None:
     forkable = threading.active_count() == 1
     with VerifierPool(SPEC, 2) as pool:
         assert pool.forked == forkable
-        first = [_verdict(r) for r in pool.verify(paths)]
-        second = [_verdict(r) for r in pool.verify(list(reversed(paths)))]
+        first = [_verdict(r) for r in pool.verify(paths, now=VECTOR_NOW)]
+        second = [_verdict(r) for r in pool.verify(list(reversed(paths)), now=VECTOR_NOW)]
     assert second == list(reversed(first))
 
 
 def test_an_unreadable_file_is_a_usage_error_from_the_workers(tmp_path: Path) -> None:
     paths = [str(v) for v in VECTORS] + [str(tmp_path / "missing.nupkg")]
     with pytest.raises(UsageError):
-        list(verify_paths(SPEC, paths, jobs=2))
+        list(verify_paths(SPEC, paths, now=VECTOR_NOW, jobs=2))
 
 
 def test_default_jobs_keeps_a_handful_of_packages_in_process() -> None:
@@ -100,10 +99,9 @@ def test_with_other_threads_running_workers_are_spawned_and_build_their_own_veri
     try:
         with VerifierPool(SPEC, 1) as pool:
             assert not pool.forked
-            got = [_verdict(r) for r in pool.verify(paths)]
+            got = [_verdict(r) for r in pool.verify(paths, now=VECTOR_NOW)]
     finally:
         stop.set()
         other.join()
     local = SPEC.build()
-    now = datetime.now(UTC)
-    assert got == [_verdict(local.verify_path(p, now=now)) for p in paths]
+    assert got == [_verdict(local.verify_path(p, now=VECTOR_NOW)) for p in paths]

@@ -33,6 +33,7 @@ from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
+from nuseal.trust.online import HttpRevocationFetcher
 
 from .conftest import Feed, run_admin, start_feed
 
@@ -51,7 +52,7 @@ class SigningPki:
         return FileSigner.from_pfx(self.dev.pfx_path(name), self.dev.pfx_password)
 
     def trust(self) -> SigningTrust:
-        return SigningTrust.from_pem_files(self.dev.root_pem_path)
+        return SigningTrust.from_pem_files(self.dev.root_pem_path, fetcher=HttpRevocationFetcher())
 
     def sign(self, data: bytes, name: str = "author") -> bytes:
         """Author-signed by nuseal's signer with the real dev TSA (every pre-sign check applied)."""

@@ -19,6 +19,7 @@ from nuseal.cli.main import main
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signing import SigningTrust, sign_package
+from nuseal.trust.online import HttpRevocationFetcher
 
 from .certomancer_pki import PFX_PASSWORD, CertomancerPki, serve_certomancer
 from .conftest import Feed, make_package
@@ -52,7 +53,7 @@ def cm_feed(cm: CertomancerPki, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _signed(cm: CertomancerPki, data: bytes, name: str) -> bytes:
-    trust = SigningTrust.from_pem_files(cm.root_pem())
+    trust = SigningTrust.from_pem_files(cm.root_pem(), fetcher=HttpRevocationFetcher())
     return sign_package(data, cm.signer(name), timestamper_url=cm.tsa_url, now=datetime.now(UTC), trust=trust).data
 
 

@@ -35,6 +35,7 @@ from nuseal.devpki import DevPki, DevPkiServer, serve, timestamp_response
 from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust
 from nuseal.trust import RevocationMode, TrustStore
+from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -61,13 +62,18 @@ class Pki:
         return FileSigner.from_pfx(self.dev.pfx_path(name), self.dev.pfx_password)
 
     def strict_trust(self, **kwargs: Any) -> SigningTrust:
-        """NuGet's behaviour: only the dev root is trusted, for signatures and timestamps."""
+        """NuGet's behaviour: only the dev root is trusted, for signatures and timestamps; revocation online
+        (over HTTP to the loopback responders) unless told otherwise."""
+        kwargs.setdefault("fetcher", HttpRevocationFetcher())
         return SigningTrust.from_pem_files(self.dev.root_pem_path, **kwargs)
 
     def verifier(self, policy: VerificationPolicy | None = None, **kwargs: Any) -> Verifier:
+        """A verifier trusting the dev root; an online policy asks the loopback responders over HTTP."""
         root = TrustStore.from_pem_file(self.dev.root_pem_path)
-        return Verifier(policy or VerificationPolicy.verify(revocation_mode=RevocationMode.OFFLINE),
-                        code_signing_roots=root, timestamping_roots=root, **kwargs)
+        policy = policy or VerificationPolicy.verify(revocation_mode=RevocationMode.OFFLINE)
+        if policy.revocation_mode is RevocationMode.ONLINE and kwargs.get("fetcher") is None:
+            kwargs["fetcher"] = HttpRevocationFetcher()
+        return Verifier(policy, code_signing_roots=root, timestamping_roots=root, **kwargs)
 
     def verify(self, data: bytes, policy: VerificationPolicy | None = None, **kwargs: Any) -> VerificationResult:
         return self.verifier(policy, **kwargs).verify_bytes(data, now=datetime.now(UTC))

@@ -20,7 +20,8 @@ from nuseal.errors import NetworkError, SigningError, TimestampError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
-from nuseal.trust import HttpRevocationFetcher, RevocationMode, TrustStore
+from nuseal.trust import RevocationMode, TrustStore
+from nuseal.trust.online import HttpRevocationFetcher
 
 from .conftest import (
     REPO_URL,
@@ -108,10 +109,13 @@ def test_nuget_signs_self_issued_with_the_same_warnings(pki: Pki, tmp_path: Path
 
 
 def test_supplied_roots_are_trusted_by_default_but_not_in_strict_mode(pki: Pki) -> None:
-    lenient = SigningTrust(TrustStore.empty(), TrustStore.empty(), trust_supplied_roots=True)
+    lenient = SigningTrust(
+        TrustStore.empty(), TrustStore.empty(), trust_supplied_roots=True, fetcher=HttpRevocationFetcher()
+    )
     assert _sign(pki, "untrusted-signer", trust=lenient, tsa=True) == []
     with pytest.raises(SigningError) as refused:
-        _sign(pki, "untrusted-signer", trust=SigningTrust(TrustStore.empty(), TrustStore.empty()))
+        _sign(pki, "untrusted-signer",
+              trust=SigningTrust(TrustStore.empty(), TrustStore.empty(), fetcher=HttpRevocationFetcher()))
     assert refused.value.code is NuCode.NU3018
 
 
@@ -165,7 +169,7 @@ def test_unreachable_revocation_is_a_warning(tmp_path: Path) -> None:
     dev = DevPki.create(tmp_path / "pki")  # never served: OCSP and CRL URLs refuse connections
     signer = FileSigner.from_pfx(dev.pfx_path("author"), dev.pfx_password)
     result = sign_package(unsigned_package(), signer, timestamper_url=None, now=datetime.now(UTC),
-                          trust=SigningTrust.from_pem_files(dev.root_pem_path))
+                          trust=SigningTrust.from_pem_files(dev.root_pem_path, fetcher=HttpRevocationFetcher()))
     assert [(w.code, w.message) for w in result.warnings] == [
         (NuCode.NU3018, "RevocationStatusUnknown: unable to get certificate CRL"),
         (NuCode.NU3018, "OfflineRevocation: unable to get certificate CRL"),
@@ -201,7 +205,7 @@ def test_tsa_certificate_without_timestamping_eku_is_refused(tmp_path: Path) -> 
     signer = FileSigner.from_pfx(dev.pfx_path("author"), dev.pfx_password)
     with serve(dev, tsa_name="tsa-no-eku"), pytest.raises(TimestampError) as refused:
         sign_package(unsigned_package(), signer, timestamper_url=dev.tsa_url, now=datetime.now(UTC),
-                     trust=SigningTrust.from_pem_files(dev.root_pem_path))
+                     trust=SigningTrust.from_pem_files(dev.root_pem_path, fetcher=HttpRevocationFetcher()))
     # .NET's Rfc3161TimestampToken refuses it before NuGet looks: an uncoded CryptographicException
     assert refused.value.code is None
     assert "RFC 3161 §2.3" in refused.value.message

@@ -145,7 +145,8 @@ def audit_command(
             if total >= PROGRESS_FROM:
                 bar.update(task, completed=done, total=total)
 
-        with revocation_run(use_store=policy.revocation_mode is RevocationMode.ONLINE):  # host view + cache
+        online = policy.revocation_mode is RevocationMode.ONLINE  # the CLI asks for online revocation checks
+        with revocation_run(online=online, use_store=online):  # host view + cache + the HTTP fetcher
             audits = audit_folder(root, settings, fix=fix, progress=progress, jobs=jobs)
     reports = [a.report for a in audits]
     all_rules = audit_rules(rules)

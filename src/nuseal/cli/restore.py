@@ -120,6 +120,7 @@ def restore_command(
         sources=sources,
         http=HttpSettings(timeout=timeout, cache_dir=None if no_http_cache else default_cache_dir()),
     )
+    online = RevocationMode.from_env() is RevocationMode.ONLINE  # NuGet's setting; the CLI then fetches
     err = Console(stderr=True)
     show_progress = not as_json and sys.stderr.isatty()
     if show_progress:
@@ -144,10 +145,10 @@ def restore_command(
                     downloaded += n
                     bar.update(task, downloaded=f"{downloaded / 1e6:.1f} MB downloaded")
 
-            with revocation_run(use_store=RevocationMode.from_env() is RevocationMode.ONLINE):
+            with revocation_run(online=online, use_store=online):
                 result, warnings = restore(options, progress=hook)
     else:
-        with revocation_run(use_store=RevocationMode.from_env() is RevocationMode.ONLINE):  # host view + cache
+        with revocation_run(online=online, use_store=online):  # host view + cache (+ the HTTP fetcher when online)
             result, warnings = restore(options)
     if as_json:
         click.echo(json.dumps(_document(result, warnings), indent=2))

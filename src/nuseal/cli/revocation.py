@@ -7,6 +7,8 @@ or gave no usable answer); 2 usage errors.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import click
 
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
@@ -57,11 +59,14 @@ def prefetch_command(
     store = RevocationStore()
     before = store.entries()
     spec = VerifierSpec(
-        VerificationPolicy.verify(revocation_mode=RevocationMode.ONLINE), code_signing_roots, timestamping_roots
+        VerificationPolicy.verify(revocation_mode=RevocationMode.ONLINE),
+        code_signing_roots,
+        timestamping_roots,
+        online=True,
     )
     unknown = 0
-    with revocation_run(package_timeout=revocation_timeout, store=store):
-        for result in verify_paths(spec, paths, jobs=jobs):
+    with revocation_run(online=True, package_timeout=revocation_timeout, store=store):
+        for result in verify_paths(spec, paths, now=datetime.now(UTC), jobs=jobs):
             missing = [i for i in result.issues if i.code in (NuCode.NU3018, NuCode.NU3028)]
             unknown += len(missing)
             for issue in missing:

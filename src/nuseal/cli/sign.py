@@ -16,7 +16,7 @@ from nuseal.cli._inputs import resolve_packages
 from nuseal.errors import UsageError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.signing import FileSigner, Signer, SigningTrust, SignResult, repository_sign_package, sign_package
-from nuseal.trust import CertificatePurpose, RevocationMode, TrustStore
+from nuseal.trust import CertificatePurpose, RevocationFetcher, RevocationMode, TrustStore
 
 __all__ = ["repo_sign_command", "sign_command", "write_atomically"]
 
@@ -74,8 +74,9 @@ def _trust(code_signing: str | None, timestamping: str | None, revocation_mode: 
     """Strict trust in the given bundles (NuGet trusts only its store); without them the .NET SDK's stores on
     this machine plus the self-signed roots supplied with the certificate or the TSA's token."""
     mode = RevocationMode(revocation_mode.lower())
+    fetcher = _online_fetcher() if mode is RevocationMode.ONLINE else None  # the CLI's decision to fetch
     if not (code_signing or timestamping):
-        return SigningTrust.discover(revocation_mode=mode)
+        return SigningTrust.discover(revocation_mode=mode, fetcher=fetcher)
     signing_roots = (
         TrustStore.from_pem_file(code_signing) if code_signing else TrustStore.discover(CertificatePurpose.CODE_SIGNING)
     )
@@ -85,7 +86,13 @@ def _trust(code_signing: str | None, timestamping: str | None, revocation_mode: 
         if stamping_bundle
         else TrustStore.discover(CertificatePurpose.TIMESTAMPING)
     )
-    return SigningTrust(signing_roots, stamping_roots, revocation_mode=mode)
+    return SigningTrust(signing_roots, stamping_roots, revocation_mode=mode, fetcher=fetcher)
+
+
+def _online_fetcher() -> RevocationFetcher:
+    from nuseal.trust.online import HttpRevocationFetcher  # noqa: PLC0415 - the HTTP client only when signing online
+
+    return HttpRevocationFetcher()
 
 
 def _output(source: Path, output: str | None, overwrite: bool) -> Path:

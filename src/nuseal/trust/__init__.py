@@ -4,7 +4,8 @@ Everything here judges certificates the way NuGet does (``../shared/NUGET-SIGNIN
 §4.5, §4.7) and returns structured results; mapping them to NU codes per signature kind (NU3012/NU3018 for
 the primary signature, NU3035 for the repository countersignature, NU3028 for timestamps) is
 ``nuseal.verify``'s job. The only I/O is fetching revocation data through an injected
-:class:`RevocationFetcher`.
+:class:`RevocationFetcher`; without one nothing is fetched. The HTTP fetcher lives in :mod:`nuseal.trust.online`
+(not imported here: ``import nuseal.trust`` loads no HTTP client).
 """
 
 from nuseal.trust.certificate import CertificatePurpose, dotnet_name, fingerprint, is_self_issued
@@ -34,7 +35,6 @@ from nuseal.trust.requirements import (
     requirement_code,
 )
 from nuseal.trust.revocation import (
-    HttpRevocationFetcher,
     RevocationCache,
     RevocationChecker,
     RevocationFetcher,
@@ -51,7 +51,6 @@ __all__ = [
     "ChainElement",
     "ChainResult",
     "ChainStatus",
-    "HttpRevocationFetcher",
     "NuGetConfig",
     "RequirementFailure",
     "RequirementKind",

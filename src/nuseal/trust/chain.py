@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import enum
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -45,7 +45,6 @@ from nuseal.trust.certificate import (
     is_self_issued,
 )
 from nuseal.trust.revocation import (
-    HttpRevocationFetcher,
     RevocationCache,
     RevocationChecker,
     RevocationFetcher,
@@ -373,9 +372,11 @@ CHAIN_CACHE_BUCKETS = 8
 class ChainBuilder:
     """Builds and judges chains against one trust store, with one revocation mode.
 
-    ``fetcher`` is used in online mode only; by default an :class:`HttpRevocationFetcher`. ``cache`` defaults
-    to a fresh :class:`RevocationCache` owned by this builder (pass one to share it). ``clock`` gives the
-    current time when :meth:`build` is not told ``now``.
+    ``fetcher`` is used in online mode only, and only when given: a builder made without one does no network
+    I/O and works offline (its ``revocation_mode`` is then :attr:`RevocationMode.OFFLINE` whatever was asked,
+    so that results report revocation as not asked for); the caller that wants online checks passes one (e.g.
+    :class:`nuseal.trust.online.HttpRevocationFetcher`). ``cache`` defaults to a fresh :class:`RevocationCache`
+    owned by this builder (pass one to share it).
 
     Built paths are remembered (at most :data:`CHAIN_CACHE_SIZE` leaf / extra-certificate / purpose
     combinations, :data:`CHAIN_CACHE_BUCKETS` time buckets each): a later build of the same leaf with the same
@@ -392,14 +393,10 @@ class ChainBuilder:
         revocation_mode: RevocationMode = RevocationMode.ONLINE,
         fetcher: RevocationFetcher | None = None,
         cache: RevocationCache | None = None,
-        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.trust_store = trust_store
-        self.revocation_mode = revocation_mode
-        if fetcher is None and revocation_mode is RevocationMode.ONLINE:
-            fetcher = HttpRevocationFetcher()
+        self.revocation_mode = revocation_mode if fetcher is not None else RevocationMode.OFFLINE
         self.revocation = RevocationChecker(fetcher, cache=RevocationCache() if cache is None else cache)
-        self._clock = clock or (lambda: datetime.now(UTC))
         self._chains: dict[tuple[bytes, tuple[bytes, ...], CertificatePurpose], list[_BuiltPath]] = {}
         self._cache_store = trust_store
         self._cache_lock = threading.Lock()
@@ -417,8 +414,8 @@ class ChainBuilder:
         extra_certificates: Iterable[x509.Certificate] = (),
         purpose: CertificatePurpose,
         at: datetime,
+        now: datetime,
         ignore_not_time_valid: bool = True,
-        now: datetime | None = None,
     ) -> ChainResult:
         """Build ``leaf``'s chain as NuGet's ``X509Chain`` would and report every status.
 
@@ -430,13 +427,13 @@ class ChainBuilder:
             at: the verification time (timestamp ``UpperLimit``, or now); timezone-aware.
             ignore_not_time_valid: NuGet's ``IgnoreNotTimeValid``: ``NOT_TIME_VALID`` is still reported but
                 listed in ``ignored``.
-            now: the current time for judging revocation data (default: the builder's clock).
+            now: the current time, for judging revocation data; timezone-aware.
 
         Never raises for a bad chain; raises :class:`~nuseal.errors.UsageError` for a naive ``at``/``now``.
         """
         if at.tzinfo is None:
             raise UsageError("chain building needs a timezone-aware verification time")
-        current = now or self._clock()
+        current = now
         if current.tzinfo is None:
             raise UsageError("chain building needs a timezone-aware 'now'")
         extras = tuple(facts(c) for c in list(extra_certificates)[:MAX_EXTRA_CERTIFICATES])

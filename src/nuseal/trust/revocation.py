@@ -1,7 +1,8 @@
 """Revocation checking: NuGet's online/offline modes, OCSP then CRL, fetched through an injected fetcher.
 
-The split (STYLE.md "sans-I/O core"): a :class:`RevocationFetcher` moves bytes (:class:`HttpRevocationFetcher`
-over ``httpx``; tests use a real loopback server); :class:`RevocationChecker` decides what those bytes mean,
+The split (STYLE.md "sans-I/O core"): a :class:`RevocationFetcher` moves bytes
+(:class:`nuseal.trust.online.HttpRevocationFetcher` over ``httpx``, in its own module so that importing this one
+loads no HTTP client; tests use a real loopback server); :class:`RevocationChecker` decides what those bytes mean,
 at an injected ``now``, with pyhanko-certvalidator's OCSP (RFC 6960) and CRL (RFC 5280 §6.3) validation:
 CertID matching, responder authorisation (the issuer itself or a delegated ``id-kp-OCSPSigning`` responder),
 signatures, freshness, CRL scope. :class:`RevocationCache` remembers answers per ``(issuer key, serial)`` until
@@ -31,7 +32,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
-import httpx
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -53,7 +53,6 @@ from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
 from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
 from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 
-from nuseal._internal.tls import shared_tls_context
 from nuseal.errors import NetworkError, UsageError
 from nuseal.trust._aio import run_sync
 from nuseal.trust.certificate import der, facts
@@ -74,7 +73,6 @@ __all__ = [
     "REVOCATION_TIME_TOLERANCE",
     "HOST_RETRY_SECONDS",
     "HostHealth",
-    "HttpRevocationFetcher",
     "ResponderUnreachable",
     "RevocationCache",
     "RevocationChecker",
@@ -82,6 +80,8 @@ __all__ = [
     "RevocationMode",
     "RevocationResult",
     "RevocationStatus",
+    "deadline_remaining",
+    "host_of",
     "revocation_deadline",
 ]
 
@@ -98,8 +98,6 @@ MAX_CRL_BYTES = 32 << 20
 MAX_URLS_PER_METHOD = 3
 #: Once this much time (seconds) went into one certificate's revocation requests, no further URL is tried.
 REVOCATION_BUDGET_SECONDS = 20.0
-#: At most this many HTTP redirects are followed per request.
-MAX_REDIRECTS = 3
 #: Clock skew allowed between this machine and the responder (thisUpdate in the future, nextUpdate just past).
 REVOCATION_TIME_TOLERANCE = timedelta(minutes=5)
 #: How long an answer without ``nextUpdate`` is cached.
@@ -113,8 +111,6 @@ CACHE_MAX_ENTRIES = 10_000
 #: (the feed) tries again after this.
 HOST_RETRY_SECONDS = 300.0
 
-_USER_AGENT = "nuseal-revocation/1"
-_OCSP_CONTENT_TYPE = "application/ocsp-request"
 
 
 class RevocationMode(enum.StrEnum):
@@ -198,6 +194,13 @@ def revocation_deadline(seconds: float | None) -> Iterator[None]:
         _DEADLINE.reset(token)
 
 
+def deadline_remaining() -> float | None:
+    """Seconds left before the enclosing :func:`revocation_deadline` (may be zero or negative once spent), or
+    ``None`` outside any deadline. Fetchers bound each request by it."""
+    deadline = _DEADLINE.get()
+    return None if deadline is None else deadline - time.monotonic()
+
+
 def host_of(url: str) -> str:
     """``host:port`` of an http(s) URL (the port made explicit), the unit :class:`HostHealth` tracks."""
     parts = urlsplit(url)
@@ -260,100 +263,6 @@ class HostHealth:
         with self._lock:
             self._marks.setdefault(host, (time.monotonic(), reason))
         return reason
-
-
-class HttpRevocationFetcher:
-    """:class:`RevocationFetcher` over HTTP(S) with ``httpx``: a hard deadline and a size cap per request.
-
-    ``timeout`` (seconds, default :data:`REQUEST_TIMEOUT_SECONDS`) bounds the whole request, connect to last
-    byte, and never runs past the enclosing :func:`revocation_deadline`. Only ``http`` and ``https`` URLs are
-    fetched; at most :data:`MAX_REDIRECTS` redirects are followed. ``client`` lets a caller share a connection
-    pool (it is not closed here); otherwise each request uses a short-lived client. ``hosts`` (optional) is the
-    run's :class:`HostHealth`: a host that failed once is not asked again (:class:`ResponderUnreachable` at once).
-    """
-
-    def __init__(
-        self,
-        *,
-        timeout: float = REQUEST_TIMEOUT_SECONDS,
-        max_ocsp_bytes: int = MAX_OCSP_RESPONSE_BYTES,
-        max_crl_bytes: int = MAX_CRL_BYTES,
-        client: httpx.Client | None = None,
-        hosts: HostHealth | None = None,
-    ) -> None:
-        if timeout <= 0:
-            raise UsageError("revocation request timeout must be positive")
-        self.timeout = timeout
-        self.max_ocsp_bytes = max_ocsp_bytes
-        self.max_crl_bytes = max_crl_bytes
-        self._client = client
-        self.hosts = hosts
-
-    def fetch_ocsp(self, url: str, request: bytes) -> bytes:
-        """POST ``request`` as ``application/ocsp-request``.
-
-        Raises:
-            NetworkError: bad URL scheme, connection failure, timeout, non-200 status, oversized body.
-        """
-        headers = {"Content-Type": _OCSP_CONTENT_TYPE, "Accept": "application/ocsp-response"}
-        return self._fetch("POST", url, request, headers, self.max_ocsp_bytes)
-
-    def fetch_crl(self, url: str) -> bytes:
-        """GET a CRL. Raises :class:`~nuseal.errors.NetworkError` as :meth:`fetch_ocsp` does."""
-        return self._fetch("GET", url, None, {}, self.max_crl_bytes)
-
-    def _fetch(self, method: str, url: str, body: bytes | None, headers: dict[str, str], limit: int) -> bytes:
-        if urlsplit(url).scheme.lower() not in ("http", "https"):
-            raise NetworkError(f"revocation URL {url!r} is not http or https")
-        host = host_of(url)
-        if self.hosts is not None:
-            why = self.hosts.unreachable(host)
-            if why is not None:
-                raise ResponderUnreachable(f"{url} was not asked: {host} could not be reached earlier ({why})")
-        timeout = self.timeout
-        package_deadline = _DEADLINE.get()
-        if package_deadline is not None:
-            timeout = min(timeout, package_deadline - time.monotonic())
-            if timeout <= 0:
-                raise NetworkError(f"{url} was not asked: the revocation deadline is spent")
-        try:
-            return self._request(method, url, body, headers, limit, timeout)
-        except ResponderUnreachable as exc:
-            if self.hosts is not None:
-                self.hosts.mark(host, exc.message)
-            raise
-
-    def _request(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str], limit: int, timeout: float
-    ) -> bytes:
-        deadline = time.monotonic() + timeout
-        headers = {"User-Agent": _USER_AGENT, **headers}
-        client = self._client or httpx.Client(
-            follow_redirects=True, max_redirects=MAX_REDIRECTS, verify=shared_tls_context()
-        )
-        try:
-            with client.stream(method, url, content=body, headers=headers, timeout=timeout) as response:
-                if response.status_code != httpx.codes.OK:
-                    raise NetworkError(f"{url} answered HTTP {response.status_code}")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise NetworkError(f"{url} sent more than {limit} bytes")
-                    if time.monotonic() > deadline:
-                        raise ResponderUnreachable(f"{url} did not answer within {timeout:.3g} s")
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.TimeoutException as exc:
-            raise ResponderUnreachable(f"{url} did not answer within {timeout:.3g} s") from exc
-        except httpx.TransportError as exc:
-            raise ResponderUnreachable(f"{url} could not be reached: {exc or type(exc).__name__}") from exc
-        except httpx.HTTPError as exc:
-            raise NetworkError(f"{url} could not be reached: {exc}") from exc
-        finally:
-            if self._client is None:
-                client.close()
 
 
 CacheKey = tuple[bytes, int]
@@ -488,7 +397,8 @@ def _reason_name(error: RevokedError) -> str | None:
 class RevocationChecker:
     """Decides the revocation status of one certificate of a chain (OCSP first, then CRL).
 
-    ``fetcher`` is used only in online mode; ``cache`` (optional) is consulted in both modes, as .NET consults
+    ``fetcher`` is used only in online mode; without one nothing is fetched (the answer is UNKNOWN, offline, as
+    when no server can be reached); ``cache`` (optional) is consulted in both modes, as .NET consults
     its CRL cache offline. Judging is done by pyhanko-certvalidator at the given ``now``, with
     :data:`REVOCATION_TIME_TOLERANCE` of clock skew; MD2/MD5-signed responses are refused, SHA-1 accepted
     (as .NET does).
@@ -531,12 +441,9 @@ class RevocationChecker:
                     self.cache.put(key, stored)
                     return stored
         if mode is RevocationMode.OFFLINE or self.fetcher is None:
-            return RevocationResult(
-                RevocationStatus.UNKNOWN,
-                "revocation was not checked because revocation mode is offline",
-                now,
-                offline=True,
-            )
+            why = "revocation mode is offline" if mode is RevocationMode.OFFLINE else "no revocation fetcher was given"
+            message = f"revocation was not checked because {why}"
+            return RevocationResult(RevocationStatus.UNKNOWN, message, now, offline=True)
         result = self._check_online(chain, index, now, self.fetcher)
         if self.cache is not None:
             self.cache.put(key, result)

@@ -12,8 +12,9 @@ old file or a whole new one.
 
 :func:`revocation_run` sets up one run (``nuseal verify``, ``restore``, ``audit``): a :class:`HostHealth` shared
 with forked workers through a temporary folder, one :class:`~nuseal.trust.revocation.RevocationCache` (with
-the store unless disabled), an HTTP fetcher using both, and a per-package deadline. ``Verifier`` objects built
-inside the run with no explicit fetcher/cache use them (:func:`current_run`).
+the store unless disabled), when the caller asks for ``online`` an HTTP fetcher using both
+(:mod:`nuseal.trust.online`, imported only then), and a per-package deadline. ``Verifier`` objects built inside
+the run with no explicit fetcher/cache use them (:func:`current_run`).
 """
 
 from __future__ import annotations
@@ -30,16 +31,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 
+from nuseal.errors import UsageError
 from nuseal.trust.certificate import facts
 from nuseal.trust.revocation import (
     MAX_CRL_BYTES,
     HostHealth,
-    HttpRevocationFetcher,
     RevocationCache,
 )
+
+if TYPE_CHECKING:
+    from nuseal.trust.online import HttpRevocationFetcher
 
 __all__ = [
     "CACHE_ENV",
@@ -157,11 +162,12 @@ class RevocationStore:
 
 @dataclass(frozen=True)
 class RevocationRun:
-    """One run's revocation context (module docstring). ``package_timeout`` is in seconds."""
+    """One run's revocation context (module docstring). ``package_timeout`` is in seconds; ``fetcher`` is
+    ``None`` unless the run was asked to go online."""
 
     hosts: HostHealth
     cache: RevocationCache
-    fetcher: HttpRevocationFetcher
+    fetcher: HttpRevocationFetcher | None
     package_timeout: float
     store: RevocationStore | None
 
@@ -176,21 +182,34 @@ def current_run() -> RevocationRun | None:
 
 @contextlib.contextmanager
 def revocation_run(
-    *, package_timeout: float = DEFAULT_PACKAGE_TIMEOUT, use_store: bool = True, store: RevocationStore | None = None
+    *,
+    online: bool,
+    package_timeout: float = DEFAULT_PACKAGE_TIMEOUT,
+    use_store: bool = True,
+    store: RevocationStore | None = None,
 ) -> Iterator[RevocationRun]:
     """Set up one run's revocation context for the block (module docstring); nested calls reuse the outer one.
+
+    ``online``: the caller's decision to fetch OCSP responses and CRLs over HTTP (the CLI's online revocation
+    mode); without it the run only shares the cache (and the store) and nothing is fetched.
 
     Raises:
         UsageError: ``package_timeout`` is not positive.
     """
     global _CURRENT  # noqa: PLW0603 - one run per process
+    if package_timeout <= 0:
+        raise UsageError("revocation request timeout must be positive")
     if _CURRENT is not None:
         yield _CURRENT
         return
     folder = Path(tempfile.mkdtemp(prefix="nuseal-hosts-"))
     hosts = HostHealth(folder)
     kept = (store or RevocationStore()) if use_store else None
-    fetcher = HttpRevocationFetcher(timeout=package_timeout, hosts=hosts)
+    fetcher = None
+    if online:
+        from nuseal.trust.online import HttpRevocationFetcher  # noqa: PLC0415 - the HTTP client only when asked
+
+        fetcher = HttpRevocationFetcher(timeout=package_timeout, hosts=hosts)
     run = RevocationRun(hosts, RevocationCache(store=kept), fetcher, package_timeout, kept)
     _CURRENT = run
     try:

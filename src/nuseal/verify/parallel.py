@@ -19,11 +19,12 @@ import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from multiprocessing.pool import Pool
 from typing import Any
 
-from nuseal.trust import CertificatePurpose, TrustStore
+from nuseal.trust import CertificatePurpose, RevocationFetcher, TrustStore
+from nuseal.trust.revocation_cache import current_run
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import VerificationResult
 from nuseal.verify.verifier import Verifier
@@ -53,15 +54,18 @@ MAX_BATCH = 16
 @dataclass(frozen=True)
 class VerifierSpec:
     """What a worker needs to build its verifier: the policy and the trust bundle paths (``None``: discover
-    them as the .NET SDK does on Linux, :meth:`nuseal.trust.TrustStore.discover`)."""
+    them as the .NET SDK does on Linux, :meth:`nuseal.trust.TrustStore.discover`). ``online``: the caller asks
+    for revocation data over HTTP (the CLI in online revocation mode); otherwise nothing is fetched."""
 
     policy: VerificationPolicy
     code_signing_roots: str | None = None
     timestamping_roots: str | None = None
     with_content_hash: bool = False
+    online: bool = False
 
     def build(self) -> Verifier:
-        """Load the trust stores and make a verifier (online revocation uses the default HTTP fetcher).
+        """Load the trust stores and make a verifier. Inside a :func:`~nuseal.trust.revocation_cache.revocation_run`
+        it uses the run's fetcher and cache; elsewhere (a spawned worker) an HTTP fetcher when ``online``.
 
         Raises:
             UsageError: a bundle cannot be read or holds no certificate.
@@ -70,10 +74,16 @@ class VerifierSpec:
         def store(path: str | None, purpose: CertificatePurpose) -> TrustStore:
             return TrustStore.from_pem_file(path) if path else TrustStore.discover(purpose)
 
+        fetcher: RevocationFetcher | None = None
+        if self.online and current_run() is None:
+            from nuseal.trust.online import HttpRevocationFetcher  # noqa: PLC0415 - the HTTP client only when asked
+
+            fetcher = HttpRevocationFetcher()
         return Verifier(
             self.policy,
             code_signing_roots=store(self.code_signing_roots, CertificatePurpose.CODE_SIGNING),
             timestamping_roots=store(self.timestamping_roots, CertificatePurpose.TIMESTAMPING),
+            fetcher=fetcher,
             with_content_hash=self.with_content_hash,
         )
 
@@ -108,10 +118,11 @@ def _build(spec: VerifierSpec) -> None:
     _worker = spec.build()
 
 
-def _verify_batch(paths: Sequence[str]) -> list[VerificationResult]:
+def _verify_batch(batch: tuple[Sequence[str], datetime]) -> list[VerificationResult]:
     if _worker is None:  # pragma: no cover - the pool initializer sets it
         raise RuntimeError("worker not initialised")
-    return [_worker.verify_path(p, now=datetime.now(UTC)) for p in paths]
+    paths, now = batch
+    return [_worker.verify_path(p, now=now) for p in paths]
 
 
 def _can_fork() -> bool:
@@ -142,8 +153,9 @@ class VerifierPool:
         context = multiprocessing.get_context(method)
         self._pool: Pool = context.Pool(jobs, initializer=initializer, initargs=initargs)
 
-    def verify(self, paths: Iterable[str]) -> Iterator[VerificationResult]:
-        """Results for ``paths`` in input order, each yielded as soon as it and those before it are done.
+    def verify(self, paths: Iterable[str], *, now: datetime) -> Iterator[VerificationResult]:
+        """Results for ``paths`` verified at moment ``now`` (timezone-aware), in input order, each yielded as soon
+        as it and those before it are done.
 
         Raises:
             UsageError: (from a worker) a file cannot be read.
@@ -151,7 +163,7 @@ class VerifierPool:
         items = list(paths)
         size = batch_size(len(items), self.jobs)
         batches = [items[i : i + size] for i in range(0, len(items), size)]
-        for results in self._pool.imap(_verify_batch, batches):
+        for results in self._pool.imap(_verify_batch, [(batch, now) for batch in batches]):
             yield from results
 
     def close(self) -> None:
@@ -175,11 +187,16 @@ class VerifierPool:
 
 
 def verify_paths(
-    spec: VerifierSpec, paths: Iterable[str], *, jobs: int | None = None, verifier: Verifier | None = None
+    spec: VerifierSpec,
+    paths: Iterable[str],
+    *,
+    now: datetime,
+    jobs: int | None = None,
+    verifier: Verifier | None = None,
 ) -> Iterator[VerificationResult]:
-    """Verify ``paths`` with ``jobs`` worker processes (``None``: :func:`default_jobs`); in this process when
-    ``jobs`` is 1 or there is at most one package. ``verifier`` (default: built from ``spec``) is used here or
-    inherited by the workers (``fork``).
+    """Verify ``paths`` at moment ``now`` (timezone-aware) with ``jobs`` worker processes (``None``:
+    :func:`default_jobs`); in this process when ``jobs`` is 1 or there is at most one package. ``verifier``
+    (default: built from ``spec``) is used here or inherited by the workers (``fork``).
 
     Yields results in input order as they complete. Raises :class:`~nuseal.errors.UsageError` when a trust bundle
     or a package file cannot be read.
@@ -190,7 +207,7 @@ def verify_paths(
     if workers <= 1:
         local = verifier or spec.build()
         for p in items:
-            yield local.verify_path(p, now=datetime.now(UTC))
+            yield local.verify_path(p, now=now)
         return
     with VerifierPool(spec, workers, verifier=verifier) as pool:
-        yield from pool.verify(items)
+        yield from pool.verify(items, now=now)

@@ -162,7 +162,9 @@ class Verifier:
     Args:
         policy: what to check and what is fatal.
         code_signing_roots / timestamping_roots: the trust stores (NuGet's code-signing and timestamping bundles).
-        fetcher: revocation transport for online mode (default: HTTP with hard timeouts); ignored offline.
+        fetcher: revocation transport for online mode; ignored offline. Without one (and outside a
+            :func:`~nuseal.trust.revocation_cache.revocation_run` that has one) nothing is fetched: library use
+            does no network I/O and revocation is treated as in offline mode (NuGet's information messages).
         cache: a revocation cache to share across verifiers (default: one per verifier).
         with_content_hash: also compute NuGet's SHA-512 content hash for the result (a second pass over the
             package; off by default so a verification costs one hash of the file).
@@ -529,13 +531,13 @@ class Verifier:
         found: list[str] = []
         if chain.has(ChainStatus.OFFLINE_REVOCATION):
             offline_text = (
-                _OFFLINE_WHILE_OFFLINE if policy.revocation_mode is RevocationMode.OFFLINE else _OFFLINE_WHILE_ONLINE
+                _OFFLINE_WHILE_OFFLINE if chain.revocation_mode is RevocationMode.OFFLINE else _OFFLINE_WHILE_ONLINE
             )
             found.append(prefix + offline_text)
         if chain.has(ChainStatus.REVOCATION_STATUS_UNKNOWN):
             first = chain.messages_for(ChainStatus.REVOCATION_STATUS_UNKNOWN)
             found.append(prefix + (_status_message(first[0]) if first else "The revocation status is unknown."))
-        if policy.revocation_mode is RevocationMode.OFFLINE:
+        if chain.revocation_mode is RevocationMode.OFFLINE:  # the policy's mode, or offline without a fetcher
             return [_info(text) for text in found]
         return [_issue(not policy.allow_unknown_revocation, code, text) for text in found]
 
