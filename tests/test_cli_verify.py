@@ -68,6 +68,19 @@ def test_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["valid"] and result["package"] == {"id": "System.Memory", "version": "4.5.3"}
     assert [s["type"] for s in result["signatures"]] == ["Author", "Repository"]
     assert result["contentHash"] == PackageArchive.from_path(AUTHOR_SIGNED).content_hash()
+    # the typed facts, next to the fields earlier versions wrote
+    assert [(s["kind"], s["placement"]) for s in result["signatures"]] == [
+        ("author", "primary"),
+        ("repository", "countersignature"),
+    ]
+    for sig in result["signatures"]:
+        assert (sig["intact"], sig["valid"], sig["trusted"], sig["checked"]) == (True, True, True, True)
+        assert sig["signer"]["sha256Fingerprint"] == sig["fingerprints"]["SHA256"]
+        assert sig["revocation"] in {"good", "unknown"}
+        (stamp,) = sig["timestampDetails"]
+        assert stamp["genTime"] == sig["timestamps"][0]["genTime"] and stamp["trusted"]
+        assert stamp["authority"]["subject"] == sig["timestamps"][0]["authority"]
+    assert result["structure"] == []
 
 
 def test_detailed_output_shows_signers_and_timestamps(capsys: pytest.CaptureFixture[str]) -> None:

@@ -209,7 +209,7 @@ def plan_extraction(archive: PackageArchive, package_id: str) -> list[_Planned]:
     """
     problems = archive.structure_problems
     if problems:
-        raise RestoreError(f"the package archive is unsafe: {problems[0]}")
+        raise RestoreError(f"the package archive is unsafe: {problems[0].message}")
     try:
         nuspec_name = find_nuspec_name(archive.names)
     except PackageFormatError as exc:

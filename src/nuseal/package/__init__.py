@@ -9,6 +9,7 @@ from nuseal.package.archive import (
     append_signature,
 )
 from nuseal.package.nuspec import Nuspec, find_nuspec_name, is_valid_id
+from nuseal.package.structure import StructureCode, StructureProblem
 from nuseal.package.version import NuGetVersion
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "NuGetVersion",
     "Nuspec",
     "PackageArchive",
+    "StructureCode",
+    "StructureProblem",
     "append_signature",
     "find_nuspec_name",
     "is_valid_id",

@@ -40,6 +40,7 @@ from nuseal.package._zip import (
     read_local_header,
 )
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE, Nuspec, find_nuspec_name
+from nuseal.package.structure import StructureCode, StructureProblem
 
 __all__ = [
     "MAX_COMPRESSION_RATIO",
@@ -294,8 +295,9 @@ class PackageArchive:
 
     # ------------------------------------------------------------------ hardened view
     @cached_property
-    def structure_problems(self) -> tuple[str, ...]:
-        """Container hardening findings; empty for a sound package. Never raises.
+    def structure_problems(self) -> tuple[StructureProblem, ...]:
+        """Container hardening findings (typed, with a :class:`~nuseal.package.structure.StructureCode`); empty
+        for a sound package. Never raises.
 
         Checked: ZIP64 records; entry count against the EOCD; names (empty, too long, NUL, absolute,
         drive-qualified, ``..`` segments, duplicates other than the signature entry, which NuGet reports as
@@ -306,18 +308,23 @@ class PackageArchive:
         (:data:`MAX_COMPRESSION_RATIO`); entries inside the file, before the central
         directory and not overlapping.
         """
-        problems: list[str] = []
+        problems: list[StructureProblem] = []
+        add = problems.append
+        S = StructureCode
         layout = self.layout
         recs = layout.records
         if self.uses_zip64:
-            problems.append("the archive uses ZIP64, which NuGet packages must not")
+            add(StructureProblem(S.ZIP64, "the archive uses ZIP64, which NuGet packages must not"))
         if layout.eocd.total_entries != len(recs) or layout.eocd.entries_on_disk != len(recs):
-            problems.append(
-                f"the end record counts {layout.eocd.total_entries} entries but the central directory "
-                f"holds {len(recs)}"
+            add(
+                StructureProblem(
+                    S.ENTRY_COUNT_MISMATCH,
+                    f"the end record counts {layout.eocd.total_entries} entries but the central directory "
+                    f"holds {len(recs)}",
+                )
             )
         if layout.eocd.disk_number != 0 or layout.eocd.cd_disk != 0:
-            problems.append("multi-disk archives are not supported")
+            add(StructureProblem(S.MULTI_DISK, "multi-disk archives are not supported"))
         seen: set[str] = set()
         extracted: dict[str, str] = {}
         total = 0
@@ -326,56 +333,112 @@ class PackageArchive:
         for r in recs:
             name = r.name
             label = repr(name)
-            problems.extend(f"entry {label}: {p}" for p in _name_problems(name, r.name_bytes))
+            problems.extend(
+                StructureProblem(code, f"entry {label}: {text}", name)
+                for code, text in _name_problems(name, r.name_bytes)
+            )
             if name != SIGNATURE_ENTRY_NAME:
                 if name in seen:
-                    problems.append(f"entry {label} appears more than once")
+                    add(StructureProblem(S.DUPLICATE_NAME, f"entry {label} appears more than once", name))
                 else:
                     other = extracted.setdefault(_extraction_key(name), name)
                     if other != name:
-                        problems.append(
-                            f"entries {other!r} and {label} extract to the same file on a case-insensitive or "
-                            "backslash-separated file system"
+                        add(
+                            StructureProblem(
+                                S.EXTRACTION_COLLISION,
+                                f"entries {other!r} and {label} extract to the same file on a case-insensitive or "
+                                "backslash-separated file system",
+                                name,
+                            )
                         )
                 seen.add(name)
             if r.flags & 0x1:
-                problems.append(f"entry {label} is encrypted")
+                add(StructureProblem(S.ENCRYPTED, f"entry {label} is encrypted", name))
             if r.method not in (0, 8):
-                problems.append(f"entry {label} uses compression method {r.method} (only stored and deflate)")
+                add(
+                    StructureProblem(
+                        S.UNSUPPORTED_METHOD,
+                        f"entry {label} uses compression method {r.method} (only stored and deflate)",
+                        name,
+                    )
+                )
             if r.method == 0 and r.compressed_size != r.uncompressed_size:
-                problems.append(f"stored entry {label} has different compressed and uncompressed sizes")
+                add(
+                    StructureProblem(
+                        S.STORED_SIZE_MISMATCH,
+                        f"stored entry {label} has different compressed and uncompressed sizes",
+                        name,
+                    )
+                )
             if r.uncompressed_size > MAX_ENTRY_SIZE:
-                problems.append(f"entry {label} claims {r.uncompressed_size} bytes (limit {MAX_ENTRY_SIZE})")
+                add(
+                    StructureProblem(
+                        S.ENTRY_TOO_LARGE,
+                        f"entry {label} claims {r.uncompressed_size} bytes (limit {MAX_ENTRY_SIZE})",
+                        name,
+                    )
+                )
             elif (
                 r.uncompressed_size > RATIO_CHECK_THRESHOLD
                 and r.uncompressed_size > MAX_COMPRESSION_RATIO * max(r.compressed_size, 1)
             ):
-                problems.append(f"entry {label} has a compression ratio over {MAX_COMPRESSION_RATIO}:1")
+                add(
+                    StructureProblem(
+                        S.COMPRESSION_RATIO,
+                        f"entry {label} has a compression ratio over {MAX_COMPRESSION_RATIO}:1",
+                        name,
+                    )
+                )
             total += r.uncompressed_size
             try:
                 lfh = read_local_header(self._data, r.local_header_offset)
             except PackageFormatError as exc:
-                problems.append(f"entry {label}: {exc.message}")
+                add(StructureProblem(S.LOCAL_HEADER_UNREADABLE, f"entry {label}: {exc.message}", name))
                 continue
             if lfh.name_bytes != r.name_bytes:
-                problems.append(f"entry {label}: its local header names it {lfh.name_bytes!r}")
+                add(
+                    StructureProblem(
+                        S.LOCAL_HEADER_NAME_MISMATCH,
+                        f"entry {label}: its local header names it {lfh.name_bytes!r}",
+                        name,
+                    )
+                )
             if lfh.method != r.method:
-                problems.append(f"entry {label}: local header and central directory disagree on the method")
+                add(
+                    StructureProblem(
+                        S.LOCAL_HEADER_METHOD_MISMATCH,
+                        f"entry {label}: local header and central directory disagree on the method",
+                        name,
+                    )
+                )
             end = lfh.data_offset + r.compressed_size
             if end > start_cd:
-                problems.append(f"entry {label}: its data runs into the central directory or past the file")
-            spans.append((r.local_header_offset, end, label))
+                add(
+                    StructureProblem(
+                        S.DATA_OUT_OF_BOUNDS,
+                        f"entry {label}: its data runs into the central directory or past the file",
+                        name,
+                    )
+                )
+            spans.append((r.local_header_offset, end, name))
         if total > MAX_TOTAL_UNCOMPRESSED:
-            problems.append(f"entries add up to {total} bytes uncompressed (limit {MAX_TOTAL_UNCOMPRESSED})")
+            add(
+                StructureProblem(
+                    S.TOTAL_TOO_LARGE, f"entries add up to {total} bytes uncompressed (limit {MAX_TOTAL_UNCOMPRESSED})"
+                )
+            )
         elif total > RATIO_CHECK_THRESHOLD and total > MAX_COMPRESSION_RATIO * layout.size:
-            problems.append(
-                f"entries add up to {total} bytes uncompressed from a {layout.size}-byte archive, a compression "
-                f"ratio over {MAX_COMPRESSION_RATIO}:1"
+            add(
+                StructureProblem(
+                    S.TOTAL_COMPRESSION_RATIO,
+                    f"entries add up to {total} bytes uncompressed from a {layout.size}-byte archive, a compression "
+                    f"ratio over {MAX_COMPRESSION_RATIO}:1",
+                )
             )
         spans.sort()
         for (_s1, e1, n1), (s2, _e2, n2) in itertools.pairwise(spans):
             if s2 < e1:
-                problems.append(f"entries {n1} and {n2} overlap")
+                add(StructureProblem(S.OVERLAPPING_ENTRIES, f"entries {n1!r} and {n2!r} overlap", n2))
         return tuple(problems)
 
     def entry(self, name: str) -> CentralDirectoryRecord:
@@ -483,21 +546,21 @@ def _extraction_key(name: str) -> str:
     return unicodedata.normalize("NFC", path).casefold()
 
 
-def _name_problems(name: str, raw: bytes) -> list[str]:
-    problems: list[str] = []
+def _name_problems(name: str, raw: bytes) -> list[tuple[StructureCode, str]]:
+    problems: list[tuple[StructureCode, str]] = []
     if not raw:
-        return ["empty name"]
+        return [(StructureCode.EMPTY_NAME, "empty name")]
     if len(raw) > MAX_NAME_LENGTH:
-        problems.append(f"name longer than {MAX_NAME_LENGTH} bytes")
+        problems.append((StructureCode.NAME_TOO_LONG, f"name longer than {MAX_NAME_LENGTH} bytes"))
     if "\x00" in name:
-        problems.append("name contains a NUL character")
+        problems.append((StructureCode.NAME_NUL, "name contains a NUL character"))
     normalized = name.replace("\\", "/")
     if normalized.startswith("/"):
-        problems.append("absolute path")
+        problems.append((StructureCode.ABSOLUTE_PATH, "absolute path"))
     if len(normalized) >= 2 and normalized[1] == ":":
-        problems.append("drive-qualified path")
+        problems.append((StructureCode.DRIVE_QUALIFIED_PATH, "drive-qualified path"))
     if any(part == ".." for part in normalized.split("/")):
-        problems.append("path escapes the package ('..' segment)")
+        problems.append((StructureCode.PATH_ESCAPE, "path escapes the package ('..' segment)"))
     return problems
 
 

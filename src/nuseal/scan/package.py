@@ -120,7 +120,7 @@ class ScanPackage:
                 problems=[PackageProblem("NS9001", f"not a readable .nupkg: {exc.message}")],
                 stored_size=len(data),
             )
-        problems = [PackageProblem("NS9002", p) for p in archive.structure_problems]
+        problems = [PackageProblem("NS9002", p.message) for p in archive.structure_problems]
         by_path: dict[str, int] = {}
         sizes: dict[str, int] = {}
         records = archive.records

@@ -12,17 +12,36 @@ from nuseal.verify.policy import (
     VerificationPolicy,
     VerificationTarget,
 )
-from nuseal.verify.result import SignatureInfo, Status, StatusFlags, VerificationResult
+from nuseal.verify.result import (
+    CertificateIdentity,
+    Placement,
+    RevocationStatus,
+    SignatureInfo,
+    SignatureKind,
+    Status,
+    StatusFlags,
+    StructureCode,
+    StructureProblem,
+    TimestampInfo,
+    VerificationResult,
+)
 from nuseal.verify.verifier import Verifier
 
 __all__ = [
     "AllowList",
     "AllowListEntry",
+    "CertificateIdentity",
     "CountersignatureBehavior",
+    "Placement",
+    "RevocationStatus",
     "SignatureInfo",
+    "SignatureKind",
     "SignaturePlacement",
     "Status",
     "StatusFlags",
+    "StructureCode",
+    "StructureProblem",
+    "TimestampInfo",
     "VerificationPolicy",
     "VerificationResult",
     "VerificationTarget",

@@ -62,7 +62,18 @@ from nuseal.verify.policy import (
     VerificationPolicy,
     VerificationTarget,
 )
-from nuseal.verify.result import SignatureInfo, Status, StatusFlags, VerificationResult, status_from_flags
+from nuseal.verify.result import (
+    CertificateIdentity,
+    Placement,
+    RevocationStatus,
+    SignatureInfo,
+    SignatureKind,
+    Status,
+    StatusFlags,
+    TimestampInfo,
+    VerificationResult,
+    status_from_flags,
+)
 
 __all__ = ["Verifier"]
 
@@ -86,6 +97,17 @@ class _Summary:
     issues: list[Issue]
     timestamp: object | None = None
     expiration_time: datetime | None = None
+
+
+@dataclass
+class _Ledger:
+    """What one verification established per signature and per timestamp (keyed by object identity: the objects
+    live for the whole ``verify`` call), read back by :class:`_Describe` to build the typed result."""
+
+    summaries: dict[int, _Summary] = field(default_factory=dict)  # signature -> its own findings (no timestamp's)
+    chains: dict[int, ChainResult] = field(default_factory=dict)  # signature or timestamp -> its chain
+    timestamp_issues: dict[int, list[Issue]] = field(default_factory=dict)
+    integrity: bool | None = None  # the package hash matched the primary signature's (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -240,6 +262,7 @@ class Verifier:
         policy = self.policy
         issues: list[Issue] = []
         infos: list[SignatureInfo] = []
+        ledger = _Ledger()
         valid: bool
         package_id = package_version = None
         try:
@@ -260,11 +283,10 @@ class Verifier:
                 issues.append(_issue(not policy.allow_illegal, exc.code, exc.message))
                 valid = policy.allow_illegal
             else:
-                infos.extend(_describe(primary))
                 try:
                     results = [
-                        self._integrity(archive, primary),
-                        self._trust_and_validity(primary, now),
+                        self._integrity(archive, primary, ledger),
+                        self._trust_and_validity(primary, now, ledger),
                         *(self._allow_list(primary, allow_list) for allow_list in policy.allow_lists),
                     ]
                 except _SignatureLoadError as exc:
@@ -274,8 +296,10 @@ class Verifier:
                     for r in results:
                         issues.extend(r.issues)
                     valid = all(r.status is Status.VALID for r in results)
-        for problem in archive.structure_problems:
-            issues.append(Issue(None, Level.ERROR, f"The package archive is unsafe: {problem}"))
+                infos.extend(_Describe(self, ledger, now).signatures(primary))
+        structure = archive.structure_problems
+        for problem in structure:
+            issues.append(Issue(None, Level.ERROR, f"The package archive is unsafe: {problem.message}"))
             valid = False
         content_hash: str | None = None
         if self.with_content_hash:
@@ -293,6 +317,7 @@ class Verifier:
             package_version=package_version,
             content_hash=content_hash,
             signatures=tuple(infos),
+            structure=structure,
         )
 
     # ------------------------------------------------------------------ step 2: parse once
@@ -307,7 +332,7 @@ class Verifier:
         return primary
 
     # ------------------------------------------------------------------ step 3a: integrity
-    def _integrity(self, archive: PackageArchive, primary: PrimarySignature) -> _ProviderResult:
+    def _integrity(self, archive: PackageArchive, primary: PrimarySignature, ledger: _Ledger) -> _ProviderResult:
         """NC ``IntegrityVerificationProvider``."""
         alg = primary.content.hash_algorithm
         issues = [_info(f"Signature Hash Algorithm: {alg.nuget_name}")]
@@ -315,13 +340,14 @@ class Verifier:
             ok = archive.package_hash(alg) == primary.content.hash_value
         except PackageFormatError:
             ok = False
+        ledger.integrity = ok
         if ok:
             return _ProviderResult(Status.VALID, issues)
         issues.append(Issue(NuCode.NU3008, Level.ERROR, _INTEGRITY))
         return _ProviderResult(Status.SUSPECT, issues)
 
     # ------------------------------------------------------------------ step 3b: trust and validity
-    def _trust_and_validity(self, primary: PrimarySignature, now: datetime) -> _ProviderResult:
+    def _trust_and_validity(self, primary: PrimarySignature, now: datetime, ledger: _Ledger) -> _ProviderResult:
         """NC ``SignatureTrustAndValidityVerificationProvider.Verify``."""
         policy = self.policy
         try:
@@ -337,7 +363,7 @@ class Verifier:
         if SignaturePlacement.PRIMARY_SIGNATURE in policy.signature_placement and _is_target(
             primary.type.value, policy.verification_target
         ):
-            primary_summary = self._validity_and_trust(primary, primary.certificates, now)
+            primary_summary = self._validity_and_trust(primary, primary.certificates, now, ledger)
             issues.extend(primary_summary.issues)
             status = primary_summary.status
 
@@ -368,7 +394,7 @@ class Verifier:
                     )
                     status = Status.DISALLOWED
             else:
-                summary = self._validity_and_trust(countersignature, primary.certificates, now)
+                summary = self._validity_and_trust(countersignature, primary.certificates, now, ledger)
                 if primary_summary is None:
                     status = summary.status
                 else:
@@ -414,12 +440,23 @@ class Verifier:
             entry.fingerprint == fingerprint(cert, entry.hash_algorithm) for entry in self.policy.untrusted_root_allowed
         )
 
-    def _validity_and_trust(self, signature: Signature, extra: tuple[x509.Certificate, ...], now: datetime) -> _Summary:
+    def _validity_and_trust(
+        self, signature: Signature, extra: tuple[x509.Certificate, ...], now: datetime, ledger: _Ledger
+    ) -> _Summary:
         """NC ``VerifyValidityAndTrust``: the timestamp first, then the signature at the time it proves."""
         policy = self.policy
-        ts_issues, ts_flags, timestamp = self._valid_timestamp(signature, now)
+        ts_issues, ts_flags, timestamp = self._valid_timestamp(signature, now, ledger)
         ts_status = status_from_flags(ts_flags)  # NoValidTimestamp / MultipleTimestamps alone -> Disallowed
-        summary = self._verify_signature(signature, timestamp, extra, now)
+        summary = self._verify_signature(signature, timestamp, extra, now, ledger)
+        stamped = {id(i) for found in ledger.timestamp_issues.values() for i in found}
+        ledger.summaries[id(signature)] = _Summary(
+            summary.type,
+            summary.status,
+            summary.flags,
+            summary.issues + [i for i in ts_issues if id(i) not in stamped],  # NU3027 / multiple timestamps
+            summary.timestamp,
+            summary.expiration_time,
+        )
         if ts_status is not Status.VALID and not policy.allow_ignore_timestamp:
             return _Summary(
                 signature.type.value, Status.DISALLOWED, StatusFlags.NO_VALID_TIMESTAMP, summary.issues + ts_issues
@@ -428,7 +465,7 @@ class Verifier:
         return summary
 
     def _valid_timestamp(
-        self, signature: Signature, now: datetime
+        self, signature: Signature, now: datetime, ledger: _Ledger
     ) -> tuple[list[Issue], StatusFlags, Timestamp | None]:
         """NC ``Signature.TryGetValidTimestamp`` + ``Timestamp.Verify``."""
         policy = self.policy
@@ -444,13 +481,15 @@ class Verifier:
             issues.append(Issue(NuCode.NU3000, Level.ERROR, "Multiple timestamps are not accepted."))
             return issues, StatusFlags.MULTIPLE_TIMESTAMPS, None
         timestamp = stamps[0]
-        flags |= self._verify_timestamp(signature, timestamp, issues, now)
+        first = len(issues)
+        flags |= self._verify_timestamp(signature, timestamp, issues, now, ledger)
+        ledger.timestamp_issues[id(timestamp)] = issues[first:]
         if flags not in (StatusFlags.NO_ERRORS, StatusFlags.UNKNOWN_REVOCATION):
             return issues, flags, None
         return issues, flags, timestamp
 
     def _verify_timestamp(
-        self, signature: Signature, timestamp: Timestamp, issues: list[Issue], now: datetime
+        self, signature: Signature, timestamp: Timestamp, issues: list[Issue], now: datetime, ledger: _Ledger
     ) -> StatusFlags:
         """NC ``Timestamp.Verify``: the token's own checks, then its chain at the current time."""
         policy = self.policy
@@ -474,6 +513,7 @@ class Verifier:
         chain = self._timestamp_chains.build(
             tsa, extra_certificates=timestamp.certificates, purpose=CertificatePurpose.TIMESTAMPING, at=now, now=now
         )
+        ledger.chains[id(timestamp)] = chain
         if chain.succeeded:
             return StatusFlags.NO_ERRORS
         if not chain.errors:
@@ -542,7 +582,12 @@ class Verifier:
         return [_issue(not policy.allow_unknown_revocation, code, text) for text in found]
 
     def _verify_signature(
-        self, signature: Signature, timestamp: Timestamp | None, extra: tuple[x509.Certificate, ...], now: datetime
+        self,
+        signature: Signature,
+        timestamp: Timestamp | None,
+        extra: tuple[x509.Certificate, ...],
+        now: datetime,
+        ledger: _Ledger,
     ) -> _Summary:
         """NC ``Signature.Verify`` (NUGET-SIGNING.md §4.2)."""
         policy = self.policy
@@ -577,6 +622,7 @@ class Verifier:
         chain = self._signing_chains.build(
             cert, extra_certificates=extra, purpose=CertificatePurpose.CODE_SIGNING, at=upper, now=now
         )
+        ledger.chains[id(signature)] = chain
         if not chain.succeeded and not chain.errors:
             return _Summary(kind, Status.UNKNOWN, StatusFlags.UNKNOWN_BUILD_STATUS, issues, timestamp)
         has_issues = False
@@ -714,33 +760,166 @@ def _raise_timestamp_load_errors(signature: Signature) -> None:
             raise _SignatureLoadError(problem.code or NuCode.NU3021, problem.message)
 
 
-def _describe(primary: PrimarySignature) -> list[SignatureInfo]:
-    out = [_info_for(primary, "primary")]
-    try:
-        countersignature = primary.repository_countersignature()
-    except SignatureFormatError:
-        countersignature = None
-    if countersignature is not None:
-        out.append(_info_for(countersignature, "countersignature"))
-    return out
+# What the typed result records (nuseal.verify.result docstring): intact / valid / trusted and revocation.
+_REQUIREMENT_FAILURES = (
+    StatusFlags.SIGNATURE_ALGORITHM_UNSUPPORTED
+    | StatusFlags.CERTIFICATE_PUBLIC_KEY_INVALID
+    | StatusFlags.HAS_LIFETIME_SIGNING_EKU
+    | StatusFlags.CERTIFICATE_VALIDITY_IN_THE_FUTURE
+)
+_NOT_INTACT = StatusFlags.NO_CERTIFICATE | StatusFlags.SIGNATURE_CHECK_FAILED
+# Timestamp.check() codes about the certificate rather than the token's integrity (NU3022/23/25/36).
+_TIMESTAMP_VALIDITY_CODES = frozenset({NuCode.NU3022, NuCode.NU3023, NuCode.NU3025, NuCode.NU3036})
+_SIGNATURE_KINDS = {
+    SignatureType.AUTHOR: SignatureKind.AUTHOR,
+    SignatureType.REPOSITORY: SignatureKind.REPOSITORY,
+    SignatureType.UNKNOWN: SignatureKind.UNKNOWN,
+}
 
 
-def _info_for(signature: Signature, placement: str) -> SignatureInfo:
-    cert = signature.signer_certificate
-    known = facts(cert) if cert else None  # names and fingerprints memoised per certificate
-    return SignatureInfo(
-        placement=placement,
-        type=signature.type.value,
-        signer_subject=known.dotnet_subject if known else None,
-        signer_issuer=known.dotnet_issuer if known else None,
-        fingerprints={a.nuget_name: known.fingerprint(a) for a in HashAlgorithm} if known else {},
-        not_before=known.not_before if known else None,
-        not_after=known.not_after if known else None,
-        timestamps=tuple(
-            (t.gen_time, facts(t.signer_certificate).dotnet_subject if t.signer_certificate else None)
-            for t in signature.timestamps
-        ),
-        hash_algorithm=signature.content.hash_algorithm.nuget_name if isinstance(signature, PrimarySignature) else None,
-        v3_service_index_url=signature.v3_service_index_url,
-        package_owners=signature.package_owners,
+def _identity(cert: x509.Certificate) -> CertificateIdentity:
+    known = facts(cert)  # names and fingerprints memoised per certificate
+    return CertificateIdentity(
+        subject=known.dotnet_subject,
+        issuer=known.dotnet_issuer,
+        sha256_fingerprint=known.fingerprint(HashAlgorithm.SHA256),
+        serial_number=cert.serial_number,
+        not_before=known.not_before,
+        not_after=known.not_after,
+        self_issued=known.self_issued,
+        der=known.der,
     )
+
+
+def _revocation(chain: ChainResult | None) -> RevocationStatus:
+    if chain is None:
+        return RevocationStatus.NOT_CHECKED
+    if chain.has(ChainStatus.REVOKED):
+        return RevocationStatus.REVOKED
+    if chain.has(ChainStatus.OFFLINE_REVOCATION) or chain.has(ChainStatus.REVOCATION_STATUS_UNKNOWN):
+        return RevocationStatus.UNKNOWN
+    return RevocationStatus.GOOD
+
+
+def _chain_valid(chain: ChainResult, revocation: RevocationStatus, unknown_allowed: bool) -> bool:
+    """The chain built without a status other than an untrusted root, and the revocation rules pass."""
+    if chain.statuses & DEFAULT_OBSERVED_STATUSES:
+        return False
+    if revocation is RevocationStatus.REVOKED:
+        return False
+    return revocation is RevocationStatus.GOOD or unknown_allowed
+
+
+class _Describe:
+    """Builds the typed :class:`SignatureInfo` values from what one verification recorded in its ledger."""
+
+    def __init__(self, verifier: Verifier, ledger: _Ledger, now: datetime) -> None:
+        self.verifier = verifier
+        self.policy = verifier.policy
+        self.ledger = ledger
+        self.now = now
+
+    def signatures(self, primary: PrimarySignature) -> list[SignatureInfo]:
+        out = [self.signature(primary, Placement.PRIMARY, primary.certificates)]
+        try:
+            countersignature = primary.repository_countersignature()
+        except SignatureFormatError:
+            countersignature = None
+        if countersignature is not None:
+            out.append(self.signature(countersignature, Placement.COUNTERSIGNATURE, primary.certificates))
+        return out
+
+    def signature(
+        self, signature: Signature, placement: Placement, certificates: tuple[x509.Certificate, ...]
+    ) -> SignatureInfo:
+        policy = self.policy
+        cert = signature.signer_certificate
+        known = facts(cert) if cert else None
+        summary = self.ledger.summaries.get(id(signature))
+        chain = self.ledger.chains.get(id(signature))
+        content_ok = self.ledger.integrity is not False if placement is Placement.PRIMARY else True
+        issues: list[Issue] = []
+        if placement is Placement.PRIMARY and self.ledger.integrity is False:
+            issues.append(Issue(NuCode.NU3008, Level.ERROR, _INTEGRITY))
+        valid = trusted = False
+        revocation = RevocationStatus.NOT_CHECKED
+        if summary is None:  # the policy did not judge it: only its integrity is established
+            intact = cert is not None and content_ok and signature.verify_signature_value()
+        else:
+            issues.extend(summary.issues)
+            intact = cert is not None and content_ok and not summary.flags & _NOT_INTACT
+            revocation = _revocation(chain)
+            if intact and cert is not None and chain is not None and not summary.flags & _REQUIREMENT_FAILURES:
+                stamp = summary.timestamp if isinstance(summary.timestamp, Timestamp) else None
+                lower = stamp.lower_limit if stamp else self.now
+                upper = stamp.upper_limit if stamp else self.now
+                valid = _chain_valid(chain, revocation, policy.allow_unknown_revocation) and (
+                    _validate_against_timestamp(cert, lower, upper)
+                )
+                trusted = valid and (
+                    not chain.has(ChainStatus.UNTRUSTED_ROOT) or self.verifier._untrusted_root_allowed(signature)
+                )
+        stamped = (
+            signature.nuget_signature_value
+            if isinstance(signature, RepositoryCountersignature)
+            else signature.signature_value
+        )
+        return SignatureInfo(
+            placement=placement,
+            type=signature.type.value,
+            signer_subject=known.dotnet_subject if known else None,
+            signer_issuer=known.dotnet_issuer if known else None,
+            fingerprints={a.nuget_name: known.fingerprint(a) for a in HashAlgorithm} if known else {},
+            not_before=known.not_before if known else None,
+            not_after=known.not_after if known else None,
+            timestamps=tuple(
+                (t.gen_time, facts(t.signer_certificate).dotnet_subject if t.signer_certificate else None)
+                for t in signature.timestamps
+            ),
+            hash_algorithm=(
+                signature.content.hash_algorithm.nuget_name if isinstance(signature, PrimarySignature) else None
+            ),
+            v3_service_index_url=signature.v3_service_index_url,
+            package_owners=signature.package_owners,
+            kind=_SIGNATURE_KINDS[signature.type],
+            signer=_identity(cert) if cert else None,
+            intact=intact,
+            valid=valid,
+            trusted=trusted,
+            checked=summary is not None,
+            revocation=revocation,
+            issues=tuple(issues),
+            timestamp_details=tuple(
+                self.timestamp(t, stamped, signature.friendly_name) for t in signature.timestamps
+            ),
+            certificates=tuple(facts(c).der for c in certificates),
+        )
+
+    def timestamp(self, timestamp: Timestamp, stamped: bytes, name: str) -> TimestampInfo:
+        policy = self.policy
+        tsa = timestamp.signer_certificate
+        chain = self.ledger.chains.get(id(timestamp))
+        judged = self.ledger.timestamp_issues.get(id(timestamp))
+        # The token's own findings (Timestamp.check); the engine builds the chain only when there are none.
+        if judged is None:
+            found = timestamp.check(stamped, now=self.now, signature_name=name)
+        else:
+            found = judged if chain is None else []
+        token_codes = {i.code or NuCode.NU3021 for i in found}
+        intact = tsa is not None and not token_codes - _TIMESTAMP_VALIDITY_CODES
+        revocation = _revocation(chain) if judged is not None else RevocationStatus.NOT_CHECKED
+        valid = trusted = False
+        if judged is not None and chain is not None and intact and not token_codes:
+            unknown_allowed = policy.allow_ignore_timestamp or policy.allow_unknown_revocation
+            valid = _chain_valid(chain, revocation, unknown_allowed)
+            trusted = valid and not chain.has(ChainStatus.UNTRUSTED_ROOT)
+        return TimestampInfo(
+            gen_time=timestamp.gen_time,
+            authority=_identity(tsa) if tsa else None,
+            intact=intact,
+            valid=valid,
+            trusted=trusted,
+            checked=judged is not None,
+            revocation=revocation,
+            issues=tuple(judged) if judged is not None else (),
+        )
