@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -351,3 +353,20 @@ def test_upstream_option_and_configuration_errors(tmp_path: Path) -> None:
                 Upstreams([one, two])
 
     asyncio.run(twice())
+
+
+def test_files_a_killed_process_left_are_removed_once_older_than_a_download(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    old_part, old_done, fresh, owned = (work / n for n in (".part-a", ".done-b", ".part-c", "a.1.0.0.x.nupkg"))
+    for f in (old_part, old_done, fresh, owned):
+        f.write_bytes(b"x")
+    for f in (old_part, old_done, owned):
+        os.utime(f, (time.time() - 120, time.time() - 120))
+
+    async def build() -> None:
+        async with UpstreamClient(UpstreamSource("a", "https://x/v3/index.json"), work_dir=work, download_timeout=60):
+            pass
+
+    asyncio.run(build())
+    assert sorted(p.name for p in work.iterdir()) == [".part-c", "a.1.0.0.x.nupkg"]  # callers' files are theirs

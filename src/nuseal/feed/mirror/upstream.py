@@ -18,9 +18,10 @@ Downloads: :meth:`UpstreamClient.fetch_package` streams the ``.nupkg`` to a hidd
 ``work_dir`` (cap ``max_package_size``, SHA-512 computed as it arrives), single flight: concurrent callers for the
 same (id, version) share one upstream download and each receives its own hard link to the finished file
 (:class:`FetchedPackage`, theirs to move or discard). A download that fails, is cut or is cancelled by every caller
-removes its part file and is forgotten, so the next call downloads again; part files a killed process left behind
-are removed by the next client built on the folder once older than ``download_timeout``. The single flight is per
-process: ``nuseal serve --workers N`` can make up to N downloads of one package.
+removes its part file and is forgotten, so the next call downloads again; hidden files a killed process left
+behind (``.part-*``, ``.done-*``) are removed by the next client built on the folder once older than
+``download_timeout``. The single flight is per process: ``nuseal serve --workers N`` can make up to N downloads of
+one package.
 
 Source mapping: each upstream has ``packageSourceMapping`` patterns (default ``*``); :meth:`Upstreams.route` keeps
 the upstreams whose pattern matches an id best, by NuGet's rule (:func:`nuseal.client.settings.mapped_source_names`:
@@ -103,6 +104,7 @@ DEFAULT_RETRIES = 1
 _RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _CHUNK = 1 << 16
 _PART_PREFIX = ".part-"
+_DONE_PREFIX = ".done-"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 K = TypeVar("K", bound=Hashable)
@@ -324,12 +326,14 @@ class UpstreamClient:
         await self._http.aclose()
 
     def _remove_dead_parts(self) -> None:
-        """Part files older than a download may last were left by a killed process."""
+        """Part files (and finished downloads not yet handed out) older than a download may last were left by a
+        killed process."""
         now = time.time()
-        for part in self.work_dir.glob(_PART_PREFIX + "*"):
-            with contextlib.suppress(OSError):
-                if now - part.stat().st_mtime > self.download_timeout:
-                    part.unlink()
+        for prefix in (_PART_PREFIX, _DONE_PREFIX):
+            for part in self.work_dir.glob(prefix + "*"):
+                with contextlib.suppress(OSError):
+                    if now - part.stat().st_mtime > self.download_timeout:
+                        part.unlink()
 
     # ------------------------------------------------------------------ errors
     def _unavailable(self, what: str, detail: str) -> UpstreamUnavailableError:
@@ -676,7 +680,7 @@ class UpstreamClient:
                         raise self._too_large(what, url)
                     digest.update(chunk)
                     out.write(chunk)
-        finished = part.with_name(part.name[len(_PART_PREFIX) :] + ".done")
+        finished = part.with_name(_DONE_PREFIX + part.name[len(_PART_PREFIX) :])
         os.replace(part, finished)
         return finished, size, base64.b64encode(digest.digest()).decode("ascii"), url
 
