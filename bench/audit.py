@@ -27,6 +27,7 @@ import tempfile
 import time
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nuseal.client.audit import audit_folder, find_package_folders
@@ -64,7 +65,8 @@ def build(root: Path, small: int, gate: GateSettings) -> int:
     items = [p.read_bytes() for p in VECTORS] + [small_package(n) for n in range(small)]
     for data in items:
         spec = PackageArchive.from_bytes(data).nuspec()
-        gpf.install(data, package_id=spec.id, version=spec.version, source="https://bench/v3/index.json", gate=gate)
+        gpf.install(data, package_id=spec.id, version=spec.version, source="https://bench/v3/index.json", gate=gate,
+                    now=datetime.now(UTC))
     return len(items)
 
 
@@ -105,11 +107,11 @@ def main() -> None:
                 f"{os.cpu_count()} CPUs"
             )
             base = timed(lambda r=root: hash_only(r), args.rounds)  # type: ignore[misc]
-            one = timed(lambda r=root: audit_folder(r, gate, jobs=1), args.rounds)  # type: ignore[misc]
-            two = timed(lambda r=root: audit_folder(r, gate, jobs=2), args.rounds)  # type: ignore[misc]
+            one = timed(lambda r=root: audit_folder(r, gate, jobs=1, now=datetime.now(UTC)), args.rounds)  # type: ignore[misc]
+            two = timed(lambda r=root: audit_folder(r, gate, jobs=2, now=datetime.now(UTC)), args.rounds)  # type: ignore[misc]
             for name, seconds in (("hash-only", base), ("audit --jobs 1", one), ("audit --jobs 2", two)):
                 print(f"  {name:<16} {count / seconds:8.1f} pkg/s  {seconds / base:6.2f}x hash-only")
-            findings = sum(len(a.report.findings) for a in audit_folder(root, gate, jobs=1))
+            findings = sum(len(a.report.findings) for a in audit_folder(root, gate, jobs=1, now=datetime.now(UTC)))
             print(f"  findings on the fresh folder: {findings} (expected 0); target >= 50 pkg/s on 2 cores")
 
 

@@ -37,6 +37,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -195,7 +196,8 @@ def main() -> None:
             return tmp / f"out{next(counter)}"
 
         def run_restore(path: Path) -> None:
-            result, _ = restore(RestoreOptions(path=path, packages=fresh(), http=HttpSettings(cache_dir=None)))
+            result, _ = restore(RestoreOptions(path=path, packages=fresh(), http=HttpSettings(cache_dir=None)),
+                                now=datetime.now(UTC))
             assert result.ok, [str(e) for e in result.errors]
             lock = path / "packages.lock.json"
             if lock.exists():

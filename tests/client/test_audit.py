@@ -20,6 +20,7 @@ from nuseal.client.globalpackages import GlobalPackagesFolder
 from nuseal.package import PackageArchive
 from nuseal.trust import RevocationMode
 from nuseal.verify import VerificationPolicy
+from support.clock import VECTOR_NOW
 
 from .gate_support import CODESIGN, SHARED, SOURCE, TIMESTAMP, gate_settings, make_nupkg
 
@@ -46,9 +47,11 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for vector in VECTORS:
         data = vector.read_bytes()
         spec = PackageArchive.from_bytes(data).nuspec()
-        folder.install(data, package_id=spec.id, version=spec.version, source=SOURCE, gate=gate_settings())
+        folder.install(data, package_id=spec.id, version=spec.version, source=SOURCE, gate=gate_settings(),
+                       now=VECTOR_NOW)
     data = make_nupkg("Contoso.Build", "2.0.0", {"build/Contoso.Build.targets": TARGETS, "lib/net8.0/a.txt": "a"})
-    folder.install(data, package_id="Contoso.Build", version="2.0.0", source=SOURCE, gate=gate_settings())
+    folder.install(data, package_id="Contoso.Build", version="2.0.0", source=SOURCE, gate=gate_settings(),
+                   now=VECTOR_NOW)
     return root
 
 
@@ -62,7 +65,7 @@ def gpf(template: Path, tmp_path: Path) -> Path:
 def found(root: Path) -> dict[str, set[tuple[str, str | None]]]:
     """Per version folder name ``<id>/<version>``: the (rule, path) pairs the audit reports."""
     out: dict[str, set[tuple[str, str | None]]] = {}
-    for a in audit_folder(root, gate_settings(), jobs=1):
+    for a in audit_folder(root, gate_settings(), jobs=1, now=VECTOR_NOW):
         key = a.folder.relative_to(root).as_posix()
         out[key] = {(f.rule_id, f.location.path) for f in a.report.findings}
     return out
@@ -127,7 +130,7 @@ def test_targets_of_one_package_rewritten_by_another(gpf: Path) -> None:
 def test_interrupted_extraction_and_fix(gpf: Path) -> None:
     (gpf / "contoso.build" / "2.0.0" / ".nupkg.metadata").unlink()
     (gpf / "newtonsoft.json" / "12.0.3" / "README.injected").write_text("x")
-    audits = audit_folder(gpf, gate_settings(), fix=True, jobs=1)
+    audits = audit_folder(gpf, gate_settings(), fix=True, jobs=1, now=VECTOR_NOW)
     fixed = {a.folder.relative_to(gpf).as_posix() for a in audits if a.fixed}
     assert fixed == {"contoso.build/2.0.0", "newtonsoft.json/12.0.3"}
     assert not (gpf / "contoso.build").exists() and not (gpf / "newtonsoft.json").exists()
@@ -142,15 +145,17 @@ def test_signature_under_require_without_trusted_signer(gpf: Path) -> None:
         timestamping_roots=TIMESTAMP,
         scan=False,
     )
-    audit = audit_package(gpf / "system.buffers" / "4.4.0", require)
+    audit = audit_package(gpf / "system.buffers" / "4.4.0", require, now=VECTOR_NOW)
     assert [f.rule_id for f in audit.report.findings] == ["NA2001"]
     assert "NU3034" in audit.report.findings[0].message and not audit.tampered
 
 
 def test_parallel_audit_gives_the_same_results(gpf: Path) -> None:
     (gpf / "newtonsoft.json" / "12.0.3" / "LICENSE.md").unlink()
-    one = [(a.folder, [f.rule_id for f in a.report.findings]) for a in audit_folder(gpf, gate_settings(), jobs=1)]
-    two = [(a.folder, [f.rule_id for f in a.report.findings]) for a in audit_folder(gpf, gate_settings(), jobs=2)]
+    one = [(a.folder, [f.rule_id for f in a.report.findings]) for a in audit_folder(gpf, gate_settings(), jobs=1,
+                                                                                    now=VECTOR_NOW)]
+    two = [(a.folder, [f.rule_id for f in a.report.findings]) for a in audit_folder(gpf, gate_settings(), jobs=2,
+                                                                                    now=VECTOR_NOW)]
     assert one == two and any(rules for _, rules in one)
 
 

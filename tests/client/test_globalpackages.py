@@ -22,6 +22,7 @@ from nuseal.errors import RestoreError
 from nuseal.package import PackageArchive
 from nuseal.trust import RevocationMode
 from nuseal.verify import VerificationPolicy
+from support.clock import VECTOR_NOW
 
 from .gate_support import CODESIGN, CRADLE, SHARED, SOURCE, TIMESTAMP, gate_settings, make_nupkg
 
@@ -39,7 +40,8 @@ def test_layout_and_reuse(tmp_path: Path) -> None:
     gpf = GlobalPackagesFolder(tmp_path)
     assert not gpf.is_installed("Newtonsoft.Json", "12.0.3")
     assert gpf.installed_content_hash("Newtonsoft.Json", "12.0.3") is None
-    first = gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source=SOURCE, gate=gate_settings())
+    first = gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source=SOURCE, gate=gate_settings(),
+                        now=VECTOR_NOW)
     assert first.installed and first.folder == tmp_path / "newtonsoft.json" / "12.0.3"
     assert (first.folder / "newtonsoft.json.12.0.3.nupkg").read_bytes() == data
     assert (first.folder / "newtonsoft.json.nuspec").is_file()
@@ -49,7 +51,8 @@ def test_layout_and_reuse(tmp_path: Path) -> None:
     assert meta == {"version": 2, "contentHash": content_hash, "source": SOURCE}
     before = snapshot(tmp_path)
     stamp = (first.folder / METADATA_FILE).stat().st_mtime_ns
-    again = gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="elsewhere", gate=gate_settings())
+    again = gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="elsewhere", gate=gate_settings(),
+                        now=VECTOR_NOW)
     assert not again.installed and again.gate is None and again.content_hash == content_hash
     assert snapshot(tmp_path) == before and (first.folder / METADATA_FILE).stat().st_mtime_ns == stamp
 
@@ -58,20 +61,22 @@ def test_refused_package_leaves_nothing(tmp_path: Path) -> None:
     data = make_nupkg("Evil.Lib", "1.0.0", {"tools/init.ps1": CRADLE})
     gpf = GlobalPackagesFolder(tmp_path / "gpf")
     with pytest.raises(RestoreError) as info:
-        gpf.install(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, gate=gate_settings())
+        gpf.install(data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, gate=gate_settings(), now=VECTOR_NOW)
     assert info.value.rule_id == "NS1110" and info.value.source == SOURCE and info.value.package == "Evil.Lib 1.0.0"
     assert not (tmp_path / "gpf").exists()
 
 
 def test_tampered_package_leaves_nothing_and_keeps_other_packages(tmp_path: Path) -> None:
     gpf = GlobalPackagesFolder(tmp_path)
-    gpf.install(make_nupkg("Good.Lib"), package_id="Good.Lib", version="1.0.0", source=SOURCE, gate=gate_settings())
+    gpf.install(make_nupkg("Good.Lib"), package_id="Good.Lib", version="1.0.0", source=SOURCE, gate=gate_settings(),
+                now=VECTOR_NOW)
     before = snapshot(tmp_path)
     data = bytearray(NEWTONSOFT.read_bytes())
     rec = max(PackageArchive.from_bytes(bytes(data)).records, key=lambda r: r.compressed_size)
     data[rec.local_header_offset + 200] ^= 0xFF
     with pytest.raises(RestoreError) as info:
-        gpf.install(bytes(data), package_id="Newtonsoft.Json", version="12.0.3", source=SOURCE, gate=gate_settings())
+        gpf.install(bytes(data), package_id="Newtonsoft.Json", version="12.0.3", source=SOURCE, gate=gate_settings(),
+                    now=VECTOR_NOW)
     assert info.value.code is not None and info.value.code.value == "NU3008"
     assert snapshot(tmp_path) == before
 
@@ -82,7 +87,8 @@ def test_entry_escaping_the_folder_is_refused(tmp_path: Path, name: str) -> None
     root = tmp_path / "gpf"
     with pytest.raises(RestoreError) as info:
         GlobalPackagesFolder(root).install(
-            data, package_id="Tricky.Lib", version="1.0.0", source=SOURCE, gate=gate_settings()
+            data, package_id="Tricky.Lib", version="1.0.0", source=SOURCE, gate=gate_settings(),
+            now=VECTOR_NOW,
         )
     assert "outside the package folder" in info.value.message and "Tricky.Lib 1.0.0" in info.value.message
     assert not root.exists() and not list(tmp_path.rglob("escape.txt"))
@@ -96,7 +102,8 @@ def test_half_written_folder_is_emptied_first(tmp_path: Path) -> None:
     gpf = GlobalPackagesFolder(tmp_path)
     assert not gpf.is_installed("Good.Lib", "1.0.0")
     data = make_nupkg("Good.Lib", "1.0.0", {"lib/net8.0/Good.dll": "dll"})
-    assert gpf.install(data, package_id="Good.Lib", version="1.0.0", source=SOURCE, gate=gate_settings()).installed
+    assert gpf.install(data, package_id="Good.Lib", version="1.0.0", source=SOURCE, gate=gate_settings(),
+                       now=VECTOR_NOW).installed
     assert sorted(snapshot(folder)) == sorted(
         [
             ".nupkg.metadata",
@@ -112,6 +119,7 @@ def test_half_written_folder_is_emptied_first(tmp_path: Path) -> None:
 
 _CHILD = """
 import sys
+from datetime import datetime
 from pathlib import Path
 from nuseal.client.gate import GateSettings, load_allow_list
 from nuseal.client.globalpackages import GlobalPackagesFolder
@@ -122,14 +130,15 @@ gate = GateSettings(policy=VerificationPolicy.accept(revocation_mode=RevocationM
                     code_signing_roots=sys.argv[4], timestamping_roots=sys.argv[5], scan=False)
 gpf = GlobalPackagesFolder(Path(root), crash_after=int(crash) if crash != "-" else None)
 sys.stdin.readline()  # start together
-out = gpf.install(Path(package).read_bytes(), package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate)
+out = gpf.install(Path(package).read_bytes(), package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate,
+                  now=datetime.fromisoformat(sys.argv[6]))
 print("installed" if out.installed else "reused", flush=True)
 """
 
 
 def _child(root: Path, crash: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(root), str(NEWTONSOFT), crash, CODESIGN, TIMESTAMP],
+        [sys.executable, "-c", _CHILD, str(root), str(NEWTONSOFT), crash, CODESIGN, TIMESTAMP, VECTOR_NOW.isoformat()],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -148,9 +157,11 @@ def test_kill_9_mid_extraction_then_a_clean_install(tmp_path: Path) -> None:
     gpf = GlobalPackagesFolder(root)
     assert not gpf.is_installed("Newtonsoft.Json", "12.0.3")
     data = NEWTONSOFT.read_bytes()
-    assert gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate_settings()).installed
+    assert gpf.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate_settings(),
+                       now=VECTOR_NOW).installed
     fresh = GlobalPackagesFolder(tmp_path / "fresh")
-    fresh.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate_settings())
+    fresh.install(data, package_id="Newtonsoft.Json", version="12.0.3", source="s", gate=gate_settings(),
+                  now=VECTOR_NOW)
     assert snapshot(root) == snapshot(tmp_path / "fresh")
 
 
@@ -187,7 +198,8 @@ def test_init_ps1_package_installs_once_allowed(tmp_path: Path) -> None:
     )
     data = make_nupkg("Evil.Lib", "1.0.0", {"tools/init.ps1": CRADLE})
     outcome = GlobalPackagesFolder(tmp_path / "gpf").install(
-        data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, gate=allowed
+        data, package_id="Evil.Lib", version="1.0.0", source=SOURCE, gate=allowed,
+        now=VECTOR_NOW,
     )
     assert outcome.installed and outcome.gate is not None
     assert [f.rule_id for f in outcome.gate.allowed] == ["NS1110"]

@@ -31,6 +31,7 @@ from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.trust import RevocationMode, fingerprint
 from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationPolicy, VerificationTarget
+from support.clock import VECTOR_NOW
 
 pytestmark = pytest.mark.oracle
 
@@ -142,7 +143,8 @@ def _identity(data: bytes) -> tuple[str, str]:
 def _install(tmp: Path, data: bytes, policy: VerificationPolicy) -> Path:
     package_id, version = _identity(data)
     outcome = GlobalPackagesFolder(tmp / "gpf").install(
-        data, package_id=package_id, version=version, source=SOURCE, gate=_settings(policy)
+        data, package_id=package_id, version=version, source=SOURCE, gate=_settings(policy),
+        now=VECTOR_NOW,
     )
     assert outcome.installed
     return outcome.folder
@@ -278,7 +280,8 @@ def _refusal(tmp: Path, data: bytes, policy: VerificationPolicy) -> RestoreError
     gpf = tmp / "gpf"
     with pytest.raises(RestoreError) as info:
         GlobalPackagesFolder(gpf).install(
-            data, package_id=package_id, version=version, source=SOURCE, gate=_settings(policy)
+            data, package_id=package_id, version=version, source=SOURCE, gate=_settings(policy),
+            now=VECTOR_NOW,
         )
     assert not gpf.exists() or not any(gpf.iterdir()), "a refused package left files behind"
     return info.value

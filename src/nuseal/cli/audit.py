@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -147,7 +148,7 @@ def audit_command(
 
         online = policy.revocation_mode is RevocationMode.ONLINE  # the CLI asks for online revocation checks
         with revocation_run(online=online, use_store=online):  # host view + cache + the HTTP fetcher
-            audits = audit_folder(root, settings, fix=fix, progress=progress, jobs=jobs)
+            audits = audit_folder(root, settings, now=datetime.now(UTC), fix=fix, progress=progress, jobs=jobs)
     reports = [a.report for a in audits]
     all_rules = audit_rules(rules)
     if fmt == "json":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +147,10 @@ def restore_command(
                     bar.update(task, downloaded=f"{downloaded / 1e6:.1f} MB downloaded")
 
             with revocation_run(online=online, use_store=online):
-                result, warnings = restore(options, progress=hook)
+                result, warnings = restore(options, now=datetime.now(UTC), progress=hook)
     else:
         with revocation_run(online=online, use_store=online):  # host view + cache (+ the HTTP fetcher when online)
-            result, warnings = restore(options)
+            result, warnings = restore(options, now=datetime.now(UTC))
     if as_json:
         click.echo(json.dumps(_document(result, warnings), indent=2))
         return EXIT_OK if result.ok else EXIT_FAILED

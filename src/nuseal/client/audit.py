@@ -35,9 +35,10 @@ import multiprocessing.pool
 import os
 import shutil
 import stat
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from nuseal.client.gate import GateSettings
@@ -249,10 +250,10 @@ def _read_metadata(path: Path) -> tuple[str, str] | None:
     return content_hash, source or ""
 
 
-def audit_package(folder: Path, settings: GateSettings, *, now: datetime | None = None) -> PackageAudit:
-    """Audit one version folder ``<root>/<id>/<version>`` (see the module docstring). Never raises for a damaged
-    folder: every problem is a finding."""
-    started = datetime.now(UTC)
+def audit_package(folder: Path, settings: GateSettings, *, now: datetime) -> PackageAudit:
+    """Audit one version folder ``<root>/<id>/<version>`` (see the module docstring), judging its signatures at
+    ``now`` (timezone-aware). Never raises for a damaged folder: every problem is a finding."""
+    started = time.perf_counter()
     id_lower, ver_lower = folder.parent.name, folder.name
     ref = PackageRef(id_lower, ver_lower, str(folder))
     out = _Collector(ref, _AUDIT_BY_ID)
@@ -264,7 +265,7 @@ def audit_package(folder: Path, settings: GateSettings, *, now: datetime | None 
             out.findings, key=lambda f: (-f.severity, f.rule_id, f.location.path or "", f.location.line or 0)
         )
         tampered = any(f.rule_id in TAMPER_RULES for f in report.findings)
-        seconds = (datetime.now(UTC) - started).total_seconds()
+        seconds = time.perf_counter() - started
         report.seconds = seconds
         return PackageAudit(folder, report, tampered, seconds=seconds)
 
@@ -364,7 +365,7 @@ def audit_package(folder: Path, settings: GateSettings, *, now: datetime | None 
             kept += len(entry)
     # 3. the signature under the policy
     source = metadata[1] if metadata else ""
-    result = settings.verifier_for(source).verify(archive, now=now or datetime.now(UTC))
+    result = settings.verifier_for(source).verify(archive, now=now)
     if not result.valid:
         errors = [i for i in result.issues if i.level is Level.ERROR] or list(result.issues)
         first = errors[0] if errors else None
@@ -416,18 +417,19 @@ def remove_package(folder: Path) -> None:
         raise UsageError(f"cannot remove {folder}: {exc.strerror or exc}") from exc
 
 
-_worker_settings: GateSettings | None = None
+_worker_settings: tuple[GateSettings, datetime] | None = None
 
 
-def _init_worker(settings: GateSettings) -> None:
+def _init_worker(settings: GateSettings, now: datetime) -> None:
     global _worker_settings  # noqa: PLW0603 - one settings object per worker process
-    _worker_settings = settings
+    _worker_settings = settings, now
 
 
 def _audit_in_worker(folder: Path) -> PackageAudit:
     if _worker_settings is None:  # pragma: no cover - the pool initializer sets it
         raise RuntimeError("worker not initialised")
-    return audit_package(folder, _worker_settings)
+    settings, now = _worker_settings
+    return audit_package(folder, settings, now=now)
 
 
 #: Below this many folders :func:`audit_folder` stays in this process (a pool costs more than it saves).
@@ -438,12 +440,14 @@ def audit_folder(
     root: Path,
     settings: GateSettings,
     *,
+    now: datetime,
     fix: bool = False,
     progress: Callable[[int, int], None] | None = None,
     folders: Sequence[Path] | None = None,
     jobs: int | None = None,
 ) -> list[PackageAudit]:
-    """Audit every version folder under ``root`` (or the given ``folders``); results in folder order;
+    """Audit every version folder under ``root`` (or the given ``folders``), signatures judged at ``now``
+    (timezone-aware); results in folder order;
     ``progress(done, total)`` after each. With ``fix``, tampered folders are removed (``PackageAudit.fixed``).
     ``jobs`` worker processes (default: the CPU count from :data:`MIN_FOLDERS_FOR_POOL` folders, else none);
     workers are forked where the platform allows, inheriting the loaded trust stores and rules.
@@ -461,10 +465,10 @@ def audit_folder(
         settings.verifier_for("")
         methods = multiprocessing.get_all_start_methods()
         ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings,))
+        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings, now))
         results = pool.imap(_audit_in_worker, todo, chunksize=max(1, min(8, len(todo) // (workers * 4))))
     else:
-        results = (audit_package(folder, settings) for folder in todo)
+        results = (audit_package(folder, settings, now=now) for folder in todo)
     out: list[PackageAudit] = []
     try:
         for n, audit in enumerate(results, start=1):

@@ -35,7 +35,7 @@ import functools
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from nuseal.codes import Issue, Level, NuCode
@@ -393,19 +393,18 @@ def check(
     version: NuGetVersion | str,
     source: str,
     settings: GateSettings,
-    now: datetime | None = None,
+    now: datetime,
 ) -> GateResult:
     """Verify then scan one downloaded package (``data``: the .nupkg bytes) before anything is written.
 
     ``package_id``/``version`` are what restore asked for (the nuspec must agree, else the package is refused);
     ``source`` is the source URL or folder it came from (it names the source in errors and picks its repository
-    signature info). ``now`` defaults to the current UTC time.
+    signature info). ``now`` (timezone-aware) is the moment the signatures are judged at.
     Never raises for a bad package; see :class:`GateResult`.
     """
     ver = version if isinstance(version, NuGetVersion) else NuGetVersion.parse(version)
-    when = now or datetime.now(UTC)
     verifier = settings.verifier_for(source)
-    result = verifier.verify_bytes(data, now=when, source=source)
+    result = verifier.verify_bytes(data, now=now, source=source)
     base = GateResult(
         package_id=package_id, version=ver.normalized, source=source, verification=result, block_on=settings.block_on
     )

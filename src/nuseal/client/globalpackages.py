@@ -47,6 +47,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -335,8 +336,10 @@ class GlobalPackagesFolder:
         version: NuGetVersion | str,
         source: str,
         gate: GateSettings,
+        now: datetime,
     ) -> InstallOutcome:
-        """Gate then extract one downloaded package (``data``: the .nupkg bytes from ``source``).
+        """Gate then extract one downloaded package (``data``: the .nupkg bytes from ``source``); its signatures
+        are judged at ``now`` (timezone-aware).
 
         An installed package (its ``.nupkg.metadata`` exists) is left alone and reported with ``installed=False``,
         without running the gate. Otherwise :func:`nuseal.client.gate.check` runs first; then, under the
@@ -352,7 +355,7 @@ class GlobalPackagesFolder:
         folder = self.version_folder(package_id, ver)
         if self.is_installed(package_id, ver):
             return self._existing(package_id, ver, folder)
-        result = check(data, package_id=package_id, version=ver, source=source, settings=gate)
+        result = check(data, package_id=package_id, version=ver, source=source, settings=gate, now=now)
         if result.refused:
             raise result.error()
         label = f"{package_id} {ver.normalized}"

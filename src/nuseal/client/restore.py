@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from nuseal.client.feedclient import FeedClient, HttpSettings
@@ -162,8 +163,9 @@ class _ProjectPlan:
 
 
 class _Run:
-    def __init__(self, options: RestoreOptions, progress: ProgressHook | None) -> None:
+    def __init__(self, options: RestoreOptions, progress: ProgressHook | None, now: datetime) -> None:
         self.options = options
+        self.now = now
         self.progress = progress or (lambda _e, _n: None)
         self.settings_warnings: list[str] = []
         self._projects: dict[Path, Project] = {}
@@ -417,6 +419,7 @@ class _Run:
                         version=item.version,
                         source=item.source.url,
                         gate=gate,
+                        now=self.now,
                     )
                 if outcome.gate is not None:
                     for issue in outcome.gate.warnings:
@@ -514,13 +517,16 @@ def _not_found(package_id: str, version: NuGetVersion, provider: PackageProvider
     )
 
 
-def restore(options: RestoreOptions, *, progress: ProgressHook | None = None) -> tuple[RestoreResult, list[str]]:
-    """Run a restore (see the module docstring). Returns the result and the settings warnings to print.
+def restore(
+    options: RestoreOptions, *, now: datetime, progress: ProgressHook | None = None
+) -> tuple[RestoreResult, list[str]]:
+    """Run a restore (see the module docstring) judging every package's signatures at ``now`` (timezone-aware;
+    the CLI passes the current time). Returns the result and the settings warnings to print.
 
     Raises:
         UsageError, ConfigError: the input or a nuget.config cannot be read or evaluated.
         RestoreError: nothing can be restored at all (no source enabled).
     """
-    run = _Run(options, progress)
+    run = _Run(options, progress, now)
     result = asyncio.run(run.run())
     return result, run.settings_warnings
