@@ -8,11 +8,15 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from nuseal.cli._ingest_options import ingest_options
 from nuseal.errors import UsageError
+
+if TYPE_CHECKING:
+    from nuseal.feed.config import IngestConfig
 
 __all__ = ["DEFAULT_DATA_DIR", "serve_command"]
 
@@ -201,6 +205,7 @@ def _absolute(path: str | None) -> str | None:
     show_default=True,
     help="List RepositorySignatures/5.0.0 in the service index (auto: only on an https base URL).",
 )
+@ingest_options
 def serve_command(
     *,
     data_dir: Path,
@@ -229,6 +234,7 @@ def serve_command(
     repository_index_url: str | None,
     revalidate_seconds: float | None,
     advertise_repository_signatures: str,
+    ingest: IngestConfig,
 ) -> None:
     """Serve a NuGet V3 feed: push with `nuget push`, install with `nuget install` / `dotnet restore`.
 
@@ -281,6 +287,7 @@ def serve_command(
             revalidate_seconds=DEFAULT_REVALIDATE_SECONDS if revalidate_seconds is None else revalidate_seconds,
             advertise_repository_signatures=advertise_repository_signatures,
         ),
+        ingest=ingest,
     )
     # the dev PKI's TSA/OCSP/CRL live in this (parent) process, so every worker and restart finds them
     dev_responders = start_dev_responders(config)
