@@ -16,11 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.feed.accounts.keys import authenticate, create_api_key, create_user
+from nuseal.feed.compose import build_feed
 from nuseal.feed.config import PFX_PASSWORD_ENV_VAR, FeedConfig, SigningConfig
-from nuseal.feed.publish.pipeline import Submission, default_pipeline
+from nuseal.feed.publish.pipeline import default_pipeline
 from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.submission import Submission
 from nuseal.feed.publish.upload import StagedUpload
-from nuseal.feed.signing.stages import install_signing
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 
@@ -168,9 +169,8 @@ def test_a_publish_without_the_repository_signature_turns_it_false_at_once(
         doc: dict[str, Any] = json.loads((config.storage_dir / "v3/repository-signatures/index.json").read_bytes())
         return doc
 
-    service = FeedService.open(config)
-    stages = install_signing(service)
-    assert stages is not None
+    feed = build_feed(config)
+    service = feed.service
     service.setup()
     with service.db.write() as s:
         create_user(s, "alice", now=now)
@@ -185,7 +185,7 @@ def test_a_publish_without_the_repository_signature_turns_it_false_at_once(
         return Submission(StagedUpload(path, len(data), ""), principal, now)
 
     try:
-        signed_pipeline = default_pipeline(service).with_stages(stages.check_signatures, stages.repository_sign)
+        signed_pipeline = feed.pipeline
         signed_pipeline.run(submit("Hook.Pkg", "1.0.0"))
         assert document(service)["allRepositorySigned"] is True
         default_pipeline(service).run(submit("Hook.Pkg", "2.0.0"))  # stored without a repository signature
@@ -196,9 +196,8 @@ def test_a_publish_without_the_repository_signature_turns_it_false_at_once(
         assert document(service)["allRepositorySigned"] is False
     finally:
         service.db.dispose()
-    restarted = FeedService.open(config)
+    restarted = build_feed(config).service
     try:
-        install_signing(restarted)
         restarted.setup()
         assert document(restarted)["allRepositorySigned"] is False
     finally:

@@ -29,11 +29,9 @@ import httpx
 import pytest
 from starlette.routing import Route
 
+from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig
-from nuseal.feed.http.app import create_app
 from nuseal.feed.http.headers import download_filename
-from nuseal.feed.publish.pipeline import default_pipeline
-from nuseal.feed.publish.publisher import FeedService
 
 from .conftest import Feed, _require, make_package, start_feed
 
@@ -57,11 +55,11 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
 
 def app_routes(data_dir: Path) -> list[Route]:
     """The route table of the application `nuseal serve` runs (built here on a scratch folder)."""
-    service = FeedService.open(FeedConfig(data_dir=data_dir, base_url="http://127.0.0.1:1"))
+    feed = build_feed(FeedConfig(data_dir=data_dir, base_url="http://127.0.0.1:1"))
     try:
-        routes = create_app(service, default_pipeline(service)).app.routes
+        routes = feed.app().app.routes
     finally:
-        service.db.dispose()
+        feed.close()
     assert routes and all(isinstance(r, Route) for r in routes), routes
     return [r for r in routes if isinstance(r, Route)]
 

@@ -23,8 +23,9 @@ from nuseal.feed.accounts.keys import (
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.errors import AuthenticationError, BadPackageError, ForbiddenError
 from nuseal.feed.protocol import documents as docs
-from nuseal.feed.publish.pipeline import Submission, default_pipeline
+from nuseal.feed.publish.pipeline import default_pipeline
 from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.submission import StageContext, Submission
 from nuseal.feed.publish.upload import StagedUpload
 from nuseal.feed.store.database import Database, migrate
 from nuseal.feed.store.storage import LocalStorage
@@ -153,14 +154,14 @@ def test_extra_stages_run_before_publish(tmp_path: Path) -> None:
         principal = authenticate(s, key, now=T0)
     calls: list[str] = []
 
-    def refuse_tagged(sub: Submission, svc: FeedService, /) -> None:
+    def refuse_tagged(sub: Submission, ctx: StageContext, /) -> None:
         calls.append(sub.require_nuspec().id)
         if "blocked" in sub.require_nuspec().tags:
             raise BadPackageError("tagged blocked")
 
-    def rewrite(sub: Submission, svc: FeedService, /) -> None:
+    def rewrite(sub: Submission, ctx: StageContext, /) -> None:
         # what repository signing does: new bytes in a new staging file
-        new = svc.config.staging_dir / "rewritten.nupkg"
+        new = ctx.config.staging_dir / "rewritten.nupkg"
         new.write_bytes(
             make_package(sub.require_nuspec().id, str(sub.require_nuspec().version), files={"repo-signed.txt": b"x"})
         )

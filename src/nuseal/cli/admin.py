@@ -400,12 +400,12 @@ def repository_sign_command(
 
     from nuseal.errors import ConfigError  # noqa: PLC0415
     from nuseal.feed.signing.backfill import BackfillOutcome, repository_sign_stored  # noqa: PLC0415
-    from nuseal.feed.signing.signer import feed_signing, start_dev_responders  # noqa: PLC0415
+    from nuseal.feed.signing.signer import FeedSigning, start_dev_responders  # noqa: PLC0415
 
     service = _signing_service(data_dir, database_url, "run `nuseal serve` with signing once first")
     responders = None
     try:
-        signing = feed_signing(service.config)
+        signing = FeedSigning.load(service.config)
         with contextlib.suppress(ConfigError):  # the port is taken: the running feed serves the dev TSA/OCSP/CRL
             responders = start_dev_responders(service.config)
 

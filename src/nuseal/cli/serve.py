@@ -251,9 +251,8 @@ def serve_command(
         FeedConfig,
         SigningConfig,
     )
-    from nuseal.feed.publish.publisher import FeedService  # noqa: PLC0415
+    from nuseal.feed.compose import build_feed  # noqa: PLC0415
     from nuseal.feed.signing.signer import start_dev_responders  # noqa: PLC0415
-    from nuseal.feed.signing.stages import install_signing  # noqa: PLC0415
 
     if plain_http and (tls_cert or tls_key):
         raise UsageError("--http serves plain HTTP: it cannot be combined with --tls-cert/--tls-key")
@@ -291,10 +290,9 @@ def serve_command(
     )
     # the dev PKI's TSA/OCSP/CRL live in this (parent) process, so every worker and restart finds them
     dev_responders = start_dev_responders(config)
-    service = FeedService.open(config)
-    install_signing(service)
-    service.setup()
-    service.db.dispose()
+    feed = build_feed(config)  # the workers build theirs with the same function (nuseal.feed.compose)
+    feed.service.setup()
+    feed.close()
     tls_files = None if plain_http else _tls_files(config, host, tls_cert, tls_key)
     os.environ[CONFIG_ENV_VAR] = config.to_json()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -320,7 +318,7 @@ def serve_command(
     os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
 
     uv_config = uvicorn.Config(
-        "nuseal.feed.http.app:app_from_env",
+        "nuseal.feed.compose:app_from_env",
         factory=True,
         workers=workers,
         access_log=access_log,

@@ -14,9 +14,8 @@ Routes:
 
 Every response gets the security headers of its class from one ASGI layer (:mod:`nuseal.feed.http.headers`).
 
-With signing enabled (``FeedConfig.signing``) the push pipeline adds the signature checks and repository signing
-(:mod:`nuseal.feed.signing.stages`), and a background task rechecks revocation
-(:mod:`nuseal.feed.signing.revalidation`).
+The push pipeline (its stages in their order) and the background tasks are given to :func:`create_app` by the
+composition root (:mod:`nuseal.feed.compose`), which also has the uvicorn factory for worker processes.
 
 Nothing in the process is state other workers need: the database and the storage folder are the feed.
 """
@@ -27,20 +26,17 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import threading
-import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Protocol
 
 import anyio
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from nuseal.feed.accounts.keys import Principal, authenticate
-from nuseal.feed.config import FeedConfig
 from nuseal.feed.errors import REASON_PHRASE_HEADER, FeedError, reason_phrase
 from nuseal.feed.http import pages
 from nuseal.feed.http.account import AccountRoutes
@@ -50,11 +46,12 @@ from nuseal.feed.protocol import v2
 from nuseal.feed.protocol.documents import dump
 from nuseal.feed.protocol.downloads import DownloadCounter
 from nuseal.feed.protocol.static import StaticDocuments
-from nuseal.feed.publish.pipeline import PushPipeline, Submission
+from nuseal.feed.publish.pipeline import PushPipeline
 from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.submission import Submission
 from nuseal.feed.publish.upload import MAX_DRAIN_BYTES, receive_upload
 
-__all__ = ["API_KEY_HEADER", "FeedApp", "app_from_env", "create_app", "error_response"]
+__all__ = ["API_KEY_HEADER", "BackgroundTask", "FeedApp", "FeedRouter", "create_app", "error_response"]
 
 log = logging.getLogger(__name__)
 
@@ -108,23 +105,26 @@ def _closing(response: Response) -> Response:
     return response
 
 
-#: How long the background revalidation waits after a push before asking the new certificates (seconds).
-NEW_CERTIFICATE_DELAY_SECONDS = 2.0
+class BackgroundTask(Protocol):
+    """Work a serving process does besides answering requests (e.g. the revocation recheck,
+    :class:`nuseal.feed.signing.revalidation.RevalidationTask`), started by the application's lifespan and
+    cancelled at shutdown. The composition root (:mod:`nuseal.feed.compose`) lists them."""
+
+    async def run(self) -> None:
+        """Run until cancelled (clean up in ``finally``); an exception ends only this task, logged."""
+
+    def published(self) -> None:
+        """A push was just published (called on the event loop; must not block)."""
 
 
 class FeedApp:
-    """The handlers, bound to one :class:`FeedService` and push pipeline."""
+    """The handlers, bound to one :class:`FeedService`, its push pipeline and its background tasks."""
 
-    def __init__(self, service: FeedService, pipeline: PushPipeline | None = None) -> None:
+    def __init__(self, service: FeedService, pipeline: PushPipeline, tasks: Sequence[BackgroundTask] = ()) -> None:
         self.service = service
-        if pipeline is None:
-            from nuseal.feed.signing.stages import signing_pipeline  # noqa: PLC0415 - imports the signing stack
-
-            pipeline = signing_pipeline(service)
         self.pipeline = pipeline
+        self.tasks = tuple(tasks)
         self.downloads = DownloadCounter()
-        #: Set by every push: the background revalidation (when it runs) asks the certificates never asked yet.
-        self._new_certificates = asyncio.Event()
 
     # -------------------------------------------------------------------------------------- auth
     async def principal(self, request: Request) -> Principal:
@@ -172,7 +172,8 @@ class FeedApp:
         log.info(
             "published %s %s (%d bytes) by %s", published.id, published.version, published.size, principal.user_name
         )
-        self._new_certificates.set()
+        for task in self.tasks:
+            task.published()
         text = f"Published {published.id} {published.version}\n"
         headers = {}
         if submission.warnings:
@@ -234,88 +235,28 @@ class FeedApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
-        async def loop() -> None:
+        async def flush_loop() -> None:
             while True:
                 await asyncio.sleep(self.service.config.download_flush_seconds)
                 await self.flush_downloads()
 
-        task = asyncio.create_task(loop())
-        stop = threading.Event()
-        signing = self.service.config.signing
-        revalidating = (
-            asyncio.create_task(self._revalidation_loop(signing.revalidate_seconds, stop))
-            if signing.enabled and signing.revalidate_seconds > 0
-            else None
-        )
+        async def guarded(task: BackgroundTask) -> None:
+            try:
+                await task.run()
+            except Exception:
+                log.exception("background task %s failed", type(task).__name__)
+
+        running = [asyncio.create_task(flush_loop())] + [asyncio.create_task(guarded(t)) for t in self.tasks]
         try:
             yield
         finally:
-            stop.set()
-            for running in (task, revalidating):
-                if running is not None:
-                    running.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await running
+            for one in running:
+                one.cancel()
+            for one in running:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await one
             await self.flush_downloads()
             await anyio.to_thread.run_sync(self.service.db.dispose)
-
-    async def _revalidation_loop(self, period: float, stop: threading.Event) -> None:
-        """Every ``period`` seconds, the revocation recheck (:func:`nuseal.feed.signing.revalidation.revalidate`), in a
-        thread, by whichever worker holds the lease (one at a time across workers and processes sharing the
-        database). A push wakes it early (after :data:`NEW_CERTIFICATE_DELAY_SECONDS`, so a burst of pushes makes
-        one run) for a run over the certificates never asked yet, so a new signer's revocation status shows in
-        seconds; the full run keeps its period. The lease is renewed while a run goes on and given up at
-        shutdown. Failures are logged, the loop goes on."""
-        from nuseal.feed.signing import revalidation  # noqa: PLC0415 - imports the signing stack
-
-        owner = revalidation.new_lease_owner()
-        renewed = [0.0]
-
-        def keep_lease() -> bool:
-            """``should_stop`` of the run: stop at shutdown or when the lease cannot be renewed."""
-            if stop.is_set():
-                return True
-            if time.monotonic() - renewed[0] >= revalidation.LEASE_RENEW_SECONDS:
-                if not revalidation.try_acquire_lease(self.service, owner, seconds=revalidation.LEASE_SECONDS):
-                    return True
-                renewed[0] = time.monotonic()
-            return False
-
-        def run_once(only_unchecked: bool) -> revalidation.RevalidationSummary | None:
-            if not revalidation.try_acquire_lease(self.service, owner, seconds=revalidation.LEASE_SECONDS):
-                return None
-            renewed[0] = time.monotonic()
-            return revalidation.revalidate(self.service, should_stop=keep_lease, only_unchecked=only_unchecked)
-
-        next_full = time.monotonic() + period
-        try:
-            while True:
-                only_unchecked = await self._wait_for_revalidation(next_full - time.monotonic())
-                if not only_unchecked:
-                    next_full = time.monotonic() + period
-                try:
-                    summary = await anyio.to_thread.run_sync(run_once, only_unchecked, abandon_on_cancel=True)
-                except Exception:
-                    log.exception("revalidation failed; retrying in %g s", period)
-                    continue
-                if summary is not None and (summary.status_changes or summary.packages_revoked):
-                    log.warning("revalidation: %s", summary.describe())
-                elif summary is not None and summary.checks:
-                    log.info("revalidation: %s", summary.describe())
-        finally:
-            with contextlib.suppress(Exception):
-                await anyio.to_thread.run_sync(revalidation.release_lease, self.service, owner)
-
-    async def _wait_for_revalidation(self, seconds: float) -> bool:
-        """Wait until the next full run is due (``seconds`` from now; returns False) or a push asks for the new
-        certificates (returns True, :data:`NEW_CERTIFICATE_DELAY_SECONDS` later)."""
-        try:
-            await asyncio.wait_for(self._new_certificates.wait(), timeout=max(seconds, 0.0))
-        except TimeoutError:
-            return False
-        await asyncio.sleep(NEW_CERTIFICATE_DELAY_SECONDS)
-        self._new_certificates.clear()
-        return True
 
 
 async def _feed_error(request: Request, exc: Exception) -> Response:
@@ -323,7 +264,7 @@ async def _feed_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-class _Router:
+class FeedRouter:
     """Outer ASGI layer: static ``/v3/`` reads go straight to :class:`StaticDocuments`, the rest to Starlette;
     both behind :class:`~nuseal.feed.http.headers.SecureHeaders`, so every response carries the security headers of
     its class (page, download, document)."""
@@ -347,14 +288,21 @@ class _Router:
         await self._app(scope, receive, send)
 
 
-def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _Router:
-    """The ASGI application for ``service``. ``service.setup()`` must have run (it migrates and writes the
-    service index)."""
-    feed = FeedApp(service, pipeline)
+def create_app(
+    service: FeedService,
+    pipeline: PushPipeline,
+    tasks: Sequence[BackgroundTask] = (),
+    routes: Sequence[BaseRoute] = (),
+) -> FeedRouter:
+    """The ASGI application for ``service``, publishing through ``pipeline``, running ``tasks`` while it serves,
+    with ``routes`` added after the feed's own (the composition root, :func:`nuseal.feed.compose.build_app`, gives
+    them). ``service.setup()`` must have run (it migrates and writes the service index). Static ``/v3/`` reads
+    other than search and autocomplete never reach the routes: they are files of the storage."""
+    feed = FeedApp(service, pipeline, tasks)
     site = pages.Pages(service)
     account = AccountRoutes(service, site.env)
     legacy = v2.LegacyFeed(service)
-    routes = [
+    own = [
         Route("/", lambda r: RedirectResponse("/packages", status_code=302), methods=["GET", "HEAD"]),
         Route("/health", feed.health, methods=["GET", "HEAD"]),
         Route("/v3/search", feed.search, methods=["GET", "HEAD"]),
@@ -366,15 +314,9 @@ def create_app(service: FeedService, pipeline: PushPipeline | None = None) -> _R
         *legacy.routes(),
         *site.routes(),
         *account.routes(),
+        *routes,
     ]
-    app = Starlette(routes=routes, exception_handlers={FeedError: _feed_error}, lifespan=feed.lifespan)
+    app = Starlette(routes=own, exception_handlers={FeedError: _feed_error}, lifespan=feed.lifespan)
     app.state.feed = feed
-    return _Router(StaticDocuments(service.config.storage_dir, feed.downloads.add), app, feed)
+    return FeedRouter(StaticDocuments(service.config.storage_dir, feed.downloads.add), app, feed)
 
-
-def app_from_env() -> _Router:
-    """uvicorn factory for worker processes: the configuration comes from ``NUSEAL_FEED_CONFIG``."""
-    config = FeedConfig.from_env()
-    service = FeedService.open(config)
-    service.recover_pending()  # finish what a worker that died mid-push left (docs/feed.md, Crash consistency)
-    return create_app(service)

@@ -25,34 +25,30 @@ versions stored without a repository signature (pushed while the feed ran with s
 turned on); that command recomputes it when it ends, and every start logs how many versions still lack one.
 While the feed runs with signing off the document is not rewritten (nor listed in the service index); the next
 start with signing on recomputes it.
+
+This module holds the document and how it is computed and written; keeping it current (the setup and publish
+hooks, the repository certificate's row) is :mod:`nuseal.feed.signing.repository_certificates`.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
-from nuseal.feed.accounts.certificates import remember_certificate
 from nuseal.feed.protocol import documents as docs
-from nuseal.feed.publish.pipeline import Submission
-from nuseal.feed.publish.publisher import FeedService
-from nuseal.feed.signing.signer import FeedSigning
-from nuseal.feed.store import audit
 from nuseal.feed.store.models import Certificate, Package, PackageSignature
+from nuseal.feed.store.storage import Storage
 
 __all__ = [
     "SHA256_OID",
     "count_without_repository_signature",
-    "install_repository_signatures",
-    "refresh_repository_signatures",
+    "repository_certificates",
     "repository_signatures_document",
+    "write_repository_signatures",
 ]
-
-log = logging.getLogger(__name__)
 
 #: The fingerprint key NuGet reads (``RepositoryCertificateInfo.Fingerprints``: hash algorithm OID -> hex).
 SHA256_OID = "2.16.840.1.101.3.4.2.1"
@@ -88,7 +84,8 @@ def count_without_repository_signature(session: Session) -> int:
     return session.scalar(select(func.count(Package.pk)).where(~signed)) or 0
 
 
-def _repository_certificates(session: Session) -> list[Certificate]:
+def repository_certificates(session: Session) -> list[Certificate]:
+    """The feed's repository certificates, oldest first (by the time the feed first signed with each)."""
     return list(
         session.scalars(
             select(Certificate)
@@ -98,67 +95,11 @@ def _repository_certificates(session: Session) -> list[Certificate]:
     )
 
 
-def _write_document(svc: FeedService, certs: list[Certificate], *, all_signed: bool) -> None:
-    for c in certs:
-        svc.storage.put_bytes(docs.repository_certificate_key(c.fingerprint), c.der, durable=True)
-    document = repository_signatures_document(svc.urls, certs, all_repository_signed=all_signed)
-    svc.storage.put_bytes(docs.REPOSITORY_SIGNATURES_KEY, docs.dump(document), durable=True)
-
-
-def refresh_repository_signatures(service: FeedService, signing: FeedSigning) -> bool:
-    """Record the feed's current repository certificate (audited the first time), recompute
-    ``allRepositorySigned`` from the database and rewrite the resource. Returns ``allRepositorySigned``; when
-    false, logs how many stored versions lack a repository signature and the command that signs them."""
-    now = service.clock()
-    cert = signing.signer.certificate
-    with service.db.write() as session:
-        row = remember_certificate(session, cert, now=now, chain=signing.signer.chain)
-        if row.repository_since is None:
-            row.repository_since = now
-            audit.record(
-                session,
-                at=now,
-                actor=audit.FEED_ACTOR,
-                action="repository-certificate.added",
-                target=f"certificate:{row.fingerprint}",
-                subject=row.subject,
-                issuer=row.issuer,
-            )
-        session.flush()
-        certs = _repository_certificates(session)
-        unsigned = count_without_repository_signature(session)
-    _write_document(service, certs, all_signed=unsigned == 0)
-    if unsigned:
-        log.warning(
-            "%d stored version(s) carry no repository signature (pushed while signing was off); "
-            "`nuseal admin repository-sign` signs them",
-            unsigned,
-        )
-    return unsigned == 0
-
-
-def install_repository_signatures(service: FeedService, signing: FeedSigning) -> None:
-    """Add the setup hook that records the current repository certificate and writes the resource, and the
-    publish hook that keeps ``allRepositorySigned`` right after each publish (module docstring).
-
-    The publish hook must run after the one that records the package's signatures (``install_signing`` appends
-    it after :meth:`SigningStages.record_signatures`). A published version with a repository signature leaves
-    the value as it was (every stored version signed before, and this one too; or not); one without turns it
-    false, written in the publish transaction (a failed publish can leave it false until the next start, never
-    wrongly true).
-    """
-
-    def publish(svc: FeedService) -> None:
-        refresh_repository_signatures(svc, signing)
-
-    def after_publish(session: Session, row: Package, submission: Submission) -> None:
-        signed = session.scalar(
-            select(PackageSignature.pk)
-            .where(PackageSignature.package_pk == row.pk, PackageSignature.kind == "repository")
-            .limit(1)
-        )
-        if signed is None:
-            _write_document(service, _repository_certificates(session), all_signed=False)
-
-    service.setup_hooks.append(publish)
-    service.publish_hooks.append(after_publish)
+def write_repository_signatures(
+    storage: Storage, urls: docs.Urls, certificates: list[Certificate], *, all_signed: bool
+) -> None:
+    """Write each certificate's DER and then the resource document (durably), as the static files served."""
+    for c in certificates:
+        storage.put_bytes(docs.repository_certificate_key(c.fingerprint), c.der, durable=True)
+    document = repository_signatures_document(urls, certificates, all_repository_signed=all_signed)
+    storage.put_bytes(docs.REPOSITORY_SIGNATURES_KEY, docs.dump(document), durable=True)

@@ -11,7 +11,7 @@ a minimal ``$metadata``, and ``Search()`` / ``Packages()`` as Atom feeds of list
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 from xml.etree import ElementTree as ET
 
@@ -22,8 +22,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nuseal.feed.errors import BadRequestError
+from nuseal.feed.protocol.documents import Urls
 from nuseal.feed.protocol.search import MAX_QUERY_LENGTH, SearchQuery, version_filters
-from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.store.database import Database
 from nuseal.feed.store.models import Package
 from nuseal.package import NuGetVersion
 
@@ -101,8 +102,19 @@ def _int(params: Any, name: str, default: int) -> int:
     return value
 
 
+class FeedReads(Protocol):
+    """What the V2 listing reads: the database and the feed's URLs (a
+    :class:`~nuseal.feed.publish.publisher.FeedService` has both)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def urls(self) -> Urls: ...
+
+
 class LegacyFeed:
-    def __init__(self, service: FeedService) -> None:
+    def __init__(self, service: FeedReads) -> None:
         self.service = service
         self.base = service.urls.legacy_gallery  # ends with "/"
 

@@ -54,7 +54,7 @@ from nuseal.feed.accounts.keys import Principal, owners_of
 from nuseal.feed.config import FeedConfig, SigningConfig
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
 from nuseal.feed.protocol import documents as docs
-from nuseal.feed.publish.pipeline import Submission
+from nuseal.feed.publish.submission import PublishedPackage, PublishHook, SetupHook, StageContext, Submission
 from nuseal.feed.publish.upload import package_sha512
 from nuseal.feed.store import audit
 from nuseal.feed.store.database import Database, migrate
@@ -64,7 +64,7 @@ from nuseal.feed.store.storage import LocalStorage, Storage
 from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
-__all__ = ["FeedService", "PublishHook", "PublishedPackage", "record_from_row", "stored_signing_config"]
+__all__ = ["FeedService", "record_from_row", "stored_signing_config"]
 
 log = logging.getLogger(__name__)
 
@@ -87,14 +87,6 @@ DATA_LOCK_FILE = "feed.lock"
 #: Under the data folder: ``<id>/<version>`` holds the SHA-512 of a ``.nupkg`` that a feed before the crash-
 #: consistent publish served without committing it; that version can be pushed again only with those bytes.
 RETIRED_FOLDER = "retired"
-
-
-@dataclass(frozen=True)
-class PublishedPackage:
-    id: str
-    version: str
-    size: int
-    sha512: str
 
 
 def _sha_hex(sha512_b64: str) -> str:
@@ -125,10 +117,6 @@ def _read_nuspec(package: Path) -> bytes | None:
 
 def _utc(when: datetime) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-#: Called inside the publish transaction after the package row is inserted (issue 5: signature rows).
-PublishHook = Callable[[Session, Package, Submission], None]
 
 
 def record_from_row(row: Package, signatures: Sequence[docs.SignatureRecord] | None = None) -> docs.PackageRecord:
@@ -296,8 +284,13 @@ def stored_signing_config(db: Database) -> SigningConfig | None:
         raise ConfigError(f"the stored signing configuration is damaged: {exc}") from exc
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class FeedService:
-    """One feed: configuration, database, storage and a clock (injected for tests)."""
+    """One feed: configuration, database, storage and a clock (injected for tests), and the hooks the composition
+    root (:mod:`nuseal.feed.compose`) gives it. Stages and hooks see only :attr:`context`."""
 
     def __init__(
         self,
@@ -305,17 +298,21 @@ class FeedService:
         db: Database,
         storage: Storage,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = _utc_now,
+        publish_hooks: Sequence[PublishHook] = (),
+        setup_hooks: Sequence[SetupHook] = (),
     ) -> None:
         self.config = config
         self.db = db
         self.storage = storage
         self.clock = clock
-        self.urls = docs.Urls(config.base_url)
-        #: Run in the publish transaction after the package row is inserted, in order.
-        self.publish_hooks: list[PublishHook] = []
-        #: Run by :meth:`setup` after the schema is migrated (issue 5: repository certificates).
-        self.setup_hooks: list[Callable[[FeedService], None]] = []
+        #: The narrow view stages and hooks get (configuration, database, storage, clock).
+        self.context = StageContext(config, db, storage, clock)
+        self.urls = self.context.urls
+        #: Run in the publish transaction after the package row is inserted, in this order.
+        self.publish_hooks: tuple[PublishHook, ...] = tuple(publish_hooks)
+        #: Run by :meth:`setup` after the schema is migrated, in this order (issue 5: repository certificates).
+        self.setup_hooks: tuple[SetupHook, ...] = tuple(setup_hooks)
         self._data_lock: int | None = None  # descriptor of DATA_LOCK_FILE, held while this service lives
 
     @property
@@ -328,8 +325,17 @@ class FeedService:
         return self.config.data_dir / RETIRED_FOLDER
 
     @classmethod
-    def open(cls, config: FeedConfig, *, clock: Callable[[], datetime] | None = None) -> FeedService:
-        """Open the feed's database and storage (creating folders); does not migrate (see :meth:`setup`).
+    def open(
+        cls,
+        config: FeedConfig,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        publish_hooks: Sequence[PublishHook] = (),
+        setup_hooks: Sequence[SetupHook] = (),
+    ) -> FeedService:
+        """Open the feed's database and storage (creating folders); does not migrate (see :meth:`setup`). The
+        hooks come from the composition root (:func:`nuseal.feed.compose.open_feed`); a bare service (admin
+        commands, tests of the publisher alone) has none.
 
         Raises:
             ConfigError: bad database URL.
@@ -338,9 +344,9 @@ class FeedService:
         config.staging_dir.mkdir(parents=True, exist_ok=True)
         db = Database(config.effective_database_url)
         storage = LocalStorage(config.storage_dir)
-        if clock is None:
-            return cls(config, db, storage)
-        return cls(config, db, storage, clock=clock)
+        return cls(
+            config, db, storage, clock=clock or _utc_now, publish_hooks=publish_hooks, setup_hooks=setup_hooks
+        )
 
     # ------------------------------------------------------------------------------------------ start-up
     def setup(self) -> None:
@@ -354,7 +360,7 @@ class FeedService:
         self._clean_staging()
         self.recover()
         for hook in self.setup_hooks:
-            hook(self)
+            hook(self.context)
         index = docs.service_index(self.urls, repository_signatures=self.config.advertises_repository_signatures)
         self.storage.put_bytes("v3/index.json", docs.dump(index), durable=True)
         wanted = {
@@ -699,7 +705,7 @@ class FeedService:
                         f"a package with id {reg.id!r} and version {nuspec.version.normalized!r} already exists"
                     ) from exc
                 for hook in self.publish_hooks:
-                    hook(session, row, submission)
+                    hook(submission, self.context, session, row)
                 crash_point("publish.row")
                 pending = self._stage_pending(id_lower, ver_lower, submission.package_path, submission.upload.sha512)
                 crash_point("publish.pending")

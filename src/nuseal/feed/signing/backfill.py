@@ -45,9 +45,10 @@ from nuseal.feed.accounts.certificates import certificate_fingerprint
 from nuseal.feed.accounts.keys import owners_of
 from nuseal.feed.errors import FeedError
 from nuseal.feed.protocol import documents as docs
-from nuseal.feed.protocol.repository_signatures import count_without_repository_signature, refresh_repository_signatures
+from nuseal.feed.protocol.repository_signatures import count_without_repository_signature
 from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.publish.upload import package_sha512
+from nuseal.feed.signing.repository_certificates import refresh_repository_signatures
 from nuseal.feed.signing.signer import FeedSigning
 from nuseal.feed.signing.stages import (
     PACKAGE_SIGNING_CODES,
@@ -332,5 +333,5 @@ def repository_sign_stored(
         with service.db.read() as session:
             summary.all_repository_signed = count_without_repository_signature(session) == 0
     else:
-        summary.all_repository_signed = refresh_repository_signatures(service, signing)
+        summary.all_repository_signed = refresh_repository_signatures(service.context, signing)
     return summary

@@ -41,14 +41,19 @@ CLI while a worker runs) stay correct: every change re-reads its row under a wri
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from sqlalchemy import select
@@ -76,6 +81,8 @@ from nuseal.trust.certificate import load_der_certificate
 from nuseal.trust.revocation import ocsp_urls
 
 __all__ = [
+    "NEW_CERTIFICATE_DELAY_SECONDS",
+    "RevalidationTask",
     "LEASE_SECONDS",
     "LEASE_SETTING",
     "MAX_CERTIFICATES_PER_RUN",
@@ -637,3 +644,81 @@ def role_counts(checks: Sequence[CertificateCheck]) -> dict[str, int]:
     for c in checks:
         counts[c.role] = counts.get(c.role, 0) + 1
     return counts
+
+
+# ------------------------------------------------------------------------------------------------ background task
+#: How long the background revalidation waits after a push before asking the new certificates (seconds).
+NEW_CERTIFICATE_DELAY_SECONDS = 2.0
+
+
+class RevalidationTask:
+    """The background revocation recheck of a serving feed (a background task of the composition root,
+    :mod:`nuseal.feed.compose`): every ``period`` seconds, :func:`revalidate` in a thread, by whichever worker
+    holds the lease (one at a time across workers and processes sharing the database). A push
+    (:meth:`published`) wakes it early (after :data:`NEW_CERTIFICATE_DELAY_SECONDS`, so a burst of pushes makes
+    one run) for a run over the certificates never asked yet, so a new signer's revocation status shows in
+    seconds; the full run keeps its period. The lease is renewed while a run goes on and given up when the task
+    is cancelled (shutdown). Failures are logged, the loop goes on."""
+
+    def __init__(self, service: FeedService, period: float) -> None:
+        self.service = service
+        self.period = period
+        self._new_certificates = asyncio.Event()
+        self._stop = threading.Event()
+
+    def published(self) -> None:
+        """A push was published: ask its certificates soon."""
+        self._new_certificates.set()
+
+    async def run(self) -> None:
+        """Run until cancelled."""
+        owner = new_lease_owner()
+        renewed = [0.0]
+        service = self.service
+
+        def keep_lease() -> bool:
+            """``should_stop`` of the run: stop at shutdown or when the lease cannot be renewed."""
+            if self._stop.is_set():
+                return True
+            if time.monotonic() - renewed[0] >= LEASE_RENEW_SECONDS:
+                if not try_acquire_lease(service, owner, seconds=LEASE_SECONDS):
+                    return True
+                renewed[0] = time.monotonic()
+            return False
+
+        def run_once(only_unchecked: bool) -> RevalidationSummary | None:
+            if not try_acquire_lease(service, owner, seconds=LEASE_SECONDS):
+                return None
+            renewed[0] = time.monotonic()
+            return revalidate(service, should_stop=keep_lease, only_unchecked=only_unchecked)
+
+        next_full = time.monotonic() + self.period
+        try:
+            while True:
+                only_unchecked = await self._wait(next_full - time.monotonic())
+                if not only_unchecked:
+                    next_full = time.monotonic() + self.period
+                try:
+                    summary = await anyio.to_thread.run_sync(run_once, only_unchecked, abandon_on_cancel=True)
+                except Exception:
+                    log.exception("revalidation failed; retrying in %g s", self.period)
+                    continue
+                if summary is not None and (summary.status_changes or summary.packages_revoked):
+                    log.warning("revalidation: %s", summary.describe())
+                elif summary is not None and summary.checks:
+                    log.info("revalidation: %s", summary.describe())
+        finally:
+            self._stop.set()  # an abandoned run in its thread stops at the next certificate
+            with contextlib.suppress(Exception):
+                await anyio.to_thread.run_sync(release_lease, service, owner)
+
+    async def _wait(self, seconds: float) -> bool:
+        """Wait until the next full run is due (``seconds`` from now; returns False) or a push asks for the new
+        certificates (returns True, :data:`NEW_CERTIFICATE_DELAY_SECONDS` later)."""
+        try:
+            await asyncio.wait_for(self._new_certificates.wait(), timeout=max(seconds, 0.0))
+        except TimeoutError:
+            return False
+        await asyncio.sleep(NEW_CERTIFICATE_DELAY_SECONDS)
+        self._new_certificates.clear()
+        return True

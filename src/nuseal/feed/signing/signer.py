@@ -1,6 +1,7 @@
 """What the feed signs and judges with: trust stores, the repository-signing key, the TSA, and the dev PKI.
 
-Built once per process from :class:`~nuseal.feed.config.SigningConfig` by :func:`feed_signing`:
+Built from :class:`~nuseal.feed.config.SigningConfig` by :meth:`FeedSigning.load`, once per feed (the composition
+root, :mod:`nuseal.feed.compose`, or the admin command that needs it):
 
 * trust: ``trust_bundle`` / ``timestamp_trust_bundle`` (PEM), else the .NET SDK's stores on this machine
   (:meth:`TrustStore.discover`), plus the dev root when the dev PKI is in use;
@@ -15,7 +16,6 @@ Built once per process from :class:`~nuseal.feed.config.SigningConfig` by :func:
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass, field
 
 from nuseal.devpki import DevPki, DevPkiServer, serve
@@ -25,12 +25,7 @@ from nuseal.signature.signer import FileSigner, Signer
 from nuseal.signing import SigningTrust
 from nuseal.trust import CertificatePurpose, RevocationCache, RevocationFetcher, RevocationMode, TrustStore
 
-__all__ = ["FeedSigning", "ensure_dev_pki", "feed_signing", "start_dev_responders"]
-
-_LOCK = threading.Lock()
-_BY_CONFIG: dict[str, FeedSigning] = {}
-#: Contexts kept per process (one per distinct configuration; tests open several feeds).
-MAX_CONTEXTS = 8
+__all__ = ["FeedSigning", "ensure_dev_pki", "start_dev_responders"]
 
 
 def ensure_dev_pki(config: FeedConfig) -> DevPki:
@@ -71,7 +66,7 @@ def start_dev_responders(config: FeedConfig) -> DevPkiServer | None:
 
 @dataclass
 class FeedSigning:
-    """One process's signing context. ``fetcher`` (default HTTP) carries OCSP/CRL requests."""
+    """One feed's signing context. ``fetcher`` (default HTTP) carries OCSP/CRL requests."""
 
     config: FeedConfig
     code_signing_roots: TrustStore
@@ -150,19 +145,3 @@ def _signer(config: FeedConfig, dev: DevPki | None) -> Signer:
     except NusealError as exc:
         raise ConfigError(f"cannot load the repository-signing key: {exc}") from exc
 
-
-def feed_signing(config: FeedConfig) -> FeedSigning:
-    """The process-wide context for ``config`` (built on first use).
-
-    Raises:
-        ConfigError: as :meth:`FeedSigning.load`.
-    """
-    key = config.to_json()
-    with _LOCK:
-        found = _BY_CONFIG.get(key)
-        if found is None:
-            found = FeedSigning.load(config)
-            while len(_BY_CONFIG) >= MAX_CONTEXTS:
-                _BY_CONFIG.pop(next(iter(_BY_CONFIG)))
-            _BY_CONFIG[key] = found
-        return found

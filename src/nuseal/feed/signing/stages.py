@@ -1,6 +1,7 @@
 """The push pipeline's signing stages: nuget.org's submission rules, then the feed's repository signature.
 
-:func:`install_signing` adds them to a feed whose ``FeedConfig.signing.enabled`` is set::
+The composition root (:mod:`nuseal.feed.compose`) adds them to a feed whose ``FeedConfig.signing.enabled`` is
+set::
 
     check_container -> read_manifest -> check_permissions -> check_not_duplicate
         -> check_signatures -> repository_sign -> publish (+ record_signatures in the transaction)
@@ -60,10 +61,8 @@ from nuseal.feed.accounts.certificates import (
 )
 from nuseal.feed.accounts.keys import owners_of
 from nuseal.feed.errors import BadPackageError, FeedError
-from nuseal.feed.protocol.repository_signatures import install_repository_signatures
-from nuseal.feed.publish.pipeline import PushPipeline, Submission, default_pipeline
-from nuseal.feed.publish.publisher import FeedService
-from nuseal.feed.signing.signer import FeedSigning, feed_signing
+from nuseal.feed.publish.submission import StageContext, Submission
+from nuseal.feed.signing.signer import FeedSigning
 from nuseal.feed.store import audit
 from nuseal.feed.store.models import Certificate, Package, PackageSignature, User
 from nuseal.package import PackageArchive, append_signature
@@ -84,10 +83,8 @@ __all__ = [
     "SignatureFacts",
     "SigningStages",
     "author_facts",
-    "install_signing",
     "record_signature_facts",
     "repository_facts",
-    "signing_pipeline",
     "without_repository_countersignatures",
 ]
 
@@ -243,20 +240,15 @@ def without_repository_countersignatures(data: bytes, now: datetime) -> tuple[by
 
 
 class SigningStages:
-    """The signing stages of one feed; each method is a :class:`~nuseal.feed.publish.pipeline.SubmissionStage`."""
+    r"""The signing stages of one feed, with its signing context (built once by the composition root,
+    :mod:`nuseal.feed.compose`): :meth:`check_signatures` and :meth:`repository_sign` are
+    :class:`~nuseal.feed.publish.submission.SubmissionStage`\ s, :meth:`record_signatures` a publish hook."""
 
-    def __init__(self, service: FeedService, signing: FeedSigning | None = None) -> None:
-        self.service = service
-        self._signing = signing
-
-    @property
-    def signing(self) -> FeedSigning:
-        if self._signing is None:
-            self._signing = feed_signing(self.service.config)
-        return self._signing
+    def __init__(self, signing: FeedSigning) -> None:
+        self.signing = signing
 
     # ------------------------------------------------------------------------------------------ rules
-    def check_signatures(self, submission: Submission, service: FeedService, /) -> None:
+    def check_signatures(self, submission: Submission, context: StageContext, /) -> None:
         """nuget.org's submission rules (module docstring, steps 1-3).
 
         Raises:
@@ -265,7 +257,7 @@ class SigningStages:
         archive = submission.require_archive()
         nuspec = submission.require_nuspec()
         id_lower = nuspec.id.lower()
-        with service.db.read() as session:
+        with context.db.read() as session:
             registered = owners_registered_fingerprints(session, id_lower, extra_user_pk=submission.principal.user_pk)
             author_signed_before = session.scalar(
                 select(PackageSignature.pk)
@@ -280,7 +272,7 @@ class SigningStages:
                     f"(registered SHA-256 fingerprints: {_fingerprint_list(registered)}); this package is not signed",
                     code=NuCode.NU3004,
                 )
-            if service.config.signing.require_author_signature:
+            if context.config.signing.require_author_signature:
                 raise BadPackageError(
                     "this feed accepts only author-signed packages; this package is not signed", code=NuCode.NU3004
                 )
@@ -349,7 +341,7 @@ class SigningStages:
         )
 
     # ------------------------------------------------------------------------------------------ signing
-    def repository_sign(self, submission: Submission, service: FeedService, /) -> None:
+    def repository_sign(self, submission: Submission, context: StageContext, /) -> None:
         """Repository-sign the package (primary when unsigned, countersignature when author-signed).
 
         Raises:
@@ -358,7 +350,7 @@ class SigningStages:
         """
         nuspec = submission.require_nuspec()
         id_lower = nuspec.id.lower()
-        with service.db.read() as session:
+        with context.db.read() as session:
             owners = owners_of(session, id_lower)
             if not owners:
                 user = session.get(User, submission.principal.user_pk)
@@ -377,7 +369,7 @@ class SigningStages:
             signed = repository_sign_package(
                 data,
                 signing.signer,
-                v3_service_index_url=service.config.repository_index_url,
+                v3_service_index_url=context.config.repository_index_url,
                 owners=owners,
                 timestamper_url=signing.timestamper_url,
                 now=submission.now,
@@ -392,7 +384,7 @@ class SigningStages:
             raise FeedError(
                 f"the feed could not repository-sign the package: {exc}", code=exc.code, status=503
             ) from exc
-        path = service.config.staging_dir / f"{secrets.token_hex(16)}.signed.nupkg"
+        path = context.config.staging_dir / f"{secrets.token_hex(16)}.signed.nupkg"
         path.write_bytes(signed.data)
         try:
             submission.replace_package(path)
@@ -404,7 +396,7 @@ class SigningStages:
         _facts(submission).append(repository_facts(primary))
 
     # ------------------------------------------------------------------------------------------ publish hook
-    def record_signatures(self, session: Session, row: Package, submission: Submission) -> None:
+    def record_signatures(self, submission: Submission, context: StageContext, session: Session, row: Package) -> None:
         """In the publish transaction: one ``package_signatures`` row per signature, and the audit entries."""
         record_signature_facts(
             session, row, _facts(submission), now=submission.now, author_actor=submission.principal.user_name
@@ -466,28 +458,3 @@ def record_signature_facts(
             **evidence,
         )
     session.flush()
-
-
-def install_signing(service: FeedService) -> SigningStages | None:
-    """Wire signing into ``service`` when its configuration enables it: the publish hook that records
-    signatures and the setup hook that publishes the repository certificates. Returns the stages (None when off).
-
-    Raises:
-        ConfigError: the signing configuration cannot be loaded (checked now, not at the first push).
-    """
-    if not service.config.signing.enabled:
-        return None
-    stages = SigningStages(service)
-    _ = stages.signing  # fail at start, not at the first push
-    service.publish_hooks.append(stages.record_signatures)
-    install_repository_signatures(service, stages.signing)
-    return stages
-
-
-def signing_pipeline(service: FeedService) -> PushPipeline:
-    """The default pipeline plus, with signing enabled, ``check_signatures`` and ``repository_sign``."""
-    stages = install_signing(service)
-    pipeline = default_pipeline(service)
-    if stages is None:
-        return pipeline
-    return pipeline.with_stages(stages.check_signatures, stages.repository_sign)

@@ -1,0 +1,187 @@
+"""The feed's one composition root: what a running feed is made of, in order, built in one place.
+
+``nuseal serve`` (its parent process, which migrates and recovers), every uvicorn worker (:func:`app_from_env`) and
+the tests build the feed here and nowhere else::
+
+    feed = build_feed(config)          # service + signing context + pipeline + background tasks + extra routes
+    feed.service.setup()               # once per start: migrate, recover, setup hooks, service index
+    app = feed.app()                   # the ASGI application (nuseal.feed.http.app.create_app)
+
+What is wired, each list in its order (the order matters and is only written here):
+
+* push stages (:func:`push_stages`): ``check_container -> read_manifest -> check_permissions ->
+  check_not_duplicate`` then, with signing on, ``check_signatures -> repository_sign``; the publisher runs after
+  the last one;
+* publish hooks, inside the publish transaction (:func:`publish_hooks`): with signing on,
+  ``record_signatures -> keep_all_repository_signed`` (the second reads the rows the first wrote);
+* setup hooks, at each start after migration and recovery (:func:`setup_hooks`): with signing on, recording the
+  repository certificate and writing ``RepositorySignatures/5.0.0``;
+* background tasks of every serving process (:func:`background_tasks`): with signing on and a period, the
+  revocation recheck (:class:`~nuseal.feed.signing.revalidation.RevalidationTask`); the download-count flush
+  belongs to the HTTP layer and always runs;
+* extra routes (:func:`extra_routes`): none yet.
+
+Extension points (issue 16: the upstream mirror, ingestion, quarantine and the scan stage): a new stage goes into
+:func:`push_stages` at its place (a check that refuses packages goes before ``check_signatures`` and
+``repository_sign``, so nothing refused is ever signed), a background task into :func:`background_tasks` (an object
+with ``async run()`` and ``published()``, :class:`~nuseal.feed.http.app.BackgroundTask`), a dynamic route into
+:func:`extra_routes`; each decided from the configuration. Nothing else appends hooks or stages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from starlette.routing import BaseRoute
+
+from nuseal.feed.config import FeedConfig
+from nuseal.feed.http.app import BackgroundTask, FeedRouter, create_app
+from nuseal.feed.publish.pipeline import (
+    PushPipeline,
+    check_container,
+    check_not_duplicate,
+    check_permissions,
+    read_manifest,
+)
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.submission import PublishHook, SetupHook, SubmissionStage
+from nuseal.feed.signing import repository_certificates
+from nuseal.feed.signing.signer import FeedSigning
+from nuseal.feed.signing.stages import SigningStages
+
+__all__ = [
+    "Feed",
+    "app_from_env",
+    "background_tasks",
+    "build_app",
+    "build_feed",
+    "extra_routes",
+    "publish_hooks",
+    "push_stages",
+    "setup_hooks",
+]
+
+
+def push_stages(signing: SigningStages | None) -> tuple[SubmissionStage, ...]:
+    """The push stages in the order they run (the publisher comes after the last one)."""
+    stages: list[SubmissionStage] = [
+        check_container,  # a 32-bit ZIP nuseal.package reads, hardened, a well-formed signature entry (NU3005)
+        read_manifest,  # exactly one valid nuspec
+        check_permissions,  # the key's scopes and globs, the id's owners
+        check_not_duplicate,  # 409 before any expensive stage
+    ]
+    # issue 16: ingestion and scan stages that may refuse a package go here, before the package is signed
+    if signing is not None:
+        stages += [
+            signing.check_signatures,  # nuget.org's submission rules (author signature, registered certificates)
+            signing.repository_sign,  # the feed's repository signature: rewrites the package, so it runs last
+        ]
+    return tuple(stages)
+
+
+def publish_hooks(signing: SigningStages | None) -> tuple[PublishHook, ...]:
+    """Run inside the publish transaction after the package row is inserted, in this order."""
+    if signing is None:
+        return ()
+    return (
+        signing.record_signatures,  # package_signatures rows and audit entries
+        repository_certificates.keep_all_repository_signed,  # reads the rows written just before
+    )
+
+
+def setup_hooks(signing: FeedSigning | None) -> tuple[SetupHook, ...]:
+    """Run by :meth:`FeedService.setup` at each start, after migration and recovery, in this order."""
+    if signing is None:
+        return ()
+    return (repository_certificates.setup_hook(signing),)
+
+
+def background_tasks(service: FeedService) -> tuple[BackgroundTask, ...]:
+    """The background tasks every serving process runs, from the configuration."""
+    tasks: list[BackgroundTask] = []
+    signing = service.config.signing
+    if signing.enabled and signing.revalidate_seconds > 0:
+        from nuseal.feed.signing.revalidation import RevalidationTask  # noqa: PLC0415 - the revocation stack
+
+        tasks.append(RevalidationTask(service, signing.revalidate_seconds))
+    # issue 16: the upstream mirror's refresh goes here
+    return tuple(tasks)
+
+
+def extra_routes(service: FeedService) -> tuple[BaseRoute, ...]:
+    """Dynamic routes beyond the feed's own (:func:`nuseal.feed.http.app.create_app`), from the configuration."""
+    return ()
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One feed, composed: the service (with its hooks), the signing context (None: signing off), the push
+    pipeline, the background tasks and the extra routes."""
+
+    service: FeedService
+    signing: FeedSigning | None
+    pipeline: PushPipeline
+    tasks: tuple[BackgroundTask, ...]
+    routes: tuple[BaseRoute, ...]
+
+    @property
+    def config(self) -> FeedConfig:
+        return self.service.config
+
+    @property
+    def stages(self) -> tuple[SubmissionStage, ...]:
+        return self.pipeline.stages
+
+    def app(self) -> FeedRouter:
+        """The ASGI application. :meth:`FeedService.setup` must have run (here or in another process)."""
+        return create_app(self.service, self.pipeline, self.tasks, self.routes)
+
+    def close(self) -> None:
+        """Release the database connections (the application's lifespan does it when it ran)."""
+        self.service.db.dispose()
+
+
+def build_feed(
+    config: FeedConfig,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    signing: FeedSigning | None = None,
+) -> Feed:
+    """Compose the feed for ``config``: open its database and storage (no migration: :meth:`FeedService.setup`),
+    load the signing context when signing is on (``signing`` reuses one already loaded for the same
+    configuration), and wire the stages, hooks, background tasks and routes in their order (module docstring).
+
+    Raises:
+        ConfigError: bad database URL, or the signing configuration cannot be loaded (a trust bundle, the
+            repository key or the TSA; checked now, not at the first push).
+    """
+    if config.signing.enabled and signing is None:
+        signing = FeedSigning.load(config)
+    elif not config.signing.enabled:
+        signing = None
+    stages = SigningStages(signing) if signing is not None else None
+    service = FeedService.open(
+        config, clock=clock, publish_hooks=publish_hooks(stages), setup_hooks=setup_hooks(signing)
+    )
+    pipeline = PushPipeline(service, push_stages(stages))
+    return Feed(service, signing, pipeline, background_tasks(service), extra_routes(service))
+
+
+def build_app(config: FeedConfig, *, clock: Callable[[], datetime] | None = None, setup: bool = True) -> FeedRouter:
+    """:func:`build_feed`, :meth:`FeedService.setup` (unless ``setup`` is False: another process did it), and the
+    ASGI application; what an in-process test serves through ``httpx.ASGITransport``."""
+    feed = build_feed(config, clock=clock)
+    if setup:
+        feed.service.setup()
+    return feed.app()
+
+
+def app_from_env() -> FeedRouter:
+    """uvicorn factory for worker processes: the configuration comes from ``NUSEAL_FEED_CONFIG`` (the parent process
+    migrated and ran the setup hooks); the worker finishes what a worker that died mid-push left (``docs/feed.md``,
+    Crash consistency)."""
+    feed = build_feed(FeedConfig.from_env())
+    feed.service.recover_pending()
+    return feed.app()
