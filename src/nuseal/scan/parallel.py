@@ -1,5 +1,6 @@
-"""Scanning many packages on every core: worker processes, started once per run and fed batches of packages,
-load, scan and return packages in input order. With ``fork`` (where available) the parent builds the
+"""Scanning many packages on every core: ``jobs`` processes (this one and ``jobs - 1`` workers started once per
+run, :class:`nuseal._internal.workers.OrderedPool`, the engine ``verify`` and ``audit`` share) load, scan and
+return packages in input order. With ``fork`` (where available) the parent builds the
 :class:`~nuseal.scan.engine.Scanner` once and the workers inherit it; with ``spawn`` each worker builds its own.
 
 Loading (reading the file, walking the folder, downloading) happens in the worker too, so the parent only
@@ -9,12 +10,13 @@ as a :class:`LoadFailure` (the CLI reports it as unreadable input).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from nuseal._internal.workers import OrderedPool
 from nuseal.errors import NusealError
 from nuseal.scan.engine import ScanContext, Scanner, ScanReport
 from nuseal.scan.rules import load_rules
@@ -42,21 +44,21 @@ class LoadFailure:
     message: str
 
 
-_worker_scanner: Scanner | None = None
-
-
-def _init_worker(spec: ScanSpec) -> None:
-    global _worker_scanner  # noqa: PLW0603 - one scanner per worker process
-    _worker_scanner = Scanner(load_rules([Path(p) for p in spec.rules_files]), spec.context)
-
-
-def _scan_one(source: PackageSource) -> ScanReport | LoadFailure:
-    assert _worker_scanner is not None
+def _scan_one(scanner: Scanner, _context: object, source: PackageSource) -> ScanReport | LoadFailure:
     try:
         pkg = load_source(source)
     except NusealError as exc:
         return LoadFailure(source, str(exc))
-    return _worker_scanner.scan(pkg)
+    return scanner.scan(pkg)
+
+
+def _build(spec: ScanSpec) -> Scanner:
+    return Scanner(load_rules([Path(p) for p in spec.rules_files]), spec.context)
+
+
+def _spawned(spec: ScanSpec) -> Callable[[object, PackageSource], ScanReport | LoadFailure]:
+    """A spawned worker's work function: its own scanner, built once from ``spec``."""
+    return partial(_scan_one, _build(spec))
 
 
 def default_jobs(count: int) -> int:
@@ -72,29 +74,15 @@ def scan_sources(
     """Scan ``sources``, yielding results in input order. ``jobs`` 1 (or few packages) scans here with
     ``scanner`` (built from ``spec`` when ``None``)."""
     workers = jobs if jobs is not None else default_jobs(len(sources))
+    local = scanner or _build(spec)  # under fork, built once here and inherited by every worker
     if workers <= 1 or len(sources) <= 1:
-        local = scanner or Scanner(load_rules([Path(p) for p in spec.rules_files]), spec.context)
         for source in sources:
-            try:
-                pkg = load_source(source)
-            except NusealError as exc:
-                yield LoadFailure(source, str(exc))
-                continue
-            yield local.scan(pkg)
+            yield _scan_one(local, None, source)
         return
-    global _worker_scanner  # noqa: PLW0603 - inherited by forked workers
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    chunk = max(1, min(16, len(sources) // (workers * 4) or 1))
-    if method == "fork":
-        # Built once here and inherited (copy-on-write) by every worker: the rules, the popular-id index and the
-        # PowerShell grammar are not rebuilt per worker (~0.1-0.2 s of CPU each).
-        _worker_scanner = scanner or Scanner(load_rules([Path(p) for p in spec.rules_files]), spec.context)
-        try:
-            with ctx.Pool(workers) as pool:
-                yield from pool.imap(_scan_one, sources, chunksize=chunk)
-        finally:
-            _worker_scanner = None
-        return
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-        yield from pool.imap(_scan_one, sources, chunksize=chunk)
+    # The rules, the popular-id index and the PowerShell grammar are not rebuilt per worker (~0.1-0.2 s of CPU
+    # each): the workers inherit this scanner (copy-on-write) where they can be forked.
+    # As before the shared engine: forked even while other threads run (the analysers take no lock a thread holds).
+    with OrderedPool(
+        min(workers, len(sources)), partial(_scan_one, local), setup=(_spawned, (spec,)), fork_with_threads=True
+    ) as pool:
+        yield from pool.map(sources, max_chunk=max(1, min(16, len(sources) // (workers * 4) or 1)))

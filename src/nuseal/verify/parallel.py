@@ -1,28 +1,27 @@
 """Verifying many packages on every core: worker processes started once, fed batches, results in input order.
 
-The parent builds one :class:`~nuseal.verify.Verifier` (the trust stores are parsed once, ~0.15 s for the
-.NET SDK's two bundles) and, where the platform can ``fork`` (Linux), the workers inherit it, with whatever
-certificates, names and chains it has already cached, instead of loading their own. Elsewhere (``spawn``)
-each worker builds its verifier from the :class:`VerifierSpec` once. Paths go out in batches of
-:func:`batch_size` packages; results come back batch by batch and are yielded in input order as soon as the
-next one in order is ready.
+``jobs`` processes verify: this one and ``jobs - 1`` workers (:class:`nuseal._internal.workers.OrderedPool`,
+the engine ``scan`` and ``audit`` share). The parent makes one :class:`~nuseal.verify.Verifier` (the trust
+stores are indexed, not parsed: ~15 ms for the .NET SDK's two bundles) and, where the platform can ``fork``
+(Linux), the workers inherit it, with whatever certificates, names and chains it has already cached, instead of
+loading their own. Elsewhere (``spawn``) each worker builds its verifier from the :class:`VerifierSpec` once.
+Each process takes the next packages from a shared counter (workers in batches of at most :func:`batch_size`,
+this process one at a time); results are yielded in input order as soon as the next one in order is ready.
 
-A pool costs tens of milliseconds to start (more under ``spawn``) and each worker fills its own caches on its
+A pool costs a few milliseconds to start (more under ``spawn``) and each worker fills its own caches on its
 first packages, so :func:`default_jobs` verifies fewer than :data:`MIN_PACKAGES_FOR_POOL` packages in this
 process and never starts more workers than there are batches of :data:`MIN_PACKAGES_PER_WORKER` packages.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from multiprocessing.pool import Pool
-from typing import Any
+from functools import partial
 
+from nuseal._internal.workers import OrderedPool
 from nuseal.trust import CertificatePurpose, RevocationFetcher, TrustStore
 from nuseal.trust.revocation_cache import current_run
 from nuseal.verify.policy import VerificationPolicy
@@ -103,78 +102,54 @@ def batch_size(count: int, jobs: int) -> int:
     return max(1, min(MAX_BATCH, -(-count // (jobs * 4))))
 
 
-_worker: Verifier | None = None
+def _verify_one(verifier: Verifier, now: datetime, path: str) -> VerificationResult:
+    return verifier.verify_path(path, now=now)
 
 
-def _adopt(verifier: Verifier) -> None:
-    """Pool initializer under ``fork``: the parent's verifier, inherited, not copied through a pipe."""
-    global _worker  # noqa: PLW0603 - one verifier per worker process
-    _worker = verifier
-
-
-def _build(spec: VerifierSpec) -> None:
-    """Pool initializer under ``spawn``/``forkserver``: build the verifier once per worker."""
-    global _worker  # noqa: PLW0603 - one verifier per worker process
-    _worker = spec.build()
-
-
-def _verify_batch(batch: tuple[Sequence[str], datetime]) -> list[VerificationResult]:
-    if _worker is None:  # pragma: no cover - the pool initializer sets it
-        raise RuntimeError("worker not initialised")
-    paths, now = batch
-    return [_worker.verify_path(p, now=now) for p in paths]
-
-
-def _can_fork() -> bool:
-    """``fork`` is offered and safe here: no other thread could hold a lock the child would inherit locked."""
-    return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
+def _spawned(spec: VerifierSpec) -> Callable[[datetime, str], VerificationResult]:
+    """A spawned worker's work function: its own verifier, built once from ``spec``."""
+    return partial(_verify_one, spec.build())
 
 
 class VerifierPool:
-    """``jobs`` worker processes started once and fed batches of package paths; use as a context manager.
+    """``jobs`` processes verifying packages: this one and ``jobs - 1`` workers started once (a pool of one job
+    has one worker and leaves this process free); use as a context manager. The engine is
+    :class:`nuseal._internal.workers.OrderedPool`: packages are taken from a shared counter in batches of at
+    most :func:`batch_size`, shrinking towards the end, and results are yielded in input order.
 
-    ``verifier``: the verifier the workers inherit under ``fork`` (default: built from ``spec`` here, once).
-    Under ``spawn`` each worker builds its own from ``spec``. :meth:`verify` may be called several times; the
-    workers and their caches live until :meth:`close`.
+    ``verifier``: the verifier used here and inherited by the workers under ``fork`` (default: built from
+    ``spec``, once). Under ``spawn`` (no ``fork``, or other threads running) each worker builds its own from
+    ``spec``. :meth:`verify` may be called several times; the workers and their caches live until :meth:`close`.
     """
 
     def __init__(self, spec: VerifierSpec, jobs: int, *, verifier: Verifier | None = None) -> None:
         if jobs < 1:
             raise ValueError("a pool needs at least one worker")
         self.jobs = jobs
-        initializer: Any
-        initargs: tuple[Any, ...]
-        if _can_fork():
-            self.forked = True
-            initializer, initargs, method = _adopt, (verifier or spec.build(),), "fork"
-        else:
-            self.forked = False
-            initializer, initargs, method = _build, (spec,), "spawn"
-        context = multiprocessing.get_context(method)
-        self._pool: Pool = context.Pool(jobs, initializer=initializer, initargs=initargs)
+        local = verifier or spec.build()
+        self._pool: OrderedPool[str, VerificationResult] = OrderedPool(
+            jobs, partial(_verify_one, local), setup=(_spawned, (spec,))
+        )
+        self.forked = self._pool.forked
 
     def verify(self, paths: Iterable[str], *, now: datetime) -> Iterator[VerificationResult]:
         """Results for ``paths`` verified at moment ``now`` (timezone-aware), in input order, each yielded as soon
         as it and those before it are done.
 
         Raises:
-            UsageError: (from a worker) a file cannot be read.
+            UsageError: (from a worker or this process) a file cannot be read; the pool is stopped.
+            nuseal._internal.workers.WorkerError: a worker process died.
         """
         items = list(paths)
-        size = batch_size(len(items), self.jobs)
-        batches = [items[i : i + size] for i in range(0, len(items), size)]
-        for results in self._pool.imap(_verify_batch, [(batch, now) for batch in batches]):
-            yield from results
+        return self._pool.map(items, now, max_chunk=batch_size(len(items), self.jobs))
 
     def close(self) -> None:
         """Stop the workers (waits for them to exit)."""
         self._pool.close()
-        self._pool.join()
 
     def terminate(self) -> None:
         """Stop the workers at once (after an error)."""
         self._pool.terminate()
-        self._pool.join()
 
     def __enter__(self) -> VerifierPool:
         return self
