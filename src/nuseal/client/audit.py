@@ -30,8 +30,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import multiprocessing
-import multiprocessing.pool
 import os
 import shutil
 import stat
@@ -39,8 +37,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
+from nuseal._internal.workers import OrderedPool
 from nuseal.client.gate import GateSettings
 from nuseal.client.globalpackages import METADATA_FILE, plan_extraction
 from nuseal.codes import Level
@@ -417,19 +417,13 @@ def remove_package(folder: Path) -> None:
         raise UsageError(f"cannot remove {folder}: {exc.strerror or exc}") from exc
 
 
-_worker_settings: tuple[GateSettings, datetime] | None = None
-
-
-def _init_worker(settings: GateSettings, now: datetime) -> None:
-    global _worker_settings  # noqa: PLW0603 - one settings object per worker process
-    _worker_settings = settings, now
-
-
-def _audit_in_worker(folder: Path) -> PackageAudit:
-    if _worker_settings is None:  # pragma: no cover - the pool initializer sets it
-        raise RuntimeError("worker not initialised")
-    settings, now = _worker_settings
+def _audit_one(settings: GateSettings, now: datetime, folder: Path) -> PackageAudit:
     return audit_package(folder, settings, now=now)
+
+
+def _spawned(settings: GateSettings) -> Callable[[datetime, Path], PackageAudit]:
+    """A spawned worker's work function (no ``fork`` on this platform): the settings, pickled."""
+    return partial(_audit_one, settings)
 
 
 #: Below this many folders :func:`audit_folder` stays in this process (a pool costs more than it saves).
@@ -449,8 +443,8 @@ def audit_folder(
     """Audit every version folder under ``root`` (or the given ``folders``), signatures judged at ``now``
     (timezone-aware); results in folder order;
     ``progress(done, total)`` after each. With ``fix``, tampered folders are removed (``PackageAudit.fixed``).
-    ``jobs`` worker processes (default: the CPU count from :data:`MIN_FOLDERS_FOR_POOL` folders, else none);
-    workers are forked where the platform allows, inheriting the loaded trust stores and rules.
+    ``jobs`` processes, this one included (default: the CPU count from :data:`MIN_FOLDERS_FOR_POOL` folders, else
+    this one alone); workers are forked where the platform allows, inheriting the loaded trust stores and rules.
 
     Raises:
         UsageError: ``root`` does not exist or is not a folder, or a tampered folder cannot be removed.
@@ -459,14 +453,15 @@ def audit_folder(
     workers = jobs if jobs is not None else (os.cpu_count() or 1) if len(todo) >= MIN_FOLDERS_FOR_POOL else 1
     workers = max(1, min(workers, len(todo)))
     results: Iterator[PackageAudit]
-    pool: multiprocessing.pool.Pool | None = None
+    pool: OrderedPool[Path, PackageAudit] | None = None
     if workers > 1:
         settings.scan_rules()  # load once, before the fork
         settings.verifier_for("")
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-        pool = ctx.Pool(workers, initializer=_init_worker, initargs=(settings, now))
-        results = pool.imap(_audit_in_worker, todo, chunksize=max(1, min(8, len(todo) // (workers * 4))))
+        # jobs processes: this one and jobs-1 workers (nuseal._internal.workers, the engine verify and scan
+        # share); forked where the platform allows, even with the progress bar's thread running, as before.
+        work = partial(_audit_one, settings)
+        pool = OrderedPool(workers, work, setup=(_spawned, (settings,)), fork_with_threads=True)
+        results = pool.map(todo, now, max_chunk=max(1, min(8, len(todo) // (workers * 4))))
     else:
         results = (audit_package(folder, settings, now=now) for folder in todo)
     out: list[PackageAudit] = []
@@ -481,5 +476,4 @@ def audit_folder(
     finally:
         if pool is not None:
             pool.terminate()
-            pool.join()
     return out
