@@ -27,3 +27,16 @@ def test_the_online_fetcher_does_load_it() -> None:
     code = "import sys, nuseal.trust.online; print('httpx' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "True"
+
+
+def test_nuseal_verify_loads_no_web_stack() -> None:
+    """Every command is registered up front (cli/main.py), so ``nuseal verify`` must not pay for the feed's stack."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from nuseal.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['verify', '--help'])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'sqlalchemy', 'jinja2'}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"

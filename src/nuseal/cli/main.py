@@ -15,10 +15,18 @@ import click
 
 from nuseal import __version__
 from nuseal.cli._exit import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
+from nuseal.cli.admin import admin_group
+from nuseal.cli.audit import audit_command
+from nuseal.cli.dev import dev_group
+from nuseal.cli.restore import restore_command
+from nuseal.cli.revocation import revocation_group
+from nuseal.cli.scan import scan_command
+from nuseal.cli.serve import serve_command
+from nuseal.cli.sign import repo_sign_command, sign_command
+from nuseal.cli.verify import verify_command
 from nuseal.errors import NusealError
 
 __all__ = ["cli", "main"]
-
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -27,31 +35,21 @@ def cli() -> None:
     """nuseal: sign, verify, serve, restore and scan NuGet packages."""
 
 
-def _register() -> None:
-    from nuseal.cli.verify import verify_command  # noqa: PLC0415 - commands load after the group exists
-
-    cli.add_command(verify_command)
-    for module, names in (
-        ("nuseal.cli.sign", ("sign_command", "repo_sign_command")),
-        ("nuseal.cli.serve", ("serve_command",)),
-        ("nuseal.cli.admin", ("admin_group",)),
-        ("nuseal.cli.dev", ("dev_group",)),
-        ("nuseal.cli.scan", ("scan_command",)),
-        ("nuseal.cli.restore", ("restore_command",)),
-        ("nuseal.cli.audit", ("audit_command",)),
-        ("nuseal.cli.revocation", ("revocation_group",)),
-    ):
-        try:
-            mod = __import__(module, fromlist=list(names))
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        for name in names:
-            cli.add_command(getattr(mod, name))
-
-
-_register()
+# Every command, registered explicitly. The command modules import only click and the libraries their options
+# need at module level; the feed (Starlette, uvicorn, SQLAlchemy) loads inside the serve and admin commands.
+for _command in (
+    verify_command,
+    sign_command,
+    repo_sign_command,
+    serve_command,
+    admin_group,
+    dev_group,
+    scan_command,
+    restore_command,
+    audit_command,
+    revocation_group,
+):
+    cli.add_command(_command)
 
 
 def main(argv: list[str] | None = None) -> int:
