@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 import click
 
@@ -18,8 +21,9 @@ from nuseal.hashalg import HashAlgorithm
 from nuseal.signing import FileSigner, Signer, SigningTrust, SignResult, repository_sign_package, sign_package
 from nuseal.trust import CertificatePurpose, RevocationFetcher, RevocationMode, TrustStore
 
-__all__ = ["repo_sign_command", "sign_command", "write_atomically"]
+__all__ = ["SigningOptions", "repo_sign_command", "sign_command", "signing_options", "write_atomically"]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
 _ALGS = click.Choice(["SHA256", "SHA384", "SHA512"], case_sensitive=False)
 
 
@@ -108,7 +112,45 @@ def _report(source: Path, target: Path, result: SignResult) -> None:
     click.echo(f"Signed {source} -> {target}")
 
 
-_common = [
+@dataclass(frozen=True)
+class SigningOptions:
+    """The options ``sign`` and ``repo-sign`` share (:func:`signing_options`), turned into a signer and a trust."""
+
+    certificate_path: str | None
+    certificate_password: str | None
+    certificate_key_path: str | None
+    timestamper: str | None
+    hash_algorithm: str
+    timestamp_hash_algorithm: str
+    output: str | None
+    pkcs11_module: str | None
+    pkcs11_token: str | None
+    pkcs11_key: str | None
+    pkcs11_pin: str | None
+    trust_bundle: str | None
+    timestamp_trust_bundle: str | None
+    revocation_mode: str
+
+    def signer(self, cleanup: contextlib.ExitStack) -> Signer:
+        """The signer the options name; a PKCS#11 session is closed by ``cleanup``.
+
+        Raises:
+            UsageError: contradictory or missing key options, an unreadable certificate or key.
+        """
+        pkcs11 = (self.pkcs11_module, self.pkcs11_token, self.pkcs11_key, self.pkcs11_pin)
+        return _signer(self.certificate_path, self.certificate_password, self.certificate_key_path, pkcs11, cleanup)
+
+    def trust(self) -> SigningTrust:
+        """The trust the chains are checked against (online revocation unless ``--revocation-mode offline``)."""
+        return _trust(self.trust_bundle, self.timestamp_trust_bundle, self.revocation_mode)
+
+    @property
+    def hashes(self) -> tuple[HashAlgorithm, HashAlgorithm]:
+        """``(signature hash algorithm, timestamp imprint algorithm)``."""
+        return HashAlgorithm.parse(self.hash_algorithm), HashAlgorithm.parse(self.timestamp_hash_algorithm)
+
+
+_SIGNING_OPTIONS = [
     click.argument("packages", nargs=-1, required=True),
     click.option("--certificate-path", type=click.Path(dir_okay=False, exists=True),
                  help="PFX/PKCS#12 file, or a PEM certificate (with its chain) plus --certificate-key-path; with "
@@ -134,49 +176,41 @@ _common = [
                  default="online", show_default=True,
                  help="Check revocation of the chains before signing (NuGet: online); unknown status warns."),
 ]
+_SIGNING_FIELDS = tuple(f.name for f in fields(SigningOptions))
 
 
-def _apply(fn: click.decorators.FC) -> click.decorators.FC:
-    for decorator in reversed(_common):
-        fn = decorator(fn)
-    return fn
+def signing_options(command: _F) -> _F:
+    """The PACKAGES argument and the key, timestamp, trust and output options ``sign`` and ``repo-sign`` share,
+    given to the command as one ``signing: SigningOptions`` and ``packages`` (as :func:`trust_root_options` does
+    for the roots of the verifying commands)."""
+
+    @functools.wraps(command)
+    def collected(**kwargs: Any) -> Any:
+        signing = SigningOptions(**{name: kwargs.pop(name) for name in _SIGNING_FIELDS})
+        return command(signing=signing, **kwargs)
+
+    wrapped: Any = collected
+    for decorator in reversed(_SIGNING_OPTIONS):
+        wrapped = decorator(wrapped)
+    return cast(_F, wrapped)
 
 
 @click.command("sign")
-@_apply
+@signing_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing signature / output file.")
-def sign_command(
-    packages: tuple[str, ...],
-    certificate_path: str | None,
-    certificate_password: str | None,
-    certificate_key_path: str | None,
-    timestamper: str | None,
-    hash_algorithm: str,
-    timestamp_hash_algorithm: str,
-    output: str | None,
-    pkcs11_module: str | None,
-    pkcs11_token: str | None,
-    pkcs11_key: str | None,
-    pkcs11_pin: str | None,
-    trust_bundle: str | None,
-    timestamp_trust_bundle: str | None,
-    revocation_mode: str,
-    overwrite: bool,
-) -> int:
+def sign_command(packages: tuple[str, ...], signing: SigningOptions, overwrite: bool) -> int:
     """Author-sign PACKAGES (files, folders or globs) as NuGet's `sign` does, on any OS."""
+    hash_algorithm, timestamp_hash_algorithm = signing.hashes
     with contextlib.ExitStack() as cleanup:
-        signer = _signer(
-            certificate_path, certificate_password, certificate_key_path,
-            (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin), cleanup,
-        )
-        trust = _trust(trust_bundle, timestamp_trust_bundle, revocation_mode)
-        _sign_all(packages, output, overwrite, lambda data: sign_package(
+        signer = signing.signer(cleanup)
+        trust = signing.trust()
+        _sign_all(packages, signing.output, overwrite, lambda data: sign_package(
             data,
             signer,
-            timestamper_url=timestamper,
+            timestamper_url=signing.timestamper,
             now=datetime.now(UTC),
-            hash_algorithm=HashAlgorithm.parse(hash_algorithm),
-            timestamp_hash_algorithm=HashAlgorithm.parse(timestamp_hash_algorithm),
+            hash_algorithm=hash_algorithm,
+            timestamp_hash_algorithm=timestamp_hash_algorithm,
             overwrite=overwrite,
             trust=trust,
         ))
@@ -195,26 +229,13 @@ def _sign_all(
 
 
 @click.command("repo-sign")
-@_apply
+@signing_options
 @click.option("--v3-service-index-url", required=True, help="The repository's https service index URL.")
 @click.option("--package-owners", default="", help="Comma-separated owners recorded in the signature.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
 def repo_sign_command(
     packages: tuple[str, ...],
-    certificate_path: str | None,
-    certificate_password: str | None,
-    certificate_key_path: str | None,
-    timestamper: str | None,
-    hash_algorithm: str,
-    timestamp_hash_algorithm: str,
-    output: str | None,
-    pkcs11_module: str | None,
-    pkcs11_token: str | None,
-    pkcs11_key: str | None,
-    pkcs11_pin: str | None,
-    trust_bundle: str | None,
-    timestamp_trust_bundle: str | None,
-    revocation_mode: str,
+    signing: SigningOptions,
     v3_service_index_url: str,
     package_owners: str,
     overwrite: bool,
@@ -222,21 +243,19 @@ def repo_sign_command(
     """Repository-sign PACKAGES: a repository primary signature on unsigned packages, a repository
     countersignature on author-signed ones."""
     owners = [o.strip() for o in package_owners.split(",") if o.strip()]
+    hash_algorithm, timestamp_hash_algorithm = signing.hashes
     with contextlib.ExitStack() as cleanup:
-        signer = _signer(
-            certificate_path, certificate_password, certificate_key_path,
-            (pkcs11_module, pkcs11_token, pkcs11_key, pkcs11_pin), cleanup,
-        )
-        trust = _trust(trust_bundle, timestamp_trust_bundle, revocation_mode)
-        _sign_all(packages, output, overwrite, lambda data: repository_sign_package(
+        signer = signing.signer(cleanup)
+        trust = signing.trust()
+        _sign_all(packages, signing.output, overwrite, lambda data: repository_sign_package(
             data,
             signer,
             v3_service_index_url=v3_service_index_url,
             owners=owners or None,
-            timestamper_url=timestamper,
+            timestamper_url=signing.timestamper,
             now=datetime.now(UTC),
-            hash_algorithm=HashAlgorithm.parse(hash_algorithm),
-            timestamp_hash_algorithm=HashAlgorithm.parse(timestamp_hash_algorithm),
+            hash_algorithm=hash_algorithm,
+            timestamp_hash_algorithm=timestamp_hash_algorithm,
             trust=trust,
         ))
     return EXIT_OK
