@@ -169,3 +169,22 @@ def test_commitment_type_rules() -> None:
     with pytest.raises(SignatureFormatError) as info:
         read_commitment_type(b"\x30\x05\x06\x03")  # truncated
     assert info.value.code == NuCode.NU3003
+
+
+def test_signing_certificate_rule_failures_are_in_the_error_hierarchy() -> None:
+    """An ESS rule failure is a SignatureFormatError without a code (the caller adds NU3011/NU3031/NU3021), so a
+    caller that handles nuseal's errors handles it too (it was a bare Exception)."""
+    from nuseal.signature._cms import RawAttribute, load_certificates  # noqa: PLC0415
+    from nuseal.signature.attributes import SigningCertificateRule, check_signing_certificate  # noqa: PLC0415
+
+    der = PackageArchive.from_path(VECTORS[0]).read_signature()
+    cert = PrimarySignature.load(der).signer_certificate
+    assert cert is not None
+    (ref,) = load_certificates([cert.public_bytes(Encoding.DER)])
+    value = encode_signing_certificate_v2(cert, HashAlgorithm.SHA256)
+    twice = tuple(RawAttribute(oids.SIGNING_CERTIFICATE_V2, (value,), b"") for _ in range(2))
+    with pytest.raises(SignatureFormatError) as refused:
+        check_signing_certificate(twice, ref, SigningCertificateRule.V2_ONLY, issuer_serial_required=True)
+    assert refused.value.code is None
+    assert refused.value.message == "Multiple signing-certificate-v2 attributes are not allowed."
+    check_signing_certificate(twice[:1], ref, SigningCertificateRule.V2_ONLY, issuer_serial_required=True)  # one: ok

@@ -16,6 +16,7 @@ __all__ = [
     "PackageFormatError",
     "RestoreError",
     "SignatureFormatError",
+    "SigningCertificateError",
     "SigningError",
     "TimestampError",
     "UsageError",
@@ -55,6 +56,15 @@ class PackageFormatError(NusealError):
 
 class SignatureFormatError(NusealError):
     """The ``.signature.p7s`` content cannot be read as a NuGet signature (NU3000/3003/3007/3009/3011...)."""
+
+
+class SigningCertificateError(SignatureFormatError):
+    """A signer's ESS signing-certificate(-v2) attribute breaks NuGet's rules (NC ``SignatureUtility.GetCertificates``).
+
+    Raised without a code by :func:`nuseal.signature.attributes.check_signing_certificate`: the caller reports it
+    with the code of the signature it was checking (NU3011 primary, NU3031 repository countersignature, NU3021
+    timestamp).
+    """
 
 
 class TimestampError(NusealError):

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.client.v3documents import parse_registration_index
 from nuseal.errors import ConfigError
@@ -32,7 +33,7 @@ from nuseal.feed.mirror.upstream import (
 from nuseal.package.version import NuGetVersion
 
 from . import upstream_support
-from .conftest import make_package
+from .conftest import make_package, start_feed
 from .upstream_support import NugetOrgUpstream, UpstreamProxy, nupkg_path, start_test_upstream, upstream_proxy
 
 T = TypeVar("T")
@@ -105,9 +106,6 @@ def test_discovery_version_list_registration_and_search(
 def test_repository_signatures_list_nuget_orgs_certificates(
     upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
 ) -> None:
-    if upstream_support.CERTIFICATE_OPTION is None:
-        pytest.skip("the feed cannot list foreign repository certificates yet")
-
     async def go(client: UpstreamClient) -> None:
         doc = await client.repository_signatures()
         assert doc is not None
@@ -145,6 +143,45 @@ def test_registration_pages_that_are_not_inlined_are_fetched() -> None:
     old = b'{"items": [{"@id": "p", "items": [{"catalogEntry": ' + entry + b"}]}]}"
     (leaf,) = parse_registration_index(old).pages[0].leaves or ()
     assert leaf.listed is False  # no 'listed': the 1900 published date means unlisted (NuGet's rule)
+
+
+def test_listed_certificates_follow_the_feeds_own_with_signing_on_and_a_bad_file_stops_the_start(
+    tmp_path: Path,
+) -> None:
+    certs = upstream_support.nuget_org_repository_certificates()
+    pem = tmp_path / "nuget-org.pem"
+    pem.write_bytes(certs[0].public_bytes(Encoding.PEM))
+    der = tmp_path / "nuget-org.cer"
+    der.write_bytes(certs[1].public_bytes(Encoding.DER))
+    option = upstream_support.CERTIFICATE_OPTION
+    feed = start_feed(
+        tmp_path / "signing",
+        "--advertise-repository-signatures",
+        "always",
+        option,
+        str(pem),
+        option,
+        str(der),
+        signing=True,
+    )
+    try:
+        with feed.client() as c:
+            index = c.get("/v3/index.json").json()
+            (url,) = [r["@id"] for r in index["resources"] if r["@type"] == "RepositorySignatures/5.0.0"]
+            doc = c.get(url).json()
+            listed = [next(iter(e["fingerprints"].values())) for e in doc["signingCertificates"]]
+            assert listed[1:] == [upstream_support.sha256_fingerprint(c) for c in certs]
+            assert "NuGet.org" not in doc["signingCertificates"][0]["subject"]  # the feed's own (dev PKI) first
+            assert doc["allRepositorySigned"] is True
+            served = c.get(doc["signingCertificates"][2]["contentUrl"]).content
+            assert served == certs[1].public_bytes(Encoding.DER)
+    finally:
+        feed.stop()
+    bad = tmp_path / "bad.pem"
+    bad.write_bytes(b"not a certificate")
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(AssertionError, match=r"listed repository certificate .*bad\.pem"):
+        start_feed(tmp_path / "bad", option, str(bad), users=())
 
 
 # ------------------------------------------------------------------------------------------------ downloads

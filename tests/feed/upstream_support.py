@@ -2,9 +2,9 @@
 
 - :func:`start_test_upstream`: a second ``nuseal serve --no-signing`` holding the real nuget.org packages from
   ``../shared/vectors/nuget.org/`` byte for byte (pushed as they are: with signing off the feed stores pushed bytes
-  unchanged, their nuget.org repository signatures included), and, where the feed supports listing foreign
-  repository certificates, a ``RepositorySignatures/5.0.0`` resource listing nuget.org's repository certificates
-  as taken from the vectors' repository signatures (:func:`nuget_org_repository_certificates`).
+  unchanged, their nuget.org repository signatures included), with a ``RepositorySignatures/5.0.0`` resource
+  listing nuget.org's repository certificates as taken from the vectors' repository signatures
+  (:func:`nuget_org_repository_certificates`; ``nuseal serve --list-repository-certificate``).
 - :class:`UpstreamProxy` (:func:`upstream_proxy`): a loopback HTTP server that forwards GETs to an upstream,
   rewriting the upstream's URLs in JSON documents to its own (so a client that follows the service index stays
   behind the proxy) and passing ``.nupkg`` bytes untouched. It counts requests per path, and can hold ``.nupkg``
@@ -38,8 +38,8 @@ from .conftest import VECTORS, Feed, start_feed
 
 #: The service index URL nuget.org writes into its repository signatures.
 NUGET_ORG_INDEX = "https://api.nuget.org/v3/index.json"
-#: The serve option that lists extra repository certificates in RepositorySignatures (None until the feed has it).
-CERTIFICATE_OPTION: str | None = None
+#: The serve option that lists another repository's certificates in RepositorySignatures.
+CERTIFICATE_OPTION = "--list-repository-certificate"
 
 
 def vector_files() -> dict[tuple[str, str], Path]:
@@ -92,16 +92,16 @@ class NugetOrgUpstream:
 
 def start_test_upstream(data_dir: Path, *serve_args: str) -> NugetOrgUpstream:
     """Start ``nuseal serve --no-signing --http`` in ``data_dir`` and push every nuget.org vector into it as is
-    (checked to come back byte for byte). With :data:`CERTIFICATE_OPTION`, nuget.org's repository certificates
-    (written as PEM files in ``data_dir``) are listed in its RepositorySignatures resource."""
+    (checked to come back byte for byte). nuget.org's repository certificates (written as PEM files in
+    ``data_dir``) are listed in its RepositorySignatures resource."""
     certs = nuget_org_repository_certificates()
     args = list(serve_args)
-    if CERTIFICATE_OPTION is not None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        for cert in certs:
-            pem = data_dir / f"nuget-org-{sha256_fingerprint(cert)[:16]}.pem"
-            pem.write_bytes(cert.public_bytes(Encoding.PEM))
-            args += [CERTIFICATE_OPTION, str(pem)]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for cert in certs:
+        pem = data_dir / f"nuget-org-{sha256_fingerprint(cert)[:16]}.pem"
+        pem.write_bytes(cert.public_bytes(Encoding.PEM))
+        args += [CERTIFICATE_OPTION, str(pem)]
+    args += ["--advertise-repository-signatures", "always"]  # over plain http, as a test upstream is
     feed = start_feed(data_dir, *args)
     packages = vector_files()
     try:

@@ -205,6 +205,16 @@ def _absolute(path: str | None) -> str | None:
     show_default=True,
     help="List RepositorySignatures/5.0.0 in the service index (auto: only on an https base URL).",
 )
+@click.option(
+    "--list-repository-certificate",
+    "listed_repository_certificates",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True),
+    help=(
+        "Another repository's signing certificate (PEM or DER) to list in RepositorySignatures/5.0.0 too, for packages "
+        "it signed that this feed serves unchanged (repeatable; with --no-signing the resource lists only these)."
+    ),
+)
 @ingest_options
 def serve_command(
     *,
@@ -234,6 +244,7 @@ def serve_command(
     repository_index_url: str | None,
     revalidate_seconds: float | None,
     advertise_repository_signatures: str,
+    listed_repository_certificates: tuple[str, ...],
     ingest: IngestConfig,
 ) -> None:
     """Serve a NuGet V3 feed: push with `nuget push`, install with `nuget install` / `dotnet restore`.
@@ -285,6 +296,7 @@ def serve_command(
             repository_index_url=repository_index_url,
             revalidate_seconds=DEFAULT_REVALIDATE_SECONDS if revalidate_seconds is None else revalidate_seconds,
             advertise_repository_signatures=advertise_repository_signatures,
+            listed_repository_certificates=tuple(str(Path(p).resolve()) for p in listed_repository_certificates),
         ),
         ingest=ingest,
     )

@@ -15,11 +15,18 @@ What is wired, each list in its order (the order matters and is only written her
 * publish hooks, inside the publish transaction (:func:`publish_hooks`): with signing on,
   ``record_signatures -> keep_all_repository_signed`` (the second reads the rows the first wrote);
 * setup hooks, at each start after migration and recovery (:func:`setup_hooks`): with signing on, recording the
-  repository certificate and writing ``RepositorySignatures/5.0.0``;
+  repository certificate and writing ``RepositorySignatures/5.0.0`` (the listed other repositories' certificates
+  after it); with signing off, writing it with only the listed certificates, if any;
 * background tasks of every serving process (:func:`background_tasks`): with signing on and a period, the
   revocation recheck (:class:`~nuseal.feed.signing.revalidation.RevalidationTask`); the download-count flush
   belongs to the HTTP layer and always runs;
 * extra routes (:func:`extra_routes`): none yet.
+
+Issue 16 (ingestion and quarantine, :mod:`nuseal.feed.mirror`): :class:`~nuseal.feed.mirror.ingest.Ingestion` is built
+with the service (``Feed.ingestion``; the mirror calls ``ingestion.ingest``); its push stages run after
+``check_not_duplicate`` (``check_not_held -> protect_id -> check_content``) and, after repository signing,
+``quarantine_gate``; ``quarantine.publish_hook`` is the last publish hook; ``CooldownReleaseTask`` is a background task;
+``/admin/quarantine`` an extra route; the flat container's 404 names a held version's reasons to an admin's key.
 
 Extension points (issue 16: the upstream mirror, ingestion, quarantine and the scan stage): a new stage goes into
 :func:`push_stages` at its place (a check that refuses packages goes before ``check_signatures`` and
@@ -38,6 +45,10 @@ from starlette.routing import BaseRoute
 
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.http.app import BackgroundTask, FeedRouter, create_app
+from nuseal.feed.http.quarantine import QuarantineHeader, QuarantineRoutes
+from nuseal.feed.mirror import quarantine
+from nuseal.feed.mirror.ingest import CooldownReleaseTask, Ingestion
+from nuseal.feed.mirror.push import PushChecks
 from nuseal.feed.publish.pipeline import (
     PushPipeline,
     check_container,
@@ -64,7 +75,7 @@ __all__ = [
 ]
 
 
-def push_stages(signing: SigningStages | None) -> tuple[SubmissionStage, ...]:
+def push_stages(signing: SigningStages | None, ingest: PushChecks | None = None) -> tuple[SubmissionStage, ...]:
     """The push stages in the order they run (the publisher comes after the last one)."""
     stages: list[SubmissionStage] = [
         check_container,  # a 32-bit ZIP nuseal.package reads, hardened, a well-formed signature entry (NU3005)
@@ -72,33 +83,42 @@ def push_stages(signing: SigningStages | None) -> tuple[SubmissionStage, ...]:
         check_permissions,  # the key's scopes and globs, the id's owners
         check_not_duplicate,  # 409 before any expensive stage
     ]
-    # issue 16: ingestion and scan stages that may refuse a package go here, before the package is signed
+    if ingest is not None:
+        stages += [
+            ingest.check_not_held,  # 409 for a version held in quarantine or refused for good
+            ingest.protect_id,  # reserved id prefixes (403), look-alike ids (400)
+            ingest.check_content,  # scan (block rules: 400), known-bad (OSV malicious: 400), signer continuity
+        ]
     if signing is not None:
         stages += [
             signing.check_signatures,  # nuget.org's submission rules (author signature, registered certificates)
-            signing.repository_sign,  # the feed's repository signature: rewrites the package, so it runs last
+            signing.repository_sign,  # the feed's repository signature: rewrites the package
         ]
+    if ingest is not None:
+        stages.append(ingest.quarantine_gate)  # a check said "hold": the (signed) package waits in quarantine, 201
     return tuple(stages)
 
 
 def publish_hooks(signing: SigningStages | None) -> tuple[PublishHook, ...]:
     """Run inside the publish transaction after the package row is inserted, in this order."""
-    if signing is None:
-        return ()
-    return (
-        signing.record_signatures,  # package_signatures rows and audit entries
-        repository_certificates.keep_all_repository_signed,  # reads the rows written just before
-    )
+    hooks: list[PublishHook] = []
+    if signing is not None:
+        hooks += [
+            signing.record_signatures,  # package_signatures rows and audit entries
+            repository_certificates.keep_all_repository_signed,  # reads the rows written just before
+        ]
+    hooks.append(quarantine.publish_hook)  # issue 16: stage results, released holds, the id's first author signer
+    return tuple(hooks)
 
 
 def setup_hooks(signing: FeedSigning | None) -> tuple[SetupHook, ...]:
     """Run by :meth:`FeedService.setup` at each start, after migration and recovery, in this order."""
-    if signing is None:
-        return ()
+    if signing is None:  # other repositories' certificates, if the configuration lists any
+        return (repository_certificates.listed_setup_hook,)
     return (repository_certificates.setup_hook(signing),)
 
 
-def background_tasks(service: FeedService) -> tuple[BackgroundTask, ...]:
+def background_tasks(service: FeedService, ingestion: Ingestion | None = None) -> tuple[BackgroundTask, ...]:
     """The background tasks every serving process runs, from the configuration."""
     tasks: list[BackgroundTask] = []
     signing = service.config.signing
@@ -106,13 +126,18 @@ def background_tasks(service: FeedService) -> tuple[BackgroundTask, ...]:
         from nuseal.feed.signing.revalidation import RevalidationTask  # noqa: PLC0415 - the revocation stack
 
         tasks.append(RevalidationTask(service, signing.revalidate_seconds))
+    if ingestion is not None and service.config.ingest.release_check_seconds > 0:
+        tasks.append(CooldownReleaseTask(ingestion))  # releases held versions whose cooldown ended
     # issue 16: the upstream mirror's refresh goes here
     return tuple(tasks)
 
 
-def extra_routes(service: FeedService) -> tuple[BaseRoute, ...]:
+def extra_routes(service: FeedService, ingestion: Ingestion | None = None) -> tuple[BaseRoute, ...]:
     """Dynamic routes beyond the feed's own (:func:`nuseal.feed.http.app.create_app`), from the configuration."""
-    return ()
+    routes: list[BaseRoute] = []
+    if ingestion is not None:
+        routes += QuarantineRoutes(service, ingestion).routes()  # /admin/quarantine: held versions, decisions
+    return tuple(routes)
 
 
 @dataclass(frozen=True)
@@ -125,6 +150,8 @@ class Feed:
     pipeline: PushPipeline
     tasks: tuple[BackgroundTask, ...]
     routes: tuple[BaseRoute, ...]
+    #: Issue 16: the ingestion checks and quarantine (the mirror calls ``ingestion.ingest``).
+    ingestion: Ingestion | None = None
 
     @property
     def config(self) -> FeedConfig:
@@ -136,7 +163,10 @@ class Feed:
 
     def app(self) -> FeedRouter:
         """The ASGI application. :meth:`FeedService.setup` must have run (here or in another process)."""
-        return create_app(self.service, self.pipeline, self.tasks, self.routes)
+        router = create_app(self.service, self.pipeline, self.tasks, self.routes)
+        if self.ingestion is not None:  # a held version's .nupkg 404 names why, to an administrator's key
+            router._static = QuarantineHeader(router._static, self.service, self.ingestion)  # type: ignore[assignment]
+        return router
 
     def close(self) -> None:
         """Release the database connections (the application's lifespan does it when it ran)."""
@@ -165,8 +195,16 @@ def build_feed(
     service = FeedService.open(
         config, clock=clock, publish_hooks=publish_hooks(stages), setup_hooks=setup_hooks(signing)
     )
-    pipeline = PushPipeline(service, push_stages(stages))
-    return Feed(service, signing, pipeline, background_tasks(service), extra_routes(service))
+    ingestion = Ingestion.for_service(service)
+    pipeline = PushPipeline(service, push_stages(stages, ingestion.push))
+    return Feed(
+        service,
+        signing,
+        pipeline,
+        background_tasks(service, ingestion),
+        extra_routes(service, ingestion),
+        ingestion,
+    )
 
 
 def build_app(config: FeedConfig, *, clock: Callable[[], datetime] | None = None, setup: bool = True) -> FeedRouter:

@@ -68,6 +68,11 @@ class SigningConfig:
             resource or certificate ``contentUrl`` that is not https (NuGet.Client
             ``RepositorySignatureResourceProvider``, ``RepositorySignatureResource``), which would break every
             restore from a plain-http feed.
+        listed_repository_certificates: files (PEM or DER) of other repositories' signing certificates that
+            ``RepositorySignatures/5.0.0`` lists too, after the feed's own: for a feed that serves packages another
+            repository signed, unchanged (a copy of nuget.org, whose packages carry nuget.org's repository
+            signature). With these the resource is written and listed even with signing off (then only these,
+            ``allRepositorySigned`` false: the feed does not enforce it).
     """
 
     enabled: bool = False
@@ -83,8 +88,10 @@ class SigningConfig:
     repository_index_url: str | None = None
     revalidate_seconds: float = DEFAULT_REVALIDATE_SECONDS
     advertise_repository_signatures: str = "auto"
+    listed_repository_certificates: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "listed_repository_certificates", tuple(self.listed_repository_certificates))
         if self.advertise_repository_signatures not in _ADVERTISE_CHOICES:
             raise ConfigError(f"advertise_repository_signatures must be one of {', '.join(_ADVERTISE_CHOICES)}")
         if self.revalidate_seconds < 0:
@@ -219,7 +226,8 @@ class FeedConfig:
     @property
     def advertises_repository_signatures(self) -> bool:
         mode = self.signing.advertise_repository_signatures
-        return self.signing.enabled and (mode == "always" or (mode == "auto" and self.base_url.startswith("https://")))
+        written = self.signing.enabled or bool(self.signing.listed_repository_certificates)
+        return written and (mode == "always" or (mode == "auto" and self.base_url.startswith("https://")))
 
     @property
     def is_sqlite(self) -> bool:

@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.codes import NuCode
-from nuseal.errors import SignatureFormatError, UsageError
+from nuseal.errors import SignatureFormatError, SigningCertificateError, UsageError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.signature import oids
 from nuseal.signature._cms import CertRef, NameKey, RawAttribute, attributes_of, name_key_of_der
@@ -280,14 +280,6 @@ class SigningCertificateRule(enum.Enum):
     NONE = "none"  # unknown-type primary signatures
     V2_ONLY = "v2-only"  # author and repository signatures, repository countersignatures
     EITHER_OR_BOTH = "either-or-both"  # RFC 3161 timestamp signers
-
-
-class SigningCertificateError(Exception):
-    """An ESS rule failed; the caller reports it with its own code (NU3011, NU3031 or NU3021)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 def _issuer_serial_matches(issuer_serial: EssIssuerSerial, cert: CertRef) -> bool:

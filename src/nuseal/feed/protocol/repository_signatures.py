@@ -26,25 +26,37 @@ turned on); that command recomputes it when it ends, and every start logs how ma
 While the feed runs with signing off the document is not rewritten (nor listed in the service index); the next
 start with signing on recomputes it.
 
+Other repositories' certificates (``SigningConfig.listed_repository_certificates``: a feed that serves packages
+another repository signed, unchanged) are listed after the feed's own (:func:`listed_certificates`); with signing
+off the document lists only them, with ``allRepositorySigned`` false.
+
 This module holds the document and how it is computed and written; keeping it current (the setup and publish
 hooks, the repository certificate's row) is :mod:`nuseal.feed.signing.repository_certificates`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
+from nuseal.errors import ConfigError
+from nuseal.feed.accounts.certificates import certificate_fingerprint, parse_certificate_upload
+from nuseal.feed.errors import FeedError
 from nuseal.feed.protocol import documents as docs
 from nuseal.feed.store.models import Certificate, Package, PackageSignature
 from nuseal.feed.store.storage import Storage
+from nuseal.trust.certificate import dotnet_name
 
 __all__ = [
     "SHA256_OID",
     "count_without_repository_signature",
+    "listed_certificates",
     "repository_certificates",
     "repository_signatures_document",
     "write_repository_signatures",
@@ -93,6 +105,40 @@ def repository_certificates(session: Session) -> list[Certificate]:
             .order_by(Certificate.repository_since, Certificate.pk)
         ).all()
     )
+
+
+def listed_certificates(paths: Sequence[str], *, after: Sequence[Certificate] = ()) -> list[Certificate]:
+    """``after`` followed by the certificates in the files ``paths`` (one PEM or DER certificate each), in that
+    order, each fingerprint once. The listed ones are unsaved :class:`Certificate` rows (the feed never signs with
+    them; they are only written into the document).
+
+    Raises:
+        ConfigError: a file cannot be read or is not one certificate, naming it.
+    """
+    out = list(after)
+    seen = {c.fingerprint for c in out}
+    for path in paths:
+        try:
+            cert = parse_certificate_upload(Path(path).read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read the listed repository certificate {path}: {exc.strerror or exc}") from exc
+        except FeedError as exc:
+            raise ConfigError(f"the listed repository certificate {path}: {exc.message}") from exc
+        fingerprint = certificate_fingerprint(cert)
+        if fingerprint in seen:
+            continue
+        seen.add(fingerprint)
+        out.append(
+            Certificate(
+                fingerprint=fingerprint,
+                der=cert.public_bytes(Encoding.DER),
+                subject=dotnet_name(cert.subject),
+                issuer=dotnet_name(cert.issuer),
+                not_before=cert.not_valid_before_utc,
+                not_after=cert.not_valid_after_utc,
+            )
+        )
+    return out
 
 
 def write_repository_signatures(

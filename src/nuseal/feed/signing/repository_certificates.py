@@ -3,6 +3,9 @@ document): the feed's repository certificate is recorded (audited the first time
 every start, and ``allRepositorySigned`` is turned false in the publish transaction of a version stored without a
 repository signature.
 
+Other repositories' certificates the configuration lists (``listed_repository_certificates``) follow the feed's
+own in the document; with signing off, :func:`listed_setup_hook` writes the document with only them.
+
 The composition root (:mod:`nuseal.feed.compose`) wires :func:`setup_hook` as a setup hook and
 :func:`keep_all_repository_signed` as a publish hook, after the hook that records the package's signatures
 (:meth:`nuseal.feed.signing.stages.SigningStages.record_signatures`), which it needs to see.
@@ -18,15 +21,16 @@ from sqlalchemy.orm import Session
 from nuseal.feed.accounts.certificates import remember_certificate
 from nuseal.feed.protocol.repository_signatures import (
     count_without_repository_signature,
+    listed_certificates,
     repository_certificates,
     write_repository_signatures,
 )
 from nuseal.feed.publish.submission import SetupHook, StageContext, Submission
 from nuseal.feed.signing.signer import FeedSigning
 from nuseal.feed.store import audit
-from nuseal.feed.store.models import Package, PackageSignature
+from nuseal.feed.store.models import Certificate, Package, PackageSignature
 
-__all__ = ["keep_all_repository_signed", "refresh_repository_signatures", "setup_hook"]
+__all__ = ["keep_all_repository_signed", "listed_setup_hook", "refresh_repository_signatures", "setup_hook"]
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +55,7 @@ def refresh_repository_signatures(context: StageContext, signing: FeedSigning) -
                 issuer=row.issuer,
             )
         session.flush()
-        certs = repository_certificates(session)
+        certs = _with_listed(context, repository_certificates(session))
         unsigned = count_without_repository_signature(session)
     write_repository_signatures(context.storage, context.urls, certs, all_signed=unsigned == 0)
     if unsigned:
@@ -61,6 +65,19 @@ def refresh_repository_signatures(context: StageContext, signing: FeedSigning) -
             unsigned,
         )
     return unsigned == 0
+
+
+def _with_listed(context: StageContext, own: list[Certificate]) -> list[Certificate]:
+    return listed_certificates(context.config.signing.listed_repository_certificates, after=own)
+
+
+def listed_setup_hook(context: StageContext) -> None:
+    """Setup hook with signing off: when the configuration lists certificates, the document lists only them,
+    ``allRepositorySigned`` false (this feed enforces nothing); else nothing is written (a document from an earlier
+    start with signing on stays as it was)."""
+    if not context.config.signing.listed_repository_certificates:
+        return
+    write_repository_signatures(context.storage, context.urls, _with_listed(context, []), all_signed=False)
 
 
 def setup_hook(signing: FeedSigning) -> SetupHook:
@@ -82,4 +99,5 @@ def keep_all_repository_signed(submission: Submission, context: StageContext, se
         .limit(1)
     )
     if signed is None:
-        write_repository_signatures(context.storage, context.urls, repository_certificates(session), all_signed=False)
+        certs = _with_listed(context, repository_certificates(session))
+        write_repository_signatures(context.storage, context.urls, certs, all_signed=False)
