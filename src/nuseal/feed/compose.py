@@ -46,7 +46,7 @@ from starlette.routing import BaseRoute
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.http.app import BackgroundTask, FeedRouter, create_app
 from nuseal.feed.http.quarantine import QuarantineHeader, QuarantineRoutes
-from nuseal.feed.mirror import quarantine
+from nuseal.feed.mirror import quarantine, vulnerabilities
 from nuseal.feed.mirror.ingest import CooldownReleaseTask, Ingestion
 from nuseal.feed.mirror.push import PushChecks
 from nuseal.feed.publish.pipeline import (
@@ -111,8 +111,13 @@ def publish_hooks(signing: SigningStages | None) -> tuple[PublishHook, ...]:
     return tuple(hooks)
 
 
-def setup_hooks(signing: FeedSigning | None) -> tuple[SetupHook, ...]:
-    """Run by :meth:`FeedService.setup` at each start, after migration and recovery, in this order."""
+def setup_hooks(signing: FeedSigning | None, config: FeedConfig) -> tuple[SetupHook, ...]:
+    """Run by :meth:`FeedService.setup` at each start, after migration and recovery, in this order: the repository
+    certificates, then the ``VulnerabilityInfo/6.7.0`` documents (written from ``--osv``; removed without it)."""
+    return (*_repository_setup_hooks(signing), vulnerabilities.setup_hook(config.ingest.osv_path))
+
+
+def _repository_setup_hooks(signing: FeedSigning | None) -> tuple[SetupHook, ...]:
     if signing is None:  # other repositories' certificates, if the configuration lists any
         return (repository_certificates.listed_setup_hook,)
     return (repository_certificates.setup_hook(signing),)
@@ -193,7 +198,7 @@ def build_feed(
         signing = None
     stages = SigningStages(signing) if signing is not None else None
     service = FeedService.open(
-        config, clock=clock, publish_hooks=publish_hooks(stages), setup_hooks=setup_hooks(signing)
+        config, clock=clock, publish_hooks=publish_hooks(stages), setup_hooks=setup_hooks(signing, config)
     )
     ingestion = Ingestion.for_service(service)
     pipeline = PushPipeline(service, push_stages(stages, ingestion.push))

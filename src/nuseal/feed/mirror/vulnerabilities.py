@@ -45,12 +45,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit
 
+from nuseal.feed.protocol.documents import VULNERABILITY_INFO_PREFIX
 from nuseal.package.version import NuGetVersion
 from nuseal.package.version_range import VersionRange
 from nuseal.scan.osv import Advisory, OsvDatabase
+
+if TYPE_CHECKING:
+    from nuseal.feed.publish.submission import SetupHook, StageContext
+    from nuseal.feed.store.storage import Storage
 
 __all__ = [
     "BASE",
@@ -62,7 +67,9 @@ __all__ = [
     "VulnerabilityInfo",
     "VulnerabilitySeverity",
     "nuget_ranges",
+    "setup_hook",
     "severity_of",
+    "write_documents",
 ]
 
 #: The service index ``@type`` (NuGet ``ServiceTypes.VulnerabilityInfo``).
@@ -345,3 +352,42 @@ def _iso(moment: datetime) -> str:
 
 def _dump(doc: object) -> bytes:
     return json.dumps(doc, ensure_ascii=False, indent=None, separators=(",", ":")).encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------- serving
+def write_documents(storage: Storage, folder_url: str, info: VulnerabilityInfo | None) -> list[str]:
+    """Store the documents of ``info`` under :data:`VULNERABILITY_INFO_PREFIX`, where the feed serves them as static
+    files (``folder_url`` is that folder's public URL, ending in ``/``); ``None`` removes them. Data files are
+    written before the index that names them, durably, and only when their bytes changed (a restart with the same
+    OSV data keeps every ETag). Returns the keys written.
+
+    Raises:
+        ValueError: ``folder_url`` is not absolute (see :meth:`VulnerabilityInfo.index`).
+    """
+    if info is None:
+        for key in storage.list_keys(VULNERABILITY_INFO_PREFIX):
+            storage.delete(key)
+        return []
+    written = []
+    docs = info.documents(folder_url)
+    for name in sorted(docs, key=lambda n: n == "index.json"):  # the index last
+        key = f"{VULNERABILITY_INFO_PREFIX}{name}"
+        if storage.read_bytes(key) != docs[name]:
+            storage.put_bytes(key, docs[name], durable=True)
+            written.append(key)
+    return written
+
+
+def setup_hook(osv_path: str | Path | None) -> SetupHook:
+    """The feed's setup hook for ``--osv``: at each start, load the OSV records (as of the feed's clock) and write
+    the ``VulnerabilityInfo/6.7.0`` documents the service index lists (:func:`write_documents`); without
+    ``osv_path``, remove the documents an earlier start wrote.
+
+    The hook raises ``ConfigError`` when the OSV folder cannot be read (the feed does not start).
+    """
+
+    def refresh(context: StageContext) -> None:
+        info = VulnerabilityInfo.load(osv_path, as_of=context.clock()) if osv_path is not None else None
+        write_documents(context.storage, context.urls.vulnerability_info, info)
+
+    return refresh

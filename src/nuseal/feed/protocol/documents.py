@@ -205,6 +205,11 @@ class Urls:
         return f"{self.base}/{repository_certificate_key(fingerprint)}"
 
     @property
+    def vulnerability_info(self) -> str:
+        """The folder of the ``VulnerabilityInfo/6.7.0`` documents (``index.json``, ``base.json``, ``update.json``)."""
+        return f"{self.base}/{VULNERABILITY_INFO_PREFIX}"
+
+    @property
     def search(self) -> str:
         return f"{self.base}/v3/search"
 
@@ -234,6 +239,10 @@ class Urls:
 # ---------------------------------------------------------------------------------------------- storage keys
 #: Storage key of the RepositorySignatures/5.0.0 document.
 REPOSITORY_SIGNATURES_KEY = "v3/repository-signatures/index.json"
+
+
+#: Storage folder of the VulnerabilityInfo/6.7.0 documents (nuseal.feed.mirror.vulnerabilities writes them).
+VULNERABILITY_INFO_PREFIX = "v3/vulnerabilities/"
 
 
 def repository_certificate_key(fingerprint: str) -> str:
@@ -266,11 +275,14 @@ def registration_page_key(view: str, id_lower: str, lower: str, upper: str) -> s
 
 
 # ---------------------------------------------------------------------------------------------- service index
-def service_index(urls: Urls, *, repository_signatures: bool = False) -> dict[str, Any]:
+def service_index(
+    urls: Urls, *, repository_signatures: bool = False, vulnerability_info: bool = False
+) -> dict[str, Any]:
     """``/v3/index.json``: every resource this feed implements, under every type name clients look for.
 
     ``repository_signatures`` adds ``RepositorySignatures/5.0.0`` (the only version that may say
-    ``allRepositorySigned: true``; NUGET-SIGNING.md §4.6)."""
+    ``allRepositorySigned: true``; NUGET-SIGNING.md §4.6). ``vulnerability_info`` adds ``VulnerabilityInfo/6.7.0``
+    (NuGet 6.7+ audit reads it; docs/api/vulnerability-info.md), the feed started with ``--osv``."""
 
     def res(url: str, rtype: str, comment: str, **extra: str) -> dict[str, str]:
         return {"@id": url, "@type": rtype, "comment": comment, **extra}
@@ -306,6 +318,10 @@ def service_index(urls: Urls, *, repository_signatures: bool = False) -> dict[st
     if repository_signatures:
         resources.append(
             res(urls.repository_signatures, "RepositorySignatures/5.0.0", "The feed's repository-signing certificates")
+        )
+    if vulnerability_info:
+        resources.append(
+            res(f"{urls.vulnerability_info}index.json", "VulnerabilityInfo/6.7.0", "Known vulnerable packages (OSV)")
         )
     return {
         "version": "3.0.0",

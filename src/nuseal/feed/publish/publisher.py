@@ -361,7 +361,11 @@ class FeedService:
         self.recover()
         for hook in self.setup_hooks:
             hook(self.context)
-        index = docs.service_index(self.urls, repository_signatures=self.config.advertises_repository_signatures)
+        index = docs.service_index(
+            self.urls,
+            repository_signatures=self.config.advertises_repository_signatures,
+            vulnerability_info=self.config.ingest.osv_path is not None,  # its documents: a setup hook wrote them
+        )
         self.storage.put_bytes("v3/index.json", docs.dump(index), durable=True)
         wanted = {
             _BASE_URL_SETTING: self.config.base_url,
