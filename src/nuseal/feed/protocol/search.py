@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, distinct, func, literal, select
 from sqlalchemy.orm import Session
 
+from nuseal.errors import PackageFormatError
 from nuseal.feed.errors import BadRequestError
 from nuseal.feed.protocol.documents import Urls
 from nuseal.feed.store.models import Owner, Package, User
@@ -88,7 +89,7 @@ def parse_search_query(params: Mapping[str, str]) -> SearchQuery:
     semver = params.get("semVerLevel", "")
     try:
         semver2 = bool(semver) and NuGetVersion.parse(semver).major >= 2
-    except Exception:
+    except PackageFormatError:  # not a version: NuGet's search service treats it as SemVer 1.0.0
         semver2 = False
     return SearchQuery(
         q=q.strip(),
