@@ -26,18 +26,18 @@ from nuseal.feed.accounts.keys import create_api_key, create_user
 from nuseal.feed.compose import Feed as ComposedFeed
 from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig
-from nuseal.feed.mirror.admin import reserve_prefix, set_admin
+from nuseal.feed.mirror.admin import set_admin
 from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.store import audit
 from nuseal.hashalg import HashAlgorithm
 from nuseal.package import append_signature
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
-from nuseal.signature.signer import FileSigner
+from nuseal.signing.signer import FileSigner
 from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
-
 from support.clock import VECTOR_NOW
-from .conftest import make_package, multipart
+
+from .conftest import PgCluster, make_package, multipart, start_feed
 from .upstream_support import nuget_org_repository_certificates, sha256_fingerprint, tampered, vector_files
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -134,8 +134,9 @@ class InProcessFeed:
         return [leaf["catalogEntry"]["version"] for page in r.json()["items"] for leaf in page.get("items", [])]
 
     def admin(self, *args: str) -> Any:
-        result = CliRunner().invoke(admin_group, [*args, "--data", str(self.data_dir)], catch_exceptions=False)
-        return result
+        database = self.composed.config.database_url
+        extra = ["--data", str(self.data_dir)] + (["--database", database] if database else [])
+        return CliRunner().invoke(admin_group, [*args, *extra], catch_exceptions=False)
 
     @property
     def ingestion(self) -> Any:
@@ -143,11 +144,14 @@ class InProcessFeed:
         return self.composed.ingestion
 
 
-def _feed(tmp_path: Path, *, now: datetime | None = None, **ingest: Any) -> Iterator[InProcessFeed]:
+def _feed(
+    tmp_path: Path, *, now: datetime | None = None, database_url: str | None = None, **ingest: Any
+) -> Iterator[InProcessFeed]:
     clock = Clock(now or datetime.now(UTC))
     config = FeedConfig(
         data_dir=tmp_path / "feed",
         base_url="http://testserver",
+        database_url=database_url,
         ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0, **ingest),
     )
     composed = build_feed(config, clock=clock)
@@ -319,9 +323,21 @@ def test_signer_change_is_held_with_both_identities_then_accepted(feed: InProces
     r = feed.push(make_package(pid, "4.0.0"))
     assert r.status_code == 201 and "not author-signed" in r.text
     assert_invisible(feed, pid, "4.0.0")
+    # an owner accepts a new signer through the API; another user may not
+    r = feed.push(author_signed(make_package(pid, "5.0.0"), dev_pki, "revoked-signer"))
+    assert r.status_code == 201 and "author signer changed" in r.text
+    url = f"/api/quarantine/{pid}/5.0.0/accept-signer"
+    assert feed.client.post(url, headers={"X-NuGet-ApiKey": feed.keys["bob"]}).status_code == 403
+    assert "5.0.0" not in feed.versions(pid)
+    r = feed.client.post(url, headers={"X-NuGet-ApiKey": feed.keys["alice"]})
+    assert r.status_code == 200 and r.json()["released"] is True
+    assert "5.0.0" in feed.versions(pid)
     with feed.composed.service.db.read() as session:
         rows = audit.read_audit(session, actions=["signer.accepted"])
-    assert [(a.actor, a.target) for a in rows] == [("root", "package:contoso.signed")]
+    assert [(a.actor, a.target) for a in rows] == [
+        ("root", "package:contoso.signed"),
+        ("alice", "package:contoso.signed"),
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ known bad
@@ -364,7 +380,9 @@ def test_cooldown_hides_young_upstream_versions_until_they_are_old_enough(tmp_pa
         assert f.ingestion.appears_at("Upstream.Lib", "1.1.0", published_new) == published_new + timedelta(days=3)
         path = tmp_path / "lib.nupkg"
         path.write_bytes(make_package("Upstream.Lib", "1.1.0"))
-        outcome = f.ingestion.ingest(path, UpstreamInfo("https://upstream.example/v3/index.json", published=published_new))
+        outcome = f.ingestion.ingest(
+            path, UpstreamInfo("https://upstream.example/v3/index.json", published=published_new)
+        )
         assert outcome.held and outcome.release_at == published_new + timedelta(days=3)
         assert f.versions("Upstream.Lib") == []
         assert f.ingestion.quarantine.release_due() == []  # not yet
@@ -419,7 +437,9 @@ def test_upstream_vectors_accepted_byte_for_byte_and_tampered_refused(tmp_path: 
             row = session.query(Package).filter_by(id_lower=key[0]).one()
             assert row.origin == "upstream"
         bad = tmp_path / "tampered.nupkg"
-        other_key, other = next((k, p) for k, p in sorted(vector_files().items()) if k[0] not in (key[0], "newtonsoft.json"))
+        other_key, other = next(
+            (k, p) for k, p in sorted(vector_files().items()) if k[0] not in (key[0], "newtonsoft.json")
+        )
         bad.write_bytes(tampered(other))
         refused = f.ingestion.ingest(bad, info)
         assert refused.refused and "NU3008" in refused.message
@@ -461,3 +481,41 @@ def test_admin_page_shows_evidence_and_releases_with_csrf(feed: InProcessFeed) -
     r = feed.client.post("/admin/quarantine/Contoso.Page/1.0.0/release", data={"csrf": csrf.group(1), "note": "ok"})
     assert r.status_code == 200 and "Released Contoso.Page 1.0.0" in r.text
     assert feed.versions("Contoso.Page") == ["1.0.0"]
+
+
+# ------------------------------------------------------------------------------------------------ server, PostgreSQL
+def test_real_server_holds_a_push_and_serves_it_after_a_cli_release(tmp_path: Path) -> None:
+    """`nuseal serve` on loopback; the admin command releases into the running feed (another process)."""
+    served = start_feed(tmp_path / "feed", "--hold-severity", "warning", "--block-rule", "NS1120")
+    try:
+        data = make_package("Contoso.Served", "1.0.0", files={"tools/init.ps1": CRADLE})
+        r = served.push(data)
+        assert r.status_code == 201 and "held in quarantine" in r.text
+        script = (
+            b"powershell.exe -EncodedCommand "
+            b"SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA\n"
+        )
+        encoded = make_package("Contoso.Encoded", "1.0.0", files={"tools/init.ps1": script})
+        r = served.push(encoded)
+        assert r.status_code == 400 and "NS1120" in r.text
+        with served.client() as c:
+            assert c.get("/v3/flatcontainer/contoso.served/index.json").status_code == 404
+        assert "released Contoso.Served 1.0.0" in served.admin("quarantine", "release", "Contoso.Served", "1.0.0")
+        with served.client() as c:
+            assert c.get("/v3/flatcontainer/contoso.served/index.json").json() == {"versions": ["1.0.0"]}
+            assert c.get("/v3/flatcontainer/contoso.served/1.0.0/contoso.served.1.0.0.nupkg").content == data
+    finally:
+        served.stop()
+
+
+@pytest.mark.postgres
+def test_hold_and_release_on_postgres(tmp_path: Path, pg_cluster: PgCluster) -> None:
+    for f in _feed(tmp_path, database_url=pg_cluster.new_database()):
+        data = make_package("Pg.Held", "1.0.0", files={"tools/init.ps1": CRADLE})
+        assert f.push(data).status_code == 201
+        assert f.push(data).status_code == 409
+        assert_invisible(f, "Pg.Held", "1.0.0")
+        assert f.admin("quarantine", "release", "Pg.Held", "1.0.0").exit_code == 0
+        assert f.nupkg("Pg.Held", "1.0.0").content == data
+        assert f.admin("reserve-prefix", "Pg.", "alice").exit_code == 0
+        assert f.push(make_package("Pg.Other", "1.0.0"), key="bob").status_code == 403

@@ -9,8 +9,10 @@ Every decision is audited with the actor ``--as NAME`` (default: the operating-s
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +42,8 @@ def _actor_option(func: Any) -> Any:
     )
 
 
-def _quarantine(data_dir: Path, database_url: str | None) -> Quarantine:
+@contextlib.contextmanager
+def _quarantine(data_dir: Path, database_url: str | None) -> Iterator[Quarantine]:
     """The feed as its last ``nuseal serve`` start configured it (base URL, signing), composed as the server composes
     it (:func:`nuseal.feed.compose.build_feed`), so a release runs the same publish hooks.
 
@@ -64,9 +67,12 @@ def _quarantine(data_dir: Path, database_url: str | None) -> Quarantine:
         raise ConfigError("the feed has never written its documents; start it once with `nuseal serve`")
     config = FeedConfig(data_dir=data_dir, base_url=base.value, database_url=database_url, signing=signing)
     feed = build_feed(config)
-    if feed.ingestion is None:  # pragma: no cover - compose always builds it
-        raise ConfigError("this feed has no ingestion checks")
-    return feed.ingestion.quarantine
+    try:
+        if feed.ingestion is None:  # pragma: no cover - compose always builds it
+            raise ConfigError("this feed has no ingestion checks")
+        yield feed.ingestion.quarantine
+    finally:
+        feed.close()
 
 
 def _show(view: HoldView, *, full: bool) -> None:
@@ -123,8 +129,8 @@ def list_command(
     *, states: tuple[str, ...], all_states: bool, as_json: bool, data_dir: Path, database_url: str | None
 ) -> None:
     """List quarantine records (held versions by default) with their reasons."""
-    q = _quarantine(data_dir, database_url)
-    views = q.holds(states=() if all_states else (states or ("held",)))
+    with _quarantine(data_dir, database_url) as q:
+        views = q.holds(states=() if all_states else (states or ("held",)))
     if as_json:
         click.echo(json.dumps([v.to_json() for v in views], indent=2))
         return
@@ -141,8 +147,8 @@ def list_command(
 @_feed_options
 def show_command(*, package_id: str, version: str, as_json: bool, data_dir: Path, database_url: str | None) -> None:
     """Show one quarantine record with its evidence (findings with snippets, NU codes, signer change)."""
-    q = _quarantine(data_dir, database_url)
-    view = q.get(package_id, version)
+    with _quarantine(data_dir, database_url) as q:
+        view = q.get(package_id, version)
     if view is None:
         raise click.ClickException(f"{package_id} {version} is not in quarantine")
     if as_json:
@@ -161,7 +167,8 @@ def release_command(
     *, package_id: str, version: str, note: str, actor: str | None, data_dir: Path, database_url: str | None
 ) -> None:
     """Publish a held version (the held bytes, through the push path)."""
-    published = _quarantine(data_dir, database_url).release(package_id, version, actor=_actor(actor), note=note)
+    with _quarantine(data_dir, database_url) as q:
+        published = q.release(package_id, version, actor=_actor(actor), note=note)
     click.echo(f"released {published.id} {published.version}")
 
 
@@ -175,7 +182,8 @@ def reject_command(
     *, package_id: str, version: str, note: str, actor: str | None, data_dir: Path, database_url: str | None
 ) -> None:
     """Reject a held version: it is never served and its bytes are removed."""
-    view = _quarantine(data_dir, database_url).reject(package_id, version, actor=_actor(actor), note=note)
+    with _quarantine(data_dir, database_url) as q:
+        view = q.reject(package_id, version, actor=_actor(actor), note=note)
     click.echo(f"rejected {view.id} {view.version}")
 
 
@@ -190,9 +198,8 @@ def accept_signer_command(
 ) -> None:
     """Accept the author signer of a held version for its id (signer continuity); release the version when the
     signer change was its only reason."""
-    signer, published = _quarantine(data_dir, database_url).accept_signer(
-        package_id, version, actor=_actor(actor), release=not no_release
-    )
+    with _quarantine(data_dir, database_url) as q:
+        signer, published = q.accept_signer(package_id, version, actor=_actor(actor), release=not no_release)
     click.echo(f"accepted {signer.subject} (SHA-256 {signer.fingerprint}) for {package_id}")
     if published is not None:
         click.echo(f"released {published.id} {published.version}")
@@ -207,9 +214,9 @@ def override_cooldown_command(
     *, package_id: str, version: str | None, actor: str | None, data_dir: Path, database_url: str | None
 ) -> None:
     """Let VERSION (or every version) of ID skip the --min-release-age cooldown."""
-    q = _quarantine(data_dir, database_url)
-    q.override_cooldown(package_id, version, actor=_actor(actor))
-    released = q.release_due()
+    with _quarantine(data_dir, database_url) as q:
+        q.override_cooldown(package_id, version, actor=_actor(actor))
+        released = q.release_due()
     click.echo(f"cooldown overridden for {package_id}{' ' + version if version else ' (every version)'}")
     for p in released:
         click.echo(f"released {p.id} {p.version}")

@@ -6,6 +6,8 @@
   ``/account/login`` with a full-scope key, as for the account pages) sees it; others get 403.
 * ``POST /admin/quarantine/{id}/{version}/release|reject|accept-signer``: the decision, with the session's CSRF token
   and the same-origin checks of the account forms (:mod:`nuseal.feed.http.account`); audited with the admin's name.
+* ``POST /api/quarantine/{id}/{version}/accept-signer`` (``X-NuGet-ApiKey``, a full-scope key of an owner of the id
+  or of an administrator): accept a held version's new author signer for the id (signer continuity), audited.
 * :class:`QuarantineHeader`: a ``.nupkg`` request of the flat container answered 404 gets
   ``X-NuSeal-Quarantine: <state>: <reasons>`` when the request carries a full-scope API key of an administrator
   (``X-NuGet-ApiKey``); nobody else learns more than the 404.
@@ -23,7 +25,7 @@ import anyio
 import anyio.to_thread
 from jinja2 import Environment
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,7 +55,21 @@ class QuarantineRoutes(AccountRoutes):
         return [
             Route("/admin/quarantine", self.quarantine_page, methods=["GET", "HEAD"]),
             Route("/admin/quarantine/{id}/{version}/{action}", self.decide, methods=["POST"]),
+            Route("/api/quarantine/{id}/{version}/accept-signer", self.api_accept_signer, methods=["POST"]),
         ]
+
+    async def api_accept_signer(self, request: Request) -> Response:
+        """``POST /api/quarantine/{id}/{version}/accept-signer`` with a full-scope key of an owner of the id (or an
+        administrator): accept the held version's new author signer for the id, and release the version when the
+        signer change was its only reason. 200 with JSON ``{"signer": ..., "released": bool}``."""
+        principal = await self._principal(request)
+        package_id = request.path_params["id"]
+        version = request.path_params["version"]
+        q = self.ingestion.quarantine
+        signer, published = await anyio.to_thread.run_sync(
+            lambda: q.accept_signer(package_id, version, actor=principal.user_name, principal=principal)
+        )
+        return JSONResponse({"signer": signer.to_json(), "released": published is not None})
 
     async def _admin(self, request: Request) -> _WebUser | Response:
         user = await self._web_user(request)
