@@ -34,8 +34,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.cli.admin import admin_group
 from nuseal.devpki import DevPki
-from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, sign_package
+from nuseal.signing.signer import FileSigner
 from nuseal.trust import TrustStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -42,8 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nuseal.devpki import DevPki, serve
-from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, sign_package
+from nuseal.signing.signer import FileSigner
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.trust.revocation_cache import RevocationStore, revocation_run

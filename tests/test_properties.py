@@ -35,8 +35,8 @@ from nuseal.hashalg import HashAlgorithm
 from nuseal.package import PackageArchive
 from nuseal.package.version import MAX_VERSION_LENGTH, NuGetVersion
 from nuseal.signature import PrimarySignature, SignatureType
-from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
+from nuseal.signing.signer import FileSigner
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, Verifier

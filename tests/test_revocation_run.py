@@ -30,8 +30,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from nuseal.cli.main import main
 from nuseal.codes import Level, NuCode
-from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, sign_package
+from nuseal.signing.signer import FileSigner
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.revocation import HostHealth, host_of
 from nuseal.trust.revocation_cache import RevocationStore, revocation_run

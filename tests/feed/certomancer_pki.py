@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
-from nuseal.signature.signer import FileSigner
+from nuseal.signing.signer import FileSigner
 
 ARCH = "nuseal"
 PFX_PASSWORD = "certomancer-test"

@@ -31,8 +31,8 @@ from nuseal.hashalg import HashAlgorithm
 from nuseal.package import append_signature
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
-from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
+from nuseal.signing.signer import FileSigner
 from nuseal.trust.online import HttpRevocationFetcher
 
 from .conftest import Feed, run_admin, start_feed

@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from nuseal.devpki import DevPki, DevPkiServer, serve, timestamp_response
-from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust
+from nuseal.signing.signer import FileSigner
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier

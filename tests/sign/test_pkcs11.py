@@ -23,9 +23,9 @@ from nuseal.cli.main import main
 from nuseal.codes import NuCode
 from nuseal.errors import SigningError, UsageError
 from nuseal.hashalg import HashAlgorithm
-from nuseal.signature.pkcs11_signer import Pkcs11Signer
-from nuseal.signature.signer import FileSigner
 from nuseal.signing import repository_sign_package, sign_package
+from nuseal.signing.pkcs11 import Pkcs11Signer
+from nuseal.signing.signer import FileSigner
 from support.softhsm import MODULE, PIN, generate_key, issue, softhsm_conf, store_certificate
 
 from .conftest import (
@@ -195,8 +195,8 @@ def test_nuget_accepts_token_signatures(pki: Pki, token: Token) -> None:
     for data in (signed, both):
         report = oracle_verify(pki, data)
         assert report.fatal is None, report.fatal
-        for policy, verdict in report.policies.items():
-            assert verdict.valid and not verdict.codes, (policy, verdict.codes)
+        for policy, verdict in report.verdicts.items():
+            assert verdict.is_valid and not verdict.codes, (policy, verdict.codes)
 
 
 def test_one_login_per_token_in_a_process(token: Token) -> None:

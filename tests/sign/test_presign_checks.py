@@ -18,8 +18,8 @@ import pytest
 from nuseal.codes import Level, NuCode
 from nuseal.errors import NetworkError, SigningError, TimestampError
 from nuseal.hashalg import HashAlgorithm
-from nuseal.signature.signer import FileSigner
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
+from nuseal.signing.signer import FileSigner
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 

@@ -35,21 +35,25 @@ def cli() -> None:
     """nuseal: sign, verify, serve, restore and scan NuGet packages."""
 
 
-# Every command, registered explicitly. The command modules import only click and the libraries their options
-# need at module level; the feed (Starlette, uvicorn, SQLAlchemy) loads inside the serve and admin commands.
-for _command in (
-    verify_command,
-    sign_command,
-    repo_sign_command,
-    serve_command,
-    admin_group,
-    dev_group,
-    scan_command,
-    restore_command,
-    audit_command,
-    revocation_group,
-):
-    cli.add_command(_command)
+def _register(group: click.Group) -> None:
+    """Every command, registered explicitly. The command modules import only click and what their options need at
+    module level; the feed (Starlette, uvicorn, SQLAlchemy) loads inside the serve and admin commands."""
+    for command in (
+        verify_command,
+        sign_command,
+        repo_sign_command,
+        serve_command,
+        admin_group,
+        dev_group,
+        scan_command,
+        restore_command,
+        audit_command,
+        revocation_group,
+    ):
+        group.add_command(command)
+
+
+_register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:

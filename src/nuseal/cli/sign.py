@@ -57,7 +57,7 @@ def _signer(
             raise UsageError("--pkcs11-module needs --pkcs11-token and --pkcs11-key")
         if key_path:
             raise UsageError("--certificate-key-path cannot be used with --pkcs11-module (the key is in the token)")
-        from nuseal.signature.pkcs11_signer import Pkcs11Signer  # noqa: PLC0415 - loads the PKCS#11 library
+        from nuseal.signing.pkcs11 import Pkcs11Signer  # noqa: PLC0415 - loads the PKCS#11 library
 
         return cleanup.enter_context(
             Pkcs11Signer(module, token_label=token, key_label=key, pin=pin, certificate_chain=path,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
@@ -38,12 +39,34 @@ from nuseal.signature.attributes import (
     encode_v3_service_index_url,
 )
 from nuseal.signature.content import SignatureContent
-from nuseal.signature.signer import Signer
 
-__all__ = ["Timestamper", "add_repository_countersignature", "create_primary_signature"]
+__all__ = [
+    "Signer",
+    "Timestamper",
+    "add_repository_countersignature",
+    "create_primary_signature",
+    "remove_repository_countersignatures",
+]
 
 #: Gets a TimeStampToken (DER ContentInfo) for a signature value.
 Timestamper = Callable[[bytes], bytes]
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """What the builder needs from whoever holds the key: the signing certificate, its chain (issuers, root
+    included when known) and the signing operation. Implementations: :class:`nuseal.signing.signer.FileSigner`
+    (key in memory), :class:`nuseal.signing.pkcs11.Pkcs11Signer` (key in a token)."""
+
+    @property
+    def certificate(self) -> x509.Certificate: ...
+
+    @property
+    def chain(self) -> tuple[x509.Certificate, ...]: ...
+
+    def sign(self, data: bytes, algorithm: HashAlgorithm) -> bytes:
+        """RSA PKCS#1 v1.5 signature of ``algorithm(data)``."""
+        ...
 
 _ASN1_HASH = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA384: "sha384", HashAlgorithm.SHA512: "sha512"}
 
@@ -233,6 +256,41 @@ def add_repository_countersignature(
     )
     signed_data_der = encode_tlv(TAG_SEQUENCE, body)
     return encode_tlv(TAG_SEQUENCE, core.ObjectIdentifier(oids.SIGNED_DATA).dump() + encode_tlv(0xA0, signed_data_der))
+
+
+def remove_repository_countersignatures(primary_der: bytes) -> tuple[bytes, tuple[str | None, ...]]:
+    """``primary_der`` without the repository countersignatures of its author signature, and the V3 service index
+    URLs they named (``None`` for one without a URL). Unchanged, with no URLs, for a repository or unknown-type
+    primary signature or one without repository countersignatures.
+
+    Only the countersignature values go (other countersignature types stay): the author's SignerInfo, signed
+    attributes, timestamp and certificate set keep their bytes (asn1crypto re-encodes only the changed
+    unsigned-attribute set and its parents' headers), so the author signature stays valid. nuget.org strips
+    repository signatures before adding its own (NuGetGallery ``SignatureValidator.RemoveRepositorySignaturesAsync``,
+    NUGET-SIGNING.md §5.2).
+
+    Raises:
+        SignatureFormatError: ``primary_der`` is not a readable primary signature (as :meth:`PrimarySignature.load`).
+    """
+    from nuseal.signature.model import PrimarySignature  # noqa: PLC0415 - the model imports this package
+
+    primary = PrimarySignature.load(primary_der)
+    if primary.type is not SignatureType.AUTHOR or not primary.countersignatures:
+        return primary_der, ()
+    values = {c.signature_value for c in primary.countersignatures}
+    urls = tuple(c.v3_service_index_url for c in primary.countersignatures)
+    info = cms.ContentInfo.load(primary_der)
+    signer = info["content"]["signer_infos"][0]
+    kept = []
+    for attr in signer["unsigned_attrs"]:
+        if attr["type"].dotted == oids.COUNTERSIGNATURE:
+            remaining = [v for v in attr["values"] if bytes(v["signature"].contents) not in values]
+            if not remaining:
+                continue
+            attr["values"] = cms.SetOfAny([v.dump() for v in remaining])
+        kept.append(attr)
+    signer["unsigned_attrs"] = cms.CMSAttributes(kept) if kept else core.Void()
+    return info.dump(), urls
 
 
 def _set_header_length(der: bytes) -> int:

@@ -30,9 +30,8 @@ from nuseal.hashalg import HashAlgorithm
 from nuseal.package import PackageArchive, append_signature
 from nuseal.package.archive import MAX_ENTRIES_TO_SIGN
 from nuseal.signature.attributes import SignatureType
-from nuseal.signature.builder import Timestamper, add_repository_countersignature, create_primary_signature
+from nuseal.signature.builder import Signer, Timestamper, add_repository_countersignature, create_primary_signature
 from nuseal.signature.model import PrimarySignature
-from nuseal.signature.signer import FileSigner, Signer
 from nuseal.signature.timestamp import Timestamp
 from nuseal.signing.checks import (
     CheckedChain,
@@ -40,6 +39,7 @@ from nuseal.signing.checks import (
     check_signing_certificate,
     check_timestamp_certificate,
 )
+from nuseal.signing.signer import FileSigner
 from nuseal.timestamp.client import TimestampClient, with_certificates
 
 __all__ = [

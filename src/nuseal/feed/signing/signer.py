@@ -21,8 +21,7 @@ from dataclasses import dataclass, field
 from nuseal.devpki import DevPki, DevPkiServer, serve
 from nuseal.errors import ConfigError, NusealError, UsageError
 from nuseal.feed.config import PFX_PASSWORD_ENV_VAR, PKCS11_PIN_ENV_VAR, FeedConfig
-from nuseal.signature.signer import FileSigner, Signer
-from nuseal.signing import SigningTrust
+from nuseal.signing import FileSigner, Signer, SigningTrust
 from nuseal.trust import CertificatePurpose, RevocationCache, RevocationFetcher, RevocationMode, TrustStore
 
 __all__ = ["FeedSigning", "ensure_dev_pki", "start_dev_responders"]
@@ -126,7 +125,7 @@ def _signer(config: FeedConfig, dev: DevPki | None) -> Signer:
     signing = config.signing
     try:
         if signing.repository_pkcs11_module:
-            from nuseal.signature.pkcs11_signer import Pkcs11Signer  # noqa: PLC0415 - loads the PKCS#11 library
+            from nuseal.signing.pkcs11 import Pkcs11Signer  # noqa: PLC0415 - loads the PKCS#11 library
 
             assert signing.repository_pkcs11_token and signing.repository_pkcs11_key  # checked by SigningConfig
             # the certificate chain PEM is optional: without it the signer reads the certificate from the token

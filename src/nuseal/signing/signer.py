@@ -1,14 +1,15 @@
-"""Who holds the signing key: a ``Signer`` gives the certificate chain and RSA PKCS#1 v1.5 signatures.
+"""Who holds the signing key: a :class:`~nuseal.signature.builder.Signer` gives the certificate chain and RSA
+PKCS#1 v1.5 signatures.
 
-:class:`FileSigner` keeps the key in memory from a PFX/PKCS#12 file or PEM files. A PKCS#11 signer (HSM,
-YubiKey, SoftHSM) implements the same protocol without the key ever leaving the token.
+:class:`FileSigner` keeps the key in memory from a PFX/PKCS#12 file or PEM files. The PKCS#11 signer
+(:mod:`nuseal.signing.pkcs11`: HSM, YubiKey, SoftHSM) implements the same protocol without the key ever leaving
+the token.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -19,28 +20,13 @@ from nuseal.codes import NuCode
 from nuseal.errors import SigningError, UsageError
 from nuseal.hashalg import HashAlgorithm
 
-__all__ = ["FileSigner", "Signer", "key_matches_certificate"]
+__all__ = ["FileSigner", "key_matches_certificate"]
 
 _HASHES: dict[HashAlgorithm, hashes.HashAlgorithm] = {
     HashAlgorithm.SHA256: hashes.SHA256(),
     HashAlgorithm.SHA384: hashes.SHA384(),
     HashAlgorithm.SHA512: hashes.SHA512(),
 }
-
-
-@runtime_checkable
-class Signer(Protocol):
-    """The signing certificate, its chain (issuers, root included when known) and the signing operation."""
-
-    @property
-    def certificate(self) -> x509.Certificate: ...
-
-    @property
-    def chain(self) -> tuple[x509.Certificate, ...]: ...
-
-    def sign(self, data: bytes, algorithm: HashAlgorithm) -> bytes:
-        """RSA PKCS#1 v1.5 signature of ``algorithm(data)``."""
-        ...
 
 
 def key_matches_certificate(
