@@ -22,6 +22,7 @@ from nuseal.trust import (
 from nuseal.trust.revocation_cache import DEFAULT_PACKAGE_TIMEOUT, revocation_run
 from nuseal.verify import (
     AllowListEntry,
+    CertificateIdentity,
     SignaturePlacement,
     VerificationPolicy,
     VerificationResult,
@@ -130,10 +131,7 @@ def _as_json(result: VerificationResult) -> dict[str, object]:
         "valid": result.valid,
         "signed": result.is_signed,
         "contentHash": result.content_hash,
-        "issues": [
-            {"code": i.code.value if i.code else None, "level": i.level.value, "message": i.message}
-            for i in result.issues
-        ],
+        "issues": [_issue_json(i) for i in result.issues],
         "signatures": [
             {
                 "placement": s.placement,
@@ -147,9 +145,48 @@ def _as_json(result: VerificationResult) -> dict[str, object]:
                 "hashAlgorithm": s.hash_algorithm,
                 "v3ServiceIndexUrl": s.v3_service_index_url,
                 "owners": list(s.package_owners) if s.package_owners is not None else None,
+                "kind": s.kind.value,
+                "signer": _identity_json(s.signer),
+                "intact": s.intact,
+                "valid": s.valid,
+                "trusted": s.trusted,
+                "checked": s.checked,
+                "revocation": s.revocation.value,
+                "issues": [_issue_json(i) for i in s.issues],
+                "timestampDetails": [
+                    {
+                        "genTime": t.gen_time.isoformat(),
+                        "authority": _identity_json(t.authority),
+                        "intact": t.intact,
+                        "valid": t.valid,
+                        "trusted": t.trusted,
+                        "checked": t.checked,
+                        "revocation": t.revocation.value,
+                        "issues": [_issue_json(i) for i in t.issues],
+                    }
+                    for t in s.timestamp_details
+                ],
             }
             for s in result.signatures
         ],
+        "structure": [{"code": p.code.value, "entry": p.entry, "message": p.message} for p in result.structure],
+    }
+
+
+def _issue_json(issue: Issue) -> dict[str, object]:
+    return {"code": issue.code.value if issue.code else None, "level": issue.level.value, "message": issue.message}
+
+
+def _identity_json(identity: CertificateIdentity | None) -> dict[str, object] | None:
+    if identity is None:
+        return None
+    return {
+        "subject": identity.subject,
+        "issuer": identity.issuer,
+        "sha256Fingerprint": identity.sha256_fingerprint,
+        "serialNumber": format(identity.serial_number, "X"),
+        "notBefore": identity.not_before.isoformat(),
+        "notAfter": identity.not_after.isoformat(),
     }
 
 
