@@ -20,7 +20,6 @@ from typing import TypeVar
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from nuseal.client.v3documents import parse_registration_index
 from nuseal.errors import ConfigError
 from nuseal.feed.mirror.upstream import (
     FetchedPackage,
@@ -117,6 +116,18 @@ def test_repository_signatures_list_nuget_orgs_certificates(
     run(go, source(proxy), tmp_path / "work")
 
 
+def test_concurrent_first_metadata_requests_are_one_upstream_request(
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
+) -> None:
+    async def go(client: UpstreamClient) -> list[tuple[NuGetVersion, ...]]:
+        return list(await asyncio.gather(*(client.versions("System.Runtime.WindowsRuntime") for _ in range(20))))
+
+    answers = run(go, source(proxy), tmp_path / "work")
+    assert answers == [(V("4.6.0"),)] * 20
+    assert proxy.count(r"^/v3/index\.json$") == 1
+    assert proxy.count(r"^/v3/flatcontainer/system\.runtime\.windowsruntime/index\.json$") == 1
+
+
 def test_an_unlisted_version_reads_as_unlisted(
     upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
 ) -> None:
@@ -135,14 +146,35 @@ def test_an_unlisted_version_reads_as_unlisted(
     run(go, source(proxy), tmp_path / "work")
 
 
-def test_registration_pages_that_are_not_inlined_are_fetched() -> None:
-    doc = b'{"items": [{"@id": "https://x/reg/a/page/1.0.0/2.0.0.json", "lower": "1.0.0", "upper": "2.0.0"}]}'
-    (page,) = parse_registration_index(doc).pages
-    assert page.leaves is None and page.may_hold(V("1.5.0")) and not page.may_hold(V("2.0.1"))
-    entry = b'{"id": "A", "version": "1.0.0", "published": "1900-01-01T00:00:00+00:00"}'
-    old = b'{"items": [{"@id": "p", "items": [{"catalogEntry": ' + entry + b"}]}]}"
-    (leaf,) = parse_registration_index(old).pages[0].leaves or ()
-    assert leaf.listed is False  # no 'listed': the 1900 published date means unlisted (NuGet's rule)
+def test_registration_pages_that_are_not_inlined_are_fetched(proxy: UpstreamProxy, tmp_path: Path) -> None:
+    """As nuget.org answers for ids with many versions: the index lists pages by URL and bounds only."""
+
+    def leaf(version: str, published: str, listed: str = "") -> str:
+        extra = f', "listed": {listed}' if listed else ""
+        entry = f'"id": "Paged.Id", "version": "{version}", "published": "{published}"{extra}'
+        return '{"catalogEntry": {' + entry + "}}"
+
+    base = "/v3/registration-semver2/paged.id"
+    page1 = '{"items": [' + leaf("1.0.0", "2020-01-01T00:00:00Z") + "," + leaf("1.5.0", "2021-01-01T00:00:00Z") + "]}"
+    page2 = '{"items": [' + leaf("2.0.0", "1900-01-01T00:00:00+00:00") + "]}"  # old shape: unlisted by its date
+    pages = [(f"{base}/page/1.0.0/1.5.0.json", "1.0.0", "1.5.0"), (f"{base}/page/2.0.0/2.0.0.json", "2.0.0", "2.0.0")]
+    index = ",".join(f'{{"@id": "{proxy.base_url}{u}", "lower": "{lo}", "upper": "{up}"}}' for u, lo, up in pages)
+    proxy.replace[f"{base}/index.json"] = ('{"count": 2, "items": [' + index + "]}").encode()
+    proxy.replace[pages[0][0]] = page1.encode()
+    proxy.replace[pages[1][0]] = page2.encode()
+
+    async def go(client: UpstreamClient) -> None:
+        leaf2 = await client.registration_leaf("Paged.Id", V("2.0.0"))
+        assert leaf2 is not None and leaf2.listed is False
+        assert proxy.count(r"/page/2\.0\.0/") == 1 and proxy.count(r"/page/1\.0\.0/") == 0  # only its page
+        all_leaves = await client.registration("paged.id")
+        assert [(x.version, x.listed, x.published and x.published.year) for x in all_leaves] == [
+            (V("1.0.0"), True, 2020),
+            (V("1.5.0"), True, 2021),
+            (V("2.0.0"), False, 1900),
+        ]
+
+    run(go, source(proxy), tmp_path / "work")
 
 
 def test_listed_certificates_follow_the_feeds_own_with_signing_on_and_a_bad_file_stops_the_start(

@@ -473,19 +473,19 @@ class UpstreamClient:
 
     async def registration(self, package_id: str) -> tuple[RegistrationLeaf, ...]:
         """Every version's registration leaf (``listed``, ``published``: what cooldown needs), ascending, pages that
-        are not inlined fetched; empty when the id is unknown or the upstream has no ``RegistrationsBaseUrl``.
+        are not inlined fetched (concurrently); empty when the id is unknown or the upstream has no
+        ``RegistrationsBaseUrl``.
 
         Raises:
             UpstreamUnavailableError, UpstreamDocumentError: as :meth:`resources`.
         """
         lower = package_id.lower()
         index = await self._registration_index(package_id)
-        leaves: list[RegistrationLeaf] = []
-        for page in index:
-            if page.leaves is not None:
-                leaves.extend(page.leaves)
-            else:
-                leaves.extend(await self._registration_page(lower, page.url))
+        fetched = await asyncio.gather(
+            *(self._registration_page(lower, page.url) for page in index if page.leaves is None)
+        )
+        leaves = [leaf for page in index if page.leaves is not None for leaf in page.leaves]
+        leaves += [leaf for page_leaves in fetched for leaf in page_leaves]
         return tuple(sorted(leaves, key=lambda leaf: leaf.version))
 
     async def registration_leaf(self, package_id: str, version: NuGetVersion) -> RegistrationLeaf | None:
