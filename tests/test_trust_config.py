@@ -21,7 +21,7 @@ from nuseal.trust import (
     merge_trusted_certificates,
     parse_nuget_config,
 )
-from nuseal.trust.config import MAX_CONFIG_BYTES
+from nuseal.trust.config import MAX_CONFIG_BYTES, find_nuget_configs
 from test_trust_support import vector_signatures
 
 MICROSOFT = "3F9001EA83C560D712C24CF213C3D312CB3BFF51EE89435D3430BD06B5D0EECE"
@@ -239,3 +239,21 @@ def test_merge_key_is_case_sensitive_text() -> None:
     ]
     entries, issues = merge_trusted_certificates(signers)
     assert len(entries) == 2 and issues == []
+
+
+def test_find_nuget_configs_is_nugets_chain_nearest_first(tmp_path: Path) -> None:
+    """One discovery for verify and restore (issue 12): each folder's file up to the root, NuGet's names matched
+    exactly in NuGet's order, then the user file once."""
+    root, project = tmp_path / "repo", tmp_path / "repo" / "src" / "app"
+    project.mkdir(parents=True)
+    (root / "NuGet.Config").write_text("<configuration/>")
+    (root / "src" / "NUGET.CONFIG").write_text("<configuration/>")  # not a name NuGet looks for
+    (project / "NuGet.config").write_text("<configuration/>")
+    (project / "nuget.config").write_text("<configuration/>")  # both present: nuget.config comes first
+    user = tmp_path / "home" / ".nuget" / "NuGet" / "NuGet.Config"
+    user.parent.mkdir(parents=True)
+    user.write_text("<configuration/>")
+    found = find_nuget_configs(project, user_config=user)
+    assert found == [(project / "nuget.config").resolve(), (root / "NuGet.Config").resolve(), user.resolve()]
+    assert find_nuget_configs(root, user_config=root / "NuGet.Config") == [(root / "NuGet.Config").resolve()]
+    assert find_nuget_configs(project, user_config=tmp_path / "missing")[-1] == (root / "NuGet.Config").resolve()

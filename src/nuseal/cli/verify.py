@@ -17,6 +17,7 @@ from nuseal.hashalg import HashAlgorithm
 from nuseal.trust import (
     RevocationMode,
     SignatureValidationMode,
+    find_nuget_configs,
     load_nuget_config,
 )
 from nuseal.trust.revocation_cache import DEFAULT_PACKAGE_TIMEOUT, revocation_run
@@ -31,26 +32,7 @@ from nuseal.verify import (
 from nuseal.verify.parallel import VerifierSpec, verify_paths
 from nuseal.verify.policy import trusted_signer_entries
 
-__all__ = ["find_nuget_configs", "verify_command"]
-
-_USER_CONFIG = Path("~/.nuget/NuGet/NuGet.Config")
-_CONFIG_NAMES = ("nuget.config", "NuGet.config", "NuGet.Config")
-
-
-def find_nuget_configs(start: Path, home: Path | None = None) -> list[Path]:
-    """NuGet's configuration chain, nearest first: ``nuget.config`` in ``start`` and each parent, then the user's
-    ``~/.nuget/NuGet/NuGet.Config`` (NC ``Settings.LoadDefaultSettings``; machine-wide files are not read)."""
-    found: list[Path] = []
-    for folder in [start, *start.parents]:
-        for name in _CONFIG_NAMES:
-            candidate = folder / name
-            if candidate.is_file():
-                found.append(candidate)
-                break
-    user = (home / ".nuget/NuGet/NuGet.Config") if home else _USER_CONFIG.expanduser()
-    if user.is_file() and user not in found:
-        found.append(user)
-    return found
+__all__ = ["verify_command"]
 
 
 def _fingerprint_entries(values: tuple[str, ...]) -> tuple[AllowListEntry, ...]:

@@ -34,23 +34,21 @@ from nuseal.trust.config import (
     MAX_CONFIG_BYTES,
     SignatureValidationMode,
     TrustedSigner,
+    default_user_config,
+    find_nuget_configs,
     parse_nuget_config,
 )
 
 __all__ = [
-    "CONFIG_FILE_NAMES",
     "NUGET_ORG",
     "NuGetSettings",
     "PackageSource",
     "SourceCredential",
     "check_mapping_pattern",
-    "default_user_config",
     "load_settings",
     "mapped_source_names",
 ]
 
-#: The file names NuGet looks for in each folder, in its order (the first one present is used).
-CONFIG_FILE_NAMES = ("nuget.config", "NuGet.config", "NuGet.Config")
 #: The source NuGet writes into a new user file.
 NUGET_ORG = "https://api.nuget.org/v3/index.json"
 _ENV = re.compile(r"%([^%]+)%")
@@ -150,35 +148,6 @@ def check_mapping_pattern(pattern: str) -> str:
     if "*" in text[:-1]:
         raise ConfigError(f"pattern {text!r}: '*' may only end a pattern")
     return text
-
-
-def default_user_config() -> Path:
-    """``~/.nuget/NuGet/NuGet.Config`` (NuGet on Linux and macOS; ``%APPDATA%\\NuGet\\NuGet.Config`` on Windows)."""
-    appdata = os.environ.get("APPDATA") if os.name == "nt" else None
-    if appdata:
-        return Path(appdata) / "NuGet" / "NuGet.Config"
-    return Path.home() / ".nuget" / "NuGet" / "NuGet.Config"
-
-
-def _find_in_folder(folder: Path) -> Path | None:
-    try:
-        names = {p.name: p for p in folder.iterdir() if p.is_file()}
-    except OSError:
-        return None
-    for name in CONFIG_FILE_NAMES:
-        if name in names:
-            return names[name]
-    return None
-
-
-def _hierarchy(start: Path) -> list[Path]:
-    found: list[Path] = []
-    folder = start.resolve()
-    for candidate in (folder, *folder.parents):
-        file = _find_in_folder(candidate)
-        if file is not None:
-            found.append(file)
-    return found
 
 
 def _expand(text: str, environ: Mapping[str, str]) -> str:
@@ -349,10 +318,7 @@ def load_settings(
             raise UsageError(f"the config file {chosen} does not exist")
         files = [chosen.resolve()]
     else:
-        files = _hierarchy(Path(project_folder))
-        user = default_user_config()
-        if user.is_file() and user.resolve() not in files:
-            files.append(user.resolve())
+        files = find_nuget_configs(project_folder)  # nuseal.trust.config: the one discovery verify uses too
     merge = _Merge()
     if config_file is None and not any(p == default_user_config().resolve() for p in files):
         merge.sources["nuget.org"] = ("nuget.org", NUGET_ORG, 3, False)

@@ -29,6 +29,7 @@ from nuseal.errors import ConfigError, UsageError
 from nuseal.hashalg import HashAlgorithm
 
 __all__ = [
+    "CONFIG_FILE_NAMES",
     "MAX_CONFIG_BYTES",
     "MAX_TRUSTED_SIGNERS",
     "NuGetConfig",
@@ -37,6 +38,8 @@ __all__ = [
     "TrustedCertificateEntry",
     "TrustedSigner",
     "TrustedSignerCertificate",
+    "default_user_config",
+    "find_nuget_configs",
     "load_nuget_config",
     "merge_trusted_certificates",
     "parse_nuget_config",
@@ -44,6 +47,8 @@ __all__ = [
 
 #: Largest nuget.config read (bytes).
 MAX_CONFIG_BYTES = 1 << 20
+#: The file names NuGet looks for in each folder, in its order (the first one present is used).
+CONFIG_FILE_NAMES = ("nuget.config", "NuGet.config", "NuGet.Config")
 #: Most trustedSigners entries (authors + repositories) and most certificates per entry.
 MAX_TRUSTED_SIGNERS = 1000
 
@@ -242,6 +247,48 @@ def parse_nuget_config(data: bytes, *, source: str = "nuget.config") -> NuGetCon
                 "NuGet treats it as 'accept'"
             )
     return NuGetConfig(tuple(signers), mode, tuple(warnings), source)
+
+
+def default_user_config() -> Path:
+    """``~/.nuget/NuGet/NuGet.Config`` (NuGet on Linux and macOS; ``%APPDATA%\\NuGet\\NuGet.Config`` on Windows)."""
+    appdata = os.environ.get("APPDATA") if os.name == "nt" else None
+    if appdata:
+        return Path(appdata) / "NuGet" / "NuGet.Config"
+    return Path.home() / ".nuget" / "NuGet" / "NuGet.Config"
+
+
+def _find_in_folder(folder: Path) -> Path | None:
+    """The folder's config file: the first of :data:`CONFIG_FILE_NAMES` present, matched exactly (as on a
+    case-sensitive file system, whatever this one is)."""
+    try:
+        names = {p.name: p for p in folder.iterdir() if p.is_file()}
+    except OSError:
+        return None
+    for name in CONFIG_FILE_NAMES:
+        if name in names:
+            return names[name]
+    return None
+
+
+def find_nuget_configs(start: str | os.PathLike[str], *, user_config: Path | None = None) -> list[Path]:
+    """NuGet's configuration chain for ``start``, nearest first: the config file of ``start`` and of each parent
+    folder up to the root, then the user's file (``user_config``, default :func:`default_user_config`) when it
+    exists and is not already listed. Paths are resolved. Machine-wide files are not read.
+
+    NuGet.Client ``NuGet.Configuration/Settings/Settings.cs`` (``LoadDefaultSettings``); one discovery for
+    ``nuseal verify`` (trustedSigners, signatureValidationMode) and ``nuseal restore``/``audit``
+    (:func:`nuseal.client.settings.load_settings`).
+    """
+    found: list[Path] = []
+    folder = Path(start).resolve()
+    for candidate in (folder, *folder.parents):
+        file = _find_in_folder(candidate)
+        if file is not None:
+            found.append(file)
+    user = user_config if user_config is not None else default_user_config()
+    if user.is_file() and user.resolve() not in found:
+        found.append(user.resolve())
+    return found
 
 
 def load_nuget_config(path: str | os.PathLike[str]) -> NuGetConfig:
