@@ -18,6 +18,7 @@ import anyio.from_thread
 import httpx
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import hashes
 
 from nuseal.cli.admin import admin_group
 from nuseal.client.gate import RepositorySignatureInfo
@@ -25,12 +26,13 @@ from nuseal.devpki import DevPki
 from nuseal.feed.accounts.keys import create_api_key, create_user
 from nuseal.feed.compose import Feed as ComposedFeed
 from nuseal.feed.compose import build_feed
-from nuseal.feed.config import FeedConfig, IngestConfig
+from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig
 from nuseal.feed.mirror.admin import set_admin
 from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.store import audit
 from nuseal.hashalg import HashAlgorithm
-from nuseal.package import append_signature
+from nuseal.package import PackageArchive, append_signature
+from nuseal.signature import PrimarySignature
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 from nuseal.signing.signer import FileSigner
@@ -152,6 +154,7 @@ def _feed(
         data_dir=tmp_path / "feed",
         base_url="http://testserver",
         database_url=database_url,
+        signing=SigningConfig(trust_bundle=CODESIGN, timestamp_trust_bundle=TIMESTAMP),  # roots; signing stays off
         ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0, **ingest),
     )
     composed = build_feed(config, clock=clock)
@@ -424,8 +427,6 @@ def _nuget_org_info() -> RepositorySignatureInfo:
 
 def test_upstream_vectors_accepted_byte_for_byte_and_tampered_refused(tmp_path: Path) -> None:
     for f in _feed(tmp_path, now=VECTOR_NOW):
-        object.__setattr__(f.ingestion.checks.settings, "code_signing_roots", CODESIGN)
-        object.__setattr__(f.ingestion.checks.settings, "timestamping_roots", TIMESTAMP)
         info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info(), published=VECTOR_NOW)
         (key, path) = next((k, p) for k, p in sorted(vector_files().items()) if k[0] != "newtonsoft.json")
         outcome = f.ingestion.ingest(path, info)
@@ -447,6 +448,37 @@ def test_upstream_vectors_accepted_byte_for_byte_and_tampered_refused(tmp_path: 
         # Newtonsoft.Json's repository countersignature is not by a certificate nuget.org lists
         newtonsoft = next(p for k, p in vector_files().items() if k[0] == "newtonsoft.json")
         assert f.ingestion.ingest(newtonsoft, info).refused
+
+
+def _vector(name: str) -> Path:
+    return next(p for (i, _), p in vector_files().items() if i == name)
+
+
+def _author_sha256(path: Path) -> str:
+    primary = PrimarySignature.load(PackageArchive.from_bytes(path.read_bytes()).read_signature())
+    assert primary.signer_certificate is not None
+    return primary.signer_certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def test_author_policy_any_holds_a_package_without_an_author_signature(tmp_path: Path) -> None:
+    for f in _feed(tmp_path, now=VECTOR_NOW, author_policy="any"):
+        info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info())
+        assert f.ingestion.ingest(_vector("ilmerge"), info).accepted
+        held = f.ingestion.ingest(_vector("nunittestadapter"), info)  # repository-signed only
+        assert held.held and "needs an author signature" in held.message
+        assert f.versions("NUnitTestAdapter") == []
+
+
+def test_author_policy_allow_list(tmp_path: Path) -> None:
+    microsoft = _author_sha256(_vector("system.security.principal.windows"))
+    for f in _feed(tmp_path, now=VECTOR_NOW, author_policy="allow-list", trusted_signers=(microsoft.upper(),)):
+        info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info())
+        assert f.ingestion.ingest(_vector("system.memory"), info).accepted  # the same Microsoft certificate
+        held = f.ingestion.ingest(_vector("dockpanelsuite"), info)
+        assert held.held and "is not a trusted signer" in held.message
+        evidence = held.reasons[0].evidence
+        assert evidence["signatures"][0]["kind"] == "author" and evidence["signatures"][0]["trusted"] is True
+        assert evidence["signatures"][0]["sha256"] == _author_sha256(_vector("dockpanelsuite"))
 
 
 # ------------------------------------------------------------------------------------------------ web page

@@ -69,7 +69,8 @@ from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import RuleSet, load_rules
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.trust import CertificatePurpose, RevocationMode, TrustStore, dotnet_name
-from nuseal.verify import VerificationPolicy, VerificationResult, VerificationTarget, Verifier
+from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
+from nuseal.verify.result import SignatureKind
 
 __all__ = [
     "AUTHOR_POLICIES",
@@ -220,16 +221,22 @@ def finding_evidence(f: Finding) -> dict[str, Any]:
 
 
 def _signature_json(result: VerificationResult) -> list[dict[str, Any]]:
+    """The engine's typed facts per signature (kind, placement, signer identity, intact/valid/trusted, NU codes)."""
     return [
         {
-            "placement": s.placement,
-            "type": s.type,
-            "subject": s.signer_subject,
-            "issuer": s.signer_issuer,
-            "sha256": (s.fingerprints.get("SHA256") or "").lower(),
-            "v3_service_index_url": s.v3_service_index_url,
+            "placement": str(x.placement),
+            "kind": str(x.kind),
+            "subject": x.signer.subject if x.signer else x.signer_subject,
+            "issuer": x.signer.issuer if x.signer else x.signer_issuer,
+            "sha256": (x.signer.sha256_fingerprint if x.signer else "").lower(),
+            "intact": x.intact,
+            "valid": x.valid,
+            "trusted": x.trusted,
+            "revocation": str(x.revocation),
+            "codes": sorted(c.value for c in x.codes),
+            "v3_service_index_url": x.v3_service_index_url,
         }
-        for s in result.signatures
+        for x in result.signatures
     ]
 
 
@@ -360,29 +367,24 @@ class IngestChecks:
             )
         if s.author_policy == "none":
             return StageResult(name, Verdict.PASS, "signatures verify; no author signature required", evidence)
-        primary = next((x for x in result.signatures if x.placement == "primary"), None)
-        if primary is None or primary.type != "Author":
+        primary = result.primary
+        if primary is None or primary.kind is not SignatureKind.AUTHOR:
             return StageResult(
                 name,
                 Verdict.HOLD,
                 f"the author policy '{s.author_policy}' needs an author signature; there is none",
                 evidence,
             )
-        strict = base.evolve(
-            name="author", allow_untrusted=False, allow_unsigned=False, verification_target=VerificationTarget.AUTHOR
-        )
-        author = self._verifier(strict).verify(c.archive, now=c.now)
-        evidence["author_codes"] = _codes(author)
-        if not author.valid:
+        if not (primary.intact and primary.valid and primary.trusted):
+            codes = sorted(c.value for c in primary.codes)
             return StageResult(
                 name,
                 Verdict.HOLD,
-                "the author signature does not verify with a trusted chain ("
-                + ", ".join(sorted(author.error_codes))
-                + ")",
+                "the author signature does not verify with a trusted chain"
+                + (f" ({', '.join(codes)})" if codes else ""),
                 evidence,
             )
-        fingerprint = (primary.fingerprints.get("SHA256") or "").lower()
+        fingerprint = (primary.signer.sha256_fingerprint if primary.signer else "").lower()
         if s.author_policy == "allow-list" and fingerprint not in {f.lower() for f in s.trusted_signers}:
             return StageResult(
                 name,
