@@ -16,8 +16,11 @@ VulnerabilityInfoResourceV3.cs``, ``Model/V3VulnerabilityIndexEntry.cs``, ``Mode
 
 nuseal follows the documented partitioning: ``base`` holds the advisories whose OSV ``modified`` time is before
 the first instant of the current month (UTC; so it changes about once a month), ``update`` the ones modified
-since. Each file's ``@updated`` is the latest ``modified`` among its advisories (the cut-off for an empty file),
-so the same OSV data gives the same documents byte for byte.
+since. ``@updated`` is, for NuGet, "a string that can be used to determine if a previously cached value is no
+longer up-to-date" (``V3VulnerabilityIndexEntry.Updated``): the feed (:func:`write_documents`) sets it to the time
+it last changed the file's bytes, kept across restarts while they stay the same; :meth:`VulnerabilityInfo.documents`
+alone uses the latest ``modified`` among the file's advisories (the cut-off for an empty file), so the same OSV data
+gives the same documents byte for byte.
 
 **Ranges.** An OSV ``affected[]`` entry becomes one data-file item per interval: the events of each
 ``ECOSYSTEM``/``SEMVER`` range (sorted by NuGet version order, as :mod:`nuseal.scan.osv` keeps them) are walked as
@@ -300,8 +303,9 @@ class VulnerabilityInfo:
         key = package_id.lower()
         return tuple(e for f in self.files for e in f.packages.get(key, ()))
 
-    def index(self, base_url: str) -> list[dict[str, str]]:
-        """The index document: one entry per data file, ``@id`` = ``base_url`` + ``<name>.json``.
+    def index(self, base_url: str, *, updated: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+        """The index document: one entry per data file, ``@id`` = ``base_url`` + ``<name>.json``; ``updated`` gives
+        ``@updated`` values by file name (default: the latest ``modified`` of the file's advisories).
 
         Raises:
             ValueError: ``base_url`` is not an absolute http(s) URL ending in ``/`` (NuGet requires absolute
@@ -315,17 +319,22 @@ class VulnerabilityInfo:
             if not _NAME.fullmatch(f.name):  # pragma: no cover - both names are constants
                 raise ValueError(f"{f.name!r} is not a valid vulnerability file name")
             out.append(
-                {"@name": f.name, "@id": f"{base_url}{f.name}.json", "@updated": _iso(f.updated), "comment": f.comment}
+                {
+                    "@name": f.name,
+                    "@id": f"{base_url}{f.name}.json",
+                    "@updated": (updated or {}).get(f.name) or _iso(f.updated),
+                    "comment": f.comment,
+                }
             )
         return out
 
-    def documents(self, base_url: str) -> dict[str, bytes]:
+    def documents(self, base_url: str, *, updated: Mapping[str, str] | None = None) -> dict[str, bytes]:
         """``{"index.json": ..., "base.json": ..., "update.json": ...}``: the bytes to serve under ``base_url``.
 
         Raises:
             ValueError: as :meth:`index`.
         """
-        docs = {"index.json": _dump(self.index(base_url))}
+        docs = {"index.json": _dump(self.index(base_url, updated=updated))}
         for f in self.files:
             docs[f"{f.name}.json"] = f.content()
         return docs
@@ -355,11 +364,13 @@ def _dump(doc: object) -> bytes:
 
 
 # ---------------------------------------------------------------------------------------------- serving
-def write_documents(storage: Storage, folder_url: str, info: VulnerabilityInfo | None) -> list[str]:
+def write_documents(storage: Storage, folder_url: str, info: VulnerabilityInfo | None, *, now: datetime) -> list[str]:
     """Store the documents of ``info`` under :data:`VULNERABILITY_INFO_PREFIX`, where the feed serves them as static
-    files (``folder_url`` is that folder's public URL, ending in ``/``); ``None`` removes them. Data files are
-    written before the index that names them, durably, and only when their bytes changed (a restart with the same
-    OSV data keeps every ETag). Returns the keys written.
+    files (``folder_url`` is that folder's public URL, ending in ``/``); ``None`` removes them.
+
+    A data file whose bytes are unchanged keeps the ``@updated`` the stored index gives it, and is not rewritten (its
+    ETag stays); a new or changed one gets ``now`` (aware). Data files are written before the index that names them,
+    durably. Returns the keys written.
 
     Raises:
         ValueError: ``folder_url`` is not absolute (see :meth:`VulnerabilityInfo.index`).
@@ -368,14 +379,38 @@ def write_documents(storage: Storage, folder_url: str, info: VulnerabilityInfo |
         for key in storage.list_keys(VULNERABILITY_INFO_PREFIX):
             storage.delete(key)
         return []
+    index_key = f"{VULNERABILITY_INFO_PREFIX}index.json"
+    previous = _previous_updated(storage.read_bytes(index_key))
+    updated: dict[str, str] = {}
     written = []
-    docs = info.documents(folder_url)
-    for name in sorted(docs, key=lambda n: n == "index.json"):  # the index last
-        key = f"{VULNERABILITY_INFO_PREFIX}{name}"
-        if storage.read_bytes(key) != docs[name]:
-            storage.put_bytes(key, docs[name], durable=True)
-            written.append(key)
+    for f in info.files:
+        key, content = f"{VULNERABILITY_INFO_PREFIX}{f.name}.json", f.content()
+        if storage.read_bytes(key) == content and f.name in previous:
+            updated[f.name] = previous[f.name]
+            continue
+        storage.put_bytes(key, content, durable=True)
+        written.append(key)
+        updated[f.name] = _iso(now)
+    index = _dump(info.index(folder_url, updated=updated))
+    if storage.read_bytes(index_key) != index:
+        storage.put_bytes(index_key, index, durable=True)
+        written.append(index_key)
     return written
+
+
+def _previous_updated(index: bytes | None) -> dict[str, str]:
+    """``@name`` -> ``@updated`` of a stored index (``{}`` when absent or not one nuseal wrote)."""
+    try:
+        entries = json.loads(index) if index else []
+    except ValueError:
+        return {}
+    if not isinstance(entries, list):
+        return {}
+    return {
+        e["@name"]: e["@updated"]
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("@name"), str) and isinstance(e.get("@updated"), str)
+    }
 
 
 def setup_hook(osv_path: str | Path | None) -> SetupHook:
@@ -388,6 +423,6 @@ def setup_hook(osv_path: str | Path | None) -> SetupHook:
 
     def refresh(context: StageContext) -> None:
         info = VulnerabilityInfo.load(osv_path, as_of=context.clock()) if osv_path is not None else None
-        write_documents(context.storage, context.urls.vulnerability_info, info)
+        write_documents(context.storage, context.urls.vulnerability_info, info, now=context.clock())
 
     return refresh
