@@ -326,6 +326,19 @@ def test_signer_change_is_held_with_both_identities_then_accepted(feed: InProces
     r = feed.push(make_package(pid, "4.0.0"))
     assert r.status_code == 201 and "not author-signed" in r.text
     assert_invisible(feed, pid, "4.0.0")
+    # the accepted certificate on a signature that does not verify (signed over other bytes) is not the signer
+    forged_der = create_primary_signature(
+        package_hash=HashAlgorithm.SHA256.digest(make_package(pid, "4.1.0", description="other bytes")),
+        hash_algorithm=HashAlgorithm.SHA256,
+        signer=FileSigner.from_pfx(dev_pki.pfx_path("repository"), dev_pki.pfx_password),
+        signature_type=SignatureType.AUTHOR,
+        signing_time=datetime.now(UTC),
+        timestamper=None,
+    )
+    forged = append_signature(make_package(pid, "4.1.0"), forged_der, when=datetime.now(UTC))
+    r = feed.push(forged)
+    assert r.status_code == 201 and "does not verify" in r.text and "NU3008" in r.text
+    assert_invisible(feed, pid, "4.1.0")
     # an owner accepts a new signer through the API; another user may not
     r = feed.push(author_signed(make_package(pid, "5.0.0"), dev_pki, "revoked-signer"))
     assert r.status_code == 201 and "author signer changed" in r.text

@@ -28,8 +28,9 @@ In order:
   until it is old enough (``release_at``), unless an admin overrode the cooldown for the id or the version.
 * ``continuity``: the author signer (certificate SHA-256, subject, issuer) must be one accepted for the id
   (``accepted_signers``, or the author certificates of its published versions); a version signed by another
-  certificate, or unsigned where earlier versions were signed, is held with both identities. The first signed
-  version's signer is accepted when it is published.
+  certificate, or unsigned where earlier versions were signed, is held with both identities; a signature that names
+  the accepted certificate but is not intact (the engine's typed result) is held too. The first signed version's
+  signer is accepted when it is published.
 """
 
 from __future__ import annotations
@@ -615,6 +616,24 @@ class IngestChecks:
                 evidence,
             )
         if signer.fingerprint in accepted:
+            # the same certificate is only the same signer if the signature is intact (a copied certificate on a
+            # forged signature is not): the engine judges it (the push pipeline's signing stages may be off)
+            result = c.verification
+            if result is None:
+                base = VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE)
+                result = self._verifier(base).verify(c.archive, now=c.now)
+                c.verification = result
+            primary = result.primary
+            if primary is None or not primary.intact:
+                codes = sorted(x.value for x in primary.codes) if primary is not None else []
+                evidence["codes"] = _codes(result)
+                return StageResult(
+                    name,
+                    Verdict.HOLD,
+                    f"the author signature names the accepted signer {signer.subject} but does not verify"
+                    + (f" ({', '.join(codes)})" if codes else ""),
+                    evidence,
+                )
             return StageResult(name, Verdict.PASS, f"signed by the accepted signer {signer.subject}", evidence)
         before = next(iter(accepted.values()))
         return StageResult(
