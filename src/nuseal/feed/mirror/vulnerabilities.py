@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ __all__ = [
     "severity_of",
     "write_documents",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The service index ``@type`` (NuGet ``ServiceTypes.VulnerabilityInfo``).
 RESOURCE_TYPE = "VulnerabilityInfo/6.7.0"
@@ -423,6 +426,8 @@ def setup_hook(osv_path: str | Path | None) -> SetupHook:
 
     def refresh(context: StageContext) -> None:
         info = VulnerabilityInfo.load(osv_path, as_of=context.clock()) if osv_path is not None else None
+        for problem in info.problems[:20] if info is not None else ():
+            log.warning("VulnerabilityInfo: %s", problem)
         write_documents(context.storage, context.urls.vulnerability_info, info, now=context.clock())
 
     return refresh
