@@ -284,11 +284,15 @@ def _timestamp_fingerprints(session: Session) -> list[str]:
 
 
 def _read_package(service: FeedService, id_lower: str, version_lower: str) -> bytes | None:
-    path = service.storage.path_of(docs.nupkg_key(id_lower, version_lower))
+    """The stored ``.nupkg``, or None when it is missing, unreadable or over :data:`MAX_SCANNED_PACKAGE_BYTES`."""
     try:
-        if path is None or path.stat().st_size > MAX_SCANNED_PACKAGE_BYTES:
+        found = service.storage.open(docs.nupkg_key(id_lower, version_lower))
+        if found is None:
             return None
-        return path.read_bytes()
+        with found as stored:
+            if stored.info.size > MAX_SCANNED_PACKAGE_BYTES:
+                return None
+            return stored.read()
     except OSError:
         return None
 
