@@ -564,3 +564,36 @@ def test_hold_and_release_on_postgres(tmp_path: Path, pg_cluster: PgCluster) -> 
         assert f.nupkg("Pg.Held", "1.0.0").content == data
         assert f.admin("reserve-prefix", "Pg.", "alice").exit_code == 0
         assert f.push(make_package("Pg.Other", "1.0.0"), key="bob").status_code == 403
+
+
+def test_signing_feed_holds_the_repository_signed_package_and_release_records_its_signature(tmp_path: Path) -> None:
+    """With signing on, the held bytes are the repository-signed ones; the CLI release (composed from the stored
+    signing configuration) publishes them and records the repository signature, as a push would."""
+    from .signing_support import download, pki_feed_args, pki_feed_env, served_pki, start_signing_feed  # noqa: PLC0415
+
+    pki_iter = served_pki(tmp_path / "pki")
+    pki = next(pki_iter)
+    try:
+        served = start_signing_feed(tmp_path / "feed", *pki_feed_args(pki), env=pki_feed_env(pki))
+        try:
+            r = served.push(make_package("Signed.Held", "1.0.0", files={"tools/init.ps1": CRADLE}))
+            assert r.status_code == 201 and "held in quarantine" in r.text
+            held = next((served.data_dir / "quarantine").glob("signed.held/1.0.0/*.nupkg")).read_bytes()
+            assert PackageArchive.from_bytes(held).is_signed  # repository-signed before it was held
+            released = CliRunner().invoke(
+                admin_group,
+                ["quarantine", "release", "Signed.Held", "1.0.0", "--data", str(served.data_dir)],
+                env=pki_feed_env(pki),
+                catch_exceptions=False,
+            )
+            assert released.exit_code == 0, released.output
+            assert download(served, "Signed.Held", "1.0.0") == held
+            with served.client() as c:
+                page = c.get("/packages/Signed.Held/1.0.0").text
+                leaf = c.get("/v3/registration/signed.held/1.0.0.json")
+            assert 'data-kind="repository"' in page
+            assert leaf.status_code == 200
+        finally:
+            served.stop()
+    finally:
+        pki_iter.close()
