@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import asyncio
 import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 import httpx
 import pytest
 
@@ -32,7 +30,6 @@ from nuseal.feed.publish.pipeline import default_pipeline
 from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.publish.submission import StageContext, Submission
 from nuseal.feed.publish.upload import StagedUpload
-from nuseal.feed.protocol.static import CACHE_IMMUTABLE, CACHE_REVALIDATE, StaticDocuments
 from nuseal.feed.store.database import Database, migrate
 from nuseal.feed.store.storage import LocalStorage
 from nuseal.package import NuGetVersion
@@ -135,64 +132,6 @@ def test_storage_keys_cannot_escape(tmp_path: Path) -> None:
     assert st.read_bytes("a/b/c.json") == b"1"
     st.delete("a/b/c.json")
     assert not (tmp_path / "a").exists()  # empty folders pruned
-
-
-def test_storage_reads_describe_the_version_they_read(tmp_path: Path) -> None:
-    """``open`` streams the bytes of one stored version with its own ``info``; a replacement gets a new version
-    and ETag while a reader that opened the old one still reads the old bytes; missing keys and folders are None."""
-    st = LocalStorage(tmp_path)
-    old = bytes(range(256)) * 3000  # 768000 bytes: several chunks
-    st.put_bytes("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg", old)
-    info = st.stat("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg")
-    assert info is not None and info.size == len(old)
-    reader = st.open("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg")
-    assert reader is not None and reader.info == info
-    first = reader.read(10)
-    st.put_bytes("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg", b"new bytes")
-    with reader:
-        assert first + b"".join(reader.chunks(100_000)) == old
-    now = st.stat("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg")
-    assert now is not None and now.size == 9 and now.version != info.version and now.etag != info.etag
-    assert st.read_bytes("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg") == b"new bytes"
-    for absent in ("v3/flatcontainer/a/1.0.0/b.nupkg", "v3/flatcontainer/a"):
-        assert st.open(absent) is None and st.stat(absent) is None and st.read_bytes(absent) is None
-        assert not st.exists(absent)
-    assert st.list_keys("v3/flatcontainer/") == ["v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg"]
-
-
-def test_static_documents_are_served_from_the_storage(tmp_path: Path) -> None:
-    """The /v3/ read side reads through Storage: the storage's ETag, 304 on If-None-Match, a large value streamed
-    whole, a replaced document served new at once, HEAD without a body, and temporaries never served."""
-    st = LocalStorage(tmp_path)
-    big = bytes(range(256)) * 4096  # over the inline limit: streamed from a thread
-    st.put_bytes("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg", big)
-    st.put_bytes("v3/flatcontainer/a/index.json", b'{"versions": ["1.0.0"]}')
-    downloads: list[tuple[str, str]] = []
-    app = StaticDocuments(st, lambda i, v: downloads.append((i, v)))
-
-    async def run() -> None:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://feed.test") as c:
-            r = await c.get("/v3/flatcontainer/A/1.0.0/a.1.0.0.nupkg")
-            info = st.stat("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg")
-            assert info is not None
-            assert r.status_code == 200 and r.content == big
-            assert r.headers["etag"] == f'"{info.etag}"' and r.headers["cache-control"] == CACHE_IMMUTABLE
-            r = await c.get("/v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg", headers={"If-None-Match": f'"{info.etag}"'})
-            assert r.status_code == 304 and r.content == b""
-            r = await c.head("/v3/flatcontainer/a/index.json")
-            assert r.status_code == 200 and r.content == b"" and r.headers["content-length"] == "23"
-            first = (await c.get("/v3/flatcontainer/a/index.json")).headers["etag"]
-            st.put_bytes("v3/flatcontainer/a/index.json", b'{"versions": ["1.0.0", "2.0.0"]}')
-            r = await c.get("/v3/flatcontainer/a/index.json")
-            assert r.json() == {"versions": ["1.0.0", "2.0.0"]} and r.headers["etag"] != first
-            assert r.headers["cache-control"] == CACHE_REVALIDATE
-            (tmp_path / "v3/flatcontainer/a/.index.json.0.tmp").write_bytes(b"torn")
-            assert (await c.get("/v3/flatcontainer/a/.index.json.0.tmp")).status_code == 404
-            assert (await c.get("/v3/flatcontainer/a/2.0.0/a.2.0.0.nupkg")).status_code == 404
-
-    asyncio.run(run())
-    assert downloads == [("a", "1.0.0")]  # one 200 GET of a .nupkg; the 304 is not a download
 
 
 def test_storage_reads_describe_the_version_they_read(tmp_path: Path) -> None:

@@ -539,6 +539,21 @@ class FeedService:
         _link_or_copy(source, package)
         return package
 
+    def _stage_pending_bytes(self, id_lower: str, ver_lower: str, data: bytes, sha512: str) -> Path:
+        """Write a pending entry holding ``data`` (must hold the id's lock), fsynced, under its final name only
+        once complete (a crash leaves a dot-named temporary, which :meth:`settle` removes with the folder)."""
+        folder = self.pending_dir / id_lower / ver_lower
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"{_sha_hex(sha512)}.{secrets.token_hex(8)}.nupkg"
+        tmp = folder / f".{name}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        package = folder / name
+        os.replace(tmp, package)
+        return package
+
     def _place_pending(
         self, id_lower: str, rows: Mapping[str, Package], nuspecs: Mapping[str, bytes] | None = None
     ) -> set[str]:
@@ -938,11 +953,10 @@ class FeedService:
                 )
                 if row is None or row.sha512 != expect_sha512 or row.signature_status == "revoked":
                     return False
-                path = self.storage.path_of(key)
-                old = path.read_bytes() if path is not None else None
-                if path is not None and old is not None:
+                old = self.storage.read_bytes(key)
+                if old is not None:
                     # a crash before the commit: the restart puts these bytes back (they match the row then)
-                    self._stage_pending(id_lower, version_lower, path, expect_sha512)
+                    self._stage_pending_bytes(id_lower, version_lower, old, expect_sha512)
                     staged = True
                 row.size = len(data)
                 row.sha512 = package_sha512(data)

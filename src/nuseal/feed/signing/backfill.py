@@ -216,13 +216,12 @@ class _Backfill:
         """Sign one version (or say what would be done). Raises _Skip, NusealError (the TSA or key failed)."""
         if c.revoked:
             raise _Skip("the version is revoked (its author certificate was revoked)")
-        path = self.service.storage.path_of(docs.nupkg_key(c.id_lower, c.version_lower))
         try:
-            stored = path.read_bytes() if path is not None else None
+            stored = self.service.storage.read_bytes(docs.nupkg_key(c.id_lower, c.version_lower))
         except OSError as exc:
             raise _Skip(f"its .nupkg cannot be read ({exc.strerror or exc})") from exc
         if stored is None:
-            raise _Skip("its .nupkg is not in local storage")
+            raise _Skip("its .nupkg is not in the storage")
         if package_sha512(stored) != c.sha512:
             raise _Skip("its stored .nupkg does not match the SHA-512 recorded at publication")
         now = self.service.clock()

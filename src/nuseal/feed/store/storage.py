@@ -4,6 +4,10 @@ Keys are URL paths below the feed root (``v3/flatcontainer/newtonsoft.json/12.0.
 so the folder can be copied to object storage or a CDN unchanged and served by any static file server
 (``bench/feed.py`` serves it with nginx). Every write lands under a temporary name in the same folder and
 is renamed into place, so a reader sees the old bytes or the new bytes, never a torn file.
+
+Everything outside this module reaches stored bytes through :class:`Storage` (``read_bytes``, ``open`` for a
+handle whose bytes and :class:`StoredInfo` describe the same version, ``stat``, ``exists``, ``delete``,
+``list_keys``): no caller sees a file path, so a backend for object storage fits behind the same protocol.
 """
 
 from __future__ import annotations
@@ -11,15 +15,21 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import stat as stat_module
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from types import TracebackType
+from typing import BinaryIO, Protocol
 
 from nuseal.errors import UsageError
 
-__all__ = ["LocalStorage", "Storage", "safe_key"]
+__all__ = ["CHUNK_SIZE", "LocalStorage", "Storage", "StoredInfo", "StoredObject", "safe_key"]
 
 #: Longest storage key (bytes of its UTF-8 form).
 MAX_KEY_LENGTH = 1024
+#: Default size of the chunks :meth:`StoredObject.chunks` yields (bytes).
+CHUNK_SIZE = 256 * 1024
 
 
 def safe_key(key: str) -> str:
@@ -36,37 +46,111 @@ def safe_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True, slots=True)
+class StoredInfo:
+    """What a reader needs to know about one stored version of a key: ``size`` in bytes, ``modified`` (POSIX
+    seconds, for ``Last-Modified``), ``etag`` (a strong validator, without quotes, that changes whenever the bytes
+    do) and ``version`` (an opaque token, equal for the same stored version, for caches)."""
+
+    size: int
+    modified: float
+    etag: str
+    version: Hashable
+
+
+class StoredObject(Protocol):
+    """An open stored value: :attr:`info` describes exactly the bytes :meth:`read` returns, even when a writer
+    replaces the key meanwhile. Close it (or use it as a context manager)."""
+
+    @property
+    def info(self) -> StoredInfo: ...
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all that is left when negative); ``b""`` at the end."""
+
+    def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        """The rest of the bytes in chunks of at most ``chunk_size``."""
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> StoredObject: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
 class Storage(Protocol):
-    """Where packages and documents live. Implementations must make :meth:`put_*` atomic per key."""
+    """Where packages and documents live. Implementations must make :meth:`put_bytes` and :meth:`put_file` atomic
+    per key: a reader sees the old bytes or the new ones. Keys are checked with :func:`safe_key` (``UsageError``)."""
 
     def put_bytes(self, key: str, data: bytes, *, durable: bool = False) -> None:
-        """Write ``data`` at ``key``; ``durable`` asks for it to reach the disk before returning."""
-
-    def list_keys(self, prefix: str) -> list[str]:
-        """Keys below the folder ``prefix`` (a key prefix ending in ``/``), sorted."""
+        """Write ``data`` at ``key``; ``durable`` asks for it to reach stable storage before returning."""
 
     def put_file(self, key: str, source: Path) -> None:
-        """Copy (or hard-link) ``source`` to ``key``; ``source`` stays, unchanged."""
-
-    def delete(self, key: str) -> None:
-        """Remove ``key``; no error when it does not exist."""
-
-    def exists(self, key: str) -> bool: ...
-
-    def path_of(self, key: str) -> Path | None:
-        """A local file path for ``key`` when the storage is local, else ``None``."""
+        """Store the bytes of the local file ``source`` at ``key`` (durably); ``source`` stays, unchanged."""
 
     def read_bytes(self, key: str) -> bytes | None:
         """The bytes at ``key``, or ``None`` when there are none."""
 
+    def open(self, key: str) -> StoredObject | None:
+        """The value at ``key`` opened for reading (streamed, not loaded), or ``None`` when there is none."""
+
+    def stat(self, key: str) -> StoredInfo | None:
+        """Size, modification time and validators of ``key``, or ``None`` when there is none."""
+
+    def exists(self, key: str) -> bool:
+        """Whether ``key`` holds a value."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; no error when it does not exist."""
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Keys below the folder ``prefix`` (a key prefix ending in ``/``), sorted."""
+
     def list_temporaries(self, prefix: str) -> list[str]:
-        """Keys of files that interrupted writes left below the folder ``prefix`` (never served), sorted. Only
-        the caller knows when no writer is still using them
-        (:meth:`nuseal.feed.publish.publisher.FeedService.recover`)."""
+        """Keys of values that interrupted writes left below the folder ``prefix`` (never served), sorted; a backend
+        whose writes are atomic by themselves has none. Only the caller knows when no writer is still using them
+        (:meth:`nuseal.feed.publish.publisher.FeedService.recover`), and removes them with :meth:`delete`."""
+
+
+class _LocalObject:
+    """:class:`StoredObject` of :class:`LocalStorage`: an open file and the ``fstat`` of that same inode."""
+
+    __slots__ = ("_file", "info")
+
+    def __init__(self, file: BinaryIO, info: StoredInfo) -> None:
+        self._file = file
+        self.info = info
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+        while chunk := self._file.read(chunk_size):
+            yield chunk
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _LocalObject:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _local_info(st: os.stat_result) -> StoredInfo:
+    """ETag from modification time and size, as nginx derives it; version adds the inode (a rename into place)."""
+    return StoredInfo(
+        st.st_size, st.st_mtime, f"{st.st_mtime_ns:x}-{st.st_size:x}", (st.st_ino, st.st_mtime_ns, st.st_size)
+    )
 
 
 class LocalStorage:
-    """:class:`Storage` in a local folder."""
+    """:class:`Storage` in a local folder, laid out as the keys (the only code that knows the files' paths)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -128,6 +212,28 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def stat(self, key: str) -> StoredInfo | None:
+        try:
+            st = os.stat(self._path(key))
+        except OSError:
+            return None
+        return _local_info(st) if stat_module.S_ISREG(st.st_mode) else None
+
+    def open(self, key: str) -> StoredObject | None:
+        try:
+            f = open(self._path(key), "rb")  # noqa: SIM115 - closed by the returned object
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        try:
+            st = os.fstat(f.fileno())
+        except BaseException:
+            f.close()
+            raise
+        if not stat_module.S_ISREG(st.st_mode):
+            f.close()
+            return None
+        return _LocalObject(f, _local_info(st))
+
     def list_keys(self, prefix: str) -> list[str]:
         folder = self._path(prefix.rstrip("/"))
         if not folder.is_dir():
@@ -135,9 +241,6 @@ class LocalStorage:
         return sorted(
             p.relative_to(self.root).as_posix() for p in folder.rglob("*") if p.is_file() and not p.name.startswith(".")
         )
-
-    def path_of(self, key: str) -> Path | None:
-        return self._path(key)
 
     def list_temporaries(self, prefix: str) -> list[str]:
         folder = self._path(prefix.rstrip("/"))
@@ -152,5 +255,5 @@ class LocalStorage:
     def read_bytes(self, key: str) -> bytes | None:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
