@@ -69,7 +69,7 @@ from nuseal.scan.osv import Advisory, OsvDatabase
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import RuleSet, load_rules
 from nuseal.signature import PrimarySignature, SignatureType
-from nuseal.trust import CertificatePurpose, RevocationMode, TrustStore, dotnet_name
+from nuseal.trust import CertificatePurpose, RevocationFetcher, RevocationMode, TrustStore, dotnet_name
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
 from nuseal.verify.result import SignatureKind
 
@@ -92,6 +92,8 @@ __all__ = [
 AUTHOR_POLICIES = ("none", "any", "allow-list")
 #: Scan rules whose findings other stages decide (look-alike ids: ``identity``; OSV: ``known-bad``).
 _DECIDED_ELSEWHERE = ("NS5", "NS6")
+#: How far back of the newest indexed registration the look-alike index reads again (transactions commit out of order).
+INDEX_MARGIN = timedelta(minutes=10)
 #: Most findings kept as evidence per version.
 MAX_EVIDENCE_FINDINGS = 50
 
@@ -272,7 +274,9 @@ def author_signer(archive: PackageArchive) -> SignerIdentity | None:
 class IngestChecks:
     """The checks of one feed (thread-safe; the rules, OSV data, look-alike index and verifiers are built once).
 
-    ``db`` is the feed's :class:`~nuseal.feed.store.database.Database`; ``clock`` gives the current UTC time.
+    ``db`` is the feed's :class:`~nuseal.feed.store.database.Database`; ``clock`` gives the current UTC time;
+    ``fetcher`` carries the OCSP/CRL requests of online revocation checks (the composition root passes the feed's
+    HTTP fetcher; without one nothing is fetched and revocation is checked as offline).
     """
 
     def __init__(
@@ -282,14 +286,17 @@ class IngestChecks:
         *,
         clock: Callable[[], datetime],
         vulnerabilities: VulnerabilityInfo | None = None,
+        fetcher: RevocationFetcher | None = None,
     ) -> None:
         self.db = db
+        self.fetcher = fetcher
         self._vulnerabilities = vulnerabilities
         self.settings = settings
         self.clock = clock
         self._lock = threading.Lock()
         self._index: PopularIds | None = None
         self._indexed: set[str] = set()
+        self._indexed_until: datetime | None = None
         self._verifiers: dict[str, Verifier] = {}
 
     # -------------------------------------------------------------------------------------- shared data
@@ -308,10 +315,19 @@ class IngestChecks:
 
     def _lookalike_index(self) -> PopularIds:
         """The popular ids (built-in list and ``popular_id_files``) plus every id on the feed, pushed or cached from an
-        upstream; ids registered since the last call are added."""
+        upstream. After the first call only ids registered since the last one (with a margin for transactions that
+        committed late) are read."""
+        since = self._indexed_until
         with self.db.read() as session:
-            ids = list(session.scalars(select(Registration.id)).all())
+            query = select(Registration.id, Registration.created_at)
+            if since is not None:
+                query = query.where(Registration.created_at >= since - INDEX_MARGIN)
+            rows = session.execute(query).all()
+        ids = [pid for pid, _ in rows]
+        newest = max((_utc(at) for _, at in rows), default=since)
         with self._lock:
+            if newest is not None and (self._indexed_until is None or newest > self._indexed_until):
+                self._indexed_until = newest
             if self._index is None:
                 extra: list[str] = []
                 for name in self.settings.popular_id_files:
@@ -333,6 +349,7 @@ class IngestChecks:
                     policy,
                     code_signing_roots=_store(s.code_signing_roots, CertificatePurpose.CODE_SIGNING),
                     timestamping_roots=_store(s.timestamping_roots, CertificatePurpose.TIMESTAMPING),
+                    fetcher=self.fetcher,
                 )
                 if len(self._verifiers) > 32:
                     self._verifiers.clear()
