@@ -177,6 +177,7 @@ def test_registration_pages_that_are_not_inlined_are_fetched(proxy: UpstreamProx
     run(go, source(proxy), tmp_path / "work")
 
 
+@pytest.mark.slow  # a signing feed with its dev PKI: ~9 s
 def test_listed_certificates_follow_the_feeds_own_with_signing_on_and_a_bad_file_stops_the_start(
     tmp_path: Path,
 ) -> None:
