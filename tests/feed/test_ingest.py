@@ -597,3 +597,25 @@ def test_signing_feed_holds_the_repository_signed_package_and_release_records_it
             served.stop()
     finally:
         pki_iter.close()
+
+
+def test_a_push_racing_a_hold_cannot_publish_the_held_version(feed: InProcessFeed) -> None:
+    """The quarantine is checked again inside the publish transaction, under the id's lock: a push of the same
+    version that passed ``check_not_held`` just before the hold committed is refused there (409)."""
+    from nuseal.feed.accounts.keys import authenticate  # noqa: PLC0415
+    from nuseal.feed.errors import DuplicatePackageError  # noqa: PLC0415
+    from nuseal.feed.publish.pipeline import DEFAULT_STAGES, PushPipeline  # noqa: PLC0415
+    from nuseal.feed.publish.submission import Submission  # noqa: PLC0415
+    from nuseal.feed.publish.upload import StagedUpload, package_sha512  # noqa: PLC0415
+
+    assert feed.push(make_package("Race.Held", "1.0.0", files={"tools/init.ps1": CRADLE})).status_code == 201
+    service = feed.composed.service
+    clean = make_package("Race.Held", "1.0.0")
+    staged = service.config.staging_dir / "race.nupkg"
+    staged.write_bytes(clean)
+    with service.db.read() as session:
+        principal = authenticate(session, feed.keys["alice"], now=feed.clock())
+    submission = Submission(StagedUpload(staged, len(clean), package_sha512(clean)), principal, feed.clock())
+    with pytest.raises(DuplicatePackageError, match="held in quarantine"):
+        PushPipeline(service, DEFAULT_STAGES).run(submission)  # without the pre-check, as in the race
+    assert_invisible(feed, "Race.Held", "1.0.0")

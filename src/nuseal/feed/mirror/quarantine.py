@@ -560,6 +560,8 @@ class Quarantine:
                 continue
             try:
                 done.append(self.release(row.id, row.version, actor=audit.FEED_ACTOR, note="cooldown passed"))
+            except (NotFoundError, DuplicatePackageError, FileNotFoundError):
+                continue  # another worker released it first
             except Exception:
                 log.exception("could not release %s %s after its cooldown", row.id, row.version)
         return done
@@ -571,6 +573,16 @@ def publish_hook(submission: Submission, context: Any, session: Session, row: Pa
     the id (``accepted_by`` ``feed``). The composition root lists it after the signing hooks."""
     now = submission.now
     release: Mapping[str, Any] | None = submission.facts.get(FACT_RELEASE)
+    standing = session.scalar(
+        select(IngestHold).where(IngestHold.id_lower == row.id_lower, IngestHold.version_lower == row.version_lower)
+    )
+    if (
+        standing is not None
+        and (release is None or standing.pk != release["pk"])
+        and (standing.state == "held" or (standing.state == "refused" and _for_good(standing)))
+    ):
+        # checked again here, under the id's lock: a push that raced a hold of the same version loses
+        raise DuplicatePackageError(f"{row.id} {row.version} is {standing.state} in quarantine; it cannot be published")
     if release is not None:
         hold = session.get(IngestHold, release["pk"])
         if hold is not None:
