@@ -79,7 +79,13 @@ __all__ = ["audit_command"]
     help=f"Scan allow list ({ALLOW_LIST_FILE}; default: {ALLOW_LIST_FILE} in the current folder if present).",
 )
 @click.option("--no-scan", is_flag=True, help="Do not rerun the scan.")
-@click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None, help="Worker processes (default: CPU count).")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Processes auditing at once, this one included (default: CPU count).",
+)
 def audit_command(
     folder: str | None,
     packages: str | None,

@@ -140,7 +140,7 @@ def _write_output(text: str, output: str | None) -> None:
 )
 @click.option("--latest", is_flag=True, help="Feed targets: only the newest version of each id.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
-              help="Worker processes (default: 1 below 16 packages, else the CPU count).")
+              help="Processes scanning at once, this one included (default: 1 below 16 packages, else the CPU count).")
 @click.option("--show-clean", is_flag=True, help="Text format: also list packages without findings.")
 def scan_command(
     targets: tuple[str, ...],

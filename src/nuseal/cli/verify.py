@@ -214,7 +214,8 @@ def _identity_json(identity: CertificateIdentity | None) -> dict[str, object] | 
     "--jobs",
     type=click.IntRange(1, 64),
     default=None,
-    help="Worker processes (default: none below 16 packages, else the CPU count, at most one per 8 packages).",
+    help="Processes verifying at once, this one included (default: 1 below 16 packages, else the CPU count, at "
+    "most one per 8 packages).",
 )
 def verify_command(
     packages: tuple[str, ...],
