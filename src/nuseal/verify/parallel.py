@@ -39,9 +39,10 @@ __all__ = [
     "verify_paths",
 ]
 
-#: Below this many packages ``default_jobs`` verifies in this process. Measured on 2 cores: a forked pool of two
-#: workers starts and stops in ~20 ms, and each worker's first packages cost 1.5-1.8x a warm one while its caches
-#: fill (certificates, names, chains); with 3-6 ms per small package, a pool gains nothing below about 16.
+#: Below this many packages ``default_jobs`` verifies in this process. Measured on 2 cores: a pool (one forked
+#: worker next to this process) starts and stops in 6-12 ms (multiprocessing.Pool with two workers: ~20 ms), and a
+#: worker's first packages cost 1.5-1.8x a warm one while its caches fill (certificates, names, chains); with 3-6 ms
+#: per small package, a pool gains little below about 16.
 MIN_PACKAGES_FOR_POOL = 16
 #: ``default_jobs`` starts at most one worker per this many packages.
 MIN_PACKAGES_PER_WORKER = 8
@@ -88,8 +89,8 @@ class VerifierSpec:
 
 
 def default_jobs(count: int, cpus: int | None = None) -> int:
-    """Workers for ``count`` packages when the user did not say: 1 (no pool) below :data:`MIN_PACKAGES_FOR_POOL`,
-    else the CPU count, at most one worker per :data:`MIN_PACKAGES_PER_WORKER` packages."""
+    """Processes (this one included) for ``count`` packages when the user did not say: 1 (no pool) below
+    :data:`MIN_PACKAGES_FOR_POOL`, else the CPU count, at most one per :data:`MIN_PACKAGES_PER_WORKER` packages."""
     available = cpus if cpus is not None else (os.cpu_count() or 1)
     if count < MIN_PACKAGES_FOR_POOL:
         return 1
