@@ -106,6 +106,17 @@ def _absolute(path: str | None) -> str | None:
     help="SQLAlchemy URL, e.g. postgresql://user@host/db (default: SQLite in the data folder).",
 )
 @click.option(
+    "--storage",
+    "storage_url",
+    default=None,
+    envvar="NUSEAL_FEED_STORAGE",
+    help=(
+        "Where packages and documents are stored: s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME] for an "
+        "S3-compatible bucket (credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; needs nuseal[s3]); "
+        "default: DATA/storage."
+    ),
+)
+@click.option(
     "--base-url",
     default=None,
     help="Public URL of the feed (default: https://HOST:PORT, http:// with --http); behind a reverse proxy, its URL.",
@@ -222,6 +233,7 @@ def serve_command(
     host: str,
     port: int,
     database_url: str | None,
+    storage_url: str | None,
     base_url: str | None,
     tls_cert: str | None,
     tls_key: str | None,
@@ -281,6 +293,7 @@ def serve_command(
         data_dir=data_dir,
         base_url=base_url or f"{scheme}://{shown_host}:{actual_port}",
         database_url=database_url,
+        storage_url=storage_url,
         max_package_size=max_package_size or DEFAULT_MAX_PACKAGE_SIZE,
         signing=SigningConfig(
             enabled=signing,

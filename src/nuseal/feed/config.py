@@ -177,6 +177,9 @@ class FeedConfig:
         download_flush_seconds: how often buffered download counts are written to the database.
         signing: signature enforcement and repository signing (:class:`SigningConfig`).
         ingest: the ingestion checks and quarantine (:class:`IngestConfig`).
+        storage_url: where packages and documents are stored: ``None`` for ``<data_dir>/storage``, or
+            ``s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]`` for an S3-compatible bucket
+            (:mod:`nuseal.feed.store.s3`). The database, staging and pending entries stay in ``data_dir``.
     """
 
     data_dir: Path
@@ -186,8 +189,11 @@ class FeedConfig:
     download_flush_seconds: float = 5.0
     signing: SigningConfig = field(default_factory=SigningConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    storage_url: str | None = None
 
     def __post_init__(self) -> None:
+        if self.storage_url is not None and not self.storage_url.startswith("s3://"):
+            raise ConfigError(f"the storage URL {self.storage_url!r} must be an s3:// URL (or none: the data folder)")
         if not self.base_url.startswith(("http://", "https://")) or len(self.base_url) > MAX_BASE_URL_LENGTH:
             raise ConfigError(
                 f"the base URL {self.base_url!r} must be an http(s) URL of at most {MAX_BASE_URL_LENGTH} characters"

@@ -83,6 +83,7 @@ class StaticDocuments:
 
     def __init__(self, storage: Storage, on_download: Callable[[str, str], None] | None = None) -> None:
         self.storage = storage
+        self.inline = storage.inline_reads
         self.on_download = on_download
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._cache_bytes = 0
@@ -144,10 +145,7 @@ class StaticDocuments:
             parts = key.split("/")
             if len(parts) == 5 and parts[1] == "flatcontainer":
                 download = (parts[2], parts[3])
-        entry = _Entry(info.version, info.size, self._headers(path, key, info), body, download)
-        if body is not None:
-            self._remember(key, entry)
-        return entry
+        return _Entry(info.version, info.size, self._headers(path, key, info), body, download)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
@@ -156,13 +154,17 @@ class StaticDocuments:
         entry = None
         if key is not None:
             try:
-                info = self.storage.stat(key)
+                info = self.storage.stat(key) if self.inline else await anyio.to_thread.run_sync(self.storage.stat, key)
             except OSError:
                 info = None
             if info is not None:
                 entry = self._cache.get(key)
                 if entry is None or entry.version != info.version:
-                    entry = self._load(path, key)
+                    entry = (
+                        self._load(path, key) if self.inline else await anyio.to_thread.run_sync(self._load, path, key)
+                    )
+                    if entry is not None and entry.body is not None:
+                        self._remember(key, entry)  # on the event loop only
         if entry is None or key is None:
             status, headers, body = _not_found(method)
             await send({"type": "http.response.start", "status": status, "headers": headers})

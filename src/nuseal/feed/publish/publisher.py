@@ -60,7 +60,7 @@ from nuseal.feed.store import audit
 from nuseal.feed.store.database import Database, migrate
 from nuseal.feed.store.faults import crash_point, current_push
 from nuseal.feed.store.models import Certificate, FeedSetting, Owner, Package, PackageSignature, Registration, User
-from nuseal.feed.store.storage import LocalStorage, Storage
+from nuseal.feed.store.storage import Storage, open_storage
 from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
@@ -343,7 +343,7 @@ class FeedService:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.staging_dir.mkdir(parents=True, exist_ok=True)
         db = Database(config.effective_database_url)
-        storage = LocalStorage(config.storage_dir)
+        storage = open_storage(config)
         return cls(
             config, db, storage, clock=clock or _utc_now, publish_hooks=publish_hooks, setup_hooks=setup_hooks
         )

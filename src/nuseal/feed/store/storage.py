@@ -23,8 +23,9 @@ from types import TracebackType
 from typing import BinaryIO, Protocol
 
 from nuseal.errors import UsageError
+from nuseal.feed.config import FeedConfig
 
-__all__ = ["CHUNK_SIZE", "LocalStorage", "Storage", "StoredInfo", "StoredObject", "safe_key"]
+__all__ = ["CHUNK_SIZE", "LocalStorage", "Storage", "StoredInfo", "StoredObject", "open_storage", "safe_key"]
 
 #: Longest storage key (bytes of its UTF-8 form).
 MAX_KEY_LENGTH = 1024
@@ -82,7 +83,14 @@ class StoredObject(Protocol):
 
 class Storage(Protocol):
     """Where packages and documents live. Implementations must make :meth:`put_bytes` and :meth:`put_file` atomic
-    per key: a reader sees the old bytes or the new ones. Keys are checked with :func:`safe_key` (``UsageError``)."""
+    per key: a reader sees the old bytes or the new ones. Keys are checked with :func:`safe_key` (``UsageError``).
+    Failures of the backend are raised as ``OSError``. Backends: :class:`LocalStorage` (the default, in the data
+    folder) and :class:`nuseal.feed.store.s3.S3Storage`; :func:`open_storage` picks one from the configuration."""
+
+    @property
+    def inline_reads(self) -> bool:
+        """True when :meth:`stat` and :meth:`open` are quick local calls, fine on an event loop (the static layer
+        otherwise runs them in a worker thread)."""
 
     def put_bytes(self, key: str, data: bytes, *, durable: bool = False) -> None:
         """Write ``data`` at ``key``; ``durable`` asks for it to reach stable storage before returning."""
@@ -151,6 +159,8 @@ def _local_info(st: os.stat_result) -> StoredInfo:
 
 class LocalStorage:
     """:class:`Storage` in a local folder, laid out as the keys (the only code that knows the files' paths)."""
+
+    inline_reads = True
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -257,3 +267,17 @@ class LocalStorage:
             return self._path(key).read_bytes()
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
+
+
+def open_storage(config: FeedConfig) -> Storage:
+    """The feed's storage: ``config.storage_url`` (``s3://...``, :mod:`nuseal.feed.store.s3`), else the ``storage``
+    folder of the data folder.
+
+    Raises:
+        ConfigError: a malformed storage URL, or boto3 missing for S3.
+    """
+    if config.storage_url:
+        from nuseal.feed.store.s3 import S3Storage  # noqa: PLC0415 - boto3 only for this backend
+
+        return S3Storage.from_url(config.storage_url)
+    return LocalStorage(config.storage_dir)
