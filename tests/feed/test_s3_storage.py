@@ -24,7 +24,7 @@ from nuseal.feed.publish.submission import Submission
 from nuseal.feed.publish.upload import StagedUpload
 from nuseal.feed.store.s3 import S3Storage, parse_s3_url
 
-from .conftest import make_package
+from .conftest import make_package, start_feed
 
 boto3 = pytest.importorskip("boto3")
 
@@ -196,3 +196,32 @@ def test_a_feed_on_s3_publishes_serves_and_recovers(s3_env: str, tmp_path: Path)
         assert stored == package
     finally:
         restarted.close()
+
+
+@pytest.mark.slow  # a real server with two workers (about 20 s on 2 cores)
+def test_nuseal_serve_with_two_workers_stores_in_the_bucket(s3_env: str, tmp_path: Path) -> None:
+    """``nuseal serve --storage s3://...`` (each worker builds its storage from the configuration): a push over
+    HTTP lands in the bucket, every worker serves it, and nothing is written under DATA/storage."""
+    env = {
+        "AWS_ACCESS_KEY_ID": "nuseal-test",
+        "AWS_SECRET_ACCESS_KEY": "nuseal-test-secret",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    url = f"s3://{BUCKET}/served?endpoint={s3_env}&region=us-east-1"
+    feed = start_feed(tmp_path / "data", "--storage", url, workers=2, env=env)
+    try:
+        package = make_package("S3.Served", "2.0.0")
+        pushed = feed.push(package)
+        assert pushed.status_code == 201, pushed.text
+        with feed.client() as c:
+            for _ in range(4):  # several connections: both workers answer
+                r = c.get("/v3/flatcontainer/s3.served/2.0.0/s3.served.2.0.0.nupkg", headers={"Connection": "close"})
+                assert r.status_code == 200 and r.content == package
+            assert c.get("/v3/flatcontainer/s3.served/index.json").json() == {"versions": ["2.0.0"]}
+    finally:
+        feed.stop()
+    bucket = boto3.client("s3", endpoint_url=s3_env, region_name="us-east-1")
+    stored = bucket.get_object(Bucket=BUCKET, Key="served/v3/flatcontainer/s3.served/2.0.0/s3.served.2.0.0.nupkg")
+    assert stored["Body"].read() == package
+    storage_dir = tmp_path / "data" / "storage"
+    assert not storage_dir.exists() or not any(p.is_file() for p in storage_dir.rglob("*"))
