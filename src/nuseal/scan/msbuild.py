@@ -45,6 +45,7 @@ from xml.etree.ElementTree import Element, TreeBuilder
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser, ParseError
 
+from nuseal.scan._walk import FileWalk
 from nuseal.scan.model import Finding, Location
 from nuseal.scan.package import EntryReadError, ScanPackage
 from nuseal.scan.powershell import analyse_script, decode_text
@@ -76,6 +77,8 @@ COMMON_TARGETS = frozenset(
 _DEPENDS_ON = re.compile(r"^(Build|Compile|CoreCompile|PrepareForBuild|ResolveReferences|CoreBuild|Clean|Rebuild|"
                          r"PrepareResources|CopyFilesToOutputDirectory|Run|Publish)DependsOn$", re.IGNORECASE)
 _BUILD_DIRS = ("build", "buildtransitive")
+#: Imported files that are followed (by extension).
+_FOLLOWED = (".props", ".targets", ".proj", ".tasks", ".xml")
 _ROOT_ONLY_DIRS = ("buildmultitargeting", "buildcrosstargeting")
 _CODE_FACTORIES = {"codetaskfactory", "roslyncodetaskfactory"}
 _THIS_FILE = re.compile(r"\$\(\s*MSBuildThisFile(Directory|FullPath|Name|Extension)?\s*\)", re.IGNORECASE)
@@ -462,47 +465,22 @@ class _FileAnalysis:
 
 def analyse(pkg: ScanPackage, rules: RuleSet) -> Iterable[Finding]:
     """The ``msbuild`` analyser (see the module docstring)."""
-    entry_files = imported_msbuild_files(pkg)
-    queue: list[tuple[str, str | None]] = [(p, None) for p in entry_files]
-    done: set[str] = set()
-    while queue and len(done) < MAX_IMPORTED:
-        path, via = queue.pop(0)
-        if path in done:
-            continue
-        done.add(path)
+    walk = FileWalk(pkg, imported_msbuild_files(pkg), limit=MAX_MSBUILD_SIZE, max_files=MAX_IMPORTED)
+    for file in walk:
+        path, sha = file.path, file.sha256
+        if file.via is None:
+            message = f"NuGet imports {path} into every project that references {pkg.id}"
+            yield walk.finding(rules, "NS2001", message, file)
         try:
-            data = pkg.read(path, limit=MAX_MSBUILD_SIZE)
-        except EntryReadError as exc:
-            pkg.read_problem(exc)
-            continue
-        sha = pkg.sha256(path)
-        if via is None:
-            yield rules.finding(
-                "NS2001",
-                f"NuGet imports {path} into every project that references {pkg.id}",
-                pkg.ref,
-                location=Location(path=path),
-                evidence=path,
-                file_sha256=sha,
-            )
-        try:
-            root, lines = _parse(data)
+            root, lines = _parse(file.data)
         except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:  # LookupError: unknown encoding
-            yield rules.finding(
-                "NS9007",
-                f"{path} is not well-formed MSBuild XML: {exc}",
-                pkg.ref,
-                location=Location(path=path),
-                evidence=str(exc),
-                file_sha256=sha,
-            )
+            message = f"{path} is not well-formed MSBuild XML: {exc}"
+            yield walk.finding(rules, "NS9007", message, file, evidence=str(exc))
             continue
         analysis = _FileAnalysis(pkg, rules, path, sha, lines)
         analysis.run(root)
         yield from analysis.findings
-        for imported in analysis.imports:
-            if imported not in done and imported.lower().endswith((".props", ".targets", ".proj", ".tasks", ".xml")):
-                queue.append((imported, path))
+        walk.follow((p for p in analysis.imports if p.lower().endswith(_FOLLOWED)), path)
 
 
 def analysers(context: ScanContext) -> Sequence[Analyser]:

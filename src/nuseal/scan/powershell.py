@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
+from nuseal.scan._walk import FileWalk
 from nuseal.scan.model import Finding, Location
-from nuseal.scan.package import EntryReadError, ScanPackage
+from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import RuleSet
 
 if TYPE_CHECKING:
@@ -368,40 +369,21 @@ def analyse(pkg: ScanPackage, rules: RuleSet) -> Iterable[Finding]:
         low = p.lower()
         if low.startswith("tools/") and low.endswith((".ps1", ".psm1")):
             tools_by_name.setdefault(low.rsplit("/", 1)[-1], p)
-    done: set[str] = set()
-    queue: list[tuple[str, str | None]] = [(p, None) for p in scripts]
-    while queue:
-        path, via = queue.pop(0)
-        if path in done:
-            continue
-        done.add(path)
-        try:
-            data = pkg.read(path, limit=MAX_SCRIPT_SIZE)
-        except EntryReadError as exc:
-            pkg.read_problem(exc)
-            continue
-        sha = pkg.sha256(path)
-        if via is None:
+    walk = FileWalk(pkg, scripts, limit=MAX_SCRIPT_SIZE)
+    for file in walk:
+        path = file.path
+        if file.via is None:
             name = path.rsplit("/", 1)[-1].lower()
             when = {
                 "init.ps1": "when a solution using the package opens in Visual Studio",
                 "install.ps1": "when the package is installed into a packages.config project",
                 "uninstall.ps1": "when the package is removed from a packages.config project",
             }[name]
-            yield rules.finding(
-                "NS1001",
-                f"{path}: NuGet runs this PowerShell script {when}",
-                pkg.ref,
-                location=Location(path=path),
-                evidence=path,
-                file_sha256=sha,
-            )
-        analysis = analyse_script(decode_text(data), rules)
-        yield from _findings_for(pkg, rules, path, analysis, sha, via)
-        for name in analysis.referenced_scripts:
-            target = tools_by_name.get(name.lower())
-            if target is not None and target not in done:
-                queue.append((target, path))
+            yield walk.finding(rules, "NS1001", f"{path}: NuGet runs this PowerShell script {when}", file)
+        analysis = analyse_script(decode_text(file.data), rules)
+        yield from _findings_for(pkg, rules, path, analysis, file.sha256, file.via)
+        referenced = (tools_by_name.get(name.lower()) for name in analysis.referenced_scripts)
+        walk.follow((target for target in referenced if target is not None), path)
 
 
 def analysers(context: ScanContext) -> Sequence[Analyser]:
