@@ -226,6 +226,21 @@ def _absolute(path: str | None) -> str | None:
         "it signed that this feed serves unchanged (repeatable; with --no-signing the resource lists only these)."
     ),
 )
+@click.option(
+    "--upstream",
+    "upstreams",
+    multiple=True,
+    metavar="[NAME=]URL[#PATTERN,...]",
+    help=(
+        "Mirror an upstream V3 source (repeatable): ids this feed does not hold are answered from it, each version "
+        "checked before it is served (docs/feed.md, Mirror). PATTERNs are packageSourceMapping id patterns."
+    ),
+)
+@click.option(
+    "--allow-insecure-upstream",
+    is_flag=True,
+    help="Accept plain-http --upstream URLs (as nuget.config's allowInsecureConnections; for tests).",
+)
 @ingest_options
 def serve_command(
     *,
@@ -257,6 +272,8 @@ def serve_command(
     revalidate_seconds: float | None,
     advertise_repository_signatures: str,
     listed_repository_certificates: tuple[str, ...],
+    upstreams: tuple[str, ...],
+    allow_insecure_upstream: bool,
     ingest: IngestConfig,
 ) -> None:
     """Serve a NuGet V3 feed: push with `nuget push`, install with `nuget install` / `dotnet restore`.
@@ -267,14 +284,16 @@ def serve_command(
     import uvicorn  # noqa: PLC0415 - keep `nuseal --help` fast
     from uvicorn.supervisors import Multiprocess  # noqa: PLC0415
 
+    from nuseal.feed.compose import build_feed  # noqa: PLC0415
     from nuseal.feed.config import (  # noqa: PLC0415
         CONFIG_ENV_VAR,
         DEFAULT_MAX_PACKAGE_SIZE,
         DEFAULT_REVALIDATE_SECONDS,
         FeedConfig,
         SigningConfig,
+        UpstreamConfig,
     )
-    from nuseal.feed.compose import build_feed  # noqa: PLC0415
+    from nuseal.feed.mirror.upstream import UpstreamSource  # noqa: PLC0415
     from nuseal.feed.signing.signer import start_dev_responders  # noqa: PLC0415
 
     if plain_http and (tls_cert or tls_key):
@@ -285,6 +304,9 @@ def serve_command(
         from nuseal.feed.http.tls import check_server_files  # noqa: PLC0415
 
         check_server_files(tls_cert, tls_key)
+    sources = [UpstreamSource.parse(text, allow_insecure_connections=allow_insecure_upstream) for text in upstreams]
+    if len({s.name.lower() for s in sources}) != len(sources):
+        raise UsageError("two --upstream sources have the same name; name them: --upstream NAME=URL")
     sock = _bind(host, port)
     actual_port = sock.getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
@@ -312,6 +334,7 @@ def serve_command(
             listed_repository_certificates=tuple(str(Path(p).resolve()) for p in listed_repository_certificates),
         ),
         ingest=ingest,
+        upstreams=tuple(UpstreamConfig(s.name, s.url, s.patterns, s.allow_insecure_connections) for s in sources),
     )
     # the dev PKI's TSA/OCSP/CRL live in this (parent) process, so every worker and restart finds them
     dev_responders = start_dev_responders(config)
@@ -323,6 +346,8 @@ def serve_command(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     click.echo(f"nuseal feed on {config.base_url} (listening on {shown_host}:{actual_port}, data in {config.data_dir})")
     click.echo(f"package source: {config.base_url}/v3/index.json")
+    for s in sources:
+        click.echo(f"mirroring upstream {s.name}: {s.url} (ids: {', '.join(s.patterns)})")
     if plain_http:
         click.echo(
             "warning: serving plain HTTP (--http): insecure; NuGet refuses http sources unless "

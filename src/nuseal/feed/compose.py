@@ -20,7 +20,10 @@ What is wired, each list in its order (the order matters and is only written her
 * background tasks of every serving process (:func:`background_tasks`): with signing on and a period, the
   revocation recheck (:class:`~nuseal.feed.signing.revalidation.RevalidationTask`); the download-count flush
   belongs to the HTTP layer and always runs;
-* extra routes (:func:`extra_routes`): none yet.
+* extra routes (:func:`extra_routes`): the quarantine's admin page;
+* the read-through mirror (``--upstream``; :mod:`nuseal.feed.mirror.readthrough`): a layer in front of the static
+  layer for ``/v3/`` reads of upstream ids, upstream hits added to search, and :class:`MirrorTask` (the upstream
+  clients' lifespan).
 
 Issue 16 (ingestion and quarantine, :mod:`nuseal.feed.mirror`): :class:`~nuseal.feed.mirror.ingest.Ingestion` is built
 with the service (``Feed.ingestion``; the mirror calls ``ingestion.ingest``); its push stages run after
@@ -49,6 +52,7 @@ from nuseal.feed.http.quarantine import QuarantineHeader, QuarantineRoutes
 from nuseal.feed.mirror import quarantine, vulnerabilities
 from nuseal.feed.mirror.ingest import CooldownReleaseTask, Ingestion
 from nuseal.feed.mirror.push import PushChecks
+from nuseal.feed.mirror.readthrough import MirrorTask, ReadThroughLayer, ReadThroughMirror, build_mirror
 from nuseal.feed.publish.pipeline import (
     PushPipeline,
     check_container,
@@ -123,7 +127,9 @@ def _repository_setup_hooks(signing: FeedSigning | None) -> tuple[SetupHook, ...
     return (repository_certificates.setup_hook(signing),)
 
 
-def background_tasks(service: FeedService, ingestion: Ingestion | None = None) -> tuple[BackgroundTask, ...]:
+def background_tasks(
+    service: FeedService, ingestion: Ingestion | None = None, *, mirror: ReadThroughMirror | None = None
+) -> tuple[BackgroundTask, ...]:
     """The background tasks every serving process runs, from the configuration."""
     tasks: list[BackgroundTask] = []
     signing = service.config.signing
@@ -133,7 +139,8 @@ def background_tasks(service: FeedService, ingestion: Ingestion | None = None) -
         tasks.append(RevalidationTask(service, signing.revalidate_seconds))
     if ingestion is not None and service.config.ingest.release_check_seconds > 0:
         tasks.append(CooldownReleaseTask(ingestion))  # releases held versions whose cooldown ended
-    # issue 16: the upstream mirror's refresh goes here
+    if mirror is not None:
+        tasks.append(MirrorTask(mirror))  # holds the upstream clients' connections; closes them at shutdown
     return tuple(tasks)
 
 
@@ -157,6 +164,8 @@ class Feed:
     routes: tuple[BaseRoute, ...]
     #: Issue 16: the ingestion checks and quarantine (the mirror calls ``ingestion.ingest``).
     ingestion: Ingestion | None = None
+    #: Issue 16: the read-through mirror of the configured upstreams (None: no ``--upstream``).
+    mirror: ReadThroughMirror | None = None
 
     @property
     def config(self) -> FeedConfig:
@@ -168,7 +177,16 @@ class Feed:
 
     def app(self) -> FeedRouter:
         """The ASGI application. :meth:`FeedService.setup` must have run (here or in another process)."""
-        router = create_app(self.service, self.pipeline, self.tasks, self.routes)
+        mirror = self.mirror
+        router = create_app(
+            self.service,
+            self.pipeline,
+            self.tasks,
+            self.routes,
+            # the mirror answers /v3/ reads of upstream ids before the static layer, and adds upstream search hits
+            reads=(lambda static: ReadThroughLayer(static, mirror)) if mirror is not None else None,
+            search_extension=mirror.extend_search if mirror is not None else None,
+        )
         if self.ingestion is not None:  # a held version's .nupkg 404 names why, to an administrator's key
             router._static = QuarantineHeader(router._static, self.service, self.ingestion)  # type: ignore[assignment]
         return router
@@ -202,13 +220,15 @@ def build_feed(
     )
     ingestion = Ingestion.for_service(service)
     pipeline = PushPipeline(service, push_stages(stages, ingestion.push))
+    mirror = build_mirror(service, ingestion)  # config.upstreams; None without --upstream
     return Feed(
         service,
         signing,
         pipeline,
-        background_tasks(service, ingestion),
+        background_tasks(service, ingestion, mirror=mirror),
         extra_routes(service, ingestion),
         ingestion,
+        mirror,
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "FeedConfig",
     "IngestConfig",
     "SigningConfig",
+    "UpstreamConfig",
 ]
 
 #: Environment variable through which ``nuseal serve`` hands its configuration to worker processes.
@@ -165,6 +166,22 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class UpstreamConfig:
+    """One upstream V3 source of the read-through mirror (issue 16; ``nuseal serve --upstream``), as
+    :class:`nuseal.feed.mirror.upstream.UpstreamSource` reads it (which validates it): ``name``, ``url`` (its
+    service index), ``patterns`` (``packageSourceMapping`` id patterns), ``allow_insecure_connections`` (plain http
+    accepted)."""
+
+    name: str
+    url: str
+    patterns: tuple[str, ...] = ("*",)
+    allow_insecure_connections: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+
+
+@dataclass(frozen=True)
 class FeedConfig:
     """Everything a feed process needs.
 
@@ -180,6 +197,8 @@ class FeedConfig:
         storage_url: where packages and documents are stored: ``None`` for ``<data_dir>/storage``, or
             ``s3://BUCKET[/PREFIX][?endpoint=URL&region=NAME]`` for an S3-compatible bucket
             (:mod:`nuseal.feed.store.s3`). The database, staging and pending entries stay in ``data_dir``.
+        upstreams: the read-through mirror's upstream sources, in order (:class:`UpstreamConfig`; empty: no mirror).
+        upstream_metadata_ttl: seconds an upstream's version lists and registrations are kept before asking again.
     """
 
     data_dir: Path
@@ -190,8 +209,13 @@ class FeedConfig:
     signing: SigningConfig = field(default_factory=SigningConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     storage_url: str | None = None
+    upstreams: tuple[UpstreamConfig, ...] = ()
+    upstream_metadata_ttl: float = 600.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "upstreams", tuple(self.upstreams))
+        if self.upstream_metadata_ttl < 0:
+            raise ConfigError("the upstream metadata TTL cannot be negative")
         if self.storage_url is not None and not self.storage_url.startswith("s3://"):
             raise ConfigError(f"the storage URL {self.storage_url!r} must be an s3:// URL (or none: the data folder)")
         if not self.base_url.startswith(("http://", "https://")) or len(self.base_url) > MAX_BASE_URL_LENGTH:
@@ -259,6 +283,7 @@ class FeedConfig:
             d["data_dir"] = Path(d["data_dir"])
             d["signing"] = SigningConfig(**d.get("signing", {}))
             d["ingest"] = IngestConfig(**d.get("ingest", {}))
+            d["upstreams"] = tuple(UpstreamConfig(**u) for u in d.get("upstreams", ()))
             return cls(**d)
         except (ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"invalid feed configuration: {exc}") from exc

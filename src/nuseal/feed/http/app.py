@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -34,7 +34,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nuseal.feed.accounts.keys import Principal, authenticate
 from nuseal.feed.errors import REASON_PHRASE_HEADER, FeedError, reason_phrase
@@ -60,6 +60,10 @@ API_KEY_HEADER = "X-NuGet-ApiKey"
 WARNING_HEADER = "X-NuGet-Warning"
 _DYNAMIC_V3 = frozenset({"/v3/search", "/v3/autocomplete"})
 MAX_HEADER_MESSAGE = 400
+#: Adds hits to this feed's search answer (the upstream mirror's, :mod:`nuseal.feed.mirror.readthrough`).
+SearchExtension = Callable[[search_mod.SearchQuery, dict[str, Any]], Awaitable[dict[str, Any]]]
+#: Wraps the static layer: what answers ``GET``/``HEAD`` under ``/v3/`` before it (the upstream mirror's read-through).
+StaticWrapper = Callable[[ASGIApp], ASGIApp]
 
 
 def _header_safe(message: str) -> str:
@@ -120,10 +124,17 @@ class BackgroundTask(Protocol):
 class FeedApp:
     """The handlers, bound to one :class:`FeedService`, its push pipeline and its background tasks."""
 
-    def __init__(self, service: FeedService, pipeline: PushPipeline, tasks: Sequence[BackgroundTask] = ()) -> None:
+    def __init__(
+        self,
+        service: FeedService,
+        pipeline: PushPipeline,
+        tasks: Sequence[BackgroundTask] = (),
+        search_extension: SearchExtension | None = None,
+    ) -> None:
         self.service = service
         self.pipeline = pipeline
         self.tasks = tuple(tasks)
+        self.search_extension = search_extension
         self.downloads = DownloadCounter()
 
     # -------------------------------------------------------------------------------------- auth
@@ -208,7 +219,10 @@ class FeedApp:
             with self.service.db.read() as session:
                 return search_mod.search(session, self.service.urls, query)
 
-        return json_response(await anyio.to_thread.run_sync(run), request)
+        found = await anyio.to_thread.run_sync(run)
+        if self.search_extension is not None:
+            found = await self.search_extension(query, found)
+        return json_response(found, request)
 
     async def autocomplete(self, request: Request) -> Response:
         params = request.query_params
@@ -269,11 +283,13 @@ class FeedRouter:
     both behind :class:`~nuseal.feed.http.headers.SecureHeaders`, so every response carries the security headers of
     its class (page, download, document)."""
 
-    def __init__(self, static: StaticDocuments, app: Starlette, feed: FeedApp) -> None:
+    def __init__(
+        self, static: StaticDocuments, app: Starlette, feed: FeedApp, reads: StaticWrapper | None = None
+    ) -> None:
         self.static = static
         self.app = app
         self.feed = feed
-        self._static = SecureHeaders(static, static=True)
+        self._static = SecureHeaders(reads(static) if reads is not None else static, static=True)
         self._app = SecureHeaders(app, static=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -293,12 +309,17 @@ def create_app(
     pipeline: PushPipeline,
     tasks: Sequence[BackgroundTask] = (),
     routes: Sequence[BaseRoute] = (),
+    *,
+    reads: StaticWrapper | None = None,
+    search_extension: SearchExtension | None = None,
 ) -> FeedRouter:
     """The ASGI application for ``service``, publishing through ``pipeline``, running ``tasks`` while it serves,
     with ``routes`` added after the feed's own (the composition root, :func:`nuseal.feed.compose.build_app`, gives
-    them). ``service.setup()`` must have run (it migrates and writes the service index). Static ``/v3/`` reads
-    other than search and autocomplete never reach the routes: they are files of the storage."""
-    feed = FeedApp(service, pipeline, tasks)
+    them). ``reads`` wraps the static layer (it answers ``/v3/`` reads first: the upstream mirror) and
+    ``search_extension`` adds to each search answer. ``service.setup()`` must have run (it migrates and writes the
+    service index). Static ``/v3/`` reads other than search and autocomplete never reach the routes: they are files
+    of the storage."""
+    feed = FeedApp(service, pipeline, tasks, search_extension)
     site = pages.Pages(service)
     account = AccountRoutes(service, site.env)
     legacy = v2.LegacyFeed(service)
@@ -318,5 +339,5 @@ def create_app(
     ]
     app = Starlette(routes=own, exception_handlers={FeedError: _feed_error}, lifespan=feed.lifespan)
     app.state.feed = feed
-    return FeedRouter(StaticDocuments(service.storage, feed.downloads.add), app, feed)
+    return FeedRouter(StaticDocuments(service.storage, feed.downloads.add), app, feed, reads)
 

@@ -1,0 +1,590 @@
+"""The read-through mirror (issue 16, point 1): what the feed answers for an id it does not hold itself but an
+upstream may serve (``nuseal serve --upstream``).
+
+One ASGI layer, :class:`ReadThroughLayer`, sits in front of the static layer
+(:class:`nuseal.feed.protocol.static.StaticDocuments`) for ``GET``/``HEAD`` under ``/v3/``; search gets the
+upstream's hits through :meth:`ReadThroughMirror.extend_search`. For an id that an upstream's ``packageSourceMapping``
+patterns map (:meth:`Upstreams.route <nuseal.feed.mirror.upstream.Upstreams.route>`) and that is not local (no
+owners here, not under a reserved id prefix: local ids always win, the dependency-confusion defence):
+
+* ``flatcontainer/{id}/index.json``: the upstream's versions that :meth:`Ingestion.visible_versions
+  <nuseal.feed.mirror.ingest.Ingestion.visible_versions>` lets through (not held, refused or rejected here, out of
+  their cooldown by the registration's ``published`` date), merged with the versions already ingested;
+* ``registration[-semver2]/{id}/index.json`` and ``.../{id}/{version}.json``: built from the upstream's registration
+  leaves (filtered the same way; the catalog entries as the upstream wrote them, their ``packageContent`` and
+  registration URLs pointed at this feed; SemVer 2.0.0 versions only in ``registration-semver2``), the versions
+  already ingested taking this feed's own stored items. Every page is inlined (nuget.org inlines up to 128
+  versions and pages beyond; clients read inlined pages of any size);
+* ``flatcontainer/{id}/{version}/*.nupkg|.nuspec`` not in storage: the ``.nupkg`` is fetched from the first mapped
+  upstream that lists the version (one download and one ingestion per version however many ask at once:
+  :class:`~nuseal.feed.mirror.upstream.SingleFlight` in this process), handed to :meth:`Ingestion.ingest
+  <nuseal.feed.mirror.ingest.Ingestion.ingest>` in a worker thread, and the request then goes to the static layer:
+  an accepted version is served from storage byte for byte as the upstream sent it; a held or refused one is a 404
+  (with ``X-NuSeal-Quarantine`` for an administrator's key, added around this layer).
+
+When an upstream cannot answer (down, or a broken document) and nothing is cached, a version list or registration
+the feed has stored for the ingested versions is served as stored; anything else is a 502 whose body, warning
+header and status line name the upstream. Versions already ingested are always served from storage.
+
+Search (``/v3/search``): the local hits first, then the upstream's hits for ids mapped to it and not local, each
+with only its visible versions; ``totalHits`` adds the upstream's. Paging is the upstream's (a page may hold up to
+``take`` local plus ``take`` upstream hits, cut to ``take``); an upstream that fails leaves the local hits alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import select
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from nuseal.client.gate import RepositorySignatureInfo
+from nuseal.client.v3documents import RegistrationLeaf, RepositorySignatures
+from nuseal.feed.errors import REASON_PHRASE_HEADER, reason_phrase
+from nuseal.feed.mirror.checks import UpstreamInfo
+from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
+from nuseal.feed.mirror.upstream import (
+    SingleFlight,
+    UpstreamClient,
+    UpstreamDocumentError,
+    UpstreamError,
+    Upstreams,
+    UpstreamSource,
+)
+from nuseal.feed.protocol.documents import (
+    JSON_CONTENT_TYPE,
+    PAGE_SIZE,
+    REGISTRATION_VIEWS,
+    dump,
+    nupkg_key,
+    registration_index_key,
+)
+from nuseal.feed.protocol.search import SearchQuery
+from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.store.models import Owner, Package, ReservedPrefix
+from nuseal.hashalg import HashAlgorithm
+from nuseal.package import NuGetVersion
+from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
+
+__all__ = ["MirrorTask", "ReadThroughLayer", "ReadThroughMirror", "build_mirror", "signature_info"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds a refusal (other than one for good) is remembered before the version is downloaded and checked again.
+REFUSAL_MEMORY_SECONDS = 60.0
+_VIEWS = dict(REGISTRATION_VIEWS)
+_FLAT_INDEX = re.compile(r"^v3/flatcontainer/([^/]+)/index\.json$")
+_FLAT_FILE = re.compile(r"^v3/flatcontainer/([^/]+)/([^/]+)/[^/]+\.(?:nupkg|nuspec)$")
+_REG_INDEX = re.compile(r"^v3/(registration|registration-semver2)/([^/]+)/index\.json$")
+_REG_LEAF = re.compile(r"^v3/(registration|registration-semver2)/([^/]+)/([^/]+)\.json$")
+_CATALOG_CONTEXT = {
+    "@vocab": "http://schema.nuget.org/schema#",
+    "catalog": "http://schema.nuget.org/catalog#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "items": {"@id": "catalog:item", "@container": "@set"},
+    "commitTimeStamp": {"@id": "catalog:commitTimeStamp", "@type": "xsd:dateTime"},
+    "commitId": {"@id": "catalog:commitId"},
+    "count": {"@id": "catalog:count"},
+    "parent": {"@id": "catalog:parent", "@type": "@id"},
+    "packageContent": {"@type": "@id"},
+    "published": {"@type": "xsd:dateTime"},
+    "registration": {"@type": "@id"},
+}
+
+
+def signature_info(document: RepositorySignatures | None) -> RepositorySignatureInfo | None:
+    """An upstream's ``RepositorySignatures`` document as the verification gate takes it: its certificates become
+    an allow list for repository signatures (NC ``RepositorySignatureInfoUtility``; same as restore's
+    :meth:`nuseal.client.feedclient.FeedClient.repository_signatures`)."""
+    if document is None:
+        return None
+    entries: list[AllowListEntry] = []
+    for cert in document.certificates:
+        for oid, fingerprint in cert.fingerprints.items():
+            algorithm = HashAlgorithm.from_oid(oid)
+            if algorithm is not None:
+                entries.append(
+                    AllowListEntry(
+                        fingerprint=fingerprint,
+                        hash_algorithm=algorithm,
+                        target=VerificationTarget.REPOSITORY,
+                        placement=SignaturePlacement.ANY,
+                        name=cert.subject or None,
+                    )
+                )
+    return RepositorySignatureInfo(document.all_repository_signed, tuple(entries))
+
+
+def _lower_version(text: str) -> str | None:
+    try:
+        return NuGetVersion.parse(text).normalized.lower()
+    except Exception:  # not a version: nothing a client can ask for
+        return None
+
+
+class ReadThroughMirror:
+    """The mirror of one feed (module docstring): its upstreams, its ingestion, and the documents it answers.
+
+    Build with :func:`build_mirror`; thread-safe reads, one event loop per process.
+    """
+
+    def __init__(self, service: FeedService, ingestion: Ingestion, upstreams: Upstreams) -> None:
+        self.service = service
+        self.ingestion = ingestion
+        self.upstreams = upstreams
+        self.cooldown = service.config.ingest.min_release_age_seconds > 0
+        self._ingests: SingleFlight[tuple[str, str], IngestOutcome | None] = SingleFlight()
+        self._refused: dict[tuple[str, str], tuple[float, IngestOutcome]] = {}
+        #: Counters: ingestions run (one per version fetched), outcomes by state.
+        self.ingested: dict[str, int] = {"accepted": 0, "held": 0, "refused": 0}
+
+    # ------------------------------------------------------------------ which ids
+    def is_local(self, id_lower: str) -> bool:
+        """The feed holds the id itself: it has owners here, or lies under a reserved id prefix (local ids win)."""
+        with self.service.db.read() as session:
+            if session.scalar(select(Owner.user_pk).where(Owner.id_lower == id_lower).limit(1)) is not None:
+                return True
+            prefixes = session.scalars(select(ReservedPrefix.prefix_lower)).all()
+        return any(id_lower.startswith(p) for p in prefixes)
+
+    async def route(self, package_id: str) -> tuple[UpstreamClient, ...]:
+        """The upstreams that may serve ``package_id`` (none for a local id or one no pattern maps)."""
+        if not self.upstreams.mapped(package_id):
+            return ()
+        if await anyio.to_thread.run_sync(self.is_local, package_id.lower()):
+            return ()
+        return self.upstreams.mapped(package_id)
+
+    def _ingested(self, id_lower: str) -> list[str]:
+        with self.service.db.read() as session:
+            return list(session.scalars(select(Package.version_lower).where(Package.id_lower == id_lower)).all())
+
+    # ------------------------------------------------------------------ version lists
+    async def _upstream_versions(
+        self, package_id: str, clients: Sequence[UpstreamClient]
+    ) -> dict[NuGetVersion, UpstreamClient]:
+        found: dict[NuGetVersion, UpstreamClient] = {}
+        for client in clients:
+            for version in await client.versions(package_id):
+                found.setdefault(version, client)
+        return found
+
+    async def _leaves(self, package_id: str, clients: Sequence[UpstreamClient]) -> dict[NuGetVersion, RegistrationLeaf]:
+        leaves: dict[NuGetVersion, RegistrationLeaf] = {}
+        for client in clients:
+            for leaf in await client.registration(package_id):
+                leaves.setdefault(leaf.version, leaf)
+        return leaves
+
+    async def _visible(
+        self, package_id: str, versions: Sequence[NuGetVersion], published: dict[NuGetVersion, datetime | None]
+    ) -> list[NuGetVersion]:
+        by_text = {v.normalized: v for v in versions}
+        pairs = [(v.normalized, published.get(v)) for v in versions]
+        shown = await anyio.to_thread.run_sync(self.ingestion.visible_versions, package_id, pairs)
+        return [by_text[t] for t in shown if t in by_text]
+
+    async def version_list(self, package_id: str) -> list[str] | None:
+        """The flat container's version list for a mirrored id (lower-case normalized, ascending), ``None`` when
+        the id is not mirrored or neither the upstream nor this feed knows it.
+
+        Raises:
+            UpstreamError: an upstream failed with nothing cached.
+        """
+        clients = await self.route(package_id)
+        if not clients:
+            return None
+        found = await self._upstream_versions(package_id, clients)
+        published: dict[NuGetVersion, datetime | None] = {}
+        if self.cooldown and found:
+            published = {v: leaf.published for v, leaf in (await self._leaves(package_id, clients)).items()}
+        visible = await self._visible(package_id, sorted(found), published)
+        ingested = await anyio.to_thread.run_sync(self._ingested, package_id.lower())
+        if not found and not ingested:
+            return None
+        merged = {v.normalized.lower(): v for v in visible}
+        for text in ingested:
+            merged.setdefault(text, NuGetVersion.parse(text))
+        return [text for text, _ in sorted(merged.items(), key=lambda kv: kv[1])]
+
+    # ------------------------------------------------------------------ registrations
+    def _stored_items(self, view: str, id_lower: str) -> dict[str, dict[str, Any]]:
+        """This feed's own registration items of the ingested versions, by lower-case normalized version."""
+        storage = self.service.storage
+        data = storage.read_bytes(registration_index_key(view, id_lower))
+        if data is None:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        base = self.service.urls.base + "/"
+        for page in json.loads(data).get("items", []):
+            items = page.get("items")
+            if items is None and str(page.get("@id", "")).startswith(base):
+                page_data = storage.read_bytes(str(page["@id"])[len(base) :])
+                items = json.loads(page_data).get("items", []) if page_data else []
+            for item in items or []:
+                ver = _lower_version(str(item.get("catalogEntry", {}).get("version", "")))
+                if ver is not None:
+                    out[ver] = item
+        return out
+
+    def _item(self, view: str, leaf: RegistrationLeaf, stamp: str) -> dict[str, Any]:
+        urls = self.service.urls
+        id_lower, ver = leaf.id.lower(), leaf.version.normalized.lower()
+        leaf_url = urls.registration_leaf(view, id_lower, ver)
+        entry = dict(leaf.catalog_entry)
+        entry.update(
+            {
+                "@id": leaf_url + "#catalogentry",
+                "id": entry.get("id") or leaf.id,
+                "version": entry.get("version") or leaf.version.full,
+                "listed": leaf.listed,
+                "packageContent": urls.nupkg(id_lower, ver),
+            }
+        )
+        groups = []
+        for group in entry.get("dependencyGroups") or []:
+            if not isinstance(group, dict):
+                continue
+            deps = [
+                {**dep, "registration": urls.registration_index(view, str(dep.get("id", "")).lower())}
+                for dep in group.get("dependencies") or []
+                if isinstance(dep, dict)
+            ]
+            groups.append({**group, "dependencies": deps})
+        entry["dependencyGroups"] = groups
+        return {
+            "@id": leaf_url,
+            "@type": "Package",
+            "commitId": "00000000-0000-0000-0000-000000000000",
+            "commitTimeStamp": stamp,
+            "catalogEntry": entry,
+            "packageContent": urls.nupkg(id_lower, ver),
+            "registration": urls.registration_index(view, id_lower),
+        }
+
+    async def registration_items(self, view: str, package_id: str) -> list[dict[str, Any]] | None:
+        """The registration items of a mirrored id in ``view`` (ascending), ``None`` when not mirrored or unknown.
+
+        Raises:
+            UpstreamError: an upstream failed with nothing cached.
+        """
+        clients = await self.route(package_id)
+        if not clients:
+            return None
+        semver2 = _VIEWS[view]
+        leaves = await self._leaves(package_id, clients)
+        visible = await self._visible(package_id, sorted(leaves), {v: leaf.published for v, leaf in leaves.items()})
+        stored = await anyio.to_thread.run_sync(self._stored_items, view, package_id.lower())
+        if not leaves and not stored:
+            return None
+        stamp = self.service.clock().isoformat()
+        items: dict[str, tuple[NuGetVersion, dict[str, Any]]] = {}
+        for version in visible:
+            if semver2 or not version.is_semver2:
+                items[version.normalized.lower()] = (version, self._item(view, leaves[version], stamp))
+        for ver, item in stored.items():
+            items[ver] = (NuGetVersion.parse(ver), item)
+        return [item for _, item in sorted(items.values(), key=lambda pair: pair[0])]
+
+    def registration_index(self, view: str, id_lower: str, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """A registration index inlining ``items`` in pages of :data:`PAGE_SIZE`."""
+        urls = self.service.urls
+        index_url = urls.registration_index(view, id_lower)
+        stamp = items[0]["commitTimeStamp"] if items else self.service.clock().isoformat()
+        pages = []
+        for start in range(0, len(items), PAGE_SIZE):
+            chunk = list(items[start : start + PAGE_SIZE])
+            lower = str(chunk[0]["catalogEntry"]["version"])
+            upper = str(chunk[-1]["catalogEntry"]["version"])
+            pages.append(
+                {
+                    "@id": f"{index_url}#page/{lower.lower()}/{upper.lower()}",
+                    "@type": "catalog:CatalogPage",
+                    "commitId": "00000000-0000-0000-0000-000000000000",
+                    "commitTimeStamp": stamp,
+                    "count": len(chunk),
+                    "items": chunk,
+                    "lower": lower,
+                    "upper": upper,
+                    "parent": index_url,
+                }
+            )
+        return {
+            "@id": index_url,
+            "@type": ["catalog:CatalogRoot", "PackageRegistration", "catalog:Permalink"],
+            "commitId": "00000000-0000-0000-0000-000000000000",
+            "commitTimeStamp": stamp,
+            "count": len(pages),
+            "items": pages,
+            "@context": _CATALOG_CONTEXT,
+        }
+
+    @staticmethod
+    def registration_leaf(item: dict[str, Any]) -> dict[str, Any]:
+        """The leaf document of one registration item."""
+        entry = item["catalogEntry"]
+        return {
+            "@id": item["@id"],
+            "@type": ["Package", "http://schema.nuget.org/catalog#Permalink"],
+            "catalogEntry": entry.get("@id", item["@id"] + "#catalogentry"),
+            "listed": entry.get("listed", True),
+            "packageContent": item["packageContent"],
+            "published": entry.get("published"),
+            "registration": item["registration"],
+        }
+
+    # ------------------------------------------------------------------ packages
+    async def ensure_package(self, package_id: str, version_text: str) -> IngestOutcome | None:
+        """Fetch and ingest one version of a mirrored id unless it is stored already (single flight per
+        version). ``None``: not mirrored, or no upstream lists the version.
+
+        Raises:
+            UpstreamError: the upstream is down, the download was cut or is too large (nothing kept).
+        """
+        ver = _lower_version(version_text)
+        if ver is None:
+            return None
+        key = (package_id.lower(), ver)
+        remembered = self._refused.get(key)
+        if remembered is not None and time.monotonic() - remembered[0] < REFUSAL_MEMORY_SECONDS:
+            return remembered[1]
+        return await self._ingests.run(key, lambda: self._fetch_and_ingest(package_id, NuGetVersion.parse(ver)))
+
+    async def _fetch_and_ingest(self, package_id: str, version: NuGetVersion) -> IngestOutcome | None:
+        id_lower, ver = package_id.lower(), version.normalized.lower()
+        if await anyio.to_thread.run_sync(self.service.storage.exists, nupkg_key(id_lower, ver)):
+            return None  # ingested meanwhile (another worker, or a request that just finished)
+        clients = await self.route(package_id)
+        client = None
+        for candidate in clients:
+            if version in await candidate.versions(package_id):
+                client = candidate
+                break
+        if client is None:
+            return None
+        fetched = await client.fetch_package(package_id, version)
+        if fetched is None:
+            return None
+        try:
+            try:
+                leaf = await client.registration_leaf(package_id, version)
+            except UpstreamDocumentError:
+                leaf = None
+            info = UpstreamInfo(
+                client.source.url,
+                signature_info(await client.repository_signatures()),
+                leaf.published if leaf is not None else None,
+            )
+            outcome = await anyio.to_thread.run_sync(self.ingestion.ingest, fetched.path, info)
+        finally:
+            fetched.discard()
+        self.ingested[outcome.state] = self.ingested.get(outcome.state, 0) + 1
+        log.info("mirror: %s (from %s)", outcome.message, client.name)
+        if outcome.refused:
+            self._refused[(id_lower, ver)] = (time.monotonic(), outcome)
+        return outcome
+
+    # ------------------------------------------------------------------ search
+    async def extend_search(self, query: SearchQuery, local: dict[str, Any]) -> dict[str, Any]:
+        """``local`` (this feed's search answer) followed by the upstream hits for mirrored ids (module docstring)."""
+        seen = {str(hit.get("id", "")).lower() for hit in local.get("data", [])}
+        hits: list[dict[str, Any]] = []
+        total = int(local.get("totalHits", 0))
+        view = "registration-semver2" if query.semver2 else "registration"
+        for client in self.upstreams.clients:
+            try:
+                answer = await client.search(
+                    query.q,
+                    skip=query.skip,
+                    take=query.take,
+                    prerelease=query.prerelease,
+                    semver_level="2.0.0" if query.semver2 else "1.0.0",
+                )
+            except UpstreamError as exc:
+                log.warning("mirror search: %s", exc)
+                continue
+            total += int(answer.get("totalHits", 0) or 0)
+            for hit in answer.get("data", []):
+                if not isinstance(hit, dict) or not isinstance(hit.get("id"), str):
+                    continue
+                package_id = hit["id"]
+                if package_id.lower() in seen or client not in await self.route(package_id):
+                    continue
+                seen.add(package_id.lower())
+                rewritten = await self._search_hit(view, client, hit)
+                if rewritten is not None:
+                    hits.append(rewritten)
+        data = [*local.get("data", []), *hits][: query.take]
+        return {**local, "totalHits": total, "data": data}
+
+    async def _search_hit(self, view: str, client: UpstreamClient, hit: dict[str, Any]) -> dict[str, Any] | None:
+        urls = self.service.urls
+        package_id = str(hit["id"])
+        id_lower = package_id.lower()
+        versions: list[tuple[NuGetVersion, dict[str, Any]]] = []
+        for entry in hit.get("versions") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("version"), str):
+                try:
+                    versions.append((NuGetVersion.parse(entry["version"]), entry))
+                except Exception:  # noqa: S112 - an upstream version nobody can ask for
+                    continue
+        published: dict[NuGetVersion, datetime | None] = {}
+        if self.cooldown:
+            try:
+                published = {v: leaf.published for v, leaf in (await self._leaves(package_id, (client,))).items()}
+            except UpstreamError:
+                return None  # the dates are unknown: show nothing that may still be in its cooldown
+        shown = set(await self._visible(package_id, [v for v, _ in versions], published))
+        kept = [
+            {**entry, "@id": urls.registration_leaf(view, id_lower, v.normalized.lower())}
+            for v, entry in versions
+            if v in shown
+        ]
+        if not kept:
+            return None
+        index = urls.registration_index(view, id_lower)
+        return {**hit, "@id": index, "registration": index, "version": kept[-1]["version"], "versions": kept}
+
+
+# ---------------------------------------------------------------------------------------------- ASGI
+def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    return [
+        (b"content-type", JSON_CONTENT_TYPE.encode()),
+        (b"etag", b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'),
+        (b"cache-control", b"public, no-cache"),
+        (b"access-control-allow-origin", b"*"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+
+
+class ReadThroughLayer:
+    """ASGI layer in front of the static layer for ``GET``/``HEAD`` under ``/v3/`` (module docstring)."""
+
+    def __init__(self, static: ASGIApp, mirror: ReadThroughMirror) -> None:
+        self.static = static
+        self.mirror = mirror
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"].lstrip("/").lower()
+        try:
+            if await self._answer(scope, path, send):
+                return
+        except UpstreamError as exc:
+            if not await anyio.to_thread.run_sync(self.mirror.service.storage.exists, path):
+                await self._bad_gateway(scope, send, str(exc))
+                return
+            log.warning("mirror: serving the stored %s: %s", path, exc)
+        await self.static(scope, receive, send)
+
+    async def _answer(self, scope: Scope, path: str, send: Send) -> bool:
+        """Answer ``path`` from the upstream when it is the mirror's; False: the static layer answers."""
+        mirror = self.mirror
+        if m := _FLAT_INDEX.match(path):
+            versions = await mirror.version_list(m.group(1))
+            if versions is None:
+                return False
+            await self._json(scope, send, {"versions": versions})
+            return True
+        if m := _FLAT_FILE.match(path):
+            if not mirror.upstreams.mapped(m.group(1)):
+                return False
+            if await anyio.to_thread.run_sync(mirror.service.storage.exists, path):
+                return False
+            await mirror.ensure_package(m.group(1), m.group(2))
+            return False  # stored now, or a 404 (held: the quarantine header layer names why to an admin)
+        if m := _REG_INDEX.match(path):
+            view, package_id = m.group(1), m.group(2)
+            items = await mirror.registration_items(view, package_id)
+            if items is None:
+                return False
+            await self._json(scope, send, mirror.registration_index(view, package_id, items))
+            return True
+        if m := _REG_LEAF.match(path):
+            view, package_id, ver = m.group(1), m.group(2), _lower_version(m.group(3))
+            if ver is None or await anyio.to_thread.run_sync(mirror.service.storage.exists, path):
+                return False
+            items = await mirror.registration_items(view, package_id)
+            for item in items or ():
+                if _lower_version(str(item["catalogEntry"].get("version", ""))) == ver:
+                    await self._json(scope, send, mirror.registration_leaf(item))
+                    return True
+            return False
+        return False
+
+    async def _json(self, scope: Scope, send: Send, doc: dict[str, Any]) -> None:
+        body = dump(doc)
+        headers = _json_headers(body)
+        etag = headers[1][1]
+        for name, value in scope["headers"]:
+            if name == b"if-none-match" and etag in [v.strip().removeprefix(b"W/") for v in value.split(b",")]:
+                await send({"type": "http.response.start", "status": 304, "headers": headers[:-1]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    async def _bad_gateway(self, scope: Scope, send: Send, message: str) -> None:
+        body = (message + "\n").encode()
+        warning = " ".join(message.split()).encode("latin-1", "replace")[:400]
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"cache-control", b"no-store"),
+            (b"x-nuget-warning", warning),
+            (REASON_PHRASE_HEADER.encode(), reason_phrase(message).encode("latin-1", "replace")),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 502, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+
+# ---------------------------------------------------------------------------------------------- wiring
+class MirrorTask:
+    """Background task (:class:`~nuseal.feed.http.app.BackgroundTask`) holding the upstream clients' connections
+    for the application's lifespan: they are closed when it is cancelled at shutdown."""
+
+    def __init__(self, mirror: ReadThroughMirror) -> None:
+        self.mirror = mirror
+
+    async def run(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.mirror.upstreams.aclose()
+
+    def published(self) -> None:
+        """Nothing to do when a push is published."""
+
+
+def build_mirror(service: FeedService, ingestion: Ingestion) -> ReadThroughMirror | None:
+    """The mirror of ``service``'s configured upstreams (``config.upstreams``), ``None`` when there are none.
+    Downloads go to ``DATA/mirror/<upstream>/``.
+
+    Raises:
+        ConfigError: a bad upstream (name, URL, pattern, plain http not allowed, two with one name).
+    """
+    config = service.config
+    if not config.upstreams:
+        return None
+    clients = []
+    for up in config.upstreams:
+        source = UpstreamSource(up.name, up.url, up.patterns, up.allow_insecure_connections)
+        clients.append(
+            UpstreamClient(
+                source,
+                work_dir=Path(config.data_dir) / "mirror" / source.name,
+                metadata_ttl=config.upstream_metadata_ttl,
+                max_package_size=config.max_package_size,
+            )
+        )
+    return ReadThroughMirror(service, ingestion, Upstreams(clients))
