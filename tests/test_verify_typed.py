@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.codes import NuCode
 from nuseal.package import PackageArchive, append_signature
+from nuseal.signature.builder import remove_repository_countersignatures
 from nuseal.trust import RevocationCache, RevocationMode, TrustStore
 from nuseal.verify import (
     AllowListEntry,
@@ -144,6 +145,7 @@ def test_every_signature_of_a_real_package_is_intact_valid_and_trusted(path: Pat
         len(expected) - 1
     )
     assert result.primary is result.signatures[0]
+    assert result.primary.other_countersignatures == 0
     for info, want in zip(result.signatures, expected, strict=True):
         assert info.kind is want.kind
         assert (info.intact, info.valid, info.trusted, info.checked) == (True, True, True, True), info.issues
@@ -171,6 +173,18 @@ def test_author_and_repository_kinds_on_one_package() -> None:
     assert result.primary.kind is SignatureKind.AUTHOR
     assert result.repository_countersignature.kind is SignatureKind.REPOSITORY
     assert result.repository_countersignature.v3_service_index_url == "https://api.nuget.org/v3/index.json"
+
+
+def test_author_signature_stays_intact_without_its_repository_countersignature() -> None:
+    """``remove_repository_countersignatures`` (the feed strips them before signing again) keeps the author
+    signature's bytes: the result has no countersignature and the author signature is still trusted."""
+    archive = PackageArchive.from_bytes(AUTHOR_SIGNED.read_bytes())
+    der, urls = remove_repository_countersignatures(archive.read_signature())
+    assert urls == ("https://api.nuget.org/v3/index.json",)
+    result = verify(append_signature(archive.without_signature(), der, when=VECTOR_NOW))
+    assert result.valid and result.repository_countersignature is None
+    assert result.primary is not None and result.primary.trusted and result.primary.other_countersignatures == 0
+    assert remove_repository_countersignatures(der) == (der, ())  # nothing left to remove
 
 
 def test_untrusted_root_is_valid_but_not_trusted_unless_a_trusted_signer_allows_it() -> None:

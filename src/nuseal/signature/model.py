@@ -207,7 +207,9 @@ class PrimarySignature(Signature):
 
     ``der`` is the input; ``content`` the signed properties document; ``certificates`` the SignedData
     certificate set (order and duplicates kept); ``countersignatures`` the repository-typed
-    countersignatures in order (other types are ignored, as the client ignores them).
+    countersignatures in order (other types are ignored, as the client ignores them);
+    ``countersignature_count`` every countersignature value on the signer, of any type, readable or not
+    (nuget.org refuses those that are not repository countersignatures: NuGetGallery ``SignatureValidator``).
     """
 
     der: bytes
@@ -216,6 +218,7 @@ class PrimarySignature(Signature):
     countersignatures: tuple[RepositoryCountersignature, ...]
     _cert_refs: tuple[CertRef, ...] = field(repr=False)
     _countersignature_error: SignatureFormatError | None = field(repr=False)
+    countersignature_count: int = 0
 
     @classmethod
     def load(cls, der: bytes) -> PrimarySignature:
@@ -283,6 +286,8 @@ class PrimarySignature(Signature):
         # Parse once: the countersignatures refer back to the primary, so they are attached after it exists.
         object.__setattr__(primary, "countersignatures", countersignatures)
         object.__setattr__(primary, "_countersignature_error", error)
+        count = sum(len(a.values) for a in attributes_of(signer.unsigned_attrs, oids.COUNTERSIGNATURE))
+        object.__setattr__(primary, "countersignature_count", count)
         return primary
 
     def has_repository_countersignature(self) -> bool:

@@ -194,7 +194,9 @@ class SignatureInfo:
     policy that does not look at it is not); when ``False``, ``valid`` and ``trusted`` are ``False`` and
     ``revocation`` is ``NOT_CHECKED``. ``issues``: the findings about this signature (its timestamps' are on
     :attr:`timestamp_details`), each with its NU code. ``certificates``: the DER of the signature's certificate set
-    (for a countersignature, the primary's, which NuGet uses to build its chain).
+    (for a countersignature, the primary's, which NuGet uses to build its chain). ``other_countersignatures``
+    (primary only): countersignature values that are not readable repository countersignatures (author
+    countersignatures, unknown types, undecodable); NuGet's client ignores them, nuget.org refuses them.
     ``timestamps`` keeps the earlier ``(genTime, TSA subject)`` pairs; :attr:`timestamp_details` has the facts.
     """
 
@@ -219,6 +221,7 @@ class SignatureInfo:
     issues: tuple[Issue, ...] = ()
     timestamp_details: tuple[TimestampInfo, ...] = ()
     certificates: tuple[bytes, ...] = field(default=(), repr=False)
+    other_countersignatures: int = 0
 
     @property
     def codes(self) -> frozenset[NuCode]:

@@ -893,6 +893,11 @@ class _Describe:
                 self.timestamp(t, stamped, signature.friendly_name) for t in signature.timestamps
             ),
             certificates=tuple(facts(c).der for c in certificates),
+            other_countersignatures=(
+                signature.countersignature_count - len(signature.countersignatures)
+                if isinstance(signature, PrimarySignature)
+                else 0
+            ),
         )
 
     def timestamp(self, timestamp: Timestamp, stamped: bytes, name: str) -> TimestampInfo:

@@ -47,7 +47,6 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from asn1crypto import cms, core
 from cryptography import x509
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -66,12 +65,15 @@ from nuseal.feed.signing.signer import FeedSigning
 from nuseal.feed.store import audit
 from nuseal.feed.store.models import Certificate, Package, PackageSignature, User
 from nuseal.package import PackageArchive, append_signature
-from nuseal.signature import PrimarySignature, SignatureType, oids
+from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.signature.builder import remove_repository_countersignatures
 from nuseal.signing import repository_sign_package
-from nuseal.trust import dotnet_name, is_self_issued
+from nuseal.trust import dotnet_name
 from nuseal.verify import (
     AllowList,
     AllowListEntry,
+    SignatureInfo,
+    SignatureKind,
     SignaturePlacement,
     VerificationPolicy,
     VerificationTarget,
@@ -85,6 +87,7 @@ __all__ = [
     "author_facts",
     "record_signature_facts",
     "repository_facts",
+    "verified_facts",
     "without_repository_countersignatures",
 ]
 
@@ -135,20 +138,34 @@ def author_facts(primary: PrimarySignature) -> SignatureFacts:
     )
 
 
-def _feed_rule_problems(
-    primary: PrimarySignature, now: datetime, engine: list[tuple[NuCode | None, str]]
-) -> list[tuple[NuCode | None, str]]:
+def verified_facts(signature: SignatureInfo) -> SignatureFacts:
+    """The ``package_signatures`` facts of a signature the verification engine judged (no second parse: the
+    certificates come from the result's DER, the timestamp from its typed facts)."""
+    assert signature.signer is not None  # verified before
+    stamp = signature.timestamp_details[0] if signature.timestamp_details else None
+    return SignatureFacts(
+        signature.kind.value,
+        signature.placement.value,
+        x509.load_der_x509_certificate(signature.signer.der),
+        tuple(x509.load_der_x509_certificate(d) for d in signature.certificates),
+        stamp.gen_time if stamp else None,
+        stamp.authority.subject if stamp and stamp.authority else "",
+    )
+
+
+def _feed_rule_problems(primary: SignatureInfo, now: datetime) -> list[tuple[NuCode | None, str]]:
     """The rules nuget.org applies beyond NuGet's client verifier (NUGET-SIGNING.md §5.2, ``Signed-Packages-
-    Reference.md``), given the engine's findings ``engine``:
+    Reference.md``), given the engine's typed facts about the primary signature:
 
     * the signer certificate must not be self-issued (NU3018), even when the feed's trust store holds it;
     * nuget.org's ``OnlineCertificateVerifier`` builds the chains at the current time, so the signer (NU3037) and
       the TSA (NU3028) must be within their validity at submission even when the timestamp proves they were when
-      the package was signed. Not repeated when the engine already reported that certificate's expiry.
+      the package was signed. Not repeated when the engine already reported that certificate's validity: NU3037
+      for the signer, NU3036 (genTime outside the TSA certificate's validity) for the TSA.
     """
     found: list[tuple[NuCode | None, str]] = []
-    cert = primary.signer_certificate
-    if cert is not None and is_self_issued(cert):
+    cert = primary.signer
+    if cert is not None and cert.self_issued:
         found.append(
             (
                 NuCode.NU3018,
@@ -156,22 +173,22 @@ def _feed_rule_problems(
                 "certificates are refused.",
             )
         )
-    if cert is not None and now >= cert.not_valid_after_utc and not any(c is NuCode.NU3037 for c, _ in engine):
+    if cert is not None and now >= cert.not_after and NuCode.NU3037 not in primary.codes:
         found.append(
             (
                 NuCode.NU3037,
-                f"The author primary signature's certificate expired on {cert.not_valid_after_utc.isoformat()}; "
+                f"The author primary signature's certificate expired on {cert.not_after.isoformat()}; "
                 "the feed requires it to be valid at submission.",
             )
         )
-    stamp = primary.timestamps[0] if primary.timestamps else None
-    tsa = stamp.signer_certificate if stamp is not None else None
-    tsa_expiry_known = any(c is NuCode.NU3028 and "expired" in text.lower() for c, text in engine)
-    if tsa is not None and now >= tsa.not_valid_after_utc and not tsa_expiry_known:
+    stamp = primary.timestamp_details[0] if primary.timestamp_details else None
+    tsa = stamp.authority if stamp is not None else None
+    tsa_validity_reported = stamp is not None and any(i.code is NuCode.NU3036 for i in stamp.issues)
+    if tsa is not None and now >= tsa.not_after and not tsa_validity_reported:
         found.append(
             (
                 NuCode.NU3028,
-                f"The timestamping certificate expired on {tsa.not_valid_after_utc.isoformat()}; "
+                f"The timestamping certificate expired on {tsa.not_after.isoformat()}; "
                 "the feed requires it to be valid at submission.",
             )
         )
@@ -194,24 +211,14 @@ def _refusal(problems: list[tuple[NuCode | None, str]]) -> tuple[str, NuCode]:
     return "the package's signature does not meet this feed's rules: " + " | ".join(seen), first
 
 
-def _countersignature_count(der: bytes) -> int:
-    """Values of the primary signer's countersignature attributes, of any type (nuget.org refuses any that is not
-    a repository countersignature: NuGetGallery ``SignatureValidator``, ``AuthorCounterSignaturesNotSupported``)."""
-    attrs = cms.ContentInfo.load(der)["content"]["signer_infos"][0]["unsigned_attrs"]
-    if isinstance(attrs, core.Void):
-        return 0
-    return sum(len(a["values"]) for a in attrs if a["type"].dotted == oids.COUNTERSIGNATURE)
-
-
 def without_repository_countersignatures(data: bytes, now: datetime) -> tuple[bytes, list[str]]:
     """``data`` without the repository countersignatures of its author signature, and the V3 service index URLs
     they named (nothing changes for an unsigned or repository-primary package, or one without any).
 
     nuget.org strips repository signatures that are not its own before adding its own (NuGetGallery
     ``SignatureValidator.RemoveRepositorySignaturesAsync``, NUGET-SIGNING.md §5.2); the feed strips every one, its
-    own included, since it signs again with the id's current owners. Only the countersignature values go: the
-    author's SignerInfo, signed attributes, timestamp and certificate set keep their bytes (asn1crypto re-encodes
-    only the changed unsigned-attribute set and its parents' headers), so the author signature stays valid.
+    own included, since it signs again with the id's current owners. The CMS edit is
+    :func:`nuseal.signature.builder.remove_repository_countersignatures` (the author signature stays valid).
 
     Raises:
         PackageFormatError, SignatureFormatError: the package or its signature cannot be read.
@@ -219,24 +226,10 @@ def without_repository_countersignatures(data: bytes, now: datetime) -> tuple[by
     archive = PackageArchive.from_bytes(data)
     if not archive.is_signed:
         return data, []
-    der = archive.read_signature()
-    primary = PrimarySignature.load(der)
-    if primary.type is not SignatureType.AUTHOR or not primary.countersignatures:
+    der, urls = remove_repository_countersignatures(archive.read_signature())
+    if not urls:
         return data, []
-    values = {c.signature_value for c in primary.countersignatures}
-    urls = [c.v3_service_index_url or "(no URL)" for c in primary.countersignatures]
-    info = cms.ContentInfo.load(der)
-    signer = info["content"]["signer_infos"][0]
-    kept = []
-    for attr in signer["unsigned_attrs"]:
-        if attr["type"].dotted == oids.COUNTERSIGNATURE:
-            remaining = [v for v in attr["values"] if bytes(v["signature"].contents) not in values]
-            if not remaining:
-                continue
-            attr["values"] = cms.SetOfAny([v.dump() for v in remaining])
-        kept.append(attr)
-    signer["unsigned_attrs"] = cms.CMSAttributes(kept) if kept else core.Void()
-    return append_signature(archive.without_signature(), info.dump(), when=now), urls
+    return append_signature(archive.without_signature(), der, when=now), [u or "(no URL)" for u in urls]
 
 
 class SigningStages:
@@ -282,27 +275,24 @@ class SigningStages:
                     "author-signed; consumers that trust the author's certificate will refuse this version"
                 )
             return
-        try:
-            primary: PrimarySignature | None = PrimarySignature.load(archive.read_signature())
-        except (PackageFormatError, SignatureFormatError):
-            primary = None  # the engine reports the parse error with its code
-        if primary is not None and primary.type is not SignatureType.AUTHOR:
+        now = submission.now
+        result = self._verifier(nuspec.id, registered).verify(archive, now=now)
+        primary = result.primary  # None: the signature cannot be read; the engine reports why, with its code
+        if primary is not None and primary.kind is not SignatureKind.AUTHOR:
             raise BadPackageError(
-                f"the package's primary signature is a {primary.type.value.lower()} signature; this feed accepts only "
+                f"the package's primary signature is a {primary.kind.value} signature; this feed accepts only "
                 "author-signed (or unsigned) packages and adds its own repository signature",
                 code=NuCode.NU3000,
             )
-        if primary is not None and _countersignature_count(primary.der) > len(primary.countersignatures):
+        if primary is not None and primary.other_countersignatures:
             raise BadPackageError(
                 "the package's author signature has a countersignature that is not a (readable) repository "
                 "countersignature; this feed does not accept author countersignatures",
                 code=NuCode.NU3000,
             )
-        now = submission.now
-        result = self._verifier(nuspec.id, registered).verify(archive, now=now)
         problems = [(i.code, i.message) for i in result.errors]
         if primary is not None:
-            problems += _feed_rule_problems(primary, now, problems)
+            problems += _feed_rule_problems(primary, now)
         if problems or not result.valid:
             message, code = _refusal(problems)
             raise BadPackageError(message, code=code)
@@ -310,7 +300,7 @@ class SigningStages:
             f"{i.code.value}: {i.message}" if i.code else i.message for i in result.issues if i.level is Level.WARNING
         )
         assert primary is not None  # a valid result had a readable primary signature
-        _facts(submission).append(author_facts(primary))
+        _facts(submission).append(verified_facts(primary))
 
     def _verifier(self, package_id: str, registered: set[str]) -> Verifier:
         entries = tuple(
