@@ -186,6 +186,7 @@ class Feed:
             # the mirror answers /v3/ reads of upstream ids before the static layer, and adds upstream search hits
             reads=(lambda static: ReadThroughLayer(static, mirror)) if mirror is not None else None,
             search_extension=mirror.extend_search if mirror is not None else None,
+            upstream_pages=mirror.page_info if mirror is not None else None,
         )
         if self.ingestion is not None:  # a held version's .nupkg 404 names why, to an administrator's key
             router._static = QuarantineHeader(router._static, self.service, self.ingestion)  # type: ignore[assignment]

@@ -312,15 +312,17 @@ def create_app(
     *,
     reads: StaticWrapper | None = None,
     search_extension: SearchExtension | None = None,
+    upstream_pages: pages.UpstreamPageInfo | None = None,
 ) -> FeedRouter:
     """The ASGI application for ``service``, publishing through ``pipeline``, running ``tasks`` while it serves,
     with ``routes`` added after the feed's own (the composition root, :func:`nuseal.feed.compose.build_app`, gives
     them). ``reads`` wraps the static layer (it answers ``/v3/`` reads first: the upstream mirror) and
-    ``search_extension`` adds to each search answer. ``service.setup()`` must have run (it migrates and writes the
+    ``search_extension`` adds to each search answer; ``upstream_pages`` tells the package pages what the upstream of a
+    mirrored id holds. ``service.setup()`` must have run (it migrates and writes the
     service index). Static ``/v3/`` reads other than search and autocomplete never reach the routes: they are files
     of the storage."""
     feed = FeedApp(service, pipeline, tasks, search_extension)
-    site = pages.Pages(service)
+    site = pages.Pages(service, upstream_pages)
     account = AccountRoutes(service, site.env)
     legacy = v2.LegacyFeed(service)
     own = [

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any
@@ -39,7 +39,12 @@ from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.store.models import Package, Registration
 from nuseal.package import NuGetVersion
 
-__all__ = ["PAGE_SIZE", "STYLESHEET_PATH", "Pages"]
+__all__ = ["PAGE_SIZE", "STYLESHEET_PATH", "Pages", "UpstreamPageInfo"]
+
+#: What the upstream of a mirrored id holds, for its page
+#: (:meth:`nuseal.feed.mirror.readthrough.ReadThroughMirror.page_info`): ``upstreams`` [(name, service index URL)],
+#: ``pending`` [(version, appears_at)] (versions in their cooldown), ``error``.
+UpstreamPageInfo = Callable[[str], Awaitable[dict[str, Any] | None]]
 
 #: Packages per list page.
 PAGE_SIZE = 25
@@ -50,8 +55,9 @@ STYLESHEET_CACHE = "public, max-age=86400"
 
 
 class Pages:
-    def __init__(self, service: FeedService) -> None:
+    def __init__(self, service: FeedService, upstream_info: UpstreamPageInfo | None = None) -> None:
         self.service = service
+        self.upstream_info = upstream_info
         self.env = Environment(
             loader=PackageLoader("nuseal.feed.http", "templates"),
             autoescape=select_autoescape(["html"]),
@@ -90,18 +96,25 @@ class Pages:
             page = 1
         query = search_mod.SearchQuery(q=q, skip=(page - 1) * PAGE_SIZE, take=PAGE_SIZE, prerelease=True, semver2=True)
 
-        def run() -> tuple[dict[str, Any], dict[str, str]]:
+        def run() -> tuple[dict[str, Any], dict[str, str], set[str]]:
             with self.service.db.read() as session:
                 found = search_mod.search(session, self.service.urls, query)
-                return found, self._list_signing(session, found["data"])
+                ids = [str(h["id"]).lower() for h in found["data"]]
+                upstream_only = set(
+                    session.scalars(
+                        select(Package.id).where(Package.id_lower.in_(ids), Package.origin == "upstream")
+                    ).all()
+                )
+                return found, self._list_signing(session, found["data"]), upstream_only
 
-        result, signing = await anyio.to_thread.run_sync(run)
+        result, signing, upstream_only = await anyio.to_thread.run_sync(run)
         total = int(result["totalHits"])
         return self._render(
             "list.html",
             q=q,
             packages=result["data"],
             signing=signing,
+            upstream_only=upstream_only,
             total=total,
             page=page,
             pages=max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE),
@@ -159,6 +172,9 @@ class Pages:
             ctx = await anyio.to_thread.run_sync(run)
         except NotFoundError as exc:
             return self._render("not_found.html", status=404, message=str(exc))
+        ctx["upstream"] = None
+        if self.upstream_info is not None and ctx["current"].origin == "upstream":
+            ctx["upstream"] = await self.upstream_info(ctx["reg"].id)
         ctx["install"] = f"nuget install {ctx['reg'].id} -Version {ctx['current'].version}"
         ctx["nupkg_url"] = self.service.urls.nupkg(ctx["current"].id_lower, ctx["current"].version_lower)
         return self._render("package.html", **ctx)

@@ -395,6 +395,34 @@ class ReadThroughMirror:
             self._refused[(id_lower, ver)] = (time.monotonic(), outcome)
         return outcome
 
+    # ------------------------------------------------------------------ web pages
+    async def page_info(self, package_id: str) -> dict[str, Any] | None:
+        """What a package page shows of the upstream of a mirrored id: ``upstreams`` (names and service index URLs),
+        ``pending`` (``(version, appears_at)`` of the versions still in their cooldown, ascending) and ``error``
+        (the upstream's failure, ``""`` when it answered). ``None`` for an id that is not mirrored."""
+        clients = await self.route(package_id)
+        if not clients:
+            return None
+        info: dict[str, Any] = {"upstreams": [(c.name, c.source.url) for c in clients], "pending": [], "error": ""}
+        if not self.cooldown:
+            return info
+        try:
+            leaves = await self._leaves(package_id, clients)
+        except UpstreamError as exc:
+            info["error"] = str(exc)
+            return info
+
+        def pending() -> list[tuple[str, datetime]]:
+            out = []
+            for version, leaf in sorted(leaves.items()):
+                when = self.ingestion.appears_at(package_id, version.normalized, leaf.published)
+                if when is not None:
+                    out.append((version.full, when))
+            return out
+
+        info["pending"] = await anyio.to_thread.run_sync(pending)
+        return info
+
     # ------------------------------------------------------------------ search
     async def extend_search(self, query: SearchQuery, local: dict[str, Any]) -> dict[str, Any]:
         """``local`` (this feed's search answer) followed by the upstream hits for mirrored ids (module docstring)."""
