@@ -40,14 +40,10 @@ def _feed_options(func: F) -> F:
 
 
 def _database(data_dir: Path, database_url: str | None) -> Any:
-    from nuseal.feed.config import FeedConfig  # noqa: PLC0415
-    from nuseal.feed.store.database import Database, migrate  # noqa: PLC0415
+    """The feed's database, migrated (:func:`nuseal.feed.accounts.service.open_database`); the caller disposes it."""
+    from nuseal.feed.accounts.service import open_database  # noqa: PLC0415
 
-    config = FeedConfig(data_dir=data_dir, base_url="http://localhost", database_url=database_url)
-    config.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(config.effective_database_url)
-    migrate(db)
-    return db
+    return open_database(data_dir, database_url)
 
 
 @click.group("admin")
@@ -60,12 +56,11 @@ def admin_group() -> None:
 @_feed_options
 def create_user_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
     """Create the user NAME."""
-    from nuseal.feed.accounts.keys import create_user  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
-        with db.write() as session:
-            create_user(session, name, now=datetime.now(UTC))
+        service.create_user(db, name, now=datetime.now(UTC))
     finally:
         db.dispose()
     click.echo(f"created user {name}")
@@ -101,20 +96,20 @@ def create_api_key_command(
 
     Without --scope and --glob the key is full-scope (every scope on '*'): it can also use the account (2FA,
     signing certificates, the /account pages). A scoped key can only push and unlist, as on nuget.org."""
-    from nuseal.feed.accounts.keys import Scope, create_api_key, is_full_scope  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
+    from nuseal.feed.accounts.keys import Scope, is_full_scope  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
-        with db.write() as session:
-            created = create_api_key(
-                session,
-                name,
-                now=datetime.now(UTC),
-                scopes=frozenset(Scope(s) for s in scopes) if scopes else None,
-                globs=globs or ("*",),
-                expires_in_days=expires_in_days,
-                description=description,
-            )
+        created = service.create_api_key(
+            db,
+            name,
+            now=datetime.now(UTC),
+            scopes=frozenset(Scope(s) for s in scopes) if scopes else None,
+            globs=globs or ("*",),
+            expires_in_days=expires_in_days,
+            description=description,
+        )
     finally:
         db.dispose()
     expiry = created.expires_at.isoformat() if created.expires_at else "never"
@@ -136,12 +131,11 @@ def create_api_key_command(
 @_feed_options
 def revoke_api_key_command(*, prefix: str, data_dir: Path, database_url: str | None) -> None:
     """Revoke the API key(s) whose first characters (as shown at creation, e.g. nsk_AbC123) are PREFIX."""
-    from nuseal.feed.accounts.keys import revoke_api_key  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
-        with db.write() as session:
-            n = revoke_api_key(session, prefix)
+        n = service.revoke_api_key(db, prefix)
     finally:
         db.dispose()
     click.echo(f"revoked {n} key(s)")
@@ -153,12 +147,11 @@ def revoke_api_key_command(*, prefix: str, data_dir: Path, database_url: str | N
 @_feed_options
 def add_owner_command(*, package_id: str, name: str, data_dir: Path, database_url: str | None) -> None:
     """Make user NAME an owner of package ID."""
-    from nuseal.feed.accounts.keys import add_owner  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
-        with db.write() as session:
-            add_owner(session, package_id, name)
+        service.add_owner(db, package_id, name)
     finally:
         db.dispose()
     click.echo(f"{name} now owns {package_id}")
@@ -189,12 +182,11 @@ def rebuild_command(*, base_url: str, package_id: str | None, data_dir: Path, da
 def enable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
     """Begin two-factor enrolment for user NAME: print the otpauth:// URI (shown once) to add to an
     authenticator app, then confirm with `nuseal admin confirm-2fa NAME CODE`."""
-    from nuseal.feed.accounts import twofactor  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
-        with db.write() as session:
-            pending = twofactor.begin_enrollment(session, name)
+        pending = service.begin_two_factor(db, name)
     finally:
         db.dispose()
     click.echo(
@@ -211,15 +203,11 @@ def enable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) -
 @_feed_options
 def confirm_2fa_command(*, name: str, code: str, data_dir: Path, database_url: str | None) -> None:
     """Turn two-factor authentication on for NAME with the first CODE from the app."""
-    from nuseal.feed.accounts import twofactor  # noqa: PLC0415
-    from nuseal.feed.store import audit  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
-    now = datetime.now(UTC)
     try:
-        with db.write() as session:
-            twofactor.confirm_enrollment(session, name, code, now=now)
-            audit.record(session, at=now, actor=name, action="2fa.enabled", target=f"user:{name}")
+        service.confirm_two_factor(db, name, code, now=datetime.now(UTC))
     finally:
         db.dispose()
     click.echo(f"two-factor authentication is on for {name}")
@@ -230,15 +218,11 @@ def confirm_2fa_command(*, name: str, code: str, data_dir: Path, database_url: s
 @_feed_options
 def disable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) -> None:
     """Administrator reset: turn two-factor authentication off for NAME (e.g. a lost device)."""
-    from nuseal.feed.accounts import twofactor  # noqa: PLC0415
-    from nuseal.feed.store import audit  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
-    now = datetime.now(UTC)
     try:
-        with db.write() as session:
-            was_on = twofactor.disable_two_factor(session, name)
-            audit.record(session, at=now, actor="admin", action="2fa.disabled", target=f"user:{name}", was_on=was_on)
+        was_on = service.disable_two_factor(db, name, now=datetime.now(UTC))
     finally:
         db.dispose()
     click.echo(f"two-factor authentication is off for {name}" + ("" if was_on else " (it was not on)"))
@@ -252,17 +236,14 @@ def disable_2fa_command(*, name: str, data_dir: Path, database_url: str | None) 
 @_feed_options
 def register_certificate_command(*, name: str, file: Path, code: str, data_dir: Path, database_url: str | None) -> None:
     """Register the signing certificate FILE (.cer: DER or PEM) for user NAME; needs NAME's TOTP code."""
-    from nuseal.feed.accounts.certificates import MAX_CERTIFICATE_BYTES, register_certificate  # noqa: PLC0415
-    from nuseal.feed.http.account import user_pk_by_name  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
+    from nuseal.feed.accounts.certificates import MAX_CERTIFICATE_BYTES  # noqa: PLC0415
 
     with file.open("rb") as handle:
         data = handle.read(4 * MAX_CERTIFICATE_BYTES + 1)
     db = _database(data_dir, database_url)
     try:
-        with db.write() as session:
-            registered = register_certificate(
-                session, user_pk_by_name(session, name), data, totp_code=code, now=datetime.now(UTC)
-            )
+        registered = service.register_certificate(db, name, data, totp_code=code, now=datetime.now(UTC))
     finally:
         db.dispose()
     click.echo(f"registered {registered.fingerprint} for {name}: {registered.subject}")
@@ -276,13 +257,11 @@ def list_certificates_command(*, name: str, as_json: bool, data_dir: Path, datab
     """List the signing certificates registered by user NAME."""
     import json  # noqa: PLC0415
 
-    from nuseal.feed.accounts.certificates import list_certificates  # noqa: PLC0415
-    from nuseal.feed.http.account import user_pk_by_name  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
-        with db.read() as session:
-            found = list_certificates(session, user_pk_by_name(session, name))
+        found = service.list_certificates(db, name)
     finally:
         db.dispose()
     if as_json:
@@ -305,15 +284,11 @@ def remove_certificate_command(
     *, name: str, fingerprint: str, code: str, data_dir: Path, database_url: str | None
 ) -> None:
     """Remove the certificate FINGERPRINT (SHA-256 hex) from user NAME's registered certificates."""
-    from nuseal.feed.accounts.certificates import remove_certificate  # noqa: PLC0415
-    from nuseal.feed.http.account import user_pk_by_name  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
-        with db.write() as session:
-            remove_certificate(
-                session, user_pk_by_name(session, name), fingerprint, totp_code=code, now=datetime.now(UTC)
-            )
+        service.remove_certificate(db, name, fingerprint, totp_code=code, now=datetime.now(UTC))
     finally:
         db.dispose()
     click.echo(f"removed {fingerprint.lower()} from {name}")
@@ -331,10 +306,11 @@ def revalidate_command(*, as_json: bool, data_dir: Path, database_url: str | Non
     import json  # noqa: PLC0415
 
     from nuseal.feed.signing.revalidation import revalidate  # noqa: PLC0415
+    from nuseal.trust.online import HttpRevocationFetcher  # noqa: PLC0415 - the command asks the responders
 
     service = _signing_service(data_dir, database_url, "there are no signatures to revalidate")
     try:
-        summary = revalidate(service)
+        summary = revalidate(service, fetcher=HttpRevocationFetcher())
     finally:
         service.db.dispose()
     if as_json:
@@ -349,31 +325,10 @@ def revalidate_command(*, as_json: bool, data_dir: Path, database_url: str | Non
 
 
 def _signing_service(data_dir: Path, database_url: str | None, why: str) -> FeedService:
-    """The feed as its last `nuseal serve` start configured it (signing and base URL), for a signing command.
+    """:func:`nuseal.feed.compose.last_started_signing_service` (raises ConfigError naming ``why``)."""
+    from nuseal.feed.compose import last_started_signing_service  # noqa: PLC0415
 
-    Raises:
-        ConfigError: the feed never started, or started without signing (``why`` says what that means here).
-    """
-    from nuseal.errors import ConfigError  # noqa: PLC0415
-    from nuseal.feed.config import FeedConfig  # noqa: PLC0415
-    from nuseal.feed.publish.publisher import FeedService, stored_signing_config  # noqa: PLC0415
-    from nuseal.feed.store.models import FeedSetting  # noqa: PLC0415
-
-    db = _database(data_dir, database_url)
-    try:
-        signing = stored_signing_config(db)
-        with db.read() as session:
-            base = session.get(FeedSetting, "documents.base_url")
-    finally:
-        db.dispose()
-    if signing is None or not signing.enabled:
-        raise ConfigError(
-            f"this feed has not been started with signing enabled (`nuseal serve` without --no-signing); {why}"
-        )
-    if base is None:
-        raise ConfigError("the feed has never written its documents; start it once with `nuseal serve`")
-    config = FeedConfig(data_dir=data_dir, base_url=base.value, database_url=database_url, signing=signing)
-    return FeedService.open(config)
+    return last_started_signing_service(data_dir, database_url, why=why)
 
 
 @admin_group.command("repository-sign")
@@ -401,11 +356,12 @@ def repository_sign_command(
     from nuseal.errors import ConfigError  # noqa: PLC0415
     from nuseal.feed.signing.backfill import BackfillOutcome, repository_sign_stored  # noqa: PLC0415
     from nuseal.feed.signing.signer import FeedSigning, start_dev_responders  # noqa: PLC0415
+    from nuseal.trust.online import HttpRevocationFetcher  # noqa: PLC0415 - sign-time checks are online
 
     service = _signing_service(data_dir, database_url, "run `nuseal serve` with signing once first")
     responders = None
     try:
-        signing = FeedSigning.load(service.config)
+        signing = FeedSigning.load(service.config, fetcher=HttpRevocationFetcher())
         with contextlib.suppress(ConfigError):  # the port is taken: the running feed serves the dev TSA/OCSP/CRL
             responders = start_dev_responders(service.config)
 
@@ -442,12 +398,11 @@ def audit_command(
     repository signing, certificate status changes and revoked packages, each with its evidence), oldest first."""
     import json  # noqa: PLC0415
 
-    from nuseal.feed.store.audit import read_audit  # noqa: PLC0415
+    from nuseal.feed.accounts import service  # noqa: PLC0415
 
     db = _database(data_dir, database_url)
     try:
-        with db.read() as session:
-            rows = read_audit(session, target=target, actions=actions, limit=limit, newest=True)
+        rows = service.read_audit_log(db, target=target, actions=actions, limit=limit)
     finally:
         db.dispose()
     if as_json:

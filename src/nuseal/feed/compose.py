@@ -43,9 +43,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from starlette.routing import BaseRoute
 
+from nuseal.errors import ConfigError
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.http.app import BackgroundTask, FeedRouter, create_app
 from nuseal.feed.http.quarantine import QuarantineHeader, QuarantineRoutes
@@ -65,6 +67,8 @@ from nuseal.feed.publish.submission import PublishHook, SetupHook, SubmissionSta
 from nuseal.feed.signing import repository_certificates
 from nuseal.feed.signing.signer import FeedSigning
 from nuseal.feed.signing.stages import SigningStages
+from nuseal.trust import RevocationFetcher
+from nuseal.trust.online import HttpRevocationFetcher
 
 __all__ = [
     "Feed",
@@ -73,6 +77,7 @@ __all__ = [
     "build_app",
     "build_feed",
     "extra_routes",
+    "last_started_signing_service",
     "publish_hooks",
     "push_stages",
     "setup_hooks",
@@ -128,15 +133,20 @@ def _repository_setup_hooks(signing: FeedSigning | None) -> tuple[SetupHook, ...
 
 
 def background_tasks(
-    service: FeedService, ingestion: Ingestion | None = None, *, mirror: ReadThroughMirror | None = None
+    service: FeedService,
+    ingestion: Ingestion | None = None,
+    fetcher: RevocationFetcher | None = None,
+    *,
+    mirror: ReadThroughMirror | None = None,
 ) -> tuple[BackgroundTask, ...]:
-    """The background tasks every serving process runs, from the configuration."""
+    """The background tasks every serving process runs, from the configuration (``fetcher``: the feed's revocation
+    transport; the revocation recheck needs one)."""
     tasks: list[BackgroundTask] = []
     signing = service.config.signing
-    if signing.enabled and signing.revalidate_seconds > 0:
+    if signing.enabled and signing.revalidate_seconds > 0 and fetcher is not None:
         from nuseal.feed.signing.revalidation import RevalidationTask  # noqa: PLC0415 - the revocation stack
 
-        tasks.append(RevalidationTask(service, signing.revalidate_seconds))
+        tasks.append(RevalidationTask(service, signing.revalidate_seconds, fetcher))
     if ingestion is not None and service.config.ingest.release_check_seconds > 0:
         tasks.append(CooldownReleaseTask(ingestion))  # releases held versions whose cooldown ended
     if mirror is not None:
@@ -202,35 +212,70 @@ def build_feed(
     *,
     clock: Callable[[], datetime] | None = None,
     signing: FeedSigning | None = None,
+    fetcher: RevocationFetcher | None = None,
 ) -> Feed:
     """Compose the feed for ``config``: open its database and storage (no migration: :meth:`FeedService.setup`),
     load the signing context when signing is on (``signing`` reuses one already loaded for the same
     configuration), and wire the stages, hooks, background tasks and routes in their order (module docstring).
+    ``fetcher`` is the feed's revocation transport for submission checks, repository signing, the upstream
+    mirror's checks and the revocation recheck: the feed checks revocation online, so the default is an
+    :class:`~nuseal.trust.online.HttpRevocationFetcher` made here (the one place the feed decides to go online).
 
     Raises:
         ConfigError: bad database URL, or the signing configuration cannot be loaded (a trust bundle, the
             repository key or the TSA; checked now, not at the first push).
     """
+    if fetcher is None:
+        fetcher = HttpRevocationFetcher()
     if config.signing.enabled and signing is None:
-        signing = FeedSigning.load(config)
+        signing = FeedSigning.load(config, fetcher=fetcher)
     elif not config.signing.enabled:
         signing = None
     stages = SigningStages(signing) if signing is not None else None
     service = FeedService.open(
         config, clock=clock, publish_hooks=publish_hooks(stages), setup_hooks=setup_hooks(signing, config)
     )
-    ingestion = Ingestion.for_service(service)
+    ingestion = Ingestion.for_service(service, fetcher=fetcher)
     pipeline = PushPipeline(service, push_stages(stages, ingestion.push))
     mirror = build_mirror(service, ingestion)  # config.upstreams; None without --upstream
     return Feed(
         service,
         signing,
         pipeline,
-        background_tasks(service, ingestion, mirror=mirror),
+        background_tasks(service, ingestion, fetcher, mirror=mirror),
         extra_routes(service, ingestion),
         ingestion,
         mirror,
     )
+
+
+def last_started_signing_service(data_dir: Path, database_url: str | None, *, why: str) -> FeedService:
+    """The feed service as its last ``nuseal serve`` start configured it (signing and base URL, read from its
+    database), for the signing commands run beside a feed (``nuseal admin revalidate``, ``repository-sign``).
+
+    Raises:
+        ConfigError: the feed never started, or started without signing (``why`` says what that means to the
+            caller).
+    """
+    from nuseal.feed.accounts.service import open_database  # noqa: PLC0415
+    from nuseal.feed.publish.publisher import stored_signing_config  # noqa: PLC0415
+    from nuseal.feed.store.models import FeedSetting  # noqa: PLC0415
+
+    db = open_database(data_dir, database_url)
+    try:
+        signing = stored_signing_config(db)
+        with db.read() as session:
+            base = session.get(FeedSetting, "documents.base_url")
+    finally:
+        db.dispose()
+    if signing is None or not signing.enabled:
+        raise ConfigError(
+            f"this feed has not been started with signing enabled (`nuseal serve` without --no-signing); {why}"
+        )
+    if base is None:
+        raise ConfigError("the feed has never written its documents; start it once with `nuseal serve`")
+    config = FeedConfig(data_dir=data_dir, base_url=base.value, database_url=database_url, signing=signing)
+    return FeedService.open(config)
 
 
 def build_app(config: FeedConfig, *, clock: Callable[[], datetime] | None = None, setup: bool = True) -> FeedRouter:

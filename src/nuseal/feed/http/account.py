@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 
 import anyio
 from jinja2 import Environment
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -50,9 +50,9 @@ from nuseal.feed.accounts.certificates import (
     remove_certificate,
 )
 from nuseal.feed.accounts.keys import Principal, account_key_valid, authenticate
+from nuseal.feed.accounts.service import enable_two_factor
 from nuseal.feed.errors import AuthenticationError, BadRequestError, FeedError, ForbiddenError, NotFoundError
 from nuseal.feed.publish.publisher import FeedService
-from nuseal.feed.store import audit
 from nuseal.feed.store.models import User, WebSession
 
 __all__ = ["LOGIN_CSRF_COOKIE", "SESSION_COOKIE", "SESSION_LIFETIME", "TOTP_HEADER", "AccountRoutes"]
@@ -245,13 +245,7 @@ class AccountRoutes:
         code = request.headers.get(TOTP_HEADER)
         now = self.service.clock()
 
-        def confirm(session: Session) -> None:
-            twofactor.confirm_enrollment(session, principal.user_name, code, now=now)
-            audit.record(
-                session, at=now, actor=principal.user_name, action="2fa.enabled", target=f"user:{principal.user_name}"
-            )
-
-        await self._run_write(confirm)
+        await self._run_write(lambda session: enable_two_factor(session, principal.user_name, code, now=now))
         return JSONResponse({"twoFactorEnabled": True})
 
     async def api_register(self, request: Request) -> Response:
@@ -466,12 +460,9 @@ class AccountRoutes:
         user, fields = got
         now = self.service.clock()
 
-        def confirm(session: Session) -> None:
-            twofactor.confirm_enrollment(session, user.name, str(fields.get("totp", "")), now=now)
-            audit.record(session, at=now, actor=user.name, action="2fa.enabled", target=f"user:{user.name}")
-
+        code = str(fields.get("totp", ""))
         try:
-            await self._run_write(confirm)
+            await self._run_write(lambda session: enable_two_factor(session, user.name, code, now=now))
         except FeedError as exc:
             return await self._account_page(user, error=exc.message, status=exc.status)
         return await self._account_page(user, message="Two-factor authentication is on.")
@@ -507,11 +498,3 @@ class AccountRoutes:
         except FeedError as exc:
             return await self._account_page(user, error=str(exc), status=exc.status)
         return await self._account_page(user, message=f"Removed certificate {fingerprint.lower()}.")
-
-
-def user_pk_by_name(session: Session, name: str) -> int:
-    """Raises: NotFoundError for an unknown user."""
-    pk = session.scalar(select(User.pk).where(User.name == name))
-    if pk is None:
-        raise NotFoundError(f"no user named {name!r}")
-    return int(pk)

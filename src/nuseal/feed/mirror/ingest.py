@@ -51,6 +51,7 @@ from nuseal.feed.publish.upload import StagedUpload, package_sha512
 from nuseal.feed.store.models import Package
 from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
+from nuseal.trust import RevocationFetcher
 
 __all__ = ["CooldownReleaseTask", "IngestOutcome", "Ingestion", "UpstreamInfo"]
 
@@ -110,15 +111,26 @@ class Ingestion:
         self.push = PushChecks(checks, quarantine)
 
     @classmethod
-    def for_service(cls, service: FeedService, *, vulnerabilities: VulnerabilityInfo | None = None) -> Ingestion:
+    def for_service(
+        cls,
+        service: FeedService,
+        *,
+        vulnerabilities: VulnerabilityInfo | None = None,
+        fetcher: RevocationFetcher | None = None,
+    ) -> Ingestion:
         """The ingestion of ``service`` with the settings of its ``config.ingest`` (``vulnerabilities``: the OSV data
-        the feed already loaded for its ``VulnerabilityInfo`` resource; else ``--osv`` is loaded on first use).
+        the feed already loaded for its ``VulnerabilityInfo`` resource; else ``--osv`` is loaded on first use;
+        ``fetcher``: the revocation transport of online checks, from the composition root).
 
         Raises:
             ConfigError: invalid ingestion settings.
         """
         checks = IngestChecks(
-            service.db, ingest_settings(service.config), clock=service.clock, vulnerabilities=vulnerabilities
+            service.db,
+            ingest_settings(service.config),
+            clock=service.clock,
+            vulnerabilities=vulnerabilities,
+            fetcher=fetcher,
         )
         return cls(service, checks, Quarantine(service))
 

@@ -69,7 +69,6 @@ from nuseal.feed.store.models import Certificate, FeedSetting, Package, PackageS
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.trust import (
-    HttpRevocationFetcher,
     RevocationChecker,
     RevocationFetcher,
     RevocationMode,
@@ -600,12 +599,13 @@ def _rewrite_users_of(service: FeedService, cert_pk: int, summary: RevalidationS
 def revalidate(
     service: FeedService,
     *,
-    fetcher: RevocationFetcher | None = None,
+    fetcher: RevocationFetcher,
     should_stop: Callable[[], bool] = lambda: False,
     only_unchecked: bool = False,
 ) -> RevalidationSummary:
     """One revalidation run over ``service`` (module docstring). ``fetcher`` carries the OCSP/CRL requests
-    (default :class:`~nuseal.trust.HttpRevocationFetcher`); ``should_stop`` is asked between certificates (a
+    (the caller's choice to go online: the composition root and ``nuseal admin revalidate`` pass
+    :class:`~nuseal.trust.online.HttpRevocationFetcher`); ``should_stop`` is asked between certificates (a
     shutting-down server stops early); ``only_unchecked`` asks only certificates never asked before (the
     background task's run just after a push, so a new signer's status is known in seconds, not at the next
     period). Revocation answers that cannot be had are recorded, never raised.
@@ -614,7 +614,7 @@ def revalidate(
         ConfigError, SQLAlchemyError: the database cannot be used.
     """
     summary = RevalidationSummary(started_at=service.clock())
-    checker = RevocationChecker(fetcher if fetcher is not None else HttpRevocationFetcher())
+    checker = RevocationChecker(fetcher)
     _scan_timestamps(service, summary)
     with service.db.read() as session:
         rows, roles, more = _candidates(session, only_unchecked=only_unchecked)
@@ -662,11 +662,13 @@ class RevalidationTask:
     (:meth:`published`) wakes it early (after :data:`NEW_CERTIFICATE_DELAY_SECONDS`, so a burst of pushes makes
     one run) for a run over the certificates never asked yet, so a new signer's revocation status shows in
     seconds; the full run keeps its period. The lease is renewed while a run goes on and given up when the task
-    is cancelled (shutdown). Failures are logged, the loop goes on."""
+    is cancelled (shutdown). Failures are logged, the loop goes on. ``fetcher`` carries the OCSP/CRL requests
+    (the composition root passes an HTTP fetcher)."""
 
-    def __init__(self, service: FeedService, period: float) -> None:
+    def __init__(self, service: FeedService, period: float, fetcher: RevocationFetcher) -> None:
         self.service = service
         self.period = period
+        self.fetcher = fetcher
         self._new_certificates = asyncio.Event()
         self._stop = threading.Event()
 
@@ -694,7 +696,7 @@ class RevalidationTask:
             if not try_acquire_lease(service, owner, seconds=LEASE_SECONDS):
                 return None
             renewed[0] = time.monotonic()
-            return revalidate(service, should_stop=keep_lease, only_unchecked=only_unchecked)
+            return revalidate(service, fetcher=self.fetcher, should_stop=keep_lease, only_unchecked=only_unchecked)
 
         next_full = time.monotonic() + self.period
         try:

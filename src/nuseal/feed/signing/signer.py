@@ -65,7 +65,8 @@ def start_dev_responders(config: FeedConfig) -> DevPkiServer | None:
 
 @dataclass
 class FeedSigning:
-    """One feed's signing context. ``fetcher`` (default HTTP) carries OCSP/CRL requests."""
+    """One feed's signing context. ``fetcher`` carries OCSP/CRL requests (the composition root passes an HTTP
+    fetcher; without one nothing is fetched and sign-time revocation checks work offline)."""
 
     config: FeedConfig
     code_signing_roots: TrustStore
@@ -87,8 +88,8 @@ class FeedSigning:
         )
 
     @classmethod
-    def load(cls, config: FeedConfig) -> FeedSigning:
-        """Build the context from ``config``.
+    def load(cls, config: FeedConfig, *, fetcher: RevocationFetcher | None = None) -> FeedSigning:
+        """Build the context from ``config``; ``fetcher`` carries its revocation requests (see the class).
 
         Raises:
             ConfigError: a bundle, the PFX or the PKCS#11 token cannot be used, or no TSA is configured.
@@ -118,7 +119,7 @@ class FeedSigning:
         tsa = signing.timestamper_url or (dev.tsa_url if dev is not None else None)
         if tsa is None:
             raise ConfigError("repository signing needs a timestamp authority: set --timestamper URL")
-        return cls(config, code, stamp, signer, tsa, dev)
+        return cls(config, code, stamp, signer, tsa, dev, fetcher=fetcher)
 
 
 def _signer(config: FeedConfig, dev: DevPki | None) -> Signer:
