@@ -1,9 +1,9 @@
 """Serving the storage: the V3 read side as static files, straight from ASGI.
 
 This path runs for every restore request, so it bypasses routing: a GET or HEAD below ``/v3/`` (other than
-search and autocomplete) becomes a :meth:`Storage.stat <nuseal.feed.store.storage.Storage.stat>`, an
+search and autocomplete) becomes a :meth:`Storage.version <nuseal.feed.store.storage.Storage.version>`, an
 ``If-None-Match`` check and one read through :meth:`Storage.open <nuseal.feed.store.storage.Storage.open>` (no
-file path is seen here; the local backend's ``stat`` is one ``os.stat``). Responses carry the storage's strong
+file path is seen here; the local backend's ``version`` is one ``os.stat``). Responses carry the storage's strong
 ``ETag`` (local: modification time and size, as nginx derives it), ``Last-Modified``, the
 content type of the document kind, and ``Cache-Control``: immutable for ``.nupkg``/``.nuspec`` (a version's
 bytes never change), ``no-cache`` (revalidate with the ETag) for indexes and registrations, which change
@@ -26,6 +26,7 @@ from email.utils import formatdate
 import anyio
 from starlette.types import Receive, Scope, Send
 
+from nuseal.errors import UsageError
 from nuseal.feed.protocol.documents import JSON_CONTENT_TYPE
 from nuseal.feed.store.storage import Storage, StoredInfo, StoredObject
 
@@ -136,7 +137,7 @@ class StaticDocuments:
             with found as value:
                 info = value.info
                 body = value.read(info.size + 1) if info.size <= INLINE_READ_LIMIT else None
-        except OSError:
+        except (OSError, UsageError):
             return None
         if body is not None and len(body) != info.size:
             return None  # changed while we read; the caller answers 404 and the client retries
@@ -154,12 +155,15 @@ class StaticDocuments:
         entry = None
         if key is not None:
             try:
-                info = self.storage.stat(key) if self.inline else await anyio.to_thread.run_sync(self.storage.stat, key)
-            except OSError:
-                info = None
-            if info is not None:
+                if self.inline:
+                    version = self.storage.version(key)
+                else:
+                    version = await anyio.to_thread.run_sync(self.storage.version, key)
+            except (OSError, UsageError):  # UsageError: a key the storage refuses (e.g. over its length limit)
+                version = None
+            if version is not None:
                 entry = self._cache.get(key)
-                if entry is None or entry.version != info.version:
+                if entry is None or entry.version != version:
                     entry = (
                         self._load(path, key) if self.inline else await anyio.to_thread.run_sync(self._load, path, key)
                     )

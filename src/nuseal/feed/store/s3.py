@@ -14,7 +14,7 @@ MinIO, Ceph or moto; AWS S3 without it).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -178,6 +178,10 @@ class S3Storage:
     def stat(self, key: str) -> StoredInfo | None:
         response = self._call("head_object", key)
         return None if response is None else _info(response)
+
+    def version(self, key: str) -> Hashable | None:
+        info = self.stat(key)
+        return None if info is None else info.version
 
     def exists(self, key: str) -> bool:
         return self.stat(key) is not None

@@ -17,10 +17,9 @@ import os
 import secrets
 import stat as stat_module
 from collections.abc import Hashable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, NamedTuple, Protocol
 
 from nuseal.errors import UsageError
 from nuseal.feed.config import FeedConfig
@@ -29,6 +28,8 @@ __all__ = ["CHUNK_SIZE", "LocalStorage", "Storage", "StoredInfo", "StoredObject"
 
 #: Longest storage key (bytes of its UTF-8 form).
 MAX_KEY_LENGTH = 1024
+#: Keys whose file path :class:`LocalStorage` remembers (then it starts over).
+MAX_REMEMBERED_FILES = 65536
 #: Default size of the chunks :meth:`StoredObject.chunks` yields (bytes).
 CHUNK_SIZE = 256 * 1024
 
@@ -47,11 +48,11 @@ def safe_key(key: str) -> str:
     return key
 
 
-@dataclass(frozen=True, slots=True)
-class StoredInfo:
+class StoredInfo(NamedTuple):
     """What a reader needs to know about one stored version of a key: ``size`` in bytes, ``modified`` (POSIX
     seconds, for ``Last-Modified``), ``etag`` (a strong validator, without quotes, that changes whenever the bytes
-    do) and ``version`` (an opaque token, equal for the same stored version, for caches)."""
+    do) and ``version`` (an opaque token, equal for the same stored version, for caches). A named tuple: the read
+    side makes one per request."""
 
     size: int
     modified: float
@@ -106,6 +107,10 @@ class Storage(Protocol):
 
     def stat(self, key: str) -> StoredInfo | None:
         """Size, modification time and validators of ``key``, or ``None`` when there is none."""
+
+    def version(self, key: str) -> Hashable | None:
+        """``stat(key).version`` alone, as cheaply as the backend allows (a cache's per-request check), or
+        ``None`` when there is none."""
 
     def exists(self, key: str) -> bool:
         """Whether ``key`` holds a value."""
@@ -165,9 +170,21 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._root = str(self.root)
+        self._files: dict[str, str] = {}  # key -> file, for keys already checked (the read side's hot path)
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*safe_key(key).split("/"))
+
+    def _file(self, key: str) -> str:
+        """:meth:`_path` as a string, remembered per key: the read side calls it for every request."""
+        found = self._files.get(key)
+        if found is None:
+            found = os.path.join(self._root, *safe_key(key).split("/"))
+            if len(self._files) >= MAX_REMEMBERED_FILES:
+                self._files.clear()
+            self._files[key] = found
+        return found
 
     def _temp_beside(self, target: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -224,14 +241,21 @@ class LocalStorage:
 
     def stat(self, key: str) -> StoredInfo | None:
         try:
-            st = os.stat(self._path(key))
+            st = os.stat(self._file(key))
         except OSError:
             return None
         return _local_info(st) if stat_module.S_ISREG(st.st_mode) else None
 
+    def version(self, key: str) -> Hashable | None:
+        try:
+            st = os.stat(self._file(key))
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size) if stat_module.S_ISREG(st.st_mode) else None
+
     def open(self, key: str) -> StoredObject | None:
         try:
-            f = open(self._path(key), "rb")  # noqa: SIM115 - closed by the returned object
+            f = open(self._file(key), "rb")  # noqa: SIM115 - closed by the returned object
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
         try:
