@@ -178,6 +178,12 @@ def feed(tmp_path: Path) -> Iterator[InProcessFeed]:
     yield from _feed(tmp_path)
 
 
+@pytest.fixture
+def continuity_feed(tmp_path: Path) -> Iterator[InProcessFeed]:
+    """A feed that also checks signer continuity on pushes (``--push-signer-continuity``)."""
+    yield from _feed(tmp_path, push_signer_continuity=True)
+
+
 def assert_invisible(feed: InProcessFeed, package_id: str, version: str) -> None:
     assert version not in feed.versions(package_id)
     assert version not in feed.registration_versions(package_id)
@@ -242,9 +248,40 @@ def test_msbuild_inline_task_is_held_and_rejected(feed: InProcessFeed) -> None:
 def test_clean_push_records_its_checks_on_the_page(feed: InProcessFeed) -> None:
     assert feed.push(make_package("Contoso.Clean", "1.0.0")).status_code == 201
     page = feed.client.get("/packages/Contoso.Clean/1.0.0").text
-    for stage in ("identity", "scan", "known-bad", "continuity"):
+    for stage in ("identity", "scan", "known-bad"):
         assert f'data-stage="{stage}"' in page
     assert "Passed" in page
+
+
+def test_pushes_keep_nuget_orgs_unsigned_after_signed_rule_without_push_continuity(
+    feed: InProcessFeed, dev_pki: DevPki
+) -> None:
+    """Without ``--push-signer-continuity`` a push is not held for its signer (issue 5's rules decide pushes)."""
+    assert feed.push(author_signed(make_package("Plain.Signed", "1.0.0"), dev_pki, "author")).status_code == 201
+    r = feed.push(make_package("Plain.Signed", "2.0.0"))
+    assert r.status_code == 201 and "Published" in r.text
+    assert feed.versions("Plain.Signed") == ["1.0.0", "2.0.0"]
+
+
+def test_upstream_signer_change_and_lost_signature_are_held(tmp_path: Path, dev_pki: DevPki) -> None:
+    for f in _feed(tmp_path):
+        info = UpstreamInfo("https://upstream.example/v3/index.json")
+        paths = {}
+        for version, signer in (("1.0.0", "author"), ("1.1.0", "author"), ("2.0.0", "repository"), ("3.0.0", None)):
+            data = make_package("Upstream.Signed", version)
+            paths[version] = tmp_path / f"u{version}.nupkg"
+            paths[version].write_bytes(author_signed(data, dev_pki, signer) if signer else data)
+        assert f.ingestion.ingest(paths["1.0.0"], info).accepted
+        assert f.ingestion.ingest(paths["1.1.0"], info).accepted
+        changed = f.ingestion.ingest(paths["2.0.0"], info)
+        assert changed.held and "author signer changed" in changed.message
+        evidence = changed.reasons[0].evidence
+        assert evidence["signer"]["subject"] != evidence["accepted"][0]["subject"]
+        lost = f.ingestion.ingest(paths["3.0.0"], info)
+        assert lost.held and "not author-signed" in lost.message
+        assert f.versions("Upstream.Signed") == ["1.0.0", "1.1.0"]
+        listing = [(v, None) for v in ("1.0.0", "1.1.0", "2.0.0", "3.0.0")]
+        assert f.ingestion.visible_versions("Upstream.Signed", listing) == ["1.0.0", "1.1.0"]
 
 
 def test_block_rule_refuses_the_push(tmp_path: Path) -> None:
@@ -303,7 +340,10 @@ def author_signed(data: bytes, pki: DevPki, name: str) -> bytes:
     return append_signature(data, der, when=now)
 
 
-def test_signer_change_is_held_with_both_identities_then_accepted(feed: InProcessFeed, dev_pki: DevPki) -> None:
+def test_signer_change_is_held_with_both_identities_then_accepted(
+    continuity_feed: InProcessFeed, dev_pki: DevPki
+) -> None:
+    feed = continuity_feed
     pid = "Contoso.Signed"
     assert feed.push(author_signed(make_package(pid, "1.0.0"), dev_pki, "author")).status_code == 201
     r = feed.push(author_signed(make_package(pid, "2.0.0"), dev_pki, "repository"))

@@ -220,20 +220,21 @@ def test_scopes_and_globs(feed: Feed) -> None:
     contoso_only = feed.admin("create-api-key", "alice", "--glob", "Contoso.*")
     push_only = feed.admin("create-api-key", "alice", "--scope", "push-new")
 
-    r = feed.push(make_package("New.Id", "1.0.0"), key=versions_only)
+    r = feed.push(make_package("Brand.New.Id", "1.0.0"), key=versions_only)
     assert r.status_code == 403 and "push new package ids" in r.text
-    assert feed.push(make_package("New.Id", "1.0.0"), key="alice").status_code == 201
-    assert feed.push(make_package("New.Id", "1.1.0"), key=versions_only).status_code == 201
+    assert feed.push(make_package("Brand.New.Id", "1.0.0"), key="alice").status_code == 201
+    assert feed.push(make_package("Brand.New.Id", "1.1.0"), key=versions_only).status_code == 201
 
     r = feed.push(make_package("Fabrikam.Lib", "1.0.0"), key=contoso_only)
     assert r.status_code == 403 and "does not cover" in r.text
     assert feed.push(make_package("contoso.lib", "1.0.0"), key=contoso_only).status_code == 201
 
     with feed.client() as c:
-        r = c.delete("/api/v2/package/New.Id/1.0.0", headers={"X-NuGet-ApiKey": push_only})
+        r = c.delete("/api/v2/package/Brand.New.Id/1.0.0", headers={"X-NuGet-ApiKey": push_only})
         assert r.status_code == 403 and "unlist" in r.text
         assert (
-            c.delete("/api/v2/package/New.Id/1.0.0", headers={"X-NuGet-ApiKey": feed.keys["alice"]}).status_code == 204
+            c.delete("/api/v2/package/Brand.New.Id/1.0.0", headers={"X-NuGet-ApiKey": feed.keys["alice"]}).status_code
+            == 204
         )
 
 

@@ -38,7 +38,7 @@ from .conftest import Feed, _require, make_package, start_feed
 PACKAGE_ID = "Probe.Headers"
 VERSION = "1.0.0"
 #: A value for each path parameter of the routes (a new parameter name must be added here).
-PATH_VALUES = {"id": PACKAGE_ID, "version": VERSION, "user": "bob", "fingerprint": "ab" * 32}
+PATH_VALUES = {"id": PACKAGE_ID, "version": VERSION, "user": "bob", "fingerprint": "ab" * 32, "action": "release"}
 #: Content types NuGet clients are served for users' files (unchanged by the headers work).
 USER_FILE_TYPES = {".nupkg": "application/octet-stream", ".nuspec": "application/xml"}
 TEMPLATES = Path(__file__).resolve().parents[2] / "src" / "nuseal" / "feed" / "http" / "templates"

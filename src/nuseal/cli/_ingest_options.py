@@ -26,6 +26,7 @@ _NAMES = (
     "popular_id_files",
     "scan_rules",
     "upstream_revocation_mode",
+    "push_signer_continuity",
 )
 
 
@@ -63,6 +64,7 @@ def ingest_options(func: F) -> F:
             popular_id_files=tuple(values["popular_id_files"]),
             rules_files=tuple(values["scan_rules"]),
             revocation_mode=values["upstream_revocation_mode"],
+            push_signer_continuity=values["push_signer_continuity"],
         )
         return func(*args, **kwargs)
 
@@ -128,6 +130,11 @@ def ingest_options(func: F) -> F:
             default="online",
             show_default=True,
             help="Revocation checks when verifying upstream packages' signatures.",
+        ),
+        click.option(
+            "--push-signer-continuity",
+            is_flag=True,
+            help="Also hold pushed versions whose author signer changed or that lost their signature.",
         ),
     ]
     decorated: Any = wrapper

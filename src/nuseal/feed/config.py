@@ -137,6 +137,10 @@ class IngestConfig:
         rules_files: scan rules files (``--rules``).
         revocation_mode: ``online`` or ``offline`` revocation checks when verifying upstream signatures.
         release_check_seconds: how often held versions whose cooldown ended are released (0: never by itself).
+        push_signer_continuity: also hold *pushed* versions whose author signer changed or that lost their signature
+            (``--push-signer-continuity``; upstream packages always get this check). Off by default: on a signing
+            feed the owners' registered certificates decide pushes, and an unsigned push after signed ones is
+            accepted with a warning, as on nuget.org.
     """
 
     hold_severity: str = "error"
@@ -149,6 +153,7 @@ class IngestConfig:
     rules_files: tuple[str, ...] = ()
     revocation_mode: str = "online"
     release_check_seconds: float = 60.0
+    push_signer_continuity: bool = False
 
     def __post_init__(self) -> None:
         for name in ("block_rules", "trusted_signers", "popular_id_files", "rules_files"):

@@ -26,8 +26,9 @@ In order:
   one passes, with its advisories as evidence (the feed lists them in ``VulnerabilityInfo``).
 * ``cooldown`` (upstream packages): a version published upstream less than ``min_release_age_seconds`` ago is held
   until it is old enough (``release_at``), unless an admin overrode the cooldown for the id or the version.
-* ``continuity``: the author signer (certificate SHA-256, subject, issuer) must be one accepted for the id
-  (``accepted_signers``, or the author certificates of its published versions); a version signed by another
+* ``continuity`` (upstream packages; pushes with ``push_continuity``): the author signer (certificate SHA-256,
+  subject, issuer) must be one accepted for the id (``accepted_signers``, or the author certificates of its
+  published versions); a version signed by another
   certificate, or unsigned where earlier versions were signed, is held with both identities; a signature that names
   the accepted certificate but is not intact (the engine's typed result) is held too. The first signed version's
   signer is accepted when it is published.
@@ -201,6 +202,7 @@ class IngestSettings:
     revocation_mode: RevocationMode = RevocationMode.ONLINE
     code_signing_roots: str | None = None
     timestamping_roots: str | None = None
+    push_continuity: bool = False
 
     def __post_init__(self) -> None:
         if self.author_policy not in AUTHOR_POLICIES:
@@ -700,4 +702,5 @@ def ingest_settings(config: Any) -> IngestSettings:
         revocation_mode=RevocationMode(ingest.revocation_mode),
         code_signing_roots=config.signing.trust_bundle,
         timestamping_roots=config.signing.timestamp_trust_bundle,
+        push_continuity=ingest.push_signer_continuity,
     )

@@ -11,8 +11,8 @@ Stages (:class:`~nuseal.feed.publish.submission.SubmissionStage`), in the order 
   (403), a new id that is a look-alike of an id on the feed, cached from an upstream, or popular is refused (400)
   naming the id it imitates;
 * ``check_content``: the ``scan`` (a finding of a ``--block-rule`` rule: 400), ``known-bad`` (a malicious version:
-  400) and ``continuity`` checks; their results go into the submission (recorded with the version when it is
-  published, shown on its page);
+  400) and, with ``--push-signer-continuity``, ``continuity`` checks; their results go into the submission
+  (recorded with the version when it is published, shown on its page);
 * ``quarantine_gate`` (last, after repository signing): when a check said *hold*, the package (the bytes that would
   have been published) goes to quarantine and the push is answered ``201 Created`` with the reasons in the body
   and ``X-NuGet-Warning`` (:class:`HeldForReview`); the version stays invisible until an admin releases it.
@@ -89,7 +89,10 @@ class PushChecks:
     def check_content(self, submission: Submission, context: Any, /) -> None:
         """Scan, known-bad and signer continuity; a refusal is a 400, a hold waits for :meth:`quarantine_gate`."""
         candidate = self._candidate(submission)
-        for check in (self.checks.scan, self.checks.known_bad, self.checks.continuity):
+        checks = [self.checks.scan, self.checks.known_bad]
+        if self.checks.settings.push_continuity:
+            checks.append(self.checks.continuity)
+        for check in checks:
             result = check(candidate)
             _results(submission).append(result)
             if result.verdict is Verdict.REFUSE:
