@@ -117,6 +117,7 @@ def test_the_s3_backend_keeps_the_storage_contract(s3_env: str, tmp_path: Path) 
     st.put_bytes(key, b"new bytes")
     now = st.stat(key)
     assert now is not None and now.size == 9 and now.etag != info.etag and now.version != info.version
+    assert st.version(key) == now.version and st.version("v3/none") is None
     assert st.read_bytes(key) == b"new bytes"
 
     big = tmp_path / "big.nupkg"

@@ -150,9 +150,11 @@ def test_storage_reads_describe_the_version_they_read(tmp_path: Path) -> None:
         assert first + b"".join(reader.chunks(100_000)) == old
     now = st.stat("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg")
     assert now is not None and now.size == 9 and now.version != info.version and now.etag != info.etag
+    assert st.version("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg") == now.version
     assert st.read_bytes("v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg") == b"new bytes"
     for absent in ("v3/flatcontainer/a/1.0.0/b.nupkg", "v3/flatcontainer/a"):
         assert st.open(absent) is None and st.stat(absent) is None and st.read_bytes(absent) is None
+        assert st.version(absent) is None
         assert not st.exists(absent)
     assert st.list_keys("v3/flatcontainer/") == ["v3/flatcontainer/a/1.0.0/a.1.0.0.nupkg"]
 
