@@ -38,10 +38,6 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from xml.etree.ElementTree import ParseError
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
 
 from nuseal.client.feedclient import FeedClient, SourceClient
 from nuseal.client.project import PackageReference
@@ -379,39 +375,20 @@ class _Manifest:
     groups: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]
 
 
-def _local_name(tag: object) -> str:
-    text = str(tag)
-    return text.rsplit("}", 1)[-1]
-
-
 def _parse_nuspec(data: bytes, label: str, where: str) -> _Manifest:
-    """``NuspecReader.GetDependencyGroups``: ``<group targetFramework>`` elements in order (a missing attribute is
-    the any-framework group); flat ``<dependency>`` children of ``<dependencies>`` form one any-framework group."""
+    """The id, version and dependency groups (:attr:`Nuspec.dependency_groups`: NC
+    ``NuspecReader.GetDependencyGroups``) of a downloaded ``.nuspec``, ids trimmed."""
     try:
         nuspec = Nuspec.parse(data, enforce_limits=False)
-        root = fromstring(data, forbid_dtd=True)
     except PackageFormatError as exc:
         raise RestoreError(
             f"the .nuspec of {label} from '{where}' cannot be read: {exc.message}", package=label, source=where
         ) from None
-    except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:
-        raise RestoreError(f"the .nuspec of {label} from '{where}' cannot be read: {exc}", package=label) from None
-    groups: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
-    meta = next((c for c in root if _local_name(c.tag) == "metadata"), None)
-    for child in meta if meta is not None else ():
-        if _local_name(child.tag) != "dependencies":
-            continue
-        flat = [((d.get("id") or "").strip(), d.get("version")) for d in child if _local_name(d.tag) == "dependency"]
-        explicit = [g for g in child if _local_name(g.tag) == "group"]
-        if explicit:
-            for g in explicit:
-                deps = tuple(
-                    ((d.get("id") or "").strip(), d.get("version")) for d in g if _local_name(d.tag) == "dependency"
-                )
-                groups.append(((g.get("targetFramework") or "").strip(), deps))
-        elif flat:
-            groups.append(("", tuple(flat)))
-    return _Manifest(nuspec.id, nuspec.version, tuple(groups))
+    groups = tuple(
+        (tfm, tuple((dep_id.strip(), dep_range) for dep_id, dep_range in deps))
+        for tfm, deps in nuspec.dependency_groups
+    )
+    return _Manifest(nuspec.id, nuspec.version, groups)
 
 
 def _dependencies(item: _Item, framework: str) -> tuple[Dependency, ...]:

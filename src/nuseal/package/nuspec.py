@@ -101,7 +101,15 @@ def _split_list(text: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Nuspec:
-    """The manifest fields nuseal uses. ``metadata`` maps every simple ``<metadata>`` child to its text."""
+    """The manifest fields nuseal uses. ``metadata`` maps every simple ``<metadata>`` child to its text.
+
+    ``dependencies`` flattens every ``<dependency>`` as ``(target framework or "", id, range)``;
+    ``dependency_groups`` keeps them as NuGet groups them (NC ``NuspecReader.GetDependencyGroups``): the ``<group>``
+    elements in order, empty groups included (a missing ``targetFramework`` is the any-framework group, ""), or,
+    when there is no ``<group>``, the plain ``<dependency>`` children as one any-framework group (none when there are
+    none). ``min_client_version`` is ``<metadata minClientVersion>``; ``license_expression`` the text of
+    ``<license type="expression">`` ("" when absent).
+    """
 
     id: str
     version: NuGetVersion
@@ -115,6 +123,9 @@ class Nuspec:
     metadata: dict[str, str]
     #: Fields over nuget.org's length limits, one message each (empty when ``parse`` enforced them).
     limit_problems: tuple[str, ...] = ()
+    dependency_groups: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...] = ()
+    min_client_version: str = ""
+    license_expression: str = ""
 
     @classmethod
     def parse(cls, data: bytes, *, enforce_limits: bool = True) -> Nuspec:
@@ -176,6 +187,9 @@ class Nuspec:
             dependencies=_dependencies(meta_el),
             metadata=fields,
             limit_problems=_limit_problems(fields, meta_el, authors, version),
+            dependency_groups=_dependency_groups(meta_el),
+            min_client_version=meta_el.get("minClientVersion") or "",
+            license_expression=_license_expression(meta_el),
         )
         if enforce_limits and nuspec.limit_problems:
             raise PackageFormatError("; ".join(nuspec.limit_problems))
@@ -204,6 +218,31 @@ def _dependencies(meta: Element) -> tuple[tuple[str, str, str | None], ...]:
                     (tfm, d.get("id", ""), d.get("version")) for d in item if _local(d.tag) == "dependency"
                 )
     return tuple(deps)
+
+
+def _dependency_groups(meta: Element) -> tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]:
+    """:attr:`Nuspec.dependency_groups` (NC ``NuspecReader.GetDependencyGroups``)."""
+    groups: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
+    for child in meta:
+        if _local(child.tag) != "dependencies":
+            continue
+        explicit = [g for g in child if _local(g.tag) == "group"]
+        if explicit:
+            for g in explicit:
+                deps = tuple((d.get("id") or "", d.get("version")) for d in g if _local(d.tag) == "dependency")
+                groups.append(((g.get("targetFramework") or "").strip(), deps))
+        else:
+            flat = tuple((d.get("id") or "", d.get("version")) for d in child if _local(d.tag) == "dependency")
+            if flat:
+                groups.append(("", flat))
+    return tuple(groups)
+
+
+def _license_expression(meta: Element) -> str:
+    for child in meta:
+        if _local(child.tag) == "license" and child.get("type") == "expression" and child.text:
+            return child.text.strip()
+    return ""
 
 
 def _limit_problems(

@@ -38,12 +38,10 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import ParseError, fromstring
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -178,55 +176,9 @@ def _signature_records(session: Session, package_pks: Sequence[int]) -> dict[int
     return out
 
 
-DependencyGroups = tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]
-
-
-@dataclass(frozen=True)
-class _NuspecExtras:
-    min_client_version: str = ""
-    license_expression: str = ""
-    dependency_groups: DependencyGroups = ()
-
-
-def _local(tag: str) -> str:
-    return tag.rsplit("}", 1)[-1]
-
-
-def _nuspec_extras(raw: bytes) -> _NuspecExtras:
-    """What :class:`~nuseal.package.Nuspec` does not carry: ``minClientVersion`` (a ``<metadata>`` attribute), the
-    license expression (``<license type="expression">``) and dependency groups as written, empty groups included
-    (NuGet picks the nearest group for a framework, so an empty ``net45`` group matters). Plain ``<dependency>``
-    children of ``<dependencies>`` form one group without a framework (NuGet ``NuspecReader.GetDependencyGroups``).
-    The bytes were already parsed and validated once by ``Nuspec.parse``."""
-    try:
-        root = fromstring(raw, forbid_dtd=True)
-    except (ParseError, DefusedXmlException):
-        return _NuspecExtras()
-    meta = next((c for c in root if _local(c.tag) == "metadata"), None)
-    if meta is None:
-        return _NuspecExtras()
-    expression = ""
-    groups: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
-    for child in meta:
-        tag = _local(child.tag)
-        if tag == "license" and child.get("type") == "expression" and child.text:
-            expression = child.text.strip()
-        elif tag == "dependencies":
-            flat = [(d.get("id", ""), d.get("version")) for d in child if _local(d.tag) == "dependency"]
-            if flat:
-                groups.append(("", tuple(flat)))
-            for group in child:
-                if _local(group.tag) == "group":
-                    deps = tuple((d.get("id", ""), d.get("version")) for d in group if _local(d.tag) == "dependency")
-                    groups.append(((group.get("targetFramework") or "").strip(), deps))
-    return _NuspecExtras(meta.get("minClientVersion", "") or "", expression, tuple(groups))
-
-
-def _package_row(
-    nuspec: Nuspec, raw_nuspec: bytes, *, size: int, sha512: str, now: datetime, user_pk: int | None
-) -> Package:
+def _package_row(nuspec: Nuspec, *, size: int, sha512: str, now: datetime, user_pk: int | None) -> Package:
+    """The row of a pushed version, from the nuspec the pipeline parsed (``read_manifest``): no second XML parse."""
     m = nuspec.metadata
-    extras = _nuspec_extras(raw_nuspec)
     search = " ".join(
         [
             nuspec.id,
@@ -255,12 +207,12 @@ def _package_row(
         project_url=m.get("projectUrl", ""),
         icon_url=m.get("iconUrl", ""),
         license_url=m.get("licenseUrl", ""),
-        license_expression=extras.license_expression,
+        license_expression=nuspec.license_expression,
         require_license_acceptance=m.get("requireLicenseAcceptance", "").lower() == "true",
-        min_client_version=extras.min_client_version,
+        min_client_version=nuspec.min_client_version,
         language=m.get("language", ""),
         package_types=",".join(nuspec.package_types),
-        dependencies=json.dumps([[tfm, [list(d) for d in deps]] for tfm, deps in extras.dependency_groups]),
+        dependencies=json.dumps([[tfm, [list(d) for d in deps]] for tfm, deps in nuspec.dependency_groups]),
         search_text=search,
         downloads=0,
         published_at=now,
@@ -704,7 +656,6 @@ class FeedService:
                     session.add(Owner(id_lower=id_lower, user_pk=principal.user_pk))
                 row = _package_row(
                     nuspec,
-                    raw_nuspec,
                     size=submission.upload.size,
                     sha512=submission.upload.sha512,
                     now=self.clock(),
