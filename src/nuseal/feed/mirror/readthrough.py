@@ -365,6 +365,8 @@ class ReadThroughMirror:
         id_lower, ver = package_id.lower(), version.normalized.lower()
         if await anyio.to_thread.run_sync(self.service.storage.exists, nupkg_key(id_lower, ver)):
             return None  # ingested meanwhile (another worker, or a request that just finished)
+        if await anyio.to_thread.run_sync(self._decided, package_id, version.normalized):
+            return None  # held, rejected or refused for good: no download can change that
         clients = await self.route(package_id)
         client = None
         for candidate in clients:
@@ -422,6 +424,15 @@ class ReadThroughMirror:
 
         info["pending"] = await anyio.to_thread.run_sync(pending)
         return info
+
+    def _decided(self, package_id: str, version: str) -> bool:
+        """The version is in quarantine with a standing decision (held, rejected, refused for good)."""
+        view = self.ingestion.quarantine.get(package_id, version)
+        if view is None:
+            return False
+        if view.state in ("held", "rejected"):
+            return True
+        return view.state == "refused" and any(r.get("evidence", {}).get("for_good") for r in view.reasons)
 
     # ------------------------------------------------------------------ search
     async def extend_search(self, query: SearchQuery, local: dict[str, Any]) -> dict[str, Any]:
