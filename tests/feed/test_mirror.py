@@ -30,7 +30,7 @@ from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, UpstreamConfig
 from nuseal.feed.mirror.admin import set_admin
 
-from .conftest import Feed, make_package, run_admin, start_feed
+from .conftest import Feed, NuGetExe, make_package, run_admin, start_feed
 from .upstream_support import NugetOrgUpstream, UpstreamProxy, nupkg_path, start_test_upstream, tampered, upstream_proxy
 
 pytestmark = pytest.mark.slow  # real servers: the upstream (12 vectors pushed) and a mirror per test
@@ -467,3 +467,52 @@ def refusals_and_holds(
         # the tampered version stays refused, nothing of it stored
         assert c.get(nupkg_url("InTheHand.BluetoothLE", tampered_ver)).status_code == 404
     assert not list((mirror.data_dir / "storage").rglob("inthehand.bluetoothle*.nupkg"))
+
+
+# ------------------------------------------------------------------------------------------------ NuGet.exe
+@pytest.mark.nugetexe
+def test_nuget_exe_installs_real_packages_through_the_mirror(
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, nuget: NuGetExe, tmp_path: Path
+) -> None:
+    mirror = start_mirror(tmp_path / "mirror", proxy)
+    try:
+        found = nuget.run("search", "RestSharp", "-Source", mirror.source).stdout
+        assert "RestSharp |" in found  # an upstream hit, through the mirror's search
+        out_dir = tmp_path / "installed"
+        for package_id in ("System.Memory", "Microsoft.Data.Sqlite", "RestSharp", "ILMerge"):
+            ver, path = vector(upstream, package_id)
+            nuget.run(
+                "install",
+                package_id,
+                "-Version",
+                ver,
+                "-OutputDirectory",
+                str(out_dir),
+                "-Source",
+                mirror.source,
+                "-DependencyVersion",
+                "Ignore",
+                "-DirectDownload",
+            )
+            [folder] = [p for p in out_dir.iterdir() if p.name.lower() == f"{package_id}.{ver}".lower()]
+            [nupkg] = list(folder.glob("*.nupkg"))
+            assert nupkg.read_bytes() == path.read_bytes(), package_id  # byte-identical to the upstream's
+            assert proxy.count(nupkg_path(package_id, ver).replace(".", r"\.") + "$") == 1
+        # a refused package does not install: Newtonsoft.Json's repository countersignature is not nuget.org's
+        newtonsoft_ver, _ = vector(upstream, "newtonsoft.json")
+        refused = nuget.run(
+            "install",
+            "Newtonsoft.Json",
+            "-Version",
+            newtonsoft_ver,
+            "-OutputDirectory",
+            str(out_dir),
+            "-Source",
+            mirror.source,
+            "-DirectDownload",
+            check=False,
+        )
+        assert refused.returncode != 0
+        assert not [p for p in out_dir.iterdir() if p.name.lower().startswith("newtonsoft.json")]
+    finally:
+        mirror.stop()
