@@ -143,12 +143,11 @@ class _Candidate:
     author_recorded: bool
 
 
-class _Skip(Exception):
-    """This version is left as it is, for ``reason``."""
+@dataclass(frozen=True)
+class _Skip:
+    """This version is left as it is, for ``reason`` (a value the steps return, not an exception)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    reason: str
 
 
 def _candidates(session: Session, repository_pk: int | None, limit: int) -> tuple[list[_Candidate], bool]:
@@ -174,7 +173,12 @@ def _candidates(session: Session, repository_pk: int | None, limit: int) -> tupl
     return found, len(rows) > limit
 
 
-def _describe_before(archive: PackageArchive) -> tuple[str, PrimarySignature | None]:
+def _describe_before(archive: PackageArchive) -> tuple[str, PrimarySignature | None] | _Skip:
+    """What signs the stored package now, and its primary signature; a skip for an unknown-type primary.
+
+    Raises:
+        PackageFormatError, SignatureFormatError: the signature cannot be read.
+    """
     if not archive.is_signed:
         return "unsigned", None
     primary = PrimarySignature.load(archive.read_signature())
@@ -182,7 +186,7 @@ def _describe_before(archive: PackageArchive) -> tuple[str, PrimarySignature | N
         assert primary.signer_certificate is not None
         return f"repository {certificate_fingerprint(primary.signer_certificate)}", primary
     if primary.type is not SignatureType.AUTHOR:
-        raise _Skip(f"its primary signature is of an unknown type ({primary.type.value})")
+        return _Skip(f"its primary signature is of an unknown type ({primary.type.value})")
     counters = [
         certificate_fingerprint(c.signer_certificate) for c in primary.countersignatures if c.signer_certificate
     ]
@@ -195,12 +199,9 @@ class _Backfill:
         self.signing = signing
         self.dry_run = dry_run
 
-    def _author_check(self, data: bytes, now: datetime) -> None:
-        """Verify a never-checked author signature (``data`` without repository countersignatures).
-
-        Raises:
-            _Skip: it does not pass ``nuseal verify``'s rules.
-        """
+    def _author_check(self, data: bytes, now: datetime) -> _Skip | None:
+        """Verify a never-checked author signature (``data`` without repository countersignatures): a skip when it
+        does not pass ``nuseal verify``'s rules."""
         verifier = Verifier(
             VerificationPolicy.verify(),
             code_signing_roots=self.signing.code_signing_roots,
@@ -210,24 +211,39 @@ class _Backfill:
         result = verifier.verify(PackageArchive.from_bytes(data), now=now)
         if not result.valid:
             problems = "; ".join(f"{i.code.value}: {i.message}" if i.code else i.message for i in result.errors)
-            raise _Skip(f"its author signature does not verify ({problems or 'invalid'})")
+            return _Skip(f"its author signature does not verify ({problems or 'invalid'})")
+        return None
 
     def one(self, c: _Candidate) -> BackfillOutcome:
-        """Sign one version (or say what would be done). Raises _Skip, NusealError (the TSA or key failed)."""
+        """Sign one version (or say what would be done, or why it is skipped).
+
+        Raises:
+            NusealError: the TSA or the repository key failed, or the package cannot be signed.
+            OSError, SQLAlchemyError: the storage or the database failed.
+        """
+        found = self._sign(c)
+        if isinstance(found, _Skip):
+            return BackfillOutcome(c.id, c.version, "skipped", "", reason=found.reason)
+        return found
+
+    def _sign(self, c: _Candidate) -> BackfillOutcome | _Skip:
         if c.revoked:
-            raise _Skip("the version is revoked (its author certificate was revoked)")
+            return _Skip("the version is revoked (its author certificate was revoked)")
         try:
             stored = self.service.storage.read_bytes(docs.nupkg_key(c.id_lower, c.version_lower))
         except OSError as exc:
-            raise _Skip(f"its .nupkg cannot be read ({exc.strerror or exc})") from exc
+            return _Skip(f"its .nupkg cannot be read ({exc.strerror or exc})")
         if stored is None:
-            raise _Skip("its .nupkg is not in the storage")
+            return _Skip("its .nupkg is not in the storage")
         if package_sha512(stored) != c.sha512:
-            raise _Skip("its stored .nupkg does not match the SHA-512 recorded at publication")
+            return _Skip("its stored .nupkg does not match the SHA-512 recorded at publication")
         now = self.service.clock()
         try:
             archive = PackageArchive.from_bytes(stored)
-            before, primary = _describe_before(archive)
+            described = _describe_before(archive)
+            if isinstance(described, _Skip):
+                return described
+            before, primary = described
             if primary is None:
                 data = stored
             elif primary.type is SignatureType.REPOSITORY:
@@ -235,10 +251,12 @@ class _Backfill:
             else:
                 data, _ = without_repository_countersignatures(stored, now)
         except (PackageFormatError, SignatureFormatError) as exc:
-            raise _Skip(f"its signature cannot be read ({exc})") from exc
+            return _Skip(f"its signature cannot be read ({exc})")
         new_author = primary is not None and primary.type is SignatureType.AUTHOR and not c.author_recorded
         if new_author:
-            self._author_check(data, now)
+            refused = self._author_check(data, now)
+            if refused is not None:
+                return refused
         placement = "countersignature" if primary is not None and primary.type is SignatureType.AUTHOR else "primary"
         if self.dry_run:
             return BackfillOutcome(c.id, c.version, "would-sign", before, placement)
@@ -281,7 +299,7 @@ class _Backfill:
         if not self.service.replace_stored_package(
             c.id_lower, c.version_lower, signed, expect_sha512=c.sha512, change=change
         ):
-            raise _Skip("the version changed or went away during the run")
+            return _Skip("the version changed or went away during the run")
         return BackfillOutcome(c.id, c.version, "signed", before, placement)
 
 
@@ -310,8 +328,6 @@ def repository_sign_stored(
     for c in candidates:
         try:
             outcome = work.one(c)
-        except _Skip as skip:
-            outcome = BackfillOutcome(c.id, c.version, "skipped", "", reason=skip.reason)
         except NusealError as exc:
             if exc.code in PACKAGE_SIGNING_CODES:  # the package's own problem (ZIP64, too many entries, ...)
                 outcome = BackfillOutcome(c.id, c.version, "skipped", "", reason=f"cannot be signed: {exc.message}")
