@@ -1,7 +1,11 @@
 """Suite-wide isolation: nuseal's own cache (``$NUSEAL_CACHE``: the revocation cache of online runs) lives in a
 folder of this test run, never in the user's ``~/.cache/nuseal``, so no test sees revocation answers another
 test or an earlier run left there. NuGet.exe, which the set-up scripts install under the real cache, is still
-found: its path is handed over in ``NUSEAL_NUGET_EXE`` first."""
+found: its path is handed over in ``NUSEAL_NUGET_EXE`` first.
+
+Network: only loopback. ``support.network`` fences this process (a connect or a name lookup for any other host
+fails at once with a message naming the fence) and points the proxy variables of every subprocess at a closed
+loopback port, from the moment this file is loaded, before any test module is imported."""
 
 from __future__ import annotations
 
@@ -10,6 +14,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from support import network
+
+network.install()
 
 _NUGET_EXE = Path("nuget-exe") / "node_modules" / "nuget-exe" / "nuget-5.8.0.exe"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
-import json
 import os
 import signal
 import socket
@@ -19,7 +18,6 @@ import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -33,10 +31,10 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, ExtensionOID
 
-import oracle  # tests/oracle.py: where NuGet's own signer lives
 from nuseal.cli.main import main
 from nuseal.devpki import NAMES, DevPki, DevPkiServer, serve
 from nuseal.errors import UsageError
+from support import oracle
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 HTTP_TIMEOUT = 10.0
@@ -645,23 +643,20 @@ def test_cli_dev_tsa_on_another_port_warns(live: tuple[DevPki, DevPkiServer]) ->
 
 
 # ------------------------------------------------------------------------------------ NuGet's own signer
-def _nuget_sign(dev: DevPki, name: str, source: Path, out: Path) -> dict[str, Any]:
+def _nuget_sign(dev: DevPki, name: str, source: Path) -> oracle.SignReport:
     """NuGet's signer (the oracle) signs with online revocation checks and the dev TSA."""
-    run = subprocess.run(
-        ["bash", str(oracle.SCRIPT), "sign", "--in", str(source), "--out", str(out), "--pfx",
-         str(dev.pfx_path(name)), "--password", dev.pfx_password, "--type", "author", "--tsa", dev.tsa_url,
-         "--extra-certs", str(dev.cert_path("intermediate")), "--extra-certs", str(dev.root_pem_path),
-         "--trust-bundle", str(dev.root_pem_path)],
-        capture_output=True, text=True, check=False, timeout=oracle.TIMEOUT,
+    return oracle.sign(
+        source.read_bytes(), pfx=dev.pfx_path(name), password=dev.pfx_password, signature_type="author",
+        tsa_url=dev.tsa_url, extra_certs=[dev.cert_path("intermediate"), dev.root_pem_path],
+        trust_bundle=dev.root_pem_path,
     )
-    report: dict[str, Any] = json.loads(run.stdout)
-    return report
 
 
 @pytest.mark.oracle
 def test_nuget_signs_against_the_dev_responders(tmp_path: Path) -> None:
-    if not oracle.available():
-        pytest.skip("the NuGet oracle is not installed")
+    reason = oracle.oracle_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
     source = tmp_path / "in.nupkg"
     with zipfile.ZipFile(source, "w") as archive:
         archive.writestr("Probe.nuspec", '<?xml version="1.0"?><package xmlns="http://schemas.microsoft.com/'
@@ -672,12 +667,12 @@ def test_nuget_signs_against_the_dev_responders(tmp_path: Path) -> None:
     with serve(dev) as server:
         # before NuGet's first chain build: .NET caches the CRL until nextUpdate (see DevPkiServer.revoke)
         server.revoke("revoked-signer", at=datetime.now(UTC) - timedelta(hours=1))
-        good = _nuget_sign(dev, "author", source, tmp_path / "good.nupkg")
-        assert good["ok"], good["issues"]
+        good = _nuget_sign(dev, "author", source)
+        assert good.ok, good.issues
         asked = {(method, path.split("/")[1]) for method, path, _ in server.requests}
         assert ("POST", "tsa") in asked
         assert asked & {("GET", "crl"), ("GET", "ocsp"), ("POST", "ocsp")}  # .NET checked revocation with us
         assert all(status == 200 for _, _, status in server.requests)
-        revoked = _nuget_sign(dev, "revoked-signer", source, tmp_path / "revoked.nupkg")
-        assert not revoked["ok"]
-        assert [(i["code"], i["message"]) for i in revoked["issues"]] == [("NU3018", "Revoked: certificate revoked")]
+        revoked = _nuget_sign(dev, "revoked-signer", source)
+        assert not revoked.ok
+        assert [(i.code, i.message) for i in revoked.issues] == [("NU3018", "Revoked: certificate revoked")]

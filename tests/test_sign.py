@@ -17,7 +17,6 @@ import pytest
 import rfc3161_client
 from asn1crypto import cms
 
-import oracle
 from nuseal.cli.main import main
 from nuseal.codes import NuCode
 from nuseal.devpki import DevPki, DevPkiServer, serve
@@ -30,6 +29,7 @@ from nuseal.signing import FileSigner, repository_sign_package, sign_package
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, Verifier
+from support import oracle
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO_URL = "https://feed.example/v3/index.json"
@@ -192,7 +192,7 @@ def test_repository_signatures(pki: tuple[DevPki, DevPkiServer]) -> None:
 def test_nuget_accepts_what_nuseal_signs(pki: tuple[DevPki, DevPkiServer]) -> None:
     dev, _ = pki
     now = datetime.now(UTC)
-    trust = (dev.root_pem_path, dev.root_pem_path)
+    trust = {"trust_bundle": dev.root_pem_path, "timestamp_bundle": dev.root_pem_path}
     packages = {
         f"author-{alg.nuget_name}": sign_package(unsigned_package(), signer(dev), timestamper_url=dev.tsa_url,
                                                  now=now, hash_algorithm=alg).data
@@ -206,10 +206,10 @@ def test_nuget_accepts_what_nuseal_signs(pki: tuple[DevPki, DevPkiServer]) -> No
         timestamper_url=dev.tsa_url, now=now).data
     packages["no-timestamp"] = sign_package(unsigned_package(), signer(dev), timestamper_url=None, now=now).data
     for name, data in packages.items():
-        report = oracle.verify(data, trust=trust)
+        report = oracle.verify(data, **trust)
         assert report.fatal is None, (name, report.fatal)
-        for policy, verdict in report.policies.items():
-            assert verdict.valid and not verdict.error_codes, (name, policy, verdict.codes)
+        for policy, verdict in report.verdicts.items():
+            assert verdict.is_valid and not verdict.error_codes, (name, policy, verdict.codes)
             expected = {"NU3027"} if name == "no-timestamp" and policy != "acceptMode" else set()
             if name == "no-timestamp" and policy == "acceptMode":
                 expected = set(verdict.warning_codes) & {"NU3027"}
@@ -317,18 +317,14 @@ def test_cli_sign_and_repo_sign(pki: tuple[DevPki, DevPkiServer], tmp_path: Path
 @pytest.mark.parametrize("kind", ["author", "repository"])
 def test_nuseal_verifies_what_nuget_signs(pki: tuple[DevPki, DevPkiServer], tmp_path: Path, kind: str) -> None:
     dev, _ = pki
-    src = tmp_path / "in.nupkg"
-    src.write_bytes(unsigned_package())
-    out = tmp_path / "out.nupkg"
-    args = ["bash", str(oracle.SCRIPT), "sign", "--in", str(src), "--out", str(out), "--pfx", str(dev.pfx_path(kind)),
-            "--password", dev.pfx_password, "--type", kind, "--tsa", dev.tsa_url,
-            "--extra-certs", str(dev.cert_path("intermediate")), "--extra-certs", str(dev.root_pem_path),
-            "--trust-bundle", str(dev.root_pem_path)]  # the oracle reads one certificate per --extra-certs file
-    if kind == "repository":
-        args += ["--v3", REPO_URL, "--owners", "alice;bob"]
-    run = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
-    assert run.returncode == 0 and out.is_file(), run.stdout[-2000:] + run.stderr[-2000:]
-    result = verifier(dev).verify_bytes(out.read_bytes(), now=datetime.now(UTC))
+    report = oracle.sign(
+        unsigned_package(), pfx=dev.pfx_path(kind), password=dev.pfx_password, signature_type=kind,
+        tsa_url=dev.tsa_url, extra_certs=[dev.cert_path("intermediate"), dev.root_pem_path],  # one per file
+        trust_bundle=dev.root_pem_path, v3_service_index_url=REPO_URL if kind == "repository" else None,
+        owners=["alice", "bob"] if kind == "repository" else (),
+    )
+    assert report.ok and report.signed is not None, report.raw[-2000:]
+    result = verifier(dev).verify_bytes(report.signed, now=datetime.now(UTC))
     assert result.valid and not result.errors and not result.warnings, [str(i) for i in result.issues]
     assert result.signatures[0].type == kind.capitalize()
 

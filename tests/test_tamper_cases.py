@@ -250,6 +250,17 @@ def test_entry_renamed(vector: str) -> None:
     assert len(tampered) == len(original) + 2 * len("renamed-")
 
 
+@pytest.mark.parametrize("vector", TAMPER_VECTORS)
+def test_entry_renamed_same_length(vector: str) -> None:
+    original, tampered = apply("entry_renamed_same_length", vector)
+    before, after = contents(original), contents(tampered)
+    (old,) = set(before) - set(after)
+    (new,) = set(after) - set(before)
+    assert len(new) == len(old) and new[:-1] == old[:-1] and after[new] == before[old]
+    assert len(tampered) == len(original)
+    assert len(diff_positions(original, tampered)) == 2  # the last byte of the name in each header
+
+
 # --------------------------------------------------------------------------- the signature's DER
 def signature_only_changed(original: bytes, tampered: bytes) -> tuple[bytes, bytes]:
     before, after = contents(original), contents(tampered)
@@ -382,6 +393,10 @@ def test_signature_header_cases(vector: str) -> None:
     m = signature_member(tamper.signature_flag_data_descriptor(original))
     assert m.lfield("flags") == m.cfield("flags") == tamper.FLAG_DATA_DESCRIPTOR
     assert m.body == der + b"PK\x07\x08" + m.cfield("crc").to_bytes(4, "little") + 2 * len(der).to_bytes(4, "little")
+
+    m = signature_member(tamper.signature_flag_data_descriptor_central_only(original))
+    assert m.cfield("flags") == tamper.FLAG_DATA_DESCRIPTOR and m.lfield("flags") == 0
+    assert m.body == der  # no data descriptor written
 
     with zipfile.ZipFile(io.BytesIO(tamper.signature_external_attributes(original))) as z:
         assert z.getinfo(SIG).external_attr == tamper.ZIPARCHIVE_EXTERNAL_ATTRIBUTES

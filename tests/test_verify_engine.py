@@ -19,6 +19,7 @@ from nuseal.package import PackageArchive
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.verify import (
     AllowListEntry,
+    RevocationStatus,
     SignaturePlacement,
     VerificationPolicy,
     VerificationTarget,
@@ -278,7 +279,10 @@ def test_online_mode_with_unreachable_revocation_servers_warns_nu3018() -> None:
     assert fetcher.calls > 0
     assert result.valid
     assert {i.code for i in result.warnings} == {NuCode.NU3018, NuCode.NU3028}
-    assert any("revocation server could not be reached" in i.message for i in result.warnings)
+    primary = result.primary
+    assert primary is not None and primary.revocation is RevocationStatus.UNKNOWN and primary.valid
+    assert [t.revocation for t in primary.timestamp_details] == [RevocationStatus.UNKNOWN]
+    assert NuCode.NU3018 in primary.codes and NuCode.NU3028 in {i.code for i in primary.timestamp_details[0].issues}
 
 
 def test_not_a_zip_is_an_invalid_result_not_an_exception() -> None:

@@ -14,7 +14,6 @@ import io
 import json
 import struct
 import subprocess
-import sys
 import threading
 import zipfile
 from collections.abc import Callable, Iterator
@@ -37,18 +36,14 @@ from nuseal.signing.signer import FileSigner
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
+from support import oracle
 
 TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-import oracle  # noqa: E402 - tests/oracle.py, the shared NuGet-verifier driver
-
 SHARED = TESTS.parents[1] / "shared"
 VECTORS = SHARED / "vectors" / "nuget.org"
 REPO_URL = "https://feed.example/v3/index.json"
 TIMESTAMP_TOKEN_OID = "1.2.840.113549.1.9.16.2.14"
 COUNTERSIGNATURE_OID = "1.2.840.113549.1.9.6"
-ORACLE_TIMEOUT = 300
 
 
 @dataclass
@@ -199,24 +194,16 @@ def oracle_sign(pki: Pki, source: bytes, tmp: Path, *, name: str = "author", kin
                 extra: tuple[str, ...] = ("intermediate", "root"), timestamp_bundle: Path | None = None,
                 ) -> tuple[bytes | None, dict[str, Any]]:
     """Sign ``source`` with NuGet's own ``SigningUtility.SignAsync``; (output or None, the oracle's report)."""
-    src, out = tmp / "oracle-in.nupkg", tmp / "oracle-out.nupkg"
-    src.write_bytes(source)
-    out.unlink(missing_ok=True)
-    args = ["bash", str(oracle.SCRIPT), "sign", "--in", str(src), "--out", str(out), "--pfx",
-            str(pki.dev.pfx_path(name)), "--password", pki.dev.pfx_password, "--type", kind, "--hash", hash_name,
-            "--trust-bundle", str(pki.dev.root_pem_path)]
-    for cert in extra:  # the oracle reads one certificate per --extra-certs file
-        args += ["--extra-certs", str(pki.dev.cert_path(cert))]
-    if tsa:
-        args += ["--tsa", pki.dev.tsa_url]
-    if timestamp_bundle is not None:
-        args += ["--timestamp-bundle", str(timestamp_bundle)]
-    if kind == "repository":
-        args += ["--v3", REPO_URL, "--owners", owners]
-    run = subprocess.run(args, capture_output=True, text=True, timeout=ORACLE_TIMEOUT, check=False)
-    assert run.stdout.strip(), run.stderr[-2000:]
-    report: dict[str, Any] = json.loads(run.stdout)
-    return (out.read_bytes() if report.get("ok") and out.is_file() else None), report
+    report = oracle.sign(
+        source, pfx=pki.dev.pfx_path(name), password=pki.dev.pfx_password, signature_type=kind,
+        hash_algorithm=hash_name, trust_bundle=pki.dev.root_pem_path, timestamp_bundle=timestamp_bundle,
+        extra_certs=[pki.dev.cert_path(cert) for cert in extra],  # the oracle reads one certificate per file
+        tsa_url=pki.dev.tsa_url if tsa else None,
+        v3_service_index_url=REPO_URL if kind == "repository" else None,
+        owners=owners.split(";") if kind == "repository" else (),
+    )
+    doc: dict[str, Any] = json.loads(report.raw)
+    return report.signed, doc
 
 
 def oracle_exception_code(report: dict[str, Any]) -> str | None:
@@ -232,8 +219,8 @@ def oracle_issues(report: dict[str, Any]) -> list[tuple[str, str, str]]:
     return [(i["code"], i["level"], i["message"]) for i in report.get("issues", [])]
 
 
-def oracle_verify(pki: Pki, data: bytes) -> oracle.OracleReport:
-    return oracle.verify(data, trust=(pki.dev.root_pem_path, pki.dev.root_pem_path))
+def oracle_verify(pki: Pki, data: bytes) -> oracle.VerifyReport:
+    return oracle.verify(data, trust_bundle=pki.dev.root_pem_path, timestamp_bundle=pki.dev.root_pem_path)
 
 
 # ---------------------------------------------------------------------------------------------- timestamps

@@ -101,11 +101,11 @@ def test_nuget_accepts_nuseal_repository_signatures(pki: Pki, algorithm: HashAlg
         report = oracle_verify(pki, data)
         assert report.fatal is None, (name, report.fatal)
         ours = pki.verify(data)
-        for policy, verdict in report.policies.items():
-            assert verdict.valid and not verdict.error_codes, (name, policy, verdict.codes)
+        for policy, verdict in report.verdicts.items():
+            assert verdict.is_valid and not verdict.error_codes, (name, policy, verdict.codes)
             if "no timestamp" not in name:
                 assert not verdict.warning_codes, (name, policy, verdict.codes)
-        verify_warnings = report.policies["verifyCommand"].warning_codes
+        verify_warnings = report.policy("verifyCommand").warning_codes
         assert {w.code.value for w in ours.warnings if w.code} == set(verify_warnings), (name, verify_warnings)
         assert report.raw["primarySignature"]["type"] == (  # type: ignore[index]
             "Author" if "author" in name else "Repository")
@@ -139,9 +139,9 @@ def test_nuseal_countersigns_what_nuget_signed(pki: Pki, tmp_path: Path) -> None
                                    trust=pki.strict_trust()).data
     verdicts = oracle_verify(pki, both)
     assert verdicts.fatal is None
-    for policy, verdict in verdicts.policies.items():
-        assert verdict.valid and not verdict.codes - {"info:NU3000"}, (policy, verdict.codes)
-    assert verdicts.raw["primarySignature"]["repositoryCountersignature"] is not None  # type: ignore[index]
+    for policy, verdict in verdicts.verdicts.items():
+        assert verdict.is_valid and not set(verdict.codes) - {("info", "NU3000")}, (policy, verdict.codes)
+    assert verdicts.countersignature is not None
     assert pki.verify(both).valid
     independent_checks(pki, both, unsigned, tmp_path)
 

@@ -59,5 +59,5 @@ def test_nuget_accepts_the_100_mb_package(pki: Pki, big_unsigned: bytes) -> None
         timestamper_url=pki.dev.tsa_url, now=datetime.now(UTC), trust=pki.strict_trust()).data
     report = oracle_verify(pki, both)
     assert report.fatal is None
-    for policy, verdict in report.policies.items():
-        assert verdict.valid and not verdict.error_codes and not verdict.warning_codes, (policy, verdict.codes)
+    for policy, verdict in report.verdicts.items():
+        assert verdict.is_valid and not verdict.error_codes and not verdict.warning_codes, (policy, verdict.codes)

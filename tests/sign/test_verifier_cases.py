@@ -57,7 +57,7 @@ def codes(result: VerificationResult) -> set[NuCode | None]:
 def oracle_error_codes(pki: Pki, data: bytes) -> set[str]:
     report = oracle_verify(pki, data)
     assert report.fatal is None, report.fatal
-    return set(report.policies[ORACLE_POLICY].error_codes)
+    return set(report.policy(ORACLE_POLICY).error_codes)
 
 
 def test_not_yet_valid_signer_is_nu3017(pki: Pki) -> None:
@@ -194,9 +194,9 @@ def test_forbidden_structures(pki: Pki, name: str, make: Callable[[Pki], bytes],
 def test_nuget_agrees_on_forbidden_structures(pki: Pki, name: str, make: Callable[[Pki], bytes],
                                               code: NuCode | None) -> None:
     data = make(pki)
-    verdict = oracle_verify(pki, data).policies[ORACLE_POLICY]
+    verdict = oracle_verify(pki, data).policy(ORACLE_POLICY)
     ours = pki.verify(data)
-    assert verdict.valid is ours.valid is (code is None)
+    assert verdict.is_valid is ours.valid is (code is None)
     assert {NuCode(c) for c in verdict.error_codes} == {c for c in codes(ours) if c}, verdict.codes
 
 
@@ -218,9 +218,9 @@ def test_nuget_and_nuseal_agree_on_bad_signers(pki: Pki, name: str, stamped: boo
         "acceptMode": VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE),
     }  # the oracle's requireMode runs without the trusted-signers list nuseal's require preset carries (NU3034)
     for policy_name, policy in policies.items():
-        verdict = report.policies[policy_name]
+        verdict = report.policy(policy_name)
         ours = pki.verify(data, policy)
-        assert ours.valid is verdict.valid, (policy_name, verdict.codes, [str(i) for i in ours.issues])
+        assert ours.valid is verdict.is_valid, (policy_name, verdict.codes, [str(i) for i in ours.issues])
         assert {c.value for c in codes(ours) if c} == set(verdict.error_codes), (policy_name, verdict.codes)
         assert {w.code.value for w in ours.warnings if w.code} == set(verdict.warning_codes), (
             policy_name, verdict.codes, [str(i) for i in ours.warnings])

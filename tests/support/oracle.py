@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import network
+
 __all__ = [
     "CACHE_DIR",
     "CODESIGN_BUNDLE",
@@ -436,8 +438,9 @@ def oracle_unavailable_reason() -> str | None:
     if shutil.which("bash") is None:
         return "bash is not installed"
     try:
-        run = subprocess.run(
-            ["bash", str(RUN_SCRIPT), "setup"], capture_output=True, timeout=SETUP_TIMEOUT_S, check=False
+        run = subprocess.run(  # the one step allowed past the test suite's network fence (support.network)
+            ["bash", str(RUN_SCRIPT), "setup"], capture_output=True, timeout=SETUP_TIMEOUT_S, check=False,
+            env=network.unfenced_env(),
         )
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"NuGet oracle setup failed: {e}"
@@ -620,12 +623,14 @@ def sign(
     hash_algorithm: str = "SHA256",
     extra_certs: Iterable[Path] = (),
     trust_bundle: Path | None = None,
+    timestamp_bundle: Path | None = None,
 ) -> SignReport:
     """Sign ``package`` with NuGet's own signer (never cached: signing time and timestamps differ per run).
 
     ``signature_type``: ``author`` or ``repository``; ``v3_service_index_url`` and ``owners`` only for
     ``repository`` (NuGet defaults the URL to nuget.org's). ``extra_certs``: PEM/DER files with the chain;
-    ``trust_bundle``: the root to trust (else NuGet refuses with NU3018). Raises ``OracleError`` if the oracle
+    ``trust_bundle``: the root to trust (else NuGet refuses with NU3018); ``timestamp_bundle``: the roots NuGet
+    trusts for the TSA's certificate. Raises ``OracleError`` if the oracle
     cannot run; a refusal by NuGet is ``ok=False`` with the exception text and issues.
     """
     args = ["--pfx", str(pfx), "--password", password, "--type", signature_type, "--hash", hash_algorithm]
@@ -640,6 +645,8 @@ def sign(
         args += ["--extra-certs", str(chain)]
     if trust_bundle is not None:
         args += ["--trust-bundle", str(trust_bundle)]
+    if timestamp_bundle is not None:
+        args += ["--timestamp-bundle", str(timestamp_bundle)]
     with tempfile.TemporaryDirectory(prefix="nuseal-oracle-") as tmp:
         source, target = Path(tmp) / "in.nupkg", Path(tmp) / "out.nupkg"
         source.write_bytes(package)

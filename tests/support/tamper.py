@@ -488,6 +488,16 @@ def entry_renamed(package: bytes) -> bytes:
     return build_archive(archive.replace_member(i, m.renamed(head + sep + b"renamed-" + tail)))
 
 
+def entry_renamed_same_length(package: bytes) -> bytes:
+    """The largest deflated entry renamed in place: the last character of its name changed (``X``, or ``Y`` if
+    it was ``X``) in the local header and the CD record, so the length and every offset stay as they were."""
+    archive = parse_archive(package)
+    i = _content_index(archive)
+    m = archive.members[i]
+    last = b"Y" if m.name.endswith(b"X") else b"X"
+    return build_archive(archive.replace_member(i, m.renamed(m.name[:-1] + last)))
+
+
 # --------------------------------------------------------------------------- integrity: the signature's DER
 def signature_value_byte(package: bytes) -> bytes:
     """One byte in the middle of the primary SignerInfo's signature value (the RSA signature) XOR 0x01."""
@@ -630,6 +640,12 @@ def signature_flag_data_descriptor(package: bytes) -> bytes:
         return replace(m, body=m.data + descriptor).with_both(flags=m.cfield("flags") | FLAG_DATA_DESCRIPTOR)
 
     return _edit_signature(package, edit)
+
+
+def signature_flag_data_descriptor_central_only(package: bytes) -> bytes:
+    """General-purpose bit 3 set in the signature's CD record only: no data descriptor is written and the local
+    header keeps its flags (the two headers disagree)."""
+    return _edit_signature(package, lambda m: m.with_central(flags=m.cfield("flags") | FLAG_DATA_DESCRIPTOR))
 
 
 def signature_external_attributes(package: bytes) -> bytes:
@@ -830,6 +846,7 @@ CASES: dict[str, Callable[[bytes], bytes]] = {
         entry_added_after_signature,
         entry_removed,
         entry_renamed,
+        entry_renamed_same_length,
         signature_value_byte,
         signature_content_hash_byte,
         signature_content_version,
@@ -845,6 +862,7 @@ CASES: dict[str, Callable[[bytes], bytes]] = {
         signature_deflated,
         signature_flag_utf8,
         signature_flag_data_descriptor,
+        signature_flag_data_descriptor_central_only,
         signature_external_attributes,
         signature_local_extra_field,
         signature_renamed_p7t,
@@ -877,15 +895,16 @@ ZIP_VALID: frozenset[str] = frozenset(
     {
         "entry_data_byte", "entry_content_changed", "local_header_time", "central_directory_time",
         "central_directory_comment", "entry_added", "entry_added_after_signature", "entry_removed",
-        "entry_renamed", "signature_value_byte", "signature_content_hash_byte", "signature_content_version",
-        "signature_signing_time_byte", "signature_signer_certificate_byte", "signature_signer_public_key_byte",
-        "signature_intermediate_certificate_byte", "signature_timestamp_value_byte",
-        "signature_timestamp_certificate_byte", "signature_countersignature_value_byte",
-        "signature_der_truncated", "signature_empty", "signature_deflated", "signature_flag_utf8",
-        "signature_flag_data_descriptor", "signature_external_attributes", "signature_local_extra_field",
-        "signature_renamed_p7t", "signature_renamed_uppercase", "signature_duplicated", "signature_moved_first",
-        "signature_moved_middle", "signature_local_first_cd_last", "signature_local_last_cd_first",
-        "signature_removed", "prefix_offsets_rewritten", "eocd_comment_added",
+        "entry_renamed", "entry_renamed_same_length", "signature_value_byte", "signature_content_hash_byte",
+        "signature_content_version", "signature_signing_time_byte", "signature_signer_certificate_byte",
+        "signature_signer_public_key_byte", "signature_intermediate_certificate_byte",
+        "signature_timestamp_value_byte", "signature_timestamp_certificate_byte",
+        "signature_countersignature_value_byte", "signature_der_truncated", "signature_empty", "signature_deflated",
+        "signature_flag_utf8", "signature_flag_data_descriptor", "signature_flag_data_descriptor_central_only",
+        "signature_external_attributes", "signature_local_extra_field", "signature_renamed_p7t",
+        "signature_renamed_uppercase", "signature_duplicated", "signature_moved_first", "signature_moved_middle",
+        "signature_local_first_cd_last", "signature_local_last_cd_first", "signature_removed",
+        "prefix_offsets_rewritten", "eocd_comment_added",
     }
 )
 """Cases whose output is a well-formed ZIP: every offset, size, count and length consistent, the CD directly
@@ -894,10 +913,10 @@ before the EOCD, nothing after the EOCD comment (``parse_archive`` takes it apar
 CONTENT_PRESERVING: frozenset[str] = frozenset(
     {
         "local_header_time", "central_directory_time", "central_directory_comment", "signature_deflated",
-        "signature_flag_utf8", "signature_flag_data_descriptor", "signature_external_attributes",
-        "signature_local_extra_field", "signature_moved_first", "signature_moved_middle",
-        "signature_local_first_cd_last", "signature_local_last_cd_first", "prefix_offsets_rewritten",
-        "eocd_comment_added",
+        "signature_flag_utf8", "signature_flag_data_descriptor", "signature_flag_data_descriptor_central_only",
+        "signature_external_attributes", "signature_local_extra_field", "signature_moved_first",
+        "signature_moved_middle", "signature_local_first_cd_last", "signature_local_last_cd_first",
+        "prefix_offsets_rewritten", "eocd_comment_added",
     }
 )
 """Cases after which Python's ``zipfile`` reads exactly the same names and file contents as from the input."""

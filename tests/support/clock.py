@@ -1,0 +1,28 @@
+"""The frozen clock for tests that judge certificate validity on the real nuget.org vectors.
+
+The vectors (``../shared/vectors/nuget.org``) carry certificates that expire: their signing certificates ended
+between 2021 and 2024 and their timestamping (TSA) certificates end between 2028-04-01 (system.buffers 4.4.0)
+and 2034. NuGet judges a timestamped signature's certificate at the timestamp's time, but the timestamp's own
+TSA certificate and the roots at the verification time, so a test that passes ``datetime.now()`` would start
+failing on a date. Tests pass ``VECTOR_NOW`` (or the ``vector_now`` fixture) instead.
+
+``VECTOR_NOW`` lies after the latest timestamp of any vector (inthehand.bluetoothle 4.0.35, 2023-11-28) and
+inside every TSA certificate's validity; ``tests/test_support_toolkit.py`` checks that against the vectors
+themselves, so adding a vector outside that window fails there, not on some later day.
+
+Code paths that read the wall clock themselves (a CLI run in a subprocess, the feed's server) are given the
+same instant through ``NUSEAL_TEST_NOW`` (``TEST_NOW_ENV``), which only ``nuseal.cli`` reads, once, at the
+command's edge (see ``docs/testing.md``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+__all__ = ["TEST_NOW_ENV", "VECTOR_NOW"]
+
+VECTOR_NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+"""The instant every real-vector verification in the tests is judged at (timezone-aware, UTC)."""
+
+TEST_NOW_ENV = "NUSEAL_TEST_NOW"
+"""Environment variable a CLI run reads as its clock (ISO 8601 with an offset), for tests only."""
