@@ -516,3 +516,22 @@ def test_nuget_exe_installs_real_packages_through_the_mirror(
         assert not [p for p in out_dir.iterdir() if p.name.lower().startswith("newtonsoft.json")]
     finally:
         mirror.stop()
+
+
+def test_dotnet_restore_through_the_mirror(upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path) -> None:
+    from .dotnet_support import dotnet_cli, write_project  # noqa: PLC0415 - skips without the SDK
+
+    dotnet = dotnet_cli(tmp_path / "dotnet")
+    mirror = start_mirror(tmp_path / "mirror", proxy)
+    try:
+        wanted = {package_id: vector(upstream, package_id) for package_id in ("System.Buffers", "ILMerge")}
+        project = write_project(
+            dotnet.root / "app",
+            {package_id: f"[{ver}]" for package_id, (ver, _) in wanted.items()},
+            sources=[mirror.source],
+        )
+        dotnet.run("restore", str(project))
+        for package_id, (ver, path) in wanted.items():
+            assert dotnet.installed_package(package_id, ver).read_bytes() == path.read_bytes(), package_id
+    finally:
+        mirror.stop()
