@@ -659,3 +659,23 @@ def test_a_push_racing_a_hold_cannot_publish_the_held_version(feed: InProcessFee
     with pytest.raises(DuplicatePackageError, match="held in quarantine"):
         PushPipeline(service, DEFAULT_STAGES).run(submission)  # without the pre-check, as in the race
     assert_invisible(feed, "Race.Held", "1.0.0")
+
+
+def test_start_sweeps_quarantine_files_no_held_version_points_to(feed: InProcessFeed) -> None:
+    import os  # noqa: PLC0415
+
+    assert feed.push(make_package("Sweep.Kept", "1.0.0", files={"tools/init.ps1": CRADLE})).status_code == 201
+    kept = next((feed.data_dir / "quarantine").glob("sweep.kept/1.0.0/*.nupkg"))
+    orphan = feed.data_dir / "quarantine" / "sweep.gone" / "1.0.0" / "left-by-a-crash.nupkg"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"bytes of a release that committed before its file was removed")
+    young = feed.data_dir / "quarantine" / "sweep.young" / "1.0.0" / "hold-committing.nupkg"
+    young.parent.mkdir(parents=True)
+    young.write_bytes(b"a hold whose row is committing right now")
+    old = feed.clock().timestamp() - 2 * 3600
+    for path in (kept, orphan):
+        os.utime(path, (old, old))
+    feed.composed.service.setup()  # a restart
+    assert kept.exists() and young.exists()
+    assert not orphan.exists() and not orphan.parent.exists()
+    assert feed.admin("quarantine", "release", "Sweep.Kept", "1.0.0").exit_code == 0

@@ -123,7 +123,11 @@ def publish_hooks(signing: SigningStages | None) -> tuple[PublishHook, ...]:
 def setup_hooks(signing: FeedSigning | None, config: FeedConfig) -> tuple[SetupHook, ...]:
     """Run by :meth:`FeedService.setup` at each start, after migration and recovery, in this order: the repository
     certificates, then the ``VulnerabilityInfo/6.7.0`` documents (written from ``--osv``; removed without it)."""
-    return (*_repository_setup_hooks(signing), vulnerabilities.setup_hook(config.ingest.osv_path))
+    return (
+        *_repository_setup_hooks(signing),
+        vulnerabilities.setup_hook(config.ingest.osv_path),
+        quarantine.sweep_hook,  # quarantine files no held version points to (issue 16)
+    )
 
 
 def _repository_setup_hooks(signing: FeedSigning | None) -> tuple[SetupHook, ...]:

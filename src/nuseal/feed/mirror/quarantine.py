@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -58,12 +59,16 @@ __all__ = [
     "Quarantine",
     "publish_hook",
     "record_results",
+    "sweep",
+    "sweep_hook",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Under the data folder: the bytes of held versions.
 QUARANTINE_FOLDER = "quarantine"
+#: Quarantine files younger than this (seconds) are never swept: their hold may still be committing.
+SWEEP_GRACE_SECONDS = 3600
 #: ``Submission.facts`` keys this module reads and writes.
 FACT_RESULTS = "ingest_results"
 FACT_RELEASE = "ingest_release"
@@ -620,3 +625,33 @@ def publish_hook(submission: Submission, context: Any, session: Session, row: Pa
                 )
             )
     session.flush()
+
+
+def sweep_hook(context: Any) -> None:
+    """A :data:`~nuseal.feed.publish.submission.SetupHook` running :func:`sweep` at every start."""
+    sweep(context)
+
+
+def sweep(context: Any) -> int:
+    """Remove the quarantine files no held record points to
+    (a crash between a release's commit and the removal of its bytes, or before a hold's row committed). Safe while
+    other processes run: a hold writes its file before its row commits, so only files older than
+    :data:`SWEEP_GRACE_SECONDS` are removed. Returns how many files were removed."""
+    folder = context.config.data_dir / QUARANTINE_FOLDER
+    if not folder.is_dir():
+        return 0
+    with context.db.read() as session:
+        kept = set(session.scalars(select(IngestHold.stored_key).where(IngestHold.state == "held")).all())
+    limit = time.time() - SWEEP_GRACE_SECONDS
+    removed = 0
+    for path in sorted(folder.glob("*/*/*.nupkg")):
+        with contextlib.suppress(OSError):
+            if path.relative_to(folder).as_posix() not in kept and path.stat().st_mtime < limit:
+                path.unlink()
+                removed += 1
+    for directory in sorted(folder.glob("*/*"), reverse=True) + sorted(folder.glob("*"), reverse=True):
+        with contextlib.suppress(OSError):
+            directory.rmdir()  # only empty ones go
+    if removed:
+        log.warning("removed %d quarantine file(s) that no held version points to", removed)
+    return removed
