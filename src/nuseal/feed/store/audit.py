@@ -3,7 +3,9 @@
 Actions written: ``2fa.enabled``, ``2fa.disabled``, ``2fa.locked`` (too many wrong TOTP codes),
 ``certificate.registered``, ``certificate.removed``, ``package.signature-accepted``, ``package.repository-signed``,
 ``certificate.status-changed``, ``package.revoked`` (with the revocation time, the responder that said so and the
-timestamp it beat).
+timestamp it beat). Ingestion and quarantine (issue 16, :mod:`nuseal.feed.mirror`): ``quarantine.held``,
+``ingest.refused`` (with the stages' reasons), ``quarantine.released``, ``quarantine.rejected``, ``signer.accepted``,
+``cooldown.overridden``, ``prefix.reserved``, ``prefix.unreserved``, ``admin.granted``, ``admin.revoked``.
 """
 
 from __future__ import annotations
