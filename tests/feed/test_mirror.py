@@ -109,6 +109,8 @@ def test_mirror_serves_upstream_packages_byte_identical_with_metadata_and_search
             assert item["packageContent"] == f"{mirror.base_url}{nupkg_url('system.memory', ver)}"
             assert item["catalogEntry"]["id"] == "System.Memory"
             assert [g["targetFramework"] for g in item["catalogEntry"]["dependencyGroups"]]  # the upstream's deps
+            etag = reg.headers["ETag"]  # stable between requests: clients revalidate with 304
+            assert c.get(reg.request.url, headers={"If-None-Match": etag}).status_code == 304
             leaf = c.get(f"/v3/registration/system.memory/{ver}.json")
             assert leaf.status_code == 200 and leaf.json()["packageContent"] == item["packageContent"]
             # not fetched before a client asks for the package

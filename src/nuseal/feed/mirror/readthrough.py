@@ -83,6 +83,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a refusal (other than one for good) is remembered before the version is downloaded and checked again.
 REFUSAL_MEMORY_SECONDS = 60.0
+#: Most refusals remembered (the oldest are forgotten first).
+MAX_REFUSALS_REMEMBERED = 4096
+_EPOCH = "1970-01-01T00:00:00+00:00"
 _VIEWS = dict(REGISTRATION_VIEWS)
 _FLAT_INDEX = re.compile(r"^v3/flatcontainer/([^/]+)/index\.json$")
 _FLAT_FILE = re.compile(r"^v3/flatcontainer/([^/]+)/([^/]+)/[^/]+\.(?:nupkg|nuspec)$")
@@ -288,7 +291,9 @@ class ReadThroughMirror:
         stored = await anyio.to_thread.run_sync(self._stored_items, view, package_id.lower())
         if not leaves and not stored:
             return None
-        stamp = self.service.clock().isoformat()
+        # a stamp that changes only with the upstream's data, so the document's ETag holds between requests
+        dates = [leaf.published for leaf in leaves.values() if leaf.published is not None]
+        stamp = max(dates).isoformat() if dates else _EPOCH
         items: dict[str, tuple[NuGetVersion, dict[str, Any]]] = {}
         for version in visible:
             if semver2 or not version.is_semver2:
@@ -301,7 +306,7 @@ class ReadThroughMirror:
         """A registration index inlining ``items`` in pages of :data:`PAGE_SIZE`."""
         urls = self.service.urls
         index_url = urls.registration_index(view, id_lower)
-        stamp = items[0]["commitTimeStamp"] if items else self.service.clock().isoformat()
+        stamp = max((str(i["commitTimeStamp"]) for i in items), default=_EPOCH)
         pages = []
         for start in range(0, len(items), PAGE_SIZE):
             chunk = list(items[start : start + PAGE_SIZE])
@@ -395,6 +400,8 @@ class ReadThroughMirror:
         log.info("mirror: %s (from %s)", outcome.message, client.name)
         if outcome.refused:
             self._refused[(id_lower, ver)] = (time.monotonic(), outcome)
+            while len(self._refused) > MAX_REFUSALS_REMEMBERED:
+                del self._refused[next(iter(self._refused))]
         return outcome
 
     # ------------------------------------------------------------------ web pages
