@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from feed.conftest import make_package
+from feed.dotnet_support import DOTNET_SH, DotnetCli, installed_sdk_home, sdk_installed
 
 __all__ = [
     "DOTNET",
@@ -197,23 +197,21 @@ def static_feed() -> Iterator[StaticFeed]:
 
 
 # ------------------------------------------------------------------------------------------------ dotnet
-DOTNET = Path(__file__).resolve().parents[3] / "shared" / "tools" / "dotnet-sdk" / "dotnet.sh"
+#: The script that runs the SDK (``dotnet.sh``).
+DOTNET = DOTNET_SH
+#: Where ``dotnet.sh setup`` installed the SDK, read when the tests are collected (before any test changes HOME).
+SDK_HOME = installed_sdk_home()
 
 
 def dotnet_restore(project: Path, gpf: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """``dotnet restore PROJECT`` (SDK 3.1, NuGet 5.4) into ``gpf`` with its own HOME (no user nuget.config)."""
-    home.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "NUGET_PACKAGES": str(gpf),
-        "DOTNET_CLI_TELEMETRY_OPTOUT": "1",
-        "DOTNET_SKIP_FIRST_TIME_EXPERIENCE": "1",
-        "DOTNET_NOLOGO": "1",
-    }
+    """``dotnet restore PROJECT`` (SDK 3.1, NuGet 5.4) into ``gpf``, isolated under ``home`` as
+    :class:`feed.dotnet_support.DotnetCli` isolates a run (its own HOME, HTTP cache, and ``$DOTNET31_HOME`` linking
+    the installed SDK, with a user NuGet.Config without sources): never a second SDK, never the user's settings."""
+    cli = DotnetCli(home, installed=SDK_HOME)
+    cli.packages = gpf
     return subprocess.run(
         ["bash", str(DOTNET), "restore", str(project), *args],
-        env=env,
+        env=cli.env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -222,8 +220,8 @@ def dotnet_restore(project: Path, gpf: Path, home: Path, *args: str) -> subproce
 
 
 def dotnet_available() -> str | None:
-    """``None`` when the SDK runs here, else the reason (``setup`` installs it on first use)."""
-    if not DOTNET.is_file():
-        return f"{DOTNET} is missing"
-    run = subprocess.run(["bash", str(DOTNET), "setup"], capture_output=True, text=True, timeout=900, check=False)
-    return None if run.returncode == 0 else f"dotnet.sh setup failed: {run.stderr[-500:]}"
+    """``None`` when the SDK is installed (``dotnet.sh setup``; CI: ``scripts/install-system-deps.sh``), else the
+    reason. Tests reach only loopback, so they never install it themselves."""
+    if sdk_installed(SDK_HOME):
+        return None
+    return f"the .NET Core 3.1 SDK is not installed in {SDK_HOME} (run {DOTNET} setup)"

@@ -56,6 +56,9 @@ class DotnetCli:
     """``dotnet`` through ``dotnet.sh`` with everything it writes under ``root``."""
 
     root: Path
+    #: The installed SDK to link (default :func:`installed_sdk_home`, from the environment when the runner is made;
+    #: pass it when a test has changed ``HOME`` by then).
+    installed: Path | None = None
 
     def __post_init__(self) -> None:
         self.home = self.root / "home"
@@ -65,7 +68,7 @@ class DotnetCli:
         self.http_cache = self.root / "http-cache"
         for folder in (self.home, self.sdk_home / "cli-home" / ".nuget" / "NuGet", self.packages, self.http_cache):
             folder.mkdir(parents=True, exist_ok=True)
-        installed = installed_sdk_home()
+        installed = self.installed or installed_sdk_home()
         for name in ("sdk", "ssl"):
             link = self.sdk_home / name
             if not link.exists():
