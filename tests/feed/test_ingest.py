@@ -449,7 +449,10 @@ def test_cooldown_hides_young_upstream_versions_until_they_are_old_enough(tmp_pa
         assert f.versions("Upstream.Lib") == ["1.1.0"]
         assert f.nupkg("Upstream.Lib", "1.1.0").content == path.read_bytes()
         page = f.client.get("/packages/Upstream.Lib/1.1.0").text
-        assert "cooldown" in page
+        assert "cooldown" in page and 'id="origin"' in page
+        assert f.push(make_package("Local.Pkg", "1.0.0")).status_code == 201
+        local = f.client.get("/packages/Local.Pkg")
+        assert local.status_code == 200 and 'id="origin"' not in local.text
 
 
 def test_cooldown_override_per_version(tmp_path: Path) -> None:
@@ -679,3 +682,20 @@ def test_start_sweeps_quarantine_files_no_held_version_points_to(feed: InProcess
     assert kept.exists() and young.exists()
     assert not orphan.exists() and not orphan.parent.exists()
     assert feed.admin("quarantine", "release", "Sweep.Kept", "1.0.0").exit_code == 0
+
+
+def test_a_release_that_fails_leaves_the_version_held(feed: InProcessFeed) -> None:
+    """A held first push does not claim its id; if another user takes the id meanwhile, the release is refused by
+    the publish step (403) and nothing changes: the version stays held with its bytes."""
+    from nuseal.feed.errors import ForbiddenError  # noqa: PLC0415
+
+    held = make_package("Taken.Meanwhile", "1.0.0", files={"tools/init.ps1": CRADLE})
+    assert feed.push(held).status_code == 201
+    assert feed.push(make_package("Taken.Meanwhile", "2.0.0"), key="bob").status_code == 201
+    with pytest.raises(ForbiddenError, match="belongs to other owners"):
+        feed.ingestion.quarantine.release("Taken.Meanwhile", "1.0.0", actor="root")
+    view = feed.ingestion.quarantine.get("Taken.Meanwhile", "1.0.0")
+    assert view is not None and view.state == "held"
+    assert next((feed.data_dir / "quarantine").glob("taken.meanwhile/1.0.0/*.nupkg")).read_bytes() == held
+    assert feed.versions("Taken.Meanwhile") == ["2.0.0"]
+    assert list(feed.composed.config.staging_dir.iterdir()) == []
