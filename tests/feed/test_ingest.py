@@ -449,10 +449,10 @@ def test_cooldown_hides_young_upstream_versions_until_they_are_old_enough(tmp_pa
         assert f.versions("Upstream.Lib") == ["1.1.0"]
         assert f.nupkg("Upstream.Lib", "1.1.0").content == path.read_bytes()
         page = f.client.get("/packages/Upstream.Lib/1.1.0").text
-        assert "cooldown" in page and 'id="origin"' in page
+        assert "cooldown" in page and 'id="upstream-only"' in page
         assert f.push(make_package("Local.Pkg", "1.0.0")).status_code == 201
         local = f.client.get("/packages/Local.Pkg")
-        assert local.status_code == 200 and 'id="origin"' not in local.text
+        assert local.status_code == 200 and 'id="upstream-only"' not in local.text
 
 
 def test_cooldown_override_per_version(tmp_path: Path) -> None:
