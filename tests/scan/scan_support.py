@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -14,6 +12,7 @@ from nuseal.scan.msbuild import analyse as msbuild_analyse
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.powershell import analyse as powershell_analyse
 from nuseal.scan.rules import RuleSet, load_rules
+from support.packages import XML_DECLARATION, nupkg, nuspec_xml
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 VECTORS = sorted((SHARED / "vectors").glob("*/*.nupkg"))
@@ -22,22 +21,13 @@ SARIF_SCHEMA = Path(__file__).resolve().parents[1] / "data" / "sarif-schema-2.1.
 
 
 def nuspec(package_id: str, version: str) -> bytes:
-    return (
-        '<?xml version="1.0" encoding="utf-8"?>\n'
-        '<package xmlns="http://schemas.microsoft.com/packaging/2013/05/nuspec.xsd"><metadata>'
-        f"<id>{package_id}</id><version>{version}</version><authors>nuseal tests</authors>"
-        "<description>a package built by the scan tests</description></metadata></package>"
-    ).encode()
+    return nuspec_xml(package_id, version, description="a package built by the scan tests",
+                      declaration=XML_DECLARATION + "\n", compact=True)
 
 
 def make_nupkg(package_id: str, version: str = "1.0.0", files: Mapping[str, bytes | str] | None = None) -> bytes:
     """A .nupkg with a nuspec and ``files`` (str content is UTF-8 encoded)."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(f"{package_id}.nuspec", nuspec(package_id, version))
-        for name, content in (files or {}).items():
-            z.writestr(name, content.encode("utf-8") if isinstance(content, str) else content)
-    return buf.getvalue()
+    return nupkg([(f"{package_id}.nuspec", nuspec(package_id, version)), *(files or {}).items()])
 
 
 def scan_bytes(data: bytes, rules: RuleSet | None = None, *, source: str = "test.nupkg") -> ScanReport:

@@ -37,6 +37,7 @@ from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
 from support import oracle
+from support.packages import nupkg, nuspec_xml
 
 TESTS = Path(__file__).resolve().parents[1]
 SHARED = TESTS.parents[1] / "shared"
@@ -94,12 +95,10 @@ def fresh_pki(tmp_path: Path) -> Iterator[Pki]:
 
 # ---------------------------------------------------------------------------------------------- packages
 def unsigned_package(package_id: str = "Sign.Test", size: int = 4096) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr(f"{package_id}.nuspec", f"<package><metadata><id>{package_id}</id><version>1.0.0</version>"
-                   "<authors>a</authors><description>d</description></metadata></package>")
-        z.writestr(f"lib/net8.0/{package_id}.dll", b"MZ" + hashlib.sha256(package_id.encode()).digest() * (size // 32))
-    return buf.getvalue()
+    nuspec = nuspec_xml(package_id, "1.0.0", authors="a", description="d", namespace=None, declaration=None,
+                        compact=True)
+    dll = b"MZ" + hashlib.sha256(package_id.encode()).digest() * (size // 32)
+    return nupkg([(f"{package_id}.nuspec", nuspec), (f"lib/net8.0/{package_id}.dll", dll)])
 
 
 def signature_der(package: bytes) -> bytes:
