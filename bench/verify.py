@@ -284,6 +284,11 @@ def main() -> None:
         verdict(rate >= TARGET_ONE_PROCESS, f"one process: {rate:.0f} small packages/s (>= {TARGET_ONE_PROCESS:.0f})")
         speedup = one / two
         verdict(speedup >= TARGET_TWO_WORKERS, f"two workers: {speedup:.2f}x one process (>= {TARGET_TWO_WORKERS}x)")
+        shares = timings["two"]
+        print(
+            f"      CPU-time figure: {cpu_one / max(shares.cpu_here, shares.cpu_workers):.2f}x on 2 idle cores "
+            f"(one process {cpu_one:.3f} s; this process {shares.cpu_here:.3f} s, worker {shares.cpu_workers:.3f} s)"
+        )
         if big_ratio is not None:
             verdict(big_ratio <= TARGET_BIG, f"{args.big_mb} MB package: {big_ratio:.2f}x hash-only (<= {TARGET_BIG}x)")
         print(_load())
