@@ -190,6 +190,8 @@ def assert_invisible(feed: InProcessFeed, package_id: str, version: str) -> None
     assert feed.nupkg(package_id, version).status_code == 404
     hits = feed.client.get("/v3/search", params={"q": package_id, "prerelease": "true"}).json()["data"]
     assert all(version not in [v["version"] for v in h["versions"]] for h in hits if h["id"] == package_id)
+    v2 = feed.client.get("/api/v2/Search()", params={"searchTerm": f"'{package_id}'", "includePrerelease": "true"})
+    assert v2.status_code == 200 and f"<d:Version>{version}</d:Version>" not in v2.text
 
 
 # ------------------------------------------------------------------------------------------------ pushes held
@@ -699,3 +701,14 @@ def test_a_release_that_fails_leaves_the_version_held(feed: InProcessFeed) -> No
     assert next((feed.data_dir / "quarantine").glob("taken.meanwhile/1.0.0/*.nupkg")).read_bytes() == held
     assert feed.versions("Taken.Meanwhile") == ["2.0.0"]
     assert list(feed.composed.config.staging_dir.iterdir()) == []
+
+
+def test_upstream_lookalike_of_a_popular_id_is_held_naming_it(feed: InProcessFeed, tmp_path: Path) -> None:
+    path = tmp_path / "squat.nupkg"
+    path.write_bytes(make_package("Newtonsoft.Jsonn", "13.0.1"))
+    outcome = feed.ingestion.ingest(path, UpstreamInfo("https://upstream.example/v3/index.json"))
+    assert outcome.held and "looks like Newtonsoft.Json" in outcome.message
+    assert outcome.reasons[0].evidence["imitates"] == "Newtonsoft.Json"
+    assert feed.versions("Newtonsoft.Jsonn") == []
+    shown = feed.admin("quarantine", "show", "Newtonsoft.Jsonn", "13.0.1").output
+    assert "imitates: Newtonsoft.Json (NS5003)" in shown
