@@ -214,15 +214,16 @@ def miniature(package: bytes) -> bytes:
 def _timestamp_tokens(p7s: bytes) -> Iterator[bytes]:
     from nuseal.errors import NusealError
     from nuseal.signature import PrimarySignature
+    from nuseal.timestamp import timestamps_of
 
     try:
         primary = PrimarySignature.load(p7s)
     except NusealError:
         return
-    for stamp in primary.timestamps:
+    for stamp in timestamps_of(primary):
         yield stamp.token_der
     for counter in primary.countersignatures:
-        for stamp in counter.timestamps:
+        for stamp in timestamps_of(counter):
             yield stamp.token_der
 
 

@@ -18,6 +18,7 @@ def build() -> Target:
 
     from nuseal.errors import NusealError
     from nuseal.signature import PrimarySignature
+    from nuseal.timestamp import timestamps_of
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -28,7 +29,7 @@ def build() -> Target:
             return
         _ = primary.friendly_name, primary.signer_id_type, primary.content
         primary.verify_signature_value()
-        for stamp in primary.timestamps:
+        for stamp in timestamps_of(primary):
             stamp.check(primary.signature_value, now=now)
         try:
             counter = primary.repository_countersignature()
@@ -36,7 +37,7 @@ def build() -> Target:
             return
         if counter is not None:
             counter.verify_signature_value()
-            for stamp in counter.timestamps:
+            for stamp in timestamps_of(counter):
                 stamp.check(counter.signature_value, now=now)
 
     return one_input

@@ -30,7 +30,7 @@ from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import load_rules
 from nuseal.signature import PrimarySignature
 from nuseal.signature._cms import load_certificates
-from nuseal.timestamp import Timestamp
+from nuseal.timestamp import Timestamp, timestamps_of
 from nuseal.timestamp.client import with_certificates
 from nuseal.trust.certificate import load_der_certificate
 from nuseal.trust.config import parse_nuget_config
@@ -144,7 +144,7 @@ def test_a_certificate_name_value_asn1crypto_cannot_decode_is_compared_by_its_en
         PrimarySignature.load(p7s.replace(original, odd))
     assert caught.value.code is NuCode.NU3011
     # In a timestamp token the TSA certificate likewise no longer matches: the token parses, NU3020 follows.
-    (stamp,) = primary.timestamps
+    (stamp,) = timestamps_of(primary)
     assert stamp.signer_certificate is not None
     tsa = stamp.signer_certificate.public_bytes(Encoding.DER)
     parsed = Timestamp.parse(stamp.token_der.replace(tsa, _with_odd_issuer_attribute(tsa)))
@@ -220,7 +220,7 @@ def test_a_certificate_with_an_unknown_x509_version_is_a_decoding_error() -> Non
     with pytest.raises(SignatureFormatError) as caught:
         PrimarySignature.load(p7s.replace(original, bad))
     assert caught.value.code is NuCode.NU3003
-    (stamp,) = primary.timestamps
+    (stamp,) = timestamps_of(primary)
     assert stamp.signer_certificate is not None
     tsa = stamp.signer_certificate.public_bytes(Encoding.DER)
     with pytest.raises(TimestampError) as stamp_error:
@@ -233,7 +233,7 @@ def test_completing_a_token_whose_certificates_asn1crypto_cannot_render_keeps_th
     ``.native`` just to see whether it was present, and a certificate name holding an ObjectDescriptor made that
     raise AttributeError (found by the ``timestamp`` target in the long run). The set is now copied as it is."""
     primary = PrimarySignature.load(_vector_signature())
-    (stamp,) = primary.timestamps
+    (stamp,) = timestamps_of(primary)
     assert stamp.signer_certificate is not None
     tsa = stamp.signer_certificate.public_bytes(Encoding.DER)
     token = stamp.token_der.replace(tsa, _with_odd_issuer_attribute(tsa))

@@ -37,6 +37,7 @@ from nuseal.package.version import MAX_VERSION_LENGTH, NuGetVersion
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
 from nuseal.signing.signer import FileSigner
+from nuseal.timestamp import timestamps_of
 from nuseal.trust import RevocationMode, TrustStore
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.verify import VerificationPolicy, Verifier
@@ -163,7 +164,7 @@ def test_sign_then_verify_passes(
     primary = PrimarySignature.load(signature_of(signed.data))
     assert primary.type is SignatureType.AUTHOR
     assert primary.content.hash_algorithm is algorithm
-    assert [t.imprint_algorithm_oid for t in primary.timestamps] == [stamp_algorithm.oid]
+    assert [t.imprint_algorithm_oid for t in timestamps_of(primary)] == [stamp_algorithm.oid]
 
 
 @SIGNING

@@ -25,6 +25,7 @@ from nuseal.errors import SignatureFormatError
 from nuseal.package import PackageArchive, append_signature
 from nuseal.signature import MAX_SIGNATURE_SIZE, PrimarySignature, SignatureType, oids
 from nuseal.signature.attributes import encode_attribute
+from nuseal.timestamp import timestamp_errors_of, timestamps_of
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTOR_DIR = SHARED / "vectors" / "nuget.org"
@@ -343,7 +344,7 @@ def test_mutation(case: Case) -> None:
         assert _code_of(error) == case.code
         return
     sig = PrimarySignature.load(der)
-    now = sig.timestamps[0].upper_limit if sig.timestamps else datetime.now().astimezone()
+    now = timestamps_of(sig)[0].upper_limit if timestamps_of(sig) else datetime.now().astimezone()
     if case.where == "countersignature":
         with pytest.raises(SignatureFormatError) as error:
             sig.repository_countersignature()
@@ -361,20 +362,20 @@ def test_mutation(case: Case) -> None:
         counter = sig.repository_countersignature()
         assert counter is not None
         assert counter.nuget_signature_value != counter.signature_value
-        stamp = counter.timestamps[0]
+        stamp = timestamps_of(counter)[0]
         assert stamp.check(counter.signature_value, now=now) == []
         assert [i.code for i in stamp.check(counter.nuget_signature_value, now=now)] == [case.code]
     elif case.where == "timestamp":
-        assert [i.code for i in sig.timestamps[0].check(sig.signature_value, now=now)] == [case.code]
+        assert [i.code for i in timestamps_of(sig)[0].check(sig.signature_value, now=now)] == [case.code]
     elif case.where == "timestamp-error":
-        assert sig.timestamps == ()
-        assert [i.code for i in sig.timestamp_errors] == [case.code]
+        assert timestamps_of(sig) == ()
+        assert [i.code for i in timestamp_errors_of(sig)] == [case.code]
     elif case.where == "signature":
         assert not sig.verify_signature_value()
     else:
         assert case.where == "none"
         assert sig.verify_signature_value()
-        assert sig.timestamps[0].check(sig.signature_value, now=now) == []
+        assert timestamps_of(sig)[0].check(sig.signature_value, now=now) == []
 
 
 def test_unknown_type_loads_without_signing_time_or_ess() -> None:

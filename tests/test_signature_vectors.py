@@ -23,7 +23,8 @@ from cryptography.x509.oid import NameOID
 
 from nuseal.hashalg import HashAlgorithm
 from nuseal.package import PackageArchive
-from nuseal.signature import PrimarySignature, RepositoryCountersignature, SignatureType, Timestamp
+from nuseal.signature import PrimarySignature, RepositoryCountersignature, SignatureType
+from nuseal.timestamp import Timestamp, timestamp_errors_of, timestamps_of
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTOR_DIR = SHARED / "vectors" / "nuget.org"
@@ -86,9 +87,9 @@ def test_primary_signature_matches_readme(path: Path) -> None:
     assert sig.content.hash_value == archive.package_hash(HashAlgorithm.SHA256)
     assert sig.der == der
     assert sig.verify_signature_value()
-    assert sig.timestamp_errors == ()
-    assert len(sig.timestamps) == 1
-    stamp = sig.timestamps[0]
+    assert timestamp_errors_of(sig) == ()
+    assert len(timestamps_of(sig)) == 1
+    stamp = timestamps_of(sig)[0]
     assert stamp.gen_time.date() == row.timestamped
     assert _cn(stamp.signer_certificate) == row.tsa
     assert stamp.check(sig.signature_value, now=stamp.upper_limit, signature_name=sig.friendly_name) == []
@@ -135,11 +136,11 @@ def test_countersignature_is_intact_and_timestamped(path: Path) -> None:
     assert counter.verify_signature_value()
     assert counter.nuget_signature_value == counter.signature_value
     assert counter.signing_time is not None
-    assert counter.timestamp_errors == ()
-    assert len(counter.timestamps) == 1
-    stamp = counter.timestamps[0]
+    assert timestamp_errors_of(counter) == ()
+    assert len(timestamps_of(counter)) == 1
+    stamp = timestamps_of(counter)[0]
     # The countersignature was applied after the author signature was timestamped.
-    assert stamp.gen_time > sig.timestamps[0].gen_time
+    assert stamp.gen_time > timestamps_of(sig)[0].gen_time
     assert stamp.check(counter.signature_value, now=stamp.upper_limit, signature_name=counter.friendly_name) == []
     # Its message-digest is H(primary signature value) (RFC 5652 §11.4), computed here with hashlib.
     assert counter.digest_algorithm_oid == HashAlgorithm.SHA256.oid
@@ -162,7 +163,7 @@ def test_model_agrees_with_asn1crypto(path: Path) -> None:
     assert [c.public_bytes(encoding=Encoding.DER) for c in sig.certificates] == certs
     assert sig.signer_id_type == "SubjectKeyIdentifier"
     assert sig.friendly_name == f"{sig.type.value.lower()} primary signature"
-    stamp = sig.timestamps[0]
+    stamp = timestamps_of(sig)[0]
     token = next(a for a in signer["unsigned_attrs"] if a["type"].dotted == TIMESTAMP_OID)["values"][0]
     tst = token["content"]["encap_content_info"]["content"].parsed
     assert stamp.token_der == token.dump()
@@ -186,10 +187,10 @@ def test_model_agrees_with_asn1crypto(path: Path) -> None:
 @pytest.mark.parametrize("path", VECTORS, ids=lambda p: p.name)
 def test_accuracy_and_limits_follow_nuget(path: Path) -> None:
     _, _der, sig = _load(path)
-    stamps: list[Timestamp] = list(sig.timestamps)
+    stamps: list[Timestamp] = list(timestamps_of(sig))
     counter = sig.repository_countersignature()
     if counter is not None:
-        stamps.extend(counter.timestamps)
+        stamps.extend(timestamps_of(counter))
     for stamp in stamps:
         tst = cms.ContentInfo.load(stamp.token_der)["content"]["encap_content_info"]["content"].parsed
         accuracy = tst["accuracy"].native

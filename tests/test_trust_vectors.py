@@ -16,6 +16,7 @@ import pytest
 
 from nuseal.codes import NuCode
 from nuseal.signature import PrimarySignature, Signature
+from nuseal.timestamp import timestamps_of
 from nuseal.trust import (
     DEFAULT_OBSERVED_STATUSES,
     CertificatePurpose,
@@ -226,7 +227,7 @@ def test_with_nuseal_signature_model(name: str, code_signing_store: TrustStore, 
     signer_builder = ChainBuilder(code_signing_store, revocation_mode=RevocationMode.OFFLINE)
     timestamp_builder = ChainBuilder(timestamping_store, revocation_mode=RevocationMode.OFFLINE)
     for signature in signatures:
-        timestamp = signature.timestamps[0]
+        timestamp = timestamps_of(signature)[0]
         assert signature.signer_certificate is not None and timestamp.signer_certificate is not None
         result = signer_builder.build(
             signature.signer_certificate,

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.timestamp import timestamps_of
 
 from .conftest import Feed, PgCluster, make_package, start_feed
 from .signing_support import (
@@ -145,7 +146,7 @@ def test_repository_sign_backfills_versions_stored_while_signing_was_off(
         assert primary.type is SignatureType.AUTHOR and primary.signature_value == original.signature_value
         counter = primary.repository_countersignature()
         assert counter is not None and counter.v3_service_index_url == feed_index_url(feed)
-        assert counter.package_owners == ("alice",) and counter.timestamps
+        assert counter.package_owners == ("alice",) and timestamps_of(counter)
         # a repository primary naming another service index -> replaced with the feed's
         primary = _primary(download(feed, "Bf.Elsewhere", "1.0.0"))
         assert primary.type is SignatureType.REPOSITORY and primary.v3_service_index_url == feed_index_url(feed)

@@ -19,6 +19,7 @@ from nuseal.cli.main import main
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signing import SigningTrust, sign_package
+from nuseal.timestamp import timestamps_of
 from nuseal.trust.online import HttpRevocationFetcher
 
 from .certomancer_pki import PFX_PASSWORD, CertomancerPki, serve_certomancer
@@ -101,7 +102,7 @@ def test_certomancer_pki_register_push_verify_revoke(
     assert primary.signer_certificate == cm.cert("author")
     countersignature = primary.repository_countersignature()
     assert countersignature is not None and countersignature.signer_certificate == cm.cert("repository")
-    assert countersignature.timestamps and countersignature.timestamps[0].signer_certificate == cm.cert("tsa")
+    assert timestamps_of(countersignature) and timestamps_of(countersignature)[0].signer_certificate == cm.cert("tsa")
     # the content is untouched: the served package without its signature is the pushed one without its signature
     unsigned_served = PackageArchive.from_bytes(served).without_signature()
     assert unsigned_served == PackageArchive.from_bytes(signed).without_signature()
@@ -115,7 +116,7 @@ def test_certomancer_pki_register_push_verify_revoke(
     # certomancer now says the author key was compromised before the package was signed. The first run cached
     # certomancer's "good" answers on disk until their nextUpdate (as NuGet's platform caches do), so a run
     # that is to see the revocation at once asks with an empty cache.
-    stamp = primary.timestamps[0].gen_time
+    stamp = timestamps_of(primary)[0].gen_time
     cm.revoke("author", since=stamp - timedelta(minutes=5))
     monkeypatch.setenv("NUSEAL_CACHE", str(tmp_path / "cache-after-revocation"))
     assert main(["verify", "--all", str(path), *roots, "--revocation-mode", "online"]) == 1

@@ -31,6 +31,7 @@ from nuseal.feed.store.audit import AuditRecord, read_audit
 from nuseal.feed.store.database import Database
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.timestamp import timestamps_of
 from nuseal.trust import dotnet_name
 
 from .conftest import Feed, PgCluster, make_package
@@ -97,8 +98,8 @@ def publish_signed(sf: SignedFeed, package_id: str, user: str, cert: str, versio
     r = sf.feed.push(sf.pki.sign(make_package(package_id, version), cert), key=user)
     assert r.status_code == 201, r.text
     primary = PrimarySignature.load(PackageArchive.from_bytes(download(sf.feed, package_id, version)).read_signature())
-    assert primary.type is SignatureType.AUTHOR and len(primary.timestamps) == 1
-    return primary.timestamps[0].gen_time
+    assert primary.type is SignatureType.AUTHOR and len(timestamps_of(primary)) == 1
+    return timestamps_of(primary)[0].gen_time
 
 
 def revalidate(feed: Feed) -> dict[str, Any]:
@@ -194,8 +195,8 @@ def test_signing_status_of_a_signed_and_an_unsigned_push(sf: SignedFeed) -> None
     fp, repo_fp = fingerprint(pki, "author"), fingerprint(pki, "repository")
     served = PrimarySignature.load(PackageArchive.from_bytes(download(feed, "Rv.Signed", "1.0.0")).read_signature())
     counter = served.repository_countersignature()
-    assert counter is not None and counter.timestamps
-    repo_stamp = counter.timestamps[0].gen_time
+    assert counter is not None and timestamps_of(counter)
+    repo_stamp = timestamps_of(counter)[0].gen_time
 
     signing = leaf(feed, "Rv.Signed", "1.0.0")["packageSigning"]
     assert signing["signed"] is True and signing["repositorySigned"] is True and signing["status"] == "valid"

@@ -16,6 +16,7 @@ from nuseal.cli.main import main
 from nuseal.devpki import DevPki
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.timestamp import timestamps_of
 
 from .conftest import Feed, make_package, start_feed
 
@@ -51,7 +52,7 @@ def test_embedded_defaults_make_a_dev_pki_and_repository_sign(tmp_path: Path) ->
     primary = PrimarySignature.load(archive.read_signature())
     assert primary.type is SignatureType.REPOSITORY
     assert primary.signer_certificate == dev.cert("repository")
-    assert primary.timestamps and primary.timestamps[0].signer_certificate == dev.cert("tsa")
+    assert timestamps_of(primary) and timestamps_of(primary)[0].signer_certificate == dev.cert("tsa")
     package = tmp_path / "Defaults.Lib.1.0.0.nupkg"
     package.write_bytes(served)
     root = str(dev.root_pem_path)

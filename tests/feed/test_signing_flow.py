@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.timestamp import timestamps_of
 
 from .conftest import Feed, PgCluster, make_package, start_feed
 from .signing_support import (
@@ -195,12 +196,12 @@ def test_pushes_are_decided_by_the_owners_registered_certificates(
     served = download(feed, pid, "1.0.0")
     primary = primary_of(served)
     assert primary.type is SignatureType.AUTHOR and primary.signer_certificate == pki.dev.cert("author")
-    assert len(primary.timestamps) == 1
+    assert len(timestamps_of(primary)) == 1
     repo = primary.repository_countersignature()
     assert repo is not None and repo.signer_certificate == pki.dev.cert("repository")
     assert repo.v3_service_index_url == feed_index_url(feed)
     assert repo.package_owners == ("alice",)
-    assert len(repo.timestamps) == 1 and repo.timestamps[0].signer_certificate == pki.dev.cert("tsa")
+    assert len(timestamps_of(repo)) == 1 and timestamps_of(repo)[0].signer_certificate == pki.dev.cert("tsa")
     # the author's signature is kept as pushed and the content is untouched
     assert primary.signature_value == primary_of(signed).signature_value
     assert PackageArchive.from_bytes(served).without_signature() == unsigned
@@ -270,7 +271,7 @@ def test_unsigned_push_without_registered_certificates_is_served_repository_sign
     assert primary.signer_certificate == pki.dev.cert("repository")
     assert primary.v3_service_index_url == feed_index_url(feed)
     assert primary.package_owners == ("dave",)
-    assert len(primary.timestamps) == 1
+    assert len(timestamps_of(primary)) == 1
     assert primary.repository_countersignature() is None
     package = tmp_path / "flow.unsigned.1.0.0.nupkg"
     package.write_bytes(served_unsigned)

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nuseal.cli.main import main
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.timestamp import timestamps_of
 
 from .conftest import Feed, NuGetExe, make_package
 from .signing_support import (
@@ -104,7 +105,7 @@ def test_nugetexe_pushes_author_signed_and_installs_the_repository_signed_result
     assert repo is not None and repo.signer_certificate == pki.dev.cert("repository")
     assert repo.v3_service_index_url == feed_index_url(feed)
     assert repo.package_owners == ("alice",)
-    assert len(repo.timestamps) == 1
+    assert len(timestamps_of(repo)) == 1
     assert PackageArchive.from_bytes(installed).without_signature() == unsigned
 
     # `nuseal verify` passes the installed package when trusting the feed's repository certificate and alice

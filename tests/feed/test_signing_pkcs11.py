@@ -26,6 +26,7 @@ from nuseal.errors import ConfigError
 from nuseal.feed.config import PKCS11_PIN_ENV_VAR, SigningConfig
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.timestamp import timestamps_of
 from support.softhsm import MODULE, PIN, generate_key, issue, softhsm_conf, store_certificate
 
 from .conftest import make_package
@@ -88,7 +89,7 @@ def test_repository_signs_with_the_token_key(pki: SigningPki, token: RepositoryT
     primary = PrimarySignature.load(archive.read_signature())
     assert primary.type is SignatureType.REPOSITORY
     assert primary.signer_certificate == token.certificate
-    assert primary.timestamps and primary.timestamps[0].signer_certificate == pki.dev.cert("tsa")
+    assert timestamps_of(primary) and timestamps_of(primary)[0].signer_certificate == pki.dev.cert("tsa")
     listed = json.loads(index.content)["signingCertificates"]
     assert [c["fingerprints"][SHA256_OID] for c in listed] == [
         hashlib.sha256(token.certificate.public_bytes(Encoding.DER)).hexdigest()]

@@ -1,9 +1,10 @@
 """The NuGet CMS signature model: parsing ``.signature.p7s`` (NUGET-SIGNING.md §2.1, §3).
 
 Public API: :class:`PrimarySignature` (``load`` from bytes), :class:`RepositoryCountersignature`,
-:class:`Signature`, :class:`SignatureType`, :class:`SignatureContent`, :class:`Timestamp` (also in
-``nuseal.timestamp``). Attribute readers and writers are in :mod:`nuseal.signature.attributes`. This
-package parses and checks structure; it never decides trust (``nuseal.trust``).
+:class:`Signature`, :class:`SignatureType`, :class:`SignatureContent`. Timestamp tokens are carried as bytes
+and parsed by ``nuseal.timestamp`` (:func:`nuseal.timestamp.timestamps_of`). Attribute readers and writers are
+in :mod:`nuseal.signature.attributes`. This package parses and checks structure; it never decides trust
+(``nuseal.trust``).
 """
 
 from nuseal.signature.attributes import SignatureType
@@ -16,7 +17,6 @@ from nuseal.signature.model import (
     RepositoryCountersignature,
     Signature,
 )
-from nuseal.signature.timestamp import Timestamp
 
 __all__ = [
     "MAX_COUNTERSIGNATURES",
@@ -27,5 +27,4 @@ __all__ = [
     "Signature",
     "SignatureContent",
     "SignatureType",
-    "Timestamp",
 ]

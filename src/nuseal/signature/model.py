@@ -17,7 +17,7 @@ from typing import Any
 from cryptography import x509
 
 from nuseal.codes import Issue, Level, NuCode
-from nuseal.errors import SignatureFormatError, TimestampError
+from nuseal.errors import SignatureFormatError
 from nuseal.signature import oids
 from nuseal.signature._cms import (
     CertRef,
@@ -43,7 +43,6 @@ from nuseal.signature.attributes import (
     signature_type_of,
 )
 from nuseal.signature.content import SignatureContent
-from nuseal.signature.timestamp import Timestamp
 
 __all__ = [
     "MAX_COUNTERSIGNATURES",
@@ -59,7 +58,7 @@ MAX_SIGNATURE_SIZE = 4 << 20
 MAX_COUNTERSIGNATURES = 16
 """Most countersignatures read from the primary signer (nuseal's bound)."""
 MAX_TIMESTAMPS = 16
-"""Most timestamp tokens read from one signer; more are reported in ``timestamp_errors`` (nuseal's bound)."""
+"""Most timestamp tokens read from one signer; more set ``too_many_timestamps`` (nuseal's bound)."""
 
 _INVALID_SIGNATURE = "The package signature is invalid or cannot be verified on this platform."
 _FRIENDLY = {
@@ -79,24 +78,16 @@ def _oids(attrs: tuple[RawAttribute, ...] | None) -> tuple[str, ...]:
     return tuple(a.oid for a in attrs or ())
 
 
-def _read_timestamps(signer: RawSignerInfo) -> tuple[tuple[Timestamp, ...], tuple[Issue, ...]]:
-    """Every token in every signature-time-stamp attribute value, in order (NC ``Signature.GetTimestamps``)."""
-    stamps: list[Timestamp] = []
-    errors: list[Issue] = []
-    count = 0
+def _timestamp_tokens(signer: RawSignerInfo) -> tuple[tuple[bytes, ...], bool]:
+    """Every token in every signature-time-stamp attribute value, in order (NC ``Signature.GetTimestamps``), at
+    most :data:`MAX_TIMESTAMPS`, and whether there were more. Parsing them is ``nuseal.timestamp``'s job."""
+    tokens: list[bytes] = []
     for attr in attributes_of(signer.unsigned_attrs, oids.TIMESTAMP_TOKEN):
         for value in attr.values:
-            count += 1
-            if count > MAX_TIMESTAMPS:
-                errors.append(
-                    Issue(NuCode.NU3000, Level.ERROR, f"More than {MAX_TIMESTAMPS} timestamps; the rest were not read.")
-                )
-                return tuple(stamps), tuple(errors)
-            try:
-                stamps.append(Timestamp.parse(value))
-            except TimestampError as exc:
-                errors.append(Issue(exc.code or NuCode.NU3000, Level.ERROR, exc.message))
-    return tuple(stamps), tuple(errors)
+            if len(tokens) == MAX_TIMESTAMPS:
+                return tuple(tokens), True
+            tokens.append(value)
+    return tuple(tokens), False
 
 
 def _single_value(attrs: tuple[RawAttribute, ...] | None, oid: str, name: str, *, required: bool) -> bytes | None:
@@ -128,11 +119,10 @@ class Signature:
     """What the primary signature and the repository countersignature share (NC ``Signature``).
 
     ``signature_value`` is the SignerInfo's ``signature`` OCTET STRING content (what timestamps stamp).
-    ``signing_time`` is ``None`` when the attribute is absent or unreadable. ``timestamps`` holds every
-    token found (several values and several attributes, in order; NuGet uses the first);
-    ``timestamp_errors`` the tokens that could not be parsed (NU3003 undecodable, NU3021 not TSTInfo):
-    NuGet throws on the first such token, so ``nuseal.verify`` should treat any as fatal like a load
-    error. ``v3_service_index_url`` and ``package_owners`` are set for repository signatures only.
+    ``signing_time`` is ``None`` when the attribute is absent or unreadable. ``timestamp_tokens`` holds every
+    TimeStampToken found, as DER (several values and several attributes, in order; NuGet uses the first), at
+    most :data:`MAX_TIMESTAMPS` (``too_many_timestamps`` says there were more); :func:`nuseal.timestamp.timestamps_of`
+    parses them. ``v3_service_index_url`` and ``package_owners`` are set for repository signatures only.
     Attribute OID tuples are in encoded order.
     """
 
@@ -142,8 +132,8 @@ class Signature:
     digest_algorithm_oid: str
     signature_algorithm_oid: str
     signing_time: datetime | None
-    timestamps: tuple[Timestamp, ...]
-    timestamp_errors: tuple[Issue, ...]
+    timestamp_tokens: tuple[bytes, ...]
+    too_many_timestamps: bool
     v3_service_index_url: str | None
     package_owners: tuple[str, ...] | None
     signed_attribute_oids: tuple[str, ...]
@@ -185,15 +175,15 @@ def _common(
     ref = find_certificate(signer.sid, refs)
     time_attr = attributes_of(signer.signed_attrs, oids.SIGNING_TIME)
     signing_time = read_signing_time(time_attr[0].values[0]) if time_attr and len(time_attr[0].values) == 1 else None
-    stamps, stamp_errors = _read_timestamps(signer)
+    tokens, too_many = _timestamp_tokens(signer)
     return ref, {
         "signer_certificate": ref.certificate if ref else None,
         "signature_value": signer.signature,
         "digest_algorithm_oid": signer.digest_algorithm_oid,
         "signature_algorithm_oid": signer.signature_algorithm_oid,
         "signing_time": signing_time,
-        "timestamps": stamps,
-        "timestamp_errors": stamp_errors,
+        "timestamp_tokens": tokens,
+        "too_many_timestamps": too_many,
         "signed_attribute_oids": _oids(signer.signed_attrs),
         "unsigned_attribute_oids": _oids(signer.unsigned_attrs),
         "_signer": signer,

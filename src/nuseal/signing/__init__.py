@@ -32,7 +32,6 @@ from nuseal.package.archive import MAX_ENTRIES_TO_SIGN
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import Signer, Timestamper, add_repository_countersignature, create_primary_signature
 from nuseal.signature.model import PrimarySignature
-from nuseal.signature.timestamp import Timestamp
 from nuseal.signing.checks import (
     CheckedChain,
     SigningTrust,
@@ -40,6 +39,7 @@ from nuseal.signing.checks import (
     check_timestamp_certificate,
 )
 from nuseal.signing.signer import FileSigner
+from nuseal.timestamp import Timestamp
 from nuseal.timestamp.client import TimestampClient, with_certificates
 
 __all__ = [

@@ -10,7 +10,7 @@ message imprint over the stamped signature value, a nonce, ``certReq`` true, no 
    response from the timestamping server was not understood"); so does this client (no code).
 2. NuGet's ``ValidateTimestampResponse``: the nonce echoed (NU3026), the imprint equal (NU3019).
 3. NuGet's ``ValidateTimestampCms`` and the token checks shared with verification
-   (:meth:`nuseal.signature.timestamp.Timestamp.check`): TSA signature (NU3021), certificate present
+   (:meth:`nuseal.timestamp.token.Timestamp.check`): TSA signature (NU3021), certificate present
    (NU3020), its signature algorithm (NU3022), key (NU3023), digest algorithm (NU3024), not yet valid
    (NU3025), genTime inside its validity (NU3036).
 
@@ -42,7 +42,7 @@ from nuseal._internal.tls import shared_tls_context
 from nuseal.codes import Level, NuCode
 from nuseal.errors import NetworkError, TimestampError, UsageError
 from nuseal.hashalg import HashAlgorithm
-from nuseal.signature.timestamp import Timestamp
+from nuseal.timestamp.token import Timestamp
 
 __all__ = ["MAX_RESPONSE_BYTES", "TIMEOUT_SECONDS", "TimestampClient", "with_certificates"]
 

@@ -35,8 +35,8 @@ from nuseal.signature import (
     RepositoryCountersignature,
     Signature,
     SignatureType,
-    Timestamp,
 )
+from nuseal.timestamp import Timestamp, timestamp_errors_of, timestamps_of
 from nuseal.trust import (
     DEFAULT_OBSERVED_STATUSES,
     CertificatePurpose,
@@ -471,7 +471,7 @@ class Verifier:
         policy = self.policy
         issues: list[Issue] = []
         flags = StatusFlags.NO_ERRORS
-        stamps = signature.timestamps
+        stamps = timestamps_of(signature)
         if not stamps:
             issues.append(_issue(not policy.allow_no_timestamp, NuCode.NU3027, _NO_TIMESTAMP))
             if not policy.allow_no_timestamp:
@@ -751,10 +751,10 @@ def _is_expired(summary: _Summary) -> bool:
 
 def _raise_timestamp_load_errors(signature: Signature) -> None:
     """NuGet decodes timestamp tokens while building a signature and throws on the first bad one."""
-    if signature.timestamp_errors:
-        first = signature.timestamp_errors[0]
-        raise _SignatureLoadError(first.code or NuCode.NU3021, first.message)
-    for timestamp in signature.timestamps:
+    errors = timestamp_errors_of(signature)
+    if errors:
+        raise _SignatureLoadError(errors[0].code or NuCode.NU3021, errors[0].message)
+    for timestamp in timestamps_of(signature):
         problem = timestamp._load_issue(signature.friendly_name)  # the load-time tier of Timestamp.check
         if problem is not None:
             raise _SignatureLoadError(problem.code or NuCode.NU3021, problem.message)
@@ -874,7 +874,7 @@ class _Describe:
             not_after=known.not_after if known else None,
             timestamps=tuple(
                 (t.gen_time, facts(t.signer_certificate).dotnet_subject if t.signer_certificate else None)
-                for t in signature.timestamps
+                for t in timestamps_of(signature)
             ),
             hash_algorithm=(
                 signature.content.hash_algorithm.nuget_name if isinstance(signature, PrimarySignature) else None
@@ -890,7 +890,7 @@ class _Describe:
             revocation=revocation,
             issues=tuple(issues),
             timestamp_details=tuple(
-                self.timestamp(t, stamped, signature.friendly_name) for t in signature.timestamps
+                self.timestamp(t, stamped, signature.friendly_name) for t in timestamps_of(signature)
             ),
             certificates=tuple(facts(c).der for c in certificates),
             other_countersignatures=(

@@ -68,6 +68,7 @@ from nuseal.feed.store import audit
 from nuseal.feed.store.models import Certificate, FeedSetting, Package, PackageSignature
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.timestamp import timestamps_of
 from nuseal.trust import (
     RevocationChecker,
     RevocationFetcher,
@@ -311,7 +312,7 @@ def _stamps(data: bytes) -> list[tuple[x509.Certificate, tuple[x509.Certificate,
     return [
         (stamp.signer_certificate, stamp.certificates)
         for sig in signatures
-        for stamp in sig.timestamps
+        for stamp in timestamps_of(sig)
         if stamp.signer_certificate is not None
     ]
 

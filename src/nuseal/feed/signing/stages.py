@@ -68,6 +68,7 @@ from nuseal.package import PackageArchive, append_signature
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signature.builder import remove_repository_countersignatures
 from nuseal.signing import repository_sign_package
+from nuseal.timestamp import timestamps_of
 from nuseal.trust import dotnet_name
 from nuseal.verify import (
     AllowList,
@@ -125,7 +126,7 @@ def _facts(submission: Submission) -> list[SignatureFacts]:
 
 
 def author_facts(primary: PrimarySignature) -> SignatureFacts:
-    stamp = primary.timestamps[0] if primary.timestamps else None
+    stamp = next(iter(timestamps_of(primary)), None)
     cert = primary.signer_certificate
     assert cert is not None  # verified before
     return SignatureFacts(
@@ -398,7 +399,7 @@ def repository_facts(primary: PrimarySignature) -> SignatureFacts:
     countersignature), which the caller knows is there."""
     repo = primary if primary.type is SignatureType.REPOSITORY else primary.repository_countersignature()
     assert repo is not None and repo.signer_certificate is not None
-    stamp = repo.timestamps[0] if repo.timestamps else None
+    stamp = next(iter(timestamps_of(repo)), None)
     return SignatureFacts(
         "repository",
         "primary" if repo is primary else "countersignature",

@@ -6,8 +6,9 @@ Sources: NC ``Timestamp/Timestamp.cs``, ``Rfc3161TimestampVerificationUtility.cs
 ``Utility/VerificationUtility.ValidateTimestamp``, ``SignatureUtility.GetTimestampCertificates``.
 Chains and revocation of the TSA certificate are ``nuseal.trust``'s business, not this module's.
 
-This module lives in ``nuseal.signature`` (which owns the CMS plumbing) and is re-exported by
-``nuseal.timestamp``; ``nuseal.signature`` never imports ``nuseal.timestamp``.
+Layering: ``nuseal.timestamp`` sits above ``nuseal.signature`` and uses its CMS plumbing (``_cms``, the
+signing-certificate attribute rules); a parsed signature carries its tokens as bytes
+(:attr:`nuseal.signature.Signature.timestamp_tokens`) and :func:`nuseal.timestamp.timestamps_of` parses them here.
 """
 
 from __future__ import annotations
