@@ -61,9 +61,11 @@ class SigningTrust:
     """Where sign-time chains must end, and how revocation is checked while signing.
 
     ``code_signing_roots`` judge the signing certificate, ``timestamping_roots`` the TSA certificate.
-    ``revocation_mode`` is online by default, as NuGet signs; ``fetcher`` is the revocation transport
-    (default: HTTP with hard timeouts); ``cache`` keeps OCSP/CRL answers across signatures (share one
-    ``SigningTrust`` to sign many packages). ``trust_supplied_roots``: see the module docstring.
+    ``revocation_mode`` is online by default, as NuGet signs; ``fetcher`` is the revocation transport, given by
+    the caller that signs online (``nuseal sign``: :class:`nuseal.trust.online.HttpRevocationFetcher`); without
+    one nothing is fetched and the chains are checked as in offline mode; ``cache`` keeps OCSP/CRL answers
+    across signatures (share one ``SigningTrust`` to sign many packages). ``trust_supplied_roots``: see the
+    module docstring.
     """
 
     code_signing_roots: TrustStore
