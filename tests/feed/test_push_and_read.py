@@ -1,4 +1,5 @@
-"""Push over HTTP to a real `nuseal serve`, then read every V3 resource back."""
+"""Push over HTTP to the feed (built by its composition root, called in-process), then read every V3 resource
+back."""
 
 from __future__ import annotations
 
@@ -14,6 +15,17 @@ from nuseal.feed.protocol.documents import INLINE_PAGE_THRESHOLD, PAGE_SIZE
 from nuseal.package import NuGetVersion
 
 from .conftest import Feed, make_package, nuspec_xml
+
+
+@pytest.fixture
+def feed(inprocess_feed: Feed) -> Feed:
+    """In-process (the composition root's app through an ASGI client): nothing here needs a real server."""
+    return inprocess_feed
+
+
+@pytest.fixture(scope="module")
+def shared_feed(shared_inprocess_feed: Feed) -> Feed:
+    return shared_inprocess_feed
 
 
 def _json(c: httpx.Client, url: str) -> dict:
