@@ -574,6 +574,7 @@ def test_admin_page_shows_evidence_and_releases_with_csrf(feed: InProcessFeed) -
 
 
 # ------------------------------------------------------------------------------------------------ server, PostgreSQL
+@pytest.mark.slow  # a real nuseal serve
 def test_real_server_holds_a_push_and_serves_it_after_a_cli_release(tmp_path: Path) -> None:
     """`nuseal serve` on loopback; the admin command releases into the running feed (another process)."""
     served = start_feed(tmp_path / "feed", "--hold-severity", "warning", "--block-rule", "NS1120")
@@ -611,6 +612,7 @@ def test_hold_and_release_on_postgres(tmp_path: Path, pg_cluster: PgCluster) -> 
         assert f.push(make_package("Pg.Other", "1.0.0"), key="bob").status_code == 403
 
 
+@pytest.mark.slow  # a real nuseal serve
 def test_signing_feed_holds_the_repository_signed_package_and_release_records_its_signature(tmp_path: Path) -> None:
     """With signing on, the held bytes are the repository-signed ones; the CLI release (composed from the stored
     signing configuration) publishes them and records the repository signature, as a push would."""
