@@ -31,6 +31,7 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import select
 
+from nuseal.errors import PackageFormatError
 from nuseal.feed.accounts.keys import Principal
 from nuseal.feed.errors import DuplicatePackageError, FeedError
 from nuseal.feed.mirror.checks import (
@@ -258,7 +259,7 @@ class Ingestion:
         for version, published in versions:
             try:
                 ver = NuGetVersion.parse(version).normalized.lower()
-            except Exception:  # noqa: S112 - an unparsable upstream version is nothing a client can ask for
+            except PackageFormatError:  # an unparsable upstream version is nothing a client can ask for
                 continue
             if ver in hidden:
                 continue
