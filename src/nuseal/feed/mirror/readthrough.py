@@ -47,10 +47,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from sqlalchemy import select
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuseal.client.gate import RepositorySignatureInfo
 from nuseal.client.v3documents import RegistrationLeaf, RepositorySignatures
+from nuseal.errors import NusealError
 from nuseal.feed.errors import REASON_PHRASE_HEADER, reason_phrase
 from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
@@ -87,10 +88,13 @@ REFUSAL_MEMORY_SECONDS = 60.0
 MAX_REFUSALS_REMEMBERED = 4096
 _EPOCH = "1970-01-01T00:00:00+00:00"
 _VIEWS = dict(REGISTRATION_VIEWS)
-_FLAT_INDEX = re.compile(r"^v3/flatcontainer/([^/]+)/index\.json$")
-_FLAT_FILE = re.compile(r"^v3/flatcontainer/([^/]+)/([^/]+)/[^/]+\.(?:nupkg|nuspec)$")
-_REG_INDEX = re.compile(r"^v3/(registration|registration-semver2)/([^/]+)/index\.json$")
-_REG_LEAF = re.compile(r"^v3/(registration|registration-semver2)/([^/]+)/([^/]+)\.json$")
+#: A package id as NuGet allows it (lower-cased, as every request path here is), and a version's characters.
+_ID = r"([a-z0-9_][a-z0-9._-]{0,99})"
+_VER = r"([a-z0-9][a-z0-9.+-]{0,63})"
+_FLAT_INDEX = re.compile(rf"^v3/flatcontainer/{_ID}/index\.json$")
+_FLAT_FILE = re.compile(rf"^v3/flatcontainer/{_ID}/{_VER}/[^/]+\.(?:nupkg|nuspec)$")
+_REG_INDEX = re.compile(rf"^v3/(registration|registration-semver2)/{_ID}/index\.json$")
+_REG_LEAF = re.compile(rf"^v3/(registration|registration-semver2)/{_ID}/{_VER}\.json$")
 _CATALOG_CONTEXT = {
     "@vocab": "http://schema.nuget.org/schema#",
     "catalog": "http://schema.nuget.org/catalog#",
@@ -521,13 +525,36 @@ class ReadThroughLayer:
         self.static = static
         self.mirror = mirror
 
+    async def _stored(self, key: str) -> bool:
+        """Whether the storage holds ``key`` (inline on a local backend, as the static layer reads it)."""
+        storage = self.mirror.service.storage
+        try:
+            if storage.inline_reads:
+                return storage.exists(key)
+            return await anyio.to_thread.run_sync(storage.exists, key)
+        except (OSError, NusealError):  # not a storage key (the static layer answers 404)
+            return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"].lstrip("/").lower()
+        file = _FLAT_FILE.match(path)
+        if file is not None:  # a .nupkg or .nuspec: the static layer serves it, the mirror only fills a miss
+            if await self._static_unless_missing(scope, receive, send):
+                return
+            try:
+                if self.mirror.upstreams.mapped(file.group(1)):
+                    await self.mirror.ensure_package(file.group(1), file.group(2))
+            except UpstreamError as exc:
+                await self._bad_gateway(scope, send, str(exc))
+                return
+            # stored now, or a 404 (held: the quarantine header layer around this one names why to an admin)
+            await self.static(scope, receive, send)
+            return
         try:
             if await self._answer(scope, path, send):
                 return
         except UpstreamError as exc:
-            if not await anyio.to_thread.run_sync(self.mirror.service.storage.exists, path):
+            if not await self._stored(path):
                 await self._bad_gateway(scope, send, str(exc))
                 return
             log.warning("mirror: serving the stored %s: %s", path, exc)
@@ -542,13 +569,6 @@ class ReadThroughLayer:
                 return False
             await self._json(scope, send, {"versions": versions})
             return True
-        if m := _FLAT_FILE.match(path):
-            if not mirror.upstreams.mapped(m.group(1)):
-                return False
-            if await anyio.to_thread.run_sync(mirror.service.storage.exists, path):
-                return False
-            await mirror.ensure_package(m.group(1), m.group(2))
-            return False  # stored now, or a 404 (held: the quarantine header layer names why to an admin)
         if m := _REG_INDEX.match(path):
             view, package_id = m.group(1), m.group(2)
             items = await mirror.registration_items(view, package_id)
@@ -558,7 +578,7 @@ class ReadThroughLayer:
             return True
         if m := _REG_LEAF.match(path):
             view, package_id, ver = m.group(1), m.group(2), _lower_version(m.group(3))
-            if ver is None or await anyio.to_thread.run_sync(mirror.service.storage.exists, path):
+            if ver is None or await self._stored(path):
                 return False
             items = await mirror.registration_items(view, package_id)
             for item in items or ():
@@ -567,6 +587,21 @@ class ReadThroughLayer:
                     return True
             return False
         return False
+
+    async def _static_unless_missing(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Let the static layer answer; False (nothing sent) when it would answer 404. What is stored costs the
+        cached downloads nothing more than this wrapper."""
+        missing = False
+
+        async def unless_missing(message: Message) -> None:
+            nonlocal missing
+            if message["type"] == "http.response.start" and message["status"] == 404:
+                missing = True
+            if not missing:
+                await send(message)
+
+        await self.static(scope, receive, unless_missing)
+        return not missing
 
     async def _json(self, scope: Scope, send: Send, doc: dict[str, Any]) -> None:
         body = dump(doc)
