@@ -4,10 +4,17 @@ a small NuGet V3 server on 127.0.0.1 (service index + flat container) whose answ
 
 The server is a real ``http.server`` in a thread (a real socket, real HTTP); restore talks to it exactly as to a
 feed. Tests that need the real feed use ``tests/feed/conftest.py``'s ``start_feed`` (``nuseal serve``).
+
+For the differential tests against the real ``dotnet restore`` (``test_*_dotnet``): test graphs as :data:`Cases`
+(ids prefixed with the case's name, so every graph lives on one feed: :func:`case_packages`), a feed holding them
+(:func:`dotnet_feed`), one project per case in one solution restored by one dotnet run
+(:func:`write_case_solution`, :func:`write_sln`, :func:`dotnet_restore`), dotnet's ``project.assets.json``
+(:func:`dotnet_assets`) and nuseal's resolution of the same project (:func:`nuseal_graph`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -15,24 +22,41 @@ import subprocess
 import threading
 import time
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
-from feed.conftest import make_package
+import pytest
+
+from feed.conftest import Feed, start_feed
 from feed.dotnet_support import DOTNET_SH, DotnetCli, installed_sdk_home, sdk_installed
+from nuseal.client.feedclient import FeedClient
+from nuseal.client.project import load_project
+from nuseal.client.resolve import PackageProvider, TargetGraph, resolve
+from nuseal.client.settings import load_settings
+from support.packages import make_package
 
 __all__ = [
     "DOTNET",
+    "NS",
+    "Cases",
+    "Pkg",
     "StaticFeed",
+    "case_packages",
+    "dotnet_assets",
     "dotnet_available",
+    "dotnet_feed",
     "dotnet_restore",
+    "nuseal_graph",
     "package",
     "static_feed",
+    "write_case_solution",
     "write_config",
     "write_project",
+    "write_sln",
 ]
 
 
@@ -225,3 +249,101 @@ def dotnet_available() -> str | None:
     if sdk_installed(SDK_HOME):
         return None
     return f"the .NET Core 3.1 SDK is not installed in {SDK_HOME} (run {DOTNET} setup)"
+
+
+# ------------------------------------------------------------------------------------- graphs against dotnet
+NS = "netstandard2.0"
+#: A package of a test graph: (id, version, dependency groups as :func:`package` takes them, or ``None``).
+Pkg = tuple[str, str, dict[str, Sequence[tuple[str, str]]] | None]
+#: Test graphs: name -> (packages, the project's references (id, version or range)); every id, dependencies' too,
+#: gets the prefix ``"<name>."`` so that all graphs live on one feed.
+Cases = dict[str, tuple[list[Pkg], list[tuple[str, str]]]]
+
+
+def case_packages(cases: Cases) -> list[bytes]:
+    """The .nupkg of every package of ``cases``, ids and dependency ids prefixed with the case's name."""
+    return [
+        package(
+            f"{name}.{pid}",
+            version,
+            None if groups is None else {t: [(f"{name}.{d}", r) for d, r in deps] for t, deps in groups.items()},
+        )
+        for name, (pkgs, _refs) in cases.items()
+        for pid, version, groups in pkgs
+    ]
+
+
+@contextmanager
+def dotnet_feed(data_dir: Path, packages: Iterable[bytes]) -> Iterator[Feed]:
+    """A real ``nuseal serve --no-signing`` on 127.0.0.1 (``start_feed``) holding ``packages`` (each push must be
+    accepted, 201), stopped on exit. Skips when the .NET SDK is not installed (:func:`dotnet_available`)."""
+    reason = dotnet_available()
+    if reason:
+        pytest.skip(reason)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    feed = start_feed(data_dir)
+    try:
+        for data in packages:
+            r = feed.push(data)
+            assert r.status_code == 201, r.text
+        yield feed
+    finally:
+        feed.stop()
+
+
+_CSHARP = "{FAE04EC0-301F-11D3-BF4B-00C04F79EFBC}"
+
+
+def write_sln(folder: Path, names: Sequence[str]) -> Path:
+    """``folder/All.sln`` listing ``folder/<name>/<name>.csproj`` for each name (what ``dotnet new sln`` + ``sln
+    add`` write): one ``dotnet restore`` of it restores them all."""
+    lines = ["", "Microsoft Visual Studio Solution File, Format Version 12.00", "# Visual Studio 15"]
+    guids = [f"{{00000000-0000-0000-0000-{i + 1:012d}}}" for i in range(len(names))]
+    for name, guid in zip(names, guids, strict=True):
+        lines += [f'Project("{_CSHARP}") = "{name}", "{name}\\{name}.csproj", "{guid}"', "EndProject"]
+    lines += ["Global", "\tGlobalSection(SolutionConfigurationPlatforms) = preSolution"]
+    lines += ["\t\tDebug|Any CPU = Debug|Any CPU", "\tEndGlobalSection"]
+    lines += ["\tGlobalSection(ProjectConfigurationPlatforms) = postSolution"]
+    for guid in guids:
+        lines += [
+            f"\t\t{guid}.Debug|Any CPU.ActiveCfg = Debug|Any CPU",
+            f"\t\t{guid}.Debug|Any CPU.Build.0 = Debug|Any CPU",
+        ]
+    lines += ["\tEndGlobalSection", "EndGlobal", ""]
+    path = folder / "All.sln"
+    path.write_text("\r\n".join(lines))
+    return path
+
+
+def write_case_solution(root: Path, cases: Cases, sources: dict[str, str]) -> Path:
+    """For each case ``root/<name>/<name>.csproj`` (netcoreapp3.1) referencing the case's prefixed references, a
+    ``root/nuget.config`` listing ``sources`` (name -> URL or folder), and the solution ``root/All.sln``
+    (returned) listing every project."""
+    for name, (_pkgs, refs) in cases.items():
+        write_project(root / name, [(f"{name}.{i}", v) for i, v in refs], name=name)
+    write_config(root, sources)
+    return write_sln(root, list(cases))
+
+
+def dotnet_assets(project_dir: Path) -> dict[str, Any]:
+    """dotnet's ``obj/project.assets.json`` of the project in ``project_dir`` (targets, logs)."""
+    assets: dict[str, Any] = json.loads((project_dir / "obj" / "project.assets.json").read_text())
+    return assets
+
+
+def nuseal_graph(project: Path) -> TargetGraph:
+    """nuseal's resolution of ``project``'s references for netcoreapp3.1, with the settings (sources) its folder
+    gives, as ``nuseal restore`` resolves it: versions picked and NU diagnostics."""
+    loaded = load_project(project, environ={})
+    settings = load_settings(project.parent)
+
+    async def run() -> TargetGraph:
+        async with FeedClient(settings.enabled_sources) as client:
+            return await resolve(
+                loaded.targets[0].references,
+                "netcoreapp3.1",
+                PackageProvider(client, settings),
+                project_name=loaded.name,
+            )
+
+    return asyncio.run(run())

@@ -1,34 +1,34 @@
 """Differential tests of resolution against the real ``dotnet restore`` (.NET Core SDK 3.1, NuGet 5.4): graphs of
-packages pushed to a real ``nuseal serve --no-signing`` on 127.0.0.1, one project per graph; the versions dotnet
-picks (``obj/project.assets.json`` targets) and the NU codes it logs must be nuseal's.
+packages pushed to a real ``nuseal serve --no-signing`` on 127.0.0.1, one project per graph, all in one solution
+restored by one dotnet run; the versions dotnet picks (each project's ``obj/project.assets.json`` targets) and the
+NU codes it logs must be nuseal's.
 
 Every case uses ids prefixed with its name so all graphs live on one feed.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Iterator, Sequence
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from feed.conftest import Feed, start_feed
-from nuseal.client.feedclient import FeedClient
-from nuseal.client.project import load_project
-from nuseal.client.resolve import PackageProvider, resolve
-from nuseal.client.settings import load_settings
-
-from .restore_support import dotnet_available, dotnet_restore, package, write_config, write_project
+from .restore_support import (
+    NS,
+    Cases,
+    case_packages,
+    dotnet_assets,
+    dotnet_feed,
+    dotnet_restore,
+    nuseal_graph,
+    write_case_solution,
+)
 
 pytestmark = [pytest.mark.dotnet, pytest.mark.slow]
 
-NS = "netstandard2.0"
-Pkg = tuple[str, str, dict[str, Sequence[tuple[str, str]]] | None]
-
 #: name -> (packages, project references); ids are prefixed with "<name>." when pushed.
-CASES: dict[str, tuple[list[Pkg], list[tuple[str, str]]]] = {
+CASES: Cases = {
     "lowest": (
         [("A", "1.0.0", {NS: [("B", "1.0.5")]}), ("B", "1.0.0", None), ("B", "1.1.0", None), ("B", "2.0.0", None)],
         [("A", "1.0.0")],
@@ -95,65 +95,44 @@ CASES: dict[str, tuple[list[Pkg], list[tuple[str, str]]]] = {
 }
 
 
-def _prefixed(name: str, text: str) -> str:
-    return f"{name}.{text}"
-
-
-def _prefix_groups(
-    name: str, groups: dict[str, Sequence[tuple[str, str]]] | None
-) -> dict[str, Sequence[tuple[str, str]]] | None:
-    if groups is None:
-        return None
-    return {tfm: [(_prefixed(name, d), r) for d, r in deps] for tfm, deps in groups.items()}
-
-
 @pytest.fixture(scope="module")
-def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
-    reason = dotnet_available()
-    if reason:
-        pytest.skip(reason)
-    f = start_feed(tmp_path_factory.mktemp("feed"))
-    for name, (pkgs, _refs) in CASES.items():
-        for pid, ver, groups in pkgs:
-            r = f.push(package(_prefixed(name, pid), ver, _prefix_groups(name, groups)))
-            assert r.status_code in (201, 202), r.text
-    yield f
-    f.stop()
+def restored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
+    """Every case's project in one solution on the feed, restored by one ``dotnet restore``: (the solution's
+    folder, dotnet's run). The feed keeps running for nuseal's resolution."""
+    tmp = tmp_path_factory.mktemp("resolve")
+    with dotnet_feed(tmp / "feed", case_packages(CASES)) as feed:
+        root = tmp / "sln"
+        sln = write_case_solution(root, CASES, {"feed": feed.source})
+        yield root, dotnet_restore(sln, tmp / "gpf-dotnet", tmp / "home-dotnet")
 
 
-def _dotnet_graph(project_dir: Path, tmp: Path) -> tuple[dict[str, str], set[str]]:
-    run = dotnet_restore(project_dir / "App.csproj", tmp / "gpf-dotnet", tmp / "home")
-    assets = json.loads((project_dir / "obj" / "project.assets.json").read_text())
+def _dotnet_graph(project_dir: Path) -> tuple[dict[str, str], set[str]]:
+    assets = dotnet_assets(project_dir)
     target = assets["targets"][".NETCoreApp,Version=v3.1"]
     picked = {key.split("/")[0]: key.split("/")[1] for key, v in target.items() if v.get("type") == "package"}
-    codes = {log["code"] for log in assets.get("logs", [])}
-    assert run.returncode == (1 if any(log["level"] == "Error" for log in assets.get("logs", [])) else 0), run.stdout
-    return picked, codes
+    return picked, {log["code"] for log in assets.get("logs", [])}
 
 
-def _nuseal_graph(project_dir: Path) -> tuple[dict[str, str], set[str]]:
-    project = load_project(project_dir / "App.csproj", environ={})
-    settings = load_settings(project_dir)
+def _has_errors(project_dir: Path) -> bool:
+    return any(log["level"] == "Error" for log in dotnet_assets(project_dir).get("logs", []))
 
-    async def run() -> tuple[dict[str, str], set[str]]:
-        async with FeedClient(settings.enabled_sources) as client:
-            graph = await resolve(
-                project.targets[0].references, "netcoreapp3.1", PackageProvider(client, settings), project_name="App"
-            )
-        return {p.id: p.version.normalized for p in graph.packages}, {d.code.value for d in graph.diagnostics}
 
-    return asyncio.run(run())
+def _nuseal_graph(project: Path) -> tuple[dict[str, str], set[str]]:
+    graph = nuseal_graph(project)
+    return {p.id: p.version.normalized for p in graph.packages}, {d.code.value for d in graph.diagnostics}
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_same_versions_and_codes_as_dotnet_restore(
-    name: str, feed: Feed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    name: str,
+    restored: tuple[Path, subprocess.CompletedProcess[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    _pkgs, refs = CASES[name]
-    project_dir = tmp_path / "App"
-    write_project(project_dir, [(_prefixed(name, i), v) for i, v in refs])
-    write_config(project_dir, {"feed": feed.source})
-    theirs = _dotnet_graph(project_dir, tmp_path)
-    ours = _nuseal_graph(project_dir)
+    root, run = restored
+    # dotnet fails the solution when one of its projects logs an error (this one's errors are compared below)
+    assert run.returncode == (1 if any(_has_errors(root / case) for case in CASES) else 0), run.stdout
+    theirs = _dotnet_graph(root / name)
+    ours = _nuseal_graph(root / name / f"{name}.csproj")
     assert ours == theirs

@@ -17,37 +17,43 @@ follows: ``test_globalpackages_oracle``) differ, nuseal follows today's NuGet an
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
 import re
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from feed.conftest import VECTORS, Feed, start_feed
+from feed.conftest import VECTORS, Feed
 from nuseal.cli.main import main
-from nuseal.client.feedclient import FeedClient
-from nuseal.client.project import load_project
-from nuseal.client.resolve import PackageProvider, resolve
-from nuseal.client.settings import load_settings
 
-from .restore_support import dotnet_available, dotnet_restore, package, write_config, write_project
+from .restore_support import (
+    NS,
+    Cases,
+    case_packages,
+    dotnet_assets,
+    dotnet_feed,
+    dotnet_restore,
+    nuseal_graph,
+    package,
+    write_case_solution,
+    write_config,
+    write_project,
+    write_sln,
+)
 from .test_resolve_dotnet import CASES
 from .test_restore_vectors import REFERENCES
 
 pytestmark = [pytest.mark.dotnet, pytest.mark.slow]
 
-NS = "netstandard2.0"
 CORE = ".NETCoreApp,Version=v3.1"
-Pkg = tuple[str, str, dict[str, Sequence[tuple[str, str]]] | None]
 
 #: Graphs that cannot resolve cleanly (name -> packages, project references); ids get the prefix "<name>.". The
 #: error cases of test_resolve_dotnet (codes there; here the messages), then deeper paths and transitive misses.
-ERROR_CASES: dict[str, tuple[list[Pkg], list[tuple[str, str]]]] = {
+ERROR_CASES: Cases = {
     **{name: CASES[name] for name in ("downgrade", "conflict", "above", "missing")},
     "deepdown": (
         [
@@ -99,23 +105,10 @@ ERROR_CASES: dict[str, tuple[list[Pkg], list[tuple[str, str]]]] = {
 }
 #: A second source, a local folder listed after the feed: more versions of twosources.M, the only twosources.N.
 LOCAL_PACKAGES = [("twosources.M", "1.1.0"), ("twosources.M", "1.2.0"), ("twosources.N", "1.5.0-beta")]
-ERROR_PACKAGES: list[Pkg] = [
-    (
-        f"{name}.{pid}",
-        ver,
-        None if groups is None else {t: [(f"{name}.{d}", r) for d, r in deps] for t, deps in groups.items()},
-    )
-    for name, (pkgs, _refs) in ERROR_CASES.items()
-    for pid, ver, groups in pkgs
-]
 
 
 @pytest.fixture(scope="module")
 def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
-    reason = dotnet_available()
-    if reason:
-        pytest.skip(reason)
-    f = start_feed(tmp_path_factory.mktemp("feed"))
     pushes = [path.read_bytes() for path in sorted(VECTORS.glob("*.nupkg"))]
     files = {
         "build/Gpf.Files.targets": b"<Project />\n",
@@ -123,14 +116,10 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
         "README.md": b"# readme\n",
     }
     pushes.append(package("Gpf.Files", "1.0.0-rc.1+build.5", {NS: [("System.Buffers", "4.4.0")]}, files=files))
-    for pid, ver, groups in ERROR_PACKAGES:
-        pushes.append(package(pid, ver, groups))
+    pushes += case_packages(ERROR_CASES)
     pushes += [package("Locked.A", "1.0.0"), package("Locked.B", "1.0.0")]
-    for data in pushes:
-        r = f.push(data)
-        assert r.status_code == 201, r.text
-    yield f
-    f.stop()
+    with dotnet_feed(tmp_path_factory.mktemp("feed"), pushes) as f:
+        yield f
 
 
 def _env(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
@@ -204,64 +193,24 @@ def _compare_folders(our_gpf: Path, their_gpf: Path, source: str) -> None:
 
 
 # ------------------------------------------------------------------------------- graphs that cannot resolve
-_CSHARP = "{FAE04EC0-301F-11D3-BF4B-00C04F79EFBC}"
-
-
-def _write_sln(folder: Path, names: list[str]) -> Path:
-    """A .sln listing ``folder/<name>/<name>.csproj`` for each name (what ``dotnet new sln`` + ``sln add`` write)."""
-    lines = ["", "Microsoft Visual Studio Solution File, Format Version 12.00", "# Visual Studio 15"]
-    guids = [f"{{00000000-0000-0000-0000-{i + 1:012d}}}" for i in range(len(names))]
-    for name, guid in zip(names, guids, strict=True):
-        lines += [f'Project("{_CSHARP}") = "{name}", "{name}\\{name}.csproj", "{guid}"', "EndProject"]
-    lines += ["Global", "\tGlobalSection(SolutionConfigurationPlatforms) = preSolution"]
-    lines += ["\t\tDebug|Any CPU = Debug|Any CPU", "\tEndGlobalSection"]
-    lines += ["\tGlobalSection(ProjectConfigurationPlatforms) = postSolution"]
-    for guid in guids:
-        lines += [
-            f"\t\t{guid}.Debug|Any CPU.ActiveCfg = Debug|Any CPU",
-            f"\t\t{guid}.Debug|Any CPU.Build.0 = Debug|Any CPU",
-        ]
-    lines += ["\tEndGlobalSection", "EndGlobal", ""]
-    path = folder / "All.sln"
-    path.write_text("\r\n".join(lines))
-    return path
-
-
 def _their_logs(project_dir: Path) -> set[tuple[str, str, str]]:
-    assets = json.loads((project_dir / "obj" / "project.assets.json").read_text())
-    return {(log["code"], log["level"].lower(), log["message"]) for log in assets.get("logs", [])}
+    return {(log["code"], log["level"].lower(), log["message"]) for log in dotnet_assets(project_dir).get("logs", [])}
 
 
 def _our_logs(project: Path) -> set[tuple[str, str, str]]:
-    loaded = load_project(project, environ={})
-    settings = load_settings(project.parent)
-
-    async def run() -> set[tuple[str, str, str]]:
-        async with FeedClient(settings.enabled_sources) as client:
-            graph = await resolve(
-                loaded.targets[0].references,
-                "netcoreapp3.1",
-                PackageProvider(client, settings),
-                project_name=loaded.name,
-            )
-        return {(d.code.value, d.level.value, d.message) for d in graph.diagnostics}
-
-    return asyncio.run(run())
+    return {(d.code.value, d.level.value, d.message) for d in nuseal_graph(project).diagnostics}
 
 
 def test_unresolvable_graphs_same_nu_messages_as_dotnet(
     feed: Feed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _env(monkeypatch, tmp_path)
-    root = tmp_path / "sln"
-    for name, (_pkgs, refs) in ERROR_CASES.items():
-        write_project(root / name, [(f"{name}.{i}", v) for i, v in refs], name=name)
     local = tmp_path / "local"
     local.mkdir()
     for pid, ver in LOCAL_PACKAGES:
         (local / f"{pid}.{ver}.nupkg").write_bytes(package(pid, ver))
-    write_config(root, {"feed": feed.source, "local": str(local)})
-    sln = _write_sln(root, list(ERROR_CASES))
+    root = tmp_path / "sln"
+    sln = write_case_solution(root, ERROR_CASES, {"feed": feed.source, "local": str(local)})
     run = dotnet_restore(sln, tmp_path / "gpf-dotnet", tmp_path / "home-dotnet")
     assert run.returncode == 1, run.stdout
     codes: set[str] = set()
@@ -314,7 +263,7 @@ def test_locked_mode_same_nu1004_and_nu1403_as_dotnet(
     entry = lock["dependencies"][CORE]["Locked.A"]
     entry["contentHash"] = base64.b64encode(hashlib.sha512(b"the package as it was").digest()).decode()
     lock_path.write_text(json.dumps(lock, indent=2))
-    sln = _write_sln(root, ["Stale", "Replaced"])
+    sln = write_sln(root, ["Stale", "Replaced"])
     shutil.copytree(root, tmp_path / "ours")
     run = dotnet_restore(sln, tmp_path / "gpf-dotnet", tmp_path / "home-dotnet", "--locked-mode")
     (tmp_path / "dotnet.log").write_text(run.stdout + run.stderr)
