@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from support import network
+from support.clock import TEST_NOW_ENV, VECTOR_NOW
 
 network.install()
 
@@ -42,3 +44,18 @@ def _isolated_nuseal_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def vector_now() -> datetime:
+    """The frozen instant for judging the real nuget.org vectors (``support.clock.VECTOR_NOW``)."""
+    return VECTOR_NOW
+
+
+@pytest.fixture
+def vector_clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    """``nuseal`` commands run by this test (in-process or in a subprocess) judge certificates at ``VECTOR_NOW``:
+    ``NUSEAL_TEST_NOW`` is set for the test's duration (read by ``nuseal.cli._clock``). Only for tests whose
+    packages are the real vectors: a dev PKI made now is not yet valid at that instant."""
+    monkeypatch.setenv(TEST_NOW_ENV, VECTOR_NOW.isoformat())
+    return VECTOR_NOW

@@ -14,6 +14,8 @@ from asn1crypto import cms
 from nuseal.cli.main import main
 from nuseal.package import PackageArchive
 
+pytestmark = pytest.mark.usefixtures("vector_clock")  # the real vectors, judged at VECTOR_NOW (support/clock.py)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTOR_DIR = SHARED / "vectors" / "nuget.org"
 TRUST = [

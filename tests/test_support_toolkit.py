@@ -1,5 +1,5 @@
-"""The test toolkit's own guarantees: the network fence (``support.network``) and the frozen clock for the real
-vectors (``support.clock``)."""
+"""The test toolkit's own guarantees: the network fence (``support.network``), the frozen clock for the real
+vectors (``support.clock``) and the commands' test clock (``NUSEAL_TEST_NOW``, ``nuseal.cli._clock``)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,18 @@ import subprocess
 import sys
 import threading
 import zipfile
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms, core, tsp
 
+from nuseal.cli._clock import command_now
+from nuseal.cli.main import main
+from nuseal.errors import UsageError
 from support import network
-from support.clock import VECTOR_NOW
+from support.clock import TEST_NOW_ENV, VECTOR_NOW
 
 VECTORS = sorted((Path(__file__).resolve().parents[2] / "shared" / "vectors" / "nuget.org").glob("*.nupkg"))
 TEST_NET = "192.0.2.1"  # RFC 5737 documentation address: never a real host
@@ -142,3 +145,39 @@ def test_vector_now_lies_inside_every_timestamp_window(vector: Path) -> None:
             validity = choice.chosen["tbs_certificate"]["validity"]
             assert validity["not_before"].native <= VECTOR_NOW <= validity["not_after"].native, (
                 choice.chosen.subject.human_friendly)
+
+
+# --------------------------------------------------------------------------- the commands' clock (NUSEAL_TEST_NOW)
+def test_vector_clock_sets_the_commands_clock(vector_clock: datetime) -> None:
+    assert vector_clock == VECTOR_NOW
+    assert command_now() == VECTOR_NOW
+
+
+def test_without_the_variable_the_commands_use_the_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TEST_NOW_ENV, raising=False)
+    before = datetime.now(UTC)
+    assert before <= command_now() <= datetime.now(UTC)
+
+
+@pytest.mark.parametrize(("value", "message"),
+                         [("soon", "not an ISO 8601 time"), ("2026-06-01T12:00:00", "no UTC offset")])
+def test_a_bad_test_clock_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, value: str, message: str) -> None:
+    monkeypatch.setenv(TEST_NOW_ENV, value)
+    with pytest.raises(UsageError, match=message):
+        command_now()
+
+
+def test_nuseal_verify_judges_at_the_test_clock(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """The same vector passes at ``VECTOR_NOW`` and fails with NU3017 at a moment before its signing certificate
+    was issued: ``nuseal verify`` reads its clock from ``NUSEAL_TEST_NOW``."""
+    shared = Path(__file__).resolve().parents[2] / "shared"
+    args = ["verify", str(shared / "vectors" / "nuget.org" / "system.memory.4.5.3.nupkg"), "--revocation-mode",
+            "offline", "--code-signing-roots", str(shared / "trust" / "codesignctl.pem"), "--timestamping-roots",
+            str(shared / "trust" / "timestampctl.pem")]
+    monkeypatch.setenv(TEST_NOW_ENV, VECTOR_NOW.isoformat())
+    assert main(args) == 0, capsys.readouterr().out
+    capsys.readouterr()
+    monkeypatch.setenv(TEST_NOW_ENV, "2018-01-01T00:00:00+00:00")  # before the Microsoft signing certificate
+    assert main(args) == 1
+    assert "error NU3017: The author primary signature's certificate is not yet valid." in capsys.readouterr().out

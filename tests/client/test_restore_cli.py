@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from nuseal.cli.main import main
-from tamper import data_byte
+from support.tamper import entry_data_byte
 
 from .restore_support import StaticFeed, package, static_feed, write_config, write_project
 
@@ -157,11 +157,12 @@ def test_credentials_from_nuget_config_with_an_environment_variable(
     assert code == 0, err
 
 
+@pytest.mark.usefixtures("vector_clock")  # a real vector: judged at VECTOR_NOW (support/clock.py)
 def test_gate_refuses_a_tampered_signed_package_nu3008_and_nothing_is_extracted(
     tmp_path: Path, feed: StaticFeed, capsys: pytest.CaptureFixture[str]
 ) -> None:
     real = (VECTORS / "system.buffers.4.4.0.nupkg").read_bytes()
-    feed.add(data_byte(real), "System.Buffers", "4.4.0")
+    feed.add(entry_data_byte(real), "System.Buffers", "4.4.0")
     app = _project(tmp_path, feed, [("System.Buffers", "4.4.0")])
     gpf = tmp_path / "gpf"
     code, _out, err = _run(capsys, str(app), "--packages", str(gpf))

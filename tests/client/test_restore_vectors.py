@@ -24,7 +24,7 @@ from nuseal.package import PackageArchive
 from .restore_support import write_config, write_project
 from .test_globalpackages_oracle import CODESIGN, SCRIPT, TIMESTAMP, _oracle_tree, _our_tree
 
-pytestmark = [pytest.mark.oracle, pytest.mark.slow]
+pytestmark = [pytest.mark.oracle, pytest.mark.slow, pytest.mark.usefixtures("vector_clock")]  # at VECTOR_NOW
 
 #: The vectors whose dependencies for netcoreapp3.1 are all among the vectors (checked by the resolution itself).
 REFERENCES = [

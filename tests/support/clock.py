@@ -10,9 +10,10 @@ failing on a date. Tests pass ``VECTOR_NOW`` (or the ``vector_now`` fixture) ins
 inside every TSA certificate's validity; ``tests/test_support_toolkit.py`` checks that against the vectors
 themselves, so adding a vector outside that window fails there, not on some later day.
 
-Code paths that read the wall clock themselves (a CLI run in a subprocess, the feed's server) are given the
-same instant through ``NUSEAL_TEST_NOW`` (``TEST_NOW_ENV``), which only ``nuseal.cli`` reads, once, at the
-command's edge (see ``docs/testing.md``).
+Commands run by a test (``nuseal verify``, ``restore``, ``audit``, ``revocation prefetch``; in-process or in a
+subprocess) are given the same instant through ``NUSEAL_TEST_NOW`` (``TEST_NOW_ENV``; the ``vector_clock``
+fixture sets it), which only ``nuseal.cli._clock`` reads, at the command's edge. The feed server reads the wall
+clock (its clock also drives 2FA codes and key expiry, so it is not frozen).
 """
 
 from __future__ import annotations

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from nuseal.cli._clock import command_now
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
 from nuseal.cli._inputs import trust_root_options
 from nuseal.cli.scan import PROGRESS_FROM, render_text
@@ -154,7 +154,7 @@ def audit_command(
 
         online = policy.revocation_mode is RevocationMode.ONLINE  # the CLI asks for online revocation checks
         with revocation_run(online=online, use_store=online):  # host view + cache + the HTTP fetcher
-            audits = audit_folder(root, settings, now=datetime.now(UTC), fix=fix, progress=progress, jobs=jobs)
+            audits = audit_folder(root, settings, now=command_now(), fix=fix, progress=progress, jobs=jobs)
     reports = [a.report for a in audits]
     all_rules = audit_rules(rules)
     if fmt == "json":

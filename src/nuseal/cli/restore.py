@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from nuseal.cli._clock import command_now
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
 from nuseal.client.feedclient import HttpSettings, default_cache_dir
 from nuseal.client.restore import RestoreOptions, RestoreResult, restore
@@ -147,10 +147,10 @@ def restore_command(
                     bar.update(task, downloaded=f"{downloaded / 1e6:.1f} MB downloaded")
 
             with revocation_run(online=online, use_store=online):
-                result, warnings = restore(options, now=datetime.now(UTC), progress=hook)
+                result, warnings = restore(options, now=command_now(), progress=hook)
     else:
         with revocation_run(online=online, use_store=online):  # host view + cache (+ the HTTP fetcher when online)
-            result, warnings = restore(options, now=datetime.now(UTC))
+            result, warnings = restore(options, now=command_now())
     if as_json:
         click.echo(json.dumps(_document(result, warnings), indent=2))
         return EXIT_OK if result.ok else EXIT_FAILED

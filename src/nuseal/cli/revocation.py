@@ -7,10 +7,9 @@ or gave no usable answer); 2 usage errors.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
 
+from nuseal.cli._clock import command_now
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
 from nuseal.cli._inputs import resolve_packages, trust_root_options
 from nuseal.codes import NuCode
@@ -66,7 +65,7 @@ def prefetch_command(
     )
     unknown = 0
     with revocation_run(online=True, package_timeout=revocation_timeout, store=store):
-        for result in verify_paths(spec, paths, now=datetime.now(UTC), jobs=jobs):
+        for result in verify_paths(spec, paths, now=command_now(), jobs=jobs):
             missing = [i for i in result.issues if i.code in (NuCode.NU3018, NuCode.NU3028)]
             unknown += len(missing)
             for issue in missing:

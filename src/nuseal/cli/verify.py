@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from nuseal.cli._clock import command_now
 from nuseal.cli._exit import EXIT_FAILED, EXIT_OK
 from nuseal.cli._inputs import resolve_packages, trust_root_options
 from nuseal.codes import Issue, Level
@@ -270,7 +270,7 @@ def verify_command(
     results: list[VerificationResult] = []
     # cached: offline as NuGet reports it, plus the answers kept on disk; online: the host view and the cache.
     with revocation_run(online=online, package_timeout=revocation_timeout, use_store=online or cached_only):
-        for result in verify_paths(spec, [str(p) for p in paths], now=datetime.now(UTC), jobs=jobs):
+        for result in verify_paths(spec, [str(p) for p in paths], now=command_now(), jobs=jobs):
             results.append(result)
             if not as_json and verbosity != "quiet":
                 _print_text(result, verbosity == "detailed")
