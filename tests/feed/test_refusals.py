@@ -16,14 +16,21 @@ import pytest
 
 from nuseal.package import append_signature
 
-from .conftest import Feed, make_package, nuspec_xml, start_feed
+from .conftest import Feed, make_package, nuspec_xml
+from .inprocess import start_inprocess_feed
 
 CAP = 200_000
 
 
+@pytest.fixture
+def feed(inprocess_feed: Feed) -> Feed:
+    """In-process (the composition root's app through an ASGI client): the refusals need no real server."""
+    return inprocess_feed
+
+
 @pytest.fixture(scope="module")
 def small_feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
-    f = start_feed(tmp_path_factory.mktemp("feed"), max_package_size=CAP, users=("alice", "bob", "carol"))
+    f = start_inprocess_feed(tmp_path_factory.mktemp("feed"), max_package_size=CAP, users=("alice", "bob", "carol"))
     # one package owned by bob, so others' pushes to it can be refused
     assert f.push(make_package("Bobs.Package", "1.0.0"), key="bob").status_code == 201
     yield f
