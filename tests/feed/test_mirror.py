@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import socket
 import threading
 import time
@@ -364,23 +365,34 @@ def start_thread_mirror(data_dir: Path, proxy: UpstreamProxy, *more: UpstreamCon
 def test_cooldown_hides_young_upstream_versions_until_their_age_passes(
     upstream: NugetOrgUpstream, proxy: UpstreamProxy, thread_mirror: ThreadMirrorFactory
 ) -> None:
+    package_id = "System.Runtime.WindowsRuntime"
+    ver, path = vector(upstream, package_id)
+    # a newer version on the upstream (the upstream published every version minutes ago, when the test pushed it)
+    assert upstream.feed.push(make_package(package_id, "4.6.1-preview")).status_code == 201
     mirror = thread_mirror(min_release_age_seconds=3 * 86400)
-    ver, path = vector(upstream, "system.runtime.windowsruntime")
     index = "/v3/flatcontainer/system.runtime.windowsruntime/index.json"
     with mirror.client() as c:
-        # the upstream published every vector when the test pushed it: minutes ago
         assert c.get(index).json() == {"versions": []}
         reg = c.get("/v3/registration/system.runtime.windowsruntime/index.json").json()
         assert reg["items"] == []
-        hits = c.get("/v3/search", params={"q": "system.runtime.windowsruntime"}).json()["data"]
+        hits = c.get("/v3/search", params={"q": package_id}).json()["data"]
         assert [h["id"] for h in hits] == []
-        mirror.clock.now += timedelta(days=2, hours=23)
-        assert c.get(index).json() == {"versions": []}
-        mirror.clock.now += timedelta(hours=2)
+        # an administrator lets one version skip the cooldown: listed and served, the other still hidden
+        mirror.admin("quarantine", "override-cooldown", package_id, ver, "--as", "root")
         assert c.get(index).json() == {"versions": [ver]}
-        assert c.get(nupkg_url("System.Runtime.WindowsRuntime", ver)).content == path.read_bytes()
-        page = c.get("/packages/System.Runtime.WindowsRuntime").text
-        assert "cooldown" in page
+        assert c.get(nupkg_url(package_id, ver)).content == path.read_bytes()
+        # the page says when the young version will appear
+        page = c.get(f"/packages/{package_id}").text
+        assert 'id="upstream-only"' in page
+        [row] = re.findall(r'<tr class="cooldown" data-version="4.6.1-preview"><td>[^<]*</td><td>([^<]*)</td>', page)
+        appears = datetime.strptime(row, "%Y-%m-%d %H:%M UTC").replace(tzinfo=UTC)
+        assert timedelta(days=2, hours=23) < appears - mirror.clock.now <= timedelta(days=3)
+        # the clock moves: still hidden a minute before, listed once the age has passed
+        mirror.clock.now = appears - timedelta(minutes=1)
+        assert c.get(index).json() == {"versions": [ver]}
+        mirror.clock.now = appears + timedelta(minutes=1)
+        assert c.get(index).json() == {"versions": [ver, "4.6.1-preview"]}
+        assert 'class="cooldown"' not in c.get(f"/packages/{package_id}").text
 
 
 # ------------------------------------------------------------------------------------------------ refusals
