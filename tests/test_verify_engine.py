@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import zipfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from nuseal.verify import (
     VerificationTarget,
     Verifier,
 )
+from support.clock import VECTOR_NOW
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTORS = sorted((SHARED / "vectors" / "nuget.org").glob("*.nupkg"))
@@ -32,7 +32,7 @@ BY_NAME = {p.name: p for p in VECTORS}
 CODE_SIGNING = TrustStore.from_pem_file(SHARED / "trust" / "codesignctl.pem")
 TIMESTAMPING = TrustStore.from_pem_file(SHARED / "trust" / "timestampctl.pem")
 OFFLINE = RevocationMode.OFFLINE
-NOW = datetime.now(UTC)
+NOW = VECTOR_NOW  # the real vectors expire: judged at the frozen instant (support/clock.py)
 AUTHOR_SIGNED = "system.memory.4.5.3.nupkg"  # author (Microsoft) + nuget.org repository countersignature
 REPO_SIGNED = "RestSharp.106.11.4.nupkg"  # repository primary signature by nuget.org
 
