@@ -91,6 +91,8 @@ def test_detailed_output_shows_signers_and_timestamps(capsys: pytest.CaptureFixt
     assert "Primary signature: Author" in out and "Repository countersignature: Repository" in out
     assert f"SHA256 fingerprint:  {_first_cert_sha256(AUTHOR_SIGNED)}" in out
     assert "Timestamp:  2019-" in out
+    # the typed facts of both signatures and both timestamps (offline revocation: unknown)
+    assert out.count("Status:  intact, valid, trusted; revocation unknown") == 4, out
     assert "Signature Hash Algorithm: SHA256" in out
     assert "Content hash (SHA512):" in out
 

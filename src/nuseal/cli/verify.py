@@ -24,6 +24,8 @@ from nuseal.trust.revocation_cache import DEFAULT_PACKAGE_TIMEOUT, revocation_ru
 from nuseal.verify import (
     AllowListEntry,
     CertificateIdentity,
+    Placement,
+    RevocationStatus,
     SignaturePlacement,
     VerificationPolicy,
     VerificationResult,
@@ -75,7 +77,7 @@ def _print_text(result: VerificationResult, detailed: bool) -> None:
     click.echo(f"{result.source}\n")
     if detailed:
         for sig in result.signatures:
-            label = "Primary signature" if sig.placement == "primary" else "Repository countersignature"
+            label = "Primary signature" if sig.placement is Placement.PRIMARY else "Repository countersignature"
             click.echo(f"{label}: {sig.type}")
             click.echo(f"  Signer:  {sig.signer_subject}")
             click.echo(f"  Issuer:  {sig.signer_issuer}")
@@ -89,8 +91,12 @@ def _print_text(result: VerificationResult, detailed: bool) -> None:
                 click.echo(f"  Service index:  {sig.v3_service_index_url}")
             if sig.package_owners is not None:
                 click.echo(f"  Owners:  {', '.join(sig.package_owners)}")
-            for gen_time, tsa in sig.timestamps:
-                click.echo(f"  Timestamp:  {gen_time:%Y-%m-%d %H:%M:%S}Z by {tsa}")
+            click.echo(f"  Status:  {_facts_text(sig.checked, sig.intact, sig.valid, sig.trusted, sig.revocation)}")
+            for stamp in sig.timestamp_details:
+                tsa = stamp.authority.subject if stamp.authority else None
+                click.echo(f"  Timestamp:  {stamp.gen_time:%Y-%m-%d %H:%M:%S}Z by {tsa}")
+                facts = _facts_text(stamp.checked, stamp.intact, stamp.valid, stamp.trusted, stamp.revocation)
+                click.echo(f"    Status:  {facts}")
         if result.content_hash:
             click.echo(f"Content hash (SHA512):  {result.content_hash}")
     for issue in result.issues:
@@ -103,6 +109,14 @@ def _print_text(result: VerificationResult, detailed: bool) -> None:
         click.echo(click.style(f"Successfully verified package '{_identity(result)}'.", fg="green"))
     else:
         click.echo(click.style("Package signature validation failed.", fg="red"))
+
+
+def _facts_text(checked: bool, intact: bool, valid: bool, trusted: bool, revocation: RevocationStatus) -> str:
+    """``intact, valid, trusted; revocation good`` (nuseal.verify.result); a fact that does not hold is ``not ...``."""
+    if not checked:
+        return ("intact" if intact else "not intact") + "; not judged under this policy"
+    words = [w if ok else f"not {w}" for w, ok in (("intact", intact), ("valid", valid), ("trusted", trusted))]
+    return ", ".join(words) + f"; revocation {revocation.value}"
 
 
 def _as_json(result: VerificationResult) -> dict[str, object]:
