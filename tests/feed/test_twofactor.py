@@ -161,7 +161,8 @@ def test_admin_cli_enrolment_and_reset(tmp_path: Path) -> None:
     assert actions == [("carol", "2fa.enabled", "user:carol"), ("admin", "2fa.disabled", "user:carol")]
 
 
-def test_http_enrolment(feed: Feed) -> None:
+def test_http_enrolment(inprocess_feed: Feed) -> None:
+    feed = inprocess_feed  # the composition root's app, in-process: no real server needed
     key = {"X-NuGet-ApiKey": feed.keys["alice"]}
     with feed.client() as c:
         assert c.get("/api/account", headers=key).json() == {

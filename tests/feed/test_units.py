@@ -194,7 +194,8 @@ def test_static_documents_are_served_from_the_storage(tmp_path: Path) -> None:
     assert downloads == [("a", "1.0.0")]  # one 200 GET of a .nupkg; the 304 is not a download
 
 
-def test_downloads_are_counted(feed: Feed) -> None:
+def test_downloads_are_counted(inprocess_feed: Feed) -> None:
+    feed = inprocess_feed  # in-process: stop() ends the app's lifespan, which flushes the counts as a server does
     assert feed.push(make_package("Counted.Pkg", "1.0.0")).status_code == 201
     with feed.client() as c:
         for _ in range(3):
