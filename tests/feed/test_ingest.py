@@ -508,6 +508,25 @@ def test_upstream_vectors_accepted_byte_for_byte_and_tampered_refused(tmp_path: 
         assert f.ingestion.ingest(newtonsoft, info).refused
 
 
+def test_unlisted_repository_certificate_refused_even_when_upstream_says_not_all_signed(tmp_path: Path) -> None:
+    """NuGet's client only warns (NU3034, accept mode) when allRepositorySigned is false; the mirror refuses a
+    repository signature by a certificate the upstream does not list whatever the flag."""
+    listed = _nuget_org_info()
+    info = UpstreamInfo(
+        "https://api.nuget.org/v3/index.json",
+        RepositorySignatureInfo(False, listed.certificates),
+        published=VECTOR_NOW,
+    )
+    for f in _feed(tmp_path, now=VECTOR_NOW):
+        newtonsoft = _vector("newtonsoft.json")
+        outcome = f.ingestion.ingest(newtonsoft, info)
+        assert outcome.refused, outcome.message
+        assert "NU3034" in outcome.message and "does not list" in outcome.message
+        # a package whose repository signature is nuget.org's still passes under the same resource
+        (_, path) = next((k, p) for k, p in sorted(vector_files().items()) if k[0] != "newtonsoft.json")
+        assert f.ingestion.ingest(path, info).accepted
+
+
 def _vector(name: str) -> Path:
     return next(p for (i, _), p in vector_files().items() if i == name)
 

@@ -385,6 +385,23 @@ class IngestChecks:
                 + (f" ({', '.join(codes)})" if codes else ""),
                 evidence,
             )
+        if info is not None and info.certificates:
+            # Stricter than NuGet's client, whose repository allow list only warns (NU3034) in accept mode when the
+            # upstream says allRepositorySigned false: every repository signature on a mirrored package must be by a
+            # certificate the upstream lists, whatever the flag (issue 16: "must be one the upstream lists").
+            listed = {e.fingerprint.lower() for e in info.certificates}
+            for sig in result.signatures:
+                if sig.kind is not SignatureKind.REPOSITORY:
+                    continue
+                found = (sig.signer.sha256_fingerprint if sig.signer else "").lower()
+                if found not in listed:
+                    return StageResult(
+                        name,
+                        Verdict.REFUSE,
+                        f"NU3034: the repository signature ({sig.signer_subject}) is by a certificate the upstream "
+                        f"{c.upstream.url} does not list in its RepositorySignatures resource",
+                        evidence,
+                    )
         if s.author_policy == "none":
             return StageResult(name, Verdict.PASS, "signatures verify; no author signature required", evidence)
         primary = result.primary
