@@ -32,7 +32,8 @@ from nuseal.cli.main import main
 from nuseal.codes import Level, NuCode
 from nuseal.signing import SigningTrust, sign_package
 from nuseal.signing.signer import FileSigner
-from nuseal.trust import RevocationMode, TrustStore
+from nuseal.trust import RevocationFetcher, RevocationMode, TrustStore
+from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.trust.revocation import HostHealth, host_of
 from nuseal.trust.revocation_cache import RevocationStore, revocation_run
 from nuseal.verify import RevocationStatus, VerificationPolicy, VerificationResult, Verifier
@@ -135,15 +136,21 @@ class Signed:
                 sign_package(_nupkg(f"Run.Package{i}"), signer, timestamper_url=None, now=NOW, trust=trust).data
             )
 
-    def verifier(self, mode: RevocationMode = RevocationMode.ONLINE) -> Verifier:
+    def verifier(
+        self, mode: RevocationMode = RevocationMode.ONLINE, fetcher: RevocationFetcher | None = None
+    ) -> Verifier:
+        """Outside a revocation run, only a ``fetcher`` given here is used (issue 12.4: none, nothing fetched)."""
         return Verifier(
             VerificationPolicy.verify(revocation_mode=mode),
             code_signing_roots=self.store,
             timestamping_roots=self.store,
+            fetcher=fetcher,
         )
 
-    def verify_all(self, mode: RevocationMode = RevocationMode.ONLINE) -> list[VerificationResult]:
-        verifier = self.verifier(mode)
+    def verify_all(
+        self, mode: RevocationMode = RevocationMode.ONLINE, fetcher: RevocationFetcher | None = None
+    ) -> list[VerificationResult]:
+        verifier = self.verifier(mode, fetcher)
         return [verifier.verify_bytes(p, now=NOW, source=f"p{i}") for i, p in enumerate(self.packages)]
 
 
@@ -277,7 +284,9 @@ def test_revoked_answer_still_fails_with_nugets_code(tmp_path: Path, server: Loo
 def test_second_run_asks_nothing_and_gives_the_same_results(tmp_path: Path, server: LoopbackServer) -> None:
     signed = Signed(tmp_path, 10, leaf_ocsp=server.url("/ocsp"))
     server.routes["/ocsp"] = _responder(signed)  # type: ignore[assignment]
-    uncached = signed.verify_all()  # no run: no disk cache, as before issue 17
+    signed.verify_all()  # no run and no fetcher given: library use fetches nothing (issue 12.4)
+    assert "/ocsp" not in server.hits
+    uncached = signed.verify_all(fetcher=HttpRevocationFetcher())  # no run: no disk cache, as before issue 17
     asked = server.hits["/ocsp"]
     assert asked == 11  # ten leaves and the intermediate (the verifier's in-memory cache keeps the latter)
 
