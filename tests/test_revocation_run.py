@@ -280,6 +280,18 @@ def test_revoked_answer_still_fails_with_nugets_code(tmp_path: Path, server: Loo
     assert good_again.valid and _codes(good_again) == GOOD
 
 
+def test_library_use_without_a_fetcher_asks_no_responder(tmp_path: Path, server: LoopbackServer) -> None:
+    """nuseal.verify called from Python with the default (online) policy, no fetcher and no run: no network I/O;
+    revocation is reported as NuGet reports offline mode (information lines). Issue 12: no hidden I/O."""
+    signed = Signed(tmp_path, 2, leaf_ocsp=server.url("/ocsp"))
+    server.routes["/ocsp"] = _responder(signed, revoked={signed.leaves[0].cert.serial_number})  # type: ignore[assignment]
+    results = signed.verify_all()  # VerificationPolicy.verify(): online mode, as NuGet's default
+    assert server.hits == {}
+    # not asked, so the revoked leaf is not seen; NuGet's offline information lines, no NU3018 warning
+    assert all(r.valid and [c for c in _codes(r) if isinstance(c[0], NuCode)] == GOOD for r in results)
+    assert all(r.primary is not None and r.primary.revocation is RevocationStatus.UNKNOWN for r in results)
+
+
 # ------------------------------------------------------------------------------------- the cache across runs
 def test_second_run_asks_nothing_and_gives_the_same_results(tmp_path: Path, server: LoopbackServer) -> None:
     signed = Signed(tmp_path, 10, leaf_ocsp=server.url("/ocsp"))
