@@ -24,7 +24,7 @@ from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
 from nuseal.trust import RevocationCache, RevocationMode
-from nuseal.verify import VerificationPolicy, VerificationResult
+from nuseal.verify import RevocationStatus, VerificationPolicy, VerificationResult
 
 from .conftest import (
     REPO_URL,
@@ -132,7 +132,10 @@ def test_revoked_signer_is_nu3012_whatever_the_timestamp(fresh_pki: Pki, before_
     online = fresh_pki.verify(data, VerificationPolicy.verify(revocation_mode=RevocationMode.ONLINE),
                               fetcher=fetcher, cache=RevocationCache())
     assert not online.valid and NuCode.NU3012 in codes(online), [str(i) for i in online.issues]
-    assert any("Revoked" in i.message or "revoked" in i.message for i in online.errors)
+    primary = online.primary
+    assert primary is not None and primary.revocation is RevocationStatus.REVOKED and not primary.valid
+    assert NuCode.NU3012 in primary.codes and offline.primary is not None
+    assert offline.primary.revocation is not RevocationStatus.REVOKED
     if isinstance(fetcher, _CrlOnly):
         assert fetcher.crls
 
