@@ -1,3 +1,12 @@
-"""Test support: NuGet's own verifier as an oracle (``oracle``) and tampered copies of signed packages
-(``tamper``). Plain helpers for the tests; nothing here imports ``nuseal``.
+"""The test toolkit, one home for what several test areas share (plain helpers; nothing here imports ``nuseal``):
+
+* ``oracle``: NuGet's own verifier and signer (``../shared/tools/nuget-oracle``) as an oracle; ``oracle_findings``
+  records its verdicts on the vectors and the tamper matrix;
+* ``tamper``: tampered copies of signed packages, one function per case of the tamper matrix;
+* ``packages``: nuspec and unsigned .nupkg builders;
+* ``clock``: ``VECTOR_NOW``, the frozen instant the real (expiring) vectors are judged at;
+* ``network``: the fence that keeps tests on loopback (installed by ``tests/conftest.py``);
+* ``softhsm``: a SoftHSM token for the PKCS#11 tests.
+
+Area fixtures stay with their area (``feed/conftest.py``, ``feed/inprocess.py``, ``sign/conftest.py``, ...).
 """
