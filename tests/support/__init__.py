@@ -1,4 +1,5 @@
-"""The test toolkit, one home for what several test areas share (plain helpers; nothing here imports ``nuseal``):
+"""The test toolkit, one home for what several test areas share (plain helpers; the oracle, tamper, packages,
+clock and network modules import nothing from ``nuseal``, so they stay independent of the code under test):
 
 * ``oracle``: NuGet's own verifier and signer (``../shared/tools/nuget-oracle``) as an oracle; ``oracle_findings``
   records its verdicts on the vectors and the tamper matrix;
@@ -6,7 +7,7 @@
 * ``packages``: nuspec and unsigned .nupkg builders;
 * ``clock``: ``VECTOR_NOW``, the frozen instant the real (expiring) vectors are judged at;
 * ``network``: the fence that keeps tests on loopback (installed by ``tests/conftest.py``);
-* ``softhsm``: a SoftHSM token for the PKCS#11 tests.
+* ``softhsm``: a SoftHSM token for the PKCS#11 tests; ``vulnerability_info``: the mirror's vulnerability checks.
 
 Area fixtures stay with their area (``feed/conftest.py``, ``feed/inprocess.py``, ``sign/conftest.py``, ...).
 """
