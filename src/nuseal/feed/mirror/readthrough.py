@@ -17,7 +17,10 @@ owners here, not under a reserved id prefix: local ids always win, the dependenc
   versions and pages beyond; clients read inlined pages of any size);
 * ``flatcontainer/{id}/{version}/*.nupkg|.nuspec`` not in storage: the ``.nupkg`` is fetched from the first mapped
   upstream that lists the version (one download and one ingestion per version however many ask at once:
-  :class:`~nuseal.feed.mirror.upstream.SingleFlight` in this process), handed to :meth:`Ingestion.ingest
+  :class:`~nuseal.feed.mirror.upstream.SingleFlight` in this process, then a file lock per version shared by the
+  worker processes, :class:`~nuseal.feed.mirror.locks.VersionLocks`, under which a version found stored, held or
+  refused is not downloaded again; several machines sharing S3 storage may each download it once, the database
+  still publishes it once), handed to :meth:`Ingestion.ingest
   <nuseal.feed.mirror.ingest.Ingestion.ingest>` in a worker thread, and the request then goes to the static layer:
   an accepted version is served from storage byte for byte as the upstream sent it; a held or refused one is a 404
   (with ``X-NuSeal-Quarantine`` for an administrator's key, added around this layer).
@@ -53,8 +56,9 @@ from nuseal.client.gate import RepositorySignatureInfo
 from nuseal.client.v3documents import RegistrationLeaf, RepositorySignatures
 from nuseal.errors import NusealError
 from nuseal.feed.errors import REASON_PHRASE_HEADER, reason_phrase
-from nuseal.feed.mirror.checks import UpstreamInfo
+from nuseal.feed.mirror.checks import StageResult, UpstreamInfo, Verdict
 from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
+from nuseal.feed.mirror.locks import VersionLocks
 from nuseal.feed.mirror.upstream import (
     SingleFlight,
     UpstreamClient,
@@ -146,10 +150,14 @@ class ReadThroughMirror:
     Build with :func:`build_mirror`; thread-safe reads, one event loop per process.
     """
 
-    def __init__(self, service: FeedService, ingestion: Ingestion, upstreams: Upstreams) -> None:
+    def __init__(
+        self, service: FeedService, ingestion: Ingestion, upstreams: Upstreams, locks: VersionLocks | None = None
+    ) -> None:
         self.service = service
         self.ingestion = ingestion
         self.upstreams = upstreams
+        #: One download and ingestion per version across the worker processes (in front: SingleFlight per process).
+        self.locks = locks if locks is not None else VersionLocks(Path(service.config.data_dir) / "locks" / "mirror")
         self.cooldown = service.config.ingest.min_release_age_seconds > 0
         self._ingests: SingleFlight[tuple[str, str], IngestOutcome | None] = SingleFlight()
         self._refused: dict[tuple[str, str], tuple[float, IngestOutcome]] = {}
@@ -356,7 +364,8 @@ class ReadThroughMirror:
     # ------------------------------------------------------------------ packages
     async def ensure_package(self, package_id: str, version_text: str) -> IngestOutcome | None:
         """Fetch and ingest one version of a mirrored id unless it is stored already (single flight per
-        version). ``None``: not mirrored, or no upstream lists the version.
+        version: in this process, then across the worker processes by the version's file lock). ``None``: not
+        mirrored, or no upstream lists the version.
 
         Raises:
             UpstreamError: the upstream is down, the download was cut or is too large (nothing kept).
@@ -371,11 +380,18 @@ class ReadThroughMirror:
         return await self._ingests.run(key, lambda: self._fetch_and_ingest(package_id, NuGetVersion.parse(ver)))
 
     async def _fetch_and_ingest(self, package_id: str, version: NuGetVersion) -> IngestOutcome | None:
+        """Under the version's file lock (one download across the worker processes; :mod:`.locks`): nothing when
+        it is stored, held or refused already, else download and ingest it."""
         id_lower, ver = package_id.lower(), version.normalized.lower()
-        if await anyio.to_thread.run_sync(self.service.storage.exists, nupkg_key(id_lower, ver)):
-            return None  # ingested meanwhile (another worker, or a request that just finished)
-        if await anyio.to_thread.run_sync(self._decided, package_id, version.normalized):
-            return None  # held, rejected or refused for good: no download can change that
+        async with self.locks.hold(id_lower, ver) as waited:
+            if await anyio.to_thread.run_sync(self.service.storage.exists, nupkg_key(id_lower, ver)):
+                return None  # ingested meanwhile (another worker, or a request that just finished)
+            if await anyio.to_thread.run_sync(self._decided, package_id, version.normalized, waited):
+                return None  # held, rejected, refused for good or just now by another worker: no download
+            return await self._download_and_ingest(package_id, version)
+
+    async def _download_and_ingest(self, package_id: str, version: NuGetVersion) -> IngestOutcome | None:
+        id_lower, ver = package_id.lower(), version.normalized.lower()
         clients = await self.route(package_id)
         client = None
         for candidate in clients:
@@ -403,9 +419,7 @@ class ReadThroughMirror:
         self.ingested[outcome.state] = self.ingested.get(outcome.state, 0) + 1
         log.info("mirror: %s (from %s)", outcome.message, client.name)
         if outcome.refused:
-            self._refused[(id_lower, ver)] = (time.monotonic(), outcome)
-            while len(self._refused) > MAX_REFUSALS_REMEMBERED:
-                del self._refused[next(iter(self._refused))]
+            self._remember_refusal((id_lower, ver), outcome)
         return outcome
 
     # ------------------------------------------------------------------ web pages
@@ -436,14 +450,35 @@ class ReadThroughMirror:
         info["pending"] = await anyio.to_thread.run_sync(pending)
         return info
 
-    def _decided(self, package_id: str, version: str) -> bool:
-        """The version is in quarantine with a standing decision (held, rejected, refused for good)."""
+    def _decided(self, package_id: str, version: str, waited: bool = False) -> bool:
+        """The version is in quarantine with a standing decision (held, rejected, refused for good), or, when this
+        process ``waited`` for the version's lock, refused by the process that held it meanwhile (recorded less
+        than :data:`REFUSAL_MEMORY_SECONDS` ago; remembered here as that process remembers it)."""
         view = self.ingestion.quarantine.get(package_id, version)
         if view is None:
             return False
         if view.state in ("held", "rejected"):
             return True
-        return view.state == "refused" and any(r.get("evidence", {}).get("for_good") for r in view.reasons)
+        if view.state != "refused":
+            return False
+        if any(r.get("evidence", {}).get("for_good") for r in view.reasons):
+            return True
+        now = self.service.clock()
+        at = view.created_at if view.created_at.tzinfo else view.created_at.replace(tzinfo=now.tzinfo)
+        if waited and (now - at).total_seconds() < REFUSAL_MEMORY_SECONDS:
+            results = tuple(
+                StageResult(r["stage"], Verdict(r["verdict"]), r["summary"], r.get("evidence", {}))
+                for r in view.reasons
+            )
+            outcome = IngestOutcome("refused", view.id, view.version, results)
+            self._remember_refusal((package_id.lower(), version.lower()), outcome)
+            return True
+        return False
+
+    def _remember_refusal(self, key: tuple[str, str], outcome: IngestOutcome) -> None:
+        self._refused[key] = (time.monotonic(), outcome)
+        while len(self._refused) > MAX_REFUSALS_REMEMBERED:
+            del self._refused[next(iter(self._refused))]
 
     # ------------------------------------------------------------------ search
     async def extend_search(self, query: SearchQuery, local: dict[str, Any]) -> dict[str, Any]:

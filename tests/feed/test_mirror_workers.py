@@ -1,0 +1,179 @@
+"""Single flight across the feed's worker processes (issue 16, point 1): ``nuseal serve --workers 2 --upstream ...``
+in front of the test upstream (tests/feed/upstream_support.py) fetches a package once however many clients ask at
+once, whichever worker answers them (the per-version file lock of :mod:`nuseal.feed.mirror.locks`).
+
+Which worker answered a request is read from the kernel: the worker process that owns the server side of the
+request's connection (``/proc/<pid>/fd`` and ``/proc/net/tcp``; Linux, as the feed's servers run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from .conftest import Feed, start_feed
+from .upstream_support import NugetOrgUpstream, UpstreamProxy, nupkg_path, start_test_upstream, upstream_proxy
+
+pytestmark = [
+    pytest.mark.slow,  # real servers: the upstream (12 vectors pushed) and a two-worker mirror
+    pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads connection owners from Linux's /proc"),
+]
+
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+CONCURRENT = 50
+#: Most warm-up connections opened to get both workers answering.
+MAX_CONNECTIONS = 300
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NugetOrgUpstream]:
+    u = start_test_upstream(tmp_path_factory.mktemp("upstream"))
+    yield u
+    u.stop()
+
+
+@pytest.fixture
+def proxy(upstream: NugetOrgUpstream) -> Iterator[UpstreamProxy]:
+    with upstream_proxy(upstream.feed.base_url) as p:
+        # nuget.org's RepositorySignatures says allRepositorySigned: true (the test upstream, --no-signing, false)
+        index = "/v3/repository-signatures/index.json"
+        document = httpx.get(p.base_url + index, timeout=30).json()
+        p.replace[index] = json.dumps({**document, "allRepositorySigned": True}).encode()
+        yield p
+
+
+def start_mirror(data_dir: Path, proxy: UpstreamProxy, workers: int) -> Feed:
+    return start_feed(
+        data_dir,
+        "--upstream",
+        f"test={proxy.source}",
+        "--allow-insecure-upstream",
+        "--upstream-revocation-mode",
+        "offline",
+        "--trust-bundle",
+        str(SHARED / "trust" / "codesignctl.pem"),
+        "--timestamp-trust-bundle",
+        str(SHARED / "trust" / "timestampctl.pem"),
+        workers=workers,
+        users=("alice",),
+    )
+
+
+# ------------------------------------------------------------------------------------------------ /proc
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry))
+    return out
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def connection_owners(feed_pid: int, port: int) -> dict[int, int]:
+    """Client port -> pid of the worker process of ``nuseal serve`` (pid ``feed_pid``) that holds the accepted,
+    established connection on ``port``."""
+    by_inode: dict[str, int] = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        if not Path(table).exists():
+            continue
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
+            if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+                by_inode[inode] = int(remote.rsplit(":", 1)[1], 16)
+    owners = {}
+    for worker in _children(feed_pid):
+        for inode in _socket_inodes(worker) & by_inode.keys():
+            owners[by_inode[inode]] = worker
+    return owners
+
+
+def client_port(response: httpx.Response) -> int:
+    stream = response.extensions["network_stream"]
+    return int(stream.get_extra_info("client_addr")[1])
+
+
+# ------------------------------------------------------------------------------------------------ the test
+def test_fifty_concurrent_first_requests_over_two_workers_one_upstream_download(
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
+) -> None:
+    mirror = start_mirror(tmp_path / "mirror", proxy, workers=2)
+    port = int(mirror.base_url.rsplit(":", 1)[1])
+    ver, path = next((v, p) for (i, v), p in upstream.packages.items() if i == "microsoft.data.sqlite")
+    url = nupkg_path("microsoft.data.sqlite", ver)
+
+    async def run() -> tuple[list[httpx.Response], dict[int, int], set[int]]:
+        clients: list[httpx.AsyncClient] = []
+        try:
+            # one connection per client (kept alive): warm up until each worker holds half of the connections
+            by_worker: dict[int, list[httpx.AsyncClient]] = {}
+            while len(clients) < MAX_CONNECTIONS:
+                batch = [
+                    httpx.AsyncClient(base_url=mirror.base_url, timeout=120, limits=httpx.Limits(max_connections=1))
+                    for _ in range(CONCURRENT)
+                ]
+                clients += batch
+                warm = await asyncio.gather(*(c.get("/health") for c in batch))
+                assert {r.status_code for r in warm} == {200}
+                owners = connection_owners(mirror.process.pid, port)
+                for client, r in zip(batch, warm, strict=True):
+                    worker = owners.get(client_port(r))
+                    if worker is not None:
+                        by_worker.setdefault(worker, []).append(client)
+                if len(by_worker) >= 2 and min(len(v) for v in by_worker.values()) >= CONCURRENT // 2:
+                    break
+            chosen = [c for group in by_worker.values() for c in group[: CONCURRENT // 2]]
+            chosen += [c for c in clients if c not in chosen][: CONCURRENT - len(chosen)]
+            assert len(chosen) == CONCURRENT
+            proxy.hold = True  # every request is in flight in both workers before the upstream answers
+            tasks = [asyncio.ensure_future(c.get(url)) for c in chosen]
+            deadline = time.monotonic() + 30
+            while proxy.count(r"\.nupkg$") == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(2)  # time for the other worker to ask the upstream too, were it to
+            proxy.release.set()
+            answers = await asyncio.gather(*tasks)
+            owners = connection_owners(mirror.process.pid, port)
+            answered_by = {owners.get(client_port(r), 0) for r in answers}
+            return answers, owners, answered_by
+        finally:
+            for c in clients:
+                await c.aclose()
+
+    try:
+        answers, owners, answered_by = asyncio.run(run())
+        assert len(set(owners.values())) == 2, "both workers hold connections"
+        assert len(answered_by) == 2 and 0 not in answered_by, "both workers answered the package requests"
+        assert [r.status_code for r in answers] == [200] * CONCURRENT
+        assert {r.content for r in answers} == {path.read_bytes()}
+        assert proxy.count(r"\.nupkg$") == 1
+        # a second wave finds it stored: no download
+        with mirror.client() as c:
+            assert c.get(url).content == path.read_bytes()
+        assert proxy.count(r"\.nupkg$") == 1
+    finally:
+        mirror.stop()
