@@ -1,6 +1,7 @@
 """Single flight across the feed's worker processes (issue 16, point 1): ``nuseal serve --workers 2 --upstream ...``
 in front of the test upstream (tests/feed/upstream_support.py) fetches a package once however many clients ask at
-once, whichever worker answers them (the per-version file lock of :mod:`nuseal.feed.mirror.locks`).
+once, whichever worker answers them (the per-version file lock of :mod:`nuseal.feed.mirror.locks`); and feeds on
+several machines sharing the database and storage (no common lock) may each download a version, but publish it once.
 
 Which worker answered a request is read from the kernel: the worker process that owns the server side of the
 request's connection (``/proc/<pid>/fd`` and ``/proc/net/tcp``; Linux, as the feed's servers run).
@@ -11,20 +12,32 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import select
+
+from nuseal.feed.compose import build_feed
+from nuseal.feed.mirror.checks import UpstreamInfo
+from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
+from nuseal.feed.store.models import Package
+from support.clock import VECTOR_NOW
 
 from .conftest import Feed, start_feed
-from .upstream_support import NugetOrgUpstream, UpstreamProxy, nupkg_path, start_test_upstream, upstream_proxy
-
-pytestmark = [
-    pytest.mark.slow,  # real servers: the upstream (12 vectors pushed) and a two-worker mirror
-    pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads connection owners from Linux's /proc"),
-]
+from .test_ingest import _feed, _nuget_org_info
+from .upstream_support import (
+    NugetOrgUpstream,
+    UpstreamProxy,
+    nupkg_path,
+    start_test_upstream,
+    upstream_proxy,
+    vector_files,
+)
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
 CONCURRENT = 50
@@ -117,7 +130,9 @@ def client_port(response: httpx.Response) -> int:
     return int(stream.get_extra_info("client_addr")[1])
 
 
-# ------------------------------------------------------------------------------------------------ the test
+# ------------------------------------------------------------------------------------------------ the tests
+@pytest.mark.slow  # real servers: the upstream (12 vectors pushed) and a two-worker mirror
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads connection owners from Linux's /proc")
 def test_fifty_concurrent_first_requests_over_two_workers_one_upstream_download(
     upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
 ) -> None:
@@ -177,3 +192,35 @@ def test_fifty_concurrent_first_requests_over_two_workers_one_upstream_download(
         assert proxy.count(r"\.nupkg$") == 1
     finally:
         mirror.stop()
+
+
+def test_two_machines_ingesting_one_version_at_once_publish_it_once(tmp_path: Path) -> None:
+    """Two composed feeds on one database and storage (as two machines sharing them; no file lock between them)
+    ingest the same upstream package in four threads at once: the database publishes it once, every ingestion
+    answers ``accepted`` (no 409 reaches a client), the stored bytes are the upstream's, nothing is left staged."""
+    (id_lower, ver), path = next((k, p) for k, p in sorted(vector_files().items()) if k[0] != "newtonsoft.json")
+    info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info(), published=VECTOR_NOW)
+    for first in _feed(tmp_path, now=VECTOR_NOW):
+        second = build_feed(first.composed.config, clock=first.clock)
+        try:
+            second.service.setup()
+            assert second.ingestion is not None
+            ingestions = [first.ingestion, second.ingestion] * 2
+            start = threading.Barrier(len(ingestions))
+
+            def ingest(ingestion: Ingestion) -> IngestOutcome:
+                start.wait()
+                return ingestion.ingest(path, info)
+
+            with ThreadPoolExecutor(len(ingestions)) as pool:
+                outcomes = list(pool.map(ingest, ingestions))
+        finally:
+            second.close()
+        assert [o.state for o in outcomes] == ["accepted"] * len(ingestions), [o.message for o in outcomes]
+        # at least one lost the race inside the publish (its check before the stages found nothing stored)
+        assert sum(o.detail == "already stored" for o in outcomes) < len(ingestions) - 1
+        with first.composed.service.db.read() as session:
+            rows = session.scalars(select(Package).where(Package.id_lower == id_lower)).all()
+        assert [(r.version_lower, r.origin) for r in rows] == [(ver, "upstream")]
+        assert first.nupkg(id_lower, ver).content == path.read_bytes()
+        assert not list(first.composed.config.staging_dir.glob("*.upstream.nupkg"))
