@@ -14,6 +14,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Iterator
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.timestamp import timestamps_of
+from nuseal.trust import dotnet_name
 
 from .conftest import Feed, PgCluster, make_package, start_feed
 from .signing_support import (
@@ -174,6 +176,22 @@ def test_repository_sign_backfills_versions_stored_while_signing_was_off(
         [entry] = [e for e in audit if e["action"] == "package.repository-signed"]
         assert entry["details"]["backfill"] is True and entry["details"]["before"] == "unsigned"
         assert entry["details"]["previous_sha512"] == _sha512_b64(pushed["Bf.Plain"])
+        # what was recorded is what the served bytes carry: the repository countersignature from the signing call's
+        # result, the author signature from the engine's (neither parsed again by the feed)
+        recorded = {
+            e["action"]: e["details"]
+            for e in json.loads(feed.admin("audit", "--target", "package:bf.authored/1.0.0", "--json"))
+        }
+        for action, placement, signer, signature in (
+            ("package.repository-signed", "countersignature", "repository", counter),
+            ("package.signature-accepted", "primary", "author", original),
+        ):
+            [stamp] = timestamps_of(signature)
+            assert stamp.signer_certificate is not None
+            assert recorded[action]["placement"] == placement
+            assert recorded[action]["fingerprint"] == _fingerprint(pki, signer)
+            assert recorded[action]["timestamp"] == stamp.gen_time.astimezone(UTC).isoformat()
+            assert recorded[action]["timestamp_authority"] == dotnet_name(stamp.signer_certificate.subject)
 
         # a second run signs nothing new
         signed_files = {k: v for k, v in feed.snapshot().items() if k.endswith(".nupkg")}

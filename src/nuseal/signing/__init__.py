@@ -12,7 +12,9 @@ NuGet.Client ``SigningUtility.SignAsync`` / ``Verify`` (NUGET-SIGNING.md §2.2, 
    TSA chain, NU3028), and ``.signature.p7s`` appended as NuGet writes it.
 
 No timestamper is a warning (NU3002). Warnings NuGet would log (NU3002, NU3018/NU3028 revocation unknown,
-NU3042) come back in :attr:`SignResult.warnings`.
+NU3042) come back in :attr:`SignResult.warnings`; what was written (kind, placement, signer certificate and chain,
+the timestamp's time and TSA) in :attr:`SignResult.signature`, so callers record it without parsing the package
+they just signed.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 
 from nuseal.codes import Issue, Level, NuCode
 from nuseal.errors import PackageFormatError, SignatureFormatError, SigningError, TimestampError
@@ -41,10 +44,12 @@ from nuseal.signing.checks import (
 from nuseal.signing.signer import FileSigner
 from nuseal.timestamp import Timestamp
 from nuseal.timestamp.client import TimestampClient, with_certificates
+from nuseal.verify.result import Placement, SignatureKind
 
 __all__ = [
     "FileSigner",
     "SignResult",
+    "SignedSignature",
     "Signer",
     "SigningTrust",
     "check_signing_certificate",
@@ -75,10 +80,35 @@ def _client_for(url: str, algorithm: HashAlgorithm) -> TimestampClient:
 
 
 @dataclass(frozen=True)
+class SignedSignature:
+    """The signature a signing call just wrote, as the signing code knows it (no parse of the result).
+
+    ``kind``: author or repository; ``placement``: the primary signature or a countersignature on it;
+    ``certificate``: the signing certificate; ``chain``: the issuers written into ``SignedData.certificates`` with it
+    (the chain NuGet's checks built at signing time, leaf excluded); ``timestamp_at``: the timestamp token's
+    ``genTime`` (UTC; None without a timestamper); ``timestamp_authority``: the TSA's signing certificate.
+    """
+
+    kind: SignatureKind
+    placement: Placement
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    timestamp_at: datetime | None = None
+    timestamp_authority: x509.Certificate | None = None
+
+    @property
+    def sha256_fingerprint(self) -> str:
+        """Upper-case hex SHA-256 of the signing certificate's DER (as :class:`nuseal.verify.CertificateIdentity`)."""
+        return self.certificate.fingerprint(hashes.SHA256()).hex().upper()
+
+
+@dataclass(frozen=True)
 class SignResult:
-    """The signed package bytes and the warnings NuGet would print (NU3002, NU3018/NU3028, NU3042)."""
+    """The signed package bytes, the signature written (:class:`SignedSignature`) and the warnings NuGet would
+    print (NU3002, NU3018/NU3028, NU3042)."""
 
     data: bytes
+    signature: SignedSignature
     warnings: list[Issue] = field(default_factory=list)
 
 
@@ -109,6 +139,18 @@ class _ChainedSigner:
         return self._signer.sign(data, algorithm)
 
 
+def _written(kind: SignatureKind, placement: Placement, signer: Signer, stamps: Sequence[Timestamp]) -> SignedSignature:
+    stamp = stamps[-1] if stamps else None
+    return SignedSignature(
+        kind,
+        placement,
+        signer.certificate,
+        signer.chain,
+        stamp.gen_time if stamp else None,
+        stamp.signer_certificate if stamp else None,
+    )
+
+
 def _checked_signer(signer: Signer, trust: SigningTrust, now: datetime, warnings: list[Issue]) -> Signer:
     checked = check_signing_certificate(signer.certificate, signer.chain, trust=trust, now=now)
     warnings.extend(checked.warnings)
@@ -122,7 +164,10 @@ def _timestamper(
     trust: SigningTrust,
     now: datetime,
     warnings: list[Issue],
+    stamps: list[Timestamp],
 ) -> Timestamper | None:
+    """The timestamper the CMS builder calls (None: no timestamper, NU3002); each token it gets is checked and
+    appended, parsed, to ``stamps``."""
     if client is None:
         if url is None:
             warnings.append(Issue(NuCode.NU3002, Level.WARNING, _NO_TIMESTAMPER))
@@ -139,6 +184,7 @@ def _timestamper(
             parsed.signer_certificate, parsed.certificates, trust=trust, now=now
         )
         warnings.extend(checked.warnings)
+        stamps.append(parsed)
         return with_certificates(token, checked.chain)
 
     return stamp
@@ -193,6 +239,7 @@ def sign_package(
     """
     trust = trust or default_trust()
     warnings: list[Issue] = []
+    stamps: list[Timestamp] = []
     chained = _checked_signer(signer, trust, now, warnings)
     archive = _open(data)
     if archive.is_signed:
@@ -205,9 +252,12 @@ def sign_package(
         signer=chained,
         signature_type=SignatureType.AUTHOR,
         signing_time=now,
-        timestamper=_timestamper(timestamper_url, timestamp_client, timestamp_hash_algorithm, trust, now, warnings),
+        timestamper=_timestamper(
+            timestamper_url, timestamp_client, timestamp_hash_algorithm, trust, now, warnings, stamps
+        ),
     )
-    return SignResult(append_signature(archive.data, signature, when=now), warnings)
+    written = _written(SignatureKind.AUTHOR, Placement.PRIMARY, chained, stamps)
+    return SignResult(append_signature(archive.data, signature, when=now), written, warnings)
 
 
 def repository_sign_package(
@@ -237,6 +287,7 @@ def repository_sign_package(
     """
     trust = trust or default_trust()
     warnings: list[Issue] = []
+    stamps: list[Timestamp] = []
     chained = _checked_signer(signer, trust, now, warnings)
     archive = _open(data)
     primary = _primary(archive)
@@ -251,7 +302,7 @@ def repository_sign_package(
                 "signature before adding a new repository countersignature.",
                 code=NuCode.NU3032,
             )
-    stamp = _timestamper(timestamper_url, timestamp_client, timestamp_hash_algorithm, trust, now, warnings)
+    stamp = _timestamper(timestamper_url, timestamp_client, timestamp_hash_algorithm, trust, now, warnings, stamps)
     if primary is None:
         signature = create_primary_signature(
             package_hash=hash_algorithm.digest(archive.data),
@@ -263,7 +314,8 @@ def repository_sign_package(
             v3_service_index_url=v3_service_index_url,
             owners=owners,
         )
-        return SignResult(append_signature(archive.data, signature, when=now), warnings)
+        written = _written(SignatureKind.REPOSITORY, Placement.PRIMARY, chained, stamps)
+        return SignResult(append_signature(archive.data, signature, when=now), written, warnings)
     countersigned = add_repository_countersignature(
         archive.read_signature(),
         hash_algorithm=hash_algorithm,
@@ -273,5 +325,6 @@ def repository_sign_package(
         owners=owners,
         timestamper=stamp,
     )
-    return SignResult(append_signature(archive.without_signature(), countersigned, when=now), warnings)
+    written = _written(SignatureKind.REPOSITORY, Placement.COUNTERSIGNATURE, chained, stamps)
+    return SignResult(append_signature(archive.without_signature(), countersigned, when=now), written, warnings)
 

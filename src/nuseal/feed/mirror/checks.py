@@ -39,7 +39,6 @@ from __future__ import annotations
 import enum
 import fnmatch
 import functools
-import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ from typing import Any
 from sqlalchemy import select
 
 from nuseal.client.gate import RepositorySignatureInfo, effective_policy
-from nuseal.errors import ConfigError, PackageFormatError, SignatureFormatError
+from nuseal.errors import ConfigError
 from nuseal.feed.mirror.vulnerabilities import VulnerabilityInfo
 from nuseal.feed.store.models import (
     AcceptedSigner,
@@ -69,8 +68,7 @@ from nuseal.scan.model import Finding, Severity
 from nuseal.scan.osv import Advisory, OsvDatabase
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import RuleSet, load_rules
-from nuseal.signature import PrimarySignature, SignatureType
-from nuseal.trust import CertificatePurpose, RevocationFetcher, RevocationMode, TrustStore, dotnet_name
+from nuseal.trust import CertificatePurpose, RevocationCache, RevocationFetcher, RevocationMode, TrustStore
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
 from nuseal.verify.result import SignatureKind
 
@@ -78,6 +76,7 @@ __all__ = [
     "AUTHOR_POLICIES",
     "outcome_state",
     "author_signer",
+    "read_signatures",
     "Candidate",
     "IngestChecks",
     "IngestSettings",
@@ -253,24 +252,36 @@ def _codes(result: VerificationResult) -> list[dict[str, str | None]]:
     ]
 
 
-def author_signer(archive: PackageArchive) -> SignerIdentity | None:
-    """The author primary signature's signer, or None (unsigned, repository-primary, or unreadable)."""
+def author_signer(result: VerificationResult | None) -> SignerIdentity | None:
+    """The author primary signature's signer as the verification engine read it (its typed
+    :class:`~nuseal.verify.CertificateIdentity`), or None: no result, unsigned, a repository or unknown primary, or a
+    signature the engine could not read."""
+    primary = result.primary if result is not None else None
+    if primary is None or primary.kind is not SignatureKind.AUTHOR or primary.signer is None:
+        return None
+    signer = primary.signer
+    return SignerIdentity(signer.sha256_fingerprint.lower(), signer.subject, signer.issuer)
+
+
+@functools.cache
+def _reader() -> Verifier:
+    # accept policy, offline, no trust store: what the signatures are, who signed them and whether they are intact
+    # (none of which depends on trust); nothing is fetched, and its own cache (not a revocation run's)
+    return Verifier(
+        VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE),
+        code_signing_roots=TrustStore.empty(),
+        timestamping_roots=TrustStore.empty(),
+        cache=RevocationCache(),
+    )
+
+
+def read_signatures(archive: PackageArchive, now: datetime) -> VerificationResult | None:
+    """The engine's typed facts about ``archive``'s signatures where no check verified it (e.g. a push on a feed
+    without signing, a version released from quarantine): kind, placement, signer identities, ``intact``; trust,
+    validity and revocation are not judged (no trust store, offline). None for an unsigned package."""
     if not archive.is_signed:
         return None
-    try:
-        primary = PrimarySignature.load(archive.read_signature())
-    except (PackageFormatError, SignatureFormatError):
-        return None
-    cert = primary.signer_certificate
-    if primary.type is not SignatureType.AUTHOR or cert is None:
-        return None
-    from cryptography.hazmat.primitives.serialization import Encoding  # noqa: PLC0415 - rarely needed
-
-    return SignerIdentity(
-        hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest(),
-        dotnet_name(cert.subject),
-        dotnet_name(cert.issuer),
-    )
+    return _reader().verify(archive, now=now)
 
 
 class IngestChecks:
@@ -629,7 +640,9 @@ class IngestChecks:
     def continuity(self, c: Candidate) -> StageResult:
         """Signer continuity (module docstring)."""
         name = "continuity"
-        signer = author_signer(c.archive)
+        if c.verification is None:
+            c.verification = read_signatures(c.archive, c.now)
+        signer = author_signer(c.verification)
         accepted = self.accepted_signers(c.id_lower)
         evidence: dict[str, Any] = {
             "signer": signer.to_json() if signer else None,
@@ -653,12 +666,9 @@ class IngestChecks:
             )
         if signer.fingerprint in accepted:
             # the same certificate is only the same signer if the signature is intact (a copied certificate on a
-            # forged signature is not): the engine judges it (the push pipeline's signing stages may be off)
+            # forged signature is not): the engine's typed result says (the push pipeline's signing stages may be off)
             result = c.verification
-            if result is None:
-                base = VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE)
-                result = self._verifier(base).verify(c.archive, now=c.now)
-                c.verification = result
+            assert result is not None  # the package is signed: read above
             primary = result.primary
             if primary is None or not primary.intact:
                 codes = sorted(x.value for x in primary.codes) if primary is not None else []

@@ -53,6 +53,7 @@ from nuseal.feed.store.models import Package
 from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 from nuseal.trust import RevocationFetcher
+from nuseal.verify import VerificationResult
 
 __all__ = ["CooldownReleaseTask", "IngestOutcome", "Ingestion", "UpstreamInfo"]
 
@@ -173,7 +174,7 @@ class Ingestion:
         state = outcome_state(results)
         version = nuspec.version.normalized
         if state == "accepted":
-            return self._publish(data, archive, nuspec, raw, upstream, results)
+            return self._publish(data, archive, nuspec, raw, upstream, results, candidate.verification)
         try:
             view = self.quarantine.hold(
                 path=path,
@@ -219,6 +220,7 @@ class Ingestion:
         raw: bytes,
         upstream: UpstreamInfo,
         results: Sequence[StageResult],
+        verification: VerificationResult | None,
     ) -> IngestOutcome:
         service = self.service
         staged = service.config.staging_dir / f"{secrets.token_hex(16)}.upstream.nupkg"
@@ -230,6 +232,7 @@ class Ingestion:
             archive=archive,
             nuspec=nuspec,
             nuspec_bytes=raw,
+            verification=verification,
         )
         submission.facts[FACT_ORIGIN] = "upstream"
         submission.facts[FACT_PUBLISHED] = upstream.published

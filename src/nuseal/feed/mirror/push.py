@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from nuseal.feed.errors import BadPackageError, DuplicatePackageError, FeedError, ForbiddenError
-from nuseal.feed.mirror.checks import Candidate, IngestChecks, StageResult, Verdict
+from nuseal.feed.mirror.checks import Candidate, IngestChecks, StageResult, Verdict, read_signatures
 from nuseal.feed.mirror.quarantine import FACT_RELEASE, FACT_RESULTS, Quarantine
 from nuseal.feed.publish.submission import Submission
 
@@ -62,6 +62,7 @@ class PushChecks:
             source="push",
             now=submission.now,
             pusher_pk=submission.principal.user_pk,
+            verification=submission.verification,
         )
 
     def check_not_held(self, submission: Submission, context: Any, /) -> None:
@@ -89,6 +90,10 @@ class PushChecks:
     def check_content(self, submission: Submission, context: Any, /) -> None:
         """Scan, known-bad and signer continuity; a refusal is a 400, a hold waits for :meth:`quarantine_gate`."""
         candidate = self._candidate(submission)
+        if candidate.verification is None and not context.config.signing.enabled:
+            # no signing stage will verify it: the engine reads the signatures once, here and not in the publish
+            # transaction, for continuity and for the publish hook (the id's first author signer)
+            candidate.verification = read_signatures(candidate.archive, candidate.now)
         checks = [self.checks.scan, self.checks.known_bad]
         if self.checks.settings.push_continuity:
             checks.append(self.checks.continuity)
@@ -97,6 +102,8 @@ class PushChecks:
             _results(submission).append(result)
             if result.verdict is Verdict.REFUSE:
                 raise _refuse(result)
+        if submission.verification is None:
+            submission.verification = candidate.verification
 
     def quarantine_gate(self, submission: Submission, context: Any, /) -> None:
         """Hold the package when a check said so (module docstring).

@@ -32,10 +32,9 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from nuseal.errors import PackageFormatError, SignatureFormatError
 from nuseal.feed.accounts.keys import Principal, Scope
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
-from nuseal.feed.mirror.checks import SignerIdentity, StageResult, Verdict, author_signer
+from nuseal.feed.mirror.checks import SignerIdentity, StageResult, Verdict, author_signer, read_signatures
 from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.publish.submission import PublishedPackage, Submission, read_archive
 from nuseal.feed.publish.upload import StagedUpload, package_sha512
@@ -51,7 +50,7 @@ from nuseal.feed.store.models import (
 )
 from nuseal.package import NuGetVersion, Nuspec, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
-from nuseal.signature import PrimarySignature, SignatureType
+from nuseal.verify import SignatureKind, VerificationResult
 
 __all__ = [
     "QUARANTINE_FOLDER",
@@ -188,24 +187,18 @@ def _link_or_copy(source: Path, target: Path) -> None:
             os.fsync(dst.fileno())
 
 
-def _signature_facts(data: bytes) -> list[Any]:
-    """The signing stages' facts of held bytes (author and repository signatures), so the publish hook records the
-    same ``package_signatures`` rows a push would."""
-    from nuseal.feed.signing.stages import author_facts, repository_facts  # noqa: PLC0415 - the signing stack
+def _signature_facts(result: VerificationResult | None) -> list[Any]:
+    """The signing stages' facts of held bytes (their author and repository signatures, from the engine's typed
+    ``result``), so the publish hook records the same ``package_signatures`` rows a push would."""
+    from nuseal.feed.signing.stages import verified_facts  # noqa: PLC0415 - the signing stack
 
-    archive = read_archive(data)
-    if not archive.is_signed:
+    if result is None:
         return []
-    try:
-        primary = PrimarySignature.load(archive.read_signature())
-    except (PackageFormatError, SignatureFormatError):
-        return []
-    facts = []
-    if primary.type is SignatureType.AUTHOR:
-        facts.append(author_facts(primary))
-    if primary.type is SignatureType.REPOSITORY or primary.repository_countersignature() is not None:
-        facts.append(repository_facts(primary))
-    return facts
+    return [
+        verified_facts(s)
+        for s in result.signatures
+        if s.kind in (SignatureKind.AUTHOR, SignatureKind.REPOSITORY) and s.signer is not None
+    ]
 
 
 class Quarantine:
@@ -413,20 +406,22 @@ class Quarantine:
             principal = Principal(pusher.pk, pusher.name, 0, frozenset(Scope), ("*",))
         else:
             principal = Principal(0, audit.FEED_ACTOR, 0, frozenset(), ())
+        now = service.clock()
         submission = Submission(
             upload=StagedUpload(staged, len(data), package_sha512(data)),
             principal=principal,
-            now=service.clock(),
+            now=now,
             archive=archive,
             nuspec=Nuspec.parse(raw),
             nuspec_bytes=raw,
+            verification=read_signatures(archive, now),
         )
         submission.facts[FACT_RELEASE] = {"pk": hold_pk, "actor": actor, "note": note}
         if source == "upstream":
             submission.facts[FACT_ORIGIN] = "upstream"
             submission.facts[FACT_PUBLISHED] = published_at
         elif service.config.signing.enabled:
-            submission.facts["signatures"] = _signature_facts(data)
+            submission.facts["signatures"] = _signature_facts(submission.verification)
         try:
             published = service.publish(submission)
         finally:
@@ -493,7 +488,7 @@ class Quarantine:
                     raise ForbiddenError(f"only an admin or an owner of {row.id} can accept its signer")
             reasons = json.loads(row.reasons)
             stored, id_lower, display = row.stored_key, row.id_lower, row.id
-        signer = author_signer(read_archive((self.folder / stored).read_bytes()))
+        signer = author_signer(read_signatures(read_archive((self.folder / stored).read_bytes()), now))
         if signer is None:
             raise BadRequestError(f"{package_id} {version} is not author-signed; there is no signer to accept")
         with service.db.write() as session:
@@ -609,8 +604,10 @@ def publish_hook(submission: Submission, context: Any, session: Session, row: Pa
     results: Sequence[StageResult] | None = submission.facts.get(FACT_RESULTS)
     if results is not None:
         record_results(session, row.id_lower, row.version_lower, results, now=now)
-    archive = submission.archive
-    signer = author_signer(archive) if archive is not None else None
+    result = submission.verification
+    if result is None and submission.archive is not None:
+        result = submission.verification = read_signatures(submission.archive, now)  # nothing verified it before
+    signer = author_signer(result)
     if signer is not None:
         known = session.scalar(select(AcceptedSigner.fingerprint).where(AcceptedSigner.id_lower == row.id_lower))
         if known is None:

@@ -35,6 +35,7 @@ from nuseal.feed.store.models import Package
 from nuseal.feed.store.storage import Storage
 from nuseal.package import Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
+from nuseal.verify.result import VerificationResult
 
 __all__ = [
     "PublishHook",
@@ -137,6 +138,11 @@ class Submission:
     #: What stages learned for the publish step and its hooks (e.g. ``"signatures"``, see
     #: :mod:`nuseal.feed.signing.stages`).
     facts: dict[str, Any] = field(default_factory=dict)
+    #: The verification engine's result on the package's signatures, from the first stage that verified it (the
+    #: signing stages' submission check or the ingestion checks, on the package as received, before the feed's
+    #: repository signature; a quarantine release reads the held bytes), so later stages and hooks read its typed
+    #: facts instead of parsing the signature again; None: nothing verified it.
+    verification: VerificationResult | None = None
 
     @property
     def package_path(self) -> Path:

@@ -53,16 +53,16 @@ from nuseal.feed.signing.signer import FeedSigning
 from nuseal.feed.signing.stages import (
     PACKAGE_SIGNING_CODES,
     SignatureFacts,
-    author_facts,
     record_signature_facts,
-    repository_facts,
+    signed_facts,
+    verified_facts,
     without_repository_countersignatures,
 )
 from nuseal.feed.store.models import Certificate, Package, PackageSignature
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signing import repository_sign_package
-from nuseal.verify import VerificationPolicy, Verifier
+from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
 
 __all__ = ["BackfillOutcome", "BackfillSummary", "DEFAULT_LIMIT", "repository_sign_stored"]
 
@@ -176,6 +176,10 @@ def _candidates(session: Session, repository_pk: int | None, limit: int) -> tupl
 def _describe_before(archive: PackageArchive) -> tuple[str, PrimarySignature | None] | _Skip:
     """What signs the stored package now, and its primary signature; a skip for an unknown-type primary.
 
+    This reads the signature structure the backfill is about to edit (which signature to remove, which
+    countersignatures to strip), as :func:`nuseal.signing.repository_sign_package` itself does before signing;
+    it judges nothing (the verdict on an author signature is the engine's, :meth:`_Backfill._author_check`).
+
     Raises:
         PackageFormatError, SignatureFormatError: the signature cannot be read.
     """
@@ -199,9 +203,9 @@ class _Backfill:
         self.signing = signing
         self.dry_run = dry_run
 
-    def _author_check(self, data: bytes, now: datetime) -> _Skip | None:
-        """Verify a never-checked author signature (``data`` without repository countersignatures): a skip when it
-        does not pass ``nuseal verify``'s rules."""
+    def _author_check(self, data: bytes, now: datetime) -> VerificationResult | _Skip:
+        """Verify a never-checked author signature (``data`` without repository countersignatures): the engine's
+        result (its typed facts are what gets recorded), or a skip when it does not pass ``nuseal verify``'s rules."""
         verifier = Verifier(
             VerificationPolicy.verify(),
             code_signing_roots=self.signing.code_signing_roots,
@@ -212,7 +216,7 @@ class _Backfill:
         if not result.valid:
             problems = "; ".join(f"{i.code.value}: {i.message}" if i.code else i.message for i in result.errors)
             return _Skip(f"its author signature does not verify ({problems or 'invalid'})")
-        return None
+        return result
 
     def one(self, c: _Candidate) -> BackfillOutcome:
         """Sign one version (or say what would be done, or why it is skipped).
@@ -252,17 +256,19 @@ class _Backfill:
                 data, _ = without_repository_countersignatures(stored, now)
         except (PackageFormatError, SignatureFormatError) as exc:
             return _Skip(f"its signature cannot be read ({exc})")
-        new_author = primary is not None and primary.type is SignatureType.AUTHOR and not c.author_recorded
-        if new_author:
-            refused = self._author_check(data, now)
-            if refused is not None:
-                return refused
+        facts: list[SignatureFacts] = []
+        if primary is not None and primary.type is SignatureType.AUTHOR and not c.author_recorded:
+            checked = self._author_check(data, now)
+            if isinstance(checked, _Skip):
+                return checked
+            assert checked.primary is not None  # a valid result has a readable primary signature
+            facts.append(verified_facts(checked.primary))
         placement = "countersignature" if primary is not None and primary.type is SignatureType.AUTHOR else "primary"
         if self.dry_run:
             return BackfillOutcome(c.id, c.version, "would-sign", before, placement)
         with self.service.db.read() as session:
             owners = sorted(owners_of(session, c.id_lower), key=str.lower)
-        signed = repository_sign_package(
+        result = repository_sign_package(
             data,
             self.signing.signer,
             v3_service_index_url=self.service.config.repository_index_url,
@@ -270,11 +276,9 @@ class _Backfill:
             timestamper_url=self.signing.timestamper_url,
             now=now,
             trust=self.signing.signing_trust(),
-        ).data
-        new_primary = PrimarySignature.load(PackageArchive.from_bytes(signed).read_signature())
-        facts: list[SignatureFacts] = [repository_facts(new_primary)]
-        if new_author:
-            facts.insert(0, author_facts(new_primary))
+        )
+        signed = result.data
+        facts.append(signed_facts(result.signature))
 
         def change(session: Session, row: Package) -> None:
             for old in session.scalars(

@@ -65,10 +65,8 @@ from nuseal.feed.signing.signer import FeedSigning
 from nuseal.feed.store import audit
 from nuseal.feed.store.models import Certificate, Package, PackageSignature, User
 from nuseal.package import PackageArchive, append_signature
-from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.signature.builder import remove_repository_countersignatures
-from nuseal.signing import repository_sign_package
-from nuseal.timestamp import timestamps_of
+from nuseal.signing import SignedSignature, repository_sign_package
 from nuseal.trust import dotnet_name
 from nuseal.verify import (
     AllowList,
@@ -85,9 +83,8 @@ __all__ = [
     "PACKAGE_SIGNING_CODES",
     "SignatureFacts",
     "SigningStages",
-    "author_facts",
     "record_signature_facts",
-    "repository_facts",
+    "signed_facts",
     "verified_facts",
     "without_repository_countersignatures",
 ]
@@ -125,17 +122,17 @@ def _facts(submission: Submission) -> list[SignatureFacts]:
     return found
 
 
-def author_facts(primary: PrimarySignature) -> SignatureFacts:
-    stamp = next(iter(timestamps_of(primary)), None)
-    cert = primary.signer_certificate
-    assert cert is not None  # verified before
+def signed_facts(written: SignedSignature) -> SignatureFacts:
+    """The ``package_signatures`` facts of the signature the feed just wrote, as the signing call returned them
+    (:attr:`nuseal.signing.SignResult.signature`; the signed package is not parsed again)."""
+    tsa = written.timestamp_authority
     return SignatureFacts(
-        "author",
-        "primary",
-        cert,
-        primary.certificates,
-        stamp.gen_time if stamp else None,
-        dotnet_name(stamp.signer_certificate.subject) if stamp and stamp.signer_certificate else "",
+        written.kind.value,
+        written.placement.value,
+        written.certificate,
+        written.chain,
+        written.timestamp_at,
+        dotnet_name(tsa.subject) if tsa is not None else "",
     )
 
 
@@ -278,6 +275,8 @@ class SigningStages:
             return
         now = submission.now
         result = self._verifier(nuspec.id, registered).verify(archive, now=now)
+        if submission.verification is None:
+            submission.verification = result
         primary = result.primary  # None: the signature cannot be read; the engine reports why, with its code
         if primary is not None and primary.kind is not SignatureKind.AUTHOR:
             raise BadPackageError(
@@ -383,8 +382,7 @@ class SigningStages:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
             raise
-        primary = PrimarySignature.load(submission.require_archive().read_signature())
-        _facts(submission).append(repository_facts(primary))
+        _facts(submission).append(signed_facts(signed.signature))
 
     # ------------------------------------------------------------------------------------------ publish hook
     def record_signatures(self, submission: Submission, context: StageContext, session: Session, row: Package) -> None:
@@ -392,22 +390,6 @@ class SigningStages:
         record_signature_facts(
             session, row, _facts(submission), now=submission.now, author_actor=submission.principal.user_name
         )
-
-
-def repository_facts(primary: PrimarySignature) -> SignatureFacts:
-    """The facts of the repository signature of ``primary`` (the primary itself, or its repository
-    countersignature), which the caller knows is there."""
-    repo = primary if primary.type is SignatureType.REPOSITORY else primary.repository_countersignature()
-    assert repo is not None and repo.signer_certificate is not None
-    stamp = next(iter(timestamps_of(repo)), None)
-    return SignatureFacts(
-        "repository",
-        "primary" if repo is primary else "countersignature",
-        repo.signer_certificate,
-        primary.certificates,
-        stamp.gen_time if stamp else None,
-        dotnet_name(stamp.signer_certificate.subject) if stamp and stamp.signer_certificate else "",
-    )
 
 
 def record_signature_facts(
