@@ -29,7 +29,7 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,6 +79,24 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def signed_in_user(session: Session, token: str | None, *, now: datetime) -> tuple[User, WebSession] | None:
+    """The user signed in on the web with the session cookie value ``token`` (:data:`SESSION_COOKIE`), and the web
+    session; None when there is no cookie, or the session expired, or the API key it signed in with was revoked,
+    expired or deleted."""
+    if not token or len(token) > 128:
+        return None
+    row = session.get(WebSession, _hash(token))
+    if row is None:
+        return None
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
+    if expires <= now:
+        return None
+    if not account_key_valid(session, row.api_key_pk, row.user_pk, now=now):
+        return None  # the key it signed in with was revoked, expired or deleted
+    user = session.get(User, row.user_pk)
+    return None if user is None else (user, row)
 
 
 def _same_token(sent: object, expected: str) -> bool:
@@ -277,16 +295,8 @@ class AccountRoutes:
         now = self.service.clock()
 
         def find(session: Session) -> _WebUser | None:
-            row = session.get(WebSession, _hash(token))
-            if row is None:
-                return None
-            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=now.tzinfo)
-            if expires <= now:
-                return None
-            if not account_key_valid(session, row.api_key_pk, row.user_pk, now=now):
-                return None  # the key it signed in with was revoked, expired or deleted
-            user = session.get(User, row.user_pk)
-            return None if user is None else _WebUser(user.pk, user.name, row.csrf_token)
+            found = signed_in_user(session, token, now=now)
+            return None if found is None else _WebUser(found[0].pk, found[0].name, found[1].csrf_token)
 
         found: _WebUser | None = await self._run_read(find)
         return found
@@ -314,10 +324,12 @@ class AccountRoutes:
         self, user: _WebUser, *, message: str = "", error: str = "", status: int = 200, **extra: Any
     ) -> Response:
         summary = await self._run_read(lambda s: self._summary(s, user.pk))
+        is_admin = await self._run_read(lambda s: bool((row := s.get(User, user.pk)) is not None and row.is_admin))
         return self._render(
             "account.html",
             status=status,
             account=summary,
+            nav_admin=is_admin,
             csrf=user.csrf,
             message=message,
             error=error,

@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from nuseal.feed.accounts.keys import owners_of
 from nuseal.feed.errors import NotFoundError
+from nuseal.feed.http.account import SESSION_COOKIE, signed_in_user
 from nuseal.feed.mirror.admin import verified_prefixes
 from nuseal.feed.mirror.quarantine import stage_results
 from nuseal.feed.protocol import search as search_mod
@@ -79,7 +80,23 @@ class Pages:
 
     def _render(self, name: str, status: int = 200, **context: Any) -> Response:
         html = self.env.get_template(name).render(base_url=self.service.config.base_url, **context)
-        return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-cache"})
+        # a page with an administrator's navigation is that browser's alone
+        cache = "private, no-cache" if context.get("nav_admin") else "no-cache"
+        return HTMLResponse(html, status_code=status, headers={"Cache-Control": cache})
+
+    async def _nav(self, request: Request) -> dict[str, Any]:
+        """The navigation's context: ``nav_admin`` (the quarantine link) for a signed-in administrator only."""
+        token = request.cookies.get(SESSION_COOKIE)
+        if not token:
+            return {"nav_admin": False}
+        now = self.service.clock()
+
+        def is_admin() -> bool:
+            with self.service.db.read() as session:
+                found = signed_in_user(session, token, now=now)
+                return found is not None and bool(found[0].is_admin)
+
+        return {"nav_admin": await anyio.to_thread.run_sync(is_admin)}
 
     async def stylesheet_file(self, request: Request) -> Response:
         """The pages' stylesheet (a file, as the pages' CSP allows no inline style), with an ETag."""
@@ -111,6 +128,7 @@ class Pages:
         total = int(result["totalHits"])
         return self._render(
             "list.html",
+            **await self._nav(request),
             q=q,
             packages=result["data"],
             signing=signing,
@@ -171,7 +189,8 @@ class Pages:
         try:
             ctx = await anyio.to_thread.run_sync(run)
         except NotFoundError as exc:
-            return self._render("not_found.html", status=404, message=str(exc))
+            return self._render("not_found.html", status=404, message=str(exc), **await self._nav(request))
+        ctx.update(await self._nav(request))
         ctx["upstream"] = None
         if self.upstream_info is not None and ctx["current"].origin == "upstream":
             ctx["upstream"] = await self.upstream_info(ctx["reg"].id)

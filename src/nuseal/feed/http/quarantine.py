@@ -104,6 +104,7 @@ class QuarantineRoutes(AccountRoutes):
             decided=list(reversed(decided)),
             csrf=user.csrf,
             user=user.name,
+            nav_admin=True,
             message=message,
             error=error,
         )
