@@ -36,6 +36,7 @@ def _assert_read_back(pki: Pki, result: SignResult, now: datetime) -> SignedSign
         [stamp] = info.timestamp_details
         assert stamp.gen_time == written.timestamp_at and stamp.authority is not None
         assert written.timestamp_authority is not None and stamp.authority.der == _der(written.timestamp_authority)
+        assert stamp.authority.der in stamp.certificates  # the token's certificate set (the revocation recheck's)
     return written
 
 

@@ -170,7 +170,8 @@ class TimestampInfo:
     when the token carries none, NU3020). ``checked``: the engine judged this timestamp (NuGet judges only the
     first, and only when the policy looks at its signature); when ``False``, ``valid`` and ``trusted`` are
     ``False`` and ``revocation`` is ``NOT_CHECKED``, while ``intact`` is still established. ``issues``: the
-    findings about this timestamp, each with its NU code.
+    findings about this timestamp, each with its NU code. ``certificates``: the DER of the token's own certificate
+    set (the TSA's chain as the token carries it), in the token's order.
     """
 
     gen_time: datetime
@@ -181,6 +182,7 @@ class TimestampInfo:
     checked: bool
     revocation: RevocationStatus
     issues: tuple[Issue, ...] = ()
+    certificates: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

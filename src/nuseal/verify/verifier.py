@@ -927,4 +927,5 @@ class _Describe:
             checked=judged is not None,
             revocation=revocation,
             issues=tuple(judged) if judged is not None else (),
+            certificates=tuple(facts(c).der for c in timestamp.certificates),
         )

@@ -51,6 +51,7 @@ from sqlalchemy import select
 from nuseal.client.gate import RepositorySignatureInfo, effective_policy
 from nuseal.errors import ConfigError
 from nuseal.feed.mirror.vulnerabilities import VulnerabilityInfo
+from nuseal.feed.publish.signatures import read_signatures
 from nuseal.feed.store.models import (
     AcceptedSigner,
     Certificate,
@@ -68,7 +69,7 @@ from nuseal.scan.model import Finding, Severity
 from nuseal.scan.osv import Advisory, OsvDatabase
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import RuleSet, load_rules
-from nuseal.trust import CertificatePurpose, RevocationCache, RevocationFetcher, RevocationMode, TrustStore
+from nuseal.trust import CertificatePurpose, RevocationFetcher, RevocationMode, TrustStore
 from nuseal.verify import VerificationPolicy, VerificationResult, Verifier
 from nuseal.verify.result import SignatureKind
 
@@ -76,7 +77,6 @@ __all__ = [
     "AUTHOR_POLICIES",
     "outcome_state",
     "author_signer",
-    "read_signatures",
     "Candidate",
     "IngestChecks",
     "IngestSettings",
@@ -261,27 +261,6 @@ def author_signer(result: VerificationResult | None) -> SignerIdentity | None:
         return None
     signer = primary.signer
     return SignerIdentity(signer.sha256_fingerprint.lower(), signer.subject, signer.issuer)
-
-
-@functools.cache
-def _reader() -> Verifier:
-    # accept policy, offline, no trust store: what the signatures are, who signed them and whether they are intact
-    # (none of which depends on trust); nothing is fetched, and its own cache (not a revocation run's)
-    return Verifier(
-        VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE),
-        code_signing_roots=TrustStore.empty(),
-        timestamping_roots=TrustStore.empty(),
-        cache=RevocationCache(),
-    )
-
-
-def read_signatures(archive: PackageArchive, now: datetime) -> VerificationResult | None:
-    """The engine's typed facts about ``archive``'s signatures where no check verified it (e.g. a push on a feed
-    without signing, a version released from quarantine): kind, placement, signer identities, ``intact``; trust,
-    validity and revocation are not judged (no trust store, offline). None for an unsigned package."""
-    if not archive.is_signed:
-        return None
-    return _reader().verify(archive, now=now)
 
 
 class IngestChecks:

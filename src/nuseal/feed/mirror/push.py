@@ -23,8 +23,9 @@ from __future__ import annotations
 from typing import Any
 
 from nuseal.feed.errors import BadPackageError, DuplicatePackageError, FeedError, ForbiddenError
-from nuseal.feed.mirror.checks import Candidate, IngestChecks, StageResult, Verdict, read_signatures
+from nuseal.feed.mirror.checks import Candidate, IngestChecks, StageResult, Verdict
 from nuseal.feed.mirror.quarantine import FACT_RELEASE, FACT_RESULTS, Quarantine
+from nuseal.feed.publish.signatures import read_signatures
 from nuseal.feed.publish.submission import Submission
 
 __all__ = ["HeldForReview", "PushChecks"]

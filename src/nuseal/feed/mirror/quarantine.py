@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session
 
 from nuseal.feed.accounts.keys import Principal, Scope
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
-from nuseal.feed.mirror.checks import SignerIdentity, StageResult, Verdict, author_signer, read_signatures
+from nuseal.feed.mirror.checks import SignerIdentity, StageResult, Verdict, author_signer
 from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.signatures import read_signatures
 from nuseal.feed.publish.submission import PublishedPackage, Submission, read_archive
 from nuseal.feed.publish.upload import StagedUpload, package_sha512
 from nuseal.feed.store import audit

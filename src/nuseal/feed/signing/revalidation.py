@@ -64,11 +64,10 @@ from nuseal.errors import NusealError, UsageError
 from nuseal.feed.accounts.certificates import certificate_fingerprint, remember_certificate
 from nuseal.feed.protocol import documents as docs
 from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.signatures import read_signatures
 from nuseal.feed.store import audit
 from nuseal.feed.store.models import Certificate, FeedSetting, Package, PackageSignature
 from nuseal.package import PackageArchive
-from nuseal.signature import PrimarySignature, SignatureType
-from nuseal.timestamp import timestamps_of
 from nuseal.trust import (
     RevocationChecker,
     RevocationFetcher,
@@ -297,23 +296,21 @@ def _read_package(service: FeedService, id_lower: str, version_lower: str) -> by
         return None
 
 
-def _stamps(data: bytes) -> list[tuple[x509.Certificate, tuple[x509.Certificate, ...]]]:
+def _stamps(data: bytes, now: datetime) -> list[tuple[x509.Certificate, tuple[x509.Certificate, ...]]]:
     """(TSA certificate, certificates of its token) of every timestamp of the primary signature and of its
-    repository countersignature."""
-    archive = PackageArchive.from_bytes(data)
-    if not archive.is_signed:
+    repository countersignature, from the engine's typed reading (:func:`read_signatures`).
+
+    Raises:
+        PackageFormatError: the bytes are not a readable package.
+    """
+    result = read_signatures(PackageArchive.from_bytes(data), now)
+    if result is None:
         return []
-    primary = PrimarySignature.load(archive.read_signature())
-    signatures: list[Any] = [primary]
-    if primary.type is SignatureType.AUTHOR:
-        counter = primary.repository_countersignature()
-        if counter is not None:
-            signatures.append(counter)
     return [
-        (stamp.signer_certificate, stamp.certificates)
-        for sig in signatures
-        for stamp in timestamps_of(sig)
-        if stamp.signer_certificate is not None
+        (load_der_certificate(stamp.authority.der), tuple(load_der_certificate(d) for d in stamp.certificates))
+        for signature in result.signatures
+        for stamp in signature.timestamp_details
+        if stamp.authority is not None
     ]
 
 
@@ -334,17 +331,17 @@ def _scan_timestamps(service: FeedService, summary: RevalidationSummary) -> None
     if not rows:
         return
     found: dict[str, tuple[x509.Certificate, tuple[x509.Certificate, ...]]] = {}
+    now = service.clock()
     for _pk, id_lower, version_lower in rows:
         data = _read_package(service, id_lower, version_lower)
         if data is None:
             continue
         try:
-            for cert, chain in _stamps(data):
+            for cert, chain in _stamps(data, now):
                 found.setdefault(certificate_fingerprint(cert), (cert, chain))
         except (NusealError, ValueError) as exc:
             log.warning("revalidation could not read the signature of %s %s: %s", id_lower, version_lower, exc)
     summary.packages_scanned += len(rows)
-    now = service.clock()
     with service.db.write() as session:
         known = _timestamp_fingerprints(session)
         for fp, (cert, chain) in found.items():
