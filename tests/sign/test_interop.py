@@ -107,8 +107,8 @@ def test_nuget_accepts_nuseal_repository_signatures(pki: Pki, algorithm: HashAlg
                 assert not verdict.warning_codes, (name, policy, verdict.codes)
         verify_warnings = report.policy("verifyCommand").warning_codes
         assert {w.code.value for w in ours.warnings if w.code} == set(verify_warnings), (name, verify_warnings)
-        assert report.raw["primarySignature"]["type"] == (  # type: ignore[index]
-            "Author" if "author" in name else "Repository")
+        assert report.primary is not None
+        assert report.primary.type == ("Author" if "author" in name else "Repository")
 
 
 @pytest.mark.oracle

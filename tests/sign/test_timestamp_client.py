@@ -9,7 +9,6 @@ with the oracle), so NuGet refuses the same answers without a code.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -91,12 +90,11 @@ def test_nuget_refuses_the_same_answers(pki: Pki, misbehaving_tsa: Callable[...,
                                         name: str, mutate: Callable[[bytes, Respond], tuple[int, bytes, float]],
                                         code: NuCode, dotnet: str) -> None:
     server = misbehaving_tsa(mutate)
-    (tmp_path / "in.nupkg").write_bytes(unsigned_package())
-    args = ["bash", str(oracle.SCRIPT), "sign", "--in", str(tmp_path / "in.nupkg"), "--out", str(tmp_path / "o"),
-            "--pfx", str(pki.dev.pfx_path("author")), "--password", pki.dev.pfx_password, "--tsa", server.url,
-            "--extra-certs", str(pki.dev.cert_path("intermediate")), "--extra-certs", str(pki.dev.root_pem_path),
-            "--trust-bundle", str(pki.dev.root_pem_path)]
-    report = json.loads(subprocess.run(args, capture_output=True, text=True, timeout=300, check=False).stdout)
+    signed = oracle.sign(
+        unsigned_package(), pfx=pki.dev.pfx_path("author"), password=pki.dev.pfx_password, tsa_url=server.url,
+        extra_certs=[pki.dev.cert_path("intermediate"), pki.dev.root_pem_path], trust_bundle=pki.dev.root_pem_path,
+    )
+    report = json.loads(signed.raw)
     assert report["ok"] is False
     assert report["exception"].startswith("System.Security.Cryptography.CryptographicException")
     assert dotnet in report["exception"]
