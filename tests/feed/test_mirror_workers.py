@@ -23,8 +23,10 @@ import pytest
 from sqlalchemy import select
 
 from nuseal.feed.compose import build_feed
+from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, UpstreamConfig
 from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
+from nuseal.feed.protocol.documents import nupkg_key
 from nuseal.feed.store.models import Package
 from support.clock import VECTOR_NOW
 
@@ -35,6 +37,7 @@ from .upstream_support import (
     UpstreamProxy,
     nupkg_path,
     start_test_upstream,
+    tampered,
     upstream_proxy,
     vector_files,
 )
@@ -192,6 +195,69 @@ def test_fifty_concurrent_first_requests_over_two_workers_one_upstream_download(
         assert proxy.count(r"\.nupkg$") == 1
     finally:
         mirror.stop()
+
+
+@pytest.mark.slow  # the test upstream (12 vectors pushed)
+@pytest.mark.parametrize("upstream_bytes", ["signed", "tampered"])
+def test_two_processes_on_one_data_folder_download_once_accepted_or_refused(
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path, upstream_bytes: str
+) -> None:
+    """Two mirrors composed on one data folder (as two worker processes: each its own single flight; the per-version
+    lock file between them) asked for one version at once: one download. The one that waited for the lock finds the
+    version stored, or refused just now (a tampered package, NU3008), and does not download it again."""
+    ver, path = next((v, p) for (i, v), p in upstream.packages.items() if i == "system.memory")
+    if upstream_bytes == "tampered":
+        proxy.replace[nupkg_path("system.memory", ver)] = tampered(path)
+    config = FeedConfig(
+        data_dir=tmp_path / "feed",
+        base_url="http://127.0.0.1:9",
+        signing=SigningConfig(
+            trust_bundle=str(SHARED / "trust" / "codesignctl.pem"),
+            timestamp_trust_bundle=str(SHARED / "trust" / "timestampctl.pem"),
+        ),
+        ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0),
+        upstreams=(UpstreamConfig("test", proxy.source, ("*",), allow_insecure_connections=True),),
+    )
+    feeds = [build_feed(config), build_feed(config)]
+    feeds[0].service.setup()
+    mirrors = [f.mirror for f in feeds]
+    assert mirrors[0] is not None and mirrors[1] is not None and mirrors[0] is not mirrors[1]
+    proxy.hold = True
+
+    async def run() -> list[IngestOutcome | None]:
+        try:
+            asked = [asyncio.ensure_future(m.ensure_package("System.Memory", ver)) for m in mirrors if m is not None]
+            deadline = time.monotonic() + 30
+            while proxy.count(r"\.nupkg$") == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(1)  # time for the other to ask the upstream too, were it to
+            proxy.release.set()
+            return list(await asyncio.gather(*asked))
+        finally:
+            for m in mirrors:
+                if m is not None:
+                    await m.upstreams.aclose()
+
+    try:
+        outcomes = asyncio.run(run())
+    finally:
+        for f in feeds:
+            f.close()
+    assert proxy.count(r"\.nupkg$") == 1
+    stored = feeds[0].service.storage.read_bytes(nupkg_key("system.memory", ver))
+    if upstream_bytes == "signed":
+        assert stored == path.read_bytes()
+        assert [o.state for o in outcomes if o is not None] == ["accepted"]  # the other found it stored
+    else:
+        assert stored is None
+        assert sorted(o.state if o is not None else "" for o in outcomes) == ["", "refused"]
+        assert "NU3008" in next(o for o in outcomes if o is not None).message
+        # the one that waited remembers the refusal as the other does: asked again, it does not download
+        waited = mirrors[[o is None for o in outcomes].index(True)]
+        assert waited is not None
+        again = asyncio.run(waited.ensure_package("System.Memory", ver))
+        assert again is not None and again.refused and "NU3008" in again.message
+        assert proxy.count(r"\.nupkg$") == 1
 
 
 def test_two_machines_ingesting_one_version_at_once_publish_it_once(tmp_path: Path) -> None:
