@@ -170,9 +170,10 @@ def verify_paths(
     jobs: int | None = None,
     verifier: Verifier | None = None,
 ) -> Iterator[VerificationResult]:
-    """Verify ``paths`` at moment ``now`` (timezone-aware) with ``jobs`` worker processes (``None``:
-    :func:`default_jobs`); in this process when ``jobs`` is 1 or there is at most one package. ``verifier``
-    (default: built from ``spec``) is used here or inherited by the workers (``fork``).
+    """Verify ``paths`` at moment ``now`` (timezone-aware) with ``jobs`` processes, this one included (``None``:
+    :func:`default_jobs`); in this process alone when ``jobs`` is 1 or there is at most one package.
+    ``verifier`` (default: built from ``spec``, once, before any worker is forked) is used here and inherited by
+    the workers (``fork``).
 
     Yields results in input order as they complete. Raises :class:`~nuseal.errors.UsageError` when a trust bundle
     or a package file cannot be read.
