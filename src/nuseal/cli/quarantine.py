@@ -42,6 +42,32 @@ def _actor_option(func: Any) -> Any:
     )
 
 
+def _decision_options(func: Any) -> Any:
+    """The arguments and options of a decision on one held version: ``ID VERSION --note --as`` and the feed's."""
+    for decorate in reversed(
+        (
+            click.argument("package_id", metavar="ID"),
+            click.argument("version"),
+            click.option("--note", default="", help="Why (recorded in the audit log)."),
+            _actor_option,
+            _feed_options,
+        )
+    ):
+        func = decorate(func)
+    return func
+
+
+@contextlib.contextmanager
+def _session(data_dir: Path, database_url: str | None, *, write: bool) -> Iterator[Any]:
+    """A session on the feed's database (migrated), in a write or a read transaction; the database is disposed."""
+    db = _database(data_dir, database_url)
+    try:
+        with db.write() if write else db.read() as session:
+            yield session
+    finally:
+        db.dispose()
+
+
 @contextlib.contextmanager
 def _quarantine(data_dir: Path, database_url: str | None) -> Iterator[Quarantine]:
     """The feed as its last ``nuseal serve`` start configured it (base URL, signing), composed as the server composes
@@ -158,11 +184,7 @@ def show_command(*, package_id: str, version: str, as_json: bool, data_dir: Path
 
 
 @quarantine_group.command("release")
-@click.argument("package_id", metavar="ID")
-@click.argument("version")
-@click.option("--note", default="", help="Why (recorded in the audit log).")
-@_actor_option
-@_feed_options
+@_decision_options
 def release_command(
     *, package_id: str, version: str, note: str, actor: str | None, data_dir: Path, database_url: str | None
 ) -> None:
@@ -173,11 +195,7 @@ def release_command(
 
 
 @quarantine_group.command("reject")
-@click.argument("package_id", metavar="ID")
-@click.argument("version")
-@click.option("--note", default="", help="Why (recorded in the audit log).")
-@_actor_option
-@_feed_options
+@_decision_options
 def reject_command(
     *, package_id: str, version: str, note: str, actor: str | None, data_dir: Path, database_url: str | None
 ) -> None:
@@ -234,12 +252,8 @@ def reserve_prefix_command(
     reservation); their packages show a verified mark."""
     from nuseal.feed.mirror.admin import reserve_prefix  # noqa: PLC0415
 
-    db = _database(data_dir, database_url)
-    try:
-        with db.write() as session:
-            r = reserve_prefix(session, prefix, owner, actor=_actor(actor), now=datetime.now(UTC))
-    finally:
-        db.dispose()
+    with _session(data_dir, database_url, write=True) as session:
+        r = reserve_prefix(session, prefix, owner, actor=_actor(actor), now=datetime.now(UTC))
     click.echo(f"reserved {r.prefix} for {r.owner}")
 
 
@@ -254,12 +268,8 @@ def unreserve_prefix_command(
     """Remove the reservation of PREFIX (for OWNER only, when given)."""
     from nuseal.feed.mirror.admin import unreserve_prefix  # noqa: PLC0415
 
-    db = _database(data_dir, database_url)
-    try:
-        with db.write() as session:
-            n = unreserve_prefix(session, prefix, owner, actor=_actor(actor), now=datetime.now(UTC))
-    finally:
-        db.dispose()
+    with _session(data_dir, database_url, write=True) as session:
+        n = unreserve_prefix(session, prefix, owner, actor=_actor(actor), now=datetime.now(UTC))
     click.echo(f"removed {n} reservation(s)")
 
 
@@ -269,12 +279,8 @@ def list_prefixes_command(*, data_dir: Path, database_url: str | None) -> None:
     """List reserved id prefixes and their owners."""
     from nuseal.feed.mirror.admin import list_prefixes  # noqa: PLC0415
 
-    db = _database(data_dir, database_url)
-    try:
-        with db.read() as session:
-            rows = list_prefixes(session)
-    finally:
-        db.dispose()
+    with _session(data_dir, database_url, write=False) as session:
+        rows = list_prefixes(session)
     for r in rows:
         click.echo(f"{r.prefix}  {r.owner}  (by {r.created_by}, {r.created_at.isoformat()})")
 
@@ -288,10 +294,6 @@ def set_admin_command(*, name: str, revoke: bool, actor: str | None, data_dir: P
     """Make user NAME a feed administrator (quarantine decisions on the web page, the quarantine header)."""
     from nuseal.feed.mirror.admin import set_admin  # noqa: PLC0415
 
-    db = _database(data_dir, database_url)
-    try:
-        with db.write() as session:
-            set_admin(session, name, admin=not revoke, actor=_actor(actor), now=datetime.now(UTC))
-    finally:
-        db.dispose()
+    with _session(data_dir, database_url, write=True) as session:
+        set_admin(session, name, admin=not revoke, actor=_actor(actor), now=datetime.now(UTC))
     click.echo(f"{name} is {'no longer ' if revoke else ''}an administrator")
