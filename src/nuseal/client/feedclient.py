@@ -41,10 +41,8 @@ from nuseal.client.v3documents import (
 )
 from nuseal.codes import NuCode
 from nuseal.errors import PackageFormatError, RestoreError
-from nuseal.hashalg import HashAlgorithm
 from nuseal.package.nuspec import find_nuspec_name
 from nuseal.package.version import NuGetVersion
-from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
 
 __all__ = [
     "FeedClient",
@@ -203,21 +201,7 @@ class SourceClient:
                 code=NuCode.NU1301,
                 source=self.source.url,
             ) from None
-        entries: list[AllowListEntry] = []
-        for cert in document.certificates:
-            for oid, fingerprint in cert.fingerprints.items():
-                algorithm = HashAlgorithm.from_oid(oid)
-                if algorithm is not None:
-                    entries.append(
-                        AllowListEntry(
-                            fingerprint=fingerprint,
-                            hash_algorithm=algorithm,
-                            target=VerificationTarget.REPOSITORY,
-                            placement=SignaturePlacement.ANY,
-                            name=cert.subject or None,
-                        )
-                    )
-        return RepositorySignatureInfo(document.all_repository_signed, tuple(entries))
+        return RepositorySignatureInfo.from_document(document)
 
     async def versions(self, package_id: str) -> list[NuGetVersion]:
         """Every version the source has for ``package_id`` (unlisted ones too, as restore sees them)."""

@@ -37,9 +37,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nuseal.codes import Issue, Level, NuCode
 from nuseal.errors import ConfigError, PackageFormatError, RestoreError
+from nuseal.hashalg import HashAlgorithm
 from nuseal.package.version import NuGetVersion
 from nuseal.scan.engine import ScanContext, ScanReport, scan_package
 from nuseal.scan.model import Finding, Severity
@@ -51,6 +53,9 @@ from nuseal.verify import AllowList, AllowListEntry, SignaturePlacement, Verific
 from nuseal.verify.policy import trusted_signer_entries
 from nuseal.verify.result import VerificationResult
 from nuseal.verify.verifier import Verifier
+
+if TYPE_CHECKING:
+    from nuseal.client.v3documents import RepositorySignatures
 
 __all__ = [
     "ALLOW_LIST_FILE",
@@ -182,6 +187,29 @@ class RepositorySignatureInfo:
 
     all_repository_signed: bool
     certificates: tuple[AllowListEntry, ...] = ()
+
+    @classmethod
+    def from_document(cls, document: RepositorySignatures) -> RepositorySignatureInfo:
+        """``document``'s certificates as allow-list entries for repository signatures (NC
+        ``RepositorySignatureInfoUtility``): one entry per fingerprint under a hash algorithm NuGet knows, named by
+        the certificate's subject; fingerprints under other algorithms are skipped. Restore
+        (:meth:`nuseal.client.feedclient.FeedClient.repository_signatures`) and the mirror's upstreams read a
+        source's resource through it."""
+        entries: list[AllowListEntry] = []
+        for cert in document.certificates:
+            for oid, fingerprint in cert.fingerprints.items():
+                algorithm = HashAlgorithm.from_oid(oid)
+                if algorithm is not None:
+                    entries.append(
+                        AllowListEntry(
+                            fingerprint=fingerprint,
+                            hash_algorithm=algorithm,
+                            target=VerificationTarget.REPOSITORY,
+                            placement=SignaturePlacement.ANY,
+                            name=cert.subject or None,
+                        )
+                    )
+        return cls(document.all_repository_signed, tuple(entries))
 
 
 def effective_policy(policy: VerificationPolicy, info: RepositorySignatureInfo | None) -> VerificationPolicy:
