@@ -527,6 +527,23 @@ def test_unlisted_repository_certificate_refused_even_when_upstream_says_not_all
         assert f.ingestion.ingest(path, info).accepted
 
 
+def test_upstream_version_served_before_with_other_bytes_is_refused_not_accepted(tmp_path: Path) -> None:
+    """A version this feed served before with other bytes (DATA/retired: a push a crash interrupted) is never
+    replaced by an upstream's: ingestion refuses it instead of answering accepted for a version it cannot serve."""
+    for f in _feed(tmp_path, now=VECTOR_NOW):
+        info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info(), published=VECTOR_NOW)
+        (key, path) = next((k, p) for k, p in sorted(vector_files().items()) if k[0] != "newtonsoft.json")
+        retired = f.composed.service.retired_dir / key[0] / key[1]
+        retired.parent.mkdir(parents=True, exist_ok=True)
+        from nuseal.feed.publish.upload import package_sha512  # noqa: PLC0415
+
+        retired.write_text(package_sha512(b"other bytes"), encoding="ascii")
+        outcome = f.ingestion.ingest(path, info)
+        assert outcome.refused, outcome.message
+        assert "other bytes" in outcome.message
+        assert f.versions(key[0]) == []
+
+
 def _vector(name: str) -> Path:
     return next(p for (i, _), p in vector_files().items() if i == name)
 

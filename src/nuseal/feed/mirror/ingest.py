@@ -31,7 +31,7 @@ import anyio
 import anyio.to_thread
 from sqlalchemy import select
 
-from nuseal.errors import PackageFormatError
+from nuseal.errors import NusealError, PackageFormatError
 from nuseal.feed.accounts.keys import Principal
 from nuseal.feed.errors import DuplicatePackageError, FeedError
 from nuseal.feed.mirror.checks import (
@@ -157,7 +157,7 @@ class Ingestion:
             nuspec = Nuspec.parse(raw)
         except FeedError as exc:
             return IngestOutcome("refused", "?", "?", detail=f"not a package this feed accepts: {exc}")
-        except Exception as exc:  # PackageFormatError and friends: the bytes are not a readable package
+        except NusealError as exc:  # PackageFormatError and friends: the bytes are not a readable package
             return IngestOutcome("refused", "?", "?", detail=f"not a readable package: {exc}")
         known = self._known(nuspec)
         if known is not None:
@@ -240,7 +240,17 @@ class Ingestion:
         try:
             published = service.publish(submission)
         except DuplicatePackageError:
-            published = None  # a concurrent ingestion of the same version won
+            # A concurrent ingestion of the same version won: its row is there. Without a row the version was served
+            # before with other bytes (a push a crash interrupted, DATA/retired): not this package, nothing to serve.
+            if not _exists(service, nuspec.id.lower(), nuspec.version.normalized.lower()):
+                return IngestOutcome(
+                    "refused",
+                    nuspec.id,
+                    nuspec.version.normalized,
+                    tuple(results),
+                    detail="this feed served the version before with other bytes; a version's bytes never change",
+                )
+            published = None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 staged.unlink()

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from nuseal.errors import PackageFormatError
 from nuseal.feed.accounts.keys import Principal, Scope
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
 from nuseal.feed.mirror.checks import SignerIdentity, StageResult, Verdict, author_signer
@@ -127,7 +128,7 @@ def _utc(value: datetime | None) -> datetime | None:
 def _version_lower(version: str) -> str:
     try:
         return NuGetVersion.parse(version).normalized.lower()
-    except Exception as exc:
+    except PackageFormatError as exc:
         raise NotFoundError(f"{version!r} is not a NuGet version") from exc
 
 

@@ -54,7 +54,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nuseal.client.gate import RepositorySignatureInfo
 from nuseal.client.v3documents import RegistrationLeaf, RepositorySignatures
-from nuseal.errors import NusealError
+from nuseal.errors import NusealError, PackageFormatError
 from nuseal.feed.errors import REASON_PHRASE_HEADER, reason_phrase
 from nuseal.feed.mirror.checks import StageResult, UpstreamInfo, Verdict
 from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
@@ -140,7 +140,7 @@ def signature_info(document: RepositorySignatures | None) -> RepositorySignature
 def _lower_version(text: str) -> str | None:
     try:
         return NuGetVersion.parse(text).normalized.lower()
-    except Exception:  # not a version: nothing a client can ask for
+    except PackageFormatError:  # not a version: nothing a client can ask for
         return None
 
 
@@ -522,7 +522,7 @@ class ReadThroughMirror:
             if isinstance(entry, dict) and isinstance(entry.get("version"), str):
                 try:
                     versions.append((NuGetVersion.parse(entry["version"]), entry))
-                except Exception:  # noqa: S112 - an upstream version nobody can ask for
+                except PackageFormatError:  # an upstream version nobody can ask for
                     continue
         published: dict[NuGetVersion, datetime | None] = {}
         if self.cooldown:
