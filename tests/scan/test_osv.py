@@ -16,45 +16,11 @@ from nuseal.scan.model import Severity
 from nuseal.scan.osv import OsvDatabase, analysers
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import load_rules
+from support.vulnerability_info import GHSA_NEWTONSOFT, write_osv
+from support.vulnerability_info import MAL_ALL as MAL
 
 VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
 NEWTONSOFT_12 = VECTORS / "nuget.org" / "Newtonsoft.Json.12.0.3.nupkg"
-
-# The shapes below are those of real records: OpenSSF malicious-packages (osv/malicious/nuget/...) and
-# GitHub's advisory export (advisories/github-reviewed/...), OSV schema 1.x.
-MAL = {
-    "schema_version": "1.5.0",
-    "id": "MAL-2024-4013",
-    "modified": "2024-08-13T05:16:59Z",
-    "published": "2024-08-12T10:00:00Z",
-    "summary": "Malicious code in a\u0440provalt\u0435sts (NuGet)",
-    "details": "The package was found to contain malicious code.",
-    "affected": [
-        {
-            "package": {"ecosystem": "NuGet", "name": "a\u0440provalt\u0435sts"},
-            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}],
-            "database_specific": {"source": "https://github.com/ossf/malicious-packages/..."},
-        }
-    ],
-    "database_specific": {"malicious-packages-origins": [{"source": "reversing-labs"}]},
-}
-GHSA_NEWTONSOFT = {
-    "schema_version": "1.4.0",
-    "id": "GHSA-5crp-9r3c-p9vr",
-    "modified": "2023-11-08T04:08:50Z",
-    "published": "2022-06-22T20:13:32Z",
-    "aliases": ["CVE-2024-21907"],
-    "summary": "Improper Handling of Exceptional Conditions in Newtonsoft.Json",
-    "details": "Newtonsoft.Json prior to version 13.0.1 is vulnerable to Insecure Defaults ...",
-    "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H"}],
-    "affected": [
-        {
-            "package": {"ecosystem": "NuGet", "name": "Newtonsoft.Json"},
-            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "13.0.1"}]}],
-        }
-    ],
-    "database_specific": {"cwe_ids": ["CWE-755"], "severity": "HIGH", "github_reviewed": True},
-}
 
 
 def ghsa(gid: str, name: str, events: list[dict[str, str]], **extra: Any) -> dict[str, Any]:
@@ -79,14 +45,6 @@ def nupkg(package_id: str, version: str) -> bytes:
     return buf.getvalue()
 
 
-def write_folder(root: Path, records: list[dict[str, Any]]) -> Path:
-    for r in records:
-        name = r["affected"][0]["package"]["name"].lower()
-        (root / "osv" / name).mkdir(parents=True, exist_ok=True)
-        (root / "osv" / name / f"{r['id']}.json").write_text(json.dumps(r), encoding="utf-8")
-    return root
-
-
 def scan(data: bytes, osv: Path) -> list[tuple[str, Severity, str]]:
     rules = load_rules()
     report = Scanner(rules, analysers=analysers(ScanContext(osv_path=str(osv)))).scan(
@@ -96,7 +54,7 @@ def scan(data: bytes, osv: Path) -> list[tuple[str, Severity, str]]:
 
 
 def test_malicious_record_is_an_error_for_every_version_any_case(tmp_path: Path) -> None:
-    osv = write_folder(tmp_path, [MAL])
+    osv = write_osv(tmp_path, [MAL])
     for pid, version in [("a\u0440provalt\u0435sts", "1.0.0"), ("A\u0420PROVALT\u0415STS", "99.1.0-beta")]:
         [(rule, severity, message)] = scan(nupkg(pid, version), osv)
         assert (rule, severity) == ("NS6001", Severity.ERROR)
@@ -105,7 +63,7 @@ def test_malicious_record_is_an_error_for_every_version_any_case(tmp_path: Path)
 
 
 def test_ghsa_on_the_real_newtonsoft_12_vector(tmp_path: Path) -> None:
-    osv = write_folder(tmp_path, [GHSA_NEWTONSOFT, MAL])
+    osv = write_osv(tmp_path, [GHSA_NEWTONSOFT, MAL])
     [(rule, severity, message)] = scan(NEWTONSOFT_12.read_bytes(), osv)
     assert (rule, severity) == ("NS6002", Severity.WARNING)
     assert "GHSA-5crp-9r3c-p9vr" in message and "HIGH" in message and "13.0.1" in message
@@ -159,7 +117,7 @@ def test_severity_low_is_a_note_and_cvss_only_records(tmp_path: Path) -> None:
         [{"introduced": "0"}],
         severity=[{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
     )
-    osv = write_folder(tmp_path, [low, cvss_low, critical])
+    osv = write_osv(tmp_path, [low, cvss_low, critical])
     assert [s for _, s, _ in scan(nupkg("Contoso.Low", "1.0.0"), osv)] == [Severity.NOTE]
     assert [s for _, s, _ in scan(nupkg("Contoso.Cvss", "1.0.0"), osv)] == [Severity.NOTE]
     [(_, severity, message)] = scan(nupkg("Contoso.Crit", "1.0.0"), osv)
@@ -177,7 +135,7 @@ def test_zip_and_folder_give_the_same_index(tmp_path: Path) -> None:
         z.writestr("broken.json", "{not json")
         z.writestr("README.md", "not a record")
     from_zip = OsvDatabase.load(zpath)
-    from_folder = OsvDatabase.load(write_folder(tmp_path / "folder", records))
+    from_folder = OsvDatabase.load(write_osv(tmp_path / "folder", records))
     assert from_zip.records == 3 and len(from_zip) == 2
     assert sorted(from_zip.by_id) == sorted(from_folder.by_id) == ["a\u0440provalt\u0435sts", "newtonsoft.json"]
     assert any("broken.json" in p and "not JSON" in p for p in from_zip.problems)
@@ -200,7 +158,7 @@ def test_bad_osv_path_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_engine_runs_the_identity_and_compiled_analysers_by_default(tmp_path: Path) -> None:
     """No analysers passed: the engine's module list finds compiled, lookalike and osv (the wiring)."""
-    osv = write_folder(tmp_path, [MAL])
+    osv = write_osv(tmp_path, [MAL])
     pid = "a\u0440provalt\u0435sts"  # Cyrillic look-alike of ApprovalTests, listed as malicious
     data = nupkg(pid, "2.0.0")
     with zipfile.ZipFile(io.BytesIO(data)) as z:
