@@ -36,7 +36,7 @@ from nuseal.errors import PackageFormatError
 from nuseal.feed.accounts.keys import Principal, Scope
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
 from nuseal.feed.mirror.checks import SignerIdentity, StageResult, Verdict, author_signer
-from nuseal.feed.publish.publisher import FeedService
+from nuseal.feed.publish.publisher import FeedService, link_or_copy
 from nuseal.feed.publish.signatures import read_signatures
 from nuseal.feed.publish.submission import PublishedPackage, Submission, read_archive
 from nuseal.feed.publish.upload import StagedUpload, package_sha512
@@ -179,16 +179,6 @@ def _reasons(results: Sequence[StageResult]) -> list[dict[str, Any]]:
     return [r.to_json() for r in results if r.verdict in (Verdict.HOLD, Verdict.REFUSE)]
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        with open(source, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-
-
 def _signature_facts(result: VerificationResult | None) -> list[Any]:
     """The signing stages' facts of held bytes (their author and repository signatures, from the engine's typed
     ``result``), so the publish hook records the same ``package_signatures`` rows a push would."""
@@ -247,7 +237,7 @@ class Quarantine:
             folder = self.folder / id_lower / ver_lower
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{base64.b64decode(sha512).hex()[:32]}.{secrets.token_hex(6)}.nupkg"
-            _link_or_copy(path, target)
+            link_or_copy(path, target)
             with open(target, "rb") as fh:
                 os.fsync(fh.fileno())
             stored = str(target.relative_to(self.folder))

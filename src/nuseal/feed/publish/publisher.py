@@ -62,7 +62,7 @@ from nuseal.feed.store.storage import Storage, open_storage
 from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
-__all__ = ["FeedService", "record_from_row", "stored_signing_config"]
+__all__ = ["FeedService", "link_or_copy", "record_from_row", "stored_signing_config"]
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ def _sha_hex(sha512_b64: str) -> str:
     return base64.b64decode(sha512_b64).hex()
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     """Hard-link ``source`` at ``target`` (same file system), else copy it (fsynced)."""
     try:
         os.link(source, target)
@@ -488,7 +488,7 @@ class FeedService:
         folder = self.pending_dir / id_lower / ver_lower
         folder.mkdir(parents=True, exist_ok=True)
         package = folder / f"{_sha_hex(sha512)}.{secrets.token_hex(8)}.nupkg"
-        _link_or_copy(source, package)
+        link_or_copy(source, package)
         return package
 
     def _stage_pending_bytes(self, id_lower: str, ver_lower: str, data: bytes, sha512: str) -> Path:
