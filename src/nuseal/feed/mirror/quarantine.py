@@ -36,7 +36,7 @@ from nuseal.errors import PackageFormatError
 from nuseal.feed.accounts.keys import Principal, Scope
 from nuseal.feed.errors import BadRequestError, DuplicatePackageError, ForbiddenError, NotFoundError
 from nuseal.feed.mirror.checks import SignerIdentity, StageResult, Verdict, author_signer
-from nuseal.feed.publish.publisher import FeedService, link_or_copy
+from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.publish.signatures import read_signatures
 from nuseal.feed.publish.submission import PublishedPackage, Submission, read_archive
 from nuseal.feed.publish.upload import StagedUpload, package_sha512
@@ -50,6 +50,7 @@ from nuseal.feed.store.models import (
     Package,
     User,
 )
+from nuseal.feed.store.storage import link_or_copy
 from nuseal.package import NuGetVersion, Nuspec, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 from nuseal.verify import SignatureKind, VerificationResult

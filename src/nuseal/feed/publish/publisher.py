@@ -58,11 +58,11 @@ from nuseal.feed.store import audit
 from nuseal.feed.store.database import Database, migrate
 from nuseal.feed.store.faults import crash_point, current_push
 from nuseal.feed.store.models import Certificate, FeedSetting, Owner, Package, PackageSignature, Registration, User
-from nuseal.feed.store.storage import Storage, open_storage
+from nuseal.feed.store.storage import Storage, link_or_copy, open_storage
 from nuseal.package import NuGetVersion, Nuspec, PackageArchive, find_nuspec_name
 from nuseal.package.nuspec import MAX_NUSPEC_SIZE
 
-__all__ = ["FeedService", "link_or_copy", "record_from_row", "stored_signing_config"]
+__all__ = ["FeedService", "record_from_row", "stored_signing_config"]
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +90,6 @@ RETIRED_FOLDER = "retired"
 def _sha_hex(sha512_b64: str) -> str:
     """Hex of a base64 SHA-512 (``Package.sha512``), as pending entries are named."""
     return base64.b64decode(sha512_b64).hex()
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` at ``target`` (same file system), else copy it (fsynced)."""
-    try:
-        os.link(source, target)
-    except OSError:
-        with open(source, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
 
 
 def _read_nuspec(package: Path) -> bytes | None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import stat as stat_module
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, NamedTuple, Protocol
@@ -24,7 +25,16 @@ from typing import BinaryIO, NamedTuple, Protocol
 from nuseal.errors import UsageError
 from nuseal.feed.config import FeedConfig
 
-__all__ = ["CHUNK_SIZE", "LocalStorage", "Storage", "StoredInfo", "StoredObject", "open_storage", "safe_key"]
+__all__ = [
+    "CHUNK_SIZE",
+    "LocalStorage",
+    "Storage",
+    "StoredInfo",
+    "StoredObject",
+    "link_or_copy",
+    "open_storage",
+    "safe_key",
+]
 
 #: Longest storage key (bytes of its UTF-8 form).
 MAX_KEY_LENGTH = 1024
@@ -162,6 +172,17 @@ def _local_info(st: os.stat_result) -> StoredInfo:
     )
 
 
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link ``source`` at ``target`` (same file system: no copy), else copy it in 1 MiB chunks, fsynced."""
+    try:
+        os.link(source, target)
+    except OSError:
+        with open(source, "rb") as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+
+
 class LocalStorage:
     """:class:`Storage` in a local folder, laid out as the keys (the only code that knows the files' paths)."""
 
@@ -186,42 +207,32 @@ class LocalStorage:
             self._files[key] = found
         return found
 
-    def _temp_beside(self, target: Path) -> Path:
+    def _replace(self, key: str, write: Callable[[Path], None]) -> None:
+        """Store ``key`` all at once: ``write`` makes a temporary file beside its file, which then replaces it (a
+        reader sees the old object or the new one, never part of one); the temporary file is removed on failure."""
+        target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        return target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            write(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            raise
 
     def put_bytes(self, key: str, data: bytes, *, durable: bool = False) -> None:
-        target = self._path(key)
-        tmp = self._temp_beside(target)
-        try:
+        def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
                 f.write(data)
                 if durable:
                     f.flush()
                     os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+
+        self._replace(key, write)
 
     def put_file(self, key: str, source: Path) -> None:
-        target = self._path(key)
-        tmp = self._temp_beside(target)
-        try:
-            try:
-                os.link(source, tmp)  # same filesystem: no copy
-            except OSError:
-                with open(source, "rb") as src, open(tmp, "wb") as dst:
-                    while chunk := src.read(1 << 20):
-                        dst.write(chunk)
-                    dst.flush()
-                    os.fsync(dst.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
+        self._replace(key, lambda tmp: link_or_copy(source, tmp))
 
     def delete(self, key: str) -> None:
         path = self._path(key)
