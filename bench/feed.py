@@ -62,11 +62,27 @@ def package(pid: str, version: str, payload: int = 0) -> bytes:
     return buf.getvalue()
 
 
-def start_feed(data: Path, workers: int, *, https: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+def new_feed(data: Path) -> str:
+    """Migrate a feed in ``data`` with a user; its API key."""
+    data.mkdir(parents=True)
+    service = FeedService.open(FeedConfig(data_dir=data, base_url="http://127.0.0.1:1"))
+    service.setup()
+    now = datetime.now(UTC)
+    with service.db.write() as s:
+        create_user(s, "bench", now=now)
+        key = create_api_key(s, "bench", now=now).key
+    service.db.dispose()
+    return key
+
+
+def start_feed(data: Path, workers: int, *args: str, https: bool = False) -> tuple[subprocess.Popen[bytes], str]:
+    """``nuseal serve --no-signing`` on ``data`` with ``args`` added, on a free loopback port; (process, base URL).
+    A server that does not start or answer is stopped."""
     cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data), "--port", "0", "--workers", str(workers)]
     cmd.append("--no-signing")  # the read and push paths of issue 4, without repository signing
     if not https:
         cmd.append("--http")
+    cmd += args
     with open(data / ("server-https.log" if https else "server.log"), "wb") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
     assert proc.stdout is not None
@@ -79,6 +95,7 @@ def start_feed(data: Path, workers: int, *, https: bool = False) -> tuple[subpro
                 VERIFY[base] = ssl.create_default_context(cafile=str(data / "devpki" / "root.crt.pem"))
             break
     else:
+        stop(proc)
         raise SystemExit("nuseal serve did not start: " + (data / "server.log").read_text())
     for _ in range(100):
         try:
@@ -87,6 +104,7 @@ def start_feed(data: Path, workers: int, *, https: bool = False) -> tuple[subpro
                 return proc, base
         except httpx.HTTPError:
             time.sleep(0.1)
+    stop(proc)
     raise SystemExit("nuseal serve did not answer")
 
 
@@ -212,16 +230,21 @@ def load(url: str, duration: int, connections: int, threads: int) -> float:
     return asyncio.run(_httpx_load(url, duration, connections))
 
 
+def push(c: httpx.Client, key: str, data: bytes) -> None:
+    """PUT /api/v2/package with ``data``; anything but 201 ends the run."""
+    r = c.put("/api/v2/package", files={"package": ("p.nupkg", data)}, headers={"X-NuGet-ApiKey": key})
+    if r.status_code != 201:
+        raise SystemExit(f"push failed: {r.status_code} {r.text}")
+
+
 def push_median(base: str, key: str, packages: Iterable[bytes]) -> float:
     """Median seconds of pushing each of ``packages`` in turn (PUT /api/v2/package, one client)."""
     times = []
     with httpx.Client(base_url=base, timeout=300) as c:
         for data in packages:
             t = time.perf_counter()
-            r = c.put("/api/v2/package", files={"package": ("p.nupkg", data)}, headers={"X-NuGet-ApiKey": key})
+            push(c, key, data)
             times.append(time.perf_counter() - t)
-            if r.status_code != 201:
-                raise SystemExit(f"push failed: {r.status_code} {r.text}")
     return statistics.median(times)
 
 
@@ -229,48 +252,33 @@ def push_latency(base: str, key: str, size: int, runs: int) -> float:
     return push_median(base, key, (package(f"Bench.Push{size}", f"1.0.{i}", payload=size) for i in range(runs)))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=int, default=10, help="seconds per load run")
+def load_run_arguments(doc: str | None, *, duration: int, workers: int) -> argparse.Namespace:
+    """The command line of a benchmark of load runs against feeds and nginx: ``--duration`` (seconds per load run),
+    ``--connections``, ``--threads`` (wrk), ``--workers`` (of each feed and of nginx), ``--json`` (results file)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=duration, help="seconds per load run")
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1, help="wrk threads")
-    ap.add_argument("--workers", type=int, default=2, help="feed worker processes and nginx workers")
+    ap.add_argument("--workers", type=int, default=workers, help="worker processes of each feed and of nginx")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = load_run_arguments(__doc__, duration=10, workers=2)
 
     work = Path(tempfile.mkdtemp(prefix="nuseal-bench-"))
     os.chmod(work, 0o755)
     data = work / "feed"
-    data.mkdir()
-    service = FeedService.open(FeedConfig(data_dir=data, base_url="http://127.0.0.1:1"))
-    service.setup()
-    now = datetime.now(UTC)
-    with service.db.write() as s:
-        create_user(s, "bench", now=now)
-        key = create_api_key(s, "bench", now=now).key
-    service.db.dispose()
+    key = new_feed(data)
 
     feed, base = start_feed(data, args.workers)
     nginx = tls_feed = None
     try:
         with httpx.Client(base_url=base, timeout=60) as c:
-            assert (
-                c.put(
-                    "/api/v2/package",
-                    files={"package": ("p.nupkg", VECTOR.read_bytes())},
-                    headers={"X-NuGet-ApiKey": key},
-                ).status_code
-                == 201
-            )
+            push(c, key, VECTOR.read_bytes())
             for i in range(REG_VERSIONS):
-                assert (
-                    c.put(
-                        "/api/v2/package",
-                        files={"package": ("p.nupkg", package("Bench.Reg", f"1.{i}.0"))},
-                        headers={"X-NuGet-ApiKey": key},
-                    ).status_code
-                    == 201
-                )
+                push(c, key, package("Bench.Reg", f"1.{i}.0"))
         nupkg_path = "/v3/flatcontainer/microsoft.data.sqlite/6.0.9/microsoft.data.sqlite.6.0.9.nupkg"
         reg_path = "/v3/registration-semver2/bench.reg/index.json"
         reg_size = (data / "storage" / reg_path.lstrip("/")).stat().st_size
@@ -309,7 +317,8 @@ def main() -> None:
             results[f"{name}_feed_MBps"] = round(feed_rps * len(served) / 1e6, 1)
             results[f"{name}_nginx_MBps"] = round(nginx_rps * len(served) / 1e6, 1)
         results["https_vs_http_feed_nupkg"] = round(
-            int(results["https_nupkg_feed_rps"]) / int(results["nupkg_feed_rps"]), 3  # type: ignore[call-overload]
+            int(results["https_nupkg_feed_rps"]) / int(results["nupkg_feed_rps"]),
+            3,  # type: ignore[call-overload]
         )
         results["load_average_1m"] = round(os.getloadavg()[0], 2)
         results["push_1MB_s"] = round(push_latency(base, key, 1_000_000, 7), 4)

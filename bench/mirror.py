@@ -18,71 +18,26 @@ server it starts is stopped by pid.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from feed import load, start_nginx, stop
-from nuseal.feed.accounts.keys import create_api_key, create_user
-from nuseal.feed.config import FeedConfig
-from nuseal.feed.publish.publisher import FeedService
+from feed import load, load_run_arguments, new_feed, push, start_feed, start_nginx, stop
 from nuseal.package import PackageArchive
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 VECTORS = SHARED / "vectors" / "nuget.org"
 THROUGHPUT_ID, THROUGHPUT_VERSION = "microsoft.data.sqlite", "6.0.9"
-
-
-def serve(data: Path, workers: int, *args: str) -> tuple[subprocess.Popen[bytes], str]:
-    cmd = [sys.executable, "-m", "nuseal.cli.serve", "--data", str(data), "--port", "0", "--workers", str(workers)]
-    cmd += ["--no-signing", "--http", *args]
-    with open(data / "server.log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
-    assert proc.stdout is not None
-    base = None
-    for _ in range(50):
-        m = re.search(r"nuseal feed on (http://\S+) ", proc.stdout.readline().decode())
-        if m:
-            base = m.group(1)
-            break
-    if base is None:
-        stop(proc)
-        raise SystemExit("nuseal serve did not start: " + (data / "server.log").read_text())
-    for _ in range(100):
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                time.sleep(0.5 * workers)
-                return proc, base
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    stop(proc)
-    raise SystemExit("nuseal serve did not answer")
-
-
-def new_feed(data: Path) -> str:
-    """Migrate a feed in ``data`` with a user; its API key."""
-    data.mkdir(parents=True)
-    service = FeedService.open(FeedConfig(data_dir=data, base_url="http://127.0.0.1:1"))
-    service.setup()
-    now = datetime.now(UTC)
-    with service.db.write() as s:
-        create_user(s, "bench", now=now)
-        key = create_api_key(s, "bench", now=now).key
-    service.db.dispose()
-    return key
 
 
 def nupkg(package_id: str, version: str) -> str:
@@ -100,13 +55,7 @@ def timed_get(url: str) -> tuple[float, bytes]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=int, default=5, help="seconds per load run")
-    ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--threads", type=int, default=1, help="wrk threads")
-    ap.add_argument("--workers", type=int, default=1, help="worker processes of each feed and of nginx")
-    ap.add_argument("--json", type=Path, default=None, help="also write the results here")
-    args = ap.parse_args()
+    args = load_run_arguments(__doc__, duration=5, workers=1)
 
     work = Path(tempfile.mkdtemp(prefix="nuseal-bench-mirror-"))
     os.chmod(work, 0o755)
@@ -114,18 +63,16 @@ def main() -> None:
     new_feed(work / "mirror")
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        upstream, up_base = serve(work / "upstream", args.workers)
+        upstream, up_base = start_feed(work / "upstream", args.workers)
         procs.append(upstream)
         vectors: list[tuple[str, str, bytes]] = []
         with httpx.Client(base_url=up_base, timeout=120) as c:
             for path in sorted(VECTORS.glob("*.nupkg")):
                 data = path.read_bytes()
                 nuspec = PackageArchive.from_bytes(data).nuspec()
-                r = c.put("/api/v2/package", files={"package": ("p.nupkg", data)}, headers={"X-NuGet-ApiKey": key})
-                if r.status_code != 201:
-                    raise SystemExit(f"push {path.name}: {r.status_code} {r.text}")
+                push(c, key, data)
                 vectors.append((nuspec.id, nuspec.version.normalized, data))
-        mirror, mirror_base = serve(
+        mirror, mirror_base = start_feed(
             work / "mirror",
             args.workers,
             "--upstream",
