@@ -369,6 +369,18 @@ class Quarantine:
             )
         )
 
+    def _held_row(self, session: Session, package_id: str, version: str) -> IngestHold:
+        """The record of ``package_id`` ``version`` while it is held.
+
+        Raises:
+            NotFoundError: not in quarantine, or no longer held (its state named).
+        """
+        row = self._row(session, package_id, version)
+        if row is None or row.state != "held":
+            state = row.state if row is not None else "not in quarantine"
+            raise NotFoundError(f"{package_id} {version} is not held ({state})")
+        return row
+
     # -------------------------------------------------------------------------------------- decisions
     def release(self, package_id: str, version: str, *, actor: str, note: str = "") -> PublishedPackage:
         """Publish a held version (module docstring): the held bytes, through the push path.
@@ -379,10 +391,7 @@ class Quarantine:
         """
         service = self.service
         with service.db.read() as session:
-            row = self._row(session, package_id, version)
-            if row is None or row.state != "held":
-                state = row.state if row is not None else "not in quarantine"
-                raise NotFoundError(f"{package_id} {version} is not held ({state})")
+            row = self._held_row(session, package_id, version)
             hold_pk, source, stored = row.pk, row.source, row.stored_key
             published_at = _utc(row.upstream_published_at)
             pusher = session.get(User, row.pushed_by) if row.pushed_by is not None else None
@@ -431,9 +440,7 @@ class Quarantine:
         service = self.service
         now = service.clock()
         with service.db.write() as session:
-            row = self._row(session, package_id, version)
-            if row is None or row.state != "held":
-                raise NotFoundError(f"{package_id} {version} is not held")
+            row = self._held_row(session, package_id, version)
             service._lock_any(session, row.id_lower)
             row.state = "rejected"
             row.decided_at = now
@@ -471,9 +478,7 @@ class Quarantine:
         service = self.service
         now = service.clock()
         with service.db.read() as session:
-            row = self._row(session, package_id, version)
-            if row is None or row.state != "held":
-                raise NotFoundError(f"{package_id} {version} is not held")
+            row = self._held_row(session, package_id, version)
             if principal is not None:
                 user = session.get(User, principal.user_pk)
                 owners = set(session.scalars(select(Owner.user_pk).where(Owner.id_lower == row.id_lower)).all())
