@@ -31,6 +31,7 @@ __all__ = [
     "SearchQuery",
     "autocomplete",
     "parse_search_query",
+    "query_int",
     "search",
     "version_filters",
 ]
@@ -63,7 +64,13 @@ class SearchQuery:
     package_type: str = ""
 
 
-def _int(params: Mapping[str, str], name: str, default: int, upper: int) -> int:
+def query_int(params: Mapping[str, str], name: str, default: int, upper: int | None = None) -> int:
+    """Query parameter ``name`` as a count (``skip``, ``take``, V2's ``$skip``, ``$top``): ``default`` when absent
+    or empty, at most ``upper`` when given.
+
+    Raises:
+        BadRequestError: not an integer, or negative.
+    """
     text = params.get(name)
     if text is None or text == "":
         return default
@@ -73,7 +80,7 @@ def _int(params: Mapping[str, str], name: str, default: int, upper: int) -> int:
         raise BadRequestError(f"the {name} parameter must be an integer, not {text!r}") from exc
     if value < 0:
         raise BadRequestError(f"the {name} parameter must not be negative")
-    return min(value, upper)
+    return value if upper is None else min(value, upper)
 
 
 def _bool(params: Mapping[str, str], name: str) -> bool:
@@ -93,8 +100,8 @@ def parse_search_query(params: Mapping[str, str]) -> SearchQuery:
         semver2 = False
     return SearchQuery(
         q=q.strip(),
-        skip=_int(params, "skip", 0, MAX_SKIP),
-        take=_int(params, "take", DEFAULT_TAKE, MAX_TAKE),
+        skip=query_int(params, "skip", 0, MAX_SKIP),
+        take=query_int(params, "take", DEFAULT_TAKE, MAX_TAKE),
         prerelease=_bool(params, "prerelease"),
         semver2=semver2,
         package_type=params.get("packageType", "").strip(),

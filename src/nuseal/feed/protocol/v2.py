@@ -11,7 +11,7 @@ a minimal ``$metadata``, and ``Search()`` / ``Packages()`` as Atom feeds of list
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlencode
 from xml.etree import ElementTree as ET
 
@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from nuseal.feed.errors import BadRequestError
 from nuseal.feed.protocol.documents import Urls
-from nuseal.feed.protocol.search import MAX_QUERY_LENGTH, SearchQuery, version_filters
+from nuseal.feed.protocol.search import MAX_QUERY_LENGTH, SearchQuery, query_int, version_filters
 from nuseal.feed.store.database import Database
 from nuseal.feed.store.models import Package
 from nuseal.package import NuGetVersion
@@ -89,19 +89,6 @@ def _odata_string(text: str) -> str:
     return text
 
 
-def _int(params: Any, name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadRequestError(f"{name} must be an integer") from exc
-    if value < 0:
-        raise BadRequestError(f"{name} must not be negative")
-    return value
-
-
 class FeedReads(Protocol):
     """What the V2 listing reads: the database and the feed's URLs (a
     :class:`~nuseal.feed.publish.publisher.FeedService` has both)."""
@@ -160,8 +147,8 @@ class LegacyFeed:
         latest_only = flt in ("IsLatestVersion", "IsAbsoluteLatestVersion")
         if flt == "IsAbsoluteLatestVersion":
             prerelease = True
-        skip = _int(params, "$skip", 0)
-        top = min(_int(params, "$top", DEFAULT_TOP), MAX_TOP)
+        skip = query_int(params, "$skip", 0)
+        top = query_int(params, "$top", DEFAULT_TOP, MAX_TOP)
         query = SearchQuery(q=term, prerelease=prerelease, semver2=semver2)
 
         def run() -> tuple[list[Package], bool]:
