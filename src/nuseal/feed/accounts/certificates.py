@@ -49,6 +49,7 @@ __all__ = [
     "CertificateProblem",
     "RegisteredCertificate",
     "certificate_fingerprint",
+    "certificate_row",
     "describe",
     "list_certificates",
     "owners_registered_fingerprints",
@@ -204,6 +205,19 @@ def _pem(certs: Iterable[x509.Certificate]) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode("ascii") for c in certs)
 
 
+def certificate_row(cert: x509.Certificate, fingerprint: str | None = None) -> Certificate:
+    """An unsaved ``certificates`` row describing ``cert``: its SHA-256 fingerprint (``fingerprint`` when the
+    caller has it), DER, subject and issuer (.NET names) and validity; the other columns at their defaults."""
+    return Certificate(
+        fingerprint=fingerprint or certificate_fingerprint(cert),
+        der=cert.public_bytes(Encoding.DER),
+        subject=dotnet_name(cert.subject),
+        issuer=dotnet_name(cert.issuer),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+    )
+
+
 def remember_certificate(
     session: Session, cert: x509.Certificate, *, now: datetime, chain: Sequence[x509.Certificate] = ()
 ) -> Certificate:
@@ -213,18 +227,11 @@ def remember_certificate(
     row = session.scalar(select(Certificate).where(Certificate.fingerprint == fp))
     issuers = [c for c in chain if certificate_fingerprint(c) != fp][:MAX_CHAIN_CERTIFICATES]
     if row is None:
-        row = Certificate(
-            fingerprint=fp,
-            der=cert.public_bytes(Encoding.DER),
-            subject=dotnet_name(cert.subject),
-            issuer=dotnet_name(cert.issuer),
-            not_before=cert.not_valid_before_utc,
-            not_after=cert.not_valid_after_utc,
-            chain_pem=_pem(issuers),
-            first_seen_at=now,
-            status="unknown",
-            status_detail="",
-        )
+        row = certificate_row(cert, fp)
+        row.chain_pem = _pem(issuers)
+        row.first_seen_at = now
+        row.status = "unknown"
+        row.status_detail = ""
         session.add(row)
         session.flush()
     elif not row.chain_pem and issuers:

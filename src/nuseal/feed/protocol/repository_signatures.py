@@ -41,17 +41,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import exists, func, select
 from sqlalchemy.orm import Session
 
 from nuseal.errors import ConfigError
-from nuseal.feed.accounts.certificates import certificate_fingerprint, parse_certificate_upload
+from nuseal.feed.accounts.certificates import certificate_fingerprint, certificate_row, parse_certificate_upload
 from nuseal.feed.errors import FeedError
 from nuseal.feed.protocol import documents as docs
 from nuseal.feed.store.models import Certificate, Package, PackageSignature
 from nuseal.feed.store.storage import Storage
-from nuseal.trust.certificate import dotnet_name
 
 __all__ = [
     "SHA256_OID",
@@ -128,16 +126,7 @@ def listed_certificates(paths: Sequence[str], *, after: Sequence[Certificate] = 
         if fingerprint in seen:
             continue
         seen.add(fingerprint)
-        out.append(
-            Certificate(
-                fingerprint=fingerprint,
-                der=cert.public_bytes(Encoding.DER),
-                subject=dotnet_name(cert.subject),
-                issuer=dotnet_name(cert.issuer),
-                not_before=cert.not_valid_before_utc,
-                not_after=cert.not_valid_after_utc,
-            )
-        )
+        out.append(certificate_row(cert, fingerprint))
     return out
 
 
