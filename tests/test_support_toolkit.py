@@ -7,15 +7,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import zipfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from asn1crypto import cms, core, tsp
 
-from nuseal.cli._clock import command_now
+from nuseal.cli._clock import command_now, feed_clock
 from nuseal.cli.main import main
 from nuseal.errors import UsageError
 from support import network
@@ -165,6 +166,23 @@ def test_a_bad_test_clock_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, valu
     monkeypatch.setenv(TEST_NOW_ENV, value)
     with pytest.raises(UsageError, match=message):
         command_now()
+
+
+def test_the_feed_clock_starts_at_the_test_clock_and_advances(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``serve``'s clock: ``NUSEAL_TEST_NOW`` at its start, then real time (a frozen feed clock would stop
+    sessions, cooldowns and TTLs); the wall clock without the variable."""
+    monkeypatch.setenv(TEST_NOW_ENV, VECTOR_NOW.isoformat())
+    clock = feed_clock()
+    first = clock()
+    time.sleep(0.05)
+    second = clock()
+    assert VECTOR_NOW <= first < second < VECTOR_NOW + timedelta(seconds=5)
+    monkeypatch.delenv(TEST_NOW_ENV)
+    before = datetime.now(UTC)
+    assert before <= feed_clock()() <= datetime.now(UTC)
+    monkeypatch.setenv(TEST_NOW_ENV, "2026-06-01T12:00:00")
+    with pytest.raises(UsageError, match="no UTC offset"):
+        feed_clock()
 
 
 def test_nuseal_verify_judges_at_the_test_clock(monkeypatch: pytest.MonkeyPatch,

@@ -12,18 +12,25 @@ themselves, so adding a vector outside that window fails there, not on some late
 
 Commands run by a test (``nuseal verify``, ``restore``, ``audit``, ``revocation prefetch``; in-process or in a
 subprocess) are given the same instant through ``NUSEAL_TEST_NOW`` (``TEST_NOW_ENV``; the ``vector_clock``
-fixture sets it), which only ``nuseal.cli._clock`` reads, at the command's edge. The feed server reads the wall
-clock (its clock also drives 2FA codes and key expiry, so it is not frozen).
+fixture sets it), which only ``nuseal.cli._clock`` reads, at the command's edge. A ``nuseal serve`` started with
+``VECTOR_ENV`` gives its feed a clock that starts at ``VECTOR_NOW`` and advances with real time (the feed's clock
+also orders sessions, key expiry, cooldowns and TTLs, so it is not frozen): the feed tests that push or mirror the
+vectors start their servers so; in-process and threaded feeds are given a clock directly. Tests of 2FA codes keep
+the wall clock (authenticator codes are computed from it).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["TEST_NOW_ENV", "VECTOR_NOW"]
+__all__ = ["TEST_NOW_ENV", "VECTOR_ENV", "VECTOR_NOW"]
 
 VECTOR_NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 """The instant every real-vector verification in the tests is judged at (timezone-aware, UTC)."""
 
 TEST_NOW_ENV = "NUSEAL_TEST_NOW"
 """Environment variable a CLI run reads as its clock (ISO 8601 with an offset), for tests only."""
+
+VECTOR_ENV = {TEST_NOW_ENV: VECTOR_NOW.isoformat()}
+"""Environment for a ``nuseal`` subprocess judging the vectors: ``verify``/``restore``/``audit`` judge at
+``VECTOR_NOW``; ``serve``'s feed clock starts there and advances (``nuseal.cli._clock.feed_clock``)."""

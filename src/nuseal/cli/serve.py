@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from nuseal.cli._clock import feed_clock
 from nuseal.cli._ingest_options import ingest_options
 from nuseal.errors import UsageError
 
 if TYPE_CHECKING:
     from nuseal.feed.config import IngestConfig
+    from nuseal.feed.http.app import FeedRouter
 
 __all__ = ["DEFAULT_DATA_DIR", "serve_command"]
 
@@ -338,7 +340,7 @@ def serve_command(
     )
     # the dev PKI's TSA/OCSP/CRL live in this (parent) process, so every worker and restart finds them
     dev_responders = start_dev_responders(config)
-    feed = build_feed(config)  # the workers build theirs with the same function (nuseal.feed.compose)
+    feed = build_feed(config, clock=feed_clock())  # the workers build theirs the same way (worker_app)
     feed.service.setup()
     feed.close()
     tls_files = None if plain_http else _tls_files(config, host, tls_cert, tls_key)
@@ -368,7 +370,7 @@ def serve_command(
     os.environ[BODY_TIMEOUT_ENV] = str(body_timeout)
 
     uv_config = uvicorn.Config(
-        "nuseal.feed.compose:app_from_env",
+        "nuseal.cli.serve:worker_app",
         factory=True,
         workers=workers,
         access_log=access_log,
@@ -394,6 +396,14 @@ def serve_command(
     finally:
         if dev_responders is not None:
             dev_responders.stop()
+
+
+def worker_app() -> FeedRouter:
+    """uvicorn factory for each serving process: :func:`nuseal.feed.compose.app_from_env` with the command's feed
+    clock (:func:`nuseal.cli._clock.feed_clock`: the wall clock, or ``NUSEAL_TEST_NOW`` in nuseal's tests)."""
+    from nuseal.feed.compose import app_from_env  # noqa: PLC0415
+
+    return app_from_env(clock=feed_clock())
 
 
 if __name__ == "__main__":  # `python -m nuseal.cli.serve`, used by the feed tests: same errors as `nuseal serve`

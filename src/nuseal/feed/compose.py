@@ -291,10 +291,10 @@ def build_app(config: FeedConfig, *, clock: Callable[[], datetime] | None = None
     return feed.app()
 
 
-def app_from_env() -> FeedRouter:
+def app_from_env(*, clock: Callable[[], datetime] | None = None) -> FeedRouter:
     """uvicorn factory for worker processes: the configuration comes from ``NUSEAL_FEED_CONFIG`` (the parent process
     migrated and ran the setup hooks); the worker finishes what a worker that died mid-push left (``docs/feed.md``,
-    Crash consistency)."""
-    feed = build_feed(FeedConfig.from_env())
+    Crash consistency). ``clock``: the feed's clock (``nuseal serve`` passes its own; default the wall clock)."""
+    feed = build_feed(FeedConfig.from_env(), clock=clock)
     feed.service.recover_pending()
     return feed.app()
