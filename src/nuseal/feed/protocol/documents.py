@@ -21,6 +21,7 @@ from typing import Any
 from nuseal.package import NuGetVersion
 
 __all__ = [
+    "CATALOG_CONTEXT",
     "INLINE_PAGE_THRESHOLD",
     "PAGE_SIZE",
     "REGISTRATION_VIEWS",
@@ -340,7 +341,7 @@ def flat_index(records: Iterable[PackageRecord]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------- registrations
-_REG_CONTEXT = {
+_CATALOG_TERMS = {
     "@vocab": "http://schema.nuget.org/schema#",
     "catalog": "http://schema.nuget.org/catalog#",
     "xsd": "http://www.w3.org/2001/XMLSchema#",
@@ -349,14 +350,24 @@ _REG_CONTEXT = {
     "commitId": {"@id": "catalog:commitId"},
     "count": {"@id": "catalog:count"},
     "parent": {"@id": "catalog:parent", "@type": "@id"},
-    "tags": {"@id": "tag", "@container": "@set"},
-    "packageTargetFrameworks": {"@id": "packageTargetFramework", "@container": "@set"},
-    "dependencyGroups": {"@id": "dependencyGroup", "@container": "@set"},
-    "dependencies": {"@id": "dependency", "@container": "@set"},
+}
+_LINK_TERMS = {
     "packageContent": {"@type": "@id"},
     "published": {"@type": "xsd:dateTime"},
     "registration": {"@type": "@id"},
 }
+#: The ``@context`` of this feed's registration indexes and pages (nuget.org's terms, in its order).
+_REG_CONTEXT = {
+    **_CATALOG_TERMS,
+    "tags": {"@id": "tag", "@container": "@set"},
+    "packageTargetFrameworks": {"@id": "packageTargetFramework", "@container": "@set"},
+    "dependencyGroups": {"@id": "dependencyGroup", "@container": "@set"},
+    "dependencies": {"@id": "dependency", "@container": "@set"},
+    **_LINK_TERMS,
+}
+#: The same without the catalog entry's set terms: the ``@context`` of the registration indexes the mirror builds
+#: from an upstream's items (:mod:`nuseal.feed.mirror.readthrough`).
+CATALOG_CONTEXT = {**_CATALOG_TERMS, **_LINK_TERMS}
 
 
 def _dependency_groups(urls: Urls, view: str, leaf_url: str, rec: PackageRecord) -> list[dict[str, Any]]:
