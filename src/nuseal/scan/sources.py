@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from nuseal._internal.bounded import read_bounded
 from nuseal.errors import NetworkError, UsageError
 from nuseal.package.version import NuGetVersion
 from nuseal.scan.package import ScanPackage
@@ -314,16 +315,13 @@ class FeedClient:
             with self._client.stream("GET", url) as response:
                 if response.status_code != 200:
                     raise NetworkError(f"{url} answered HTTP {response.status_code}")
-                chunks: list[bytes] = []
-                total = 0
-                for chunk in response.iter_bytes():
-                    total += len(chunk)
-                    if total > MAX_DOWNLOAD:
-                        raise NetworkError(f"{url} is larger than {MAX_DOWNLOAD} bytes")
-                    chunks.append(chunk)
+                return read_bounded(
+                    response.iter_bytes(),
+                    MAX_DOWNLOAD,
+                    too_large=lambda: NetworkError(f"{url} is larger than {MAX_DOWNLOAD} bytes"),
+                )
         except httpx.HTTPError as exc:
             raise NetworkError(f"cannot download {url}: {exc}") from exc
-        return b"".join(chunks)
 
 
 def load_source(source: PackageSource, *, client: FeedClient | None = None) -> ScanPackage:

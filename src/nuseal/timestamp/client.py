@@ -38,6 +38,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from nuseal._internal.bounded import read_bounded
 from nuseal._internal.tls import shared_tls_context
 from nuseal.codes import Level, NuCode
 from nuseal.errors import NetworkError, TimestampError, UsageError
@@ -93,16 +94,15 @@ def _post(client: httpx.Client, url: str, body: bytes, *, deadline: float) -> by
     ) as reply:
         if reply.status_code != 200:
             raise NetworkError(f"the timestamp server {url} answered HTTP {reply.status_code}")
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in reply.iter_bytes():
-            size += len(chunk)
-            if size > MAX_RESPONSE_BYTES:
-                raise NetworkError(f"the timestamp response from {url} is larger than {MAX_RESPONSE_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise NetworkError(f"the timestamp server {url} did not answer within the time limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return read_bounded(
+            reply.iter_bytes(),
+            MAX_RESPONSE_BYTES,
+            too_large=lambda: NetworkError(
+                f"the timestamp response from {url} is larger than {MAX_RESPONSE_BYTES} bytes"
+            ),
+            deadline=deadline,
+            too_late=lambda: NetworkError(f"the timestamp server {url} did not answer within the time limit"),
+        )
 
 
 def _post_with_deadline(client: httpx.Client, url: str, body: bytes, timeout: float) -> bytes:

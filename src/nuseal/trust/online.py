@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from nuseal._internal.bounded import read_bounded
 from nuseal._internal.tls import shared_tls_context
 from nuseal.errors import NetworkError, UsageError
 from nuseal.trust.revocation import (
@@ -110,16 +111,13 @@ class HttpRevocationFetcher:
             with client.stream(method, url, content=body, headers=headers, timeout=timeout) as response:
                 if response.status_code != httpx.codes.OK:
                     raise NetworkError(f"{url} answered HTTP {response.status_code}")
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise NetworkError(f"{url} sent more than {limit} bytes")
-                    if time.monotonic() > deadline:
-                        raise ResponderUnreachable(f"{url} did not answer within {timeout:.3g} s")
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                return read_bounded(
+                    response.iter_bytes(),
+                    limit,
+                    too_large=lambda: NetworkError(f"{url} sent more than {limit} bytes"),
+                    deadline=deadline,
+                    too_late=lambda: ResponderUnreachable(f"{url} did not answer within {timeout:.3g} s"),
+                )
         except httpx.TimeoutException as exc:
             raise ResponderUnreachable(f"{url} did not answer within {timeout:.3g} s") from exc
         except httpx.TransportError as exc:
