@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import socket
 import threading
@@ -30,6 +31,7 @@ from nuseal.feed.accounts.keys import create_api_key, create_user
 from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, UpstreamConfig
 from nuseal.feed.mirror.admin import set_admin
+from support.clock import VECTOR_ENV
 
 from .conftest import Feed, NuGetExe, make_package, run_admin, start_feed
 from .upstream_support import NugetOrgUpstream, UpstreamProxy, nupkg_path, start_test_upstream, tampered, upstream_proxy
@@ -74,7 +76,8 @@ def vector(upstream: NugetOrgUpstream, package_id: str) -> tuple[str, Path]:
 
 def start_mirror(data_dir: Path, proxy: UpstreamProxy, *args: str) -> Feed:
     """``nuseal serve --upstream test=<proxy> --allow-insecure-upstream`` with the vectors' trust roots and offline
-    revocation (tests reach only loopback)."""
+    revocation (tests reach only loopback), judging the vectors on their clock (``VECTOR_ENV``: it starts at
+    ``VECTOR_NOW``)."""
     return start_feed(
         data_dir,
         "--upstream",
@@ -88,6 +91,7 @@ def start_mirror(data_dir: Path, proxy: UpstreamProxy, *args: str) -> Feed:
         TIMESTAMP,
         *args,
         users=("alice", "root"),
+        env=VECTOR_ENV,
     )
 
 
@@ -261,7 +265,9 @@ def start_mirror_existing(data_dir: Path, proxy: UpstreamProxy) -> Feed:
         TIMESTAMP,
     ]
     with open(data_dir / "server.log", "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env={**os.environ, **VECTOR_ENV}
+        )
     assert proc.stdout is not None
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -319,11 +325,11 @@ ThreadMirrorFactory = Callable[..., "ThreadMirror"]
 
 
 @pytest.fixture
-def thread_mirror(proxy: UpstreamProxy, tmp_path: Path) -> Iterator[ThreadMirrorFactory]:
+def thread_mirror(upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path) -> Iterator[ThreadMirrorFactory]:
     started: list[ThreadMirror] = []
 
     def make(*more: UpstreamConfig, **ingest: object) -> ThreadMirror:
-        m = start_thread_mirror(tmp_path / f"mirror{len(started)}", proxy, *more, **ingest)
+        m = start_thread_mirror(tmp_path / f"mirror{len(started)}", proxy, upstream.now(), *more, **ingest)
         started.append(m)
         return m
 
@@ -332,11 +338,14 @@ def thread_mirror(proxy: UpstreamProxy, tmp_path: Path) -> Iterator[ThreadMirror
         m.stop()
 
 
-def start_thread_mirror(data_dir: Path, proxy: UpstreamProxy, *more: UpstreamConfig, **ingest: object) -> ThreadMirror:
+def start_thread_mirror(
+    data_dir: Path, proxy: UpstreamProxy, now: datetime, *more: UpstreamConfig, **ingest: object
+) -> ThreadMirror:
+    """The mirror, its clock at ``now`` (the test moves it)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    clock = Clock(datetime.now(UTC))
+    clock = Clock(now)
     config = FeedConfig(
         data_dir=data_dir,
         base_url=base_url,

@@ -4,7 +4,9 @@
   ``../shared/vectors/nuget.org/`` byte for byte (pushed as they are: with signing off the feed stores pushed bytes
   unchanged, their nuget.org repository signatures included), with a ``RepositorySignatures/5.0.0`` resource
   listing nuget.org's repository certificates as taken from the vectors' repository signatures
-  (:func:`nuget_org_repository_certificates`; ``nuseal serve --list-repository-certificate``).
+  (:func:`nuget_org_repository_certificates`; ``nuseal serve --list-repository-certificate``). Its clock starts
+  at ``VECTOR_NOW`` (``support.clock.VECTOR_ENV``), as the mirrors' in front of it do, so the upstream's
+  ``published`` dates and a mirror's clock are on one time line (:meth:`NugetOrgUpstream.now`).
 - :class:`UpstreamProxy` (:func:`upstream_proxy`): a loopback HTTP server that forwards GETs to an upstream,
   rewriting the upstream's URLs in JSON documents to its own (so a client that follows the service index stays
   behind the proxy) and passing ``.nupkg`` bytes untouched. It counts requests per path, and can hold ``.nupkg``
@@ -18,10 +20,12 @@ from __future__ import annotations
 import re
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
+from support.clock import VECTOR_ENV, VECTOR_NOW
 from support.tamper import entry_content_changed
 
 from .conftest import VECTORS, Feed, start_feed
@@ -81,6 +86,12 @@ class NugetOrgUpstream:
     feed: Feed
     packages: dict[tuple[str, str], Path]
     certificates: list[x509.Certificate]
+    started: float = 0.0
+    """``time.monotonic()`` just before the upstream's process started (its clock read ``VECTOR_NOW`` then)."""
+
+    def now(self) -> datetime:
+        """The upstream's clock, as this process sees it: at most a few seconds (its start-up) ahead of it."""
+        return VECTOR_NOW + timedelta(seconds=time.monotonic() - self.started)
 
     @property
     def source(self) -> str:
@@ -102,7 +113,8 @@ def start_test_upstream(data_dir: Path, *serve_args: str) -> NugetOrgUpstream:
         pem.write_bytes(cert.public_bytes(Encoding.PEM))
         args += [CERTIFICATE_OPTION, str(pem)]
     args += ["--advertise-repository-signatures", "always"]  # over plain http, as a test upstream is
-    feed = start_feed(data_dir, *args)
+    started = time.monotonic()
+    feed = start_feed(data_dir, *args, env=VECTOR_ENV)
     packages = vector_files()
     try:
         for (lower, ver), path in packages.items():
@@ -114,7 +126,7 @@ def start_test_upstream(data_dir: Path, *serve_args: str) -> NugetOrgUpstream:
     except BaseException:
         feed.stop()
         raise
-    return NugetOrgUpstream(feed, packages, certs)
+    return NugetOrgUpstream(feed, packages, certs, started)
 
 
 # ------------------------------------------------------------------------------------------------ proxy
