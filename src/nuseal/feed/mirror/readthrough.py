@@ -68,6 +68,7 @@ from nuseal.feed.mirror.upstream import (
     UpstreamSource,
 )
 from nuseal.feed.protocol.documents import (
+    CATALOG_CONTEXT,
     JSON_CONTENT_TYPE,
     PAGE_SIZE,
     REGISTRATION_VIEWS,
@@ -78,9 +79,7 @@ from nuseal.feed.protocol.documents import (
 from nuseal.feed.protocol.search import SearchQuery
 from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.store.models import Owner, Package, ReservedPrefix
-from nuseal.hashalg import HashAlgorithm
 from nuseal.package import NuGetVersion
-from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
 
 __all__ = ["MirrorTask", "ReadThroughLayer", "ReadThroughMirror", "build_mirror", "signature_info"]
 
@@ -99,42 +98,13 @@ _FLAT_INDEX = re.compile(rf"^v3/flatcontainer/{_ID}/index\.json$")
 _FLAT_FILE = re.compile(rf"^v3/flatcontainer/{_ID}/{_VER}/[^/]+\.(?:nupkg|nuspec)$")
 _REG_INDEX = re.compile(rf"^v3/(registration|registration-semver2)/{_ID}/index\.json$")
 _REG_LEAF = re.compile(rf"^v3/(registration|registration-semver2)/{_ID}/{_VER}\.json$")
-_CATALOG_CONTEXT = {
-    "@vocab": "http://schema.nuget.org/schema#",
-    "catalog": "http://schema.nuget.org/catalog#",
-    "xsd": "http://www.w3.org/2001/XMLSchema#",
-    "items": {"@id": "catalog:item", "@container": "@set"},
-    "commitTimeStamp": {"@id": "catalog:commitTimeStamp", "@type": "xsd:dateTime"},
-    "commitId": {"@id": "catalog:commitId"},
-    "count": {"@id": "catalog:count"},
-    "parent": {"@id": "catalog:parent", "@type": "@id"},
-    "packageContent": {"@type": "@id"},
-    "published": {"@type": "xsd:dateTime"},
-    "registration": {"@type": "@id"},
-}
 
 
 def signature_info(document: RepositorySignatures | None) -> RepositorySignatureInfo | None:
     """An upstream's ``RepositorySignatures`` document as the verification gate takes it: its certificates become
     an allow list for repository signatures (NC ``RepositorySignatureInfoUtility``; same as restore's
     :meth:`nuseal.client.feedclient.FeedClient.repository_signatures`)."""
-    if document is None:
-        return None
-    entries: list[AllowListEntry] = []
-    for cert in document.certificates:
-        for oid, fingerprint in cert.fingerprints.items():
-            algorithm = HashAlgorithm.from_oid(oid)
-            if algorithm is not None:
-                entries.append(
-                    AllowListEntry(
-                        fingerprint=fingerprint,
-                        hash_algorithm=algorithm,
-                        target=VerificationTarget.REPOSITORY,
-                        placement=SignaturePlacement.ANY,
-                        name=cert.subject or None,
-                    )
-                )
-    return RepositorySignatureInfo(document.all_repository_signed, tuple(entries))
+    return None if document is None else RepositorySignatureInfo.from_document(document)
 
 
 def _lower_version(text: str) -> str | None:
@@ -344,7 +314,7 @@ class ReadThroughMirror:
             "commitTimeStamp": stamp,
             "count": len(pages),
             "items": pages,
-            "@context": _CATALOG_CONTEXT,
+            "@context": CATALOG_CONTEXT,
         }
 
     @staticmethod
