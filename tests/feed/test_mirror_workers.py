@@ -28,7 +28,7 @@ from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
 from nuseal.feed.protocol.documents import nupkg_key
 from nuseal.feed.store.models import Package
-from support.clock import VECTOR_NOW
+from support.clock import VECTOR_ENV, VECTOR_NOW
 
 from .conftest import Feed, start_feed
 from .test_ingest import _feed, _nuget_org_info
@@ -79,6 +79,7 @@ def start_mirror(data_dir: Path, proxy: UpstreamProxy, workers: int) -> Feed:
         str(SHARED / "trust" / "timestampctl.pem"),
         workers=workers,
         users=("alice",),
+        env=VECTOR_ENV,  # each worker judges the vectors on their clock (it starts at VECTOR_NOW)
     )
 
 
@@ -218,7 +219,7 @@ def test_two_processes_on_one_data_folder_download_once_accepted_or_refused(
         ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0),
         upstreams=(UpstreamConfig("test", proxy.source, ("*",), allow_insecure_connections=True),),
     )
-    feeds = [build_feed(config), build_feed(config)]
+    feeds = [build_feed(config, clock=upstream.now), build_feed(config, clock=upstream.now)]  # the vectors' clock
     feeds[0].service.setup()
     mirrors = [f.mirror for f in feeds]
     assert mirrors[0] is not None and mirrors[1] is not None and mirrors[0] is not mirrors[1]
