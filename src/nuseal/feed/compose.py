@@ -180,6 +180,8 @@ class Feed:
     ingestion: Ingestion | None = None
     #: Issue 16: the read-through mirror of the configured upstreams (None: no ``--upstream``).
     mirror: ReadThroughMirror | None = None
+    #: Whether :meth:`close` closes the signing context (False when the caller passed one in and owns it).
+    owns_signing: bool = True
 
     @property
     def config(self) -> FeedConfig:
@@ -207,8 +209,15 @@ class Feed:
         return router
 
     def close(self) -> None:
-        """Release the database connections (the application's lifespan does it when it ran)."""
+        """Release the database connections (the application's lifespan does it when it ran) and, when this
+        feed loaded its signing context, the repository signer's session: a PKCS#11 token allows one login per
+        process, and ``nuseal serve`` builds the feed once to set it up before its (same-process) worker builds
+        it again."""
         self.service.db.dispose()
+        if self.owns_signing and self.signing is not None:
+            close = getattr(self.signing.signer, "close", None)
+            if callable(close):
+                close()
 
 
 def build_feed(
@@ -231,6 +240,7 @@ def build_feed(
     """
     if fetcher is None:
         fetcher = HttpRevocationFetcher()
+    owns_signing = signing is None
     if config.signing.enabled and signing is None:
         signing = FeedSigning.load(config, fetcher=fetcher)
     elif not config.signing.enabled:
@@ -250,6 +260,7 @@ def build_feed(
         extra_routes(service, ingestion),
         ingestion,
         mirror,
+        owns_signing,
     )
 
 
