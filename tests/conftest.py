@@ -21,6 +21,13 @@ from support.clock import TEST_NOW_ENV, VECTOR_NOW
 
 network.install()
 
+# The oracle's installation (run-oracle.sh: ${ORACLE_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/nuget-oracle}) is found
+# through the real home even in tests that point HOME at a temporary folder (restore's isolation); without this
+# the oracle reinstalled itself there, a download the network fence (rightly) refuses.
+os.environ.setdefault(
+    "ORACLE_HOME", str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nuget-oracle")
+)
+
 _NUGET_EXE = Path("nuget-exe") / "node_modules" / "nuget-exe" / "nuget-5.8.0.exe"
 
 

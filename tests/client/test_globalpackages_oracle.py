@@ -31,6 +31,7 @@ from nuseal.package import PackageArchive
 from nuseal.signature import PrimarySignature, SignatureType
 from nuseal.trust import RevocationMode, fingerprint
 from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationPolicy, VerificationTarget
+from support import oracle
 from support.clock import VECTOR_NOW
 
 pytestmark = pytest.mark.oracle
@@ -49,6 +50,9 @@ SOURCE = "https://feed.example/v3/index.json"
 
 def _oracle_extract(data: bytes, args: list[str]) -> dict[str, Any]:
     """NuGet's ``extract`` of ``data`` into an empty folder (cached)."""
+    reason = oracle.oracle_unavailable_reason()  # installs it on first use, the one step past the network fence
+    if reason is not None:
+        pytest.fail(f"NuGet's extractor cannot run ({reason}): ../shared must sit beside the checkout")
     key = hashlib.sha256(data)
     key.update("\0".join(args).encode())
     key.update((SHARED / "tools" / "nuget-oracle" / "README.md").read_bytes())

@@ -20,6 +20,7 @@ import pytest
 from feed.conftest import VECTORS, Feed, start_feed
 from nuseal.cli.main import main
 from nuseal.package import PackageArchive
+from support import oracle
 
 from .restore_support import write_config, write_project
 from .test_globalpackages_oracle import CODESIGN, SCRIPT, TIMESTAMP, _oracle_tree, _our_tree
@@ -51,6 +52,9 @@ def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
 
 
 def _oracle_extract(data: bytes, source: str) -> dict[str, Any]:
+    reason = oracle.oracle_unavailable_reason()  # installs it on first use, the one step past the network fence
+    if reason is not None:
+        pytest.fail(f"NuGet's extractor cannot run ({reason}): ../shared must sit beside the checkout")
     with tempfile.TemporaryDirectory() as tmp:
         pkg = Path(tmp) / "in" / "package.nupkg"
         pkg.parent.mkdir()

@@ -32,7 +32,9 @@ SUBPROCESS_ENV: Mapping[str, str] = {
     name: value
     for proxy in ("http_proxy", "https_proxy", "all_proxy")
     for name, value in ((proxy, DEAD_PROXY), (proxy.upper(), DEAD_PROXY))
-} | {"no_proxy": "127.0.0.1,localhost,::1", "NO_PROXY": "127.0.0.1,localhost,::1"}
+} | {"no_proxy": (_NO_PROXY := "127.0.0.1,127.0.0.2,127.0.0.3,127.0.0.0/8,localhost,::1"), "NO_PROXY": _NO_PROXY}
+# httpx matches NO_PROXY hosts exactly (no CIDR): the other loopback addresses the tests use are listed by name;
+# curl and .NET also read the CIDR form.
 
 
 def _message(what: str) -> str:
