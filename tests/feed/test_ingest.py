@@ -23,11 +23,11 @@ from cryptography.hazmat.primitives import hashes
 from nuseal.cli.admin import admin_group
 from nuseal.client.gate import RepositorySignatureInfo
 from nuseal.devpki import DevPki
+from nuseal.feed.accounts.admins import set_admin
 from nuseal.feed.accounts.keys import create_api_key, create_user
 from nuseal.feed.compose import Feed as ComposedFeed
 from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig
-from nuseal.feed.mirror.admin import set_admin
 from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.store import audit
 from nuseal.hashalg import HashAlgorithm

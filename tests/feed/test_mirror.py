@@ -27,10 +27,10 @@ import httpx
 import pytest
 import uvicorn
 
+from nuseal.feed.accounts.admins import set_admin
 from nuseal.feed.accounts.keys import create_api_key, create_user
 from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, UpstreamConfig
-from nuseal.feed.mirror.admin import set_admin
 from support.clock import VECTOR_ENV
 
 from .conftest import Feed, NuGetExe, make_package, run_admin, start_feed

@@ -250,7 +250,7 @@ def reserve_prefix_command(
 ) -> None:
     """Reserve the id PREFIX for user OWNER: only its owners may push new ids under it (nuget.org's id prefix
     reservation); their packages show a verified mark."""
-    from nuseal.feed.mirror.admin import reserve_prefix  # noqa: PLC0415
+    from nuseal.feed.accounts.admins import reserve_prefix  # noqa: PLC0415
 
     with _session(data_dir, database_url, write=True) as session:
         r = reserve_prefix(session, prefix, owner, actor=_actor(actor), now=datetime.now(UTC))
@@ -266,7 +266,7 @@ def unreserve_prefix_command(
     *, prefix: str, owner: str | None, actor: str | None, data_dir: Path, database_url: str | None
 ) -> None:
     """Remove the reservation of PREFIX (for OWNER only, when given)."""
-    from nuseal.feed.mirror.admin import unreserve_prefix  # noqa: PLC0415
+    from nuseal.feed.accounts.admins import unreserve_prefix  # noqa: PLC0415
 
     with _session(data_dir, database_url, write=True) as session:
         n = unreserve_prefix(session, prefix, owner, actor=_actor(actor), now=datetime.now(UTC))
@@ -277,7 +277,7 @@ def unreserve_prefix_command(
 @_feed_options
 def list_prefixes_command(*, data_dir: Path, database_url: str | None) -> None:
     """List reserved id prefixes and their owners."""
-    from nuseal.feed.mirror.admin import list_prefixes  # noqa: PLC0415
+    from nuseal.feed.accounts.admins import list_prefixes  # noqa: PLC0415
 
     with _session(data_dir, database_url, write=False) as session:
         rows = list_prefixes(session)
@@ -292,7 +292,7 @@ def list_prefixes_command(*, data_dir: Path, database_url: str | None) -> None:
 @_feed_options
 def set_admin_command(*, name: str, revoke: bool, actor: str | None, data_dir: Path, database_url: str | None) -> None:
     """Make user NAME a feed administrator (quarantine decisions on the web page, the quarantine header)."""
-    from nuseal.feed.mirror.admin import set_admin  # noqa: PLC0415
+    from nuseal.feed.accounts.admins import set_admin  # noqa: PLC0415
 
     with _session(data_dir, database_url, write=True) as session:
         set_admin(session, name, admin=not revoke, actor=_actor(actor), now=datetime.now(UTC))

@@ -29,10 +29,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from nuseal.feed.accounts.admins import verified_prefixes
 from nuseal.feed.accounts.keys import owners_of
 from nuseal.feed.errors import NotFoundError
 from nuseal.feed.http.account import SESSION_COOKIE, signed_in_user
-from nuseal.feed.mirror.admin import verified_prefixes
 from nuseal.feed.mirror.quarantine import stage_results
 from nuseal.feed.protocol import search as search_mod
 from nuseal.feed.protocol.documents import SignatureRecord

@@ -29,10 +29,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nuseal.feed.accounts.admins import is_admin_key
 from nuseal.feed.errors import FeedError, ForbiddenError
 from nuseal.feed.http.account import AccountRoutes, _WebUser
 from nuseal.feed.http.pages import Pages
-from nuseal.feed.mirror.admin import is_admin_key
 from nuseal.feed.mirror.ingest import Ingestion
 from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.store.models import User

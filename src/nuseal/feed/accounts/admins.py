@@ -1,4 +1,4 @@
-"""Feed administration for issue 16: administrators, reserved id prefixes (nuget.org's id prefix reservation).
+"""Administrators and reserved id prefixes (nuget.org's id prefix reservation): who may decide and who may push what.
 
 * ``users.is_admin``: an administrator decides on quarantined versions (``/admin/quarantine``) and, with a full-scope
   API key, sees why a held version is absent (the ``X-NuSeal-Quarantine`` header on its ``.nupkg`` 404).
