@@ -13,7 +13,7 @@ import base64
 import hashlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -33,23 +33,16 @@ from nuseal.package.version import NuGetVersion
 
 from . import upstream_support
 from .conftest import make_package, start_feed
-from .upstream_support import NugetOrgUpstream, UpstreamProxy, nupkg_path, start_test_upstream, upstream_proxy
+from .upstream_support import (
+    NugetOrgUpstream,
+    UpstreamProxy,
+    nupkg_path,
+    proxy_fixture,  # noqa: F401 - the proxy fixture
+    upstream_fixture,  # noqa: F401 - the upstream fixture
+)
 
 T = TypeVar("T")
 V = NuGetVersion.parse
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NugetOrgUpstream]:
-    u = start_test_upstream(tmp_path_factory.mktemp("upstream"))
-    yield u
-    u.stop()
-
-
-@pytest.fixture
-def proxy(upstream: NugetOrgUpstream) -> Iterator[UpstreamProxy]:
-    with upstream_proxy(upstream.feed.base_url) as p:
-        yield p
 
 
 class Clock:

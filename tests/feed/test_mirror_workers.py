@@ -10,11 +10,9 @@ request's connection (``/proc/<pid>/fd`` and ``/proc/net/tcp``; Linux, as the fe
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -28,59 +26,26 @@ from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
 from nuseal.feed.protocol.documents import nupkg_key
 from nuseal.feed.store.models import Package
-from support.clock import VECTOR_ENV, VECTOR_NOW
+from support.clock import VECTOR_NOW
 
-from .conftest import Feed, start_feed
 from .test_ingest import _feed, _nuget_org_info
 from .upstream_support import (
+    CODESIGN_BUNDLE,
+    TIMESTAMP_BUNDLE,
     NugetOrgUpstream,
     UpstreamProxy,
+    nuget_org_proxy_fixture,  # noqa: F401 - the proxy fixture
     nupkg_path,
-    start_test_upstream,
+    start_mirror,
     tampered,
-    upstream_proxy,
+    upstream_fixture,  # noqa: F401 - the upstream fixture
+    vector,
     vector_files,
 )
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 CONCURRENT = 50
 #: Most warm-up connections opened to get both workers answering.
 MAX_CONNECTIONS = 300
-
-
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NugetOrgUpstream]:
-    u = start_test_upstream(tmp_path_factory.mktemp("upstream"))
-    yield u
-    u.stop()
-
-
-@pytest.fixture
-def proxy(upstream: NugetOrgUpstream) -> Iterator[UpstreamProxy]:
-    with upstream_proxy(upstream.feed.base_url) as p:
-        # nuget.org's RepositorySignatures says allRepositorySigned: true (the test upstream, --no-signing, false)
-        index = "/v3/repository-signatures/index.json"
-        document = httpx.get(p.base_url + index, timeout=30).json()
-        p.replace[index] = json.dumps({**document, "allRepositorySigned": True}).encode()
-        yield p
-
-
-def start_mirror(data_dir: Path, proxy: UpstreamProxy, workers: int) -> Feed:
-    return start_feed(
-        data_dir,
-        "--upstream",
-        f"test={proxy.source}",
-        "--allow-insecure-upstream",
-        "--upstream-revocation-mode",
-        "offline",
-        "--trust-bundle",
-        str(SHARED / "trust" / "codesignctl.pem"),
-        "--timestamp-trust-bundle",
-        str(SHARED / "trust" / "timestampctl.pem"),
-        workers=workers,
-        users=("alice",),
-        env=VECTOR_ENV,  # each worker judges the vectors on their clock (it starts at VECTOR_NOW)
-    )
 
 
 # ------------------------------------------------------------------------------------------------ /proc
@@ -140,9 +105,9 @@ def client_port(response: httpx.Response) -> int:
 def test_fifty_concurrent_first_requests_over_two_workers_one_upstream_download(
     upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
 ) -> None:
-    mirror = start_mirror(tmp_path / "mirror", proxy, workers=2)
+    mirror = start_mirror(tmp_path / "mirror", proxy, workers=2, users=("alice",))
     port = int(mirror.base_url.rsplit(":", 1)[1])
-    ver, path = next((v, p) for (i, v), p in upstream.packages.items() if i == "microsoft.data.sqlite")
+    ver, path = vector(upstream, "microsoft.data.sqlite")
     url = nupkg_path("microsoft.data.sqlite", ver)
 
     async def run() -> tuple[list[httpx.Response], dict[int, int], set[int]]:
@@ -206,15 +171,15 @@ def test_two_processes_on_one_data_folder_download_once_accepted_or_refused(
     """Two mirrors composed on one data folder (as two worker processes: each its own single flight; the per-version
     lock file between them) asked for one version at once: one download. The one that waited for the lock finds the
     version stored, or refused just now (a tampered package, NU3008), and does not download it again."""
-    ver, path = next((v, p) for (i, v), p in upstream.packages.items() if i == "system.memory")
+    ver, path = vector(upstream, "system.memory")
     if upstream_bytes == "tampered":
         proxy.replace[nupkg_path("system.memory", ver)] = tampered(path)
     config = FeedConfig(
         data_dir=tmp_path / "feed",
         base_url="http://127.0.0.1:9",
         signing=SigningConfig(
-            trust_bundle=str(SHARED / "trust" / "codesignctl.pem"),
-            timestamp_trust_bundle=str(SHARED / "trust" / "timestampctl.pem"),
+            trust_bundle=CODESIGN_BUNDLE,
+            timestamp_trust_bundle=TIMESTAMP_BUNDLE,
         ),
         ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0),
         upstreams=(UpstreamConfig("test", proxy.source, ("*",), allow_insecure_connections=True),),

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import threading
@@ -30,6 +31,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -220,3 +222,72 @@ def upstream_proxy(target: str) -> Iterator[UpstreamProxy]:
         server.shutdown()
         server.server_close()
         client.close()
+
+
+# ------------------------------------------------------------------------------------------------ fixtures, mirrors
+#: The vectors' trust roots (code signing, timestamping), the mirrors' --trust-bundle and --timestamp-trust-bundle.
+CODESIGN_BUNDLE = str(VECTORS.parents[1] / "trust" / "codesignctl.pem")
+TIMESTAMP_BUNDLE = str(VECTORS.parents[1] / "trust" / "timestampctl.pem")
+
+
+@pytest.fixture(scope="module", name="upstream")
+def upstream_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NugetOrgUpstream]:
+    """``upstream``: the test upstream (:func:`start_test_upstream`), one per test module."""
+    u = start_test_upstream(tmp_path_factory.mktemp("upstream"))
+    yield u
+    u.stop()
+
+
+@pytest.fixture(name="proxy")
+def proxy_fixture(upstream: NugetOrgUpstream) -> Iterator[UpstreamProxy]:
+    """``proxy``: a proxy in front of the test upstream, the upstream's documents as they are."""
+    with upstream_proxy(upstream.feed.base_url) as p:
+        yield p
+
+
+@pytest.fixture(name="proxy")
+def nuget_org_proxy_fixture(upstream: NugetOrgUpstream) -> Iterator[UpstreamProxy]:
+    """``proxy``: a proxy in front of the test upstream that says all its packages are repository-signed, as
+    nuget.org does (:func:`says_all_repository_signed`)."""
+    with upstream_proxy(upstream.feed.base_url) as p:
+        says_all_repository_signed(p)
+        yield p
+
+
+def says_all_repository_signed(proxy: UpstreamProxy) -> None:
+    """Serve the upstream's RepositorySignatures with ``allRepositorySigned: true``, as nuget.org's says (the test
+    upstream runs with --no-signing, so its own says false): every package must then carry a repository signature
+    by one of the listed certificates (NuGet.Client RepositorySignatureInfoUtility)."""
+    path = "/v3/repository-signatures/index.json"
+    document = httpx.get(proxy.base_url + path, timeout=30).json()
+    assert document["signingCertificates"]
+    proxy.replace[path] = json.dumps({**document, "allRepositorySigned": True}).encode()
+
+
+def vector(upstream: NugetOrgUpstream, package_id: str) -> tuple[str, Path]:
+    """(normalized lower version, vector file) of the vector with this id."""
+    return next((ver, path) for (i, ver), path in upstream.packages.items() if i == package_id.lower())
+
+
+def start_mirror(
+    data_dir: Path, proxy: UpstreamProxy, *args: str, workers: int = 1, users: tuple[str, ...] = ("alice", "root")
+) -> Feed:
+    """``nuseal serve --upstream test=<proxy> --allow-insecure-upstream`` with the vectors' trust roots and offline
+    revocation (tests reach only loopback), judging the vectors on their clock (``VECTOR_ENV``: it starts at
+    ``VECTOR_NOW``); ``users`` are created first (none on a data folder that has them: a restart)."""
+    return start_feed(
+        data_dir,
+        "--upstream",
+        f"test={proxy.source}",
+        "--allow-insecure-upstream",
+        "--upstream-revocation-mode",
+        "offline",
+        "--trust-bundle",
+        CODESIGN_BUNDLE,
+        "--timestamp-trust-bundle",
+        TIMESTAMP_BUNDLE,
+        *args,
+        workers=workers,
+        users=users,
+        env=VECTOR_ENV,
+    )
