@@ -46,6 +46,7 @@ from datetime import datetime
 from pathlib import Path
 
 from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from nuseal.errors import ConfigError
 from nuseal.feed.config import FeedConfig
@@ -193,20 +194,23 @@ class Feed:
 
     def app(self) -> FeedRouter:
         """The ASGI application. :meth:`FeedService.setup` must have run (here or in another process)."""
-        mirror = self.mirror
-        router = create_app(
-            self.service,
+        mirror, ingestion, service = self.mirror, self.ingestion, self.service
+
+        def reads(static: ASGIApp) -> ASGIApp:
+            # the mirror answers /v3/ reads of upstream ids before the static layer; a held version's .nupkg 404
+            # names why, to an administrator's key (both inside the security headers' layer)
+            layer = ReadThroughLayer(static, mirror) if mirror is not None else static
+            return QuarantineHeader(layer, service, ingestion) if ingestion is not None else layer
+
+        return create_app(
+            service,
             self.pipeline,
             self.tasks,
             self.routes,
-            # the mirror answers /v3/ reads of upstream ids before the static layer, and adds upstream search hits
-            reads=(lambda static: ReadThroughLayer(static, mirror)) if mirror is not None else None,
+            reads=reads,
             search_extension=mirror.extend_search if mirror is not None else None,
             upstream_pages=mirror.page_info if mirror is not None else None,
         )
-        if self.ingestion is not None:  # a held version's .nupkg 404 names why, to an administrator's key
-            router._static = QuarantineHeader(router._static, self.service, self.ingestion)  # type: ignore[assignment]
-        return router
 
     def close(self) -> None:
         """Release the database connections (the application's lifespan does it when it ran) and, when this

@@ -157,9 +157,6 @@ class QuarantineHeader:
         self.service = service
         self.ingestion = ingestion
 
-    def __getattr__(self, name: str) -> Any:  # the wrapped router's attributes (e.g. ``feed``) stay reachable
-        return getattr(self.app, name)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match = _NUPKG.match(scope.get("path", "")) if scope["type"] == "http" else None
         key = None
