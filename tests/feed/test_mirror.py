@@ -33,6 +33,7 @@ from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, Upstream
 
 from .conftest import Feed, NuGetExe, make_package, run_admin
 from .test_ingest import Clock
+from .test_security_headers import check as check_headers
 from .upstream_support import (
     CODESIGN_BUNDLE,
     TIMESTAMP_BUNDLE,
@@ -101,6 +102,16 @@ def test_mirror_serves_upstream_packages_byte_identical_with_metadata_and_search
         # an id the upstream does not know is a plain 404
         assert c.get("/v3/flatcontainer/no.such.package/index.json").status_code == 404
         assert c.get(nupkg_url("No.Such.Package", "1.0.0")).status_code == 404
+        # what the mirror answers itself carries the headers of its class (the upstream's bytes stay inert)
+        for response, user_file in (
+            (c.get("/v3/flatcontainer/system.memory/index.json"), False),
+            (reg, False),
+            (leaf, False),
+            (first, True),
+            (nuspec, True),
+            (c.get("/v3/flatcontainer/no.such.package/index.json"), False),
+        ):
+            check_headers(response, user_file=user_file)
 
 
 def test_local_ids_win_over_the_upstream(upstream: NugetOrgUpstream, proxy: UpstreamProxy, mirror: Feed) -> None:
@@ -181,6 +192,7 @@ def test_upstream_down_cached_ids_keep_working_others_get_502_naming_it(
                 assert "upstream 'test'" in r.text and proxy.source in r.text
                 assert "upstream 'test'" in r.headers["X-NuGet-Warning"]
                 assert "upstream 'test'" in r.reason_phrase  # what NuGet prints
+                check_headers(r, user_file=False)
             # search keeps the local hits
             assert c.get("/v3/search", params={"q": "dockpanel"}).status_code == 200
     finally:
