@@ -24,7 +24,7 @@ from nuseal.cli.admin import admin_group
 from nuseal.client.gate import RepositorySignatureInfo
 from nuseal.devpki import DevPki
 from nuseal.feed.accounts.admins import set_admin
-from nuseal.feed.accounts.keys import create_api_key, create_user
+from nuseal.feed.accounts.keys import Scope, create_api_key, create_user
 from nuseal.feed.compose import Feed as ComposedFeed
 from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig
@@ -386,6 +386,11 @@ def test_signer_change_is_held_with_both_identities_then_accepted(
     assert r.status_code == 201 and "author signer changed" in r.text
     url = f"/api/quarantine/{pid}/5.0.0/accept-signer"
     assert feed.client.post(url, headers={"X-NuGet-ApiKey": feed.keys["bob"]}).status_code == 403
+    with feed.composed.service.db.write() as session:  # the owner's key scoped to pushing this id is not enough
+        scoped = create_api_key(
+            session, "alice", now=feed.clock(), scopes=frozenset({Scope.PUSH_VERSION}), globs=(pid,)
+        ).key
+    assert feed.client.post(url, headers={"X-NuGet-ApiKey": scoped}).status_code == 403
     assert "5.0.0" not in feed.versions(pid)
     r = feed.client.post(url, headers={"X-NuGet-ApiKey": feed.keys["alice"]})
     assert r.status_code == 200 and r.json()["released"] is True
