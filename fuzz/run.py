@@ -29,7 +29,10 @@ from pathlib import Path
 from fuzz.seeds import REPO_ROOT, VECTORS, write_seeds
 
 #: The targets, in the order they run. ``powershell`` and ``msbuild`` join when the scan engine has them.
-TARGETS = ("zip_reader", "signature", "timestamp", "nuspec", "nuget_config", "version", "version_range", "frameworks")
+TARGETS = (
+    "zip_reader", "signature", "timestamp", "nuspec", "nuget_config", "version", "version_range", "frameworks",
+    "v3documents", "osv",
+)
 OPTIONAL_TARGETS = ("powershell", "msbuild", "clrmeta")
 #: Per-input time bound (seconds): an input running longer is a hang (libFuzzer ``-timeout``).
 DEFAULT_TIMEOUT = 10

@@ -16,6 +16,7 @@ Sources (``../shared/vectors`` relative to the repository root, every ``*.nupkg`
 * ``powershell`` / ``msbuild`` (when the scan engine exists): the ``.ps1``/``.psm1``/``.psd1`` and
   ``.props``/``.targets`` files inside the packages.
 * ``clrmeta``: the ``.dll``/``.exe`` files inside the packages (real .NET assemblies and native PE files).
+* ``v3documents`` / ``osv``: hand-made V3 documents and OSV records in nuget.org's and the advisory databases' shapes.
 
 Also writes a libFuzzer dictionary per target where one helps (XML and DER tokens).
 """
@@ -111,6 +112,38 @@ FRAMEWORKS = (
     "net%34%35",
     "dotnet5.6",
     "net6.0-android31.0",
+)
+
+#: V3 documents as nuget.org shapes them (service index, version list, RepositorySignatures, registrations).
+V3_DOCUMENTS = (
+    '{"version": "3.0.0", "resources": [{"@id": "https://api.nuget.org/v3-flatcontainer/", "@type":'
+    ' "PackageBaseAddress/3.0.0"}, {"@id": "https://api.nuget.org/v3/registration5-gz-semver2/", "@type":'
+    ' "RegistrationsBaseUrl/3.6.0"}, {"@id": "https://api.nuget.org/v3-index/repository-signatures/5.0.0/index.json",'
+    ' "@type": "RepositorySignatures/5.0.0"}]}',
+    '{"versions": ["1.0.0", "2.0.0-beta.1+build", "13.0.3"]}',
+    '{"allRepositorySigned": true, "signingCertificates": [{"fingerprints": {"2.16.840.1.101.3.4.2.1":'
+    ' "0e5f38f57dc1bcc806d8494f4f90fbcedd988b46760709cbeec6f4219aa6157d"}, "subject": "CN=NuGet.org Repository by'
+    ' Microsoft", "issuer": "CN=DigiCert", "notBefore": "2018-04-10T00:00:00.0000000Z", "notAfter":'
+    ' "2021-04-14T12:00:00.0000000Z", "contentUrl": "https://api.nuget.org/v3-index/repository-signatures/x.crt"}]}',
+    '{"count": 1, "items": [{"@id": "https://f/reg/a/index.json#page/1.0.0/2.0.0", "lower": "1.0.0", "upper":'
+    ' "2.0.0", "count": 1, "items": [{"@id": "https://f/reg/a/1.0.0.json", "packageContent": "https://f/a.1.0.0.nupkg",'
+    ' "catalogEntry": {"id": "A", "version": "1.0.0", "listed": true, "published": "2020-01-01T00:00:00+00:00"}}]},'
+    ' {"@id": "https://f/reg/a/page2.json", "lower": "3.0.0", "upper": "4.0.0", "count": 2}]}',
+    '{"items": [{"@id": "x", "catalogEntry": {"id": "A", "version": "01.0", "listed": false, "published":'
+    ' "1900-01-01T00:00:00Z"}}]}',
+)
+
+#: OSV records as GitHub advisories and OpenSSF malicious-packages write them (ecosystem NuGet).
+OSV_RECORDS = (
+    '{"id": "GHSA-5crp-9r3c-p9vr", "modified": "2024-02-01T00:00:00Z", "summary": "Improper handling",'
+    ' "database_specific": {"severity": "HIGH"}, "affected": [{"package": {"ecosystem": "NuGet", "name":'
+    ' "Newtonsoft.Json"}, "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "13.0.1"}]}]}]}',
+    '{"id": "MAL-2026-0001", "modified": "2026-11-01T00:00:00Z", "affected": [{"package": {"ecosystem": "NuGet",'
+    ' "name": "Evil.Pkg"}, "versions": ["1.0.0", "1.0.1"]}]}',
+    '{"id": "GHSA-aaaa-bbbb-cccc", "severity": [{"type": "CVSS_V3", "score":'
+    ' "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}], "affected": [{"package": {"ecosystem": "NuGet", "name": "A"},'
+    ' "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "1.0.0"}, {"last_affected": "2.0.0"},'
+    ' {"introduced": "3.0.0"}, {"fixed": "3.0.0"}]}]}]}',
 )
 
 _XML_TOKENS = (
@@ -268,6 +301,10 @@ def _samples(target: str, packages: list[Path], max_len: int) -> Iterator[bytes]
         yield from (r.encode() for r in RANGES)
     elif target == "frameworks":
         yield from (f.encode() for f in FRAMEWORKS)
+    elif target == "v3documents":
+        yield from (d.encode() for d in V3_DOCUMENTS)
+    elif target == "osv":
+        yield from (r.encode() for r in OSV_RECORDS)
 
 
 def _dictionary(target: str) -> list[bytes]:
@@ -286,6 +323,9 @@ def _dictionary(target: str) -> list[bytes]:
                 b"#US\x00", b"#GUID\x00\x00\x00", b"\x7fELF", b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"]
     if target == "frameworks":
         return [b"net", b"netstandard", b"netcoreapp", b"portable-", b"+", b"-", b".", b",Version=v", b",Profile="]
+    if target in ("v3documents", "osv"):
+        return [b"{", b"}", b"[", b"]", b'"', b":", b",", b"null", b"true", b"false", b'"items"', b'"versions"',
+                b'"catalogEntry"', b'"events"', b'"introduced"', b'"fixed"', b'"last_affected"', b'"NuGet"']
     if target in ("version", "version_range"):
         return [b".", b"-", b"+", b"0", b"2147483648", b"\n", b" ", b"*", b"[", b"]", b"(", b")", b","]
     return []

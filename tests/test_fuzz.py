@@ -55,7 +55,7 @@ def test_fuzz_smoke_run(tmp_path: Path) -> None:
         check=True,
     ).stdout.split()
     assert {"zip_reader", "signature", "timestamp", "nuspec", "nuget_config", "version", "version_range"} <= set(listed)
-    assert {"frameworks", "powershell", "msbuild", "clrmeta"} <= set(listed)
+    assert {"frameworks", "powershell", "msbuild", "clrmeta", "v3documents", "osv"} <= set(listed)
     seconds = max(5, SMOKE_BUDGET_S // len(listed))
     run = subprocess.run(
         [sys.executable, "-m", "fuzz.run", "--seconds", str(seconds), "--workdir", str(tmp_path)],
