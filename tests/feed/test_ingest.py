@@ -37,7 +37,7 @@ from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 from nuseal.signing.signer import FileSigner
 from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
-from support.clock import VECTOR_NOW
+from support.clock import VECTOR_NOW, Clock
 
 from .conftest import PgCluster, make_package, multipart, start_feed
 from .upstream_support import nuget_org_repository_certificates, sha256_fingerprint, tampered, vector_files
@@ -91,16 +91,6 @@ class Client:
     def close(self) -> None:
         self.portal.call(self.client.aclose)
         self._portal_cm.__exit__(None, None, None)
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

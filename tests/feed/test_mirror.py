@@ -30,9 +30,9 @@ from nuseal.feed.accounts.admins import set_admin
 from nuseal.feed.accounts.keys import create_api_key, create_user
 from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, UpstreamConfig
+from support.clock import Clock
 
 from .conftest import Feed, NuGetExe, make_package, run_admin
-from .test_ingest import Clock
 from .test_security_headers import check as check_headers
 from .upstream_support import (
     CODESIGN_BUNDLE,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-__all__ = ["TEST_NOW_ENV", "VECTOR_ENV", "VECTOR_NOW"]
+__all__ = ["TEST_NOW_ENV", "VECTOR_ENV", "VECTOR_NOW", "Clock"]
 
 VECTOR_NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 """The instant every real-vector verification in the tests is judged at (timezone-aware, UTC)."""
@@ -34,3 +34,13 @@ TEST_NOW_ENV = "NUSEAL_TEST_NOW"
 VECTOR_ENV = {TEST_NOW_ENV: VECTOR_NOW.isoformat()}
 """Environment for a ``nuseal`` subprocess judging the vectors: ``verify``/``restore``/``audit`` judge at
 ``VECTOR_NOW``; ``serve``'s feed clock starts there and advances (``nuseal.cli._clock.feed_clock``)."""
+
+
+class Clock:
+    """A clock the test moves: ``clock()`` is ``clock.now`` (a feed built with ``clock=`` judges at it)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
