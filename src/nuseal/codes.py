@@ -101,3 +101,8 @@ class Issue:
     def __str__(self) -> str:
         code = self.code.value if self.code else "nuseal"
         return f"{self.level.value} {code}: {self.message}"
+
+    def __reduce__(self) -> tuple[type[Issue], tuple[NuCode | None, Level, str]]:
+        # A slotted dataclass pickles through dataclasses' generic __getstate__, which calls fields() on every
+        # instance: verification results carry ~15 issues and cross a process boundary under --jobs.
+        return (Issue, (self.code, self.level, self.message))
