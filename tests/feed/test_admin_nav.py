@@ -9,17 +9,17 @@ from pathlib import Path
 import pytest
 
 from .conftest import make_package
-from .test_ingest import InProcessFeed, _feed, _sign_in
+from .ingest_support import IngestFeed, ingest_feed, sign_in
 
 LINK = '<a href="/admin/quarantine"'
 
 
 @pytest.fixture
-def feed(tmp_path: Path) -> Iterator[InProcessFeed]:
-    yield from _feed(tmp_path)
+def feed(tmp_path: Path) -> Iterator[IngestFeed]:
+    yield from ingest_feed(tmp_path)
 
 
-def pages(feed: InProcessFeed) -> dict[str, str]:
+def pages(feed: IngestFeed) -> dict[str, str]:
     """The text of every page kind with the navigation, by path."""
     out = {}
     for path in ("/packages", "/packages/Contoso.Nav", "/packages/No.Such.Id", "/account", "/admin/quarantine"):
@@ -28,18 +28,18 @@ def pages(feed: InProcessFeed) -> dict[str, str]:
     return out
 
 
-def test_quarantine_link_only_for_a_signed_in_admin(feed: InProcessFeed) -> None:
+def test_quarantine_link_only_for_a_signed_in_admin(feed: IngestFeed) -> None:
     assert feed.push(make_package("Contoso.Nav", "1.0.0")).status_code == 201
     # anonymous: no link anywhere
     assert not any(LINK in text for text in pages(feed).values())
     # a signed-in user who is not an administrator: no link either (the quarantine page itself answers 403)
-    _sign_in(feed, "alice")
+    sign_in(feed, "alice")
     shown = pages(feed)
     assert "Contoso.Nav" in shown["/packages"] and shown["/account"]
     assert not any(LINK in text for text in shown.values())
     # an administrator: on every page, and a list page no shared cache may keep
     feed.client.cookies.clear()
-    _sign_in(feed, "root")
+    sign_in(feed, "root")
     shown = pages(feed)
     assert all(LINK in text for text in shown.values()), [p for p, t in shown.items() if LINK not in t]
     assert "private" in feed.client.get("/packages").headers["cache-control"]

