@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from asn1crypto import algos, cms, core
@@ -129,10 +129,17 @@ class RawAttribute:
     oid: str
     values: tuple[bytes, ...]
     oid_der: bytes
+    _encoded: bytes | None = field(default=None, repr=False, compare=False)
 
     def der(self) -> bytes:
-        """DER re-encoding (values as a DER-sorted SET OF), as .NET re-encodes before verifying."""
-        return encode_tlv(TAG_SEQUENCE, self.oid_der + set_of(self.values))
+        """DER re-encoding (values as a DER-sorted SET OF), as .NET re-encodes before verifying; made once per
+        attribute (a cached attribute, such as a known signer's signing-certificate-v2, recurs in signer after
+        signer)."""
+        encoded = self._encoded
+        if encoded is None:
+            encoded = encode_tlv(TAG_SEQUENCE, self.oid_der + set_of(self.values))
+            object.__setattr__(self, "_encoded", encoded)
+        return encoded
 
 
 @dataclass(frozen=True, slots=True)

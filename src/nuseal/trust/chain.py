@@ -237,7 +237,7 @@ class ChainResult:
 
     def has(self, status: ChainStatus) -> bool:
         """Whether any of ``status``'s flags is present."""
-        return bool(self.statuses & status)
+        return bool(self.statuses.value & status.value)  # ints: Flag's & builds a member through EnumType.__call__
 
     def messages_for(self, statuses: ChainStatus) -> tuple[str, ...]:
         """Messages of every status in ``statuses``, distinct and ordinal-sorted.
