@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from nuseal.devpki import DevPki, DevPkiServer, serve, timestamp_response
+from nuseal.errors import NetworkError
+from nuseal.hashalg import HashAlgorithm
 from nuseal.signing import SigningTrust
 from nuseal.signing.signer import FileSigner
 from nuseal.trust import RevocationMode, TrustStore
@@ -185,6 +187,41 @@ def unsigned_attribute(info: cms.SignerInfo, oid: str) -> list[Any]:
     if isinstance(info["unsigned_attrs"], core.Void):  # never .native: asn1crypto re-encodes whole subtrees
         return []
     return [v for a in info["unsigned_attrs"] if a["type"].dotted == oid for v in a["values"]]
+
+
+_HASHLIB = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA384: "sha384", HashAlgorithm.SHA512: "sha512"}
+
+
+def independent_checks(pki: Pki, package: bytes, unsigned: bytes, tmp_path: Path) -> None:
+    """openssl verifies the CMS and every timestamp token; the content hash equals a from-spec hash of the
+    signed file and a plain hash of the unsigned one."""
+    content = openssl_cms_verify(signature_der(package), pki.dev.root_pem_path, tmp_path)
+    assert content.startswith(b"Version:1\n\n")
+    oid, value = hash_property(package)
+    name = _HASHLIB[HashAlgorithm.from_oid(oid)]  # type: ignore[index]
+    assert value == spec_hash(package, name) == HashAlgorithm.from_oid(oid).digest(unsigned)  # type: ignore[union-attr]
+    primary = signed_data(package)["signer_infos"][0]
+    for token in unsigned_attribute(primary, TIMESTAMP_TOKEN_OID):
+        openssl_ts_verify(token.dump(), primary["signature"].native, pki.dev.root_pem_path, tmp_path)
+    for counter in unsigned_attribute(primary, COUNTERSIGNATURE_OID):
+        for token in unsigned_attribute(counter, TIMESTAMP_TOKEN_OID):
+            openssl_ts_verify(token.dump(), counter["signature"].native, pki.dev.root_pem_path, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- revocation
+class CrlOnly:
+    """Revocation transport with the OCSP responder down: CRLs over real HTTP, OCSP unreachable."""
+
+    def __init__(self) -> None:
+        self.http = HttpRevocationFetcher()
+        self.crls: list[str] = []
+
+    def fetch_ocsp(self, url: str, request: bytes) -> bytes:
+        raise NetworkError(f"{url}: connection refused")
+
+    def fetch_crl(self, url: str) -> bytes:
+        self.crls.append(url)
+        return self.http.fetch_crl(url)
 
 
 # ---------------------------------------------------------------------------------------------- oracle

@@ -14,39 +14,16 @@ from nuseal.package import PackageArchive
 from nuseal.signing import repository_sign_package, sign_package
 
 from .conftest import (
-    COUNTERSIGNATURE_OID,
     REPO_URL,
     TIMESTAMP_TOKEN_OID,
     Pki,
-    hash_property,
-    openssl_cms_verify,
-    openssl_ts_verify,
+    independent_checks,
     oracle_sign,
     oracle_verify,
-    signature_der,
     signed_data,
-    spec_hash,
     unsigned_attribute,
     unsigned_package,
 )
-
-_HASHLIB = {HashAlgorithm.SHA256: "sha256", HashAlgorithm.SHA384: "sha384", HashAlgorithm.SHA512: "sha512"}
-
-
-def independent_checks(pki: Pki, package: bytes, unsigned: bytes, tmp_path: Path) -> None:
-    """openssl verifies the CMS and every timestamp token; the content hash equals a from-spec hash of the
-    signed file and a plain hash of the unsigned one."""
-    content = openssl_cms_verify(signature_der(package), pki.dev.root_pem_path, tmp_path)
-    assert content.startswith(b"Version:1\n\n")
-    oid, value = hash_property(package)
-    name = _HASHLIB[HashAlgorithm.from_oid(oid)]  # type: ignore[index]
-    assert value == spec_hash(package, name) == HashAlgorithm.from_oid(oid).digest(unsigned)  # type: ignore[union-attr]
-    primary = signed_data(package)["signer_infos"][0]
-    for token in unsigned_attribute(primary, TIMESTAMP_TOKEN_OID):
-        openssl_ts_verify(token.dump(), primary["signature"].native, pki.dev.root_pem_path, tmp_path)
-    for counter in unsigned_attribute(primary, COUNTERSIGNATURE_OID):
-        for token in unsigned_attribute(counter, TIMESTAMP_TOKEN_OID):
-            openssl_ts_verify(token.dump(), counter["signature"].native, pki.dev.root_pem_path, tmp_path)
 
 
 @pytest.mark.parametrize("algorithm", list(HashAlgorithm), ids=lambda a: a.nuget_name)

@@ -14,8 +14,7 @@ import pytest
 
 from nuseal.signing import repository_sign_package, sign_package
 
-from .conftest import REPO_URL, Pki, oracle_verify
-from .test_interop import independent_checks
+from .conftest import REPO_URL, Pki, independent_checks, oracle_verify
 
 SIZE = 105 << 20
 #: Generous bound for sign + countersign of 105 MB on a loaded CI machine (one hash pass and a few copies).

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from nuseal.codes import Level, NuCode
-from nuseal.errors import NetworkError, SigningError, TimestampError
+from nuseal.errors import SigningError, TimestampError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.signing import SigningTrust, repository_sign_package, sign_package
 from nuseal.signing.signer import FileSigner
@@ -25,6 +25,7 @@ from nuseal.trust.online import HttpRevocationFetcher
 
 from .conftest import (
     REPO_URL,
+    CrlOnly,
     Pki,
     oracle_exception_code,
     oracle_issues,
@@ -127,24 +128,9 @@ def test_revoked_signer_is_refused_through_ocsp(fresh_pki: Pki) -> None:
     assert "Revoked: certificate revoked" in refused.value.message
 
 
-class _CrlOnly:
-    """Revocation transport with the OCSP responder down: CRLs over real HTTP, OCSP unreachable."""
-
-    def __init__(self) -> None:
-        self.http = HttpRevocationFetcher()
-        self.crls: list[str] = []
-
-    def fetch_ocsp(self, url: str, request: bytes) -> bytes:
-        raise NetworkError(f"{url}: connection refused")
-
-    def fetch_crl(self, url: str) -> bytes:
-        self.crls.append(url)
-        return self.http.fetch_crl(url)
-
-
 def test_revoked_signer_is_refused_through_the_crl(fresh_pki: Pki) -> None:
     fresh_pki.server.revoke("revoked-signer", at=datetime.now(UTC) - timedelta(hours=1))
-    fetcher = _CrlOnly()
+    fetcher = CrlOnly()
     with pytest.raises(SigningError) as refused:
         _sign(fresh_pki, "revoked-signer", trust=fresh_pki.strict_trust(fetcher=fetcher))
     assert refused.value.code is NuCode.NU3018 and "Revoked" in refused.value.message

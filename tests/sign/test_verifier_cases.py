@@ -28,13 +28,13 @@ from nuseal.verify import RevocationStatus, VerificationPolicy, VerificationResu
 
 from .conftest import (
     REPO_URL,
+    CrlOnly,
     Pki,
     countersign_by_hand,
     oracle_verify,
     timestamper_at,
     unsigned_package,
 )
-from .test_presign_checks import _CrlOnly
 
 ORACLE_POLICY = "verifyCommand"
 
@@ -128,7 +128,7 @@ def test_revoked_signer_is_nu3012_whatever_the_timestamp(fresh_pki: Pki, before_
     data = _revoked_case(fresh_pki, before_timestamp=before_timestamp)
     offline = fresh_pki.verify(data)
     assert offline.valid, [str(i) for i in offline.issues]  # nothing to see without asking
-    fetcher = _CrlOnly() if transport == "crl" else None
+    fetcher = CrlOnly() if transport == "crl" else None
     online = fresh_pki.verify(data, VerificationPolicy.verify(revocation_mode=RevocationMode.ONLINE),
                               fetcher=fetcher, cache=RevocationCache())
     assert not online.valid and NuCode.NU3012 in codes(online), [str(i) for i in online.issues]
@@ -136,7 +136,7 @@ def test_revoked_signer_is_nu3012_whatever_the_timestamp(fresh_pki: Pki, before_
     assert primary is not None and primary.revocation is RevocationStatus.REVOKED and not primary.valid
     assert NuCode.NU3012 in primary.codes and offline.primary is not None
     assert offline.primary.revocation is not RevocationStatus.REVOKED
-    if isinstance(fetcher, _CrlOnly):
+    if isinstance(fetcher, CrlOnly):
         assert fetcher.crls
 
 
