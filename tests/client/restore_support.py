@@ -44,7 +44,9 @@ __all__ = [
     "NS",
     "Cases",
     "Pkg",
+    "RESOLUTION_CASES",
     "StaticFeed",
+    "VECTOR_REFERENCES",
     "case_packages",
     "dotnet_assets",
     "dotnet_available",
@@ -258,6 +260,88 @@ Pkg = tuple[str, str, dict[str, Sequence[tuple[str, str]]] | None]
 #: Test graphs: name -> (packages, the project's references (id, version or range)); every id, dependencies' too,
 #: gets the prefix ``"<name>."`` so that all graphs live on one feed.
 Cases = dict[str, tuple[list[Pkg], list[tuple[str, str]]]]
+
+#: The graphs ``test_resolve_dotnet`` restores with dotnet and nuseal (``test_restore_dotnet`` takes its error cases):
+#: name -> (packages, project references); ids are prefixed with "<name>." when pushed.
+RESOLUTION_CASES: Cases = {
+    "lowest": (
+        [("A", "1.0.0", {NS: [("B", "1.0.5")]}), ("B", "1.0.0", None), ("B", "1.1.0", None), ("B", "2.0.0", None)],
+        [("A", "1.0.0")],
+    ),
+    "downgrade": (
+        [("A", "1.0.0", {NS: [("B", "2.0.0")]}), ("B", "1.0.0", None), ("B", "2.0.0", None)],
+        [("A", "1.0.0"), ("B", "1.0.0")],
+    ),
+    "nearest": (
+        [
+            ("A", "1.0.0", {NS: [("B", "1.5.0"), ("C", "1.0.0")]}),
+            ("C", "1.0.0", {NS: [("B", "1.0.0")]}),
+            ("B", "1.0.0", None),
+            ("B", "1.5.0", None),
+        ],
+        [("A", "1.0.0")],
+    ),
+    "cousins": (
+        [
+            ("A", "1.0.0", {NS: [("C", "1.0.0")]}),
+            ("B", "1.0.0", {NS: [("C", "2.0.0")]}),
+            ("C", "1.0.0", {NS: [("Old", "1.0.0")]}),
+            ("C", "2.0.0", None),
+            ("Old", "1.0.0", None),
+        ],
+        [("A", "1.0.0"), ("B", "1.0.0")],
+    ),
+    "conflict": (
+        [
+            ("A", "1.0.0", {NS: [("C", "[1.0.0]")]}),
+            ("B", "1.0.0", {NS: [("C", "[2.0.0]")]}),
+            ("C", "1.0.0", None),
+            ("C", "2.0.0", None),
+        ],
+        [("A", "1.0.0"), ("B", "1.0.0")],
+    ),
+    "above": (
+        [("A", "1.0.0", {NS: [("C", "[1.0.0, 2.0.0)")]}), ("C", "1.0.0", None), ("C", "3.0.0", None)],
+        [("A", "1.0.0"), ("C", "3.0.0")],
+    ),
+    "missing": (
+        [("B", "1.0.0", None), ("B", "3.0.0", None), ("P", "1.0.0-beta", None)],
+        [("Nope", "1.0.0"), ("B", "[2.0.0, 3.0.0)"), ("P", "1.0.0")],
+    ),
+    "groups": (
+        [
+            ("A", "1.0.0", {"net45": [("X", "1.0.0")], NS: [("Y", "1.0.0")], "netcoreapp2.1": []}),
+            ("D", "1.0.0", {"net45": [("X", "1.0.0")], NS: [("Y", "1.0.0")]}),
+            ("X", "1.0.0", None),
+            ("Y", "1.0.0", None),
+        ],
+        [("A", "1.0.0"), ("D", "1.0.0")],
+    ),
+    "floating": (
+        [
+            ("F", "1.0.0", None),
+            ("F", "1.2.0", None),
+            ("F", "2.0.0", None),
+            ("S", "1.1.0-beta", None),
+            ("S", "1.2.0", None),
+        ],
+        [("F", "1.*"), ("S", "1.0.0")],
+    ),
+}
+
+#: The nuget.org vectors (``feed.conftest.VECTORS``) whose dependencies for netcoreapp3.1 are all among the vectors
+#: (checked by the resolution itself), as ``test_restore_vectors`` and ``test_restore_dotnet`` reference them.
+VECTOR_REFERENCES = [
+    ("Newtonsoft.Json", "12.0.3"),
+    ("RestSharp", "106.11.4"),
+    ("System.Buffers", "4.4.0"),
+    ("SQLitePCLRaw.core", "2.1.2"),
+    ("System.Security.Principal.Windows", "5.0.0"),
+    ("ILMerge", "3.0.41"),
+    ("NUnitTestAdapter", "2.3.0"),
+    ("DockPanelSuite", "3.1.0"),
+    ("InTheHand.BluetoothLE", "4.0.35"),
+]
 
 
 def case_packages(cases: Cases) -> list[bytes]:

@@ -16,8 +16,6 @@ import subprocess
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +32,10 @@ from nuseal.verify import AllowListEntry, SignaturePlacement, VerificationPolicy
 from support import oracle
 from support.clock import VECTOR_NOW
 
+from .globalpackages_support import CODESIGN, SCRIPT, SHARED, TIMESTAMP, oracle_tree, our_tree
+
 pytestmark = pytest.mark.oracle
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-SCRIPT = SHARED / "tools" / "nuget-oracle" / "run-oracle.sh"
-CODESIGN = SHARED / "trust" / "codesignctl.pem"
-TIMESTAMP = SHARED / "trust" / "timestampctl.pem"
 VECTORS = sorted((SHARED / "vectors" / "nuget.org").glob("*.nupkg")) + sorted(
     (SHARED / "vectors" / "install-time").glob("*.nupkg")
 )
@@ -94,47 +90,6 @@ def _oracle_extract(data: bytes, args: list[str]) -> dict[str, Any]:
     return doc
 
 
-@dataclass(frozen=True)
-class Tree:
-    """A version folder as both sides describe it."""
-
-    files: dict[str, tuple[int, str, str]]  # path -> (size, sha256, mode)
-    mtimes: dict[str, str]  # extracted entries only: path -> ISO second (UTC)
-    directories: frozenset[str]
-    metadata: str
-    sha512: str
-
-
-_NUGET_FILES = (".nupkg.metadata",)
-
-
-def _is_nuget_own(path: str) -> bool:
-    return path in _NUGET_FILES or (path.endswith((".nupkg", ".nupkg.sha512")) and "/" not in path)
-
-
-def _oracle_tree(doc: dict[str, Any]) -> Tree:
-    files = {f["path"]: (f["size"], f["sha256"], f["mode"]) for f in doc["files"]}
-    mtimes = {f["path"]: f["mtime"][:19] for f in doc["files"] if not _is_nuget_own(f["path"])}
-    return Tree(files, mtimes, frozenset(doc["directories"]), doc["nupkgMetadataText"], doc["sha512File"])
-
-
-def _our_tree(folder: Path) -> Tree:
-    files: dict[str, tuple[int, str, str]] = {}
-    mtimes: dict[str, str] = {}
-    dirs: set[str] = set()
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        st = path.lstat()
-        if path.is_dir():
-            dirs.add(rel)
-            continue
-        files[rel] = (st.st_size, hashlib.sha256(path.read_bytes()).hexdigest(), f"{st.st_mode & 0o777:o}")
-        if not _is_nuget_own(rel):
-            mtimes[rel] = datetime.fromtimestamp(int(st.st_mtime), UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    sha = next(p for p in folder.iterdir() if p.name.endswith(".nupkg.sha512")).read_text()
-    return Tree(files, mtimes, frozenset(dirs), (folder / ".nupkg.metadata").read_text(), sha)
-
-
 def _settings(policy: VerificationPolicy) -> GateSettings:
     return GateSettings(policy=policy, code_signing_roots=str(CODESIGN), timestamping_roots=str(TIMESTAMP), scan=False)
 
@@ -156,7 +111,7 @@ def _install(tmp: Path, data: bytes, policy: VerificationPolicy) -> Path:
 
 def _assert_same(doc: dict[str, Any], folder: Path) -> None:
     assert doc["installed"] is True, doc.get("exception")
-    theirs, ours = _oracle_tree(doc), _our_tree(folder)
+    theirs, ours = oracle_tree(doc), our_tree(folder)
     assert folder.relative_to(folder.parents[1]).as_posix() == doc["folder"]
     assert ours.files == theirs.files
     assert ours.mtimes == theirs.mtimes
@@ -255,7 +210,7 @@ def test_odd_entry_names_same_folder_as_nuget(tmp_path: Path) -> None:
     data = _odd_package()
     doc = _oracle_extract(data, ["--mode", "accept"])
     folder = _install(tmp_path, data, VerificationPolicy.accept(revocation_mode=RevocationMode.OFFLINE))
-    theirs, ours = _oracle_tree(doc), _our_tree(folder)
+    theirs, ours = oracle_tree(doc), our_tree(folder)
     assert ours.files == theirs.files and ours.directories == theirs.directories and ours.metadata == theirs.metadata
     # the future-dated entry keeps the time of extraction on both sides; every other one its DOS time
     assert {k: v for k, v in ours.mtimes.items() if k != "future.txt"} == {

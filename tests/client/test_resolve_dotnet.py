@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from .restore_support import (
-    NS,
-    Cases,
+    RESOLUTION_CASES,
     case_packages,
     dotnet_assets,
     dotnet_feed,
@@ -27,82 +26,14 @@ from .restore_support import (
 
 pytestmark = [pytest.mark.dotnet, pytest.mark.slow]
 
-#: name -> (packages, project references); ids are prefixed with "<name>." when pushed.
-CASES: Cases = {
-    "lowest": (
-        [("A", "1.0.0", {NS: [("B", "1.0.5")]}), ("B", "1.0.0", None), ("B", "1.1.0", None), ("B", "2.0.0", None)],
-        [("A", "1.0.0")],
-    ),
-    "downgrade": (
-        [("A", "1.0.0", {NS: [("B", "2.0.0")]}), ("B", "1.0.0", None), ("B", "2.0.0", None)],
-        [("A", "1.0.0"), ("B", "1.0.0")],
-    ),
-    "nearest": (
-        [
-            ("A", "1.0.0", {NS: [("B", "1.5.0"), ("C", "1.0.0")]}),
-            ("C", "1.0.0", {NS: [("B", "1.0.0")]}),
-            ("B", "1.0.0", None),
-            ("B", "1.5.0", None),
-        ],
-        [("A", "1.0.0")],
-    ),
-    "cousins": (
-        [
-            ("A", "1.0.0", {NS: [("C", "1.0.0")]}),
-            ("B", "1.0.0", {NS: [("C", "2.0.0")]}),
-            ("C", "1.0.0", {NS: [("Old", "1.0.0")]}),
-            ("C", "2.0.0", None),
-            ("Old", "1.0.0", None),
-        ],
-        [("A", "1.0.0"), ("B", "1.0.0")],
-    ),
-    "conflict": (
-        [
-            ("A", "1.0.0", {NS: [("C", "[1.0.0]")]}),
-            ("B", "1.0.0", {NS: [("C", "[2.0.0]")]}),
-            ("C", "1.0.0", None),
-            ("C", "2.0.0", None),
-        ],
-        [("A", "1.0.0"), ("B", "1.0.0")],
-    ),
-    "above": (
-        [("A", "1.0.0", {NS: [("C", "[1.0.0, 2.0.0)")]}), ("C", "1.0.0", None), ("C", "3.0.0", None)],
-        [("A", "1.0.0"), ("C", "3.0.0")],
-    ),
-    "missing": (
-        [("B", "1.0.0", None), ("B", "3.0.0", None), ("P", "1.0.0-beta", None)],
-        [("Nope", "1.0.0"), ("B", "[2.0.0, 3.0.0)"), ("P", "1.0.0")],
-    ),
-    "groups": (
-        [
-            ("A", "1.0.0", {"net45": [("X", "1.0.0")], NS: [("Y", "1.0.0")], "netcoreapp2.1": []}),
-            ("D", "1.0.0", {"net45": [("X", "1.0.0")], NS: [("Y", "1.0.0")]}),
-            ("X", "1.0.0", None),
-            ("Y", "1.0.0", None),
-        ],
-        [("A", "1.0.0"), ("D", "1.0.0")],
-    ),
-    "floating": (
-        [
-            ("F", "1.0.0", None),
-            ("F", "1.2.0", None),
-            ("F", "2.0.0", None),
-            ("S", "1.1.0-beta", None),
-            ("S", "1.2.0", None),
-        ],
-        [("F", "1.*"), ("S", "1.0.0")],
-    ),
-}
-
-
 @pytest.fixture(scope="module")
 def restored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, subprocess.CompletedProcess[str]]]:
     """Every case's project in one solution on the feed, restored by one ``dotnet restore``: (the solution's
     folder, dotnet's run). The feed keeps running for nuseal's resolution."""
     tmp = tmp_path_factory.mktemp("resolve")
-    with dotnet_feed(tmp / "feed", case_packages(CASES)) as feed:
+    with dotnet_feed(tmp / "feed", case_packages(RESOLUTION_CASES)) as feed:
         root = tmp / "sln"
-        sln = write_case_solution(root, CASES, {"feed": feed.source})
+        sln = write_case_solution(root, RESOLUTION_CASES, {"feed": feed.source})
         yield root, dotnet_restore(sln, tmp / "gpf-dotnet", tmp / "home-dotnet")
 
 
@@ -122,7 +53,7 @@ def _nuseal_graph(project: Path) -> tuple[dict[str, str], set[str]]:
     return {p.id: p.version.normalized for p in graph.packages}, {d.code.value for d in graph.diagnostics}
 
 
-@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("name", list(RESOLUTION_CASES))
 def test_same_versions_and_codes_as_dotnet_restore(
     name: str,
     restored: tuple[Path, subprocess.CompletedProcess[str]],
@@ -132,7 +63,7 @@ def test_same_versions_and_codes_as_dotnet_restore(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     root, run = restored
     # dotnet fails the solution when one of its projects logs an error (this one's errors are compared below)
-    assert run.returncode == (1 if any(_has_errors(root / case) for case in CASES) else 0), run.stdout
+    assert run.returncode == (1 if any(_has_errors(root / case) for case in RESOLUTION_CASES) else 0), run.stdout
     theirs = _dotnet_graph(root / name)
     ours = _nuseal_graph(root / name / f"{name}.csproj")
     assert ours == theirs

@@ -32,6 +32,8 @@ from nuseal.cli.main import main
 
 from .restore_support import (
     NS,
+    RESOLUTION_CASES,
+    VECTOR_REFERENCES,
     Cases,
     case_packages,
     dotnet_assets,
@@ -44,8 +46,6 @@ from .restore_support import (
     write_project,
     write_sln,
 )
-from .test_resolve_dotnet import CASES
-from .test_restore_vectors import REFERENCES
 
 pytestmark = [pytest.mark.dotnet, pytest.mark.slow]
 
@@ -54,7 +54,7 @@ CORE = ".NETCoreApp,Version=v3.1"
 #: Graphs that cannot resolve cleanly (name -> packages, project references); ids get the prefix "<name>.". The
 #: error cases of test_resolve_dotnet (codes there; here the messages), then deeper paths and transitive misses.
 ERROR_CASES: Cases = {
-    **{name: CASES[name] for name in ("downgrade", "conflict", "above", "missing")},
+    **{name: RESOLUTION_CASES[name] for name in ("downgrade", "conflict", "above", "missing")},
     "deepdown": (
         [
             ("A", "1.0.0", {NS: [("B", "1.0.0")]}),
@@ -142,7 +142,7 @@ def test_vectors_same_closure_lock_file_and_global_packages_folder_as_dotnet(
     feed: Feed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _env(monkeypatch, tmp_path)
-    refs = [*REFERENCES, ("Gpf.Files", "1.0.0-rc.1+build.5")]
+    refs = [*VECTOR_REFERENCES, ("Gpf.Files", "1.0.0-rc.1+build.5")]
     props = "    <RestorePackagesWithLockFile>true</RestorePackagesWithLockFile>\n"
     dirs = {}
     for who in ("dotnet", "nuseal"):

@@ -22,24 +22,10 @@ from nuseal.cli.main import main
 from nuseal.package import PackageArchive
 from support import oracle
 
-from .restore_support import write_config, write_project
-from .test_globalpackages_oracle import CODESIGN, SCRIPT, TIMESTAMP, _oracle_tree, _our_tree
+from .globalpackages_support import CODESIGN, SCRIPT, TIMESTAMP, oracle_tree, our_tree
+from .restore_support import VECTOR_REFERENCES, write_config, write_project
 
 pytestmark = [pytest.mark.oracle, pytest.mark.slow, pytest.mark.usefixtures("vector_clock")]  # at VECTOR_NOW
-
-#: The vectors whose dependencies for netcoreapp3.1 are all among the vectors (checked by the resolution itself).
-REFERENCES = [
-    ("Newtonsoft.Json", "12.0.3"),
-    ("RestSharp", "106.11.4"),
-    ("System.Buffers", "4.4.0"),
-    ("SQLitePCLRaw.core", "2.1.2"),
-    ("System.Security.Principal.Windows", "5.0.0"),
-    ("ILMerge", "3.0.41"),
-    ("NUnitTestAdapter", "2.3.0"),
-    ("DockPanelSuite", "3.1.0"),
-    ("InTheHand.BluetoothLE", "4.0.35"),
-]
-
 
 @pytest.fixture(scope="module")
 def feed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feed]:
@@ -78,7 +64,7 @@ def test_restore_of_real_packages_equals_nuget_extraction(
     monkeypatch.setenv("NUGET_HTTP_CACHE_PATH", str(tmp_path / "http-cache"))
     monkeypatch.setenv("NUGET_CERT_REVOCATION_MODE", "offline")
     app = tmp_path / "app"
-    write_project(app, REFERENCES)
+    write_project(app, VECTOR_REFERENCES)
     write_config(app, {"feed": feed.source})
     gpf = tmp_path / "gpf"
     code = main(["restore", str(app), "--packages", str(gpf), "--use-lock-file", "--json"])
@@ -86,7 +72,7 @@ def test_restore_of_real_packages_equals_nuget_extraction(
     assert code == 0, out.err + out.out
     doc = json.loads(out.out)
     restored = {(p["id"].lower(), p["version"]) for p in doc["packages"]}
-    expected = {(i.lower(), v) for i, v in REFERENCES} | {("system.memory", "4.5.3")}
+    expected = {(i.lower(), v) for i, v in VECTOR_REFERENCES} | {("system.memory", "4.5.3")}
     assert restored == expected
     by_identity = {}
     for path in VECTORS.glob("*.nupkg"):
@@ -97,7 +83,7 @@ def test_restore_of_real_packages_equals_nuget_extraction(
         theirs = _oracle_extract(by_identity[(package_id, version)].read_bytes(), feed.source)
         assert theirs["installed"] is True, theirs.get("exception")
         assert theirs["folder"] == f"{package_id}/{version.lower()}"
-        ours, expected_tree = _our_tree(folder), _oracle_tree(theirs)
+        ours, expected_tree = our_tree(folder), oracle_tree(theirs)
         assert ours.files == expected_tree.files, package_id
         assert ours.directories == expected_tree.directories, package_id
         assert ours.mtimes == expected_tree.mtimes, package_id
