@@ -23,6 +23,7 @@ _NAMES = (
     "author_policy",
     "trusted_signers",
     "osv_path",
+    "osv_refresh",
     "popular_id_files",
     "scan_rules",
     "upstream_revocation_mode",
@@ -61,6 +62,7 @@ def ingest_options(func: F) -> F:
             trusted_signers=tuple(values["trusted_signers"]),
             min_release_age_seconds=parse_duration(values["min_release_age"]),
             osv_path=values["osv_path"],
+            osv_refresh_seconds=parse_duration(values["osv_refresh"]),
             popular_id_files=tuple(values["popular_id_files"]),
             rules_files=tuple(values["scan_rules"]),
             revocation_mode=values["upstream_revocation_mode"],
@@ -109,6 +111,15 @@ def ingest_options(func: F) -> F:
             type=click.Path(exists=True),
             default=None,
             help="OSV records (folder or zip; OpenSSF malicious-packages, GitHub advisories): known-bad versions.",
+        ),
+        click.option(
+            "--osv-refresh",
+            "osv_refresh",
+            default="1h",
+            show_default=True,
+            metavar="DURATION",
+            help="How often the feed looks for changes in --osv (file names, sizes, times) and takes them without a "
+            "restart: the known-bad check and VulnerabilityInfo (e.g. 15m; 0: read once at start).",
         ),
         click.option(
             "--popular-ids",

@@ -18,7 +18,9 @@ What is wired, each list in its order (the order matters and is only written her
   repository certificate and writing ``RepositorySignatures/5.0.0`` (the listed other repositories' certificates
   after it); with signing off, writing it with only the listed certificates, if any;
 * background tasks of every serving process (:func:`background_tasks`): with signing on and a period, the
-  revocation recheck (:class:`~nuseal.feed.signing.revalidation.RevalidationTask`); the download-count flush
+  revocation recheck (:class:`~nuseal.feed.signing.revalidation.RevalidationTask`); with ``--osv`` and
+  ``--osv-refresh``, the OSV refresh (:class:`~nuseal.feed.mirror.osv_refresh.OsvRefreshTask`: each process takes a
+  change of the folder, the lease holder rewrites the ``VulnerabilityInfo`` documents); the download-count flush
   belongs to the HTTP layer and always runs;
 * extra routes (:func:`extra_routes`): the quarantine's admin page;
 * the read-through mirror (``--upstream``; :mod:`nuseal.feed.mirror.readthrough`): a layer in front of the static
@@ -42,7 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.routing import BaseRoute
@@ -52,8 +54,9 @@ from nuseal.errors import ConfigError
 from nuseal.feed.config import FeedConfig
 from nuseal.feed.http.app import BackgroundTask, FeedRouter, create_app
 from nuseal.feed.http.quarantine import QuarantineHeader, QuarantineRoutes
-from nuseal.feed.mirror import quarantine, vulnerabilities
+from nuseal.feed.mirror import osv_refresh, quarantine, vulnerabilities
 from nuseal.feed.mirror.ingest import CooldownReleaseTask, Ingestion
+from nuseal.feed.mirror.osv_refresh import OsvData, OsvRefreshTask
 from nuseal.feed.mirror.push import PushChecks
 from nuseal.feed.mirror.readthrough import MirrorTask, ReadThroughLayer, ReadThroughMirror, build_mirror
 from nuseal.feed.publish.pipeline import (
@@ -121,12 +124,13 @@ def publish_hooks(signing: SigningStages | None) -> tuple[PublishHook, ...]:
     return tuple(hooks)
 
 
-def setup_hooks(signing: FeedSigning | None, config: FeedConfig) -> tuple[SetupHook, ...]:
+def setup_hooks(signing: FeedSigning | None, config: FeedConfig, osv: OsvData | None = None) -> tuple[SetupHook, ...]:
     """Run by :meth:`FeedService.setup` at each start, after migration and recovery, in this order: the repository
-    certificates, then the ``VulnerabilityInfo/6.7.0`` documents (written from ``--osv``; removed without it)."""
+    certificates, then the ``VulnerabilityInfo/6.7.0`` documents (written from ``--osv``, through ``osv``, the data
+    the known-bad check uses, when given; removed without ``--osv``)."""
     return (
         *_repository_setup_hooks(signing),
-        vulnerabilities.setup_hook(config.ingest.osv_path),
+        osv_refresh.setup_hook(osv) if osv is not None else vulnerabilities.setup_hook(config.ingest.osv_path),
         quarantine.sweep_hook,  # quarantine files no held version points to (issue 16)
     )
 
@@ -143,9 +147,10 @@ def background_tasks(
     fetcher: RevocationFetcher | None = None,
     *,
     mirror: ReadThroughMirror | None = None,
+    osv: OsvData | None = None,
 ) -> tuple[BackgroundTask, ...]:
     """The background tasks every serving process runs, from the configuration (``fetcher``: the feed's revocation
-    transport; the revocation recheck needs one)."""
+    transport; the revocation recheck needs one; ``osv``: the ``--osv`` data, refreshed every ``--osv-refresh``)."""
     tasks: list[BackgroundTask] = []
     signing = service.config.signing
     if signing.enabled and signing.revalidate_seconds > 0 and fetcher is not None:
@@ -156,6 +161,8 @@ def background_tasks(
         tasks.append(CooldownReleaseTask(ingestion))  # releases held versions whose cooldown ended
     if mirror is not None:
         tasks.append(MirrorTask(mirror))  # holds the upstream clients' connections; closes them at shutdown
+    if osv is not None and osv.refresh_seconds > 0:
+        tasks.append(OsvRefreshTask(service, osv))  # takes a changed --osv folder; one process rewrites the documents
     return tuple(tasks)
 
 
@@ -183,6 +190,8 @@ class Feed:
     mirror: ReadThroughMirror | None = None
     #: Whether :meth:`close` closes the signing context (False when the caller passed one in and owns it).
     owns_signing: bool = True
+    #: The ``--osv`` data of this process (None: no ``--osv``), taken again when the folder changes.
+    osv: OsvData | None = None
 
     @property
     def config(self) -> FeedConfig:
@@ -250,22 +259,33 @@ def build_feed(
     elif not config.signing.enabled:
         signing = None
     stages = SigningStages(signing) if signing is not None else None
-    service = FeedService.open(
-        config, clock=clock, publish_hooks=publish_hooks(stages), setup_hooks=setup_hooks(signing, config)
+    ingest = config.ingest
+    osv = (
+        OsvData(ingest.osv_path, clock=clock or _wall_clock, refresh_seconds=ingest.osv_refresh_seconds)
+        if ingest.osv_path
+        else None
     )
-    ingestion = Ingestion.for_service(service, fetcher=fetcher)
+    service = FeedService.open(
+        config, clock=clock, publish_hooks=publish_hooks(stages), setup_hooks=setup_hooks(signing, config, osv)
+    )
+    ingestion = Ingestion.for_service(service, osv=osv, fetcher=fetcher)
     pipeline = PushPipeline(service, push_stages(stages, ingestion.push))
     mirror = build_mirror(service, ingestion)  # config.upstreams; None without --upstream
     return Feed(
         service,
         signing,
         pipeline,
-        background_tasks(service, ingestion, fetcher, mirror=mirror),
+        background_tasks(service, ingestion, fetcher, mirror=mirror, osv=osv),
         extra_routes(service, ingestion),
         ingestion,
         mirror,
         owns_signing,
+        osv,
     )
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def last_started_signing_service(data_dir: Path, database_url: str | None, *, why: str) -> FeedService:

@@ -133,6 +133,8 @@ class IngestConfig:
         min_release_age_seconds: upstream versions younger than this are left out until old enough
             (``--min-release-age``; 0: no cooldown).
         osv_path: OSV records (folder or zip) for the known-bad check (``--osv``).
+        osv_refresh_seconds: how often each serving process looks for changes under ``osv_path`` and takes them
+            (``--osv-refresh``; :mod:`nuseal.feed.mirror.osv_refresh`; 0: read once at start).
         popular_id_files: extra popular-id lists for the look-alike check (``--popular-ids``).
         rules_files: scan rules files (``--rules``).
         revocation_mode: ``online`` or ``offline`` revocation checks when verifying upstream signatures.
@@ -149,6 +151,7 @@ class IngestConfig:
     trusted_signers: tuple[str, ...] = ()
     min_release_age_seconds: float = 0.0
     osv_path: str | None = None
+    osv_refresh_seconds: float = 3600.0
     popular_id_files: tuple[str, ...] = ()
     rules_files: tuple[str, ...] = ()
     revocation_mode: str = "online"
@@ -166,6 +169,8 @@ class IngestConfig:
             raise ConfigError("the allow-list author policy needs at least one --trusted-signer fingerprint")
         if self.min_release_age_seconds < 0 or self.release_check_seconds < 0:
             raise ConfigError("the minimum release age and the release check period cannot be negative")
+        if self.osv_refresh_seconds < 0:
+            raise ConfigError("the OSV refresh period (--osv-refresh) cannot be negative")
         if self.revocation_mode not in ("online", "offline"):
             raise ConfigError("the revocation mode must be online or offline")
 

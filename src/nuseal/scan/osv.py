@@ -114,6 +114,8 @@ class OsvDatabase:
     #: Records read (all ecosystems) and problems met (unreadable file, bad version in an event).
     records: int = 0
     problems: list[str] = field(default_factory=list)
+    #: The files (paths, or names inside the zip) skipped whole: not JSON, not an OSV record, or too large.
+    unreadable: list[str] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: Path | str) -> OsvDatabase:
@@ -153,6 +155,7 @@ class OsvDatabase:
                 continue
             if file.stat().st_size > MAX_RECORD_SIZE:
                 self.problems.append(f"{file}: over {MAX_RECORD_SIZE} bytes, skipped")
+                self.unreadable.append(str(file))
                 continue
             yield str(file), file.read_bytes()
 
@@ -162,11 +165,13 @@ class OsvDatabase:
                 continue
             if info.file_size > MAX_RECORD_SIZE:
                 self.problems.append(f"{info.filename}: over {MAX_RECORD_SIZE} bytes, skipped")
+                self.unreadable.append(info.filename)
                 continue
             with zf.open(info) as fh:
                 data = fh.read(MAX_RECORD_SIZE + 1)
             if len(data) > MAX_RECORD_SIZE:
                 self.problems.append(f"{info.filename}: over {MAX_RECORD_SIZE} bytes, skipped")
+                self.unreadable.append(info.filename)
                 continue
             yield info.filename, data
 
@@ -179,9 +184,11 @@ class OsvDatabase:
                 record = json.loads(raw) if isinstance(raw, bytes | str) else raw
             except (ValueError, UnicodeDecodeError) as exc:
                 self.problems.append(f"{name}: not JSON ({exc})")
+                self.unreadable.append(name)
                 continue
             if not isinstance(record, dict) or not isinstance(record.get("id"), str):
                 self.problems.append(f"{name}: not an OSV record (no 'id')")
+                self.unreadable.append(name)
                 continue
             self.records += 1
             self._add(name, record)

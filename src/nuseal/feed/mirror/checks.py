@@ -50,6 +50,7 @@ from sqlalchemy import select
 
 from nuseal.client.gate import RepositorySignatureInfo, effective_policy
 from nuseal.errors import ConfigError
+from nuseal.feed.mirror.osv_refresh import OsvData
 from nuseal.feed.mirror.vulnerabilities import VulnerabilityInfo
 from nuseal.feed.publish.signatures import read_signatures
 from nuseal.feed.store.models import (
@@ -66,7 +67,7 @@ from nuseal.package import Nuspec, PackageArchive
 from nuseal.scan.engine import ScanContext, scan_package
 from nuseal.scan.lookalike import PopularIds, builtin_popular_ids, read_id_file
 from nuseal.scan.model import Finding, Severity
-from nuseal.scan.osv import Advisory, OsvDatabase
+from nuseal.scan.osv import Advisory
 from nuseal.scan.package import ScanPackage
 from nuseal.scan.rules import RuleSet, load_rules
 from nuseal.trust import CertificatePurpose, RevocationFetcher, RevocationMode, TrustStore
@@ -196,6 +197,7 @@ class IngestSettings:
     trusted_signers: tuple[str, ...] = ()
     min_release_age: timedelta = timedelta(0)
     osv_path: str | None = None
+    osv_refresh_seconds: float = 0.0
     popular_id_files: tuple[str, ...] = ()
     rules_files: tuple[str, ...] = ()
     revocation_mode: RevocationMode = RevocationMode.ONLINE
@@ -277,12 +279,15 @@ class IngestChecks:
         settings: IngestSettings,
         *,
         clock: Callable[[], datetime],
-        vulnerabilities: VulnerabilityInfo | None = None,
+        osv: OsvData | None = None,
         fetcher: RevocationFetcher | None = None,
     ) -> None:
         self.db = db
         self.fetcher = fetcher
-        self._vulnerabilities = vulnerabilities
+        if osv is None and settings.osv_path:
+            osv = OsvData(settings.osv_path, clock=clock, refresh_seconds=settings.osv_refresh_seconds)
+        #: The OSV data (``--osv``), taken again when its folder changes; None without ``--osv``.
+        self.osv = osv
         self.settings = settings
         self.clock = clock
         self._lock = threading.Lock()
@@ -296,14 +301,11 @@ class IngestChecks:
     def rules(self) -> RuleSet:
         return load_rules([Path(p) for p in self.settings.rules_files])
 
-    @functools.cached_property
+    @property
     def vulnerabilities(self) -> VulnerabilityInfo | None:
-        """The OSV data (the one the feed's ``VulnerabilityInfo`` resource is built from, when given)."""
-        if self._vulnerabilities is not None:
-            return self._vulnerabilities
-        if not self.settings.osv_path:
-            return None
-        return VulnerabilityInfo(OsvDatabase.load(self.settings.osv_path), as_of=self.clock())
+        """The OSV data to check against now (:meth:`OsvData.current`: read again when the ``--osv`` folder changed;
+        the snapshot the feed's ``VulnerabilityInfo`` resource is written from in this process), or None."""
+        return self.osv.current() if self.osv is not None else None
 
     def _lookalike_index(self) -> PopularIds:
         """The popular ids (built-in list and ``popular_id_files``) plus every id on the feed, pushed or cached from an
@@ -703,6 +705,7 @@ def ingest_settings(config: Any) -> IngestSettings:
         trusted_signers=tuple(f.replace(":", "").lower() for f in ingest.trusted_signers),
         min_release_age=timedelta(seconds=ingest.min_release_age_seconds),
         osv_path=ingest.osv_path,
+        osv_refresh_seconds=ingest.osv_refresh_seconds,
         popular_id_files=tuple(ingest.popular_id_files),
         rules_files=tuple(ingest.rules_files),
         revocation_mode=RevocationMode(ingest.revocation_mode),

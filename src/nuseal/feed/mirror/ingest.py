@@ -43,9 +43,9 @@ from nuseal.feed.mirror.checks import (
     ingest_settings,
     outcome_state,
 )
+from nuseal.feed.mirror.osv_refresh import OsvData
 from nuseal.feed.mirror.push import PushChecks
 from nuseal.feed.mirror.quarantine import FACT_ORIGIN, FACT_PUBLISHED, FACT_RESULTS, Quarantine
-from nuseal.feed.mirror.vulnerabilities import VulnerabilityInfo
 from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.publish.submission import Submission, read_archive
 from nuseal.feed.publish.upload import StagedUpload, package_sha512
@@ -117,12 +117,13 @@ class Ingestion:
         cls,
         service: FeedService,
         *,
-        vulnerabilities: VulnerabilityInfo | None = None,
+        osv: OsvData | None = None,
         fetcher: RevocationFetcher | None = None,
     ) -> Ingestion:
-        """The ingestion of ``service`` with the settings of its ``config.ingest`` (``vulnerabilities``: the OSV data
-        the feed already loaded for its ``VulnerabilityInfo`` resource; else ``--osv`` is loaded on first use;
-        ``fetcher``: the revocation transport of online checks, from the composition root).
+        """The ingestion of ``service`` with the settings of its ``config.ingest`` (``osv``: the OSV data the feed's
+        ``VulnerabilityInfo`` resource is written from, :mod:`nuseal.feed.mirror.osv_refresh`; else one is made for
+        ``--osv``, read on first use; ``fetcher``: the revocation transport of online checks, from the composition
+        root).
 
         Raises:
             ConfigError: invalid ingestion settings.
@@ -131,7 +132,7 @@ class Ingestion:
             service.db,
             ingest_settings(service.config),
             clock=service.clock,
-            vulnerabilities=vulnerabilities,
+            osv=osv,
             fetcher=fetcher,
         )
         return cls(service, checks, Quarantine(service))

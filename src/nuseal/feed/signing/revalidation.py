@@ -224,18 +224,21 @@ def _utc(when: datetime | None) -> datetime | None:
 
 
 # ------------------------------------------------------------------------------------------------ lease
-def try_acquire_lease(service: FeedService, owner: str, *, seconds: float, now: datetime | None = None) -> bool:
+def try_acquire_lease(
+    service: FeedService, owner: str, *, seconds: float, now: datetime | None = None, key: str = LEASE_SETTING
+) -> bool:
     """Take (or renew) the revalidation lease for ``owner`` until ``now + seconds``; False when another owner
-    holds an unexpired lease. The lease is a ``feed_settings`` row (:data:`LEASE_SETTING`): SQLite's writer lock
-    or PostgreSQL's row lock make the read-compare-write atomic, so of several workers one runs at a time."""
+    holds an unexpired lease. The lease is a ``feed_settings`` row (``key``, default :data:`LEASE_SETTING`; other
+    background tasks elect their one worker with their own key): SQLite's writer lock or PostgreSQL's row lock make
+    the read-compare-write atomic, so of several workers one runs at a time."""
     at = now or service.clock()
     until = at + timedelta(seconds=seconds)
     value = json.dumps({"owner": owner, "until": until.isoformat()})
     with service.db.write() as session:
         dialect = session.get_bind().dialect.name
         insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(FeedSetting)
-        session.execute(insert.values(key=LEASE_SETTING, value="{}").on_conflict_do_nothing(index_elements=["key"]))
-        row = session.scalar(select(FeedSetting).where(FeedSetting.key == LEASE_SETTING).with_for_update())
+        session.execute(insert.values(key=key, value="{}").on_conflict_do_nothing(index_elements=["key"]))
+        row = session.scalar(select(FeedSetting).where(FeedSetting.key == key).with_for_update())
         assert row is not None
         try:
             held = json.loads(row.value)
@@ -248,10 +251,10 @@ def try_acquire_lease(service: FeedService, owner: str, *, seconds: float, now: 
     return True
 
 
-def release_lease(service: FeedService, owner: str) -> None:
-    """Give the lease up (at shutdown) when ``owner`` holds it, so another worker can take over at once."""
+def release_lease(service: FeedService, owner: str, *, key: str = LEASE_SETTING) -> None:
+    """Give the lease (``key``) up (at shutdown) when ``owner`` holds it, so another worker can take over at once."""
     with service.db.write() as session:
-        row = session.scalar(select(FeedSetting).where(FeedSetting.key == LEASE_SETTING).with_for_update())
+        row = session.scalar(select(FeedSetting).where(FeedSetting.key == key).with_for_update())
         if row is None:
             return
         try:
