@@ -208,3 +208,24 @@ def test_each_worker_takes_the_change_and_one_rewrites_the_documents(
         assert theirs.tick() == []  # taken over; the documents are already those of the data
     finally:
         other.close()
+
+
+def test_the_month_turning_moves_the_cut_off_without_reading_the_folder(feed: IngestFeed, osv: Path) -> None:
+    _write(osv, _record("MAL-2026-0004", "Evil.Package", ["3.0.0"], "2026-12-06T00:00:00Z"))
+    feed.clock.now += PERIOD
+    task = _task(feed.composed)
+    assert task.tick()
+    _, files = _documents(feed)
+    where = {name for name, data in files.items() for e in data.get("evil.package", ()) if "MAL-2026-0004" in e["url"]}
+    assert where == {"update"}  # modified this month
+
+    data = feed.composed.osv
+    assert data is not None
+    db = data.current().db
+    feed.clock.now = datetime(2027, 1, 2, tzinfo=UTC)
+    written = task.tick()
+    assert written and written[-1].endswith("index.json")
+    assert data.current().db is db  # the same records, cut again
+    index, files = _documents(feed)
+    where = {name for name, data in files.items() for e in data.get("evil.package", ()) if "MAL-2026-0004" in e["url"]}
+    assert where == {"base"} and "2027-01-01" in index["base"]["comment"]
