@@ -208,11 +208,10 @@ class OsvData:
             return self._refuse(f"{exc}")
         new_bad = sorted(set(db.unreadable) - snapshot.unreadable)
         if new_bad:
-            named = ", ".join(new_bad[:MAX_NAMED_FILES])
-            more = f" and {len(new_bad) - MAX_NAMED_FILES} more" if len(new_bad) > MAX_NAMED_FILES else ""
-            reasons = [p for p in db.problems if p.split(": ", 1)[0] in new_bad[:MAX_NAMED_FILES]]
-            detail = f" ({'; '.join(reasons)})" if reasons else ""
-            return self._refuse(f"--osv {self.path}: {named}{more}: not a readable OSV record{detail}")
+            reasons = {p.split(": ", 1)[0]: p for p in db.problems}
+            named = "; ".join(reasons.get(name, f"{name}: unreadable") for name in new_bad[:MAX_NAMED_FILES])
+            more = f"; {len(new_bad) - MAX_NAMED_FILES} more unreadable" if len(new_bad) > MAX_NAMED_FILES else ""
+            return self._refuse(f"--osv {self.path}: {named}{more}")
         self._take(stamp, db, now)
         self.problem = None
         log.info("OSV: %s changed; now %d NuGet advisories from %d records", self.path, len(db), db.records)
