@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from nuseal.errors import PackageFormatError
 
@@ -31,6 +32,7 @@ __all__ = [
     "LocalFileHeader",
     "ZipLayout",
     "read_layout",
+    "decode_name",
     "read_local_header",
 ]
 
@@ -51,9 +53,12 @@ _LFH = struct.Struct("<4sHHHHHIIIHH")
 _EOCD = struct.Struct("<4sHHHHIIH")
 
 
-@dataclass(frozen=True, slots=True)
-class CentralDirectoryRecord:
-    """One CD record. ``position`` is its byte offset in the file; ``header_size`` = 46 + name + extra + comment."""
+class CentralDirectoryRecord(NamedTuple):
+    """One CD record. ``position`` is its byte offset in the file; ``header_size`` = 46 + name + extra + comment.
+
+    Immutable. A named tuple rather than a frozen dataclass: a package has up to :data:`MAX_ENTRIES` of them and
+    a frozen dataclass costs one ``object.__setattr__`` per field to build (ten times a tuple).
+    """
 
     position: int
     version_made_by: int
@@ -72,22 +77,29 @@ class CentralDirectoryRecord:
     internal_attributes: int
     external_attributes: int
     local_header_offset: int
+    #: The entry name decoded as ZIP says: UTF-8 when flag bit 11 is set, else CP437 (:func:`decode_name`),
+    #: decoded once when the record is read.
+    name: str
 
     @property
     def header_size(self) -> int:
         return CD_HEADER_SIZE + len(self.name_bytes) + len(self.extra) + len(self.comment)
 
-    @property
-    def name(self) -> str:
-        """The entry name decoded as ZIP says: UTF-8 when flag bit 11 is set, else CP437."""
-        if self.flags & UTF8_FLAG:
-            return self.name_bytes.decode("utf-8", errors="replace")
-        return self.name_bytes.decode("cp437")
+
+def decode_name(name_bytes: bytes, flags: int) -> str:
+    """An entry name decoded as ZIP says (APPNOTE 4.4.4 bit 11): UTF-8 (invalid bytes replaced) when flag bit 11
+    is set, else CP437. Both agree with ASCII on bytes below 0x80, so an ASCII name takes the short way."""
+    if name_bytes.isascii():
+        return name_bytes.decode("ascii")
+    if flags & UTF8_FLAG:
+        return name_bytes.decode("utf-8", errors="replace")
+    return name_bytes.decode("cp437")
 
 
-@dataclass(frozen=True, slots=True)
-class LocalFileHeader:
-    """A local file header at ``position``; ``data_offset`` is where the entry's (compressed) data starts."""
+class LocalFileHeader(NamedTuple):
+    """A local file header at ``position``; ``data_offset`` is where the entry's (compressed) data starts.
+
+    Immutable (a named tuple, as :class:`CentralDirectoryRecord`)."""
 
     position: int
     version_needed: int
@@ -164,37 +176,36 @@ def read_layout(data: bytes | memoryview) -> ZipLayout:
     if cd_offset >= pos:
         raise _corrupt(f"central directory offset {cd_offset} is not before the end record at {pos}")
     records: list[CentralDirectoryRecord] = []
+    append = records.append
+    make_record = CentralDirectoryRecord._make
+    unpack = _CD.unpack_from
     at = cd_offset
-    while at + 4 <= size and raw[at : at + 4] == CD_SIGNATURE:
+    while at + 4 <= size and raw.startswith(CD_SIGNATURE, at):
         if len(records) >= MAX_ENTRIES:
             raise _corrupt(f"more than {MAX_ENTRIES} central directory records")
         if at + CD_HEADER_SIZE > size:
             raise _corrupt(f"central directory record at {at} is truncated")
-        f = _CD.unpack_from(buf, at)
-        name_len, extra_len, comment_len_r = f[10], f[11], f[12]
-        end = at + CD_HEADER_SIZE + name_len + extra_len + comment_len_r
+        f = unpack(raw, at)
+        name_start = at + CD_HEADER_SIZE
+        extra_start = name_start + f[10]
+        comment_start = extra_start + f[11]
+        end = comment_start + f[12]
         if end > size:
             raise _corrupt(f"central directory record at {at} runs past the end of the file")
-        name_start = at + CD_HEADER_SIZE
-        records.append(
-            CentralDirectoryRecord(
-                position=at,
-                version_made_by=f[1],
-                version_needed=f[2],
-                flags=f[3],
-                method=f[4],
-                dos_time=f[5],
-                dos_date=f[6],
-                crc32=f[7],
-                compressed_size=f[8],
-                uncompressed_size=f[9],
-                name_bytes=raw[name_start : name_start + name_len],
-                extra=raw[name_start + name_len : name_start + name_len + extra_len],
-                comment=raw[name_start + name_len + extra_len : end],
-                disk_start=f[13],
-                internal_attributes=f[14],
-                external_attributes=f[15],
-                local_header_offset=f[16],
+        name_bytes = raw[name_start:extra_start]
+        # Fields in record order: position, f[1:10] (version made by ... uncompressed size), name, extra, comment,
+        # f[13:17] (disk start ... local header offset), the decoded name.
+        append(
+            make_record(
+                (
+                    at,
+                    *f[1:10],
+                    name_bytes,
+                    raw[extra_start:comment_start],
+                    raw[comment_start:end],
+                    *f[13:17],
+                    decode_name(name_bytes, f[3]),
+                )
             )
         )
         at = end
@@ -210,29 +221,20 @@ def read_local_header(data: bytes | memoryview, position: int) -> LocalFileHeade
         PackageFormatError: the offset is outside the file, the signature is not ``PK\\x03\\x04``,
             or the header runs past the end of the file.
     """
-    buf = memoryview(data)
-    if position < 0 or position + LOCAL_HEADER_SIZE > len(buf):
+    size = len(data)
+    if position < 0 or position + LOCAL_HEADER_SIZE > size:
         raise _corrupt(f"local file header offset {position} is outside the file")
-    f = _LFH.unpack_from(buf, position)
+    f = _LFH.unpack_from(data, position)
     if f[0] != LFH_SIGNATURE:
         raise _corrupt(f"no local file header at offset {position}")
-    name_len, extra_len = f[9], f[10]
     start = position + LOCAL_HEADER_SIZE
-    if start + name_len + extra_len > len(buf):
+    extra_start = start + f[9]
+    end = extra_start + f[10]
+    if end > size:
         raise _corrupt(f"local file header at {position} runs past the end of the file")
-    return LocalFileHeader(
-        position=position,
-        version_needed=f[1],
-        flags=f[2],
-        method=f[3],
-        dos_time=f[4],
-        dos_date=f[5],
-        crc32=f[6],
-        compressed_size=f[7],
-        uncompressed_size=f[8],
-        name_bytes=bytes(buf[start : start + name_len]),
-        extra=bytes(buf[start + name_len : start + name_len + extra_len]),
-    )
+    # Fields: position, f[1:9] (version needed ... uncompressed size), name, extra. bytes() of a bytes slice is that
+    # slice (no second copy); of a memoryview slice, a copy.
+    return LocalFileHeader._make((position, *f[1:9], bytes(data[start:extra_start]), bytes(data[extra_start:end])))
 
 
 def has_zip64_extra(extra: bytes) -> bool:

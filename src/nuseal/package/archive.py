@@ -108,6 +108,8 @@ class PackageArchive:
         self._data = data
         self.layout = layout
         self.source = source
+        #: Local headers read so far, by offset (see :meth:`_local_header`).
+        self._local_headers: dict[int, LocalFileHeader] = {}
 
     @classmethod
     def from_bytes(cls, data: bytes, *, source: str | None = None) -> PackageArchive:
@@ -160,7 +162,19 @@ class PackageArchive:
         Source: NC ``PackageArchiveReader.IsSignedAsync`` (``ZipArchive.GetEntry``): the UTF-8 flag does
         not matter here, but it does for the signature reader, so such an entry then fails with NU3005.
         """
-        return any(r.name == SIGNATURE_ENTRY_NAME for r in self.layout.records)
+        return SIGNATURE_ENTRY_NAME in self.names
+
+    def _local_header(self, offset: int) -> LocalFileHeader:
+        """:func:`~nuseal.package._zip.read_local_header` at ``offset``, read once: the structure checks, the ZIP64
+        check, the signature entry and entry reads all need the same headers.
+
+        Raises:
+            PackageFormatError: as ``read_local_header`` (a failure is not remembered: it is raised again).
+        """
+        lfh = self._local_headers.get(offset)
+        if lfh is None:
+            lfh = self._local_headers[offset] = read_local_header(self._data, offset)
+        return lfh
 
     def _signature_record(self) -> CentralDirectoryRecord:
         candidates = [
@@ -209,7 +223,7 @@ class PackageArchive:
         if sig.external_attributes != 0:
             raise _nu3005(invalid)
         try:
-            lfh = read_local_header(self._data, sig.local_header_offset)
+            lfh = self._local_header(sig.local_header_offset)
         except PackageFormatError as exc:
             raise _nu3005(invalid) from exc
         if lfh.name_bytes != _SIGNATURE_NAME_BYTES:
@@ -225,7 +239,7 @@ class PackageArchive:
             PackageFormatError: NU3005 as :meth:`signature_record`, or when the data runs past the file.
         """
         sig = self.signature_record()
-        lfh = read_local_header(self._data, sig.local_header_offset)
+        lfh = self._local_header(sig.local_header_offset)
         start = lfh.data_offset
         end = start + sig.uncompressed_size
         if end > len(self._data):
@@ -284,13 +298,14 @@ class PackageArchive:
         if self.layout.has_zip64_locator:
             return True
         for r in self.layout.records:
-            if has_zip64_extra(r.extra):
+            if r.extra and has_zip64_extra(r.extra):
                 return True
             try:
-                if has_zip64_extra(read_local_header(self._data, r.local_header_offset).extra):
-                    return True
+                extra = self._local_header(r.local_header_offset).extra
             except PackageFormatError:
                 continue
+            if extra and has_zip64_extra(extra):
+                return True
         return False
 
     # ------------------------------------------------------------------ hardened view
@@ -329,14 +344,15 @@ class PackageArchive:
         extracted: dict[str, str] = {}
         total = 0
         spans: list[tuple[int, int, str]] = []
-        start_cd = min(r.position for r in recs)
+        start_cd = recs[0].position  # read_layout reads the records at increasing positions
         for r in recs:
             name = r.name
             label = repr(name)
-            problems.extend(
-                StructureProblem(code, f"entry {label}: {text}", name)
-                for code, text in _name_problems(name, r.name_bytes)
-            )
+            if not _plain_name(name, r.name_bytes):
+                problems.extend(
+                    StructureProblem(code, f"entry {label}: {text}", name)
+                    for code, text in _name_problems(name, r.name_bytes)
+                )
             if name != SIGNATURE_ENTRY_NAME:
                 if name in seen:
                     add(StructureProblem(S.DUPLICATE_NAME, f"entry {label} appears more than once", name))
@@ -391,7 +407,7 @@ class PackageArchive:
                 )
             total += r.uncompressed_size
             try:
-                lfh = read_local_header(self._data, r.local_header_offset)
+                lfh = self._local_header(r.local_header_offset)
             except PackageFormatError as exc:
                 add(StructureProblem(S.LOCAL_HEADER_UNREADABLE, f"entry {label}: {exc.message}", name))
                 continue
@@ -468,7 +484,7 @@ class PackageArchive:
         label = repr(record.name)
         if record.uncompressed_size > limit:
             raise PackageFormatError(f"entry {label} is {record.uncompressed_size} bytes (limit {limit})")
-        lfh: LocalFileHeader = read_local_header(self._data, record.local_header_offset)
+        lfh = self._local_header(record.local_header_offset)
         if lfh.name_bytes != record.name_bytes:
             raise PackageFormatError(f"entry {label}: local header and central directory disagree on the name")
         start = lfh.data_offset
@@ -542,8 +558,23 @@ def _extraction_key(name: str) -> str:
     ``PackageExtractor`` does, as the oracle's ``extract`` shows: ``a%20b`` -> ``a b``), ``\\`` a separator (Windows;
     on Linux NuGet keeps it in the file name), names compared without case (NTFS, APFS and HFS+ defaults) and
     without Unicode normalization differences (APFS, HFS+)."""
+    if name.isascii() and "%" not in name:  # the same key, the short way: NFC and casefold are lower() on ASCII
+        return name.replace("\\", "/").lower()
     path = unquote(name).replace("\\", "/")
     return unicodedata.normalize("NFC", path).casefold()
+
+
+def _plain_name(name: str, raw: bytes) -> bool:
+    """Whether :func:`_name_problems` has nothing to say about ``name``, decided the short way: not empty, not
+    too long, no NUL, no leading separator, no drive letter, and no ``..`` at all (so no ``..`` segment)."""
+    return (
+        bool(raw)
+        and len(raw) <= MAX_NAME_LENGTH
+        and "\x00" not in name
+        and ".." not in name
+        and name[0] not in "/\\"
+        and name[1:2] != ":"
+    )
 
 
 def _name_problems(name: str, raw: bytes) -> list[tuple[StructureCode, str]]:
@@ -582,21 +613,43 @@ def _nuget_signed_hash(
         change[r.position] = prev_end - r.local_header_offset
         prev_end = r.local_header_offset + total + change[r.position]
 
-    def take(start: int, end: int) -> memoryview:
+    def check(start: int, end: int) -> None:
         if start < 0 or end < start or end > size:
             raise ValueError(f"range {start}..{end} outside the file")
-        return view[start:end]
 
-    h.update(take(0, meta.start_of_local_headers))
-    for r in others:
-        h.update(take(r.local_header_offset, r.local_header_offset + meta.total_size[r.position]))
-    for r in sorted(others, key=lambda r: r.position):
-        h.update(take(r.position, r.position + CD_HEADER_SIZE - 4))
-        h.update(struct.pack("<I", (r.local_header_offset + change[r.position]) & 0xFFFFFFFF))
-        h.update(take(r.position + CD_HEADER_SIZE, r.position + r.header_size))
+    # The bytes before the first local header, then each other entry's local header and data, in file order. The
+    # entries tile the file up to the central directory, so adjacent ranges are merged: one update per run.
+    runs: list[list[int]] = []
+    for start, end in itertools.chain(
+        ((0, meta.start_of_local_headers),),
+        ((r.local_header_offset, r.local_header_offset + meta.total_size[r.position]) for r in others),
+    ):
+        check(start, end)
+        if runs and runs[-1][1] == start:
+            runs[-1][1] = end
+        else:
+            runs.append([start, end])
+    for start, end in runs:
+        h.update(view[start:end])
+    # Each other CD record (in CD order, as read_layout keeps them) with its local header offset rebased.
+    pieces: list[bytes] = []
+    pack_offset = struct.Struct("<I").pack
+    for r in layout.records:
+        if r.position == sig.position:
+            continue
+        at, end = r.position, r.position + r.header_size
+        check(at, at + CD_HEADER_SIZE - 4)
+        check(at + CD_HEADER_SIZE, end)
+        pieces += (
+            data[at : at + CD_HEADER_SIZE - 4],
+            pack_offset((r.local_header_offset + change[r.position]) & 0xFFFFFFFF),
+            data[at + CD_HEADER_SIZE : end],
+        )
+    h.update(b"".join(pieces))
     eocd = meta.end_of_central_directory
     n1, n2, cd_size, cd_off = struct.unpack_from("<HHII", data, eocd + 8)
-    h.update(take(eocd, eocd + 8))
+    check(eocd, eocd + 8)
+    h.update(view[eocd : eocd + 8])
     h.update(
         struct.pack(
             "<HHII",
@@ -606,7 +659,8 @@ def _nuget_signed_hash(
             (cd_off - meta.total_size[sig.position]) & 0xFFFFFFFF,
         )
     )
-    h.update(take(eocd + 20, size))
+    check(eocd + 20, size)
+    h.update(view[eocd + 20 : size])
     return h.digest()
 
 
