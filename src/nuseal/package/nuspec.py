@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
@@ -91,7 +92,10 @@ def find_nuspec_name(names: tuple[str, ...]) -> str:
     return found[0]
 
 
+@lru_cache(maxsize=256)
 def _local(tag: str) -> str:
+    """The local name of a ``{namespace}name`` tag (NuGet reads the nuspec namespace-agnostically). Memoised: a
+    nuspec repeats a handful of tags (``dependency``, ``group``) many times; bounded, as the tags are untrusted."""
     return tag.rsplit("}", 1)[-1]
 
 
@@ -153,10 +157,8 @@ class Nuspec:
         meta_el = next((c for c in root if _local(c.tag) == "metadata"), None)
         if meta_el is None:
             raise PackageFormatError("the nuspec has no <metadata> element")
-        fields: dict[str, str] = {}
-        for child in meta_el:
-            if len(child) == 0 and child.text is not None:
-                fields.setdefault(_local(child.tag), child.text.strip())
+        parts = _read_metadata(meta_el)
+        fields = parts.fields
         package_id = fields.get("id", "")
         if not package_id:
             raise PackageFormatError("the nuspec has no <id>")
@@ -183,73 +185,97 @@ class Nuspec:
             description=description,
             title=fields.get("title"),
             tags=tuple(fields.get("tags", "").split()),
-            package_types=_package_types(meta_el),
-            dependencies=_dependencies(meta_el),
+            package_types=parts.package_types,
+            dependencies=parts.dependencies,
             metadata=fields,
-            limit_problems=_limit_problems(fields, meta_el, authors, version),
-            dependency_groups=_dependency_groups(meta_el),
+            limit_problems=_limit_problems(parts, authors, version),
+            dependency_groups=parts.dependency_groups,
             min_client_version=meta_el.get("minClientVersion") or "",
-            license_expression=_license_expression(meta_el),
+            license_expression=parts.license_expression,
         )
         if enforce_limits and nuspec.limit_problems:
             raise PackageFormatError("; ".join(nuspec.limit_problems))
         return nuspec
 
 
-def _package_types(meta: Element) -> tuple[str, ...]:
+@dataclass(frozen=True, slots=True)
+class _Metadata:
+    """What :meth:`Nuspec.parse` reads from ``<metadata>``, gathered in one pass over its children."""
+
+    #: Each childless child with text: local name -> stripped text (the first of a name wins).
+    fields: dict[str, str]
+    #: ``<packageTypes><packageType name>`` in order, empty names left out.
+    package_types: tuple[str, ...]
+    #: :attr:`Nuspec.dependencies`.
+    dependencies: tuple[tuple[str, str, str | None], ...]
+    #: :attr:`Nuspec.dependency_groups`.
+    dependency_groups: tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]
+    #: :attr:`Nuspec.license_expression`.
+    license_expression: str
+    #: The ``<repository>`` elements, in order.
+    repositories: tuple[Element, ...]
+
+
+def _read_metadata(meta: Element) -> _Metadata:
+    """One pass over ``<metadata>``'s children (and their children); every child is looked at as NuGet does:
+
+    * ``dependencies``: flattened for :attr:`Nuspec.dependencies` (plain ``<dependency>`` children with framework "",
+      ``<group>`` members with the group's ``targetFramework`` as written); grouped for
+      :attr:`Nuspec.dependency_groups` as NC ``NuspecReader.GetDependencyGroups`` does (the ``<group>`` elements in
+      order, empty ones included, ``targetFramework`` trimmed; without any ``<group>``, the plain ``<dependency>``
+      children as one any-framework group, none when there are none);
+    * ``license``: the first with ``type="expression"`` and text gives the expression;
+    * ``packageTypes``, ``repository``: kept for the fields and the length limits.
+    """
+    fields: dict[str, str] = {}
     types: list[str] = []
-    for child in meta:
-        if _local(child.tag) == "packageTypes":
-            types.extend(pt.get("name", "") for pt in child if _local(pt.tag) == "packageType")
-    return tuple(t for t in types if t)
-
-
-def _dependencies(meta: Element) -> tuple[tuple[str, str, str | None], ...]:
     deps: list[tuple[str, str, str | None]] = []
-    for child in meta:
-        if _local(child.tag) != "dependencies":
-            continue
-        for item in child:
-            if _local(item.tag) == "dependency":
-                deps.append(("", item.get("id", ""), item.get("version")))
-            elif _local(item.tag) == "group":
-                tfm = item.get("targetFramework", "")
-                deps.extend(
-                    (tfm, d.get("id", ""), d.get("version")) for d in item if _local(d.tag) == "dependency"
-                )
-    return tuple(deps)
-
-
-def _dependency_groups(meta: Element) -> tuple[tuple[str, tuple[tuple[str, str | None], ...]], ...]:
-    """:attr:`Nuspec.dependency_groups` (NC ``NuspecReader.GetDependencyGroups``)."""
     groups: list[tuple[str, tuple[tuple[str, str | None], ...]]] = []
+    license_expression: str | None = None
+    repositories: list[Element] = []
     for child in meta:
-        if _local(child.tag) != "dependencies":
-            continue
-        explicit = [g for g in child if _local(g.tag) == "group"]
-        if explicit:
-            for g in explicit:
-                deps = tuple((d.get("id") or "", d.get("version")) for d in g if _local(d.tag) == "dependency")
-                groups.append(((g.get("targetFramework") or "").strip(), deps))
-        else:
-            flat = tuple((d.get("id") or "", d.get("version")) for d in child if _local(d.tag) == "dependency")
-            if flat:
-                groups.append(("", flat))
-    return tuple(groups)
+        name = _local(child.tag)
+        if len(child) == 0:
+            if child.text is not None:
+                fields.setdefault(name, child.text.strip())
+        elif name == "dependencies":
+            flat: list[tuple[str, str | None]] = []
+            has_group = False
+            for item in child:
+                item_name = _local(item.tag)
+                if item_name == "dependency":
+                    dep = (item.get("id", ""), item.get("version"))
+                    flat.append(dep)
+                    deps.append(("", *dep))
+                elif item_name == "group":
+                    has_group = True
+                    tfm = item.get("targetFramework", "")
+                    members = tuple((d.get("id", ""), d.get("version")) for d in item if _local(d.tag) == "dependency")
+                    deps.extend((tfm, *dep) for dep in members)
+                    groups.append((tfm.strip(), members))
+            if flat and not has_group:
+                groups.append(("", tuple(flat)))
+        elif name == "packageTypes":
+            types.extend(pt.get("name", "") for pt in child if _local(pt.tag) == "packageType")
+        if name == "license":
+            if license_expression is None and child.get("type") == "expression" and child.text:
+                license_expression = child.text.strip()
+        elif name == "repository":
+            repositories.append(child)
+    return _Metadata(
+        fields=fields,
+        package_types=tuple(t for t in types if t),
+        dependencies=tuple(deps),
+        dependency_groups=tuple(groups),
+        license_expression=license_expression or "",
+        repositories=tuple(repositories),
+    )
 
 
-def _license_expression(meta: Element) -> str:
-    for child in meta:
-        if _local(child.tag) == "license" and child.get("type") == "expression" and child.text:
-            return child.text.strip()
-    return ""
-
-
-def _limit_problems(
-    fields: dict[str, str], meta: Element, authors: tuple[str, ...], version: NuGetVersion
-) -> tuple[str, ...]:
+def _limit_problems(parts: _Metadata, authors: tuple[str, ...], version: NuGetVersion) -> tuple[str, ...]:
     """nuget.org's upload length limits (NuGetGallery ``PackageHelper.ValidateNuGetPackageMetadata``)."""
     problems: list[str] = []
+    fields = parts.fields
 
     def check(what: str, length: int, limit: int) -> None:
         if length > limit:
@@ -261,14 +287,15 @@ def _limit_problems(
             check(f"<{name}>", len(text), limit)
     check("id plus version", len(fields.get("id", "")) + len(version.full), MAX_ID_VERSION_LENGTH)
     flat: list[str] = []
-    for tfm, dep_id, dep_range in _dependencies(meta):
-        check(f"dependency id {dep_id[:40]!r}", len(dep_id), MAX_DEPENDENCY_ID_LENGTH)
-        check(f"version range of dependency {dep_id[:40]!r}", len(dep_range or ""), MAX_DEPENDENCY_RANGE_LENGTH)
+    for tfm, dep_id, dep_range in parts.dependencies:
+        if len(dep_id) > MAX_DEPENDENCY_ID_LENGTH:
+            check(f"dependency id {dep_id[:40]!r}", len(dep_id), MAX_DEPENDENCY_ID_LENGTH)
+        if dep_range is not None and len(dep_range) > MAX_DEPENDENCY_RANGE_LENGTH:
+            check(f"version range of dependency {dep_id[:40]!r}", len(dep_range), MAX_DEPENDENCY_RANGE_LENGTH)
         flat.append(f"{dep_id}:{dep_range or ''}:{tfm}")
     check("<dependencies> (flattened as id:range:framework|...)", len("|".join(flat)), MAX_DEPENDENCIES_LENGTH)
-    check("<packageTypes> (names joined with |)", len("|".join(_package_types(meta))), MAX_PACKAGE_TYPES_LENGTH)
-    for child in meta:
-        if _local(child.tag) == "repository":
-            for attr, limit in _REPOSITORY_LIMITS.items():
-                check(f"<repository {attr}=...>", len(child.get(attr, "")), limit)
+    check("<packageTypes> (names joined with |)", len("|".join(parts.package_types)), MAX_PACKAGE_TYPES_LENGTH)
+    for child in parts.repositories:
+        for attr, limit in _REPOSITORY_LIMITS.items():
+            check(f"<repository {attr}=...>", len(child.get(attr, "")), limit)
     return tuple(problems)
