@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from PIL import Image
 from playwright.sync_api import Page, expect, sync_playwright
 
+from .browser_support import CHROMIUM, CHROMIUM_ARGS
 from .conftest import Feed, _require, make_package
 from .signing_support import (
     Codes,
@@ -42,17 +43,6 @@ from .signing_support import (
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -33,7 +33,7 @@ from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, Upstream
 from support.clock import Clock
 
 from .conftest import Feed, NuGetExe, make_package, run_admin
-from .test_security_headers import check as check_headers
+from .headers_support import check_headers
 from .upstream_support import (
     CODESIGN_BUNDLE,
     TIMESTAMP_BUNDLE,

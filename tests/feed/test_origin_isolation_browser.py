@@ -30,8 +30,8 @@ import pytest
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, Route, expect, sync_playwright
 
+from .browser_support import CHROMIUM, CHROMIUM_ARGS
 from .conftest import Feed, _require, make_package, start_feed
-from .test_account_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser]
 

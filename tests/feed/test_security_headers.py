@@ -34,6 +34,7 @@ from nuseal.feed.config import FeedConfig
 from nuseal.feed.http.headers import download_filename
 
 from .conftest import Feed, _require, make_package, start_feed
+from .headers_support import check_download, check_headers
 
 PACKAGE_ID = "Probe.Headers"
 VERSION = "1.0.0"
@@ -64,67 +65,6 @@ def app_routes(data_dir: Path) -> list[Route]:
     return [r for r in routes if isinstance(r, Route)]
 
 
-def _csp(response: httpx.Response) -> dict[str, list[str]]:
-    values = response.headers.get_list("content-security-policy")
-    assert len(values) == 1, (response.url, values)
-    directives: dict[str, list[str]] = {}
-    for part in values[0].split(";"):
-        words = part.split()
-        if words:
-            directives[words[0].lower()] = words[1:]
-    return directives
-
-
-def _check_common(response: httpx.Response) -> None:
-    where = f"{response.request.method} {response.url} -> {response.status_code}"
-    assert response.headers.get_list("x-content-type-options") == ["nosniff"], where
-    assert response.headers.get_list("x-frame-options") == ["DENY"], where
-    assert response.headers.get("referrer-policy") in ("same-origin", "no-referrer", "strict-origin"), where
-
-
-def check_page(response: httpx.Response) -> None:
-    _check_common(response)
-    csp = _csp(response)
-    where = f"{response.request.method} {response.url}"
-    assert csp.get("default-src") in (["'none'"], ["'self'"]), (where, csp)
-    assert csp.get("frame-ancestors") == ["'none'"], (where, csp)
-    assert csp.get("base-uri") == ["'none'"], (where, csp)
-    assert csp.get("form-action") == ["'self'"], (where, csp)
-    for directive, sources in csp.items():  # no inline script or style, no eval, nothing from elsewhere
-        assert not {"'unsafe-inline'", "'unsafe-eval'", "*", "data:", "http:", "https:"} & set(sources), (
-            where,
-            directive,
-        )
-    assert "content-disposition" not in response.headers, where
-
-
-def check_sandboxed(response: httpx.Response) -> None:
-    _check_common(response)
-    csp = _csp(response)
-    where = f"{response.request.method} {response.url} -> {response.status_code}"
-    assert csp.get("default-src") == ["'none'"], (where, csp)
-    assert csp.get("frame-ancestors") == ["'none'"], (where, csp)
-    assert csp.get("sandbox") == [], (where, csp)  # no allow-scripts or any other exception
-
-
-def check_download(response: httpx.Response, name: str) -> None:
-    check_sandboxed(response)
-    assert response.headers.get("content-disposition") == f'attachment; filename="{name}"', response.url
-
-
-def check(response: httpx.Response, *, user_file: bool) -> str:
-    """Check ``response`` against the headers of its class; returns the class."""
-    if user_file and response.status_code < 400:
-        check_download(response, response.url.path.rsplit("/", 1)[-1])
-        return "download"
-    if response.headers.get("content-type", "").startswith("text/html"):
-        check_page(response)
-        return "page"
-    check_sandboxed(response)
-    assert "content-disposition" not in response.headers, response.url
-    return "document"
-
-
 def test_every_route_of_the_app_answers_with_the_headers_of_its_class(feed: Feed, tmp_path: Path) -> None:
     classes: dict[tuple[str, str], str] = {}
     with feed.client(follow_redirects=False) as c:
@@ -136,7 +76,7 @@ def test_every_route_of_the_app_answers_with_the_headers_of_its_class(feed: Feed
             for method in sorted(route.methods | {"PATCH"}):  # PATCH: no route takes it (405)
                 r = c.request(method, path, headers={"Content-Length": "0"} if method in ("POST", "PUT") else {})
                 assert r.status_code < 500, (method, path, r.status_code, r.text)
-                classes[(method, route.path)] = check(r, user_file=False)
+                classes[(method, route.path)] = check_headers(r, user_file=False)
     # the pages are pages, the API answers are not
     for method, path in (("GET", "/packages"), ("GET", "/packages/{id}"), ("GET", "/account/login")):
         assert classes[(method, path)] == "page", (method, path)
@@ -153,7 +93,7 @@ def test_every_stored_file_and_service_index_resource_has_the_headers_of_its_cla
             for method in ("GET", "HEAD"):
                 r = c.request(method, "/" + key)
                 assert r.status_code == 200, (key, r.status_code)
-                check(r, user_file=key in user_files)
+                check_headers(r, user_file=key in user_files)
                 if method == "GET":
                     assert r.content == stored[key], key
                 suffix = Path(key).suffix
@@ -162,7 +102,7 @@ def test_every_stored_file_and_service_index_resource_has_the_headers_of_its_cla
             # a revalidation (304) keeps the headers too
             again = c.get("/" + key, headers={"If-None-Match": r.headers["etag"]})
             assert again.status_code == 304, key
-            check(again, user_file=key in user_files)
+            check_headers(again, user_file=key in user_files)
         # every resource of the service index that this feed hosts
         index = c.get("/v3/index.json").json()
         for resource in index["resources"]:
@@ -170,7 +110,7 @@ def test_every_stored_file_and_service_index_resource_has_the_headers_of_its_cla
             if url.host != c.base_url.host or url.port != c.base_url.port:
                 continue
             r = c.get(url.path)
-            check(r, user_file=False)
+            check_headers(r, user_file=False)
         # 404s, under /v3/ (the static layer) and elsewhere, and an unknown user's file
         for path in (
             "/v3/flatcontainer/no.such/1.0.0/no.such.1.0.0.nupkg",
@@ -180,7 +120,7 @@ def test_every_stored_file_and_service_index_resource_has_the_headers_of_its_cla
         ):
             r = c.get(path)
             assert r.status_code == 404, path
-            check(r, user_file=path.endswith(".nupkg"))
+            check_headers(r, user_file=path.endswith(".nupkg"))
 
 
 def test_the_flat_container_files_are_attachments_named_after_the_file(feed: Feed) -> None:
