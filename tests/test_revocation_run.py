@@ -1,7 +1,7 @@
 """Online revocation that never stalls a run (issue 17): the per-run host view, the per-package deadline, hosts
 asked in parallel, the on-disk revocation cache and ``--revocation-mode cached``.
 
-Everything runs on loopback against a PKI of these tests' own (test_trust_support.Pki) whose AIA OCSP / CDP URLs
+Everything runs on loopback against a PKI of these tests' own (support.trust.Pki) whose AIA OCSP / CDP URLs
 point at 127.0.0.1 ports: a port that refuses, a tarpit (accepts, never answers), a slow responder, a responder
 answering "revoked", and real responders counting their requests.
 """
@@ -37,7 +37,7 @@ from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.trust.revocation import HostHealth, host_of
 from nuseal.trust.revocation_cache import RevocationStore, revocation_run
 from nuseal.verify import RevocationStatus, VerificationPolicy, VerificationResult, Verifier
-from test_trust_support import NOW, Issued, LoopbackServer, Pki, closed_port_url, crl, ocsp_response
+from support.trust import NOW, Issued, LoopbackServer, Pki, closed_port_url, crl, ocsp_response
 
 REVOKED_AT = NOW - dt.timedelta(days=10)
 

@@ -22,7 +22,7 @@ from nuseal.trust import (
     dotnet_name,
     untrusted_root_warning,
 )
-from test_trust_support import NOW, Issued, Pki, rsa_key
+from support.trust import NOW, Issued, Pki, rsa_key
 
 OFFLINE = ChainStatus.REVOCATION_STATUS_UNKNOWN | ChainStatus.OFFLINE_REVOCATION
 

@@ -25,7 +25,7 @@ from nuseal.trust import (
 )
 from nuseal.trust.certificate import load_der_certificate
 from nuseal.verify import VerificationPolicy, Verifier
-from test_trust_support import NOW, Issued, Pki
+from support.trust import NOW, Issued, Pki
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VECTORS = sorted((SHARED / "vectors" / "nuget.org").glob("*.nupkg"))

@@ -22,7 +22,7 @@ from nuseal.trust import (
     parse_nuget_config,
 )
 from nuseal.trust.config import MAX_CONFIG_BYTES, find_nuget_configs
-from test_trust_support import vector_signatures
+from support.trust import vector_signatures
 
 MICROSOFT = "3F9001EA83C560D712C24CF213C3D312CB3BFF51EE89435D3430BD06B5D0EECE"
 NUGET_ORG = (

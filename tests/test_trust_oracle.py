@@ -27,7 +27,7 @@ from nuseal.trust import (
     dotnet_name,
     untrusted_root_warning,
 )
-from test_trust_support import (
+from support.trust import (
     CODESIGN_BUNDLE,
     NOW,
     TIMESTAMP_BUNDLE,

@@ -19,7 +19,7 @@ from nuseal.trust import (
     check_certificate_requirements,
     requirement_code,
 )
-from test_trust_support import CODESIGN_BUNDLE, NOW, Pki, ec_key, rsa_key
+from support.trust import CODESIGN_BUNDLE, NOW, Pki, ec_key, rsa_key
 
 SIGN = CertificatePurpose.CODE_SIGNING
 STAMP = CertificatePurpose.TIMESTAMPING

@@ -24,7 +24,7 @@ from nuseal.trust import (
 )
 from nuseal.trust.online import HttpRevocationFetcher
 from nuseal.trust.revocation import REVOCATION_MODE_ENV
-from test_trust_support import NOW, Issued, LoopbackServer, Pki, closed_port_url, crl, ocsp_response
+from support.trust import NOW, Issued, LoopbackServer, Pki, closed_port_url, crl, ocsp_response
 
 AT = NOW - dt.timedelta(days=30)  # the "timestamp"
 REVOKED_AT = NOW - dt.timedelta(days=10)  # after the timestamp: NuGet's client still fails the chain

@@ -17,7 +17,7 @@ from nuseal.errors import UsageError
 from nuseal.trust import CertificatePurpose, TrustStore
 from nuseal.trust.certificate import facts
 from nuseal.trust.store import MAX_BUNDLE_BYTES, _default_dotnet_roots
-from test_trust_support import CODESIGN_BUNDLE, NOW, TIMESTAMP_BUNDLE, Pki, rsa_key
+from support.trust import CODESIGN_BUNDLE, NOW, TIMESTAMP_BUNDLE, Pki, rsa_key
 
 SIGN = CertificatePurpose.CODE_SIGNING
 STAMP = CertificatePurpose.TIMESTAMPING

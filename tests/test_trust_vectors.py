@@ -28,7 +28,7 @@ from nuseal.trust import (
     is_self_issued,
 )
 from nuseal.trust.certificate import der
-from test_trust_support import (
+from support.trust import (
     CODESIGN_BUNDLE,
     TIMESTAMP_BUNDLE,
     VECTORS,
