@@ -40,7 +40,7 @@ from support.trust import (
 
 pytestmark = pytest.mark.oracle
 
-ORACLE = Path("/work/shared/tools/nuget-oracle/run-oracle.sh")
+ORACLE = Path(__file__).resolve().parents[2] / "shared" / "tools" / "nuget-oracle" / "run-oracle.sh"
 ORACLE_TIMEOUT = 300
 _CHAIN_LINE = re.compile(r"^The (.+?)'s certificate chain validation failed with error\(s\): (.*)$")
 

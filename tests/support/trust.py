@@ -29,9 +29,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from nuseal.trust.certificate import load_der_certificate, subject_key_identifier
 
-VECTORS = Path("/work/shared/vectors/nuget.org")
-CODESIGN_BUNDLE = Path("/work/shared/trust/codesignctl.pem")
-TIMESTAMP_BUNDLE = Path("/work/shared/trust/timestampctl.pem")
+SHARED = Path(__file__).resolve().parents[3] / "shared"  # ../shared next to the repository
+VECTORS = SHARED / "vectors" / "nuget.org"
+CODESIGN_BUNDLE = SHARED / "trust" / "codesignctl.pem"
+TIMESTAMP_BUNDLE = SHARED / "trust" / "timestampctl.pem"
 UTC = dt.UTC
 
 # --------------------------------------------------------------------------- real vectors
