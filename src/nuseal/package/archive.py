@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import os
 import struct
 import unicodedata
 import zlib
@@ -72,6 +73,9 @@ MAX_NAME_LENGTH = 1024
 #: Signing refuses archives that would need ZIP64 for the entry count (NU3039, ``SigningUtility``).
 MAX_ENTRIES_TO_SIGN = 0xFFFD
 
+#: A CD record's local header offset field (its last 4 bytes before the name).
+_OFFSET = struct.Struct("<I")
+
 _INTEGRITY_MESSAGE = (
     "The package integrity check failed. The package has changed since it was signed. "
     "Try clearing the local http-cache and run nuget operation again."
@@ -127,10 +131,11 @@ class PackageArchive:
         """
         p = Path(path)
         try:
-            size = p.stat().st_size
-            if size > MAX_PACKAGE_SIZE:
-                raise PackageFormatError(f"{p} is {size} bytes; at most {MAX_PACKAGE_SIZE} are read")
-            data = p.read_bytes()
+            with open(p, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > MAX_PACKAGE_SIZE:
+                    raise PackageFormatError(f"{p} is {size} bytes; at most {MAX_PACKAGE_SIZE} are read")
+                data = f.read()
         except OSError as exc:
             raise UsageError(f"cannot read {p}: {exc.strerror or exc}") from exc
         return cls(data, read_layout(data), str(p))
@@ -631,21 +636,18 @@ def _nuget_signed_hash(
             runs.append([start, end])
     for start, end in runs:
         h.update(view[start:end])
-    # Each other CD record (in CD order, as read_layout keeps them) with its local header offset rebased.
-    pieces: list[bytes] = []
-    pack_offset = struct.Struct("<I").pack
-    for r in layout.records:
+    # Each other CD record, in CD order, with its local header offset rebased. read_layout reads the records back to
+    # back, so they are the bytes from the first record to the end of the last, less the signature's record.
+    cd_start = layout.records[0].position
+    check(cd_start, meta.end_of_central_directory)
+    cd = bytearray(data[cd_start : meta.end_of_central_directory])
+    for r in reversed(layout.records):  # from the end: removing the signature's record moves only later ones
+        at = r.position - cd_start
         if r.position == sig.position:
-            continue
-        at, end = r.position, r.position + r.header_size
-        check(at, at + CD_HEADER_SIZE - 4)
-        check(at + CD_HEADER_SIZE, end)
-        pieces += (
-            data[at : at + CD_HEADER_SIZE - 4],
-            pack_offset((r.local_header_offset + change[r.position]) & 0xFFFFFFFF),
-            data[at + CD_HEADER_SIZE : end],
-        )
-    h.update(b"".join(pieces))
+            del cd[at : at + r.header_size]
+        else:
+            _OFFSET.pack_into(cd, at + CD_HEADER_SIZE - 4, (r.local_header_offset + change[r.position]) & 0xFFFFFFFF)
+    h.update(cd)
     eocd = meta.end_of_central_directory
     n1, n2, cd_size, cd_off = struct.unpack_from("<HHII", data, eocd + 8)
     check(eocd, eocd + 8)
