@@ -5,17 +5,23 @@ from __future__ import annotations
 import base64
 import io
 import struct
+import unicodedata
 import zipfile
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 from asn1crypto import cms
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nuseal.codes import NuCode
 from nuseal.errors import PackageFormatError, SigningError
 from nuseal.hashalg import HashAlgorithm
 from nuseal.package import PackageArchive, StructureCode, append_signature
+from nuseal.package import archive as archive_module
+from nuseal.package._zip import UTF8_FLAG, decode_name
 
 VECTORS = sorted((Path(__file__).resolve().parents[2] / "shared" / "vectors" / "nuget.org").glob("*.nupkg"))
 
@@ -176,3 +182,35 @@ def test_append_signature_refuses_signed_and_zip64() -> None:
     with pytest.raises(SigningError) as exc:
         append_signature(buf.getvalue(), b"0", when=datetime(2024, 1, 1))
     assert exc.value.code is NuCode.NU3006
+
+
+# --------------------------------------------------------------------------- the short ways (issue 13) keep the rules
+#: Name pieces that matter to the name rules: separators, drive colon, NUL, '..', %-escapes, case and Unicode forms.
+_NAME_CHARS = st.sampled_from(
+    [*"aZ09._-/\\:% \x00", "..", "%41", "%2F", "\u00e9", "e\u0301", "\u0130", "\u00df", "\u212a"]
+)
+_NAMES = st.lists(_NAME_CHARS, max_size=12).map("".join)
+
+
+@given(_NAMES, st.integers(min_value=0, max_value=2000))
+@settings(max_examples=400, deadline=None)
+def test_plain_name_never_hides_a_name_problem(name: str, padding: int) -> None:
+    """``_plain_name`` lets structure_problems skip ``_name_problems``: it may only say yes when there is nothing."""
+    for candidate in (name, name + "a" * padding):
+        raw = candidate.encode("utf-8")
+        if archive_module._plain_name(candidate, raw):
+            assert archive_module._name_problems(candidate, raw) == []
+
+
+@given(_NAMES)
+@settings(max_examples=400, deadline=None)
+def test_extraction_key_short_way_is_the_full_rule(name: str) -> None:
+    full = unicodedata.normalize("NFC", unquote(name).replace("\\", "/")).casefold()
+    assert archive_module._extraction_key(name) == full
+
+
+@given(st.binary(max_size=24), st.sampled_from([0, UTF8_FLAG, UTF8_FLAG | 0x8, 0x8]))
+@settings(max_examples=400, deadline=None)
+def test_decode_name_is_zip_name_decoding(raw: bytes, flags: int) -> None:
+    expected = raw.decode("utf-8", errors="replace") if flags & UTF8_FLAG else raw.decode("cp437")
+    assert decode_name(raw, flags) == expected

@@ -204,7 +204,7 @@ def read_layout(data: bytes | memoryview) -> ZipLayout:
                     raw[extra_start:comment_start],
                     raw[comment_start:end],
                     *f[13:17],
-                    decode_name(name_bytes, f[3]),
+                    name_bytes.decode("ascii") if name_bytes.isascii() else decode_name(name_bytes, f[3]),
                 )
             )
         )

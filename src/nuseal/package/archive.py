@@ -352,34 +352,33 @@ class PackageArchive:
         start_cd = recs[0].position  # read_layout reads the records at increasing positions
         for r in recs:
             name = r.name
-            label = repr(name)
             if not _plain_name(name, r.name_bytes):
                 problems.extend(
-                    StructureProblem(code, f"entry {label}: {text}", name)
+                    StructureProblem(code, f"entry {name!r}: {text}", name)
                     for code, text in _name_problems(name, r.name_bytes)
                 )
             if name != SIGNATURE_ENTRY_NAME:
                 if name in seen:
-                    add(StructureProblem(S.DUPLICATE_NAME, f"entry {label} appears more than once", name))
+                    add(StructureProblem(S.DUPLICATE_NAME, f"entry {name!r} appears more than once", name))
                 else:
                     other = extracted.setdefault(_extraction_key(name), name)
                     if other != name:
                         add(
                             StructureProblem(
                                 S.EXTRACTION_COLLISION,
-                                f"entries {other!r} and {label} extract to the same file on a case-insensitive or "
+                                f"entries {other!r} and {name!r} extract to the same file on a case-insensitive or "
                                 "backslash-separated file system",
                                 name,
                             )
                         )
                 seen.add(name)
             if r.flags & 0x1:
-                add(StructureProblem(S.ENCRYPTED, f"entry {label} is encrypted", name))
+                add(StructureProblem(S.ENCRYPTED, f"entry {name!r} is encrypted", name))
             if r.method not in (0, 8):
                 add(
                     StructureProblem(
                         S.UNSUPPORTED_METHOD,
-                        f"entry {label} uses compression method {r.method} (only stored and deflate)",
+                        f"entry {name!r} uses compression method {r.method} (only stored and deflate)",
                         name,
                     )
                 )
@@ -387,7 +386,7 @@ class PackageArchive:
                 add(
                     StructureProblem(
                         S.STORED_SIZE_MISMATCH,
-                        f"stored entry {label} has different compressed and uncompressed sizes",
+                        f"stored entry {name!r} has different compressed and uncompressed sizes",
                         name,
                     )
                 )
@@ -395,7 +394,7 @@ class PackageArchive:
                 add(
                     StructureProblem(
                         S.ENTRY_TOO_LARGE,
-                        f"entry {label} claims {r.uncompressed_size} bytes (limit {MAX_ENTRY_SIZE})",
+                        f"entry {name!r} claims {r.uncompressed_size} bytes (limit {MAX_ENTRY_SIZE})",
                         name,
                     )
                 )
@@ -406,7 +405,7 @@ class PackageArchive:
                 add(
                     StructureProblem(
                         S.COMPRESSION_RATIO,
-                        f"entry {label} has a compression ratio over {MAX_COMPRESSION_RATIO}:1",
+                        f"entry {name!r} has a compression ratio over {MAX_COMPRESSION_RATIO}:1",
                         name,
                     )
                 )
@@ -414,13 +413,13 @@ class PackageArchive:
             try:
                 lfh = self._local_header(r.local_header_offset)
             except PackageFormatError as exc:
-                add(StructureProblem(S.LOCAL_HEADER_UNREADABLE, f"entry {label}: {exc.message}", name))
+                add(StructureProblem(S.LOCAL_HEADER_UNREADABLE, f"entry {name!r}: {exc.message}", name))
                 continue
             if lfh.name_bytes != r.name_bytes:
                 add(
                     StructureProblem(
                         S.LOCAL_HEADER_NAME_MISMATCH,
-                        f"entry {label}: its local header names it {lfh.name_bytes!r}",
+                        f"entry {name!r}: its local header names it {lfh.name_bytes!r}",
                         name,
                     )
                 )
@@ -428,7 +427,7 @@ class PackageArchive:
                 add(
                     StructureProblem(
                         S.LOCAL_HEADER_METHOD_MISMATCH,
-                        f"entry {label}: local header and central directory disagree on the method",
+                        f"entry {name!r}: local header and central directory disagree on the method",
                         name,
                     )
                 )
@@ -437,7 +436,7 @@ class PackageArchive:
                 add(
                     StructureProblem(
                         S.DATA_OUT_OF_BOUNDS,
-                        f"entry {label}: its data runs into the central directory or past the file",
+                        f"entry {name!r}: its data runs into the central directory or past the file",
                         name,
                     )
                 )

@@ -286,14 +286,16 @@ def _limit_problems(parts: _Metadata, authors: tuple[str, ...], version: NuGetVe
         if text is not None:
             check(f"<{name}>", len(text), limit)
     check("id plus version", len(fields.get("id", "")) + len(version.full), MAX_ID_VERSION_LENGTH)
-    flat: list[str] = []
+    # The length of the dependencies flattened as "id:range:framework" joined with "|", without building the string.
+    flat_length = max(len(parts.dependencies) - 1, 0)
     for tfm, dep_id, dep_range in parts.dependencies:
         if len(dep_id) > MAX_DEPENDENCY_ID_LENGTH:
             check(f"dependency id {dep_id[:40]!r}", len(dep_id), MAX_DEPENDENCY_ID_LENGTH)
-        if dep_range is not None and len(dep_range) > MAX_DEPENDENCY_RANGE_LENGTH:
-            check(f"version range of dependency {dep_id[:40]!r}", len(dep_range), MAX_DEPENDENCY_RANGE_LENGTH)
-        flat.append(f"{dep_id}:{dep_range or ''}:{tfm}")
-    check("<dependencies> (flattened as id:range:framework|...)", len("|".join(flat)), MAX_DEPENDENCIES_LENGTH)
+        range_length = len(dep_range) if dep_range is not None else 0
+        if range_length > MAX_DEPENDENCY_RANGE_LENGTH:
+            check(f"version range of dependency {dep_id[:40]!r}", range_length, MAX_DEPENDENCY_RANGE_LENGTH)
+        flat_length += len(dep_id) + range_length + len(tfm) + 2
+    check("<dependencies> (flattened as id:range:framework|...)", flat_length, MAX_DEPENDENCIES_LENGTH)
     check("<packageTypes> (names joined with |)", len("|".join(parts.package_types)), MAX_PACKAGE_TYPES_LENGTH)
     for child in parts.repositories:
         for attr, limit in _REPOSITORY_LIMITS.items():
