@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from nuseal._internal.workers import OrderedPool, WorkerError
+from nuseal._internal.workers import OrderedPool, WorkerError, wait_for_closed_workers
 from nuseal.errors import UsageError
 
 
@@ -75,3 +75,15 @@ def test_with_other_threads_running_a_pool_with_setup_spawns() -> None:
         stop.set()
         other.join()
     assert got == [i * i for i in range(30)]
+
+
+def test_a_closed_pools_worker_exits_by_itself_and_is_reaped() -> None:
+    pool = OrderedPool(2, _pid_and_square, max_chunk=4)
+    got = list(pool.map(list(range(30)), 0))
+    workers = list(pool._procs)
+    pool.close()  # tells the worker to stop; does not wait for it
+    assert [value for _, value in got] == [i * i for i in range(30)]
+    wait_for_closed_workers(timeout=10)
+    assert [proc.exitcode for proc in workers] == [0]  # it left on its own (not killed), and has been reaped
+    with pytest.raises(RuntimeError, match="closed"):
+        list(pool.map([1]))

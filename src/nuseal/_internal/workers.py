@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection, wait
 from typing import Any, Generic, TypeVar, cast
 
-__all__ = ["MAX_CHUNK", "OrderedPool", "WorkerError", "can_fork"]
+__all__ = ["MAX_CHUNK", "OrderedPool", "WorkerError", "can_fork", "wait_for_closed_workers"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -128,6 +128,18 @@ _EXITING: list[Any] = []
 def _reap() -> None:
     """Forget the told-to-exit workers that have exited (``exitcode`` polls ``waitpid(WNOHANG)``, reaping them)."""
     _EXITING[:] = [proc for proc in _EXITING if proc.exitcode is None]
+
+
+def wait_for_closed_workers(timeout: float = 5.0) -> None:
+    """Wait until the workers of closed pools have exited (at most ``timeout`` seconds each, then they are
+    killed): for a caller that must account for their CPU time (``getrusage(RUSAGE_CHILDREN)`` counts a child
+    once it is reaped) or must know no worker is left."""
+    for proc in _EXITING:
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    _EXITING.clear()
 
 
 class _Failed:
