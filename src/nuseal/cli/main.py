@@ -7,53 +7,132 @@ Exit codes: 0 success; 1 a verification or check failed (the command's result); 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
+from typing import NamedTuple
 
 import click
 
 from nuseal import __version__
 from nuseal.cli._exit import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
-from nuseal.cli.admin import admin_group
-from nuseal.cli.audit import audit_command
-from nuseal.cli.dev import dev_group
-from nuseal.cli.restore import restore_command
-from nuseal.cli.revocation import revocation_group
-from nuseal.cli.scan import scan_command
-from nuseal.cli.serve import serve_command
-from nuseal.cli.sign import repo_sign_command, sign_command
-from nuseal.cli.verify import verify_command
 from nuseal.errors import NusealError
 
-__all__ = ["cli", "main"]
+__all__ = ["COMMANDS", "CommandRef", "LazyGroup", "cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class CommandRef(NamedTuple):
+    """Where a command lives and its one-line help for ``nuseal --help`` (the first sentence of its docstring)."""
+
+    module: str
+    attribute: str
+    short_help: str
+
+
+#: Every command, registered explicitly: name -> where it lives. The map is static (no discovery, no command that
+#: disappears when its module fails to import); a command module is imported only when that command runs, its help
+#: is shown, or the shell completes it, so ``nuseal verify`` does not pay for the feed, restore, audit or scan.
+#: ``tests/test_cli_main.py`` checks each entry against the command it names (name, short help).
+COMMANDS: dict[str, CommandRef] = {
+    "admin": CommandRef("nuseal.cli.admin", "admin_group", "Manage a feed: users, API keys, package owners."),
+    "audit": CommandRef(
+        "nuseal.cli.audit",
+        "audit_command",
+        "Check every package in a global-packages folder: the .nupkg against its .sha512 and .nupkg.metadata, every "
+        "extracted file against the .nupkg, the signature under the policy, and the scan.",
+    ),
+    "dev": CommandRef(
+        "nuseal.cli.dev", "dev_group", "Development tools: a throw-away PKI and a local timestamp authority."
+    ),
+    "repo-sign": CommandRef(
+        "nuseal.cli.sign",
+        "repo_sign_command",
+        "Repository-sign PACKAGES: a repository primary signature on unsigned packages, a repository "
+        "countersignature on author-signed ones.",
+    ),
+    "restore": CommandRef(
+        "nuseal.cli.restore",
+        "restore_command",
+        "Restore PATH (a project, a .sln, packages.config, packages.lock.json, or a folder holding one) into the "
+        "global-packages folder; every package is verified (signatureValidationMode, trustedSigners) and scanned "
+        "before it is extracted.",
+    ),
+    "revocation": CommandRef(
+        "nuseal.cli.revocation",
+        "revocation_group",
+        "The revocation cache ($NUSEAL_CACHE/revocation, else ~/.cache/nuseal/revocation).",
+    ),
+    "scan": CommandRef(
+        "nuseal.cli.scan",
+        "scan_command",
+        "Scan TARGETS for install- and build-time code, look-alike ids and known-bad versions.",
+    ),
+    "serve": CommandRef(
+        "nuseal.cli.serve",
+        "serve_command",
+        "Serve a NuGet V3 feed: push with `nuget push`, install with `nuget install` / `dotnet restore`.",
+    ),
+    "sign": CommandRef(
+        "nuseal.cli.sign",
+        "sign_command",
+        "Author-sign PACKAGES (files, folders or globs) as NuGet's `sign` does, on any OS.",
+    ),
+    "verify": CommandRef(
+        "nuseal.cli.verify",
+        "verify_command",
+        "Verify the signatures of PACKAGES (.nupkg files, folders or globs) as NuGet does.",
+    ),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose commands come from a static name -> :class:`CommandRef` map and are imported on first use.
+
+    Click's documented pattern for lazily loaded subcommands ("Advanced Groups and Context", lazily loading
+    subcommands). The group's own ``--help`` lists the map's names with the map's short help, so it imports no
+    command module; ``nuseal COMMAND --help``, completion and "No such command" behave as with a plain group.
+    """
+
+    def __init__(self, *args: object, lazy_commands: dict[str, CommandRef], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy_commands = lazy_commands
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy_commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        ref = self.lazy_commands.get(cmd_name)
+        if ref is None or cmd_name in self.commands:
+            return super().get_command(ctx, cmd_name)
+        command = getattr(importlib.import_module(ref.module), ref.attribute)
+        if not isinstance(command, click.Command) or command.name != cmd_name:
+            raise TypeError(f"{ref.module}:{ref.attribute} is not the click command {cmd_name!r}")
+        self.add_command(command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As :meth:`click.Group.format_commands`, with the short help of commands not yet loaded from the map."""
+        names = self.list_commands(ctx)
+        rows = []
+        limit = formatter.width - 6 - max((len(name) for name in names), default=0)
+        for name in names:
+            command = self.commands.get(name) or click.Command(name, help=self.lazy_commands[name].short_help)
+            if not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy_commands=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, prog_name="nuseal")
 def cli() -> None:
     """nuseal: sign, verify, serve, restore and scan NuGet packages."""
-
-
-def _register(group: click.Group) -> None:
-    """Every command, registered explicitly. The command modules import only click and what their options need at
-    module level; the feed (Starlette, uvicorn, SQLAlchemy) loads inside the serve and admin commands."""
-    for command in (
-        verify_command,
-        sign_command,
-        repo_sign_command,
-        serve_command,
-        admin_group,
-        dev_group,
-        scan_command,
-        restore_command,
-        audit_command,
-        revocation_group,
-    ):
-        group.add_command(command)
-
-
-_register(cli)
 
 
 def main(argv: list[str] | None = None) -> int:
