@@ -7,7 +7,6 @@ thread), the coroutine is run on a short-lived worker thread with its own loop i
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -19,6 +18,8 @@ T = TypeVar("T")
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` to completion and return its result (exceptions propagate)."""
+    import asyncio  # noqa: PLC0415 - ~17 ms; loaded with pyhanko, only when there is revocation data to judge
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

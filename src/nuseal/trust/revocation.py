@@ -39,19 +39,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
-from pyhanko_certvalidator import ValidationContext
-from pyhanko_certvalidator.authority import CertTrustAnchor
-from pyhanko_certvalidator.errors import (
-    CRLValidationError,
-    OCSPValidationError,
-    PathValidationError,
-    RevokedError,
-    ValidationError,
-)
-from pyhanko_certvalidator.path import ValidationPath
-from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy
-from pyhanko_certvalidator.revinfo.validate_crl import verify_crl
-from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response
 
 from nuseal.errors import NetworkError, UsageError
 from nuseal.trust._aio import run_sync
@@ -388,7 +375,7 @@ def _asn1(cert: x509.Certificate) -> Any:
     return parsed
 
 
-def _reason_name(error: RevokedError) -> str | None:
+def _reason_name(error: Exception) -> str | None:
     reason = getattr(error, "reason", None)
     native = getattr(reason, "native", None)
     return str(native) if native is not None else None
@@ -490,7 +477,6 @@ class RevocationChecker:
         """A GOOD/REVOKED answer judged afresh from a stored OCSP response or CRL, fresh at ``now``; entries that
         no longer verify (corrupt, tampered, wrong responder) are removed, stale ones left to be replaced."""
         cert, issuer = chain[index], chain[index + 1]
-        path = _validation_path(chain)
         candidates: list[tuple[str, str, bytes, datetime]] = []
         entry = store.get_ocsp(cert, issuer)
         if entry is not None:
@@ -499,6 +485,9 @@ class RevocationChecker:
             crl_entry = store.get_crl(url)
             if crl_entry is not None:
                 candidates.append(("crl", url, *crl_entry[1:]))
+        if not candidates:
+            return None
+        path = _validation_path(chain)
         for kind, url, data, stored_at in candidates:
             if kind == "ocsp":
                 judged = self._judge_ocsp(chain=chain, index=index, path=path, response=data, url=url, now=now)
@@ -604,6 +593,10 @@ class RevocationChecker:
         )
 
     def _context(self, chain: Sequence[x509.Certificate], now: datetime, **revinfo: Any) -> Any:
+        # pyhanko-certvalidator (~50 ms to import) loads only when there is revocation data to judge.
+        from pyhanko_certvalidator import ValidationContext  # noqa: PLC0415
+        from pyhanko_certvalidator.policy_decl import DisallowWeakAlgorithmsPolicy  # noqa: PLC0415
+
         anchors = [_asn1(chain[-1])]
         return ValidationContext(
             trust_roots=anchors,
@@ -634,6 +627,14 @@ class RevocationChecker:
             return _Failure("the response is not a DER OCSPResponse")
         if parsed.response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL:
             return _Failure(f"the responder answered {parsed.response_status.name}")
+        from pyhanko_certvalidator.errors import (  # noqa: PLC0415 - only with a response to judge
+            OCSPValidationError,
+            PathValidationError,
+            RevokedError,
+            ValidationError,
+        )
+        from pyhanko_certvalidator.revinfo.validate_ocsp import verify_ocsp_response  # noqa: PLC0415
+
         try:
             context = self._context(chain, now, ocsps=[response])
             run_sync(verify_ocsp_response(_asn1(chain[index]), path, context))
@@ -677,6 +678,14 @@ class RevocationChecker:
             except ValueError:
                 return _Failure("the response is not a CRL")
         crl_der = crl.public_bytes(Encoding.DER)
+        from pyhanko_certvalidator.errors import (  # noqa: PLC0415 - only with a CRL to judge
+            CRLValidationError,
+            PathValidationError,
+            RevokedError,
+            ValidationError,
+        )
+        from pyhanko_certvalidator.revinfo.validate_crl import verify_crl  # noqa: PLC0415
+
         try:
             context = self._context(chain, now, crls=[crl_der])
             # The chain itself was judged by the chain builder: do not re-validate the CRL issuer's path.
@@ -722,6 +731,9 @@ def _ocsp_next_update(response: ocsp.OCSPResponse) -> datetime | None:
 
 
 def _validation_path(chain: Sequence[x509.Certificate]) -> Any:
+    from pyhanko_certvalidator.authority import CertTrustAnchor  # noqa: PLC0415 - only with revocation to judge
+    from pyhanko_certvalidator.path import ValidationPath  # noqa: PLC0415
+
     anchor = CertTrustAnchor(_asn1(chain[-1]))
     middle = [_asn1(c) for c in reversed(chain[1:-1])]
     return ValidationPath(trust_anchor=anchor, interm=middle, leaf=_asn1(chain[0]))
