@@ -5,8 +5,9 @@ The split (STYLE.md "sans-I/O core"): a :class:`RevocationFetcher` moves bytes
 loads no HTTP client; tests use a real loopback server); :class:`RevocationChecker` decides what those bytes mean,
 at an injected ``now``, with pyhanko-certvalidator's OCSP (RFC 6960) and CRL (RFC 5280 §6.3) validation:
 CertID matching, responder authorisation (the issuer itself or a delegated ``id-kp-OCSPSigning`` responder),
-signatures, freshness, CRL scope. :class:`RevocationCache` remembers answers per ``(issuer key, serial)`` until
-the response's ``nextUpdate``.
+signatures, freshness, CRL scope (pyhanko-certvalidator, ~50 ms to import, is imported only when there is an OCSP
+response or a CRL to judge: an offline check with nothing cached does not load it). :class:`RevocationCache`
+remembers answers per ``(issuer key, serial)`` until the response's ``nextUpdate``.
 
 NuGet semantics (``../shared/NUGET-SIGNING.md`` §4.2, §4.8, §5.3): ``NUGET_CERT_REVOCATION_MODE`` selects
 online (default) or offline; revocation is checked for every certificate but the root
