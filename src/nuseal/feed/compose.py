@@ -219,6 +219,7 @@ class Feed:
             reads=reads,
             search_extension=mirror.extend_search if mirror is not None else None,
             upstream_pages=mirror.page_info if mirror is not None else None,
+            autocomplete_extension=mirror.extend_autocomplete if mirror is not None else None,
         )
 
     def close(self) -> None:

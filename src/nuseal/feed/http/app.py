@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import anyio
@@ -62,6 +62,8 @@ _DYNAMIC_V3 = frozenset({"/v3/search", "/v3/autocomplete"})
 MAX_HEADER_MESSAGE = 400
 #: Adds hits to this feed's search answer (the upstream mirror's, :mod:`nuseal.feed.mirror.readthrough`).
 SearchExtension = Callable[[search_mod.SearchQuery, dict[str, Any]], Awaitable[dict[str, Any]]]
+#: Adds to an autocomplete answer: (the request's query parameters, the feed's own answer) -> the answer.
+AutocompleteExtension = Callable[[Mapping[str, str], dict[str, Any]], Awaitable[dict[str, Any]]]
 #: Wraps the static layer: what answers ``GET``/``HEAD`` under ``/v3/`` before it (the upstream mirror's read-through).
 StaticWrapper = Callable[[ASGIApp], ASGIApp]
 
@@ -130,11 +132,13 @@ class FeedApp:
         pipeline: PushPipeline,
         tasks: Sequence[BackgroundTask] = (),
         search_extension: SearchExtension | None = None,
+        autocomplete_extension: AutocompleteExtension | None = None,
     ) -> None:
         self.service = service
         self.pipeline = pipeline
         self.tasks = tuple(tasks)
         self.search_extension = search_extension
+        self.autocomplete_extension = autocomplete_extension
         self.downloads = DownloadCounter()
 
     # -------------------------------------------------------------------------------------- auth
@@ -231,7 +235,10 @@ class FeedApp:
             with self.service.db.read() as session:
                 return search_mod.autocomplete(session, params)
 
-        return json_response(await anyio.to_thread.run_sync(run), request)
+        found = await anyio.to_thread.run_sync(run)
+        if self.autocomplete_extension is not None:
+            found = await self.autocomplete_extension(params, found)
+        return json_response(found, request)
 
     async def health(self, request: Request) -> Response:
         return PlainTextResponse("ok\n", headers={"Cache-Control": "no-store"})
@@ -313,15 +320,16 @@ def create_app(
     reads: StaticWrapper | None = None,
     search_extension: SearchExtension | None = None,
     upstream_pages: pages.UpstreamPageInfo | None = None,
+    autocomplete_extension: AutocompleteExtension | None = None,
 ) -> FeedRouter:
     """The ASGI application for ``service``, publishing through ``pipeline``, running ``tasks`` while it serves,
     with ``routes`` added after the feed's own (the composition root, :func:`nuseal.feed.compose.build_app`, gives
     them). ``reads`` wraps the static layer (it answers ``/v3/`` reads first: the upstream mirror) and
-    ``search_extension`` adds to each search answer; ``upstream_pages`` tells the package pages what the upstream of a
-    mirrored id holds. ``service.setup()`` must have run (it migrates and writes the
-    service index). Static ``/v3/`` reads other than search and autocomplete never reach the routes: they are files
-    of the storage."""
-    feed = FeedApp(service, pipeline, tasks, search_extension)
+    ``search_extension`` (``autocomplete_extension``) adds to each search (autocomplete) answer; ``upstream_pages``
+    tells the package pages what the upstream of a mirrored id holds. ``service.setup()`` must have run (it migrates
+    and writes the service index). Static ``/v3/`` reads other than search and autocomplete never reach the routes:
+    they are files of the storage."""
+    feed = FeedApp(service, pipeline, tasks, search_extension, autocomplete_extension)
     site = pages.Pages(service, upstream_pages)
     account = AccountRoutes(service, site.env)
     legacy = v2.LegacyFeed(service)

@@ -42,7 +42,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -69,14 +69,16 @@ from nuseal.feed.mirror.upstream import (
 )
 from nuseal.feed.protocol.documents import (
     CATALOG_CONTEXT,
+    INLINE_PAGE_THRESHOLD,
     JSON_CONTENT_TYPE,
     PAGE_SIZE,
     REGISTRATION_VIEWS,
     dump,
     nupkg_key,
     registration_index_key,
+    registration_page_key,
 )
-from nuseal.feed.protocol.search import SearchQuery
+from nuseal.feed.protocol.search import SearchQuery, parse_search_query
 from nuseal.feed.publish.publisher import FeedService
 from nuseal.feed.store.models import Owner, Package, ReservedPrefix
 from nuseal.package import NuGetVersion
@@ -98,6 +100,7 @@ _FLAT_INDEX = re.compile(rf"^v3/flatcontainer/{_ID}/index\.json$")
 _FLAT_FILE = re.compile(rf"^v3/flatcontainer/{_ID}/{_VER}/[^/]+\.(?:nupkg|nuspec)$")
 _REG_INDEX = re.compile(rf"^v3/(registration|registration-semver2)/{_ID}/index\.json$")
 _REG_LEAF = re.compile(rf"^v3/(registration|registration-semver2)/{_ID}/{_VER}\.json$")
+_REG_PAGE = re.compile(rf"^v3/(registration|registration-semver2)/{_ID}/page/{_VER}/{_VER}\.json$")
 
 
 def signature_info(document: RepositorySignatures | None) -> RepositorySignatureInfo | None:
@@ -105,6 +108,11 @@ def signature_info(document: RepositorySignatures | None) -> RepositorySignature
     an allow list for repository signatures (NC ``RepositorySignatureInfoUtility``; same as restore's
     :meth:`nuseal.client.feedclient.FeedClient.repository_signatures`)."""
     return None if document is None else RepositorySignatureInfo.from_document(document)
+
+
+def _entry_version(item: dict[str, Any]) -> str:
+    """The version a registration item's catalog entry names (as written: full, original case)."""
+    return str(item["catalogEntry"]["version"])
 
 
 def _lower_version(text: str) -> str | None:
@@ -187,6 +195,15 @@ class ReadThroughMirror:
         Raises:
             UpstreamError: an upstream failed with nothing cached.
         """
+        versions = await self.visible_versions(package_id)
+        return None if versions is None else [v.normalized.lower() for v in versions]
+
+    async def visible_versions(self, package_id: str) -> list[NuGetVersion] | None:
+        """The versions of a mirrored id a client may see (:meth:`version_list`'s, as versions, ascending).
+
+        Raises:
+            UpstreamError: an upstream failed with nothing cached.
+        """
         clients = await self.route(package_id)
         if not clients:
             return None
@@ -201,7 +218,7 @@ class ReadThroughMirror:
         merged = {v.normalized.lower(): v for v in visible}
         for text in ingested:
             merged.setdefault(text, NuGetVersion.parse(text))
-        return [text for text, _ in sorted(merged.items(), key=lambda kv: kv[1])]
+        return sorted(merged.values())
 
     # ------------------------------------------------------------------ registrations
     def _stored_items(self, view: str, id_lower: str) -> dict[str, dict[str, Any]]:
@@ -285,28 +302,32 @@ class ReadThroughMirror:
         return [item for _, item in sorted(items.values(), key=lambda pair: pair[0])]
 
     def registration_index(self, view: str, id_lower: str, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """A registration index inlining ``items`` in pages of :data:`PAGE_SIZE`."""
+        """The registration index of ``items`` (ascending), paged as this feed's own registrations are and as
+        nuget.org's are (:func:`nuseal.feed.protocol.documents.registration_documents`): up to
+        :data:`INLINE_PAGE_THRESHOLD` items inlined in pages of :data:`PAGE_SIZE` (as nuget.org); beyond that, pages of
+        :data:`PAGE_SIZE` listed by ``@id``, ``count``, ``lower``, ``upper`` and ``parent`` only, each answered by
+        :meth:`registration_page` at ``v3/<view>/<id>/page/<lower>/<upper>.json`` (NuGet docs
+        ``api/registration-base-url-resource.md``, "Registration page object")."""
         urls = self.service.urls
         index_url = urls.registration_index(view, id_lower)
-        stamp = max((str(i["commitTimeStamp"]) for i in items), default=_EPOCH)
+        stamp = self._stamp(items)
+        paged = len(items) > INLINE_PAGE_THRESHOLD
         pages = []
         for start in range(0, len(items), PAGE_SIZE):
             chunk = list(items[start : start + PAGE_SIZE])
-            lower = str(chunk[0]["catalogEntry"]["version"])
-            upper = str(chunk[-1]["catalogEntry"]["version"])
-            pages.append(
-                {
-                    "@id": f"{index_url}#page/{lower.lower()}/{upper.lower()}",
-                    "@type": "catalog:CatalogPage",
-                    "commitId": "00000000-0000-0000-0000-000000000000",
-                    "commitTimeStamp": stamp,
-                    "count": len(chunk),
-                    "items": chunk,
-                    "lower": lower,
-                    "upper": upper,
-                    "parent": index_url,
-                }
-            )
+            lower, upper = _entry_version(chunk[0]), _entry_version(chunk[-1])
+            inline_id = f"{index_url}#page/{lower.lower()}/{upper.lower()}"
+            page: dict[str, Any] = {
+                "@id": self._page_url(view, id_lower, lower, upper) if paged else inline_id,
+                "@type": "catalog:CatalogPage",
+                "commitId": "00000000-0000-0000-0000-000000000000",
+                "commitTimeStamp": stamp,
+                "count": len(chunk),
+                "lower": lower,
+                "upper": upper,
+                "parent": index_url,
+            }
+            pages.append(page if paged else {**page, "items": chunk})
         return {
             "@id": index_url,
             "@type": ["catalog:CatalogRoot", "PackageRegistration", "catalog:Permalink"],
@@ -316,6 +337,44 @@ class ReadThroughMirror:
             "items": pages,
             "@context": CATALOG_CONTEXT,
         }
+
+    def registration_page(
+        self, view: str, id_lower: str, items: Sequence[dict[str, Any]], lower: str, upper: str
+    ) -> dict[str, Any] | None:
+        """The page document at ``v3/<view>/<id>/page/<lower>/<upper>.json``: the ``items`` (ascending; the same
+        merged, filtered list the index is built from) whose versions lie in ``[lower, upper]``. For the bounds the
+        index names that is exactly the page it lists; for bounds an older index named (the version set moved since
+        a client read it) it is what is visible in that range now, so a client reading a cached index still gets
+        every visible version of the range and none that is held or cooling. ``None`` (a 404) when the bounds are
+        not versions, are reversed, or hold no item."""
+        try:
+            low, high = NuGetVersion.parse(lower), NuGetVersion.parse(upper)
+        except PackageFormatError:
+            return None
+        chunk = [item for item in items if low <= NuGetVersion.parse(_entry_version(item)) <= high]
+        if low > high or not chunk:
+            return None
+        urls = self.service.urls
+        return {
+            "@id": self._page_url(view, id_lower, lower, upper),
+            "@type": "catalog:CatalogPage",
+            "commitId": "00000000-0000-0000-0000-000000000000",
+            "commitTimeStamp": self._stamp(items),
+            "count": len(chunk),
+            "items": chunk,
+            "lower": _entry_version(chunk[0]),
+            "upper": _entry_version(chunk[-1]),
+            "parent": urls.registration_index(view, id_lower),
+            "@context": CATALOG_CONTEXT,
+        }
+
+    def _page_url(self, view: str, id_lower: str, lower: str, upper: str) -> str:
+        lower_key, upper_key = _lower_version(lower) or lower.lower(), _lower_version(upper) or upper.lower()
+        return f"{self.service.urls.base}/{registration_page_key(view, id_lower, lower_key, upper_key)}"
+
+    @staticmethod
+    def _stamp(items: Sequence[dict[str, Any]]) -> str:
+        return max((str(i["commitTimeStamp"]) for i in items), default=_EPOCH)
 
     @staticmethod
     def registration_leaf(item: dict[str, Any]) -> dict[str, Any]:
@@ -483,6 +542,59 @@ class ReadThroughMirror:
         data = [*local.get("data", []), *hits][: query.take]
         return {**local, "totalHits": total, "data": data}
 
+    async def extend_autocomplete(self, params: Mapping[str, str], local: dict[str, Any]) -> dict[str, Any]:
+        """``local`` (this feed's autocomplete answer to ``params``) with the mirror's part (NuGet docs
+        ``api/search-autocomplete-service-resource.md``):
+
+        * ``id=<id>`` of a mirrored id: its visible versions, as :meth:`visible_versions` (the version list) gives
+          them, filtered by ``prerelease`` and ``semVerLevel`` as the feed's own (full strings for SemVer 2.0.0);
+        * otherwise (``q=``): the local ids first, then each upstream's ids for ``q`` that route to it and are not
+          local (local ids win), cut to ``take``; ``totalHits`` adds the upstream's. Paging is the upstream's, as
+          for search. An upstream that fails leaves the local answer alone.
+
+        Raises:
+            BadRequestError: bad ``skip``/``take`` or a too long ``q`` (:func:`parse_search_query`).
+        """
+        query = parse_search_query(params)
+        package_id = params.get("id")
+        if package_id is not None:
+            try:
+                versions = await self.visible_versions(package_id)
+            except UpstreamError as exc:
+                log.warning("mirror autocomplete: %s", exc)
+                return local
+            if versions is None:
+                return local
+            shown = [
+                (v.full if query.semver2 else v.normalized)
+                for v in versions
+                if (query.prerelease or not v.is_prerelease) and (query.semver2 or not v.is_semver2)
+            ]
+            return {**local, "totalHits": len(shown), "data": shown}
+        seen = {str(i).lower() for i in local.get("data", [])}
+        ids: list[str] = []
+        total = int(local.get("totalHits", 0))
+        for client in self.upstreams.clients:
+            try:
+                answer = await client.autocomplete(
+                    query.q,
+                    skip=query.skip,
+                    take=query.take,
+                    prerelease=query.prerelease,
+                    semver_level="2.0.0" if query.semver2 else "1.0.0",
+                    package_type=query.package_type,
+                )
+            except UpstreamError as exc:
+                log.warning("mirror autocomplete: %s", exc)
+                continue
+            total += int(answer.get("totalHits", 0) or 0)
+            for found in answer.get("data", []):
+                if not isinstance(found, str) or found.lower() in seen or client not in await self.route(found):
+                    continue
+                seen.add(found.lower())
+                ids.append(found)
+        return {**local, "totalHits": total, "data": [*local.get("data", []), *ids][: query.take]}
+
     async def _search_hit(self, view: str, client: UpstreamClient, hit: dict[str, Any]) -> dict[str, Any] | None:
         urls = self.service.urls
         package_id = str(hit["id"])
@@ -581,6 +693,17 @@ class ReadThroughLayer:
                 return False
             await self._json(scope, send, mirror.registration_index(view, package_id, items))
             return True
+        if m := _REG_PAGE.match(path):
+            view, package_id = m.group(1), m.group(2)
+            items = await mirror.registration_items(view, package_id)
+            if items is None:
+                return False
+            page = mirror.registration_page(view, package_id, items, m.group(3), m.group(4))
+            if page is None:
+                await self._not_found(scope, send)
+            else:
+                await self._json(scope, send, page)
+            return True
         if m := _REG_LEAF.match(path):
             view, package_id, ver = m.group(1), m.group(2), _lower_version(m.group(3))
             if ver is None or await self._stored(path):
@@ -618,6 +741,16 @@ class ReadThroughLayer:
                 await send({"type": "http.response.body", "body": b""})
                 return
         await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+
+    async def _not_found(self, scope: Scope, send: Send) -> None:
+        body = b"Not found\n"  # as the static layer's 404
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 404, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     async def _bad_gateway(self, scope: Scope, send: Send, message: str) -> None:

@@ -4,15 +4,16 @@ and for the set the feed is configured with (:class:`Upstreams`: which upstreams
 
 Protocol (NuGet docs ``api/service-index.md``, ``api/package-base-address-resource.md``,
 ``api/registration-base-url-resource.md``, ``api/search-query-service-resource.md``,
+``api/search-autocomplete-service-resource.md``,
 ``api/repository-signatures-resource.md``); the documents are read by :mod:`nuseal.client.v3documents`, the same
 readers restore's client uses.
 
 Caching: every metadata answer (service index, version list, registration index and pages, RepositorySignatures,
-search) is kept in memory for ``metadata_ttl`` seconds of the injected ``clock`` (a 404 too: an id the upstream
-does not have stays unknown for the TTL). When a fresh answer cannot be had because the upstream is down (connection
-refused, timeout, 5xx), the last answer keeps being served however old it is; with nothing cached the call raises
-:class:`UpstreamUnavailableError` naming the upstream (the feed answers 502). Concurrent fetches of the same document
-are one request.
+search, autocomplete) is kept in memory for ``metadata_ttl`` seconds of the injected ``clock`` (a 404 too: an id the
+upstream does not have stays unknown for the TTL). When a fresh answer cannot be had because the upstream is down
+(connection refused, timeout, 5xx), the last answer keeps being served however old it is; with nothing cached the call
+raises :class:`UpstreamUnavailableError` naming the upstream (the feed answers 502). Concurrent fetches of the same
+document are one request.
 
 Downloads: :meth:`UpstreamClient.fetch_package` streams the ``.nupkg`` to a hidden ``.part-*`` file in
 ``work_dir`` (cap ``max_package_size``, SHA-512 computed as it arrives), single flight: concurrent callers for the
@@ -89,6 +90,13 @@ log = logging.getLogger(__name__)
 
 #: Seconds a metadata answer stays fresh (NuGet's own HTTP cache keeps version lists 30 minutes).
 DEFAULT_METADATA_TTL = 600.0
+#: ``@type`` names of the autocomplete resource, preferred first (``api/search-autocomplete-service-resource.md``).
+SEARCH_AUTOCOMPLETE_SERVICE = (
+    "SearchAutocompleteService/3.5.0",
+    "SearchAutocompleteService/3.0.0-rc",
+    "SearchAutocompleteService/3.0.0-beta",
+    "SearchAutocompleteService",
+)
 #: Largest ``.nupkg`` taken from an upstream (nuget.org's upload limit is 250 MB).
 DEFAULT_MAX_PACKAGE_SIZE = 250 * 1000 * 1000
 #: Largest metadata document read (nuget.org's biggest registration pages are a few MB).
@@ -195,6 +203,7 @@ class UpstreamResources:
     registrations_base_url: str | None
     search_query_service: str | None
     repository_signatures: str | None
+    autocomplete_service: str | None = None
 
 
 @dataclass(frozen=True)
@@ -446,6 +455,7 @@ class UpstreamClient:
                 registrations_base_url=registrations.rstrip("/") + "/" if registrations else None,
                 search_query_service=index.find(SEARCH_QUERY_SERVICE),
                 repository_signatures=index.find(REPOSITORY_SIGNATURES),
+                autocomplete_service=index.find(SEARCH_AUTOCOMPLETE_SERVICE),
             )
 
         return await self._cached("index", "", load)
@@ -587,6 +597,49 @@ class UpstreamClient:
             return document
 
         return await self._cached("search", params, load)
+
+    async def autocomplete(
+        self,
+        query: str,
+        *,
+        skip: int = 0,
+        take: int = 20,
+        prerelease: bool = False,
+        semver_level: str = "2.0.0",
+        package_type: str = "",
+    ) -> dict[str, Any]:
+        """The upstream's id autocomplete answer as it sent it (``totalHits``, ``data``: package ids), ``{"totalHits":
+        0, "data": []}`` when it offers no ``SearchAutocompleteService`` (NuGet docs
+        ``api/search-autocomplete-service-resource.md``, "Search for package IDs").
+
+        Raises:
+            UpstreamUnavailableError, UpstreamDocumentError: as :meth:`resources`.
+        """
+        fields: dict[str, str | int] = {
+            "q": query,
+            "skip": skip,
+            "take": take,
+            "prerelease": str(prerelease).lower(),
+            "semVerLevel": semver_level,
+        }
+        if package_type:
+            fields["packageType"] = package_type
+        params = urlencode(fields)
+
+        async def load() -> dict[str, Any]:
+            url = (await self.resources()).autocomplete_service
+            if url is None:
+                return {"totalHits": 0, "data": []}
+            status, body = await self._get(f"{url}?{params}", "autocomplete answer")
+            try:
+                document = json.loads(body) if status == 200 else None
+            except ValueError:
+                document = None
+            if not isinstance(document, dict) or not isinstance(document.get("data"), list):
+                raise self._bad_document("autocomplete answer", f"{url}?{params} is not an autocomplete result")
+            return document
+
+        return await self._cached("autocomplete", params, load)
 
     # ------------------------------------------------------------------ downloads
     async def fetch_package(self, package_id: str, version: NuGetVersion) -> FetchedPackage | None:
