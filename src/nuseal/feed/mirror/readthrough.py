@@ -13,8 +13,10 @@ owners here, not under a reserved id prefix: local ids always win, the dependenc
 * ``registration[-semver2]/{id}/index.json`` and ``.../{id}/{version}.json``: built from the upstream's registration
   leaves (filtered the same way; the catalog entries as the upstream wrote them, their ``packageContent`` and
   registration URLs pointed at this feed; SemVer 2.0.0 versions only in ``registration-semver2``), the versions
-  already ingested taking this feed's own stored items. Every page is inlined (nuget.org inlines up to 128
-  versions and pages beyond; clients read inlined pages of any size);
+  already ingested taking this feed's own stored items. Paged as nuget.org's and the feed's own: up to
+  ``INLINE_PAGE_THRESHOLD`` (128) items inlined, beyond that the index lists pages of ``PAGE_SIZE`` (64) by ``@id``
+  and bounds only, and ``.../{id}/page/{lower}/{upper}.json`` answers the items of the same merged, filtered list in
+  those bounds (a page an older index named: what is visible in its range now; 404 when nothing is);
 * ``flatcontainer/{id}/{version}/*.nupkg|.nuspec`` not in storage: the ``.nupkg`` is fetched from the first mapped
   upstream that lists the version (one download and one ingestion per version however many ask at once:
   :class:`~nuseal.feed.mirror.upstream.SingleFlight` in this process, then a file lock per version shared by the
@@ -28,6 +30,9 @@ owners here, not under a reserved id prefix: local ids always win, the dependenc
 When an upstream cannot answer (down, or a broken document) and nothing is cached, a version list or registration
 the feed has stored for the ingested versions is served as stored; anything else is a 502 whose body, warning
 header and status line name the upstream. Versions already ingested are always served from storage.
+
+Autocomplete (``/v3/autocomplete``, :meth:`ReadThroughMirror.extend_autocomplete`): ``q=`` lists the local ids first,
+then each upstream's ids that route to it and are not local; ``id=`` of a mirrored id gives its visible versions.
 
 Search (``/v3/search``): the local hits first, then the upstream's hits for ids mapped to it and not local, each
 with only its visible versions; ``totalHits`` adds the upstream's. Paging is the upstream's (a page may hold up to
