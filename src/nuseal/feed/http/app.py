@@ -350,4 +350,3 @@ def create_app(
     app = Starlette(routes=own, exception_handlers={FeedError: _feed_error}, lifespan=feed.lifespan)
     app.state.feed = feed
     return FeedRouter(StaticDocuments(service.storage, feed.downloads.add), app, feed, reads)
-
