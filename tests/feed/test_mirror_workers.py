@@ -10,11 +10,13 @@ request's connection (``/proc/<pid>/fd`` and ``/proc/net/tcp``; Linux, as the fe
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -24,8 +26,10 @@ from nuseal.feed.compose import build_feed
 from nuseal.feed.config import FeedConfig, IngestConfig, SigningConfig, UpstreamConfig
 from nuseal.feed.mirror.checks import UpstreamInfo
 from nuseal.feed.mirror.ingest import Ingestion, IngestOutcome
+from nuseal.feed.mirror.locks import VersionLocks
 from nuseal.feed.protocol.documents import nupkg_key
 from nuseal.feed.store.models import Package
+from nuseal.feed.store.storage import Storage
 from support.clock import VECTOR_NOW
 
 from .ingest_support import ingest_feed, nuget_org_info
@@ -256,3 +260,123 @@ def test_two_machines_ingesting_one_version_at_once_publish_it_once(tmp_path: Pa
         assert [(r.version_lower, r.origin) for r in rows] == [(ver, "upstream")]
         assert first.nupkg(id_lower, ver).content == path.read_bytes()
         assert not list(first.composed.config.staging_dir.glob("*.upstream.nupkg"))
+
+
+class HeldWriteStorage:
+    """A storage backend (the feed's own, wrapped; a double at the ``Storage`` interface) whose write of one key waits
+    until :attr:`landed` is set (:attr:`writing` tells that the write began), and which counts the looks at that key
+    (``exists``). Everything else goes to the real backend."""
+
+    def __init__(self, inner: Storage, key: str) -> None:
+        self.inner = inner
+        self.key = key
+        self.writing = threading.Event()
+        self.landed = threading.Event()
+        self.looks = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def put_file(self, key: str, source: Path) -> None:
+        if key == self.key:
+            self.writing.set()
+            self.landed.wait(60)
+        self.inner.put_file(key, source)
+
+    def exists(self, key: str) -> bool:
+        if key == self.key:
+            self.looks += 1
+        return self.inner.exists(key)
+
+
+async def _until(condition: Any, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.slow  # the test upstream (12 vectors pushed)
+@pytest.mark.parametrize("write", ["lands", "never"])
+def test_machine_that_lost_the_publish_waits_for_the_winners_storage_write(
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path, caplog: pytest.LogCaptureFixture, write: str
+) -> None:
+    """Two composed feeds on one database and storage with their own lock folders (two machines sharing them) asked
+    for one version: the winner commits the row, then its write of the ``.nupkg`` to storage is held. The loser's
+    ingestion finds the version published ("accepted") with nothing in storage yet: its request waits and answers
+    200 with the winner's bytes once the write lands; when it never lands within the bound, a 503 with Retry-After
+    (logged), not a 404; asked again after the write, 200."""
+    ver, path = vector(upstream, "system.memory")
+    url = nupkg_path("system.memory", ver)
+    key = nupkg_key("system.memory", ver)
+    config = FeedConfig(
+        data_dir=tmp_path / "feed",
+        base_url="http://127.0.0.1:9",
+        signing=SigningConfig(trust_bundle=CODESIGN_BUNDLE, timestamp_trust_bundle=TIMESTAMP_BUNDLE),
+        ingest=IngestConfig(revocation_mode="offline", release_check_seconds=0),
+        upstreams=(UpstreamConfig("test", proxy.source, ("*",), allow_insecure_connections=True),),
+    )
+    winner, loser = build_feed(config, clock=upstream.now), build_feed(config, clock=upstream.now)
+    winner.service.setup()
+    held = HeldWriteStorage(winner.service.storage, key)
+    winner.service.storage = held
+    watched = HeldWriteStorage(loser.service.storage, key)
+    watched.landed.set()  # the loser's writes go through
+    loser.service.storage = watched
+    assert winner.mirror is not None and loser.mirror is not None
+    mirror_b = loser.mirror
+    mirror_b.locks = VersionLocks(tmp_path / "machine-b" / "locks")  # flock is per machine
+    if write == "never":
+        mirror_b.stored_wait = 1.0
+
+    async def run() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        a = httpx.AsyncClient(transport=httpx.ASGITransport(app=winner.app()), base_url="http://a", timeout=120)
+        b = httpx.AsyncClient(transport=httpx.ASGITransport(app=loser.app()), base_url="http://b", timeout=120)
+        try:
+            first = asyncio.ensure_future(a.get(url))
+            await _until(held.writing.is_set)  # the winner committed the row and is writing the .nupkg
+            second = asyncio.ensure_future(b.get(url))
+            await _until(lambda: second.done() or mirror_b.ingested["accepted"] == 1)
+            looks = watched.looks
+            # the loser's ingestion answered "accepted" (published by the winner); it either answered already or
+            # looks at storage again (its check after the ingestion, then its wait)
+            await _until(lambda: second.done() or watched.looks >= looks + 2)
+            if write == "lands":
+                held.landed.set()
+                late = await second
+            else:
+                late = await second
+                held.landed.set()
+            won = await first
+            again = await b.get(url)
+            return won, late, again
+        finally:
+            held.landed.set()
+            await a.aclose()
+            await b.aclose()
+            for m in (winner.mirror, loser.mirror):
+                if m is not None:
+                    await m.upstreams.aclose()
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="nuseal.feed.mirror.readthrough"):
+            won, late, again = asyncio.run(run())
+        with winner.service.db.read() as session:
+            rows = session.scalars(select(Package).where(Package.id_lower == "system.memory")).all()
+    finally:
+        winner.close()
+        loser.close()
+    assert proxy.count(r"\.nupkg$") == 2  # no lock between the machines: both downloaded
+    assert [r.version_lower for r in rows] == [ver]
+    assert mirror_b.ingested["accepted"] == 1
+    assert won.status_code == 200 and won.content == path.read_bytes()
+    if write == "lands":
+        assert late.status_code == 200, late.text
+        assert late.content == path.read_bytes()
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING and key in r.getMessage()]
+    else:
+        assert late.status_code == 503, late.text
+        assert int(late.headers["retry-after"]) > 0
+        assert key in late.text
+        assert [r for r in caplog.records if r.levelno == logging.WARNING and key in r.getMessage()]
+    assert again.status_code == 200 and again.content == path.read_bytes()

@@ -25,7 +25,11 @@ owners here, not under a reserved id prefix: local ids always win, the dependenc
   still publishes it once), handed to :meth:`Ingestion.ingest
   <nuseal.feed.mirror.ingest.Ingestion.ingest>` in a worker thread, and the request then goes to the static layer:
   an accepted version is served from storage byte for byte as the upstream sent it; a held or refused one is a 404
-  (with ``X-NuSeal-Quarantine`` for an administrator's key, added around this layer).
+  (with ``X-NuSeal-Quarantine`` for an administrator's key, added around this layer). A version the database says is
+  published whose file storage does not hold yet (another machine sharing the database and S3 storage won the
+  publish: it commits first and writes storage after, as crash consistency requires) is waited for, polling storage
+  with a doubling pause for up to :data:`STORED_WAIT_SECONDS`, then served; if it is still missing, the answer is a
+  503 with ``Retry-After`` (logged), never a 404 for a published version (:meth:`ReadThroughMirror.await_stored`).
 
 When an upstream cannot answer (down, or a broken document) and nothing is cached, a version list or registration
 the feed has stored for the ingested versions is served as stored; anything else is a 502 whose body, warning
@@ -80,6 +84,7 @@ from nuseal.feed.protocol.documents import (
     REGISTRATION_VIEWS,
     dump,
     nupkg_key,
+    nuspec_key,
     registration_index_key,
     registration_page_key,
 )
@@ -96,6 +101,15 @@ log = logging.getLogger(__name__)
 REFUSAL_MEMORY_SECONDS = 60.0
 #: Most refusals remembered (the oldest are forgotten first).
 MAX_REFUSALS_REMEMBERED = 4096
+#: Most seconds a request waits for the ``.nupkg``/``.nuspec`` of a version that the database says is published but
+#: storage does not hold yet (another machine committed it and is writing it), before it answers 503.
+STORED_WAIT_SECONDS = 5.0
+#: The first pause between two looks at storage while waiting (doubled each time, up to ``_STORED_POLL_MAX``).
+_STORED_POLL_FIRST = 0.05
+_STORED_POLL_MAX = 1.0
+#: ``Retry-After`` (seconds) of the 503 answered when the wait ends without the file. NuGet retries a 5xx answer
+#: (NuGet.Protocol ``HttpRetryHandler``: a status code of 500 or greater is retried).
+RETRY_AFTER_SECONDS = 2
 _EPOCH = "1970-01-01T00:00:00+00:00"
 _VIEWS = dict(REGISTRATION_VIEWS)
 #: A package id as NuGet allows it (lower-cased, as every request path here is), and a version's characters.
@@ -144,6 +158,9 @@ class ReadThroughMirror:
         self.cooldown = service.config.ingest.min_release_age_seconds > 0
         self._ingests: SingleFlight[tuple[str, str], IngestOutcome | None] = SingleFlight()
         self._refused: dict[tuple[str, str], tuple[float, IngestOutcome]] = {}
+        #: Seconds :meth:`await_stored` waits at most (:data:`STORED_WAIT_SECONDS`).
+        self.stored_wait = STORED_WAIT_SECONDS
+        self._waits: SingleFlight[str, bool] = SingleFlight()
         #: Counters: ingestions run (one per version fetched), outcomes by state.
         self.ingested: dict[str, int] = {"accepted": 0, "held": 0, "refused": 0}
 
@@ -456,6 +473,60 @@ class ReadThroughMirror:
             self._remember_refusal((id_lower, ver), outcome)
         return outcome
 
+    def _published(self, id_lower: str, ver_lower: str) -> bool:
+        with self.service.db.read() as session:
+            found = session.scalar(
+                select(Package.pk).where(Package.id_lower == id_lower, Package.version_lower == ver_lower)
+            )
+        return found is not None
+
+    async def _exists(self, key: str) -> bool:
+        storage = self.service.storage
+        if storage.inline_reads:
+            return storage.exists(key)
+        return await anyio.to_thread.run_sync(storage.exists, key)
+
+    async def await_stored(self, key: str, id_lower: str, ver_lower: str) -> bool | None:
+        """Wait for ``key`` (the ``.nupkg`` or ``.nuspec`` key of the version ``id_lower``/``ver_lower``, lower-case
+        normalized) to be in storage when the database says the version is published: the publisher commits the row
+        first and writes storage after it (``docs/feed.md``, Crash consistency), so a process that lost the publish
+        to another machine sharing the database and storage can find the row before the file. Storage is looked at
+        with a pause doubling from 50 ms to 1 s, for at most :attr:`stored_wait` seconds (asyncio; one wait per key
+        however many requests ask at once).
+
+        Returns None when no committed row has that version (nothing to wait for: the static layer's 404 stands),
+        True once the file is stored, False when it is still missing after the wait (logged as a warning; the caller
+        answers 503 with ``Retry-After``).
+
+        Raises:
+            SQLAlchemyError, OSError: the database or the storage failed.
+        """
+        if not await anyio.to_thread.run_sync(self._published, id_lower, ver_lower):
+            return None
+        return await self._waits.run(key, lambda: self._poll_stored(key))
+
+    async def _poll_stored(self, key: str) -> bool:
+        start = time.monotonic()
+        deadline = start + self.stored_wait
+        pause = _STORED_POLL_FIRST
+        while True:
+            if await self._exists(key):
+                log.info(
+                    "mirror: %s was committed by another process; stored after %.2f s", key, time.monotonic() - start
+                )
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning(
+                    "mirror: %s is published in the database but not in storage after %.1f s (another process's write "
+                    "is late or was lost); answering 503",
+                    key,
+                    self.stored_wait,
+                )
+                return False
+            await anyio.sleep(min(pause, left))
+            pause = min(pause * 2, _STORED_POLL_MAX)
+
     # ------------------------------------------------------------------ web pages
     async def page_info(self, package_id: str) -> dict[str, Any] | None:
         """What a package page shows of the upstream of a mirrored id: ``upstreams`` (names and service index URLs),
@@ -666,6 +737,9 @@ class ReadThroughLayer:
             try:
                 if self.mirror.upstreams.mapped(file.group(1)):
                     await self.mirror.ensure_package(file.group(1), file.group(2))
+                    if await self._committed_elsewhere_late(path, file.group(1), file.group(2)):
+                        await self._unavailable(scope, send, f"{path} is published but not yet in storage; retry")
+                        return
             except UpstreamError as exc:
                 await self._bad_gateway(scope, send, str(exc))
                 return
@@ -681,6 +755,17 @@ class ReadThroughLayer:
                 return
             log.warning("mirror: serving the stored %s: %s", path, exc)
         await self.static(scope, receive, send)
+
+    async def _committed_elsewhere_late(self, path: str, package_id: str, version_text: str) -> bool:
+        """True when ``path`` (a ``.nupkg`` or ``.nuspec`` request) is the served key of a version the database says
+        is published and it is still not in storage after :meth:`ReadThroughMirror.await_stored`'s wait."""
+        ver = _lower_version(version_text)
+        if ver is None:
+            return False
+        id_lower = package_id.lower()
+        if path not in (nupkg_key(id_lower, ver), nuspec_key(id_lower, ver)) or await self._stored(path):
+            return False
+        return await self.mirror.await_stored(path, id_lower, ver) is False
 
     async def _answer(self, scope: Scope, path: str, send: Send) -> bool:
         """Answer ``path`` from the upstream when it is the mirror's; False: the static layer answers."""
@@ -759,6 +844,15 @@ class ReadThroughLayer:
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     async def _bad_gateway(self, scope: Scope, send: Send, message: str) -> None:
+        await self._failure(scope, send, 502, message)
+
+    async def _unavailable(self, scope: Scope, send: Send, message: str) -> None:
+        """A 503 with ``Retry-After`` (:data:`RETRY_AFTER_SECONDS`): the file will be there shortly."""
+        await self._failure(scope, send, 503, message, [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())])
+
+    async def _failure(
+        self, scope: Scope, send: Send, status: int, message: str, extra: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
         body = (message + "\n").encode()
         warning = " ".join(message.split()).encode("latin-1", "replace")[:400]
         headers = [
@@ -766,9 +860,10 @@ class ReadThroughLayer:
             (b"cache-control", b"no-store"),
             (b"x-nuget-warning", warning),
             (REASON_PHRASE_HEADER.encode(), reason_phrase(message).encode("latin-1", "replace")),
+            *extra,
             (b"content-length", str(len(body)).encode()),
         ]
-        await send({"type": "http.response.start", "status": 502, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
