@@ -11,8 +11,10 @@ behind; a process that dies releases its locks (the kernel closes its files).
 Limits: the lock serialises the processes of one machine that share the data folder (``flock`` on a local
 filesystem; not over NFS). Several machines sharing S3 storage and one database each take their own lock: two of
 them may both download a version, but only one publishes it (the database's unique constraint on id and version
-decides; the other ingestion answers ``accepted`` and serves the stored bytes), so a duplicate download may happen,
-never a duplicate or partial publish. The lock files stay (empty, one per version ever fetched): removing one safely
+decides; the other ingestion answers ``accepted`` and serves the stored bytes, waiting for them a few seconds when
+the winner has committed and not yet written storage: :meth:`ReadThroughMirror.await_stored
+<nuseal.feed.mirror.readthrough.ReadThroughMirror.await_stored>`), so a duplicate download may happen, never a
+duplicate or partial publish. The lock files stay (empty, one per version ever fetched): removing one safely
 would need the lock it stands for.
 """
 
