@@ -42,7 +42,10 @@ def build() -> Target:
         )
     ]
     known = {p.framework.upper() for p in probes} | {"XAMARIN.IOS", "WINDOWS", "WINDOWSPHONE", "SILVERLIGHT", "TIZEN"}
-    profile_number = re.compile(r"Profile\d+", re.IGNORECASE)
+    # A profile number as NuGet writes it (no leading zero): "Profile096" parses, and names its short folder name
+    # after profile 96, which parses back as "Profile96", a different framework, in NuGet too (checked with the
+    # oracle's frameworks parse, NuGet.Frameworks 6.14.3).
+    profile_number = re.compile(r"Profile[1-9]\d*", re.IGNORECASE)
 
     def one_input(data: bytes) -> None:
         text = data.decode("utf-8", "replace")

@@ -343,6 +343,7 @@ portable-net4+sl5+win8+wpa81+wp8 portable-net403+sl5+win8+wp8 portable-wp81+wpa8
 portable-net40+win8+wpa81 portable-net45+win8+wpa81+wp8 portable-win8+wp8+wpa81 portable-net451+win81+wpa81
 portable-net45+win81 portable-net45+win8+monoandroid10+monotouch10+xamarinios10 portable-net45+sl50+win+wp80
 portable-net45+wp80+win8+wpa81+dnxcore50 portable-dnxcore50+net45+win8+wp8+wpa81
+.NETPortable0.0-Profile096 .NETPortable0.0-Profile96 portable-net403+sl4+win8+wp75
 """)
 _WINDOWS = _words("""
 uap uap10.0 uap10.0.15064 uap10.0.16299 uap10.0.17763 win win8 win81 win10 netcore netcore45 netcore451
