@@ -13,16 +13,11 @@ from asn1crypto import cms
 
 from nuseal.cli.main import main
 from nuseal.package import PackageArchive
+from support.trust import CLI_TRUST_ARGS as TRUST
+from support.trust import VECTORS as VECTOR_DIR
 
 pytestmark = pytest.mark.usefixtures("vector_clock")  # the real vectors, judged at VECTOR_NOW (support/clock.py)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-VECTOR_DIR = SHARED / "vectors" / "nuget.org"
-TRUST = [
-    "--revocation-mode", "offline",
-    "--code-signing-roots", str(SHARED / "trust" / "codesignctl.pem"),
-    "--timestamping-roots", str(SHARED / "trust" / "timestampctl.pem"),
-]
 AUTHOR_SIGNED = VECTOR_DIR / "system.memory.4.5.3.nupkg"
 
 

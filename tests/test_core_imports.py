@@ -18,14 +18,8 @@ from pathlib import Path
 import pytest
 
 from nuseal.cli.main import COMMANDS
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-VECTOR_DIR = SHARED / "vectors" / "nuget.org"
-TRUST = [
-    "--revocation-mode", "offline",
-    "--code-signing-roots", str(SHARED / "trust" / "codesignctl.pem"),
-    "--timestamping-roots", str(SHARED / "trust" / "timestampctl.pem"),
-]
+from support.trust import CLI_TRUST_ARGS as TRUST
+from support.trust import VECTORS as VECTOR_DIR
 
 CORE = ["nuseal.package", "nuseal.signature", "nuseal.timestamp", "nuseal.trust", "nuseal.verify"]
 

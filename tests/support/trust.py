@@ -33,6 +33,12 @@ SHARED = Path(__file__).resolve().parents[3] / "shared"  # ../shared next to the
 VECTORS = SHARED / "vectors" / "nuget.org"
 CODESIGN_BUNDLE = SHARED / "trust" / "codesignctl.pem"
 TIMESTAMP_BUNDLE = SHARED / "trust" / "timestampctl.pem"
+# ``nuseal verify`` options that judge the real vectors offline against the shared trust bundles
+CLI_TRUST_ARGS = [
+    "--revocation-mode", "offline",
+    "--code-signing-roots", str(CODESIGN_BUNDLE),
+    "--timestamping-roots", str(TIMESTAMP_BUNDLE),
+]
 UTC = dt.UTC
 
 # --------------------------------------------------------------------------- real vectors
