@@ -53,7 +53,8 @@ def test_nuseal_verify_loads_no_web_stack() -> None:
 
 # What ``nuseal verify`` must not load (issue 13: a CI run of ``nuseal verify ONE.nupkg`` pays for every import): the
 # other commands' stacks (audit, scan, restore and its V3 client, the feed), the HTTP client, and pyhanko-certvalidator
-# (it judges OCSP responses and CRLs; offline, with an empty revocation cache, there are none to judge).
+# (it judges OCSP responses and CRLs; offline, with an empty revocation cache, there are none to judge); nor the
+# worker pool's multiprocessing (one package is verified in this process) or the thread pool of online revocation.
 NOT_FOR_OFFLINE_VERIFY = [
     "nuseal.cli.audit",
     "nuseal.cli.scan",
@@ -68,6 +69,8 @@ NOT_FOR_OFFLINE_VERIFY = [
     "pyhanko_certvalidator",
     "starlette",
     "sqlalchemy",
+    "multiprocessing",
+    "concurrent.futures",
 ]
 
 _RUN_AND_LIST_MODULES = (

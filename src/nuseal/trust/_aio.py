@@ -7,7 +7,6 @@ thread), the coroutine is run on a short-lived worker thread with its own loop i
 
 from __future__ import annotations
 
-import concurrent.futures
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -24,5 +23,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         asyncio.get_running_loop()
     except RuntimeError:
         return asyncio.run(coro)
+    import concurrent.futures  # noqa: PLC0415 - only inside a running event loop
+
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()

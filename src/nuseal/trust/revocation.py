@@ -18,7 +18,6 @@ unreachable or unusable revocation data is "unknown" (NU3018/NU3028 warning at m
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import contextvars
 import enum
@@ -463,6 +462,8 @@ class RevocationChecker:
 
         def run(indexes: list[int]) -> dict[int, RevocationResult]:
             return {i: self.check(chain, i, now=now, mode=mode) for i in indexes}
+
+        import concurrent.futures  # noqa: PLC0415 - with logging ~3 ms; only online, several hosts
 
         results: dict[int, RevocationResult] = {}
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(groups)) as pool:

@@ -20,13 +20,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
-from nuseal._internal.workers import OrderedPool
 from nuseal.trust import CertificatePurpose, RevocationFetcher, TrustStore
 from nuseal.trust.revocation_cache import current_run
 from nuseal.verify.policy import VerificationPolicy
 from nuseal.verify.result import VerificationResult
 from nuseal.verify.verifier import Verifier
+
+if TYPE_CHECKING:
+    from nuseal._internal.workers import OrderedPool
 
 __all__ = [
     "MAX_BATCH",
@@ -127,6 +130,9 @@ class VerifierPool:
         if jobs < 1:
             raise ValueError("a pool needs at least one worker")
         self.jobs = jobs
+        # multiprocessing (~10 ms of imports) only when there are workers: not for one package (issue 13)
+        from nuseal._internal.workers import OrderedPool  # noqa: PLC0415
+
         local = verifier or spec.build()
         self._pool: OrderedPool[str, VerificationResult] = OrderedPool(
             jobs, partial(_verify_one, local), setup=(_spawned, (spec,))
