@@ -24,6 +24,7 @@ from nuseal.errors import ConfigError
 from nuseal.feed.mirror.upstream import (
     FetchedPackage,
     UpstreamClient,
+    UpstreamDocumentError,
     UpstreamPackageTooLargeError,
     Upstreams,
     UpstreamSource,
@@ -433,3 +434,26 @@ def test_files_a_killed_process_left_are_removed_once_older_than_a_download(tmp_
 
     asyncio.run(build())
     assert sorted(p.name for p in work.iterdir()) == [".part-c", "a.1.0.0.x.nupkg"]  # callers' files are theirs
+
+
+def test_a_search_answer_of_the_wrong_shape_is_an_invalid_document(
+    upstream: NugetOrgUpstream, proxy: UpstreamProxy, tmp_path: Path
+) -> None:
+    """totalHits that is not an integer, or JSON nested deeper than the parser goes, is the upstream's bad document
+    (the mirror then keeps its local answer), not an exception from the middle of the mirror's arithmetic."""
+    answers = {
+        "text-total": b'{"totalHits": "many", "data": []}',
+        "bool-total": b'{"totalHits": true, "data": []}',
+        "deep": b"[" * 100_000 + b"]" * 100_000,
+    }
+
+    async def go(client: UpstreamClient) -> None:
+        for query, body in answers.items():
+            proxy.replace["/v3/search"] = body
+            with pytest.raises(UpstreamDocumentError, match="not a search result"):
+                await client.search(query)
+        del proxy.replace["/v3/search"]
+        hits = await client.search("restsharp")
+        assert [h["id"] for h in hits["data"]] == ["RestSharp"] and isinstance(hits["totalHits"], int)
+
+    run(go, source(proxy), tmp_path / "work")

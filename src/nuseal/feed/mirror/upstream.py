@@ -582,21 +582,7 @@ class UpstreamClient:
         params = urlencode(
             {"q": query, "skip": skip, "take": take, "prerelease": str(prerelease).lower(), "semVerLevel": semver_level}
         )
-
-        async def load() -> dict[str, Any]:
-            url = (await self.resources()).search_query_service
-            if url is None:
-                return {"totalHits": 0, "data": []}
-            status, body = await self._get(f"{url}?{params}", "search answer")
-            try:
-                document = json.loads(body) if status == 200 else None
-            except ValueError:
-                document = None
-            if not isinstance(document, dict) or not isinstance(document.get("data"), list):
-                raise self._bad_document("search answer", f"{url}?{params} is not a search result")
-            return document
-
-        return await self._cached("search", params, load)
+        return await self._query("search", params, "search answer", "a search result")
 
     async def autocomplete(
         self,
@@ -624,22 +610,39 @@ class UpstreamClient:
         }
         if package_type:
             fields["packageType"] = package_type
-        params = urlencode(fields)
+        return await self._query("autocomplete", urlencode(fields), "autocomplete answer", "an autocomplete result")
+
+    async def _query(self, kind: str, params: str, what: str, shape: str) -> dict[str, Any]:
+        """GET ``params`` from the search (``kind`` "search") or autocomplete service, cached: the answer as sent,
+        checked for the shape both share (an object with a ``data`` array and an integer ``totalHits`` when present);
+        ``{"totalHits": 0, "data": []}`` when the upstream offers no such service.
+
+        Raises:
+            UpstreamUnavailableError, UpstreamDocumentError: as :meth:`resources`; UpstreamDocumentError also for an
+                answer not of that shape (not JSON, nested too deep to parse, ``totalHits`` not an integer).
+        """
 
         async def load() -> dict[str, Any]:
-            url = (await self.resources()).autocomplete_service
+            resources = await self.resources()
+            url = resources.search_query_service if kind == "search" else resources.autocomplete_service
             if url is None:
                 return {"totalHits": 0, "data": []}
-            status, body = await self._get(f"{url}?{params}", "autocomplete answer")
+            status, body = await self._get(f"{url}?{params}", what)
             try:
                 document = json.loads(body) if status == 200 else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 document = None
-            if not isinstance(document, dict) or not isinstance(document.get("data"), list):
-                raise self._bad_document("autocomplete answer", f"{url}?{params} is not an autocomplete result")
+            total = document.get("totalHits", 0) if isinstance(document, dict) else None
+            if (
+                not isinstance(document, dict)
+                or not isinstance(document.get("data"), list)
+                or not isinstance(total, int)
+                or isinstance(total, bool)
+            ):
+                raise self._bad_document(what, f"{url}?{params} is not {shape}")
             return document
 
-        return await self._cached("autocomplete", params, load)
+        return await self._cached(kind, params, load)
 
     # ------------------------------------------------------------------ downloads
     async def fetch_package(self, package_id: str, version: NuGetVersion) -> FetchedPackage | None:
